@@ -1,0 +1,18 @@
+# Shared by the scripts: where builds go, and how to build.
+# shellcheck shell=bash
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SENDGATE_CACHE="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
+# One fixed target directory outside the clone: a fresh clone (CI) reuses the
+# compiled RocksDB and librdkafka instead of spending ~25 minutes on them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SENDGATE_CACHE/target}"
+# One profile (release) for tests, the binary and benchmarks, so RocksDB's
+# C++ is compiled once.
+SENDGATE_BIN="$CARGO_TARGET_DIR/release/sendgate"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+build_release() {
+  say "building sendgate (release; the first build compiles RocksDB and librdkafka, ~25 min on 2 cores)"
+  (cd "$REPO_ROOT" && cargo build --release --locked --bins)
+}

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# Run a real, single-node Apache Kafka broker (KRaft, broker+controller in one
+# JVM) on 127.0.0.1 without Docker. The jars come from Maven Central through
+# scripts/kafka/pom.xml and are cached outside the repository.
+#
+# Usage: scripts/kafka.sh COMMAND [ARGS]
+#   install        fetch the broker jars into the cache (skipped when present)
+#   start          install if needed, format storage once, start the broker in
+#                  the background and wait until it serves clients
+#   stop           SIGTERM, wait up to KAFKA_STOP_TIMEOUT s, then SIGKILL
+#   restart        stop, then start
+#   status         say whether the broker runs (exit 0) or not (exit 3)
+#   wipe           stop and delete the data directory
+#   env            print KAFKA_BOOTSTRAP=127.0.0.1:<port>
+#   log            print the last lines of the broker log
+#   topics ARGS    run the topic tool against the broker (e.g. `topics --list`)
+#   tool CLASS ARGS  run any Kafka tool class with the broker's classpath,
+#                  e.g. `tool org.apache.kafka.tools.ConsoleProducer ...`
+#
+# Settings (environment):
+#   SENDGATE_CACHE         cache root             (default ~/.cache/sendgate)
+#   KAFKA_VERSION          Kafka release          (default 4.1.2)
+#   KAFKA_PORT             client port            (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port  (default 9093)
+#   KAFKA_DATA_DIR         data directory         (default $SENDGATE_CACHE/kafka-data-<port>)
+#   KAFKA_HEAP_OPTS        broker heap            (default -Xmx1g -Xms256m)
+#   KAFKA_JVM_OPTS         extra broker JVM flags (default none)
+#   KAFKA_EXTRA_PROPERTIES extra server.properties lines, newline separated;
+#                          they override the template
+#   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
+#   KAFKA_STOP_TIMEOUT     seconds to wait for a clean stop (default 60)
+#   JAVA_HOME, MVN         Java 17+ installation, Maven command (default mvn)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CONF_DIR="$SCRIPT_DIR/kafka"
+
+CACHE_ROOT="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
+# Keep equal to <kafka.version> in scripts/kafka/pom.xml and the image tag in
+# docker-compose.yml.
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+LIB_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION/lib"
+# One data directory per client port, so brokers on different ports (e.g.
+# parallel test runs) never share storage.
+DATA_DIR="${KAFKA_DATA_DIR:-$CACHE_ROOT/kafka-data-$KAFKA_PORT}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1g -Xms256m}"
+KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
+KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
+MVN="${MVN:-mvn}"
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+PROPS="$DATA_DIR/server.properties"
+PID_FILE="$DATA_DIR/kafka.pid"
+SERVER_LOG="$DATA_DIR/server.log"
+STDOUT_LOG="$DATA_DIR/stdout.log"
+# Written at format time: the KRaft quorum remembers the controller endpoint,
+# so starting the same storage on another controller port would never elect.
+FORMAT_STAMP="$DATA_DIR/formatted.env"
+# Present in every data directory this script created; `wipe` refuses to
+# delete a directory without it (KAFKA_DATA_DIR could point anywhere).
+MARKER="$DATA_DIR/.sendgate-kafka"
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+require_java() {
+  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install Java 17+ or set JAVA_HOME)"
+  local spec
+  spec="$("$JAVA" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2; exit}')"
+  # Kafka 4 brokers need Java 17; "1.8" style versions are older still.
+  [[ "$spec" =~ ^[0-9]+$ && "$spec" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found '${spec:-unknown}' ($JAVA)"
+}
+
+# Serialise start/stop/wipe (and install) between concurrent invocations. The
+# lock file sits beside the directory it guards so that `wipe` can delete the
+# directory while holding it. fd 9 is closed for the broker (see launch).
+take_lock() {
+  local file="$1"
+  command -v flock >/dev/null 2>&1 || return 0   # e.g. macOS: run unlocked
+  mkdir -p "$(dirname "$file")"
+  exec 9>"$file"
+  flock -w 180 9 || die "could not lock $file within 180 s"
+}
+
+installed() { [[ -f "$LIB_DIR/.complete" ]]; }
+
+cmd_install() {
+  if installed; then
+    return 0
+  fi
+  take_lock "$CACHE_ROOT/kafka-$KAFKA_VERSION.lock"
+  installed && return 0           # another invocation finished meanwhile
+  command -v "$MVN" >/dev/null 2>&1 || die "maven ($MVN) not found; it fetches the Kafka jars"
+  log "fetching Kafka $KAFKA_VERSION jars into $LIB_DIR"
+  # Copy into a scratch directory and rename at the end, so an interrupted
+  # download never looks like a complete install.
+  local tmp="$LIB_DIR.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # Maven's quiet mode still prints bare colour-reset codes; strip them.
+  if ! "$MVN" -q -B -Dstyle.color=never -f "$CONF_DIR/pom.xml" \
+      -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 \
+      | sed $'s/\e\\[[0-9;]*m//g' >&2; then
+    rm -rf "$tmp"
+    rmdir "$(dirname "$LIB_DIR")" 2>/dev/null || true
+    die "maven could not fetch Kafka $KAFKA_VERSION (is that version on Maven Central?)"
+  fi
+  [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { rm -rf "$tmp"; die "kafka_2.13-$KAFKA_VERSION.jar missing after download"; }
+  touch "$tmp/.complete"
+  rm -rf "$LIB_DIR"
+  mv "$tmp" "$LIB_DIR"
+  log "installed $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1))"
+}
+
+# JVM for the short-lived tools: small heap, serial GC and the C1 compiler
+# only, since they run for a second or two and startup time dominates.
+tool_cmd() {
+  local class="$1"; shift
+  TOOL=("$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$CONF_DIR/tools-log4j2.xml"
+        -cp "$LIB_DIR/*" "$class" "$@")
+}
+
+run_tool() {
+  tool_cmd "$@"
+  "${TOOL[@]}"
+}
+
+# `timeout SECONDS CMD...` where coreutils has it (not stock macOS).
+with_timeout() {
+  if command -v timeout >/dev/null 2>&1; then
+    timeout "$@"
+  else
+    shift
+    "$@"
+  fi
+}
+
+# True when a TCP connection to 127.0.0.1:$1 succeeds. Uses bash's /dev/tcp so
+# no netcat is needed.
+port_open() {
+  # shellcheck disable=SC2016  # $0 is expanded by the inner bash
+  with_timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" >/dev/null 2>&1
+}
+
+# True when the broker at $BOOTSTRAP is registered and unfenced. The listener
+# opens before the controller unfences the broker; until then the metadata it
+# serves lists no broker, and the tool prints no "(id: N" line.
+broker_ready() {
+  local out
+  tool_cmd org.apache.kafka.tools.BrokerApiVersionsCommand \
+    --bootstrap-server "$BOOTSTRAP" --command-config "$CONF_DIR/admin-probe.properties"
+  out="$(with_timeout 30 "${TOOL[@]}" 2>/dev/null)" || return 1
+  [[ "$out" == *"(id: "* ]]
+}
+
+read_pid() {
+  if [[ -f "$PID_FILE" ]]; then
+    tr -dc '0-9' <"$PID_FILE"
+  fi
+}
+
+# True when $1 is a live (non-zombie) JVM running this data directory's
+# broker; a stale pid file whose number was reused does not match.
+is_our_broker() {
+  local pid="$1" args
+  [[ -n "$pid" ]] || return 1
+  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  [[ "$args" == *"kafka.Kafka $PROPS"* ]]
+}
+
+running_pid() {
+  local pid
+  pid="$(read_pid)"
+  if is_our_broker "$pid"; then
+    echo "$pid"
+  fi
+}
+
+tail_log() {
+  local f
+  for f in "$STDOUT_LOG" "$SERVER_LOG"; do
+    if [[ -s "$f" ]]; then
+      printf '\n--- last lines of %s ---\n' "$f" >&2
+      tail -n "${1:-40}" "$f" >&2
+    fi
+  done
+}
+
+render_properties() {
+  local tpl
+  tpl="$(<"$CONF_DIR/server.properties.in")"
+  tpl="${tpl//@PORT@/$KAFKA_PORT}"
+  tpl="${tpl//@CONTROLLER_PORT@/$KAFKA_CONTROLLER_PORT}"
+  tpl="${tpl//@LOG_DIRS@/$DATA_DIR/data}"
+  {
+    printf '%s\n' "$tpl"
+    if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
+      printf '\n# From KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES"
+    fi
+  } >"$PROPS.tmp"
+  mv "$PROPS.tmp" "$PROPS"
+}
+
+# Format the KRaft storage once. --standalone makes this node the sole voter
+# of a dynamic controller quorum; meta.properties marks a formatted directory.
+format_storage() {
+  if [[ -f "$DATA_DIR/data/meta.properties" ]]; then
+    if [[ -f "$FORMAT_STAMP" ]]; then
+      local formatted_cport
+      formatted_cport="$(sed -n 's/^CONTROLLER_PORT=//p' "$FORMAT_STAMP")"
+      if [[ -n "$formatted_cport" && "$formatted_cport" != "$KAFKA_CONTROLLER_PORT" ]]; then
+        die "$DATA_DIR was formatted for controller port $formatted_cport, not $KAFKA_CONTROLLER_PORT; use that port or run 'wipe'"
+      fi
+    fi
+    return 0
+  fi
+  local cluster_id
+  cluster_id="$(run_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+  [[ -n "$cluster_id" ]] || die "could not generate a cluster id"
+  log "formatting $DATA_DIR/data (cluster id $cluster_id)"
+  if ! run_tool kafka.tools.StorageTool format --cluster-id "$cluster_id" \
+      --config "$PROPS" --standalone --ignore-formatted >"$DATA_DIR/format.log" 2>&1; then
+    cat "$DATA_DIR/format.log" >&2
+    die "formatting the storage failed"
+  fi
+  printf 'CLUSTER_ID=%s\nCONTROLLER_PORT=%s\nKAFKA_VERSION=%s\n' \
+    "$cluster_id" "$KAFKA_CONTROLLER_PORT" "$KAFKA_VERSION" >"$FORMAT_STAMP"
+}
+
+launch() {
+  local -a heap extra detach=()
+  read -r -a heap <<<"$KAFKA_HEAP_OPTS"
+  read -r -a extra <<<"$KAFKA_JVM_OPTS"
+  # Same GC settings as Kafka's own start script.
+  local -a jvm=(
+    "${heap[@]}"
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+    "-Dkafka.logs.dir=$DATA_DIR"
+    "-Dlog4j2.configurationFile=$CONF_DIR/log4j2.xml"
+    ${extra[@]+"${extra[@]}"}
+  )
+  rm -f "$PID_FILE"
+  # setsid: the broker leaves the caller's session and process group, so it
+  # outlives the shell (and a Ctrl-C there) until `stop`. The pid is written
+  # by the process that then execs java, so it is java's pid whether or not
+  # setsid had to fork. 9>&- keeps the start lock out of the broker.
+  command -v setsid >/dev/null 2>&1 && detach=(setsid)
+  # shellcheck disable=SC2016  # $$ and $0 are expanded by the inner sh
+  ${detach[@]+"${detach[@]}"} sh -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
+    "$JAVA" "${jvm[@]}" -cp "$LIB_DIR/*" kafka.Kafka "$PROPS" \
+    </dev/null >>"$STDOUT_LOG" 2>&1 9>&- &
+  local _
+  for _ in $(seq 50); do
+    [[ -s "$PID_FILE" ]] && break
+    sleep 0.1
+  done
+  [[ -s "$PID_FILE" ]] || die "the broker process did not start"
+}
+
+# Stop the broker with pid $1: SIGTERM lets it flush and close its logs, so the
+# next start skips log recovery; SIGKILL only if it hangs.
+terminate() {
+  local pid="$1" waited=0
+  kill -TERM "$pid" 2>/dev/null || true
+  while is_our_broker "$pid"; do
+    if (( waited >= KAFKA_STOP_TIMEOUT )); then
+      log "broker (pid $pid) still running after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  rm -f "$PID_FILE"
+}
+
+wait_ready() {
+  local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  while (( SECONDS < deadline )); do
+    if ! is_our_broker "$pid"; then
+      tail_log 60
+      die "the broker exited during startup (see above; data in $DATA_DIR)"
+    fi
+    # The cheap port check first: each probe is a JVM start.
+    if port_open "$KAFKA_PORT" && broker_ready; then
+      return 0
+    fi
+    sleep 1
+  done
+  tail_log 60
+  log "error: broker not ready on $BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (KAFKA_START_TIMEOUT); stopping it"
+  terminate "$pid"
+  exit 1
+}
+
+cmd_start() {
+  require_java
+  cmd_install
+  take_lock "${DATA_DIR%/}.lock"
+  local pid
+  pid="$(running_pid)"
+  if [[ -n "$pid" ]]; then
+    wait_ready "$pid"   # it may have been started a moment ago
+    log "already running (pid $pid) on $BOOTSTRAP"
+    return 0
+  fi
+  if port_open "$KAFKA_PORT"; then
+    # Someone else's broker (another checkout, a container) is fine as long
+    # as it is Kafka; anything else on the port is an error.
+    if broker_ready; then
+      log "a Kafka broker not started from $DATA_DIR already serves $BOOTSTRAP; nothing to do"
+      return 0
+    fi
+    die "port $KAFKA_PORT is in use by something that is not a ready Kafka broker (set KAFKA_PORT)"
+  fi
+  port_open "$KAFKA_CONTROLLER_PORT" && die "controller port $KAFKA_CONTROLLER_PORT is in use (set KAFKA_CONTROLLER_PORT)"
+
+  mkdir -p "$DATA_DIR/data"
+  touch "$MARKER"
+  render_properties
+  format_storage
+  local t0=$SECONDS
+  launch
+  pid="$(read_pid)"
+  wait_ready "$pid"
+  log "Kafka $KAFKA_VERSION ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s; log $SERVER_LOG)"
+}
+
+cmd_stop() {
+  take_lock "${DATA_DIR%/}.lock"
+  local pid
+  pid="$(running_pid)"
+  if [[ -z "$pid" ]]; then
+    rm -f "$PID_FILE"
+    log "not running (data dir $DATA_DIR)"
+    return 0
+  fi
+  log "stopping broker (pid $pid)"
+  terminate "$pid"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  pid="$(running_pid)"
+  if [[ -n "$pid" ]]; then
+    local state="accepting connections"
+    port_open "$KAFKA_PORT" || state="not yet accepting connections"
+    echo "running: pid $pid, $BOOTSTRAP ($state), Kafka $KAFKA_VERSION, data $DATA_DIR"
+    return 0
+  fi
+  if port_open "$KAFKA_PORT"; then
+    echo "not running from $DATA_DIR, but something listens on $BOOTSTRAP"
+  else
+    echo "not running (data $DATA_DIR)"
+  fi
+  return 3   # LSB "program is not running"
+}
+
+cmd_wipe() {
+  cmd_stop
+  take_lock "${DATA_DIR%/}.lock"
+  if [[ ! -e "$DATA_DIR" ]]; then
+    log "nothing to wipe at $DATA_DIR"
+    return 0
+  fi
+  [[ -f "$MARKER" ]] || die "$DATA_DIR was not created by this script (no $(basename "$MARKER")); not deleting it"
+  rm -rf "$DATA_DIR"
+  rm -f "${DATA_DIR%/}.lock"
+  log "deleted $DATA_DIR"
+}
+
+need_install() {
+  installed || die "Kafka $KAFKA_VERSION is not installed; run: $0 install"
+}
+
+case "${1:-}" in
+  install) shift; cmd_install ;;
+  start)   shift; cmd_start ;;
+  stop)    shift; cmd_stop ;;
+  restart) shift; cmd_stop; cmd_start ;;
+  status)  shift; cmd_status ;;
+  wipe)    shift; cmd_wipe ;;
+  env)     shift; echo "KAFKA_BOOTSTRAP=$BOOTSTRAP" ;;
+  log)     shift; tail -n "${1:-100}" "$SERVER_LOG" ;;
+  topics)  shift; need_install; run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@" ;;
+  tool)    shift; [[ $# -ge 1 ]] || die "usage: $0 tool CLASS [ARGS...]"; need_install; run_tool "$@" ;;
+  -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -1,0 +1,139 @@
+//! Plain (non-transactional) Kafka I/O for the command-line tools.
+
+use crate::config::Config;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+fn base(cfg: &Config) -> Result<ClientConfig, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.require_bootstrap()?);
+    c.set("log_level", "3");
+    for (k, v) in &cfg.kafka {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+pub fn producer(cfg: &Config) -> Result<FutureProducer, String> {
+    base(cfg)?
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .map_err(|e| format!("cannot create a producer: {e}"))
+}
+
+/// Sends records and waits for every acknowledgement. Returns the failures.
+pub async fn send_all(producer: &FutureProducer, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Vec<String> {
+    let mut futures = Vec::with_capacity(records.len());
+    for (key, value) in &records {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key.as_slice());
+        if let Some(v) = value {
+            rec = rec.payload(v.as_slice());
+        }
+        futures.push(producer.send(rec, Duration::from_secs(60)));
+        // Keep the number of unacknowledged sends bounded.
+        if futures.len() >= 10_000 {
+            let drained: Vec<_> = std::mem::take(&mut futures);
+            if let Some(e) = futures::future::join_all(drained).await.into_iter().find_map(|r| r.err()) {
+                return vec![format!("{topic}: {}", e.0)];
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for r in futures::future::join_all(futures).await {
+        if let Err((e, _)) = r {
+            failures.push(format!("{topic}: {e}"));
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+    failures
+}
+
+/// One record read from a topic.
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+pub struct ReadOptions {
+    pub from_beginning: bool,
+    /// Start at these offsets (by partition) instead; overrides `from_beginning`.
+    pub start_offsets: Option<std::collections::HashMap<i32, i64>>,
+    /// Stop after this many records.
+    pub max: Option<u64>,
+    /// Stop after this long without a new record.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Reads a whole topic (every partition) read-committed, outside any group,
+/// calling `f` per record until a stop condition holds.
+pub fn read_topic(cfg: &Config, topic: &str, opts: &ReadOptions, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
+    let consumer: BaseConsumer = base(cfg)?
+        .set("group.id", format!("{}.cli-reader", cfg.namespace))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(format!("topic {topic} does not exist; run `sendgate topics apply`"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        let off = match opts.start_offsets.as_ref().and_then(|m| m.get(&p.id())) {
+            Some(o) => Offset::Offset(*o),
+            None if opts.from_beginning || opts.start_offsets.is_some() => Offset::Beginning,
+            None => Offset::End,
+        };
+        tpl.add_partition_offset(topic, p.id(), off).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut n = 0u64;
+    let mut last = Instant::now();
+    loop {
+        if opts.max.is_some_and(|m| n >= m) {
+            break;
+        }
+        if opts.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            Some(Ok(m)) => {
+                last = Instant::now();
+                n += 1;
+                let timestamp_ms = match m.timestamp() {
+                    Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+                    Timestamp::NotAvailable => None,
+                };
+                f(ReadRecord { partition: m.partition(), offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The current end offset of every partition of a topic: read from there to
+/// see only what comes next.
+pub fn end_offsets(cfg: &Config, topic: &str) -> Result<std::collections::HashMap<i32, i64>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", format!("{}.cli-reader", cfg.namespace)).create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
+    let mut out = std::collections::HashMap::new();
+    for p in t.partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?;
+        out.insert(p.id(), high);
+    }
+    Ok(out)
+}

@@ -1,0 +1,8 @@
+//! The `sendgate` subcommands other than `run`: producing inputs from JSON,
+//! following outputs as JSON, policies, operator commands and the demo.
+
+pub mod collect;
+pub mod demo;
+pub mod json_input;
+pub mod kafka_io;
+pub mod ops;

@@ -1,0 +1,194 @@
+//! Implementations of the CLI subcommands.
+
+use super::json_input::{encode_line, InputKind};
+use super::kafka_io::{self, ReadOptions};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::policy::{file::parse_policy_file, PolicySpec, Scope};
+use rdkafka::producer::FutureRecord;
+use std::io::BufRead;
+use std::time::Duration;
+
+fn wall_clock_ms() -> i64 {
+    // Only for the informational client-side fields of records a person
+    // produces from the CLI; never read inside a decision.
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `sendgate produce KIND [FILE]`: JSON lines to Avro records.
+pub async fn produce(cfg: &Config, kind: InputKind, file: Option<&std::path::Path>) -> Result<(), String> {
+    let topo = cfg.topology()?;
+    let reader: Box<dyn BufRead> = match file {
+        Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?)),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let now = wall_clock_ms();
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("reading input: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match encode_line(kind, &line, now) {
+            Ok((k, v)) => records.push((k, Some(v))),
+            Err(e) => bad.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    let producer = kafka_io::producer(cfg)?;
+    let n = records.len();
+    let failures = kafka_io::send_all(&producer, &topo.full(kind.topic_suffix()), records).await;
+    for b in &bad {
+        eprintln!("skipped {b}");
+    }
+    for f in &failures {
+        eprintln!("failed: {f}");
+    }
+    eprintln!("produced {} of {} record(s) to {}", n - failures.len().min(n), n + bad.len(), topo.full(kind.topic_suffix()));
+    if bad.is_empty() && failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} line(s) refused, {} send(s) failed", bad.len(), failures.len()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputKind {
+    Decisions,
+    Alerts,
+    DeadLetters,
+}
+
+/// `sendgate decisions|alerts|dead-letters`: one JSON line per record.
+pub fn follow(cfg: &Config, kind: OutputKind, opts: &ReadOptions) -> Result<(), String> {
+    let topo = cfg.topology()?;
+    let (suffix, rt) = match kind {
+        OutputKind::Decisions => ("decisions", RecordType::Decision),
+        OutputKind::Alerts => ("alerts", RecordType::Alert),
+        OutputKind::DeadLetters => ("dead-letters", RecordType::DeadLetter),
+    };
+    let topic = topo.full(suffix);
+    let mut out = std::io::stdout().lock();
+    kafka_io::read_topic(cfg, &topic, opts, |r| {
+        let payload = r.payload.unwrap_or_default();
+        let json = match rt {
+            RecordType::Decision => codec::decode::<Decision>(rt, &payload).map(|d| serde_json::to_string(&d)),
+            RecordType::Alert => codec::decode::<Alert>(rt, &payload).map(|d| serde_json::to_string(&d)),
+            _ => codec::decode::<DeadLetter>(rt, &payload).map(|d| {
+                // Show the original bytes as text where they are text.
+                let mut v = serde_json::to_value(&d).expect("serialisable");
+                v["value"] = serde_json::Value::String(String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()).into_owned());
+                v["key"] = serde_json::Value::String(String::from_utf8_lossy(d.key.as_deref().unwrap_or_default()).into_owned());
+                serde_json::to_string(&v)
+            }),
+        };
+        let line = match json {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => serde_json::json!({"undecodable": e.to_string(), "partition": r.partition, "offset": r.offset}).to_string(),
+        };
+        use std::io::Write;
+        writeln!(out, "{line}").map_err(|e| e.to_string())
+    })?;
+    Ok(())
+}
+
+/// `sendgate policy apply FILE`: validate everything, then publish.
+pub async fn policy_apply(cfg: &Config, file: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let docs = parse_policy_file(&text).map_err(|errs| format!("{} was not published; fix these first:\n  - {}", file.display(), errs.join("\n  - ")))?;
+    for (scope, version) in publish_policies(cfg, docs, &file.display().to_string()).await? {
+        println!("{scope}: published as version {version}");
+    }
+    Ok(())
+}
+
+/// Publishes validated documents; returns each scope with its new version.
+pub async fn publish_policies(cfg: &Config, docs: Vec<(Scope, PolicySpec)>, source_name: &str) -> Result<Vec<(String, i64)>, String> {
+    let topo = cfg.topology()?;
+    let producer = kafka_io::producer(cfg)?;
+    let topic = topo.full("policies");
+    let mut out = Vec::new();
+    for (scope, spec) in docs {
+        let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some(source_name.to_string()) };
+        let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
+        let key = scope.to_string();
+        let (partition, offset) = producer
+            .send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| format!("publishing {key}: {e}"))?;
+        let _ = partition;
+        out.push((key, offset + 1));
+    }
+    Ok(out)
+}
+
+/// `sendgate policy show SCOPE`: the scope's current document and version.
+pub fn policy_show(cfg: &Config, scope: &str) -> Result<(), String> {
+    let topo = cfg.topology()?;
+    let wanted = Scope::parse(scope)?.to_string();
+    let mut current: Option<(i64, Option<PolicyDocument>)> = None;
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
+    kafka_io::read_topic(cfg, &topo.full("policies"), &opts, |r| {
+        if r.key.as_deref() == Some(wanted.as_bytes()) {
+            let doc = r.payload.as_deref().map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b)).transpose().map_err(|e| e.to_string())?;
+            current = Some((r.offset + 1, doc));
+        }
+        Ok(())
+    })?;
+    match current {
+        Some((version, Some(doc))) => {
+            let spec = PolicySpec::from_json(&doc.spec_json)?;
+            println!("# scope {wanted}, version {version}{}", doc.source_name.map(|s| format!(", from {s}")).unwrap_or_default());
+            println!("[[policy]]\nscope = \"{wanted}\"");
+            print!("{}", toml::to_string(&spec).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        Some((version, None)) => Err(format!("{wanted}: removed at version {version}; the built-in defaults and wider scopes apply")),
+        None => Err(format!("{wanted}: no policy document; the built-in defaults and wider scopes apply")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommandVerb {
+    Approve,
+    Reject,
+    Pause,
+    Resume,
+}
+
+/// `sendgate command VERB TARGET`: publish an operator command.
+pub async fn command(cfg: &Config, verb: CommandVerb, tenant: &str, target: &str, sender: Option<&str>, reason: Option<&str>) -> Result<(), String> {
+    let topo = cfg.topology()?;
+    let kind = match verb {
+        CommandVerb::Approve => CommandKind::Approve,
+        CommandVerb::Reject => CommandKind::Reject,
+        CommandVerb::Pause => CommandKind::Pause,
+        CommandVerb::Resume => CommandKind::Resume,
+    };
+    match verb {
+        CommandVerb::Approve | CommandVerb::Reject if sender.is_none() => return Err("approve/reject need --sender (the held intent's sender)".into()),
+        CommandVerb::Pause | CommandVerb::Resume => {
+            Scope::parse(target)?;
+        }
+        _ => {}
+    }
+    let cmd = Command {
+        command_id: format!("cli-{}-{}", wall_clock_ms(), std::process::id()),
+        kind,
+        tenant: tenant.to_string(),
+        target: target.to_string(),
+        sender: sender.map(str::to_string),
+        reason: reason.map(str::to_string),
+        operator: std::env::var("USER").ok(),
+    };
+    let bytes = codec::encode(RecordType::Command, &cmd).map_err(|e| e.to_string())?;
+    let producer = kafka_io::producer(cfg)?;
+    let failures = kafka_io::send_all(&producer, &topo.full("commands"), vec![(target.as_bytes().to_vec(), Some(bytes))]).await;
+    if let Some(f) = failures.first() {
+        return Err(f.clone());
+    }
+    println!("{:?} {} published ({})", kind, target, cmd.command_id);
+    Ok(())
+}

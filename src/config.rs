@@ -1,0 +1,190 @@
+//! Configuration: defaults, then an optional TOML file, then `SENDGATE_*`
+//! environment variables. Unknown keys and bad values fail at start-up with
+//! a message that says what to fix.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka bootstrap servers. Empty: not configured.
+    pub bootstrap: String,
+    /// Prefix of every topic, consumer group and transactional id.
+    pub namespace: String,
+    /// Stable per instance: a restarted instance with the same id fences its
+    /// predecessor's open transaction at once instead of waiting for it to time out.
+    pub instance_id: String,
+    /// Where RocksDB keeps the local materialisation of stage state.
+    pub state_dir: PathBuf,
+    /// Prometheus scrape endpoint; empty disables it.
+    pub metrics_addr: String,
+    /// How often a stage commits its transaction (ms).
+    pub commit_interval_ms: u64,
+    /// Most input records in one transaction.
+    pub max_batch_records: usize,
+    /// Kafka transaction timeout (ms); also bounds how long a crashed
+    /// instance's open transaction can block readers if its id changes.
+    pub transaction_timeout_ms: u64,
+    /// How long ALLOWED/BLOCKED intent ids are remembered for idempotency.
+    pub idempotency_retention_hours: u64,
+    /// Topology file; empty uses the one built into the binary.
+    pub topology_file: String,
+    /// Replication factor for topics that `topics apply` creates.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every client (security.protocol, sasl.*, ...).
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bootstrap: String::new(),
+            namespace: "sendgate".into(),
+            instance_id: "0".into(),
+            state_dir: PathBuf::from(".sendgate/state"),
+            metrics_addr: "127.0.0.1:9464".into(),
+            commit_interval_ms: 100,
+            max_batch_records: 5_000,
+            transaction_timeout_ms: 30_000,
+            idempotency_retention_hours: 168,
+            topology_file: String::new(),
+            replication_factor: 1,
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// The environment variables that override the file, and the field each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("SENDGATE_BOOTSTRAP", "bootstrap"),
+    ("SENDGATE_NAMESPACE", "namespace"),
+    ("SENDGATE_INSTANCE_ID", "instance_id"),
+    ("SENDGATE_STATE_DIR", "state_dir"),
+    ("SENDGATE_METRICS_ADDR", "metrics_addr"),
+    ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
+    ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
+    ("SENDGATE_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms"),
+    ("SENDGATE_IDEMPOTENCY_RETENTION_HOURS", "idempotency_retention_hours"),
+    ("SENDGATE_TOPOLOGY_FILE", "topology_file"),
+    ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
+];
+
+impl Config {
+    /// Loads and validates. `file` is the `--config` path, if any.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, String> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
+                toml::from_str::<Config>(&text).map_err(|e| format!("config file {}: {e}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        for (var, field) in ENV_VARS {
+            if let Ok(v) = std::env::var(var) {
+                cfg.set(field, &v).map_err(|e| format!("{var}={v:?}: {e}"))?;
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn set(&mut self, field: &str, v: &str) -> Result<(), String> {
+        let num = |v: &str| v.trim().parse::<u64>().map_err(|_| "must be a whole number".to_string());
+        match field {
+            "bootstrap" => self.bootstrap = v.trim().to_string(),
+            "namespace" => self.namespace = v.trim().to_string(),
+            "instance_id" => self.instance_id = v.trim().to_string(),
+            "state_dir" => self.state_dir = PathBuf::from(v),
+            "metrics_addr" => self.metrics_addr = v.trim().to_string(),
+            "commit_interval_ms" => self.commit_interval_ms = num(v)?,
+            "max_batch_records" => self.max_batch_records = num(v)? as usize,
+            "transaction_timeout_ms" => self.transaction_timeout_ms = num(v)?,
+            "idempotency_retention_hours" => self.idempotency_retention_hours = num(v)?,
+            "topology_file" => self.topology_file = v.to_string(),
+            "replication_factor" => self.replication_factor = num(v)? as i32,
+            _ => unreachable!("ENV_VARS names only known fields"),
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let name_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !name_ok(&self.namespace) {
+            errors.push(format!("namespace {:?} must be non-empty letters, digits, '.', '_' or '-' (it prefixes topic names)", self.namespace));
+        }
+        if !name_ok(&self.instance_id) {
+            errors.push(format!("instance_id {:?} must be non-empty letters, digits, '.', '_' or '-'", self.instance_id));
+        }
+        if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
+            errors.push(format!("metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable", self.metrics_addr));
+        }
+        if !(10..=60_000).contains(&self.commit_interval_ms) {
+            errors.push(format!("commit_interval_ms {} must be between 10 and 60000", self.commit_interval_ms));
+        }
+        if !(1..=1_000_000).contains(&self.max_batch_records) {
+            errors.push(format!("max_batch_records {} must be between 1 and 1000000", self.max_batch_records));
+        }
+        if self.transaction_timeout_ms < self.commit_interval_ms * 10 || self.transaction_timeout_ms > 900_000 {
+            errors.push(format!("transaction_timeout_ms {} must be at least 10 x commit_interval_ms and at most 900000 (the broker's default transaction.max.timeout.ms)", self.transaction_timeout_ms));
+        }
+        if self.idempotency_retention_hours == 0 {
+            errors.push("idempotency_retention_hours must be at least 1".into());
+        }
+        if self.replication_factor < 1 {
+            errors.push("replication_factor must be at least 1".into());
+        }
+        for k in self.kafka.keys() {
+            if ["transactional.id", "group.id", "isolation.level", "enable.auto.commit", "bootstrap.servers"].contains(&k.as_str()) {
+                errors.push(format!("kafka.{k} is set by sendgate itself and cannot be overridden"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("invalid configuration:\n  - {}", errors.join("\n  - ")))
+        }
+    }
+
+    pub fn require_bootstrap(&self) -> Result<&str, String> {
+        if self.bootstrap.is_empty() {
+            Err("no Kafka configured: set SENDGATE_BOOTSTRAP=host:port (or bootstrap in the config file); scripts/run.sh starts a local broker for you".into())
+        } else {
+            Ok(&self.bootstrap)
+        }
+    }
+
+    pub fn topology(&self) -> Result<crate::topology::Topology, String> {
+        let text = if self.topology_file.is_empty() {
+            crate::topology::DEFAULT_TOPOLOGY.to_string()
+        } else {
+            std::fs::read_to_string(&self.topology_file).map_err(|e| format!("cannot read topology file {}: {e}", self.topology_file))?
+        };
+        crate::topology::Topology::parse(&text, &self.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let cfg = Config { namespace: "no spaces".into(), metrics_addr: "localhost".into(), commit_interval_ms: 1, ..Config::default() };
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("namespace") && e.contains("metrics_addr") && e.contains("commit_interval_ms"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<Config>("bootstrapp = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! sendgate: a Kafka-native, event-sourced guard for sender reputation.
+//!
+//! Apps publish a send intent before each email; mail pipelines publish
+//! delivery events; sendgate answers every intent with a decision, derived
+//! only from the log, so any decision can be replayed and explained.
+//!
+//! Map of the modules:
+//! - [`model`]: the records of the public contract, addresses and newtype keys.
+//! - [`codec`]: Avro single-object encoding of every record (`schemas/`).
+//! - [`clock`]: window and business-hours arithmetic in a tenant's zone; pure.
+//! - [`policy`]: policy documents, scopes, files and the effective-policy merge.
+//! - [`state`]: the typed store interface (RocksDB, memory) and the
+//!   transaction overlay that keeps local state behind the committed log.
+//! - [`stage`]: the keyed stages as pure functions of (state, record, log
+//!   time, policy): decisions, alerts and state changes.
+//! - [`runtime`]: Kafka clients, the exactly-once task loop, the router and
+//!   the stage tasks.
+//! - [`topology`]: topics as data and `topics apply`.
+//! - [`config`]: configuration and its start-up checks.
+//! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`cli`]: the `sendgate` subcommands other than `run`.
+
+pub mod cli;
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod runtime;
+pub mod stage;
+pub mod state;
+pub mod topology;

@@ -1,0 +1,202 @@
+//! The `sendgate` command.
+
+use clap::{Parser, Subcommand};
+use sendgate::cli::json_input::InputKind;
+use sendgate::cli::kafka_io::ReadOptions;
+use sendgate::cli::ops::{self, CommandVerb, OutputKind};
+use sendgate::config::Config;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "sendgate", version, about = "A Kafka-native guard for sender reputation")]
+struct Cli {
+    /// Configuration file (TOML); SENDGATE_* environment variables override it.
+    #[arg(long, global = true, env = "SENDGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the processor (router and stages) until SIGTERM or Ctrl-C.
+    Run {
+        /// Do not create missing topics at start-up (they must exist).
+        #[arg(long)]
+        no_create_topics: bool,
+    },
+    /// Topic management.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsCmd,
+    },
+    /// Publish intents, delivery events or commands from JSON lines (stdin or FILE).
+    Produce {
+        #[arg(value_enum)]
+        kind: InputKind,
+        file: Option<PathBuf>,
+    },
+    /// Print decisions as JSON lines (read committed).
+    Decisions(ReadArgs),
+    /// Print alerts as JSON lines.
+    Alerts(ReadArgs),
+    /// Print dead letters as JSON lines, with their reasons and original bytes.
+    DeadLetters(ReadArgs),
+    /// Policy documents.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCmd,
+    },
+    /// Publish an operator command: approve or reject a held intent, pause or resume a sender.
+    Command {
+        #[arg(value_enum)]
+        verb: CommandVerb,
+        /// An intent id (approve, reject) or a scope such as sender_domain:acme.com (pause, resume).
+        target: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The held intent's sender (approve, reject).
+        #[arg(long)]
+        sender: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the Avro schemas, self-contained, as the binary uses them.
+    Schemas,
+    /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum TopicsCmd {
+    /// Create missing topics and verify existing ones against topology/.
+    Apply,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy file and publish its documents.
+    Apply { file: PathBuf },
+    /// Show a scope's current document (default, tenant:T, sender_domain:D, mailbox:A).
+    Show { scope: String },
+}
+
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// Start from the beginning of the topic instead of its end.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after N records.
+    #[arg(long)]
+    max: Option<u64>,
+    /// Stop after this many milliseconds without a new record.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+}
+
+impl ReadArgs {
+    fn options(&self) -> ReadOptions {
+        ReadOptions { from_beginning: self.from_beginning, start_offsets: None, max: self.max, idle_timeout: self.idle_timeout_ms.map(Duration::from_millis) }
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("sendgate: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: Cli) -> Result<(), String> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    match cli.command {
+        Cmd::Run { no_create_topics } => {
+            sendgate::codec::check_schemas()?;
+            let topo = cfg.topology()?;
+            let bootstrap = cfg.require_bootstrap()?.to_string();
+            rt.block_on(async {
+                if !no_create_topics {
+                    apply_topics(&cfg, &topo, &bootstrap).await?;
+                }
+                sendgate::metrics::install(&cfg.metrics_addr)
+            })?;
+            let shutdown = Arc::new(AtomicBool::new(false));
+            let stop = shutdown.clone();
+            rt.spawn(async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("shutting down: committing the open transaction and flushing state");
+                stop.store(true, Ordering::Relaxed);
+            });
+            sendgate::runtime::run(&cfg, shutdown)
+        }
+        Cmd::Topics { action: TopicsCmd::Apply } => {
+            let topo = cfg.topology()?;
+            let bootstrap = cfg.require_bootstrap()?.to_string();
+            rt.block_on(apply_topics(&cfg, &topo, &bootstrap))
+        }
+        Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind, file.as_deref())),
+        Cmd::Decisions(a) => ops::follow(&cfg, OutputKind::Decisions, &a.options()),
+        Cmd::Alerts(a) => ops::follow(&cfg, OutputKind::Alerts, &a.options()),
+        Cmd::DeadLetters(a) => ops::follow(&cfg, OutputKind::DeadLetters, &a.options()),
+        Cmd::Policy { action: PolicyCmd::Apply { file } } => rt.block_on(ops::policy_apply(&cfg, &file)),
+        Cmd::Policy { action: PolicyCmd::Show { scope } } => ops::policy_show(&cfg, &scope),
+        Cmd::Command { verb, target, tenant, sender, reason } => rt.block_on(ops::command(&cfg, verb, &tenant, &target, sender.as_deref(), reason.as_deref())),
+        Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Schemas => {
+            for (name, text) in sendgate::codec::standalone_schemas()? {
+                println!("// {name}\n{text}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Creates missing topics, verifies the rest; a mismatch is an error that
+/// lists every difference.
+async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, bootstrap: &str) -> Result<(), String> {
+    use sendgate::topology::TopicStatus;
+    // The broker may still be starting: wait for it, bounded, and say so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        match sendgate::topology::apply(topo, bootstrap, &cfg.kafka, cfg.replication_factor).await {
+            Ok(r) => break r,
+            Err(e) if e.starts_with("cannot reach Kafka") && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "waiting for Kafka");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut differs = Vec::new();
+    for (name, status) in &report {
+        match status {
+            TopicStatus::Created => eprintln!("created  {name}"),
+            TopicStatus::Matches => eprintln!("ok       {name}"),
+            TopicStatus::Differs(d) => {
+                eprintln!("DIFFERS  {name}");
+                for x in d {
+                    eprintln!("           {x}");
+                }
+                differs.push(name.clone());
+            }
+        }
+    }
+    if differs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} topic(s) differ from the topology: {}. Alter them (or delete and re-create them) to match topology/topics.toml.", differs.len(), differs.join(", ")))
+    }
+}

@@ -1,0 +1,70 @@
+//! The processor process: Kafka clients, the exactly-once task loop, the
+//! router and the stage tasks, and their start-up and shutdown.
+
+pub mod clients;
+pub mod router;
+pub mod sender_task;
+pub mod task;
+
+use crate::config::Config;
+use crate::stage::{SenderConfig, SenderStage};
+use crate::state::{rocks::RocksStore, StageStore};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use task::{supervise, TaskError, TaskSettings};
+
+/// Runs the router and the sender stage until `shutdown` is set or a task
+/// fails fatally.
+pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
+    crate::codec::check_schemas()?;
+    let topo = cfg.topology()?;
+    cfg.require_bootstrap()?;
+    let state_path = cfg.state_dir.join(&cfg.namespace).join("sender");
+    let store = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+    let sender = sender_task::SenderTask::new(
+        cfg,
+        &topo,
+        SenderStage::new(SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 }),
+        StageStore::new(Box::new(store)),
+    );
+    let router = router::Router::new(&topo);
+    let settings = |task: &str| TaskSettings {
+        group: format!("{}.{task}", cfg.namespace),
+        transactional_id: format!("{}.{task}.{}", cfg.namespace, cfg.instance_id),
+        commit_interval: Duration::from_millis(cfg.commit_interval_ms),
+        max_batch_records: cfg.max_batch_records,
+    };
+
+    let mut handles = Vec::new();
+    {
+        let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());
+        handles.push(("router", std::thread::Builder::new().name("router".into()).spawn(move || guard(supervise(router, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
+    }
+    {
+        let (cfg, s, stop) = (cfg.clone(), settings("sender"), shutdown.clone());
+        handles.push(("sender", std::thread::Builder::new().name("sender".into()).spawn(move || guard(supervise(sender, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
+    }
+    tracing::info!(namespace = %cfg.namespace, instance = %cfg.instance_id, bootstrap = %cfg.bootstrap, state = %state_path.display(), "sendgate running");
+    let mut failures = Vec::new();
+    for (name, h) in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("{name}: {e}")),
+            Err(_) => failures.push(format!("{name}: panicked")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// A fatal error in one task stops the others too.
+fn guard(r: Result<(), TaskError>, stop: &AtomicBool) -> Result<(), TaskError> {
+    if r.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    r
+}

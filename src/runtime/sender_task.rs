@@ -1,0 +1,240 @@
+//! The sender stage as a task: decodes stage envelopes, runs the pure stage
+//! logic against RocksDB-backed state, emits decisions, alerts and changelog
+//! records, and restores a partition's state from its changelog on
+//! assignment.
+
+use super::clients;
+use super::task::{InputRecord, Outbox, Processor, TaskError};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::policy::PolicyBook;
+use crate::stage::{SenderStage, StageError, StageOutput};
+use crate::state::StageStore;
+use crate::topology::Topology;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub struct SenderTask {
+    cfg: Config,
+    stage: SenderStage,
+    store: StageStore,
+    books: HashMap<i32, PolicyBook>,
+    input: String,
+    changelog: String,
+    decisions: String,
+    alerts: String,
+    dead_letters: String,
+    out: StageOutput,
+    buf: Vec<u8>,
+}
+
+/// Longest a restore may take before the task gives up and retries.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(30 * 60);
+const RESTORE_BATCH: usize = 10_000;
+
+impl SenderTask {
+    pub fn new(cfg: &Config, topo: &Topology, stage: SenderStage, store: StageStore) -> Self {
+        SenderTask {
+            cfg: cfg.clone(),
+            stage,
+            store,
+            books: HashMap::new(),
+            input: topo.full("stage.sender"),
+            changelog: topo.full("stage.sender.changelog"),
+            decisions: topo.full("decisions"),
+            alerts: topo.full("alerts"),
+            dead_letters: topo.full("dead-letters"),
+            out: StageOutput::default(),
+            buf: Vec::with_capacity(512),
+        }
+    }
+
+    /// Reads changelog partition `p` from the local checkpoint to its end.
+    fn restore(&mut self, consumer: &BaseConsumer, p: i32) -> Result<u64, TaskError> {
+        let start = self.store.base().checkpoint(p)?.unwrap_or(0);
+        let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
+        if start >= high {
+            return Ok(0);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.changelog, p, Offset::Offset(start.max(low)))?;
+        consumer.assign(&tpl)?;
+        let deadline = Instant::now() + RESTORE_DEADLINE;
+        let mut batch = Vec::with_capacity(RESTORE_BATCH);
+        let mut next = start;
+        let mut restored = 0u64;
+        loop {
+            if Instant::now() > deadline {
+                return Err(TaskError::Retriable(format!("restore of {} [{p}] did not finish in {:?}", self.changelog, RESTORE_DEADLINE)));
+            }
+            match consumer.poll(Duration::from_millis(500)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(m)) => {
+                    let key = m.key().ok_or_else(|| TaskError::Fatal(format!("changelog record without key at {} [{p}] @{}", self.changelog, m.offset())))?;
+                    batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                    next = m.offset() + 1;
+                    restored += 1;
+                    if batch.len() >= RESTORE_BATCH {
+                        self.store.restore_batch(p, std::mem::take(&mut batch), next)?;
+                    }
+                }
+            }
+        }
+        self.store.restore_batch(p, batch, next)?;
+        consumer.unassign()?;
+        Ok(restored)
+    }
+
+    fn emit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        for d in self.out.decisions.drain(..) {
+            metrics::counter!("sendgate_decisions_total", "status" => d.status.as_str(), "reason" => reason_label(&d.reason)).increment(1);
+            self.buf.clear();
+            codec::encode_into(RecordType::Decision, &d, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            out.send(&self.decisions, None, d.sender.as_bytes(), Some(&self.buf), Some(d.decided_at_ms))?;
+        }
+        for a in self.out.alerts.drain(..) {
+            metrics::counter!("sendgate_alerts_total", "kind" => alert_label(&a.kind)).increment(1);
+            self.buf.clear();
+            codec::encode_into(RecordType::Alert, &a, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            out.send(&self.alerts, None, a.scope.as_bytes(), Some(&self.buf), Some(a.at_ms))?;
+        }
+        Ok(())
+    }
+}
+
+/// Metric labels come from small fixed sets, never from input data.
+fn reason_label(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "ok",
+        "daily_cap_reached",
+        "hourly_limit_exceeded",
+        "minute_limit_exceeded",
+        "monthly_cap_reached",
+        "outside_business_hours",
+        "sender_domain_paused",
+        "mailbox_paused",
+        "pending_approval",
+        "rejected_by_operator",
+    ];
+    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("other")
+}
+
+fn alert_label(kind: &str) -> &'static str {
+    const KNOWN: &[&str] = &["quota_80", "quota_100", "signal_tier_changed", "sender_paused", "sender_resumed", "limit_exceeded_allowed"];
+    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+impl Processor for SenderTask {
+    fn name(&self) -> &'static str {
+        "sender"
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input.clone()]
+    }
+
+    fn changelog_topic(&self) -> Option<String> {
+        Some(self.changelog.clone())
+    }
+
+    fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), TaskError> {
+        let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
+        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
+        for (_, p) in partitions {
+            let started = Instant::now();
+            let n = self.restore(&consumer, *p)?;
+            let mut book = PolicyBook::default();
+            SenderStage::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            self.books.insert(*p, book);
+            metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
+            tracing::info!(partition = p, records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
+        }
+        Ok(())
+    }
+
+    fn on_revoked(&mut self, partitions: &[(String, i32)]) {
+        // Local state stays on disk: if the partition comes back, only the
+        // changelog written meanwhile is replayed.
+        for (_, p) in partitions {
+            self.books.remove(p);
+        }
+    }
+
+    fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        let started = Instant::now();
+        let env: StageEnvelope = match rec.payload.map(|b| codec::decode(RecordType::StageEnvelope, b)) {
+            Some(Ok(env)) => env,
+            Some(Err(e)) => return self.dead_letter(rec, e.to_string(), out),
+            None => return self.dead_letter(rec, "empty stage record".into(), out),
+        };
+        let book = self.books.entry(rec.partition).or_default();
+        let mut view = self.store.view(rec.partition);
+        match self.stage.process(&mut view, book, &env, &mut self.out) {
+            Ok(()) => {}
+            Err(StageError::BadRecord(reason)) => {
+                self.out.clear();
+                return self.dead_letter(rec, reason, out);
+            }
+            Err(StageError::Store(e)) => return Err(TaskError::Fatal(e.to_string())),
+        }
+        self.emit(out)?;
+        metrics::histogram!("sendgate_processing_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn prepare_commit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        let changelog = self.changelog.clone();
+        for (p, writes) in self.store.prepare_commit() {
+            for (k, v) in writes {
+                out.send(&changelog, Some(*p), k, v.as_deref(), None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, changelog_last: &HashMap<i32, i64>) -> Result<(), TaskError> {
+        let next: HashMap<i32, i64> = changelog_last.iter().map(|(p, o)| (*p, o + 1)).collect();
+        self.store.commit(&next)?;
+        Ok(())
+    }
+
+    fn aborted(&mut self) {
+        self.store.abort();
+        self.out.clear();
+        // Policy books may hold changes of the aborted transaction: rebuild
+        // them from committed state when the partitions are assigned again.
+        self.books.clear();
+    }
+
+    fn close(&mut self) -> Result<(), TaskError> {
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+impl SenderTask {
+    fn dead_letter(&mut self, rec: &InputRecord<'_>, reason: String, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, %reason, "dead letter");
+        metrics::counter!("sendgate_dead_letters_total", "topic" => "stage.sender").increment(1);
+        let dl = DeadLetter {
+            topic: rec.topic.to_string(),
+            partition: rec.partition,
+            offset: rec.offset,
+            timestamp_ms: rec.timestamp_ms,
+            key: rec.key.map(<[u8]>::to_vec),
+            value: rec.payload.map(<[u8]>::to_vec),
+            reason,
+            stage: "sender".into(),
+        };
+        let bytes = codec::encode(RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let topic = self.dead_letters.clone();
+        out.send(&topic, None, rec.key.unwrap_or_default(), Some(&bytes), None)
+    }
+}

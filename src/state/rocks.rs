@@ -1,0 +1,79 @@
+//! RocksDB as the base store of a stage.
+//!
+//! The write-ahead log is off: the changelog topic is the durable copy, and a
+//! batch carries its checkpoint with it. After a crash RocksDB comes back at
+//! a consistent earlier batch (one column family, atomic batches), and the
+//! restore replays the changelog from that batch's checkpoint.
+
+use super::store::{full_key, BaseStore, StoreError};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+pub struct RocksStore {
+    db: DB,
+}
+
+fn io(e: rocksdb::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl RocksStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        // Two cores: one background job each for flush and compaction is plenty.
+        opts.set_max_background_jobs(2);
+        // Bounded memory: 64 MiB memtables, at most 2 of them.
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_write_buffer_number(2);
+        opts.set_max_open_files(256);
+        let db = DB::open(&opts, path).map_err(|e| StoreError::Io(format!("cannot open RocksDB at {}: {e}", path.display())))?;
+        Ok(RocksStore { db })
+    }
+}
+
+impl BaseStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(io)
+    }
+
+    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (k, v) in batch {
+            match v {
+                Some(v) => wb.put(k, v),
+                None => wb.delete(k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(wb, &wo).map_err(io)
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(prefix) {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn drop_partition(&self, partition: i32) -> Result<(), StoreError> {
+        let from = full_key(partition, b"");
+        let to = full_key(partition + 1, b"");
+        let mut wb = WriteBatch::default();
+        wb.delete_range(from, to);
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(wb, &wo).map_err(io)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)
+    }
+}

@@ -1,0 +1,233 @@
+//! The key-value store beneath a stage, and the transaction overlay above it.
+//!
+//! `BaseStore` is the durable materialisation (RocksDB, or memory for tests
+//! and replays). It only ever receives writes that Kafka has committed:
+//! during a transaction, writes live in the `Overlay`; at commit they become
+//! changelog records inside the Kafka transaction, and only after the commit
+//! succeeds are they written to the base store together with the changelog
+//! checkpoint. So local state is never ahead of the committed log.
+
+use super::value::StateValue;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store I/O failed: {0}")]
+    Io(String),
+    #[error("state value under {key:?} does not decode: {why}")]
+    Corrupt { key: String, why: String },
+}
+
+/// Keys are namespaced by stage partition: 4 bytes big-endian, then the key.
+pub fn full_key(partition: i32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len());
+    k.extend_from_slice(&(partition as u32).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Reserved in-partition key of the changelog checkpoint (next offset to read).
+pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+
+pub trait BaseStore: Send {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically applies puts (Some) and deletes (None).
+    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
+    /// Keys and values with this prefix, in key order, at most `limit`.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Removes every key of a partition (state handed to another instance, or wiped).
+    fn drop_partition(&self, partition: i32) -> Result<(), StoreError>;
+    /// Makes everything written so far durable (clean shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    fn checkpoint(&self, partition: i32) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(&full_key(partition, CHECKPOINT_KEY))?.and_then(|b| b.try_into().ok()).map(i64::from_be_bytes))
+    }
+}
+
+/// In-memory base store: tests, the topology driver and scratch replays.
+#[derive(Default)]
+pub struct MemStore {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl BaseStore for MemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.lock().expect("not poisoned").get(key).cloned())
+    }
+    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        let mut m = self.map.lock().expect("not poisoned");
+        for (k, v) in batch {
+            match v {
+                Some(v) => m.insert(k, v),
+                None => m.remove(&k),
+            };
+        }
+        Ok(())
+    }
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let m = self.map.lock().expect("not poisoned");
+        Ok(m.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+    fn drop_partition(&self, partition: i32) -> Result<(), StoreError> {
+        let prefix = full_key(partition, b"");
+        self.map.lock().expect("not poisoned").retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Uncommitted writes of one partition, in first-write order (so the
+/// changelog records of a transaction come out in a deterministic order).
+#[derive(Default)]
+pub struct Overlay {
+    index: HashMap<Vec<u8>, usize>,
+    entries: Vec<(Vec<u8>, Option<StateValue>)>,
+}
+
+impl Overlay {
+    fn get(&self, key: &[u8]) -> Option<&Option<StateValue>> {
+        self.index.get(key).map(|&i| &self.entries[i].1)
+    }
+    fn set(&mut self, key: &[u8], value: Option<StateValue>) {
+        match self.index.get(key) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(key.to_vec(), self.entries.len());
+                self.entries.push((key.to_vec(), value));
+            }
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    fn take(&mut self) -> Vec<(Vec<u8>, Option<StateValue>)> {
+        self.index.clear();
+        std::mem::take(&mut self.entries)
+    }
+}
+
+/// Changelog records of one partition, encoded, waiting for the commit.
+pub type PendingWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A stage's state: the base store plus one overlay per partition.
+pub struct StageStore {
+    base: Box<dyn BaseStore>,
+    overlays: HashMap<i32, Overlay>,
+    pending: HashMap<i32, PendingWrites>,
+}
+
+impl StageStore {
+    pub fn new(base: Box<dyn BaseStore>) -> Self {
+        StageStore { base, overlays: HashMap::new(), pending: HashMap::new() }
+    }
+
+    pub fn base(&self) -> &dyn BaseStore {
+        self.base.as_ref()
+    }
+
+    pub fn view(&mut self, partition: i32) -> PartitionView<'_> {
+        PartitionView { store: self, partition }
+    }
+
+    /// Moves every partition's overlay into encoded pending writes and returns
+    /// them (partition, key, value) for the changelog.
+    pub fn prepare_commit(&mut self) -> &HashMap<i32, PendingWrites> {
+        for (p, overlay) in self.overlays.iter_mut() {
+            if overlay.is_empty() {
+                continue;
+            }
+            let encoded = overlay.take().into_iter().map(|(k, v)| (k, v.map(|v| v.encode())));
+            self.pending.entry(*p).or_default().extend(encoded);
+        }
+        &self.pending
+    }
+
+    /// The transaction committed: write its changes and the new checkpoints
+    /// (next changelog offset per partition) to the base store in one batch.
+    pub fn commit(&mut self, checkpoints: &HashMap<i32, i64>) -> Result<(), StoreError> {
+        let mut batch = Vec::new();
+        for (p, writes) in self.pending.drain() {
+            batch.extend(writes.into_iter().map(|(k, v)| (full_key(p, &k), v)));
+        }
+        for (p, next) in checkpoints {
+            batch.push((full_key(*p, CHECKPOINT_KEY), Some(next.to_be_bytes().to_vec())));
+        }
+        if !batch.is_empty() {
+            self.base.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The transaction aborted: forget everything it wrote.
+    pub fn abort(&mut self) {
+        self.overlays.clear();
+        self.pending.clear();
+    }
+
+    /// Restore: applies committed changelog records straight to the base store.
+    pub fn restore_batch(&mut self, partition: i32, records: Vec<(Vec<u8>, Option<Vec<u8>>)>, next_offset: i64) -> Result<(), StoreError> {
+        let mut batch: Vec<_> = records.into_iter().map(|(k, v)| (full_key(partition, &k), v)).collect();
+        batch.push((full_key(partition, CHECKPOINT_KEY), Some(next_offset.to_be_bytes().to_vec())));
+        self.base.write(batch)
+    }
+
+    pub fn drop_partition(&mut self, partition: i32) -> Result<(), StoreError> {
+        self.overlays.remove(&partition);
+        self.pending.remove(&partition);
+        self.base.drop_partition(partition)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.base.flush()
+    }
+}
+
+/// What a stage's logic sees: one partition's state, typed, with its
+/// uncommitted writes.
+pub struct PartitionView<'a> {
+    store: &'a mut StageStore,
+    partition: i32,
+}
+
+impl PartitionView<'_> {
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<StateValue>, StoreError> {
+        if let Some(v) = self.store.overlays.get(&self.partition).and_then(|o| o.get(key)) {
+            return Ok(v.clone());
+        }
+        match self.store.base.get(&full_key(self.partition, key))? {
+            None => Ok(None),
+            Some(bytes) => StateValue::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), why: e.to_string() }),
+        }
+    }
+
+    pub fn put(&mut self, key: &[u8], value: StateValue) {
+        self.store.overlays.entry(self.partition).or_default().set(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        self.store.overlays.entry(self.partition).or_default().set(key, None);
+    }
+
+    /// Committed keys under a prefix (without the partition prefix), skipping
+    /// those deleted in this transaction. Keys written only in this
+    /// transaction are not included.
+    pub fn scan_committed(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self.store.base.scan(&full_key(self.partition, prefix), limit)?;
+        let overlay = self.store.overlays.get(&self.partition);
+        Ok(rows
+            .into_iter()
+            .map(|(k, _)| k[4..].to_vec())
+            .filter(|k| !matches!(overlay.and_then(|o| o.get(k)), Some(None)))
+            .collect())
+    }
+}
