@@ -114,12 +114,11 @@ pub async fn publish_policies(cfg: &Config, docs: Vec<(Scope, PolicySpec)>, sour
         let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some(source_name.to_string()) };
         let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
         let key = scope.to_string();
-        let (partition, offset) = producer
+        let delivery = producer
             .send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(30))
             .await
             .map_err(|(e, _)| format!("publishing {key}: {e}"))?;
-        let _ = partition;
-        out.push((key, offset + 1));
+        out.push((key, delivery.offset + 1));
     }
     Ok(out)
 }

@@ -128,7 +128,6 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     let defaults = builtin_defaults();
     let version = layers.iter().map(|(v, _)| *v).max().unwrap_or(0);
     let specs: Vec<&PolicySpec> = layers.iter().map(|(_, s)| s).chain(std::iter::once(&defaults)).collect();
-    let first = |f: &dyn Fn(&PolicySpec) -> Option<_>| specs.iter().find_map(|s| f(s));
 
     let tz: Tz = specs.iter().find_map(|s| s.timezone.as_deref()).and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
     let business_hours = match specs.iter().find_map(|s| s.business_hours.as_ref()) {
@@ -164,12 +163,12 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     // whose capacity returns last, and usage reads day before hour.
     limits.sort_by_key(|l| (std::cmp::Reverse(window_rank(l.key.window)), l.key.scope, l.key.class));
 
-    let sig = |f: &dyn Fn(&SignalsSpec) -> Option<_>| first(&|s: &PolicySpec| s.signals.as_ref().and_then(|x| f(x)));
+    let sigs: Vec<&SignalsSpec> = specs.iter().filter_map(|s| s.signals.as_ref()).collect();
     let signals = SignalPolicy {
-        hard_bounce: sig(&|s| s.hard_bounce).expect("defaults set it"),
-        complaint: sig(&|s| s.complaint).expect("defaults set it"),
-        min_volume: sig(&|s| s.min_volume).expect("defaults set it"),
-        window_hours: sig(&|s| s.window_hours).expect("defaults set it"),
+        hard_bounce: sigs.iter().find_map(|s| s.hard_bounce).expect("defaults set it"),
+        complaint: sigs.iter().find_map(|s| s.complaint).expect("defaults set it"),
+        min_volume: sigs.iter().find_map(|s| s.min_volume).expect("defaults set it"),
+        window_hours: sigs.iter().find_map(|s| s.window_hours).expect("defaults set it"),
     };
     EffectivePolicy { version, tz, business_hours, limits, signals }
 }

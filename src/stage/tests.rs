@@ -144,15 +144,18 @@ fn a_final_decision_is_repeated_without_touching_counters() {
 fn hard_bounces_over_five_percent_pause_the_sender_domain_until_resumed() {
     let mut h = Harness::new();
     let now = t(2026, 6, 3, 10, 0);
-    h.policy(now, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.day\" = 1000, \"mailbox.outbound.hour\" = \"off\" }\nsignals = { min_volume = 50 }");
+    h.policy(now, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.day\" = 1000, \"mailbox.outbound.hour\" = \"off\", \"sender_domain.outbound.hour\" = 1000 }\nsignals = { min_volume = 50 }");
     for i in 0..60 {
         assert_eq!(h.intent(now + i, &format!("s{i}"), &format!("m{}@acme.com", i % 6), IntentClass::Outbound).status, DecisionStatus::Allowed);
     }
-    // 2 bounces of 60 sends: 3.3% -> slow tier, not paused.
+    // 2 bounces of 60 sends: 3.3% -> slow tier (limits halved), not paused.
     h.delivery(now + 100, "m0@acme.com", DeliveryKind::BounceHard);
     let out = h.delivery(now + 101, "m1@acme.com", DeliveryKind::BounceHard);
     assert!(out.alerts.iter().any(|a| a.kind == "signal_tier_changed"));
-    assert_eq!(h.intent(now + 102, "still", "m2@acme.com", IntentClass::Outbound).status, DecisionStatus::Allowed);
+    let d = h.intent(now + 102, "still", "m2@acme.com", IntentClass::Outbound);
+    assert_eq!(d.status, DecisionStatus::Allowed);
+    let hour = d.usage.iter().find(|u| u.scope == "sender_domain:acme.com" && u.window == "hour").unwrap();
+    assert_eq!(hour.limit, 500, "the slow tier halves limits");
     // Soft bounces do not count.
     h.delivery(now + 103, "m1@acme.com", DeliveryKind::BounceSoft);
     h.delivery(now + 104, "m1@acme.com", DeliveryKind::BounceHard);

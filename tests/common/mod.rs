@@ -1,0 +1,224 @@
+//! Shared by the integration tests: a fresh namespace (topics, groups,
+//! state) per test on the real broker that scripts/test.sh starts, and a
+//! `sendgate run` child process that can be killed and restarted.
+
+#![allow(dead_code)]
+
+use sendgate::cli::collect;
+use sendgate::cli::kafka_io::{self, read_topic, ReadOptions};
+use sendgate::codec::{self, RecordType};
+use sendgate::config::Config;
+use sendgate::model::*;
+use sendgate::policy::file::parse_policy_file;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The broker the tests run against. Missing = a failed test, never a skip.
+pub fn bootstrap() -> String {
+    std::env::var("SENDGATE_TEST_BOOTSTRAP").expect(
+        "SENDGATE_TEST_BOOTSTRAP is not set: integration tests need the real Kafka broker that scripts/test.sh starts (run the tests with scripts/test.sh)",
+    )
+}
+
+pub struct TestEnv {
+    pub cfg: Config,
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+    processor: Option<Child>,
+    starts: u32,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl TestEnv {
+    pub fn new(name: &str) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let unique = format!("{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 1_000_000_000);
+        let cfg = Config {
+            bootstrap: bootstrap(),
+            namespace: format!("t-{name}-{unique}"),
+            state_dir: dir.path().join("state"),
+            metrics_addr: String::new(),
+            ..Config::default()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let topo = cfg.topology().unwrap();
+        let report = rt.block_on(sendgate::topology::apply(&topo, &cfg.bootstrap, &cfg.kafka, 1)).expect("the broker must be reachable: is scripts/test.sh running it?");
+        assert!(report.iter().all(|(_, s)| *s == sendgate::topology::TopicStatus::Created), "{report:?}");
+        TestEnv { cfg, dir, rt, processor: None, starts: 0 }
+    }
+
+    pub fn topic(&self, suffix: &str) -> String {
+        self.cfg.topology().unwrap().full(suffix)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.cfg.state_dir.clone()
+    }
+
+    /// Starts `sendgate run` for this namespace.
+    pub fn start(&mut self) {
+        assert!(self.processor.is_none(), "already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sendgate"))
+            .arg("run")
+            .env("SENDGATE_BOOTSTRAP", &self.cfg.bootstrap)
+            .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
+            .env("SENDGATE_STATE_DIR", &self.cfg.state_dir)
+            .env("SENDGATE_METRICS_ADDR", "")
+            .env("SENDGATE_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sendgate");
+        self.processor = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.processor.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let mut c = self.processor.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        for _ in 0..600 {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success(), "sendgate exited with {status} on SIGTERM; log: {}", self.log_tail());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("sendgate did not stop within 60 s of SIGTERM");
+    }
+
+    pub fn log_tail(&self) -> String {
+        let path = self.dir.path().join(format!("sendgate-{}.log", self.starts));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn apply_policy(&self, toml_text: &str) {
+        let docs = parse_policy_file(toml_text).unwrap_or_else(|e| panic!("test policy invalid: {e:?}"));
+        self.rt.block_on(sendgate::cli::ops::publish_policies(&self.cfg, docs, "test")).unwrap();
+    }
+
+    pub fn send_intents(&self, intents: &[SendIntent]) {
+        let records = intents.iter().map(|i| (i.sender.clone().into_bytes(), Some(codec::encode(RecordType::SendIntent, i).unwrap()))).collect();
+        self.send_raw("intents", records);
+    }
+
+    pub fn send_delivery(&self, events: &[DeliveryEvent]) {
+        let records = events.iter().map(|e| (e.sender.clone().into_bytes(), Some(codec::encode(RecordType::DeliveryEvent, e).unwrap()))).collect();
+        self.send_raw("delivery", records);
+    }
+
+    pub fn send_raw(&self, suffix: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        let producer = kafka_io::producer(&self.cfg).unwrap();
+        let failures = self.rt.block_on(kafka_io::send_all(&producer, &self.topic(suffix), records));
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    pub fn send_command(&self, cmd: &Command) {
+        self.send_raw("commands", vec![(cmd.target.clone().into_bytes(), Some(codec::encode(RecordType::Command, cmd).unwrap()))]);
+    }
+
+    /// Waits for a decision for every intent (fails the test if any is missing).
+    pub fn await_decisions(&self, ids: &[String], timeout: Duration) -> HashMap<String, Decision> {
+        let wanted: HashSet<String> = ids.iter().cloned().collect();
+        let got = collect::decisions_for(&self.cfg, &HashMap::new(), &wanted, timeout).unwrap();
+        let mut by_id = HashMap::new();
+        for d in got {
+            by_id.entry(d.intent_id.clone()).or_insert(d);
+        }
+        let missing: Vec<&String> = ids.iter().filter(|i| !by_id.contains_key(*i)).take(5).collect();
+        assert!(missing.is_empty(), "no decision for {missing:?} (of {}) after {timeout:?}; processor log:\n{}", ids.len(), self.log_tail());
+        by_id
+    }
+
+    /// Every committed decision on the topic, in partition order.
+    pub fn all_decisions(&self) -> Vec<Decision> {
+        self.read_all("decisions", RecordType::Decision)
+    }
+
+    pub fn all_alerts(&self) -> Vec<Alert> {
+        self.read_all("alerts", RecordType::Alert)
+    }
+
+    pub fn all_dead_letters(&self) -> Vec<DeadLetter> {
+        self.read_all("dead-letters", RecordType::DeadLetter)
+    }
+
+    fn read_all<T: serde::de::DeserializeOwned>(&self, suffix: &str, rt: RecordType) -> Vec<T> {
+        let mut out = Vec::new();
+        let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
+        read_topic(&self.cfg, &self.topic(suffix), &opts, |r| {
+            out.push(codec::decode(rt, r.payload.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// Polls alerts until one matches, or fails after `timeout`.
+    pub fn await_alert(&self, pred: impl Fn(&Alert) -> bool, timeout: Duration) -> Alert {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.all_alerts().into_iter().find(|a| pred(a)) {
+                return a;
+            }
+            assert!(std::time::Instant::now() < deadline, "no matching alert within {timeout:?}; log:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.processor.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn intent(id: &str, sender: &str, recipient: &str) -> SendIntent {
+    SendIntent {
+        intent_id: id.into(),
+        tenant: "acme".into(),
+        sender: sender.into(),
+        recipient: recipient.into(),
+        class: IntentClass::Outbound,
+        template_id: None,
+        content_hash: None,
+        thread_id: None,
+        requires_approval: false,
+        requested_at_ms: 0,
+    }
+}
+
+pub fn hard_bounce(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {
+    DeliveryEvent {
+        event_id: id.into(),
+        intent_id: None,
+        tenant: "acme".into(),
+        sender: sender.into(),
+        recipient: recipient.into(),
+        kind: DeliveryKind::BounceHard,
+        smtp_code: Some(550),
+        enhanced_code: Some("5.1.1".into()),
+        response: Some("user unknown".into()),
+        occurred_at_ms: 0,
+    }
+}
+
+pub fn count_status(ds: impl IntoIterator<Item = impl std::borrow::Borrow<Decision>>, status: DecisionStatus) -> usize {
+    ds.into_iter().filter(|d| d.borrow().status == status).count()
+}

@@ -1,0 +1,203 @@
+//! End to end through the real Kafka broker: the foundation's acceptance.
+//! Each test owns a fresh namespace of topics and a fresh state directory.
+
+mod common;
+
+use common::*;
+use sendgate::clock::{window_end, Window};
+use sendgate::model::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn cap_policy(mailbox: &str, cap: u32) -> String {
+    // Business hours and pacing off: the suite passes at any hour.
+    format!(
+        r#"
+[[policy]]
+scope = "mailbox:{mailbox}"
+timezone = "America/New_York"
+business_hours = "off"
+limits = {{ "mailbox.outbound.day" = {cap}, "mailbox.outbound.hour" = "off" }}
+"#
+    )
+}
+
+#[test]
+fn a_daily_cap_of_25_allows_25_of_100_and_defers_the_rest_to_local_midnight() {
+    let mut env = TestEnv::new("cap");
+    env.start();
+    env.apply_policy(&cap_policy("ana@acme.com", 25));
+    let intents: Vec<SendIntent> = (0..100).map(|i| intent(&format!("cap-{i}"), "ana@acme.com", &format!("lead{i}@corp.example"))).collect();
+    env.send_intents(&intents);
+    let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
+    let decisions = env.await_decisions(&ids, WAIT);
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Allowed), 25);
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Deferred), 75);
+    for d in decisions.values().filter(|d| d.status == DecisionStatus::Deferred) {
+        assert_eq!(d.reason, "daily_cap_reached");
+        let next_day = window_end(Window::Day, chrono_tz::America::New_York, d.decided_at_ms);
+        assert_eq!(d.retry_at_ms, Some(next_day), "retry at the next local midnight");
+        let u = d.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "day").expect("usage names the binding window");
+        assert_eq!((u.used, u.limit, u.remaining), (25, 25, 0));
+        assert!(d.policy_version > 0, "decided under the applied policy");
+        assert!(d.source.topic.ends_with(".intents"));
+    }
+    // Each decision points at its intent's record on the intents topic.
+    let mut offsets: Vec<i64> = decisions.values().map(|d| d.source.offset).collect();
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 100);
+}
+
+#[test]
+fn resubmitting_an_allowed_intent_gets_allowed_again_and_moves_no_counter() {
+    let mut env = TestEnv::new("idem");
+    env.start();
+    env.apply_policy(&cap_policy("bo@acme.com", 3));
+    let first: Vec<SendIntent> = (0..2).map(|i| intent(&format!("idem-{i}"), "bo@acme.com", "x@corp.example")).collect();
+    env.send_intents(&first);
+    let d = env.await_decisions(&["idem-0".into(), "idem-1".into()], WAIT);
+    assert!(d.values().all(|d| d.status == DecisionStatus::Allowed));
+    // The same intent again: ALLOWED, marked as a repeat, same usage.
+    env.send_intents(&first[..1]);
+    let all = wait_for_count(&env, "idem-0", 2);
+    assert_eq!(all[1].status, DecisionStatus::Allowed);
+    assert!(all[1].replayed);
+    assert_eq!(all[1].usage, all[0].usage);
+    // The cap is 3: one more new intent fits (the repeat moved nothing), the next does not.
+    env.send_intents(&[intent("idem-2", "bo@acme.com", "x@corp.example")]);
+    assert_eq!(env.await_decisions(&["idem-2".into()], WAIT)["idem-2"].status, DecisionStatus::Allowed);
+    env.send_intents(&[intent("idem-3", "bo@acme.com", "x@corp.example")]);
+    assert_eq!(env.await_decisions(&["idem-3".into()], WAIT)["idem-3"].status, DecisionStatus::Deferred);
+}
+
+fn wait_for_count(env: &TestEnv, id: &str, n: usize) -> Vec<Decision> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let ds: Vec<Decision> = env.all_decisions().into_iter().filter(|d| d.intent_id == id).collect();
+        if ds.len() >= n {
+            return ds;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} decisions for {id}; log:\n{}", ds.len(), env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn sigkill_mid_stream_leaves_exactly_one_decision_per_intent() {
+    let mut env = TestEnv::new("kill");
+    env.start();
+    env.apply_policy(&cap_policy("cy@acme.com", 25));
+    let intents: Vec<SendIntent> = (0..400).map(|i| intent(&format!("kill-{i}"), "cy@acme.com", &format!("r{i}@corp.example"))).collect();
+    // Feed in slices and kill the processor while it is busy.
+    env.send_intents(&intents[..200]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while env.all_decisions().len() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no progress before the kill; log:\n{}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.send_intents(&intents[200..300]);
+    env.kill9();
+    env.send_intents(&intents[300..]);
+    env.start();
+    let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
+    env.await_decisions(&ids, WAIT);
+    let all = env.all_decisions();
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for d in &all {
+        *per_id.entry(d.intent_id.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated decisions after SIGKILL: {dups:?}");
+    assert_eq!(per_id.len(), 400);
+    assert_eq!(count_status(&all, DecisionStatus::Allowed), 25, "the cap holds across the crash");
+}
+
+#[test]
+fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
+    let mut env = TestEnv::new("restore");
+    env.start();
+    env.apply_policy(&cap_policy("di@acme.com", 15));
+    let first: Vec<SendIntent> = (0..10).map(|i| intent(&format!("rs-{i}"), "di@acme.com", "x@corp.example")).collect();
+    env.send_intents(&first);
+    let ids: Vec<String> = first.iter().map(|i| i.intent_id.clone()).collect();
+    assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 10);
+    env.stop();
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    env.start();
+    let second: Vec<SendIntent> = (10..20).map(|i| intent(&format!("rs-{i}"), "di@acme.com", "x@corp.example")).collect();
+    env.send_intents(&second);
+    let ids: Vec<String> = second.iter().map(|i| i.intent_id.clone()).collect();
+    let d = env.await_decisions(&ids, WAIT);
+    assert_eq!(count_status(d.values(), DecisionStatus::Allowed), 5, "the counter came back from the changelog");
+    assert_eq!(count_status(d.values(), DecisionStatus::Deferred), 5);
+    // Idempotency came back too.
+    env.send_intents(&first[..1]);
+    let again = wait_for_count(&env, "rs-0", 2);
+    assert!(again[1].replayed && again[1].status == DecisionStatus::Allowed);
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
+    let mut env = TestEnv::new("dlq");
+    env.start();
+    env.apply_policy(&cap_policy("ed@acme.com", 25));
+    let garbage = vec![0xde, 0xad, 0xbe, 0xef];
+    let json = br#"{"intent_id":"json-not-avro"}"#.to_vec();
+    let bad_address = sendgate::codec::encode(sendgate::codec::RecordType::SendIntent, &intent("bad-addr", "not an address", "x@corp.example")).unwrap();
+    let wrong_schema = sendgate::codec::encode(sendgate::codec::RecordType::DeliveryEvent, &hard_bounce("e1", "ed@acme.com", "x@corp.example")).unwrap();
+    env.send_raw("intents", vec![(b"k".to_vec(), Some(garbage.clone())), (b"k".to_vec(), Some(json.clone())), (b"k".to_vec(), Some(bad_address.clone())), (b"k".to_vec(), Some(wrong_schema.clone()))]);
+    env.send_intents(&[intent("after-bad", "ed@acme.com", "x@corp.example")]);
+    assert_eq!(env.await_decisions(&["after-bad".into()], WAIT)["after-bad"].status, DecisionStatus::Allowed);
+    let dls = env.all_dead_letters();
+    assert_eq!(dls.len(), 4, "{dls:?}");
+    for (dl, original) in dls.iter().zip([&garbage, &json, &bad_address, &wrong_schema]) {
+        assert_eq!(dl.value.as_ref(), Some(original), "original bytes kept");
+        assert!(dl.topic.ends_with(".intents"));
+        assert_eq!(dl.stage, "router");
+    }
+    assert!(dls[0].reason.contains("single-object"), "{}", dls[0].reason);
+    assert!(dls[2].reason.contains("sender"), "{}", dls[2].reason);
+    assert!(dls[3].reason.contains("unknown schema"), "{}", dls[3].reason);
+}
+
+#[test]
+fn hard_bounces_over_five_percent_pause_the_sender_domain() {
+    let mut env = TestEnv::new("bounce");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "sender_domain:bouncy.example"
+business_hours = "off"
+limits = { "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = "off" }
+signals = { min_volume = 40 }
+"#,
+    );
+    let senders = ["a@bouncy.example", "b@bouncy.example"];
+    let sends: Vec<SendIntent> = (0..40).map(|i| intent(&format!("b-{i}"), senders[i % 2], &format!("old{i}@list.example"))).collect();
+    env.send_intents(&sends);
+    let ids: Vec<String> = sends.iter().map(|i| i.intent_id.clone()).collect();
+    assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 40);
+    // 1 of 40 = 2.5%: a warning, no pause.
+    env.send_delivery(&[hard_bounce("hb-0", senders[0], "old0@list.example")]);
+    env.await_alert(|a| a.kind == "signal_tier_changed" && a.details.get("to").map(String::as_str) == Some("warn"), WAIT);
+    env.send_intents(&[intent("b-still", senders[1], "new@list.example")]);
+    assert_eq!(env.await_decisions(&["b-still".into()], WAIT)["b-still"].status, DecisionStatus::Allowed);
+    // 3 of 41 = 7.3%: paused.
+    env.send_delivery(&[hard_bounce("hb-1", senders[1], "old1@list.example"), hard_bounce("hb-2", senders[0], "old2@list.example")]);
+    env.await_alert(|a| a.kind == "sender_paused" && a.scope == "sender_domain:bouncy.example", WAIT);
+    let after: Vec<SendIntent> = (0..5).map(|i| intent(&format!("p-{i}"), senders[i % 2], &format!("n{i}@list.example"))).collect();
+    env.send_intents(&after);
+    let ids: Vec<String> = after.iter().map(|i| i.intent_id.clone()).collect();
+    for d in env.await_decisions(&ids, WAIT).values() {
+        assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+    }
+    // A resume command lifts it.
+    env.send_command(&Command { command_id: "c1".into(), kind: CommandKind::Resume, tenant: "acme".into(), target: "sender_domain:bouncy.example".into(), sender: None, reason: None, operator: Some("test".into()) });
+    env.await_alert(|a| a.kind == "sender_resumed", WAIT);
+    env.send_intents(&[intent("after-resume", senders[0], "n@list.example")]);
+    assert_eq!(env.await_decisions(&["after-resume".into()], WAIT)["after-resume"].status, DecisionStatus::Allowed);
+}
