@@ -24,11 +24,15 @@ fn base(cfg: &Config) -> ClientConfig {
 pub fn task_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     let mut c = base(cfg);
     c.set("group.id", group)
+        // Static membership: a restarted instance (same instance_id) takes
+        // its partitions back at once instead of waiting for the session of
+        // its dead predecessor to time out.
+        .set("group.instance.id", format!("{group}.{}", cfg.instance_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "30000")
+        .set("session.timeout.ms", "15000")
         // A restore runs between polls; allow a long one before the group
         // considers this member dead.
         .set("max.poll.interval.ms", "600000")

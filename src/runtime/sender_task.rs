@@ -54,40 +54,60 @@ impl SenderTask {
         }
     }
 
-    /// Reads changelog partition `p` from the local checkpoint to its end.
-    fn restore(&mut self, consumer: &BaseConsumer, p: i32) -> Result<u64, TaskError> {
-        let start = self.store.base().checkpoint(p)?.unwrap_or(0);
-        let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
-        if start >= high {
+    /// Reads the changelog partitions from their local checkpoints to their
+    /// ends, all at once. Returns the number of records applied.
+    fn restore(&mut self, consumer: &BaseConsumer, partitions: &[i32]) -> Result<u64, TaskError> {
+        // partition -> (next offset to read, end offset)
+        let mut todo: HashMap<i32, (i64, i64)> = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let start = self.store.base().checkpoint(p)?.unwrap_or(0);
+            let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
+            if start < high {
+                let from = start.max(low);
+                todo.insert(p, (from, high));
+                tpl.add_partition_offset(&self.changelog, p, Offset::Offset(from))?;
+            }
+        }
+        if todo.is_empty() {
             return Ok(0);
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.changelog, p, Offset::Offset(start.max(low)))?;
         consumer.assign(&tpl)?;
         let deadline = Instant::now() + RESTORE_DEADLINE;
-        let mut batch = Vec::with_capacity(RESTORE_BATCH);
-        let mut next = start;
+        let mut batches: HashMap<i32, Vec<(Vec<u8>, Option<Vec<u8>>)>> = HashMap::new();
         let mut restored = 0u64;
-        loop {
+        while !todo.is_empty() {
             if Instant::now() > deadline {
-                return Err(TaskError::Retriable(format!("restore of {} [{p}] did not finish in {:?}", self.changelog, RESTORE_DEADLINE)));
+                return Err(TaskError::Retriable(format!("restore of {} did not finish in {:?}", self.changelog, RESTORE_DEADLINE)));
             }
-            match consumer.poll(Duration::from_millis(500)) {
-                None => continue,
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(e.into()),
+            let mut finished = Vec::new();
+            match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
+                    let p = m.partition();
                     let key = m.key().ok_or_else(|| TaskError::Fatal(format!("changelog record without key at {} [{p}] @{}", self.changelog, m.offset())))?;
+                    let batch = batches.entry(p).or_default();
                     batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                    next = m.offset() + 1;
                     restored += 1;
-                    if batch.len() >= RESTORE_BATCH {
-                        self.store.restore_batch(p, std::mem::take(&mut batch), next)?;
+                    if let Some(t) = todo.get_mut(&p) {
+                        t.0 = m.offset() + 1;
                     }
+                    if batch.len() >= RESTORE_BATCH {
+                        let next = todo.get(&p).map(|t| t.0).unwrap_or(m.offset() + 1);
+                        self.store.restore_batch(p, std::mem::take(batch), next)?;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => finished.push(p),
+                Some(Err(e)) => return Err(e.into()),
+                // Idle: a partition whose last record (at most a transaction
+                // marker) is behind us is complete.
+                None => finished.extend(todo.iter().filter(|(_, (next, high))| *next >= high - 1).map(|(p, _)| *p)),
+            }
+            for p in finished {
+                if let Some((next, _)) = todo.remove(&p) {
+                    self.store.restore_batch(p, batches.remove(&p).unwrap_or_default(), next)?;
                 }
             }
         }
-        self.store.restore_batch(p, batch, next)?;
         consumer.unassign()?;
         Ok(restored)
     }
@@ -147,15 +167,16 @@ impl Processor for SenderTask {
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), TaskError> {
         let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
         let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
-        for (_, p) in partitions {
-            let started = Instant::now();
-            let n = self.restore(&consumer, *p)?;
+        let started = Instant::now();
+        let ids: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        let n = self.restore(&consumer, &ids)?;
+        for p in &ids {
             let mut book = PolicyBook::default();
             SenderStage::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
             self.books.insert(*p, book);
-            metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
-            tracing::info!(partition = p, records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
         }
+        metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(partitions = ids.len(), records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
         Ok(())
     }
 

@@ -12,12 +12,13 @@
 
 use super::clients::{self, RebalanceEvent, TaskConsumerContext, TxnProducerContext};
 use crate::config::Config;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,82 +146,84 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     );
     let topics = p.input_topics();
     consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let priority: Vec<_> = p.priority_partitions().iter().filter_map(|(t, part)| consumer.split_partition_queue(t, *part)).collect();
+    let mut priority: Vec<PriorityPartition> = p
+        .priority_partitions()
+        .into_iter()
+        .filter_map(|(topic, partition)| consumer.split_partition_queue(&topic, partition).map(|queue| PriorityPartition { topic, partition, queue, covered_until_ms: i64::MIN }))
+        .collect();
 
-    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-    let mut txn_started: Option<Instant> = None;
-    let mut in_txn_records = 0usize;
+    let mut st = TxnState::default();
+    let mut assigned: HashSet<(String, i32)> = HashSet::new();
 
     let result = (|| -> Result<(), TaskError> {
         loop {
             let stopping = shutdown.load(Ordering::Relaxed);
-            if let Some(started) = txn_started {
-                if stopping || started.elapsed() >= s.commit_interval || in_txn_records >= s.max_batch_records {
-                    commit(p, &producer, &consumer, &mut offsets)?;
-                    txn_started = None;
-                    in_txn_records = 0;
+            if let Some(started) = st.started {
+                if stopping || started.elapsed() >= s.commit_interval || st.records >= s.max_batch_records {
+                    commit(p, &producer, &consumer, &mut st.offsets)?;
+                    st.started = None;
+                    st.records = 0;
                     continue;
                 }
             } else if stopping {
                 return Ok(());
             }
-            let wait = match txn_started {
+            let wait = match st.started {
                 Some(started) => s.commit_interval.saturating_sub(started.elapsed()).min(Duration::from_millis(100)),
                 None => Duration::from_millis(100),
             };
-            // Control records first, then at most one other record.
-            let mut polled = None;
-            for q in &priority {
-                if let Some(m) = q.poll(Duration::ZERO) {
-                    polled = Some(m);
-                    break;
-                }
-            }
-            let polled = match polled {
-                Some(m) => Some(m),
-                None => consumer.poll(wait),
-            };
+            let polled = consumer.poll(wait);
             for event in consumer.context().take_events() {
                 match event {
                     RebalanceEvent::Revoked(parts) => {
                         // The partitions are gone: their uncommitted work must
                         // not be committed by us. Abort; the new owner (or we,
                         // on re-assignment) resumes from the committed offsets.
-                        if txn_started.take().is_some() {
+                        if st.started.take().is_some() {
                             producer.abort_transaction(TXN_TIMEOUT)?;
                             p.aborted();
-                            offsets.clear();
-                            in_txn_records = 0;
+                        }
+                        st.reset();
+                        for pp in priority.iter_mut() {
+                            pp.covered_until_ms = i64::MIN;
+                        }
+                        for part in &parts {
+                            assigned.remove(part);
                         }
                         p.on_revoked(&parts);
                     }
                     RebalanceEvent::Assigned(parts) => {
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
                         p.on_assigned(&parts)?;
+                        assigned.extend(parts);
                     }
                 }
             }
-            let Some(msg) = polled else { continue };
-            let msg = msg?;
-            if txn_started.is_none() {
-                producer.begin_transaction()?;
-                txn_started = Some(Instant::now());
-            }
-            let timestamp_ms = match msg.timestamp() {
-                Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(t),
-                Timestamp::NotAvailable => None,
+            let Some(msg) = polled else {
+                // Idle: take any control records that arrived.
+                for pp in &priority {
+                    while let Some(m) = pp.queue.poll(Duration::ZERO) {
+                        handle(p, &producer, &m?, &mut st)?;
+                    }
+                }
+                continue;
             };
-            let rec = InputRecord { topic: msg.topic(), partition: msg.partition(), offset: msg.offset(), key: msg.key(), payload: msg.payload(), timestamp_ms };
-            let mut out = Outbox { producer: &producer, sent: 0 };
-            p.process(&rec, &mut out)?;
-            offsets.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
-            in_txn_records += 1;
+            let msg = msg?;
+            // The ordering barrier: every control record appended before this
+            // record is handled before it.
+            let t = timestamp_of(&msg).unwrap_or(i64::MAX);
+            for pp in priority.iter_mut() {
+                if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
+                    catch_up(p, &producer, &consumer, pp, &mut st)?;
+                }
+            }
+            handle(p, &producer, &msg, &mut st)?;
         }
     })();
 
     if let Err(e) = &result {
         tracing::warn!(task = p.name(), error = %e, "task failed; aborting the open transaction");
-        if txn_started.is_some() {
+        if st.started.is_some() {
             let _ = producer.abort_transaction(Duration::from_secs(10));
         }
         p.aborted();
@@ -229,6 +232,99 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     p.on_revoked(&assigned);
     consumer.unsubscribe();
     result
+}
+
+/// The open transaction's bookkeeping.
+#[derive(Default)]
+struct TxnState {
+    /// Next offset to commit per input partition.
+    offsets: HashMap<(String, i32), i64>,
+    /// Next offset per input partition, across commits (for the barrier).
+    positions: HashMap<(String, i32), i64>,
+    started: Option<Instant>,
+    records: usize,
+}
+
+impl TxnState {
+    fn reset(&mut self) {
+        self.offsets.clear();
+        self.positions.clear();
+        self.records = 0;
+    }
+}
+
+/// A control partition read through its own queue.
+struct PriorityPartition {
+    topic: String,
+    partition: i32,
+    queue: PartitionQueue<TaskConsumerContext>,
+    /// Every record of this partition appended before this time (broker
+    /// clock, ms) has been handled.
+    covered_until_ms: i64,
+}
+
+fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
+    match msg.timestamp() {
+        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(t),
+        Timestamp::NotAvailable => None,
+    }
+}
+
+/// Longest the barrier waits for a control partition before going on (and
+/// saying so): a control partition that cannot be read must not stop intents.
+const BARRIER_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads a control partition up to its current end: everything appended to
+/// it before now is then handled.
+fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, pp: &mut PriorityPartition, st: &mut TxnState) -> Result<(), TaskError> {
+    // Wall time is used only to know which log times the snapshot covers; it
+    // never enters a decision.
+    let snapshot_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let (low, high) = consumer.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(10))?;
+    let key = (pp.topic.clone(), pp.partition);
+    let deadline = Instant::now() + BARRIER_MAX_WAIT;
+    loop {
+        let position = match st.positions.get(&key) {
+            Some(pos) => *pos,
+            None => {
+                // Nothing read from it yet in this session: start from the
+                // group's committed offset (or the log start, as auto.offset.reset says).
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&pp.topic, pp.partition);
+                let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+                let pos = committed.find_partition(&pp.topic, pp.partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(low);
+                st.positions.insert(key.clone(), pos);
+                pos
+            }
+        };
+        // An empty partition is caught up before its fetch position is known.
+        if position >= high || high <= low {
+            pp.covered_until_ms = snapshot_ms;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(topic = %pp.topic, partition = pp.partition, position, high, "control partition did not catch up; going on without it");
+            return Ok(());
+        }
+        if let Some(m) = pp.queue.poll(Duration::from_millis(50)) {
+            handle(p, producer, &m?, st)?;
+        }
+    }
+}
+
+fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, msg: &BorrowedMessage<'_>, st: &mut TxnState) -> Result<(), TaskError> {
+    if st.started.is_none() {
+        producer.begin_transaction()?;
+        st.started = Some(Instant::now());
+    }
+    let rec = InputRecord { topic: msg.topic(), partition: msg.partition(), offset: msg.offset(), key: msg.key(), payload: msg.payload(), timestamp_ms: timestamp_of(msg) };
+    let mut out = Outbox { producer, sent: 0 };
+    p.process(&rec, &mut out)?;
+    let key = (msg.topic().to_string(), msg.partition());
+    st.offsets.insert(key.clone(), msg.offset() + 1);
+    st.positions.insert(key, msg.offset() + 1);
+    st.records += 1;
+    Ok(())
 }
 
 fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, offsets: &mut HashMap<(String, i32), i64>) -> Result<(), TaskError> {
