@@ -107,6 +107,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     if let Err(e) = real_main(cli) {
@@ -125,7 +127,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
             let bootstrap = cfg.require_bootstrap()?.to_string();
             rt.block_on(async {
                 if !no_create_topics {
-                    apply_topics(&cfg, &topo, &bootstrap).await?;
+                    // The processor waits for a broker that is not up yet.
+                    apply_topics(&cfg, &topo, &bootstrap, None).await?;
                 }
                 sendgate::metrics::install(&cfg.metrics_addr)
             })?;
@@ -145,7 +148,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Topics { action: TopicsCmd::Apply } => {
             let topo = cfg.topology()?;
             let bootstrap = cfg.require_bootstrap()?.to_string();
-            rt.block_on(apply_topics(&cfg, &topo, &bootstrap))
+            rt.block_on(apply_topics(&cfg, &topo, &bootstrap, Some(Duration::from_secs(120))))
         }
         Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind, file.as_deref())),
         Cmd::Decisions(a) => ops::follow(&cfg, OutputKind::Decisions, &a.options()),
@@ -166,14 +169,14 @@ fn real_main(cli: Cli) -> Result<(), String> {
 
 /// Creates missing topics, verifies the rest; a mismatch is an error that
 /// lists every difference.
-async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, bootstrap: &str) -> Result<(), String> {
+async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, bootstrap: &str, wait_at_most: Option<Duration>) -> Result<(), String> {
     use sendgate::topology::TopicStatus;
-    // The broker may still be starting: wait for it, bounded, and say so.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // The broker may still be starting: wait for it, and say so.
+    let started = std::time::Instant::now();
     let report = loop {
         match sendgate::topology::apply(topo, bootstrap, &cfg.kafka, cfg.replication_factor).await {
             Ok(r) => break r,
-            Err(e) if e.starts_with("cannot reach Kafka") && std::time::Instant::now() < deadline => {
+            Err(e) if e.starts_with("cannot reach Kafka") && wait_at_most.is_none_or(|w| started.elapsed() < w) => {
                 tracing::warn!(error = %e, "waiting for Kafka");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }

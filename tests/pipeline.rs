@@ -124,6 +124,13 @@ fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
     env.send_intents(&first);
     let ids: Vec<String> = first.iter().map(|i| i.intent_id.clone()).collect();
     assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 10);
+    // A clean stop leaves a checkpoint: the restart replays nothing.
+    env.stop();
+    env.start();
+    env.send_intents(&[intent("rs-probe", "other@acme.com", "x@corp.example")]);
+    env.await_decisions(&["rs-probe".into()], WAIT);
+    assert!(env.log_tail().contains("records=0"), "restart after a clean stop restored records; log:\n{}", env.log_tail());
+    // With the state directory gone, everything comes back from the changelog.
     env.stop();
     std::fs::remove_dir_all(env.state_dir()).unwrap();
     env.start();
@@ -131,6 +138,7 @@ fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
     env.send_intents(&second);
     let ids: Vec<String> = second.iter().map(|i| i.intent_id.clone()).collect();
     let d = env.await_decisions(&ids, WAIT);
+    assert!(!env.log_tail().contains("records=0"), "a deleted state dir must be restored from the changelog; log:\n{}", env.log_tail());
     assert_eq!(count_status(d.values(), DecisionStatus::Allowed), 5, "the counter came back from the changelog");
     assert_eq!(count_status(d.values(), DecisionStatus::Deferred), 5);
     // Idempotency came back too.

@@ -9,7 +9,7 @@ use crate::codec::{self, RecordType};
 use crate::config::Config;
 use crate::model::*;
 use crate::policy::file::parse_policy_file;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 fn intent(id: String, sender: &str, recipient: String) -> SendIntent {
@@ -32,6 +32,15 @@ fn summarise(title: &str, decisions: &[Decision]) {
     if let Some(d) = decisions.iter().find(|d| d.status == DecisionStatus::Deferred) {
         let usage: Vec<String> = d.usage.iter().map(|u| format!("{} {} {}/{}", u.scope, u.window, u.used, u.limit)).collect();
         println!("  e.g. {} DEFERRED {} until {} [{}]", d.intent_id, d.reason, d.retry_at_ms.map(format_ms).unwrap_or_default(), usage.join(", "));
+    }
+}
+
+async fn send(producer: &rdkafka::producer::FutureProducer, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), String> {
+    let failures = kafka_io::send_all(producer, topic, records).await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
     }
 }
 
@@ -66,10 +75,7 @@ signals = {{ min_volume = 100 }}
     // 1. A runaway agent loop: 200 cold emails from one mailbox in seconds.
     let runaway: Vec<(String, SendIntent)> = (0..200).map(|i| (agent.clone(), intent(format!("demo-{run}-agent-{i}"), &agent, format!("lead{i}@prospects.example")))).collect();
     println!("\nsending 200 intents from {agent} (a runaway loop)...");
-    let failures = kafka_io::send_all(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &runaway)).await;
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &runaway)).await?;
     let ids: HashSet<String> = runaway.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let got = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
     if got.len() < ids.len() {
@@ -81,10 +87,7 @@ signals = {{ min_volume = 100 }}
     let senders: Vec<String> = (0..4).map(|i| format!("rep{i}@{bouncy_domain}")).collect();
     let batch: Vec<(String, SendIntent)> = (0..120).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-list-{i}"), &senders[i % 4], format!("contact{i}@old-list.example")))).collect();
     println!("\nsending 120 intents from {bouncy_domain}, then 7 hard bounces (5.8%)...");
-    let failures = kafka_io::send_all(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &batch)).await;
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &batch)).await?;
     let ids: HashSet<String> = batch.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let list = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
     summarise(&format!("decisions for {bouncy_domain} before the bounces:"), &list);
@@ -93,10 +96,7 @@ signals = {{ min_volume = 100 }}
             (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0 })
         })
         .collect();
-    let failures = kafka_io::send_all(&producer, &topo.full("delivery"), encode_all(RecordType::DeliveryEvent, &bounces)).await;
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
+    send(&producer, &topo.full("delivery"), encode_all(RecordType::DeliveryEvent, &bounces)).await?;
     // Wait for the pause before sending more, so the demo does not race its own bounces.
     let mut paused = false;
     for _ in 0..60 {
@@ -110,10 +110,7 @@ signals = {{ min_volume = 100 }}
         return Err("the sender domain was not paused within 30 s".into());
     }
     let more: Vec<(String, SendIntent)> = (0..10).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-more-{i}"), &senders[i % 4], format!("next{i}@old-list.example")))).collect();
-    let failures = kafka_io::send_all(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &more)).await;
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &more)).await?;
     let ids: HashSet<String> = more.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let after = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
     summarise(&format!("decisions for {bouncy_domain} after the bounces:"), &after);
@@ -124,7 +121,6 @@ signals = {{ min_volume = 100 }}
     for a in &mine {
         println!("  {:<20} {}", a.kind, a.message);
     }
-    let _: HashMap<i32, i64> = start;
     println!("\nresume the domain with: sendgate command resume sender_domain:{bouncy_domain} --tenant demo");
     Ok(())
 }

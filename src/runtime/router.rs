@@ -130,32 +130,6 @@ impl Router {
             Err(format!("router does not read topic {}", rec.topic))
         }
     }
-
-    fn dead_letter(&mut self, rec: &InputRecord<'_>, reason: String, out: &mut Outbox<'_>) -> Result<(), TaskError> {
-        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, %reason, "dead letter");
-        metrics::counter!("sendgate_dead_letters_total", "topic" => topic_label(rec.topic)).increment(1);
-        let dl = DeadLetter {
-            topic: rec.topic.to_string(),
-            partition: rec.partition,
-            offset: rec.offset,
-            timestamp_ms: rec.timestamp_ms,
-            key: rec.key.map(<[u8]>::to_vec),
-            value: rec.payload.map(<[u8]>::to_vec),
-            reason,
-            stage: "router".into(),
-        };
-        let bytes = codec::encode(RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
-        out.send(&self.dead_letters.clone(), None, rec.key.unwrap_or_default(), Some(&bytes), None)
-    }
-}
-
-fn topic_label(topic: &str) -> &'static str {
-    for t in ["intents", "delivery", "policies", "commands"] {
-        if topic.ends_with(t) {
-            return t;
-        }
-    }
-    "other"
 }
 
 impl Processor for Router {
@@ -180,10 +154,10 @@ impl Processor for Router {
 
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         let Some(log_time_ms) = rec.timestamp_ms else {
-            return self.dead_letter(rec, "record has no timestamp; input topics must use LogAppendTime".into(), out);
+            return out.dead_letter(&self.dead_letters, rec, "record has no timestamp; input topics must use LogAppendTime".into(), "router");
         };
         match self.validate(rec, log_time_ms) {
-            Err(reason) => self.dead_letter(rec, reason, out),
+            Err(reason) => out.dead_letter(&self.dead_letters, rec, reason, "router"),
             Ok((env, route)) => {
                 if env.intent.is_some() {
                     metrics::counter!("sendgate_intents_consumed_total").increment(1);

@@ -192,8 +192,8 @@ impl Processor for SenderTask {
         let started = Instant::now();
         let env: StageEnvelope = match rec.payload.map(|b| codec::decode(RecordType::StageEnvelope, b)) {
             Some(Ok(env)) => env,
-            Some(Err(e)) => return self.dead_letter(rec, e.to_string(), out),
-            None => return self.dead_letter(rec, "empty stage record".into(), out),
+            Some(Err(e)) => return out.dead_letter(&self.dead_letters, rec, e.to_string(), "sender"),
+            None => return out.dead_letter(&self.dead_letters, rec, "empty stage record".into(), "sender"),
         };
         let book = self.books.entry(rec.partition).or_default();
         let mut view = self.store.view(rec.partition);
@@ -201,7 +201,7 @@ impl Processor for SenderTask {
             Ok(()) => {}
             Err(StageError::BadRecord(reason)) => {
                 self.out.clear();
-                return self.dead_letter(rec, reason, out);
+                return out.dead_letter(&self.dead_letters, rec, reason, "sender");
             }
             Err(StageError::Store(e)) => return Err(TaskError::Fatal(e.to_string())),
         }
@@ -237,25 +237,5 @@ impl Processor for SenderTask {
     fn close(&mut self) -> Result<(), TaskError> {
         self.store.flush()?;
         Ok(())
-    }
-}
-
-impl SenderTask {
-    fn dead_letter(&mut self, rec: &InputRecord<'_>, reason: String, out: &mut Outbox<'_>) -> Result<(), TaskError> {
-        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, %reason, "dead letter");
-        metrics::counter!("sendgate_dead_letters_total", "topic" => "stage.sender").increment(1);
-        let dl = DeadLetter {
-            topic: rec.topic.to_string(),
-            partition: rec.partition,
-            offset: rec.offset,
-            timestamp_ms: rec.timestamp_ms,
-            key: rec.key.map(<[u8]>::to_vec),
-            value: rec.payload.map(<[u8]>::to_vec),
-            reason,
-            stage: "sender".into(),
-        };
-        let bytes = codec::encode(RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
-        let topic = self.dead_letters.clone();
-        out.send(&topic, None, rec.key.unwrap_or_default(), Some(&bytes), None)
     }
 }

@@ -94,6 +94,27 @@ impl Outbox<'_> {
     }
 }
 
+impl Outbox<'_> {
+    /// Sends an input record that could not be used to the dead-letter
+    /// topic, with the reason and its original key and bytes.
+    pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
+        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, %reason, "dead letter");
+        metrics::counter!("sendgate_dead_letters_total", "stage" => stage).increment(1);
+        let dl = crate::model::DeadLetter {
+            topic: rec.topic.to_string(),
+            partition: rec.partition,
+            offset: rec.offset,
+            timestamp_ms: rec.timestamp_ms,
+            key: rec.key.map(<[u8]>::to_vec),
+            value: rec.payload.map(<[u8]>::to_vec),
+            reason,
+            stage: stage.to_string(),
+        };
+        let bytes = crate::codec::encode(crate::codec::RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        self.send(dead_letter_topic, None, rec.key.unwrap_or_default(), Some(&bytes), None)
+    }
+}
+
 pub trait Processor {
     fn name(&self) -> &'static str;
     fn input_topics(&self) -> Vec<String>;
@@ -356,9 +377,16 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 /// Runs a task until shutdown, rebuilding its clients after retriable
 /// failures with capped exponential backoff. Every failure is logged.
 pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
-    let mut backoff = Duration::from_millis(200);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        match run_once(&mut p, cfg, &s, shutdown) {
+        let started = Instant::now();
+        let outcome = run_once(&mut p, cfg, &s, shutdown);
+        // A task that ran healthily for a while starts its backoff afresh.
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = FIRST_BACKOFF;
+        }
+        match outcome {
             Ok(()) => {
                 p.close()?;
                 tracing::info!(task = p.name(), "task stopped cleanly");

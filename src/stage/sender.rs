@@ -11,7 +11,7 @@ use super::signals::{self, Signal, Tier};
 use crate::clock::{window_end, window_start, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
-use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitScope, PolicyBook, PolicySpec, Scope};
+use crate::policy::{BreachAction, Limit, LimitScope, PolicyBook, PolicySpec, Scope};
 use crate::state::{PartitionView, PauseState, StateValue, StoreError, WindowCounter};
 use std::collections::BTreeMap;
 
@@ -437,9 +437,4 @@ fn apply_policy_to_book(book: &mut PolicyBook, change: &crate::model::PolicyChan
     // read by an older binary) is treated as removed rather than half-applied.
     let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
     book.set(scope, change.version, spec);
-}
-
-/// Re-exported for tests and tools that inspect effective policies.
-pub fn effective_policy(book: &mut PolicyBook, tenant: &str, sender: &Address) -> std::sync::Arc<EffectivePolicy> {
-    book.effective(tenant, sender.domain(), sender.as_str())
 }

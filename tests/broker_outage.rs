@@ -1,0 +1,55 @@
+//! The broker goes away while the processor runs, and comes back: nothing
+//! is lost or duplicated. A test binary of its own, because it restarts the
+//! broker that the other integration tests share (cargo runs test binaries
+//! one after another).
+
+mod common;
+
+use common::*;
+use sendgate::model::*;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+fn kafka(cmd: &str) {
+    let script = std::env::var("SENDGATE_TEST_KAFKA_SCRIPT").expect("SENDGATE_TEST_KAFKA_SCRIPT: run the tests with scripts/test.sh, which starts the broker");
+    let status = Command::new("bash").arg(script).arg(cmd).status().expect("run kafka.sh");
+    assert!(status.success(), "kafka.sh {cmd} failed");
+}
+
+#[test]
+fn a_broker_outage_is_waited_out_without_losing_or_duplicating_decisions() {
+    let mut env = TestEnv::new("outage");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "mailbox:ops@acme.com"
+business_hours = "off"
+limits = { "mailbox.outbound.day" = 30, "mailbox.outbound.hour" = "off" }
+"#,
+    );
+    let intents: Vec<SendIntent> = (0..40).map(|i| intent(&format!("o-{i}"), "ops@acme.com", &format!("r{i}@corp.example"))).collect();
+    env.send_intents(&intents[..20]);
+    let ids: Vec<String> = intents[..20].iter().map(|i| i.intent_id.clone()).collect();
+    env.await_decisions(&ids, Duration::from_secs(120));
+
+    kafka("stop");
+    std::thread::sleep(Duration::from_secs(8));
+    kafka("start");
+
+    env.send_intents(&intents[20..]);
+    let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
+    env.await_decisions(&ids, Duration::from_secs(180));
+    let all = env.all_decisions();
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for d in &all {
+        *per_id.entry(d.intent_id.as_str()).or_default() += 1;
+    }
+    assert!(per_id.values().all(|n| *n == 1), "a decision was duplicated: {per_id:?}");
+    assert_eq!(per_id.len(), 40);
+    assert_eq!(count_status(&all, DecisionStatus::Allowed), 30);
+    assert_eq!(count_status(&all, DecisionStatus::Deferred), 10);
+    // The processor stayed up through the outage.
+    env.stop();
+}
