@@ -202,6 +202,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         // on re-assignment) resumes from the committed offsets.
                         if st.started.take().is_some() {
                             producer.abort_transaction(TXN_TIMEOUT)?;
+                            metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
                             p.aborted();
                         }
                         st.reset();
@@ -246,6 +247,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
         tracing::warn!(task = p.name(), error = %e, "task failed; aborting the open transaction");
         if st.started.is_some() {
             let _ = producer.abort_transaction(Duration::from_secs(10));
+            metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
         }
         p.aborted();
     }
