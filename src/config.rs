@@ -137,6 +137,11 @@ impl Config {
         if self.replication_factor < 1 {
             errors.push("replication_factor must be at least 1".into());
         }
+        if let Some(v) = self.kafka.get("partition.assignment.strategy") {
+            if v.contains("cooperative") {
+                errors.push("kafka.partition.assignment.strategy: cooperative rebalancing is not supported yet (a revoke aborts the whole open transaction); use range or roundrobin".into());
+            }
+        }
         for k in self.kafka.keys() {
             if ["transactional.id", "group.id", "isolation.level", "enable.auto.commit", "bootstrap.servers"].contains(&k.as_str()) {
                 errors.push(format!("kafka.{k} is set by sendgate itself and cannot be overridden"));

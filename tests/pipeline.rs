@@ -104,6 +104,7 @@ fn sigkill_mid_stream_leaves_exactly_one_decision_per_intent() {
     env.start();
     let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, WAIT);
+    assert!(env.log_text().contains("the last stop was not clean"), "after SIGKILL the local state must be rebuilt from the changelog");
     let all = env.all_decisions();
     let mut per_id: HashMap<&str, usize> = HashMap::new();
     for d in &all {

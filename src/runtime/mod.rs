@@ -21,7 +21,10 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let topo = cfg.topology()?;
     cfg.require_bootstrap()?;
     let state_path = cfg.state_dir.join(&cfg.namespace).join("sender");
-    let store = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+    let (store, wiped) = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+    if wiped {
+        tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
+    }
     let sender = sender_task::SenderTask::new(
         cfg,
         &topo,

@@ -150,7 +150,7 @@ impl Processor for Router {
         Ok(())
     }
 
-    fn on_revoked(&mut self, _: &[(String, i32)]) {}
+    fn on_revoked(&mut self, _: &[(String, i32)], _: bool) {}
 
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         let Some(log_time_ms) = rec.timestamp_ms else {

@@ -61,8 +61,15 @@ impl SenderTask {
         let mut todo: HashMap<i32, (i64, i64)> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
-            let start = self.store.base().checkpoint(p)?.unwrap_or(0);
+            let mut start = self.store.base().checkpoint(p)?.unwrap_or(0);
             let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
+            if start > high || (start < low && start > 0) {
+                // The changelog was recreated or truncated under us: the local
+                // copy cannot be resumed from; restore it in full.
+                tracing::warn!(partition = p, checkpoint = start, low, high, "checkpoint outside the changelog; restoring the partition in full");
+                self.store.drop_partition(p)?;
+                start = 0;
+            }
             if start < high {
                 let from = start.max(low);
                 todo.insert(p, (from, high));
@@ -180,11 +187,17 @@ impl Processor for SenderTask {
         Ok(())
     }
 
-    fn on_revoked(&mut self, partitions: &[(String, i32)]) {
-        // Local state stays on disk: if the partition comes back, only the
-        // changelog written meanwhile is replayed.
+    fn on_revoked(&mut self, partitions: &[(String, i32)], handed_over: bool) {
         for (_, p) in partitions {
             self.books.remove(p);
+            // Another instance may own it next and its deletes may be
+            // compacted away before it comes back: never resume from this
+            // copy; restore in full if it returns.
+            if handed_over {
+                if let Err(e) = self.store.drop_partition(*p) {
+                    tracing::error!(partition = p, error = %e, "could not drop handed-over state; it will be restored over");
+                }
+            }
         }
     }
 

@@ -131,7 +131,9 @@ pub trait Processor {
     /// Newly assigned input partitions: bring their state up to date before
     /// any of their records is processed.
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), TaskError>;
-    fn on_revoked(&mut self, partitions: &[(String, i32)]);
+    /// Partitions taken away. `handed_over`: by a rebalance (another
+    /// instance may own them next), rather than by this task stopping.
+    fn on_revoked(&mut self, partitions: &[(String, i32)], handed_over: bool);
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError>;
     /// Produce the transaction's changelog records.
     fn prepare_commit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError>;
@@ -202,6 +204,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         // on re-assignment) resumes from the committed offsets.
                         if st.started.take().is_some() {
                             producer.abort_transaction(TXN_TIMEOUT)?;
+                            producer.context().take_log();
                             metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
                             p.aborted();
                         }
@@ -212,7 +215,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         for part in &parts {
                             assigned.remove(part);
                         }
-                        p.on_revoked(&parts);
+                        p.on_revoked(&parts, true);
                     }
                     RebalanceEvent::Assigned(parts) => {
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
@@ -236,7 +239,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let t = timestamp_of(&msg).unwrap_or(i64::MAX);
             for pp in priority.iter_mut() {
                 if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
-                    catch_up(p, &producer, &consumer, pp, &mut st)?;
+                    catch_up(p, &producer, &consumer, pp, &mut st, t)?;
                 }
             }
             handle(p, &producer, &msg, &mut st)?;
@@ -252,7 +255,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
         p.aborted();
     }
     let assigned: Vec<(String, i32)> = consumer.assignment().map(|t| t.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()).unwrap_or_default();
-    p.on_revoked(&assigned);
+    p.on_revoked(&assigned, false);
     consumer.unsubscribe();
     result
 }
@@ -295,15 +298,23 @@ fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
 
 /// Longest the barrier waits for a control partition before going on (and
 /// saying so): a control partition that cannot be read must not stop intents.
-const BARRIER_MAX_WAIT: Duration = Duration::from_secs(10);
+const BARRIER_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Reads a control partition up to its current end: everything appended to
 /// it before now is then handled.
-fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, pp: &mut PriorityPartition, st: &mut TxnState) -> Result<(), TaskError> {
-    // Wall time is used only to know which log times the snapshot covers; it
-    // never enters a decision.
-    let snapshot_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let (low, high) = consumer.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(10))?;
+///
+/// `record_time` is the broker timestamp of the record waiting behind the
+/// barrier: the control partition's end, read after that record was fetched,
+/// covers everything appended to it before that time. A control partition
+/// that cannot be read is logged and skipped, never allowed to stop intents.
+fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, pp: &mut PriorityPartition, st: &mut TxnState, record_time: i64) -> Result<(), TaskError> {
+    let (low, high) = match consumer.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(2)) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(topic = %pp.topic, partition = pp.partition, error = %e, "control partition unreadable; going on without it");
+            return Ok(());
+        }
+    };
     let key = (pp.topic.clone(), pp.partition);
     let deadline = Instant::now() + BARRIER_MAX_WAIT;
     loop {
@@ -314,7 +325,13 @@ fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerCont
                 // group's committed offset (or the log start, as auto.offset.reset says).
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(&pp.topic, pp.partition);
-                let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+                let committed = match consumer.committed_offsets(tpl, Duration::from_secs(2)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(topic = %pp.topic, partition = pp.partition, error = %e, "control partition offsets unreadable; going on without it");
+                        return Ok(());
+                    }
+                };
                 let pos = committed.find_partition(&pp.topic, pp.partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(low);
                 st.positions.insert(key.clone(), pos);
                 pos
@@ -322,7 +339,7 @@ fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerCont
         };
         // An empty partition is caught up before its fetch position is known.
         if position >= high || high <= low {
-            pp.covered_until_ms = snapshot_ms;
+            pp.covered_until_ms = record_time;
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -337,6 +354,9 @@ fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerCont
 
 fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, msg: &BorrowedMessage<'_>, st: &mut TxnState) -> Result<(), TaskError> {
     if st.started.is_none() {
+        // Reports of an earlier, aborted transaction (purged messages) must
+        // not be read as this one's.
+        producer.context().take_log();
         producer.begin_transaction()?;
         st.started = Some(Instant::now());
     }

@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 
 pub const STAGE_NAME: &str = "sender";
 
-/// Most expired idempotency entries dropped while handling one record; keeps
-/// any one transaction small after a long idle period.
-const EXPIRY_SWEEP_MAX: usize = 1_000;
+/// Most expired idempotency entries dropped while handling one record: the
+/// sweep runs on every record, so it keeps up with any steady rate up to
+/// this many expiries per record, and no one record does unbounded work.
+const EXPIRY_SWEEP_MAX: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -98,7 +99,7 @@ impl SenderStage {
 
     /// Loads the partition's policy documents into `book` (after a restore).
     pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<(), StageError> {
-        for key in view.scan_committed(keys::POLICY_PREFIX, usize::MAX)? {
+        for key in view.scan(keys::POLICY_PREFIX, usize::MAX)? {
             if let Some(StateValue::Policy(change)) = view.get(&key)? {
                 apply_policy_to_book(book, &change);
             }
@@ -116,10 +117,8 @@ impl SenderStage {
         let now = clock.max(env.log_time_ms);
         if now != clock {
             view.put(keys::CLOCK, StateValue::Clock(now));
-            if clock != i64::MIN && now / 3_600_000 != clock / 3_600_000 {
-                self.expire_idempotency(view, now)?;
-            }
         }
+        self.expire_idempotency(view, now)?;
         let mut alerts = Alerts { source: &env.source, at_ms: now, out: &mut out.alerts };
         if let Some(intent) = &env.intent {
             let d = self.on_intent(view, book, intent, now, &env.source, &mut alerts, false)?;
@@ -140,7 +139,7 @@ impl SenderStage {
     }
 
     fn expire_idempotency(&self, view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
-        for key in view.scan_committed(keys::EXPIRY_PREFIX, EXPIRY_SWEEP_MAX)? {
+        for key in view.scan(keys::EXPIRY_PREFIX, EXPIRY_SWEEP_MAX)? {
             let Some((expires_at, intent_id)) = keys::parse_expiry(&key) else { continue };
             if expires_at > now {
                 break;
@@ -404,8 +403,9 @@ impl SenderStage {
                     return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
                 };
                 let intent: SendIntent = codec::decode(RecordType::SendIntent, &bytes).map_err(|e| StoreError::Corrupt { key: cmd.target.clone(), why: e.to_string() })?;
-                view.delete(&keys::held_intent(&cmd.target));
                 if cmd.kind == CommandKind::Approve {
+                    // The held intent stays held (and approvable) unless the
+                    // approved evaluation is final; an ALLOWED one removes it.
                     return Ok(Some(self.on_intent(view, book, &intent, now, source, alerts, true)?));
                 }
                 let decision = Decision {

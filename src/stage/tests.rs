@@ -234,3 +234,39 @@ fn the_same_log_gives_byte_identical_decisions() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn remembered_intent_ids_expire_after_the_retention() {
+    let mut h = Harness::new();
+    h.stage = SenderStage::new(SenderConfig { idempotency_retention_ms: 3_600_000 });
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", "business_hours = \"off\"");
+    assert_eq!(h.intent(now, "old", "ana@acme.com", IntentClass::Outbound).status, DecisionStatus::Allowed);
+    assert!(h.intent(now + 60_000, "old", "ana@acme.com", IntentClass::Outbound).replayed);
+    // Two hours later the id is forgotten: it is decided afresh.
+    let d = h.intent(now + 2 * 3_600_000, "old", "ana@acme.com", IntentClass::Outbound);
+    assert!(!d.replayed);
+    assert_eq!(d.status, DecisionStatus::Allowed);
+}
+
+#[test]
+fn expiry_does_not_depend_on_where_commits_fall() {
+    // The same log, committed after every record or never: same decisions.
+    let run = |commit_each: bool| {
+        let mut h = Harness::new();
+        h.stage = SenderStage::new(SenderConfig { idempotency_retention_ms: 60_000 });
+        let now = t(2026, 6, 3, 10, 0);
+        h.policy(now, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = 1000 }");
+        let mut out = Vec::new();
+        for i in 0..300 {
+            let d = h.intent(now + i * 20_000, &format!("e{}", i % 7), "ana@acme.com", IntentClass::Outbound);
+            out.push((d.intent_id, d.status, d.replayed));
+            if commit_each {
+                let _ = h.store.prepare_commit();
+                h.store.commit(&std::collections::HashMap::new()).unwrap();
+            }
+        }
+        out
+    };
+    assert_eq!(run(true), run(false));
+}

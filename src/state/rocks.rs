@@ -11,14 +11,29 @@ use std::path::Path;
 
 pub struct RocksStore {
     db: DB,
+    clean_marker: std::path::PathBuf,
 }
+
+/// Written after a clean close, removed while running. Without it the store
+/// may be at any earlier batch (no WAL), and a compacted changelog may no
+/// longer hold the tombstones needed to replay from that batch's checkpoint:
+/// so an unclean store is wiped and restored from the changelog in full.
+const CLEAN_MARKER: &str = "CLEAN_SHUTDOWN";
 
 fn io(e: rocksdb::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
 impl RocksStore {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the store; returns whether it was wiped because the last stop
+    /// was not clean.
+    pub fn open(path: &Path) -> Result<(Self, bool), StoreError> {
+        let clean_marker = path.with_file_name(format!("{}.{CLEAN_MARKER}", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
+        let wiped = path.exists() && !clean_marker.exists();
+        if wiped {
+            std::fs::remove_dir_all(path).map_err(|e| StoreError::Io(format!("cannot wipe {} after an unclean stop: {e}", path.display())))?;
+        }
+        let _ = std::fs::remove_file(&clean_marker);
         std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -29,7 +44,7 @@ impl RocksStore {
         opts.set_max_write_buffer_number(2);
         opts.set_max_open_files(256);
         let db = DB::open(&opts, path).map_err(|e| StoreError::Io(format!("cannot open RocksDB at {}: {e}", path.display())))?;
-        Ok(RocksStore { db })
+        Ok((RocksStore { db, clean_marker }, wiped))
     }
 }
 
@@ -74,6 +89,7 @@ impl BaseStore for RocksStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)
+        self.db.flush().map_err(io)?;
+        std::fs::write(&self.clean_marker, b"").map_err(|e| StoreError::Io(format!("cannot write {}: {e}", self.clean_marker.display())))
     }
 }

@@ -84,7 +84,8 @@ impl BaseStore for MemStore {
 /// changelog records of a transaction come out in a deterministic order).
 #[derive(Default)]
 pub struct Overlay {
-    index: HashMap<Vec<u8>, usize>,
+    /// Ordered, so that a prefix scan of the overlay is a range query.
+    index: BTreeMap<Vec<u8>, usize>,
     entries: Vec<(Vec<u8>, Option<StateValue>)>,
 }
 
@@ -218,16 +219,25 @@ impl PartitionView<'_> {
         self.store.overlays.entry(self.partition).or_default().set(key, None);
     }
 
-    /// Committed keys under a prefix (without the partition prefix), skipping
-    /// those deleted in this transaction. Keys written only in this
-    /// transaction are not included.
-    pub fn scan_committed(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        let rows = self.store.base.scan(&full_key(self.partition, prefix), limit)?;
+    /// The first `limit` keys under a prefix (without the partition prefix),
+    /// in key order, as the partition's state stands now: committed keys
+    /// merged with this transaction's writes and deletes. The answer does not
+    /// depend on where commits fell, so logic built on it replays exactly.
+    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let overlay = self.store.overlays.get(&self.partition);
-        Ok(rows
-            .into_iter()
-            .map(|(k, _)| k[4..].to_vec())
-            .filter(|k| !matches!(overlay.and_then(|o| o.get(k)), Some(None)))
-            .collect())
+        let in_overlay: Vec<(&Vec<u8>, bool)> = overlay
+            .map(|o| o.index.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, &i)| (k, o.entries[i].1.is_some())).collect())
+            .unwrap_or_default();
+        let deleted = in_overlay.iter().filter(|(_, live)| !live).count();
+        let rows = self.store.base.scan(&full_key(self.partition, prefix), limit.saturating_add(deleted))?;
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = rows.into_iter().map(|(k, _)| k[4..].to_vec()).collect();
+        for (k, live) in in_overlay {
+            if live {
+                keys.insert(k.clone());
+            } else {
+                keys.remove(k);
+            }
+        }
+        Ok(keys.into_iter().take(limit).collect())
     }
 }

@@ -98,6 +98,11 @@ impl TestEnv {
         panic!("sendgate did not stop within 60 s of SIGTERM");
     }
 
+    /// The whole log of the current (or last) processor run.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap_or_default()
+    }
+
     pub fn log_tail(&self) -> String {
         let path = self.dir.path().join(format!("sendgate-{}.log", self.starts));
         let text = std::fs::read_to_string(path).unwrap_or_default();
