@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use sendgate::model::*;
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,12 +41,7 @@ limits = { "mailbox.outbound.day" = 30, "mailbox.outbound.hour" = "off" }
     let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, Duration::from_secs(180));
     let all = env.all_decisions();
-    let mut per_id: HashMap<&str, usize> = HashMap::new();
-    for d in &all {
-        *per_id.entry(d.intent_id.as_str()).or_default() += 1;
-    }
-    assert!(per_id.values().all(|n| *n == 1), "a decision was duplicated: {per_id:?}");
-    assert_eq!(per_id.len(), 40);
+    assert_one_decision_per_intent(&all, 40);
     assert_eq!(count_status(&all, DecisionStatus::Allowed), 30);
     assert_eq!(count_status(&all, DecisionStatus::Deferred), 10);
     // The processor stayed up through the outage.

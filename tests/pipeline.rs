@@ -106,13 +106,7 @@ fn sigkill_mid_stream_leaves_exactly_one_decision_per_intent() {
     env.await_decisions(&ids, WAIT);
     assert!(env.log_text().contains("the last stop was not clean"), "after SIGKILL the local state must be rebuilt from the changelog");
     let all = env.all_decisions();
-    let mut per_id: HashMap<&str, usize> = HashMap::new();
-    for d in &all {
-        *per_id.entry(d.intent_id.as_str()).or_default() += 1;
-    }
-    let dups: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(dups.is_empty(), "duplicated decisions after SIGKILL: {dups:?}");
-    assert_eq!(per_id.len(), 400);
+    assert_one_decision_per_intent(&all, 400);
     assert_eq!(count_status(&all, DecisionStatus::Allowed), 25, "the cap holds across the crash");
 }
 

@@ -227,3 +227,14 @@ pub fn hard_bounce(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {
 pub fn count_status(ds: impl IntoIterator<Item = impl std::borrow::Borrow<Decision>>, status: DecisionStatus) -> usize {
     ds.into_iter().filter(|d| d.borrow().status == status).count()
 }
+
+/// Exactly one decision per intent, and `n` intents in all.
+pub fn assert_one_decision_per_intent(all: &[Decision], n: usize) {
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for d in all {
+        *per_id.entry(d.intent_id.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = per_id.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated decisions: {dups:?}");
+    assert_eq!(per_id.len(), n, "intents with a decision");
+}
