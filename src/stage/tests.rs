@@ -270,3 +270,52 @@ fn expiry_does_not_depend_on_where_commits_fall() {
     };
     assert_eq!(run(true), run(false));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives, in whatever order: ALLOWED never exceeds a cap in
+        /// any window, every repeat of a final decision is identical, and the
+        /// usage a decision reports equals the ALLOWED decisions before it.
+        #[test]
+        fn caps_hold_and_usage_counts_exactly_the_allowed(
+            steps in proptest::collection::vec((0usize..3, 0u32..40, 0i64..(3 * 86_400_000)), 1..150)
+        ) {
+            let mut h = Harness::new();
+            let start = t(2026, 6, 1, 0, 0);
+            h.policy(start, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.day\" = 5, \"mailbox.outbound.hour\" = 2 }");
+            let mut steps = steps;
+            steps.sort_by_key(|s| s.2);
+            let mut allowed_per_day: HashMap<(usize, i64), i64> = HashMap::new();
+            let mut allowed_per_hour: HashMap<(usize, i64), i64> = HashMap::new();
+            let mut finals: HashMap<String, Decision> = HashMap::new();
+            for (mailbox, id, offset) in steps {
+                let at = start + offset;
+                let id = format!("m{mailbox}-i{id}");
+                let d = h.intent(at, &id, &format!("m{mailbox}@acme.com"), IntentClass::Outbound);
+                if let Some(first) = finals.get(&id) {
+                    prop_assert!(d.replayed);
+                    prop_assert_eq!(d.status, first.status);
+                    prop_assert_eq!(&d.usage, &first.usage);
+                    continue;
+                }
+                let (day, hour) = (at / 86_400_000, at / 3_600_000);
+                if d.status == DecisionStatus::Allowed {
+                    *allowed_per_day.entry((mailbox, day)).or_default() += 1;
+                    *allowed_per_hour.entry((mailbox, hour)).or_default() += 1;
+                    finals.insert(id, d.clone());
+                }
+                let used_day = d.usage.iter().find(|u| u.window == "day" && u.scope.starts_with("mailbox:")).unwrap().used;
+                let used_hour = d.usage.iter().find(|u| u.window == "hour" && u.scope.starts_with("mailbox:")).unwrap().used;
+                prop_assert_eq!(used_day, *allowed_per_day.get(&(mailbox, day)).unwrap_or(&0));
+                prop_assert_eq!(used_hour, *allowed_per_hour.get(&(mailbox, hour)).unwrap_or(&0));
+                prop_assert!(used_day <= 5 && used_hour <= 2);
+            }
+        }
+    }
+}
