@@ -13,6 +13,6 @@ SENDGATE_BIN="$CARGO_TARGET_DIR/release/sendgate"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 build_release() {
-  say "building sendgate (release; the first build compiles RocksDB and librdkafka, ~25 min on 2 cores)"
+  say "building sendgate (release; the first build compiles RocksDB and librdkafka, ~22 min on 2 cores)"
   (cd "$REPO_ROOT" && cargo build --release --locked --bins)
 }
