@@ -160,7 +160,7 @@ impl Processor for Router {
             Err(reason) => out.dead_letter(&self.dead_letters, rec, reason, "router"),
             Ok((env, route)) => {
                 if env.intent.is_some() {
-                    metrics::counter!("sendgate_intents_consumed_total").increment(1);
+                    out.counts.add("sendgate_intents_consumed_total", [("", ""); 2]);
                 }
                 self.buf.clear();
                 codec::encode_into(RecordType::StageEnvelope, &env, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;

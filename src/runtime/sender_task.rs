@@ -121,13 +121,13 @@ impl SenderTask {
 
     fn emit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         for d in self.out.decisions.drain(..) {
-            metrics::counter!("sendgate_decisions_total", "status" => d.status.as_str(), "reason" => reason_label(&d.reason)).increment(1);
+            out.counts.add("sendgate_decisions_total", [("status", d.status.as_str()), ("reason", reason_label(&d.reason))]);
             self.buf.clear();
             codec::encode_into(RecordType::Decision, &d, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             out.send(&self.decisions, None, d.sender.as_bytes(), Some(&self.buf), Some(d.decided_at_ms))?;
         }
         for a in self.out.alerts.drain(..) {
-            metrics::counter!("sendgate_alerts_total", "kind" => alert_label(&a.kind)).increment(1);
+            out.counts.add("sendgate_alerts_total", [("kind", alert_label(&a.kind)), ("", "")]);
             self.buf.clear();
             codec::encode_into(RecordType::Alert, &a, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             out.send(&self.alerts, None, a.scope.as_bytes(), Some(&self.buf), Some(a.at_ms))?;

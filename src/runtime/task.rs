@@ -57,10 +57,33 @@ pub struct InputRecord<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+/// Counter increments of the open transaction: published only when it
+/// commits, so work redone after an abort is not counted twice.
+#[derive(Default)]
+pub struct PendingCounts(HashMap<(&'static str, [(&'static str, &'static str); 2]), u64>);
+
+impl PendingCounts {
+    /// `labels`: up to two (name, value) pairs; unused ones are ("", "").
+    pub fn add(&mut self, name: &'static str, labels: [(&'static str, &'static str); 2]) {
+        *self.0.entry((name, labels)).or_default() += 1;
+    }
+
+    fn publish(&mut self) {
+        for ((name, labels), n) in self.0.drain() {
+            let labels: Vec<metrics::Label> = labels.iter().filter(|(k, _)| !k.is_empty()).map(|(k, v)| metrics::Label::new(*k, *v)).collect();
+            metrics::counter!(name, labels).increment(n);
+        }
+    }
+
+    fn discard(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Where a processor writes its outputs, inside the open transaction.
 pub struct Outbox<'a> {
     producer: &'a ThreadedProducer<TxnProducerContext>,
-    pub sent: u64,
+    pub counts: &'a mut PendingCounts,
 }
 
 impl Outbox<'_> {
@@ -80,10 +103,7 @@ impl Outbox<'_> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.producer.send(record) {
-                Ok(()) => {
-                    self.sent += 1;
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                     record = r;
                     self.producer.poll(Duration::from_millis(5));
@@ -99,7 +119,7 @@ impl Outbox<'_> {
     /// topic, with the reason and its original key and bytes.
     pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
         tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, %reason, "dead letter");
-        metrics::counter!("sendgate_dead_letters_total", "stage" => stage).increment(1);
+        self.counts.add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
         let dl = crate::model::DeadLetter {
             topic: rec.topic.to_string(),
             partition: rec.partition,
@@ -183,7 +203,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let stopping = shutdown.load(Ordering::Relaxed);
             if let Some(started) = st.started {
                 if stopping || started.elapsed() >= s.commit_interval || st.records >= s.max_batch_records {
-                    commit(p, &producer, &consumer, &mut st.offsets)?;
+                    commit(p, &producer, &consumer, &mut st.offsets, &mut st.counts)?;
                     st.started = None;
                     st.records = 0;
                     continue;
@@ -269,10 +289,12 @@ struct TxnState {
     positions: HashMap<(String, i32), i64>,
     started: Option<Instant>,
     records: usize,
+    counts: PendingCounts,
 }
 
 impl TxnState {
     fn reset(&mut self) {
+        self.counts.discard();
         self.offsets.clear();
         self.positions.clear();
         self.records = 0;
@@ -361,7 +383,7 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         st.started = Some(Instant::now());
     }
     let rec = InputRecord { topic: msg.topic(), partition: msg.partition(), offset: msg.offset(), key: msg.key(), payload: msg.payload(), timestamp_ms: timestamp_of(msg) };
-    let mut out = Outbox { producer, sent: 0 };
+    let mut out = Outbox { producer, counts: &mut st.counts };
     p.process(&rec, &mut out)?;
     let key = (msg.topic().to_string(), msg.partition());
     st.offsets.insert(key.clone(), msg.offset() + 1);
@@ -370,9 +392,9 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     Ok(())
 }
 
-fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, offsets: &mut HashMap<(String, i32), i64>) -> Result<(), TaskError> {
+fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, offsets: &mut HashMap<(String, i32), i64>, counts: &mut PendingCounts) -> Result<(), TaskError> {
     let started = Instant::now();
-    let mut out = Outbox { producer, sent: 0 };
+    let mut out = Outbox { producer, counts };
     p.prepare_commit(&mut out)?;
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), next) in offsets.iter() {
@@ -391,6 +413,7 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         return Err(TaskError::Fatal(format!("deliveries failed in a committed transaction: {}", log.failures.join("; "))));
     }
     metrics::counter!("sendgate_transactions_total", "outcome" => "committed").increment(1);
+    counts.publish();
     metrics::histogram!("sendgate_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
     offsets.clear();
     p.committed(&log.changelog_last)
