@@ -53,6 +53,13 @@ impl Address {
         Ok(Address { full, at })
     }
 
+    /// An address the router already normalised (stage records): split it
+    /// without redoing the IDNA work on the per-intent path.
+    pub fn from_normalised(s: &str) -> Option<Self> {
+        let at = s.rfind('@')?;
+        (at > 0 && at + 1 < s.len()).then(|| Address { full: s.to_string(), at })
+    }
+
     pub fn as_str(&self) -> &str {
         &self.full
     }

@@ -169,7 +169,7 @@ impl SenderStage {
             d.source = source.clone();
             return Ok(d);
         }
-        let sender = Address::parse(&intent.sender).map_err(|e| StageError::BadRecord(e.to_string()))?;
+        let sender = Address::from_normalised(&intent.sender).ok_or_else(|| StageError::BadRecord(format!("sender {:?} is not a normalised address", intent.sender)))?;
         let domain = sender.domain();
         let mailbox_scope = format!("mailbox:{}", sender.as_str());
         let domain_scope = format!("sender_domain:{domain}");
@@ -336,7 +336,7 @@ impl SenderStage {
             // Soft bounces, deferrals and engagement do not move reputation budgets here.
             _ => return Ok(()),
         };
-        let sender = Address::parse(&ev.sender).map_err(|e| StageError::BadRecord(e.to_string()))?;
+        let sender = Address::from_normalised(&ev.sender).ok_or_else(|| StageError::BadRecord(format!("sender {:?} is not a normalised address", ev.sender)))?;
         let domain = sender.domain();
         let policy = book.effective(&ev.tenant, domain, sender.as_str());
         let key = keys::signals(domain);
