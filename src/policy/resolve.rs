@@ -1,5 +1,5 @@
 //! The effective policy of an intent: its scopes' documents merged, most
-//! specific first, over the built-in defaults of DESIGN.md.
+//! specific first, over the built-in defaults.
 
 use super::spec::*;
 use crate::clock::{parse_hhmm, parse_weekday, BusinessHours};
@@ -41,19 +41,19 @@ impl EffectivePolicy {
     }
 }
 
-/// The built-in defaults (DESIGN.md, from the reference articles).
+/// The built-in defaults, from published deliverability guidance for app and agent mail.
 pub fn builtin_defaults() -> PolicySpec {
     let mut limits = BTreeMap::new();
     let mut set = |k: &str, v: u64| {
         limits.insert(k.to_string(), LimitSpec::Max(v));
     };
-    // Seed 000: 25 cold sends per mailbox per day, 3 per hour in business hours.
+    // 25 cold sends per mailbox per day, 3 per hour in business hours.
     set("mailbox.outbound.day", 25);
     set("mailbox.outbound.hour", 3);
-    // Seed 003: 100/hour per sending domain; 1,000/day (DESIGN.md).
+    // 100/hour per sending domain (a common guardrail default); 1,000/day.
     set("sender_domain.outbound.hour", 100);
     set("sender_domain.outbound.day", 1_000);
-    // Transactional mail has its own, much larger budget (seed 000).
+    // Transactional mail has its own, much larger budget.
     set("mailbox.transactional.day", 1_000);
     set("sender_domain.transactional.hour", 1_000);
     set("sender_domain.transactional.day", 10_000);
@@ -62,7 +62,7 @@ pub fn builtin_defaults() -> PolicySpec {
         business_hours: Some(BusinessHoursSpec::Hours { start: "08:00".into(), end: "18:00".into(), days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()] }),
         limits,
         signals: Some(SignalsSpec {
-            // Seed 002: bounce 2% warn / 3% slow / 5% pause; complaint 0.05 / 0.08 / 0.1 %.
+            // Bounce 2% warn / 3% slow / 5% pause; complaint 0.05 / 0.08 / 0.1 %.
             hard_bounce: Some(TierThresholds { warn: 0.02, slow: 0.03, pause: 0.05 }),
             complaint: Some(TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 }),
             min_volume: Some(100),
