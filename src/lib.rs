@@ -5,7 +5,7 @@
 //! only from the log, so any decision can be replayed and explained.
 //!
 //! Map of the modules:
-//! - [`model`]: the records of the public contract, addresses and newtype keys.
+//! - [`model`]: the records of the public contract and address normalisation.
 //! - [`codec`]: Avro single-object encoding of every record (`schemas/`).
 //! - [`clock`]: window and business-hours arithmetic in a tenant's zone; pure.
 //! - [`policy`]: policy documents, scopes, files and the effective-policy merge.

@@ -117,10 +117,6 @@ pub fn check_schemas() -> Result<(), String> {
     Ok(())
 }
 
-pub fn schema(t: RecordType) -> &'static Schema {
-    &compiled(t).schema
-}
-
 pub fn fingerprint(t: RecordType) -> [u8; 8] {
     compiled(t).fingerprint
 }

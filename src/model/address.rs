@@ -1,4 +1,4 @@
-//! Address normalisation and the newtype keys built from it.
+//! Address normalisation.
 //!
 //! Every address is normalised before it keys anything, so that variants of
 //! one address (`Ana@ACME.com`, `ana@acme.com `, an IDN written in Unicode)
@@ -104,60 +104,6 @@ pub fn normalise_domain(input: &str) -> Result<String, &'static str> {
         }
     }
     Ok(ascii)
-}
-
-macro_rules! string_key {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-string_key!(
-    /// A sending mailbox, normalised.
-    Mailbox
-);
-string_key!(
-    /// The domain part of a sending mailbox: the unit of reputation.
-    SenderDomain
-);
-string_key!(
-    /// A tenant id as given by the producer (opaque, case-sensitive).
-    Tenant
-);
-
-impl Mailbox {
-    pub fn new(address: &Address) -> Self {
-        Mailbox(address.as_str().to_string())
-    }
-}
-
-impl SenderDomain {
-    pub fn of(address: &Address) -> Self {
-        SenderDomain(address.domain().to_string())
-    }
-    pub fn from_normalised(domain: &str) -> Self {
-        SenderDomain(domain.to_string())
-    }
-}
-
-impl Tenant {
-    pub fn new(id: &str) -> Self {
-        Tenant(id.to_string())
-    }
 }
 
 #[cfg(test)]

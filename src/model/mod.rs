@@ -1,7 +1,7 @@
-//! The domain: records of the public contract, addresses and keys.
+//! The domain: records of the public contract and addresses.
 
 pub mod address;
 pub mod records;
 
-pub use address::{Address, AddressError, Mailbox, SenderDomain, Tenant};
+pub use address::{Address, AddressError};
 pub use records::*;

@@ -94,14 +94,6 @@ impl PolicyBook {
         self.cache.clear();
     }
 
-    pub fn get(&self, scope: &Scope) -> Option<&(i64, PolicySpec)> {
-        self.docs.get(scope)
-    }
-
-    pub fn documents(&self) -> impl Iterator<Item = (&Scope, &(i64, PolicySpec))> {
-        self.docs.iter()
-    }
-
     pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str) -> Arc<EffectivePolicy> {
         let key = (tenant.to_string(), mailbox.to_string());
         if let Some(p) = self.cache.get(&key) {

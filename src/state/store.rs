@@ -195,10 +195,6 @@ pub struct PartitionView<'a> {
 }
 
 impl PartitionView<'_> {
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-
     pub fn get(&self, key: &[u8]) -> Result<Option<StateValue>, StoreError> {
         if let Some(v) = self.store.overlays.get(&self.partition).and_then(|o| o.get(key)) {
             return Ok(v.clone());
