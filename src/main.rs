@@ -50,11 +50,14 @@ enum Cmd {
         #[command(subcommand)]
         action: PolicyCmd,
     },
-    /// Publish an operator command: approve or reject a held intent, pause or resume a sender.
+    /// Publish an operator command: approve or reject a held intent, pause or
+    /// resume a sender, add or lift a restriction or a list entry.
     Command {
         #[arg(value_enum)]
         verb: CommandVerb,
-        /// An intent id (approve, reject) or a scope such as sender_domain:acme.com (pause, resume).
+        /// An intent id (approve, reject); a scope such as sender_domain:acme.com
+        /// (pause, resume); address:A, domain:D or tenant:T (restrict,
+        /// unrestrict); an address, domain or TLD such as .zip (list-add, list-remove).
         target: String,
         #[arg(long, default_value = "default")]
         tenant: String,
@@ -63,6 +66,15 @@ enum Cmd {
         sender: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// list-add, list-remove: allow, block or suppression.
+        #[arg(long)]
+        list: Option<String>,
+        /// restrict: deny (default) or allow (an exemption from wider denies).
+        #[arg(long)]
+        mode: Option<String>,
+        /// restrict: the deny ends by itself at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Print the Avro schemas, self-contained, as the binary uses them.
     Schemas,
@@ -156,7 +168,10 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::DeadLetters(a) => ops::follow(&cfg, OutputKind::DeadLetters, &a.options()),
         Cmd::Policy { action: PolicyCmd::Apply { file } } => rt.block_on(ops::policy_apply(&cfg, &file)),
         Cmd::Policy { action: PolicyCmd::Show { scope } } => ops::policy_show(&cfg, &scope),
-        Cmd::Command { verb, target, tenant, sender, reason } => rt.block_on(ops::command(&cfg, verb, &tenant, &target, sender.as_deref(), reason.as_deref())),
+        Cmd::Command { verb, target, tenant, sender, reason, list, mode, until } => {
+            let args = ops::CommandArgs { verb, target, tenant, sender, reason, list, mode, until };
+            rt.block_on(ops::command(&cfg, args))
+        }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {

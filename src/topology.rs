@@ -35,7 +35,23 @@ pub struct Topology {
     pub topics: Vec<TopicSpec>,
 }
 
-pub const REQUIRED: &[&str] = &["intents", "delivery", "policies", "commands", "decisions", "alerts", "dead-letters", "stage.sender", "stage.sender.changelog"];
+pub const REQUIRED: &[&str] = &[
+    "intents",
+    "delivery",
+    "policies",
+    "commands",
+    "decisions",
+    "alerts",
+    "dead-letters",
+    "stage.sender",
+    "stage.sender.changelog",
+    "stage.tenant",
+    "stage.tenant.changelog",
+    "stage.recipient",
+    "stage.recipient.changelog",
+    "stage.recipient_domain",
+    "stage.recipient_domain.changelog",
+];
 
 impl Topology {
     pub fn parse(text: &str, namespace: &str) -> Result<Topology, String> {
@@ -61,9 +77,12 @@ impl Topology {
             }
         }
         let topo = Topology { namespace: namespace.to_string(), topics: file.topic };
-        if let (Some(s), Some(c)) = (topo.spec("stage.sender"), topo.spec("stage.sender.changelog")) {
-            if s.partitions != c.partitions {
-                errors.push("stage.sender and stage.sender.changelog must have the same partition count (partition N's state lives in changelog partition N)".into());
+        for kind in crate::stage::StageKind::ALL {
+            let (input, changelog) = (kind.topic(), kind.changelog());
+            if let (Some(s), Some(c)) = (topo.spec(&input), topo.spec(&changelog)) {
+                if s.partitions != c.partitions {
+                    errors.push(format!("{input} and {changelog} must have the same partition count (partition N's state lives in changelog partition N)"));
+                }
             }
         }
         if errors.is_empty() {

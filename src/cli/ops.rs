@@ -155,39 +155,61 @@ pub enum CommandVerb {
     Reject,
     Pause,
     Resume,
+    Restrict,
+    Unrestrict,
+    ListAdd,
+    ListRemove,
 }
 
-/// `sendgate command VERB TARGET`: publish an operator command.
-pub async fn command(cfg: &Config, verb: CommandVerb, tenant: &str, target: &str, sender: Option<&str>, reason: Option<&str>) -> Result<(), String> {
+pub struct CommandArgs {
+    pub verb: CommandVerb,
+    pub target: String,
+    pub tenant: String,
+    pub sender: Option<String>,
+    pub reason: Option<String>,
+    pub list: Option<String>,
+    pub mode: Option<String>,
+    pub until: Option<String>,
+}
+
+/// `sendgate command VERB TARGET`: publish an operator command. It is
+/// checked here exactly as the processor will check it, so a bad one is
+/// refused before anything is published.
+pub async fn command(cfg: &Config, a: CommandArgs) -> Result<(), String> {
     let topo = cfg.topology()?;
-    let kind = match verb {
+    let kind = match a.verb {
         CommandVerb::Approve => CommandKind::Approve,
         CommandVerb::Reject => CommandKind::Reject,
         CommandVerb::Pause => CommandKind::Pause,
         CommandVerb::Resume => CommandKind::Resume,
+        CommandVerb::Restrict => CommandKind::AddRestriction,
+        CommandVerb::Unrestrict => CommandKind::LiftRestriction,
+        CommandVerb::ListAdd => CommandKind::AddListEntry,
+        CommandVerb::ListRemove => CommandKind::RemoveListEntry,
     };
-    match verb {
-        CommandVerb::Approve | CommandVerb::Reject if sender.is_none() => return Err("approve/reject need --sender (the held intent's sender)".into()),
-        CommandVerb::Pause | CommandVerb::Resume => {
-            Scope::parse(target)?;
-        }
-        _ => {}
-    }
+    let until_ms = match a.until.as_deref() {
+        None => None,
+        Some(t) => Some(chrono::DateTime::parse_from_rfc3339(t).map_err(|e| format!("--until {t:?}: {e} (use RFC 3339, e.g. 2026-12-01T09:00:00Z)"))?.timestamp_millis()),
+    };
     let cmd = Command {
         command_id: format!("cli-{}-{}", wall_clock_ms(), std::process::id()),
         kind,
-        tenant: tenant.to_string(),
-        target: target.to_string(),
-        sender: sender.map(str::to_string),
-        reason: reason.map(str::to_string),
+        tenant: a.tenant.clone(),
+        target: a.target.clone(),
+        sender: a.sender.clone(),
+        reason: a.reason.clone(),
         operator: std::env::var("USER").ok(),
+        list: a.list.clone(),
+        mode: a.mode.clone(),
+        until_ms,
     };
+    crate::stage::ingress::normalise_command(cmd.clone())?;
     let bytes = codec::encode(RecordType::Command, &cmd).map_err(|e| e.to_string())?;
     let producer = kafka_io::producer(cfg)?;
-    let failures = kafka_io::send_all(&producer, &topo.full("commands"), vec![(target.as_bytes().to_vec(), Some(bytes))]).await;
+    let failures = kafka_io::send_all(&producer, &topo.full("commands"), vec![(a.target.as_bytes().to_vec(), Some(bytes))]).await;
     if let Some(f) = failures.first() {
         return Err(f.clone());
     }
-    println!("{:?} {} published ({})", kind, target, cmd.command_id);
+    println!("{:?} {} published ({})", kind, a.target, cmd.command_id);
     Ok(())
 }

@@ -95,6 +95,12 @@ fn splice(v: &mut Json, ns: Option<&str>, lib: &HashMap<String, Json>, defined: 
                 let own_ns = o.get("namespace").and_then(Json::as_str).or(ns);
                 let fqn = full_name(name, own_ns);
                 inner_ns = fqn.rsplit_once('.').map(|(n, _)| n.to_string());
+                // A type already defined earlier in this schema (an inline
+                // definition inside a spliced type) becomes a reference.
+                if defined.contains(&fqn) {
+                    *v = Json::String(fqn);
+                    return Ok(());
+                }
                 defined.insert(fqn);
             }
             for key in ["type", "items", "values"] {

@@ -188,6 +188,15 @@ pub struct Command {
     pub reason: Option<String>,
     #[serde(default)]
     pub operator: Option<String>,
+    /// List commands: allow, block or suppression.
+    #[serde(default)]
+    pub list: Option<String>,
+    /// ADD_RESTRICTION: deny (default) or allow.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// ADD_RESTRICTION: a deny that ends by itself.
+    #[serde(default)]
+    pub until_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,11 +216,61 @@ pub struct PolicyChange {
     pub spec_json: Option<String>,
 }
 
-/// One validated, normalised input on a stage's partitioned topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UndoKind {
+    /// Decrement a window counter, if it is still in the same window.
+    Counter,
+    /// Delete a mark, if this intent set it.
+    Mark,
+}
+
+/// One state change a release reverses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub key: String,
+    pub kind: UndoKind,
+    #[serde(default)]
+    pub bucket_start_ms: i64,
+}
+
+/// What one stage reserved for an intent, and where to send its release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub stage: String,
+    pub key: String,
+    pub undo: Vec<Undo>,
+}
+
+/// An intent on its way through the later stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentHop {
+    pub intent: SendIntent,
+    #[serde(default)]
+    pub approved: bool,
+    pub usage: Vec<Usage>,
+    pub policy_version: i64,
+    pub route: Vec<String>,
+    pub reservations: Vec<Reservation>,
+}
+
+/// Sent back to a stage that reserved: undo (when a later stage denied),
+/// and to the sender stage the final outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub intent_id: String,
+    pub undo: Vec<Undo>,
+    #[serde(default)]
+    pub outcome: Option<Decision>,
+}
+
+/// One record on a stage's partitioned topic. Exactly one payload is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageEnvelope {
     pub log_time_ms: i64,
     pub source: SourceRef,
+    #[serde(default)]
+    pub route_key: Option<String>,
     #[serde(default)]
     pub intent: Option<SendIntent>,
     #[serde(default)]
@@ -220,4 +279,15 @@ pub struct StageEnvelope {
     pub command: Option<Command>,
     #[serde(default)]
     pub policy: Option<PolicyChange>,
+    #[serde(default)]
+    pub hop: Option<IntentHop>,
+    #[serde(default)]
+    pub release: Option<Release>,
+}
+
+impl StageEnvelope {
+    /// An envelope with no payload yet.
+    pub fn new(log_time_ms: i64, source: SourceRef) -> Self {
+        StageEnvelope { log_time_ms, source, route_key: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None }
+    }
 }

@@ -6,7 +6,7 @@ use crate::clock::{parse_hhmm, parse_weekday, BusinessHours};
 use crate::model::IntentClass;
 use crate::clock::Window;
 use chrono_tz::Tz;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,32 @@ pub struct SignalPolicy {
     pub complaint: TierThresholds,
     pub min_volume: u64,
     pub window_hours: u32,
+    /// A pause set by the signals lifts itself after this long (None: never).
+    pub auto_resume_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warmup {
+    /// Local date the domain started sending; None: its first intent.
+    pub started_on: Option<chrono::NaiveDate>,
+    pub steps: Vec<WarmupStep>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecipientRules {
+    pub cooldown_ms: i64,
+    pub dedupe_ms: i64,
+    pub allow_list_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackoffPolicy {
+    pub initial_ms: i64,
+    pub max_ms: i64,
+    pub escalate_after: u32,
+    pub throttle_codes: Vec<i32>,
+    pub pause_after_domains: u32,
+    pub pause_window_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,14 +56,38 @@ pub struct EffectivePolicy {
     pub version: i64,
     pub tz: Tz,
     pub business_hours: Option<BusinessHours>,
-    /// Active limits (not "off"), in key order.
+    /// Active limits (not "off"), longest window first.
     pub limits: Vec<Limit>,
     pub signals: SignalPolicy,
+    pub warmup: Option<Warmup>,
+    pub recipients: RecipientRules,
+    /// Recipient domain -> provider group.
+    pub provider_of: HashMap<String, String>,
+    pub public_domains: HashSet<String>,
+    pub exclude_public_domains: bool,
+    pub backoff: BackoffPolicy,
 }
 
 impl EffectivePolicy {
     pub fn limits_for(&self, class: IntentClass) -> impl Iterator<Item = &Limit> {
         self.limits.iter().filter(move |l| l.key.class == class)
+    }
+
+    pub fn limits_at(&self, class: IntentClass, scopes: &'static [LimitScope]) -> impl Iterator<Item = &Limit> {
+        self.limits.iter().filter(move |l| l.key.class == class && scopes.contains(&l.key.scope))
+    }
+
+    /// The group a recipient domain's shared limits and backoff are kept
+    /// under: its provider group, or the domain itself.
+    pub fn recipient_group(&self, recipient_domain: &str) -> String {
+        match self.provider_of.get(recipient_domain) {
+            Some(g) => format!("provider:{g}"),
+            None => recipient_domain.to_string(),
+        }
+    }
+
+    pub fn is_public(&self, recipient_domain: &str) -> bool {
+        self.public_domains.contains(recipient_domain)
     }
 }
 
@@ -57,6 +107,21 @@ pub fn builtin_defaults() -> PolicySpec {
     set("mailbox.transactional.day", 1_000);
     set("sender_domain.transactional.hour", 1_000);
     set("sender_domain.transactional.day", 10_000);
+    // 10 per recipient address per day; 50 per hour to one recipient domain.
+    set("recipient.outbound.day", 10);
+    set("recipient.transactional.day", 10);
+    set("recipient_domain.outbound.hour", 50);
+    let group = |ds: &[&str]| ds.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    let mut providers = BTreeMap::new();
+    providers.insert("google".to_string(), group(&["gmail.com", "googlemail.com"]));
+    providers.insert("microsoft".to_string(), group(&["outlook.com", "hotmail.com", "live.com", "msn.com"]));
+    providers.insert("yahoo".to_string(), group(&["yahoo.com", "ymail.com", "rocketmail.com", "aol.com"]));
+    providers.insert("apple".to_string(), group(&["icloud.com", "me.com", "mac.com"]));
+    let public = group(&[
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "icloud.com",
+        "me.com", "mac.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "yandex.ru", "mail.ru", "zoho.com", "fastmail.com",
+        "qq.com", "163.com",
+    ]);
     PolicySpec {
         timezone: Some("UTC".into()),
         business_hours: Some(BusinessHoursSpec::Hours { start: "08:00".into(), end: "18:00".into(), days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()] }),
@@ -67,6 +132,23 @@ pub fn builtin_defaults() -> PolicySpec {
             complaint: Some(TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 }),
             min_volume: Some(100),
             window_hours: Some(24),
+            auto_resume_minutes: Some(0),
+        }),
+        // A new sending domain: 20 per hour for its first 7 days.
+        warmup: Some(WarmupSpec::Plan(WarmupPlan { preset: None, started_on: None, steps: Some(vec![WarmupStep { until_day: 7, hour: Some(20), day: None }]) })),
+        recipients: Some(RecipientsSpec { cooldown_minutes: Some(10), dedupe_hours: Some(24), allow_list_only: Some(false) }),
+        providers,
+        public_domains: Some(public),
+        exclude_public_domains: Some(true),
+        // 421/450/452: 60 s doubling to 30 min; escalate after 6 in a row;
+        // throttling from 3 recipient domains within an hour pauses the sender domain.
+        isp_backoff: Some(BackoffSpec {
+            initial_seconds: Some(60),
+            max_seconds: Some(1_800),
+            escalate_after: Some(6),
+            throttle_codes: Some(vec![421, 450, 452]),
+            pause_after_domains: Some(3),
+            pause_window_minutes: Some(60),
         }),
     }
 }
@@ -76,7 +158,7 @@ pub fn builtin_defaults() -> PolicySpec {
 #[derive(Debug, Default)]
 pub struct PolicyBook {
     docs: HashMap<Scope, (i64, PolicySpec)>,
-    cache: HashMap<(String, String), Arc<EffectivePolicy>>,
+    cache: HashMap<(String, String, Option<String>), Arc<EffectivePolicy>>,
 }
 
 const CACHE_MAX: usize = 10_000;
@@ -94,17 +176,21 @@ impl PolicyBook {
         self.cache.clear();
     }
 
-    pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str) -> Arc<EffectivePolicy> {
-        let key = (tenant.to_string(), mailbox.to_string());
+    /// The effective policy of an intent or event. A recipient domain's own
+    /// document ranks below the mailbox's and above the sender domain's:
+    /// it is the most specific word on traffic to that destination.
+    pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> Arc<EffectivePolicy> {
+        // Only a recipient domain with a document of its own needs its own entry.
+        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
+        let key = (tenant.to_string(), mailbox.to_string(), rd.map(str::to_string));
         if let Some(p) = self.cache.get(&key) {
             return p.clone();
         }
-        let scopes = [
-            Scope::Mailbox(mailbox.to_string()),
-            Scope::SenderDomain(sender_domain.to_string()),
-            Scope::Tenant(tenant.to_string()),
-            Scope::Default,
-        ];
+        let mut scopes = vec![Scope::Mailbox(mailbox.to_string())];
+        if let Some(d) = rd {
+            scopes.push(Scope::RecipientDomain(d.to_string()));
+        }
+        scopes.extend([Scope::SenderDomain(sender_domain.to_string()), Scope::Tenant(tenant.to_string()), Scope::Default]);
         let layers: Vec<&(i64, PolicySpec)> = scopes.iter().filter_map(|s| self.docs.get(s)).collect();
         let eff = Arc::new(merge(&layers));
         if self.cache.len() >= CACHE_MAX {
@@ -112,6 +198,11 @@ impl PolicyBook {
         }
         self.cache.insert(key, eff.clone());
         eff
+    }
+
+    /// The documents in force, by scope (for `policy show` and audits).
+    pub fn documents(&self) -> impl Iterator<Item = (&Scope, &(i64, PolicySpec))> {
+        self.docs.iter()
     }
 }
 
@@ -161,8 +252,62 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         complaint: sigs.iter().find_map(|s| s.complaint).expect("defaults set it"),
         min_volume: sigs.iter().find_map(|s| s.min_volume).expect("defaults set it"),
         window_hours: sigs.iter().find_map(|s| s.window_hours).expect("defaults set it"),
+        auto_resume_ms: sigs.iter().find_map(|s| s.auto_resume_minutes).filter(|m| *m > 0).map(|m| m as i64 * 60_000),
     };
-    EffectivePolicy { version, tz, business_hours, limits, signals }
+
+    let warmup = match specs.iter().find_map(|s| s.warmup.as_ref()) {
+        Some(WarmupSpec::Plan(plan)) => {
+            let steps = match (&plan.preset, &plan.steps) {
+                (Some(p), _) => warmup_preset(p).unwrap_or_default(),
+                (None, Some(st)) => st.clone(),
+                (None, None) => Vec::new(),
+            };
+            let started_on = plan.started_on.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            (!steps.is_empty()).then_some(Warmup { started_on, steps })
+        }
+        _ => None,
+    };
+
+    let rs: Vec<&RecipientsSpec> = specs.iter().filter_map(|s| s.recipients.as_ref()).collect();
+    let recipients = RecipientRules {
+        cooldown_ms: rs.iter().find_map(|r| r.cooldown_minutes).unwrap_or(0) as i64 * 60_000,
+        dedupe_ms: rs.iter().find_map(|r| r.dedupe_hours).unwrap_or(0) as i64 * 3_600_000,
+        allow_list_only: rs.iter().find_map(|r| r.allow_list_only).unwrap_or(false),
+    };
+
+    // Provider groups merge by group name: a more specific document can
+    // redefine one group and keep the others.
+    let mut groups: BTreeMap<&String, &Vec<String>> = BTreeMap::new();
+    for spec in specs.iter().rev() {
+        for (g, ds) in &spec.providers {
+            groups.insert(g, ds);
+        }
+    }
+    let mut provider_of = HashMap::new();
+    for (g, ds) in groups {
+        for d in ds {
+            if let Ok(d) = crate::model::address::normalise_domain(d) {
+                provider_of.insert(d, g.clone());
+            }
+        }
+    }
+    let public_domains = specs
+        .iter()
+        .find_map(|s| s.public_domains.as_ref())
+        .map(|ds| ds.iter().filter_map(|d| crate::model::address::normalise_domain(d).ok()).collect())
+        .unwrap_or_default();
+    let exclude_public_domains = specs.iter().find_map(|s| s.exclude_public_domains).unwrap_or(true);
+
+    let bs: Vec<&BackoffSpec> = specs.iter().filter_map(|s| s.isp_backoff.as_ref()).collect();
+    let backoff = BackoffPolicy {
+        initial_ms: bs.iter().find_map(|b| b.initial_seconds).unwrap_or(60) as i64 * 1000,
+        max_ms: bs.iter().find_map(|b| b.max_seconds).unwrap_or(1_800) as i64 * 1000,
+        escalate_after: bs.iter().find_map(|b| b.escalate_after).unwrap_or(6),
+        throttle_codes: bs.iter().find_map(|b| b.throttle_codes.clone()).unwrap_or_default(),
+        pause_after_domains: bs.iter().find_map(|b| b.pause_after_domains).unwrap_or(0),
+        pause_window_ms: bs.iter().find_map(|b| b.pause_window_minutes).unwrap_or(60) as i64 * 60_000,
+    };
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff }
 }
 
 fn window_rank(w: Window) -> u8 {
@@ -203,19 +348,19 @@ mod tests {
         let mut book = PolicyBook::default();
         book.set(Scope::Tenant("acme".into()), 3, Some(spec("timezone = \"Europe/Berlin\"\nlimits = { \"mailbox.outbound.day\" = 50 }")));
         book.set(Scope::Mailbox("ana@acme.com".into()), 7, Some(spec("business_hours = \"off\"\nlimits = { \"mailbox.outbound.day\" = 10, \"mailbox.outbound.hour\" = \"off\" }")));
-        let ana = book.effective("acme", "acme.com", "ana@acme.com");
+        let ana = book.effective("acme", "acme.com", "ana@acme.com", None);
         assert_eq!(ana.version, 7);
         assert_eq!(ana.tz, chrono_tz::Europe::Berlin);
         assert!(ana.business_hours.is_none());
         assert!(ana.limits.iter().all(|l| l.key.to_string() != "mailbox.outbound.hour"));
         assert_eq!(ana.limits.iter().find(|l| l.key.to_string() == "mailbox.outbound.day").unwrap().max, 10);
-        let bo = book.effective("acme", "acme.com", "bo@acme.com");
+        let bo = book.effective("acme", "acme.com", "bo@acme.com", None);
         assert_eq!(bo.version, 3);
         assert_eq!(bo.limits.iter().find(|l| l.key.to_string() == "mailbox.outbound.day").unwrap().max, 50);
         assert!(bo.business_hours.is_some());
         // A removal takes effect at once.
         book.set(Scope::Mailbox("ana@acme.com".into()), 8, None);
-        assert_eq!(book.effective("acme", "acme.com", "ana@acme.com").version, 3);
+        assert_eq!(book.effective("acme", "acme.com", "ana@acme.com", None).version, 3);
     }
 
     #[test]

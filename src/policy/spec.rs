@@ -88,18 +88,30 @@ pub enum Off {
     Off,
 }
 
-/// Which counters a limit key names.
+/// Which counters a limit key names, and so which stage keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LimitScope {
     Mailbox,
     SenderDomain,
+    Tenant,
+    Recipient,
+    /// Per (sender domain, recipient domain or its provider group).
+    RecipientDomain,
+    /// Per (tenant, recipient domain or its provider group).
+    TenantRecipientDomain,
 }
 
 impl LimitScope {
+    pub const ALL: [LimitScope; 6] = [LimitScope::Mailbox, LimitScope::SenderDomain, LimitScope::Tenant, LimitScope::Recipient, LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LimitScope::Mailbox => "mailbox",
             LimitScope::SenderDomain => "sender_domain",
+            LimitScope::Tenant => "tenant",
+            LimitScope::Recipient => "recipient",
+            LimitScope::RecipientDomain => "recipient_domain",
+            LimitScope::TenantRecipientDomain => "tenant_recipient_domain",
         }
     }
 }
@@ -114,16 +126,12 @@ pub struct LimitKey {
 
 impl LimitKey {
     pub fn parse(s: &str) -> Result<LimitKey, String> {
-        let help = "limit keys are SCOPE.CLASS.WINDOW with SCOPE mailbox or sender_domain, CLASS outbound or transactional, WINDOW minute, hour, day or month (e.g. mailbox.outbound.day)";
+        let help = "limit keys are SCOPE.CLASS.WINDOW with SCOPE mailbox, sender_domain, tenant, recipient, recipient_domain or tenant_recipient_domain, CLASS outbound or transactional, WINDOW minute, hour, day or month (e.g. mailbox.outbound.day)";
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() != 3 {
             return Err(format!("limit {s:?}: {help}"));
         }
-        let scope = match parts[0] {
-            "mailbox" => LimitScope::Mailbox,
-            "sender_domain" => LimitScope::SenderDomain,
-            _ => return Err(format!("limit {s:?}: unknown scope {:?}; {help}", parts[0])),
-        };
+        let scope = LimitScope::ALL.into_iter().find(|sc| sc.as_str() == parts[0]).ok_or_else(|| format!("limit {s:?}: unknown scope {:?}; {help}", parts[0]))?;
         let class = match parts[1] {
             "outbound" => IntentClass::Outbound,
             "transactional" => IntentClass::Transactional,
@@ -139,6 +147,94 @@ impl fmt::Display for LimitKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.scope.as_str(), self.class.as_str(), self.window.as_str())
     }
+}
+
+/// Warm-up of a new sender domain, as written: "off", or a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WarmupSpec {
+    Off(Off),
+    Plan(WarmupPlan),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupPlan {
+    /// A ramp table by infrastructure: shared, dedicated_new_domain or
+    /// dedicated_established_domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// YYYY-MM-DD (tenant-local) the domain started sending; default: the
+    /// log time of its first intent seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<WarmupStep>>,
+}
+
+/// Limits while the domain's age (day 1 = its first 24 hours) is at most `until_day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupStep {
+    pub until_day: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<u64>,
+}
+
+/// Ramp tables by infrastructure type (day 1 / week 1 / week 4 daily
+/// limits, the weeks between stepped evenly).
+pub fn warmup_preset(name: &str) -> Option<Vec<WarmupStep>> {
+    let (d1, w1, w4) = match name {
+        "shared" => (20, 50, 200),
+        "dedicated_new_domain" => (50, 100, 500),
+        "dedicated_established_domain" => (100, 300, 2_000),
+        _ => return None,
+    };
+    let step = (w4 - w1) / 3;
+    Some(
+        [(1, d1), (7, w1), (14, w1 + step), (21, w1 + 2 * step), (28, w4)]
+            .into_iter()
+            .map(|(until_day, day)| WarmupStep { until_day, hour: None, day: Some(day) })
+            .collect(),
+    )
+}
+
+/// Per-recipient rules other than caps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsSpec {
+    /// The same template to the same recipient at most once per this many minutes (0 = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_minutes: Option<u32>,
+    /// Identical content_hash to the same recipient at most once per this many hours (0 = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_hours: Option<u32>,
+    /// Only recipients on the tenant's allow list may be sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_list_only: Option<bool>,
+}
+
+/// ISP feedback: backoff on throttling deferrals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<u32>,
+    /// Consecutive throttles after which an escalation alert is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_after: Option<u32>,
+    /// SMTP codes that mean "slow down" (5xx never does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_codes: Option<Vec<i32>>,
+    /// Throttling from this many recipient domain groups within the window pauses the sender domain (0 = never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_domains: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_window_minutes: Option<u32>,
 }
 
 /// Business hours as written: "off", or start/end/days.
@@ -180,6 +276,10 @@ pub struct SignalsSpec {
     /// How far back "recent" reaches, in hours (1..=168).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_hours: Option<u32>,
+    /// Opt-in: a pause set by the signals lifts itself after this many
+    /// minutes (0 or absent: only a resume command lifts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_resume_minutes: Option<u32>,
 }
 
 /// One scope's policy document.
@@ -195,6 +295,22 @@ pub struct PolicySpec {
     pub limits: BTreeMap<String, LimitSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals: Option<SignalsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmupSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<RecipientsSpec>,
+    /// Provider groups: recipient domains served by one mailbox provider,
+    /// which share the recipient-domain limits and backoff (group -> domains).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, Vec<String>>,
+    /// Consumer mailbox domains (gmail.com, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_domains: Option<Vec<String>>,
+    /// Recipient-domain limits do not apply to public domains (backoff still does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_public_domains: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isp_backoff: Option<BackoffSpec>,
 }
 
 impl PolicySpec {
@@ -235,6 +351,64 @@ impl PolicySpec {
             }
             if let LimitSpec::Full { max: 0, .. } | LimitSpec::Max(0) = spec {
                 // 0 is legal: it stops the class outright. Nothing to report.
+            }
+        }
+        if let Some(WarmupSpec::Plan(plan)) = &self.warmup {
+            if let Some(p) = &plan.preset {
+                if warmup_preset(p).is_none() {
+                    errors.push(format!("warmup.preset {p:?} is unknown; use shared, dedicated_new_domain or dedicated_established_domain"));
+                }
+                if plan.steps.is_some() {
+                    errors.push("warmup: set either preset or steps, not both".into());
+                }
+            }
+            if let Some(d) = &plan.started_on {
+                if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                    errors.push(format!("warmup.started_on {d:?} must be a date YYYY-MM-DD"));
+                }
+            }
+            if let Some(steps) = &plan.steps {
+                if steps.is_empty() {
+                    errors.push("warmup.steps is empty; list at least one step or set warmup = \"off\"".into());
+                }
+                for (i, st) in steps.iter().enumerate() {
+                    if st.hour.is_none() && st.day.is_none() {
+                        errors.push(format!("warmup.steps[{i}]: set hour, day or both"));
+                    }
+                    if st.until_day == 0 || (i > 0 && st.until_day <= steps[i - 1].until_day) {
+                        errors.push(format!("warmup.steps[{i}]: until_day must be at least 1 and rise from step to step"));
+                    }
+                }
+            }
+        }
+        for (group, domains) in &self.providers {
+            if group.is_empty() || group.contains('/') {
+                errors.push(format!("providers: group name {group:?} must be non-empty and contain no '/'"));
+            }
+            for d in domains {
+                if crate::model::address::normalise_domain(d).is_err() {
+                    errors.push(format!("providers.{group}: {d:?} is not a domain"));
+                }
+            }
+        }
+        for d in self.public_domains.iter().flatten() {
+            if crate::model::address::normalise_domain(d).is_err() {
+                errors.push(format!("public_domains: {d:?} is not a domain"));
+            }
+        }
+        if let Some(b) = &self.isp_backoff {
+            if let (Some(i), Some(m)) = (b.initial_seconds, b.max_seconds) {
+                if i > m {
+                    errors.push(format!("isp_backoff: initial_seconds {i} is above max_seconds {m}"));
+                }
+            }
+            if b.initial_seconds == Some(0) {
+                errors.push("isp_backoff.initial_seconds must be at least 1".into());
+            }
+            for c in b.throttle_codes.iter().flatten() {
+                if !(400..500).contains(c) {
+                    errors.push(format!("isp_backoff.throttle_codes: {c} is not a 4xx code (5xx is a rejection, never a throttle)"));
+                }
             }
         }
         if let Some(sig) = &self.signals {

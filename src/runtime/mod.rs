@@ -3,52 +3,51 @@
 
 pub mod clients;
 pub mod router;
-pub mod sender_task;
+pub mod stage_task;
 pub mod task;
 
 use crate::config::Config;
-use crate::stage::{SenderConfig, SenderStage};
+use crate::stage::{make_stage, SenderConfig, StageKind};
 use crate::state::{rocks::RocksStore, StageStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use task::{supervise, TaskError, TaskSettings};
 
-/// Runs the router and the sender stage until `shutdown` is set or a task
-/// fails fatally.
+/// Runs the router and every stage, each as its own task, until `shutdown`
+/// is set or a task fails fatally.
 pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     crate::codec::check_schemas()?;
     let topo = cfg.topology()?;
     cfg.require_bootstrap()?;
-    let state_path = cfg.state_dir.join(&cfg.namespace).join("sender");
-    let (store, wiped) = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
-    if wiped {
-        tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
-    }
-    let sender = sender_task::SenderTask::new(
-        cfg,
-        &topo,
-        SenderStage::new(SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 }),
-        StageStore::new(Box::new(store)),
-    );
-    let router = router::Router::new(&topo);
     let settings = |task: &str| TaskSettings {
         group: format!("{}.{task}", cfg.namespace),
         transactional_id: format!("{}.{task}.{}", cfg.namespace, cfg.instance_id),
         commit_interval: Duration::from_millis(cfg.commit_interval_ms),
         max_batch_records: cfg.max_batch_records,
     };
+    let sender_config = SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 };
+    let mut stage_tasks = Vec::new();
+    for kind in StageKind::ALL {
+        let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
+        let (store, wiped) = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+        if wiped {
+            tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
+        }
+        stage_tasks.push(stage_task::StageTask::new(cfg, &topo, make_stage(kind, sender_config.clone()), StageStore::new(Box::new(store))));
+    }
 
     let mut handles = Vec::new();
     {
+        let router = router::Router::new(&topo);
         let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());
         handles.push(("router", std::thread::Builder::new().name("router".into()).spawn(move || guard(supervise(router, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }
-    {
-        let (cfg, s, stop) = (cfg.clone(), settings("sender"), shutdown.clone());
-        handles.push(("sender", std::thread::Builder::new().name("sender".into()).spawn(move || guard(supervise(sender, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
+    for (task, kind) in stage_tasks.into_iter().zip(StageKind::ALL) {
+        let (cfg, s, stop) = (cfg.clone(), settings(kind.name()), shutdown.clone());
+        handles.push((kind.name(), std::thread::Builder::new().name(kind.name().into()).spawn(move || guard(supervise(task, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }
-    tracing::info!(namespace = %cfg.namespace, instance = %cfg.instance_id, bootstrap = %cfg.bootstrap, state = %state_path.display(), "sendgate running");
+    tracing::info!(namespace = %cfg.namespace, instance = %cfg.instance_id, bootstrap = %cfg.bootstrap, state = %cfg.state_dir.display(), "sendgate running");
     let mut failures = Vec::new();
     for (name, h) in handles {
         match h.join() {

@@ -1,47 +1,103 @@
-//! State keys of the sender stage. Plain byte strings with a prefix per
-//! kind, so that one kind can be scanned (expiry index, policies).
-
-use crate::clock::Window;
-use crate::model::IntentClass;
+//! State keys of the stages. Plain byte strings with a prefix per kind, so
+//! that one kind can be scanned (expiry index, policies). Every key that
+//! holds per-tenant data names the tenant.
 
 pub const CLOCK: &[u8] = b"clock";
 
+/// A final (ALLOWED or BLOCKED) decision kept for intent-id idempotency.
 pub fn final_decision(intent_id: &str) -> Vec<u8> {
     format!("intent/{intent_id}").into_bytes()
 }
 
+/// An intent waiting for an operator's approval.
 pub fn held_intent(intent_id: &str) -> Vec<u8> {
     format!("held/{intent_id}").into_bytes()
 }
 
+/// An intent the sender stage passed on, until its outcome comes back.
+pub fn pending_intent(intent_id: &str) -> Vec<u8> {
+    format!("pend/{intent_id}").into_bytes()
+}
+
 pub const EXPIRY_PREFIX: &[u8] = b"exp/";
 
-/// Expiry index entry: sorts by expiry time, so a scan stops at the first
+/// Expiry index entry: sorts by expiry time, so a sweep stops at the first
 /// entry that has not expired yet.
-pub fn expiry(expires_at_ms: i64, intent_id: &str) -> Vec<u8> {
-    format!("exp/{:016}/{intent_id}", expires_at_ms.max(0)).into_bytes()
+pub fn expiry(expires_at_ms: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = format!("exp/{:016}/", expires_at_ms.max(0)).into_bytes();
+    k.extend_from_slice(key);
+    k
 }
 
-pub fn parse_expiry(key: &[u8]) -> Option<(i64, String)> {
-    let s = std::str::from_utf8(key).ok()?.strip_prefix("exp/")?;
-    let (t, id) = s.split_once('/')?;
-    Some((t.parse().ok()?, id.to_string()))
+/// (expiry time, the key it expires).
+pub fn parse_expiry(key: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = key.strip_prefix(EXPIRY_PREFIX)?;
+    let t = std::str::from_utf8(rest.get(..16)?).ok()?.parse().ok()?;
+    Some((t, rest.get(17..)?))
 }
 
-pub fn counter(scope: &str, class: IntentClass, window: Window) -> Vec<u8> {
-    format!("ctr/{scope}/{}/{}", class.as_str(), window.as_str()).into_bytes()
+pub fn counter(scope: &str, class: &str, window: &str) -> Vec<u8> {
+    format!("ctr/{scope}/{class}/{window}").into_bytes()
 }
 
 pub fn signals(sender_domain: &str) -> Vec<u8> {
     format!("sig/{sender_domain}").into_bytes()
 }
 
+/// Recipient domain groups that throttled a sender domain recently.
+pub fn throttles(sender_domain: &str) -> Vec<u8> {
+    format!("thr/{sender_domain}").into_bytes()
+}
+
 pub fn pause(scope: &str) -> Vec<u8> {
     format!("pause/{scope}").into_bytes()
+}
+
+/// When a sender domain's first intent was seen (the warm-up clock).
+pub fn first_seen(sender_domain: &str) -> Vec<u8> {
+    format!("first/{sender_domain}").into_bytes()
+}
+
+/// A restriction on a sender scope: `address:A`, `domain:D` or `tenant:T`.
+pub fn restriction(scope: &str) -> Vec<u8> {
+    format!("rst/{scope}").into_bytes()
+}
+
+pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {
+    format!("sup/{tenant}/{address}").into_bytes()
+}
+
+/// An allow or block list entry: an address, a domain or a TLD (".zip").
+pub fn list_entry(tenant: &str, entry: &str) -> Vec<u8> {
+    format!("lst/{tenant}/{entry}").into_bytes()
+}
+
+pub fn cooldown(tenant: &str, address: &str, template: &str) -> Vec<u8> {
+    format!("cool/{tenant}/{address}/{template}").into_bytes()
+}
+
+pub fn content_seen(tenant: &str, address: &str, content_hash: &str) -> Vec<u8> {
+    format!("dup/{tenant}/{address}/{content_hash}").into_bytes()
+}
+
+/// ISP backoff of a (sender domain, recipient domain group).
+pub fn backoff(sender_domain: &str, group: &str) -> Vec<u8> {
+    format!("bo/{sender_domain}/{group}").into_bytes()
 }
 
 pub const POLICY_PREFIX: &[u8] = b"policy/";
 
 pub fn policy(scope: &str) -> Vec<u8> {
     format!("policy/{scope}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn expiry_keys_round_trip_and_sort_by_time() {
+        let a = super::expiry(5, b"ctr/x");
+        let b = super::expiry(40, b"ctr/a");
+        assert!(a < b);
+        assert_eq!(super::parse_expiry(&a), Some((5, &b"ctr/x"[..])));
+    }
 }

@@ -1,11 +1,38 @@
-//! Keyed stages. Each is a pure function of (state, record, log time,
-//! policy) returning decisions, alerts and state changes.
+//! The keyed stages. Each is a pure function of (state, record, policy)
+//! returning decisions, alerts, records for other stages and state changes;
+//! the runtime does all I/O.
+//!
+//! - [`pipeline`]: stage kinds and order, dispatch, the stream clock,
+//!   expiry, and the reserve / release protocol between stages.
+//! - [`ingress`]: input records validated, normalised and fanned out.
+//! - [`windows`]: windowed limits checked and reserved together.
+//! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
+//! - [`signals`]: bounce and complaint budgets.
+//! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
 
+pub mod driver;
+pub mod ingress;
 pub mod keys;
+pub mod pipeline;
+pub mod recipient;
+pub mod recipient_domain;
 pub mod sender;
 pub mod signals;
+pub mod tenant;
+pub mod windows;
 
-pub use sender::{SenderConfig, SenderStage, StageError, StageOutput};
+pub use pipeline::{Stage, StageError, StageKind, StageOutput};
+pub use sender::{SenderConfig, SenderStage};
+
+/// The stage object of a kind.
+pub fn make_stage(kind: StageKind, sender: SenderConfig) -> Box<dyn Stage + Send> {
+    match kind {
+        StageKind::Sender => Box::new(SenderStage::new(sender)),
+        StageKind::Tenant => Box::new(tenant::TenantStage),
+        StageKind::Recipient => Box::new(recipient::RecipientStage),
+        StageKind::RecipientDomain => Box::new(recipient_domain::RecipientDomainStage),
+    }
+}
 
 #[cfg(test)]
 mod tests;

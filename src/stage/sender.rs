@@ -1,26 +1,26 @@
-//! The sender stage: mailbox and sender-domain windows, business hours,
-//! signal budgets, pause state and intent-id idempotency.
+//! The sender stage, keyed by sender domain: intent-id idempotency,
+//! restrictions, pauses, approval holds, business hours, warm-up, mailbox
+//! and sender-domain windows, and the signal budgets (bounces, complaints,
+//! ISP throttling across recipient domains).
 //!
-//! `SenderStage::process` is a pure function of (state, record, log time,
-//! policy): it reads and writes state only through the partition view and
-//! returns decisions and alerts; the runtime does all I/O. Given the same
-//! stage log it produces byte-identical outputs.
+//! It is the first stage, so the checks that spend nothing (idempotency,
+//! restrictions, pause, approval, business hours) run before any capacity is
+//! reserved anywhere, and it is where the outcome of every intent comes back.
 
 use super::keys;
+use super::pipeline::{self, domain_of, Cx, Stage, StageError, StageKind, Verdict};
 use super::signals::{self, Signal, Tier};
-use crate::clock::{window_end, window_start, Window};
+use super::windows::{self, WindowCheck};
+use crate::clock::{resolve_local, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
-use crate::policy::{BreachAction, Limit, LimitScope, PolicyBook, PolicySpec, Scope};
-use crate::state::{PartitionView, PauseState, StateValue, StoreError, WindowCounter};
-use std::collections::BTreeMap;
+use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope, Scope};
+use crate::state::{Entry, PauseState, StateValue, StoreError, ThrottleSeen};
 
-pub const STAGE_NAME: &str = "sender";
-
-/// Most expired idempotency entries dropped while handling one record: the
-/// sweep runs on every record, so it keeps up with any steady rate up to
-/// this many expiries per record, and no one record does unbounded work.
-const EXPIRY_SWEEP_MAX: usize = 8;
+const DAY_MS: i64 = 86_400_000;
+/// A resubmitted intent whose first submission is still being decided is
+/// told to come back after this long.
+const PENDING_RETRY_MS: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -34,62 +34,8 @@ impl Default for SenderConfig {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct StageOutput {
-    pub decisions: Vec<Decision>,
-    pub alerts: Vec<Alert>,
-}
-
-impl StageOutput {
-    pub fn clear(&mut self) {
-        self.decisions.clear();
-        self.alerts.clear();
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StageError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The record is valid Avro but cannot be acted on (goes to the dead-letter topic).
-    #[error("{0}")]
-    BadRecord(String),
-}
-
 pub struct SenderStage {
     pub config: SenderConfig,
-}
-
-/// Raises alerts with ids derived from the record that raised them.
-struct Alerts<'a> {
-    source: &'a SourceRef,
-    at_ms: i64,
-    out: &'a mut Vec<Alert>,
-}
-
-impl Alerts<'_> {
-    fn raise(&mut self, tenant: &str, scope: &str, kind: &str, message: String, details: &[(&str, String)]) {
-        let n = self.out.len();
-        self.out.push(Alert {
-            alert_id: format!("{}/{}/{}/{}", self.source.topic, self.source.partition, self.source.offset, n),
-            tenant: tenant.to_string(),
-            scope: scope.to_string(),
-            kind: kind.to_string(),
-            message,
-            at_ms: self.at_ms,
-            details: details.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
-        });
-    }
-}
-
-/// One window a decision checked.
-struct Check<'a> {
-    limit: &'a Limit,
-    scope: String,
-    key: Vec<u8>,
-    counter: WindowCounter,
-    max: u64,
-    end_ms: i64,
 }
 
 impl SenderStage {
@@ -97,260 +43,219 @@ impl SenderStage {
         SenderStage { config }
     }
 
-    /// Loads the partition's policy documents into `book` (after a restore).
-    pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<(), StageError> {
-        for key in view.scan(keys::POLICY_PREFIX, usize::MAX)? {
-            if let Some(StateValue::Policy(change)) = view.get(&key)? {
-                apply_policy_to_book(book, &change);
-            }
-        }
-        Ok(())
+    fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
+        let d = pipeline::new_decision(intent, cx.now, &cx.env.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
+        self.record_outcome(cx, intent, &d);
+        cx.out.decisions.push(d);
     }
 
-    pub fn process(&self, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
-        // The stage clock: the largest log time seen in this partition. It only
-        // moves forward, and it is part of the state, so a replay sees the same.
-        let clock = match view.get(keys::CLOCK)? {
-            Some(StateValue::Clock(t)) => t,
-            _ => i64::MIN,
-        };
-        let now = clock.max(env.log_time_ms);
-        if now != clock {
-            view.put(keys::CLOCK, StateValue::Clock(now));
-        }
-        self.expire_idempotency(view, now)?;
-        let mut alerts = Alerts { source: &env.source, at_ms: now, out: &mut out.alerts };
-        if let Some(intent) = &env.intent {
-            let d = self.on_intent(view, book, intent, now, &env.source, &mut alerts, false)?;
-            out.decisions.push(d);
-        } else if let Some(ev) = &env.delivery {
-            self.on_delivery(view, book, ev, now, &mut alerts)?;
-        } else if let Some(cmd) = &env.command {
-            if let Some(d) = self.on_command(view, book, cmd, now, &env.source, &mut alerts)? {
-                out.decisions.push(d);
+    /// Keeps what the outcome of an intent means for later: final decisions
+    /// for idempotency, held intents for the operator.
+    fn record_outcome(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, d: &Decision) {
+        match d.status {
+            s if s.is_final() => {
+                let bytes = codec::encode(RecordType::Decision, d).expect("a decision always fits its schema");
+                let key = keys::final_decision(&d.intent_id);
+                cx.view.put(&key, StateValue::FinalDecision(bytes));
+                cx.expire_at(cx.now + self.config.idempotency_retention_ms, &key, None);
+                cx.view.delete(&keys::held_intent(&d.intent_id));
             }
-        } else if let Some(change) = &env.policy {
-            view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
-            apply_policy_to_book(book, change);
-        } else {
-            return Err(StageError::BadRecord("stage envelope carries no payload".into()));
+            DecisionStatus::Held => cx.view.put(&keys::held_intent(&d.intent_id), StateValue::Intent(pipeline::encode_intent(intent))),
+            _ => {}
         }
-        Ok(())
     }
 
-    fn expire_idempotency(&self, view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
-        for key in view.scan(keys::EXPIRY_PREFIX, EXPIRY_SWEEP_MAX)? {
-            let Some((expires_at, intent_id)) = keys::parse_expiry(&key) else { continue };
-            if expires_at > now {
-                break;
-            }
-            view.delete(&key);
-            view.delete(&keys::final_decision(&intent_id));
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_intent(
-        &self,
-        view: &mut PartitionView<'_>,
-        book: &mut PolicyBook,
-        intent: &SendIntent,
-        now: i64,
-        source: &SourceRef,
-        alerts: &mut Alerts<'_>,
-        approved: bool,
-    ) -> Result<Decision, StageError> {
+    fn evaluate(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<(), StageError> {
         // Idempotency: a final decision is repeated, and touches no counter.
-        if let Some(StateValue::FinalDecision(bytes)) = view.get(&keys::final_decision(&intent.intent_id))? {
-            let mut d: Decision = codec::decode(RecordType::Decision, &bytes)
-                .map_err(|e| StoreError::Corrupt { key: intent.intent_id.clone(), why: e.to_string() })?;
+        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(&intent.intent_id))? {
+            let mut d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent.intent_id.clone(), why: e.to_string() })?;
             d.replayed = true;
-            d.source = source.clone();
-            return Ok(d);
+            d.source = cx.env.source.clone();
+            cx.out.decisions.push(d);
+            return Ok(());
+        }
+        if cx.view.get(&keys::pending_intent(&intent.intent_id))?.is_some() {
+            let d = pipeline::new_decision(intent, cx.now, &cx.env.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), 0);
+            cx.out.decisions.push(d);
+            return Ok(());
         }
         let sender = Address::from_normalised(&intent.sender).ok_or_else(|| StageError::BadRecord(format!("sender {:?} is not a normalised address", intent.sender)))?;
-        let domain = sender.domain();
-        let mailbox_scope = format!("mailbox:{}", sender.as_str());
-        let domain_scope = format!("sender_domain:{domain}");
-        let policy = book.effective(&intent.tenant, domain, sender.as_str());
-        let mut decision = Decision {
-            intent_id: intent.intent_id.clone(),
-            tenant: intent.tenant.clone(),
-            sender: intent.sender.clone(),
-            recipient: intent.recipient.clone(),
-            status: DecisionStatus::Allowed,
-            reason: "ok".into(),
-            retry_at_ms: None,
-            usage: Vec::new(),
-            policy_version: policy.version,
-            decided_at_ms: now,
-            source: source.clone(),
-            stage: Some(STAGE_NAME.into()),
-            replayed: false,
-        };
+        let domain = sender.domain().to_string();
+        let policy = cx.book.effective(&intent.tenant, &domain, sender.as_str(), None);
+        let v = policy.version;
         let capped = intent.class != IntentClass::Reply;
 
-        // 1. Pause: the sender domain or the mailbox needs a resume. Replies go on.
+        // 1. Restrictions: the most specific match wins.
+        if let Some(r) = self.restriction(cx, &intent.tenant, &sender)? {
+            match r.until_ms {
+                Some(until) => self.decide_here(cx, intent, DecisionStatus::Deferred, "sender_restricted", Some(until), Vec::new(), v),
+                None => self.decide_here(cx, intent, DecisionStatus::Paused, "sender_restricted", None, Vec::new(), v),
+            }
+            return Ok(());
+        }
+
+        // 2. Pause: the sender domain or the mailbox needs a resume. Replies go on.
         if capped {
-            for scope in [&domain_scope, &mailbox_scope] {
-                if view.get(&keys::pause(scope))?.is_some() {
-                    decision.status = DecisionStatus::Paused;
-                    decision.reason = if scope == &domain_scope { "sender_domain_paused" } else { "mailbox_paused" }.into();
-                    return Ok(decision);
+            let domain_scope = format!("sender_domain:{domain}");
+            self.auto_resume(cx, &policy, &intent.tenant, &domain_scope, &domain)?;
+            for scope in [&domain_scope, &format!("mailbox:{}", sender.as_str())] {
+                if cx.view.get(&keys::pause(scope))?.is_some() {
+                    let reason = if scope == &domain_scope { "sender_domain_paused" } else { "mailbox_paused" };
+                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v);
+                    return Ok(());
                 }
             }
         }
 
-        // 2. Approval: a person must see a risky send before any capacity is spent.
+        // 3. Approval: a person sees a risky send before any capacity is spent.
         if intent.requires_approval && !approved {
-            view.put(&keys::held_intent(&intent.intent_id), StateValue::FinalDecision(codec::encode(RecordType::SendIntent, intent).expect("intent fits its schema")));
-            decision.status = DecisionStatus::Held;
-            decision.reason = "pending_approval".into();
-            return Ok(decision);
+            self.decide_here(cx, intent, DecisionStatus::Held, "pending_approval", None, Vec::new(), v);
+            return Ok(());
         }
 
-        // 3. Business hours (cold outbound only), in the tenant's zone.
+        // 4. Business hours (cold outbound only), in the tenant's zone.
         if intent.class == IntentClass::Outbound {
             if let Some(bh) = &policy.business_hours {
-                if !bh.is_open(policy.tz, now) {
-                    decision.status = DecisionStatus::Deferred;
-                    decision.reason = "outside_business_hours".into();
-                    decision.retry_at_ms = bh.next_opening(policy.tz, now);
-                    return Ok(decision);
+                if !bh.is_open(policy.tz, cx.now) {
+                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now), Vec::new(), v);
+                    return Ok(());
                 }
             }
         }
 
-        // 4. Windows: check all, then reserve all or none.
-        let ring = match view.get(&keys::signals(domain))? {
+        // 5. Windows, warm-up included: check all, then reserve all or none.
+        let ring = match cx.view.get(&keys::signals(&domain))? {
             Some(StateValue::Signals(r)) => r,
             _ => signals::empty_ring(),
         };
-        let (bt, ct) = signals::tiers(&signals::totals(&ring, now, policy.signals.window_hours), &policy.signals);
-        let slow = bt.max(ct) >= Tier::Slow;
+        let (bt, ct) = signals::tiers(&signals::totals(&ring, cx.now, policy.signals.window_hours), &policy.signals);
+        // The slow tier halves every sender limit (never below one send).
+        let halve = |max: u64| if bt.max(ct) >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
         let mut checks = Vec::new();
-        for limit in policy.limits_for(intent.class) {
+        for limit in policy.limits_at(intent.class, &[LimitScope::Mailbox, LimitScope::SenderDomain]) {
             let scope = match limit.key.scope {
-                LimitScope::Mailbox => &mailbox_scope,
-                LimitScope::SenderDomain => &domain_scope,
+                LimitScope::Mailbox => format!("mailbox:{}", sender.as_str()),
+                _ => format!("sender_domain:{domain}"),
             };
-            let key = keys::counter(scope, intent.class, limit.key.window);
-            let start = window_start(limit.key.window, policy.tz, now);
-            let counter = match view.get(&key)? {
-                Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-                _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
-            };
-            // The slow tier halves every limit (never below one send).
-            let max = if slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max };
-            checks.push(Check { limit, scope: scope.clone(), key, counter, max, end_ms: window_end(limit.key.window, policy.tz, now) });
+            let reason = limit.key.window.breach_reason();
+            checks.push(WindowCheck::load(cx, &policy, limit, scope, intent.class.as_str(), halve(limit.max), reason)?);
         }
-        let breached: Vec<&Check> = checks.iter().filter(|c| c.counter.count as u64 + 1 > c.max).collect();
-        // The binding breach is the one whose capacity returns last. An
-        // approved intent was held for exactly the review a hold asks for.
-        let binding = |action: BreachAction| breached.iter().filter(|c| c.limit.on_breach == action).max_by_key(|c| c.end_ms).copied();
-        if let Some(c) = binding(BreachAction::Defer) {
-            decision.status = DecisionStatus::Deferred;
-            decision.reason = c.limit.key.window.breach_reason().into();
-            decision.retry_at_ms = Some(c.end_ms);
-        } else if let Some(c) = binding(BreachAction::Hold).filter(|_| !approved) {
-            decision.status = DecisionStatus::Held;
-            decision.reason = c.limit.key.window.breach_reason().into();
-            view.put(&keys::held_intent(&intent.intent_id), StateValue::FinalDecision(codec::encode(RecordType::SendIntent, intent).expect("intent fits its schema")));
-        }
-        let allowed = decision.status == DecisionStatus::Allowed;
-        for c in &checks {
-            let mut counter = c.counter;
-            if allowed {
-                counter.count += 1;
-                self.quota_alerts(c, &mut counter, &intent.tenant, alerts);
-                view.put(&c.key, StateValue::Counter(counter));
+        if capped {
+            for (limit, max) in self.warmup_limits(cx, &policy, &domain, intent.class)? {
+                checks.push(WindowCheck::load(cx, &policy, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
-            decision.usage.push(Usage {
-                scope: c.scope.clone(),
-                window: c.limit.key.window.as_str().into(),
-                used: counter.count,
-                limit: c.max as i64,
-                remaining: (c.max as i64 - counter.count).max(0),
-            });
         }
-        for c in breached.iter().filter(|c| allowed && c.limit.on_breach == BreachAction::Alert) {
-            alerts.raise(&intent.tenant, &c.scope, "limit_exceeded_allowed", format!("{} exceeded its {} limit of {}; allowed by policy (alert only)", c.scope, c.limit.key.window.as_str(), c.max), &[("intent_id", intent.intent_id.clone())]);
+        let usage_before: Vec<Usage> = checks.iter().map(WindowCheck::usage).collect();
+        if let Some((status, reason, retry)) = windows::judge(&checks, approved) {
+            self.decide_here(cx, intent, status, reason, retry, usage_before, v);
+            return Ok(());
         }
-        if !allowed {
-            return Ok(decision);
-        }
-
-        // Replies are never capped, but they are counted.
+        let mut undo = windows::reserve(cx, &mut checks, &intent.tenant, &intent.intent_id);
         if !capped {
-            for (scope, window) in [(&mailbox_scope, Window::Day), (&domain_scope, Window::Day)] {
-                let key = keys::counter(scope, IntentClass::Reply, window);
-                let start = window_start(window, policy.tz, now);
-                let mut c = match view.get(&key)? {
-                    Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-                    _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
-                };
-                c.count += 1;
-                view.put(&key, StateValue::Counter(c));
+            // Replies are never capped, but they are counted.
+            for scope in [format!("mailbox:{}", sender.as_str()), format!("sender_domain:{domain}")] {
+                undo.push(windows::count_uncapped(cx, &policy, &scope, IntentClass::Reply.as_str(), Window::Day)?);
             }
         }
+        let usage = checks.iter().map(WindowCheck::usage).collect();
 
-        // The send counts toward the signal denominator.
-        let mut ring = ring;
-        signals::record(&mut ring, Signal::Send, now, policy.signals.window_hours);
-        view.put(&keys::signals(domain), StateValue::Signals(ring));
-        self.remember_final(view, &decision, now);
-        Ok(decision)
-    }
-
-    fn remember_final(&self, view: &mut PartitionView<'_>, decision: &Decision, now: i64) {
-        let bytes = codec::encode(RecordType::Decision, decision).expect("decision fits its schema");
-        view.put(&keys::final_decision(&decision.intent_id), StateValue::FinalDecision(bytes));
-        view.put(&keys::expiry(now + self.config.idempotency_retention_ms, &decision.intent_id), StateValue::Marker);
-        view.delete(&keys::held_intent(&decision.intent_id));
-    }
-
-    fn quota_alerts(&self, c: &Check<'_>, counter: &mut WindowCounter, tenant: &str, alerts: &mut Alerts<'_>) {
-        if c.max == 0 {
-            return;
+        // 6. Pass it on; the outcome comes back here.
+        let mut route = Vec::new();
+        if capped && policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
+            route.push(StageKind::Tenant.name().to_string());
         }
-        let pct = (counter.count as u64 * 100 / c.max) as i32;
-        for threshold in [80, 100] {
-            if pct >= threshold && counter.alerted_pct < threshold {
-                counter.alerted_pct = threshold;
-                alerts.raise(
-                    tenant,
-                    &c.scope,
-                    if threshold == 80 { "quota_80" } else { "quota_100" },
-                    format!("{} has used {} of its {} {} limit ({}%)", c.scope, counter.count, c.max, c.limit.key.window.as_str(), pct),
-                    &[("window", c.limit.key.window.as_str().into()), ("used", counter.count.to_string()), ("limit", c.max.to_string()), ("window_end_ms", c.end_ms.to_string())],
-                );
+        route.extend([StageKind::Recipient.name().to_string(), StageKind::RecipientDomain.name().to_string()]);
+        let pend = keys::pending_intent(&intent.intent_id);
+        cx.view.put(&pend, StateValue::Intent(pipeline::encode_intent(intent)));
+        cx.expire_at(cx.now + self.config.idempotency_retention_ms, &pend, None);
+        let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
+        pipeline::pass_on(cx, hop, domain, undo, usage, v);
+        Ok(())
+    }
+
+    /// The warm-up limits of a sender domain at its age now, if it is warming up.
+    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, domain: &str, class: IntentClass) -> Result<Vec<(Limit, u64)>, StoreError> {
+        let Some(w) = &policy.warmup else { return Ok(Vec::new()) };
+        let start = match w.started_on {
+            Some(date) => resolve_local(policy.tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
+            None => {
+                let key = keys::first_seen(domain);
+                match cx.view.get(&key)? {
+                    Some(StateValue::Clock(t)) => t,
+                    _ => {
+                        cx.view.put(&key, StateValue::Clock(cx.now));
+                        cx.now
+                    }
+                }
             }
-        }
-    }
-
-    fn on_delivery(&self, view: &mut PartitionView<'_>, book: &mut PolicyBook, ev: &DeliveryEvent, now: i64, alerts: &mut Alerts<'_>) -> Result<(), StageError> {
-        let signal = match ev.kind {
-            DeliveryKind::BounceHard => Signal::HardBounce,
-            DeliveryKind::Complaint => Signal::Complaint,
-            // Soft bounces, deferrals and engagement do not move reputation budgets here.
-            _ => return Ok(()),
         };
-        let sender = Address::from_normalised(&ev.sender).ok_or_else(|| StageError::BadRecord(format!("sender {:?} is not a normalised address", ev.sender)))?;
-        let domain = sender.domain();
-        let policy = book.effective(&ev.tenant, domain, sender.as_str());
+        let age_day = ((cx.now - start).div_euclid(DAY_MS) + 1).max(1);
+        let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Ok(Vec::new()) };
+        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class, window }, max, on_breach: BreachAction::Defer }, max);
+        Ok([(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| limit(win, m))).collect())
+    }
+
+    /// The restriction that applies to a sender: address, then its domain
+    /// and parent domains, then the tenant. The first found decides; an
+    /// allow entry is an exemption.
+    fn restriction(&self, cx: &Cx<'_, '_>, tenant: &str, sender: &Address) -> Result<Option<Entry>, StoreError> {
+        let mut scopes = vec![format!("address:{}", sender.as_str())];
+        let mut d = sender.domain();
+        loop {
+            scopes.push(format!("domain:{d}"));
+            match d.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => d = parent,
+                _ => break,
+            }
+        }
+        scopes.push(format!("tenant:{tenant}"));
+        for s in scopes {
+            if let Some(StateValue::Entry(e)) = cx.view.get(&keys::restriction(&s))? {
+                if e.until_ms.is_some_and(|u| u <= cx.now) {
+                    continue;
+                }
+                return Ok((e.kind == "deny").then_some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opt-in: a pause the signals set lifts itself after the policy's delay.
+    fn auto_resume(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, tenant: &str, scope: &str, domain: &str) -> Result<(), StoreError> {
+        let Some(after) = policy.signals.auto_resume_ms else { return Ok(()) };
+        if let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(scope))? {
+            if p.by == "signals" && cx.now >= p.since_ms + after {
+                cx.view.delete(&keys::pause(scope));
+                cx.view.delete(&keys::signals(domain));
+                cx.view.delete(&keys::throttles(domain));
+                cx.alert(tenant, scope, "sender_resumed", format!("{scope} resumed automatically {} min after its {} pause", after / 60_000, p.reason), &[("by", "auto_resume".into())]);
+            }
+        }
+        Ok(())
+    }
+
+    fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
+        let key = keys::pause(scope);
+        if cx.view.get(&key)?.is_none() {
+            cx.view.put(&key, StateValue::Pause(PauseState { reason: reason.into(), since_ms: cx.now, by: by.into() }));
+            cx.alert(tenant, scope, "sender_paused", message, &[("reason", reason.into()), ("by", by.into())]);
+        }
+        Ok(())
+    }
+
+    fn on_signal(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy, signal: Signal) -> Result<(), StageError> {
         let key = keys::signals(domain);
-        let mut ring = match view.get(&key)? {
+        let mut ring = match cx.view.get(&key)? {
             Some(StateValue::Signals(r)) => r,
             _ => signals::empty_ring(),
         };
-        signals::record(&mut ring, signal, now, policy.signals.window_hours);
-        let rates = signals::totals(&ring, now, policy.signals.window_hours);
+        signals::record(&mut ring, signal, cx.now, policy.signals.window_hours);
+        let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
         let scope = format!("sender_domain:{domain}");
         for (name, old, new, rate) in [("hard_bounce", Tier::parse(&ring.bounce_tier), bt, rates.bounce_rate()), ("complaint", Tier::parse(&ring.complaint_tier), ct, rates.complaint_rate())] {
             if old != new {
-                alerts.raise(
+                cx.alert(
                     &ev.tenant,
                     &scope,
                     "signal_tier_changed",
@@ -361,80 +266,160 @@ impl SenderStage {
         }
         ring.bounce_tier = bt.as_str().into();
         ring.complaint_tier = ct.as_str().into();
-        view.put(&key, StateValue::Signals(ring));
-        if bt.max(ct) == Tier::Pause && view.get(&keys::pause(&scope))?.is_none() {
+        cx.view.put(&key, StateValue::Signals(ring));
+        if bt.max(ct) == Tier::Pause {
             let why = if bt == Tier::Pause { "hard_bounce_rate" } else { "complaint_rate" };
-            view.put(&keys::pause(&scope), StateValue::Pause(PauseState { reason: why.into(), since_ms: now, by: "signals".into() }));
-            alerts.raise(
-                &ev.tenant,
-                &scope,
-                "sender_paused",
-                format!("{scope} paused: {why} over the pause threshold ({:.3}% bounces, {:.3}% complaints over {} sends); a resume command lifts it", rates.bounce_rate() * 100.0, rates.complaint_rate() * 100.0, rates.sends),
-                &[("reason", why.into())],
+            let msg = format!(
+                "{scope} paused: {why} over the pause threshold ({:.3}% bounces, {:.3}% complaints over {} sends); a resume command lifts it",
+                rates.bounce_rate() * 100.0,
+                rates.complaint_rate() * 100.0,
+                rates.sends
             );
+            self.pause(cx, &ev.tenant, &scope, why, "signals", msg)?;
         }
         Ok(())
     }
 
-    fn on_command(&self, view: &mut PartitionView<'_>, book: &mut PolicyBook, cmd: &Command, now: i64, source: &SourceRef, alerts: &mut Alerts<'_>) -> Result<Option<Decision>, StageError> {
+    /// Throttling from several recipient domains at once means the sender's
+    /// reputation is slipping everywhere, not with one provider: pause it.
+    fn on_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy) -> Result<(), StageError> {
+        let b = &policy.backoff;
+        if b.pause_after_domains == 0 {
+            return Ok(());
+        }
+        let group = policy.recipient_group(domain_of(&ev.recipient));
+        let key = keys::throttles(domain);
+        let mut seen = match cx.view.get(&key)? {
+            Some(StateValue::Throttles(t)) => t,
+            _ => Vec::new(),
+        };
+        let since = cx.now - b.pause_window_ms;
+        seen.retain(|t| t.at_ms > since && t.group != group);
+        seen.push(ThrottleSeen { group, at_ms: cx.now });
+        // Bounded: only the threshold's worth of most recent groups matter.
+        while seen.len() > b.pause_after_domains as usize {
+            seen.remove(0);
+        }
+        if seen.len() >= b.pause_after_domains as usize {
+            let scope = format!("sender_domain:{domain}");
+            let groups: Vec<&str> = seen.iter().map(|t| t.group.as_str()).collect();
+            let msg = format!("{scope} paused: throttled by {} recipient domains within {} min ({}); a resume command lifts it", seen.len(), b.pause_window_ms / 60_000, groups.join(", "));
+            self.pause(cx, &ev.tenant, &scope, "isp_throttling", "signals", msg)?;
+        }
+        cx.view.put(&key, StateValue::Throttles(seen));
+        Ok(())
+    }
+
+    fn on_held_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
+        let Some(StateValue::Intent(bytes)) = cx.view.get(&keys::held_intent(&cmd.target))? else {
+            return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
+        };
+        if cx.view.get(&keys::pending_intent(&cmd.target))?.is_some() {
+            return Err(StageError::BadRecord(format!("intent {:?} is being decided after an earlier approval; wait for its decision", cmd.target)));
+        }
+        let intent = pipeline::decode_intent(&cmd.target, &bytes)?;
+        if cmd.kind == CommandKind::Approve {
+            // Decided under the same guards. It stays held (and approvable)
+            // unless the approved evaluation ends final.
+            return self.evaluate(cx, &intent, true);
+        }
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), 0);
+        Ok(())
+    }
+}
+
+impl Stage for SenderStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Sender
+    }
+
+    fn on_intent(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
+        self.evaluate(cx, intent, false)
+    }
+
+    fn check(&self, _cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {
+        Err(StageError::BadRecord(format!("the sender stage is first; it is never passed an intent ({})", hop.intent.intent_id)))
+    }
+
+    fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
+        let Some(d) = &release.outcome else { return Ok(()) };
+        let pend = keys::pending_intent(&release.intent_id);
+        let Some(StateValue::Intent(bytes)) = cx.view.get(&pend)? else {
+            return Err(StageError::BadRecord(format!("outcome of {:?} arrived but no such intent is in flight", release.intent_id)));
+        };
+        cx.view.delete(&pend);
+        let intent = pipeline::decode_intent(&release.intent_id, &bytes)?;
+        if d.status == DecisionStatus::Allowed {
+            // The send counts toward the signal denominator.
+            let domain = domain_of(&intent.sender).to_string();
+            let policy = cx.book.effective(&intent.tenant, &domain, &intent.sender, None);
+            let key = keys::signals(&domain);
+            let mut ring = match cx.view.get(&key)? {
+                Some(StateValue::Signals(r)) => r,
+                _ => signals::empty_ring(),
+            };
+            signals::record(&mut ring, Signal::Send, cx.now, policy.signals.window_hours);
+            cx.view.put(&key, StateValue::Signals(ring));
+        }
+        self.record_outcome(cx, &intent, d);
+        Ok(())
+    }
+
+    fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {
+        let domain = domain_of(&ev.sender).to_string();
+        let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
+        match ev.kind {
+            DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce),
+            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, &policy, Signal::Complaint),
+            _ if is_throttle(ev, &policy) => self.on_throttle(cx, ev, &domain, &policy),
+            // Soft bounces, 5xx rejections and engagement move no budget here.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
         match cmd.kind {
             CommandKind::Pause | CommandKind::Resume => {
                 let scope = Scope::parse(&cmd.target).map_err(StageError::BadRecord)?;
                 let scope_str = scope.to_string();
                 let key = keys::pause(&scope_str);
-                let was_paused = view.get(&key)?.is_some();
                 if cmd.kind == CommandKind::Pause {
-                    if !was_paused {
-                        view.put(&key, StateValue::Pause(PauseState { reason: cmd.reason.clone().unwrap_or_else(|| "operator".into()), since_ms: now, by: cmd.operator.clone().unwrap_or_else(|| "operator".into()) }));
-                        alerts.raise(&cmd.tenant, &scope_str, "sender_paused", format!("{scope_str} paused by an operator"), &[("command_id", cmd.command_id.clone())]);
-                    }
-                } else if was_paused {
-                    view.delete(&key);
+                    let by = cmd.operator.clone().unwrap_or_else(|| "operator".into());
+                    let reason = cmd.reason.clone().unwrap_or_else(|| "operator".into());
+                    self.pause(cx, &cmd.tenant, &scope_str, &reason, &by, format!("{scope_str} paused by {by}"))?;
+                } else if cx.view.get(&key)?.is_some() {
+                    cx.view.delete(&key);
                     // A resume starts a fresh observation: the old rates led to the pause.
                     if let Scope::SenderDomain(d) = &scope {
-                        view.delete(&keys::signals(d));
+                        cx.view.delete(&keys::signals(d));
+                        cx.view.delete(&keys::throttles(d));
                     }
-                    alerts.raise(&cmd.tenant, &scope_str, "sender_resumed", format!("{scope_str} resumed by an operator"), &[("command_id", cmd.command_id.clone())]);
+                    cx.alert(&cmd.tenant, &scope_str, "sender_resumed", format!("{scope_str} resumed by an operator"), &[("command_id", cmd.command_id.clone())]);
                 }
-                Ok(None)
+                Ok(())
             }
-            CommandKind::Approve | CommandKind::Reject => {
-                let Some(StateValue::FinalDecision(bytes)) = view.get(&keys::held_intent(&cmd.target))? else {
-                    return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
-                };
-                let intent: SendIntent = codec::decode(RecordType::SendIntent, &bytes).map_err(|e| StoreError::Corrupt { key: cmd.target.clone(), why: e.to_string() })?;
-                if cmd.kind == CommandKind::Approve {
-                    // The held intent stays held (and approvable) unless the
-                    // approved evaluation is final; an ALLOWED one removes it.
-                    return Ok(Some(self.on_intent(view, book, &intent, now, source, alerts, true)?));
+            CommandKind::Approve | CommandKind::Reject => self.on_held_command(cx, cmd),
+            CommandKind::AddRestriction | CommandKind::LiftRestriction => {
+                let key = keys::restriction(&cmd.target);
+                if cmd.kind == CommandKind::LiftRestriction {
+                    cx.view.delete(&key);
+                    return Ok(());
                 }
-                let decision = Decision {
-                    intent_id: intent.intent_id.clone(),
-                    tenant: intent.tenant.clone(),
-                    sender: intent.sender.clone(),
-                    recipient: intent.recipient.clone(),
-                    status: DecisionStatus::Blocked,
-                    reason: "rejected_by_operator".into(),
-                    retry_at_ms: None,
-                    usage: Vec::new(),
-                    policy_version: 0,
-                    decided_at_ms: now,
-                    source: source.clone(),
-                    stage: Some(STAGE_NAME.into()),
-                    replayed: false,
-                };
-                self.remember_final(view, &decision, now);
-                Ok(Some(decision))
+                let mode = cmd.mode.clone().unwrap_or_else(|| "deny".into());
+                let entry = Entry { kind: mode, reason: cmd.reason.clone().unwrap_or_default(), since_ms: cx.now, by: cmd.operator.clone().unwrap_or_else(|| "operator".into()), until_ms: cmd.until_ms };
+                if let Some(until) = cmd.until_ms {
+                    cx.expire_at(until, &key, Some(cx.now));
+                }
+                cx.view.put(&key, StateValue::Entry(entry));
+                Ok(())
             }
-            other => Err(StageError::BadRecord(format!("command {other:?} is not handled by this version of sendgate"))),
+            other => Err(StageError::BadRecord(format!("command {other:?} does not belong to the sender stage"))),
         }
     }
 }
 
-fn apply_policy_to_book(book: &mut PolicyBook, change: &crate::model::PolicyChange) {
-    let Ok(scope) = Scope::parse(&change.scope) else { return };
-    // The router validated the document; one that fails here (a newer format
-    // read by an older binary) is treated as removed rather than half-applied.
-    let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
-    book.set(scope, change.version, spec);
+/// A throttling deferral: a 4xx the policy names (421, 450, 452 by
+/// default). A 5xx is a rejection, never a throttle.
+pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
+    matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) && ev.smtp_code.is_some_and(|c| policy.backoff.throttle_codes.contains(&c))
 }

@@ -34,6 +34,38 @@ pub struct PauseState {
     pub by: String,
 }
 
+/// When an intent last used a once-per-period right (cooldown, dedupe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at_ms: i64,
+    pub intent_id: String,
+}
+
+/// A suppression, list entry or restriction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: String,
+    pub reason: String,
+    pub since_ms: i64,
+    pub by: String,
+    #[serde(default)]
+    pub until_ms: Option<i64>,
+}
+
+/// ISP backoff of one (sender domain, recipient domain group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub consecutive: i32,
+    pub until_ms: i64,
+    pub last_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThrottleSeen {
+    pub group: String,
+    pub at_ms: i64,
+}
+
 /// One state value. The Avro record has one optional field per variant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateValue {
@@ -42,7 +74,14 @@ pub enum StateValue {
     Signals(SignalRing),
     Pause(PauseState),
     Policy(PolicyChange),
+    /// A point in log time (the stream clock, a domain's first send).
     Clock(i64),
+    /// An encoded SendIntent (held, or in flight).
+    Intent(Vec<u8>),
+    Mark(Mark),
+    Entry(Entry),
+    Backoff(Backoff),
+    Throttles(Vec<ThrottleSeen>),
     Marker,
 }
 
@@ -60,6 +99,16 @@ struct StateEntry {
     policy: Option<PolicyChange>,
     #[serde(default)]
     clock_ms: Option<i64>,
+    #[serde(default, with = "apache_avro::serde_avro_bytes_opt")]
+    intent: Option<Vec<u8>>,
+    #[serde(default)]
+    mark: Option<Mark>,
+    #[serde(default)]
+    entry: Option<Entry>,
+    #[serde(default)]
+    backoff: Option<Backoff>,
+    #[serde(default)]
+    throttles: Option<Vec<ThrottleSeen>>,
     #[serde(default)]
     marker: bool,
 }
@@ -74,6 +123,11 @@ impl StateValue {
             StateValue::Pause(p) => e.pause = Some(p.clone()),
             StateValue::Policy(p) => e.policy = Some(p.clone()),
             StateValue::Clock(t) => e.clock_ms = Some(*t),
+            StateValue::Intent(b) => e.intent = Some(b.clone()),
+            StateValue::Mark(m) => e.mark = Some(m.clone()),
+            StateValue::Entry(x) => e.entry = Some(x.clone()),
+            StateValue::Backoff(b) => e.backoff = Some(*b),
+            StateValue::Throttles(t) => e.throttles = Some(t.clone()),
             StateValue::Marker => e.marker = true,
         }
         codec::encode(RecordType::StateEntry, &e).expect("state entries always fit their schema")
@@ -93,6 +147,16 @@ impl StateValue {
             StateValue::Policy(p)
         } else if let Some(t) = e.clock_ms {
             StateValue::Clock(t)
+        } else if let Some(b) = e.intent {
+            StateValue::Intent(b)
+        } else if let Some(m) = e.mark {
+            StateValue::Mark(m)
+        } else if let Some(x) = e.entry {
+            StateValue::Entry(x)
+        } else if let Some(b) = e.backoff {
+            StateValue::Backoff(b)
+        } else if let Some(t) = e.throttles {
+            StateValue::Throttles(t)
         } else {
             StateValue::Marker
         })
@@ -112,6 +176,11 @@ mod tests {
             StateValue::Pause(PauseState { reason: "r".into(), since_ms: 9, by: "signals".into() }),
             StateValue::Policy(PolicyChange { scope: "default".into(), version: 2, spec_json: Some("{}".into()) }),
             StateValue::Clock(77),
+            StateValue::Intent(vec![4, 5]),
+            StateValue::Mark(Mark { at_ms: 3, intent_id: "i1".into() }),
+            StateValue::Entry(Entry { kind: "block".into(), reason: "r".into(), since_ms: 1, by: "ops".into(), until_ms: Some(9) }),
+            StateValue::Backoff(Backoff { consecutive: 2, until_ms: 120, last_ms: 60 }),
+            StateValue::Throttles(vec![ThrottleSeen { group: "google".into(), at_ms: 5 }]),
             StateValue::Marker,
         ];
         for v in values {

@@ -1,7 +1,7 @@
-//! The sender stage as a task: decodes stage envelopes, runs the pure stage
-//! logic against RocksDB-backed state, emits decisions, alerts and changelog
-//! records, and restores a partition's state from its changelog on
-//! assignment.
+//! A stage as a task: decodes stage envelopes, runs the pure stage logic
+//! against RocksDB-backed state, emits decisions, alerts, records for other
+//! stages and changelog records, and restores a partition's state from its
+//! changelog on assignment.
 
 use super::clients;
 use super::task::{InputRecord, Outbox, Processor, TaskError};
@@ -9,7 +9,9 @@ use crate::codec::{self, RecordType};
 use crate::config::Config;
 use crate::model::*;
 use crate::policy::PolicyBook;
-use crate::stage::{SenderStage, StageError, StageOutput};
+use crate::stage::driver::partition_for;
+use crate::stage::pipeline::{self, Forward};
+use crate::stage::{Stage, StageError, StageKind, StageOutput};
 use crate::state::StageStore;
 use crate::topology::Topology;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,9 +21,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub struct SenderTask {
+pub struct StageTask {
     cfg: Config,
-    stage: SenderStage,
+    kind: StageKind,
+    stage: Box<dyn Stage + Send>,
     store: StageStore,
     books: HashMap<i32, PolicyBook>,
     input: String,
@@ -29,6 +32,8 @@ pub struct SenderTask {
     decisions: String,
     alerts: String,
     dead_letters: String,
+    /// (topic, partitions) of every stage, for records passed between them.
+    stage_topics: HashMap<StageKind, (String, i32)>,
     out: StageOutput,
     buf: Vec<u8>,
 }
@@ -37,18 +42,21 @@ pub struct SenderTask {
 const RESTORE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 const RESTORE_BATCH: usize = 10_000;
 
-impl SenderTask {
-    pub fn new(cfg: &Config, topo: &Topology, stage: SenderStage, store: StageStore) -> Self {
-        SenderTask {
+impl StageTask {
+    pub fn new(cfg: &Config, topo: &Topology, stage: Box<dyn Stage + Send>, store: StageStore) -> Self {
+        let kind = stage.kind();
+        StageTask {
             cfg: cfg.clone(),
+            kind,
             stage,
             store,
             books: HashMap::new(),
-            input: topo.full("stage.sender"),
-            changelog: topo.full("stage.sender.changelog"),
+            input: topo.full(&kind.topic()),
+            changelog: topo.full(&kind.changelog()),
             decisions: topo.full("decisions"),
             alerts: topo.full("alerts"),
             dead_letters: topo.full("dead-letters"),
+            stage_topics: StageKind::ALL.iter().map(|k| (*k, (topo.full(&k.topic()), topo.partitions(&k.topic())))).collect(),
             out: StageOutput::default(),
             buf: Vec::with_capacity(512),
         }
@@ -132,6 +140,13 @@ impl SenderTask {
             codec::encode_into(RecordType::Alert, &a, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             out.send(&self.alerts, None, a.scope.as_bytes(), Some(&self.buf), Some(a.at_ms))?;
         }
+        for Forward { stage, key, envelope } in self.out.forwards.drain(..) {
+            self.buf.clear();
+            codec::encode_into(RecordType::StageEnvelope, &envelope, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            let (topic, partitions) = &self.stage_topics[&stage];
+            // Keeps the intent's log time: the next stage's clock.
+            out.send(topic, Some(partition_for(&key, *partitions)), key.as_bytes(), Some(&self.buf), Some(envelope.log_time_ms))?;
+        }
         Ok(())
     }
 }
@@ -145,22 +160,41 @@ fn reason_label(reason: &str) -> &'static str {
         "minute_limit_exceeded",
         "monthly_cap_reached",
         "outside_business_hours",
+        "warmup_limit",
         "sender_domain_paused",
         "mailbox_paused",
+        "sender_restricted",
         "pending_approval",
         "rejected_by_operator",
+        "decision_pending",
+        "recipient_suppressed",
+        "blocked_by_list",
+        "not_on_allow_list",
+        "duplicate_content",
+        "recipient_cooldown",
+        "isp_backoff",
     ];
     KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("other")
 }
 
 fn alert_label(kind: &str) -> &'static str {
-    const KNOWN: &[&str] = &["quota_80", "quota_100", "signal_tier_changed", "sender_paused", "sender_resumed", "limit_exceeded_allowed"];
+    const KNOWN: &[&str] = &[
+        "quota_80",
+        "quota_100",
+        "signal_tier_changed",
+        "sender_paused",
+        "sender_resumed",
+        "limit_exceeded_allowed",
+        "isp_throttling",
+        "isp_backoff_escalated",
+        "isp_backoff_cleared",
+    ];
     KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }
 
-impl Processor for SenderTask {
+impl Processor for StageTask {
     fn name(&self) -> &'static str {
-        "sender"
+        self.kind.name()
     }
 
     fn input_topics(&self) -> Vec<String> {
@@ -179,7 +213,7 @@ impl Processor for SenderTask {
         let n = self.restore(&consumer, &ids)?;
         for p in &ids {
             let mut book = PolicyBook::default();
-            SenderStage::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            pipeline::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
             self.books.insert(*p, book);
         }
         metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
@@ -205,16 +239,16 @@ impl Processor for SenderTask {
         let started = Instant::now();
         let env: StageEnvelope = match rec.payload.map(|b| codec::decode(RecordType::StageEnvelope, b)) {
             Some(Ok(env)) => env,
-            Some(Err(e)) => return out.dead_letter(&self.dead_letters, rec, e.to_string(), "sender"),
-            None => return out.dead_letter(&self.dead_letters, rec, "empty stage record".into(), "sender"),
+            Some(Err(e)) => return out.dead_letter(&self.dead_letters, rec, e.to_string(), self.kind.name()),
+            None => return out.dead_letter(&self.dead_letters, rec, "empty stage record".into(), self.kind.name()),
         };
         let book = self.books.entry(rec.partition).or_default();
         let mut view = self.store.view(rec.partition);
-        match self.stage.process(&mut view, book, &env, &mut self.out) {
+        match pipeline::process(self.stage.as_ref(), &mut view, book, &env, &mut self.out) {
             Ok(()) => {}
             Err(StageError::BadRecord(reason)) => {
                 self.out.clear();
-                return out.dead_letter(&self.dead_letters, rec, reason, "sender");
+                return out.dead_letter(&self.dead_letters, rec, reason, self.kind.name());
             }
             Err(StageError::Store(e)) => return Err(TaskError::Fatal(e.to_string())),
         }

@@ -1,0 +1,383 @@
+//! What every stage shares: the stage kinds and their order, the envelope
+//! dispatch, the stream clock, policy changes, the expiry index, and the
+//! reserve / release protocol between stages.
+//!
+//! An intent enters the sender stage, which checks and reserves, then passes
+//! it on as an `IntentHop` naming what it reserved. Each later stage does the
+//! same. The stage that denies emits the decision and sends a `Release` to
+//! every stage that reserved, which undoes exactly its own reservation; the
+//! last stage emits ALLOWED. The sender stage always gets the final outcome
+//! back, for intent-id idempotency, held intents and the signal budgets.
+
+use super::keys;
+use crate::codec::{self, RecordType};
+use crate::model::*;
+use crate::policy::{PolicyBook, PolicySpec, Scope};
+use crate::state::{PartitionView, StateValue, StoreError, WindowCounter};
+use std::collections::BTreeMap;
+
+/// The keyed stages, in the order an intent visits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StageKind {
+    /// Keyed by sender domain.
+    Sender,
+    /// Keyed by tenant; visited only when a tenant-wide limit applies.
+    Tenant,
+    /// Keyed by recipient address.
+    Recipient,
+    /// Keyed by recipient domain (or its provider group).
+    RecipientDomain,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 4] = [StageKind::Sender, StageKind::Tenant, StageKind::Recipient, StageKind::RecipientDomain];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Sender => "sender",
+            StageKind::Tenant => "tenant",
+            StageKind::Recipient => "recipient",
+            StageKind::RecipientDomain => "recipient_domain",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<StageKind> {
+        StageKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Suffix of the stage's partitioned input topic.
+    pub fn topic(self) -> String {
+        format!("stage.{}", self.name())
+    }
+
+    pub fn changelog(self) -> String {
+        format!("stage.{}.changelog", self.name())
+    }
+}
+
+/// A record for another stage's partitioned topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub stage: StageKind,
+    pub key: String,
+    pub envelope: StageEnvelope,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StageOutput {
+    pub decisions: Vec<Decision>,
+    pub alerts: Vec<Alert>,
+    pub forwards: Vec<Forward>,
+}
+
+impl StageOutput {
+    pub fn clear(&mut self) {
+        self.decisions.clear();
+        self.alerts.clear();
+        self.forwards.clear();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The record is valid Avro but cannot be acted on (goes to the dead-letter topic).
+    #[error("{0}")]
+    BadRecord(String),
+}
+
+/// A stage's answer to an intent passed on to it.
+pub enum Verdict {
+    /// Every check passed and `undo` reverses what was reserved.
+    Pass { undo: Vec<Undo>, usage: Vec<Usage>, version: i64 },
+    Deny { status: DecisionStatus, reason: String, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64 },
+}
+
+/// What a stage's handlers work with while handling one record.
+pub struct Cx<'a, 'v> {
+    pub view: &'a mut PartitionView<'v>,
+    pub book: &'a mut PolicyBook,
+    /// The partition's stream time: the largest log time it has seen.
+    pub now: i64,
+    pub env: &'a StageEnvelope,
+    pub out: &'a mut StageOutput,
+    pub kind: StageKind,
+}
+
+impl Cx<'_, '_> {
+    /// Raises an alert whose id derives from the record that raised it.
+    pub fn alert(&mut self, tenant: &str, scope: &str, kind: &str, message: String, details: &[(&str, String)]) {
+        let n = self.out.alerts.len();
+        let s = &self.env.source;
+        self.out.alerts.push(Alert {
+            alert_id: format!("{}/{}/{}/{}/{n}", self.kind.name(), s.topic, s.partition, s.offset),
+            tenant: tenant.to_string(),
+            scope: scope.to_string(),
+            kind: kind.to_string(),
+            message,
+            at_ms: self.now,
+            details: details.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+        });
+    }
+
+    /// Sends an envelope to another stage, keeping this record's log time and origin.
+    pub fn forward(&mut self, stage: StageKind, key: String, fill: impl FnOnce(&mut StageEnvelope)) {
+        let mut env = StageEnvelope::new(self.env.log_time_ms, self.env.source.clone());
+        env.route_key = Some(key.clone());
+        fill(&mut env);
+        self.out.forwards.push(Forward { stage, key, envelope: env });
+    }
+
+    /// Adds an expiry index entry: at `at_ms`, `key` is deleted if its value
+    /// still carries `stamp` (None: whatever it holds).
+    pub fn expire_at(&mut self, at_ms: i64, key: &[u8], stamp: Option<i64>) {
+        let v = match stamp {
+            Some(s) => StateValue::Clock(s),
+            None => StateValue::Marker,
+        };
+        self.view.put(&keys::expiry(at_ms, key), v);
+    }
+}
+
+/// The logic of one stage.
+pub trait Stage {
+    fn kind(&self) -> StageKind;
+
+    /// A fresh intent from the router (the first stage only).
+    fn on_intent(&self, _cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
+        Err(StageError::BadRecord(format!("stage {} does not take fresh intents ({})", self.kind().name(), intent.intent_id)))
+    }
+
+    /// An intent an earlier stage passed on: check it and reserve.
+    fn check(&self, cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError>;
+
+    fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError>;
+
+    fn on_command(&self, _cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
+        Err(StageError::BadRecord(format!("command {:?} does not belong to stage {}", cmd.kind, self.kind().name())))
+    }
+
+    /// After a release's undo is applied: the sender stage records the outcome.
+    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// Most expired entries dropped while handling one record: the sweep runs
+/// on every record, so it keeps up with any steady rate up to this many
+/// expiries per record, and no one record does unbounded work.
+const EXPIRY_SWEEP_MAX: usize = 8;
+
+/// Handles one stage record. A pure function of (state, record, policy):
+/// the runtime does all I/O, and the same stage log gives the same outputs.
+pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
+    // The stream clock only moves forward, and it is part of the state, so a
+    // replay sees the same.
+    let clock = match view.get(keys::CLOCK)? {
+        Some(StateValue::Clock(t)) => t,
+        _ => i64::MIN,
+    };
+    let now = clock.max(env.log_time_ms);
+    if now != clock {
+        view.put(keys::CLOCK, StateValue::Clock(now));
+    }
+    sweep_expired(view, now)?;
+    let mut cx = Cx { view, book, now, env, out, kind: stage.kind() };
+    if let Some(change) = &env.policy {
+        cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
+        apply_policy_to_book(cx.book, change);
+        Ok(())
+    } else if let Some(release) = &env.release {
+        apply_undo(cx.view, &release.undo, &release.intent_id)?;
+        stage.on_released(&mut cx, release)
+    } else if let Some(hop) = &env.hop {
+        match stage.check(&mut cx, hop)? {
+            Verdict::Pass { undo, usage, version } => {
+                let key = env.route_key.clone().unwrap_or_default();
+                pass_on(&mut cx, hop.clone(), key, undo, usage, version);
+                Ok(())
+            }
+            Verdict::Deny { status, reason, retry_at_ms, usage, version } => {
+                finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
+                Ok(())
+            }
+        }
+    } else if let Some(intent) = &env.intent {
+        stage.on_intent(&mut cx, intent)
+    } else if let Some(ev) = &env.delivery {
+        stage.on_delivery(&mut cx, ev)
+    } else if let Some(cmd) = &env.command {
+        stage.on_command(&mut cx, cmd)
+    } else {
+        Err(StageError::BadRecord("stage envelope carries no payload".into()))
+    }
+}
+
+/// Loads the partition's policy documents into `book` (after a restore).
+pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<(), StageError> {
+    for key in view.scan(keys::POLICY_PREFIX, usize::MAX)? {
+        if let Some(StateValue::Policy(change)) = view.get(&key)? {
+            apply_policy_to_book(book, &change);
+        }
+    }
+    Ok(())
+}
+
+fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) {
+    let Ok(scope) = Scope::parse(&change.scope) else { return };
+    // The router validated the document; one that fails here (a newer format
+    // read by an older binary) is treated as removed rather than half-applied.
+    let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
+    book.set(scope, change.version, spec);
+}
+
+/// The value an expiry entry compares with (see `Cx::expire_at`).
+fn stamp_of(v: &StateValue) -> Option<i64> {
+    match v {
+        StateValue::Counter(c) => Some(c.bucket_start_ms),
+        StateValue::Mark(m) => Some(m.at_ms),
+        StateValue::Entry(e) => Some(e.since_ms),
+        StateValue::Backoff(b) => Some(b.last_ms),
+        StateValue::Clock(t) => Some(*t),
+        _ => None,
+    }
+}
+
+fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
+    for entry in view.scan(keys::EXPIRY_PREFIX, EXPIRY_SWEEP_MAX)? {
+        let Some((at, key)) = keys::parse_expiry(&entry) else { continue };
+        if at > now {
+            break;
+        }
+        let stamp = match view.get(&entry)? {
+            Some(StateValue::Clock(s)) => Some(s),
+            _ => None,
+        };
+        let key = key.to_vec();
+        view.delete(&entry);
+        let expired = match stamp {
+            None => true,
+            // Rewritten since (a newer window, a newer mark): it stays.
+            Some(s) => view.get(&key)?.as_ref().and_then(stamp_of) == Some(s),
+        };
+        if expired {
+            view.delete(&key);
+        }
+    }
+    Ok(())
+}
+
+/// Reverses a reservation: counters still in the same window go down by
+/// one, marks this intent set are removed. Anything changed since is left.
+pub fn apply_undo(view: &mut PartitionView<'_>, undo: &[Undo], intent_id: &str) -> Result<(), StoreError> {
+    for u in undo {
+        let key = u.key.as_bytes();
+        match (u.kind, view.get(key)?) {
+            (UndoKind::Counter, Some(StateValue::Counter(c))) if c.bucket_start_ms == u.bucket_start_ms && c.count > 0 => {
+                view.put(key, StateValue::Counter(WindowCounter { count: c.count - 1, ..c }));
+            }
+            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id => view.delete(key),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The routing key of an intent at a stage.
+pub fn route_key(stage: StageKind, intent: &SendIntent, book: &mut PolicyBook) -> String {
+    match stage {
+        StageKind::Sender => domain_of(&intent.sender).to_string(),
+        StageKind::Tenant => intent.tenant.clone(),
+        StageKind::Recipient => intent.recipient.clone(),
+        StageKind::RecipientDomain => recipient_group(book, &intent.tenant, &intent.sender, &intent.recipient),
+    }
+}
+
+/// The key of the recipient-domain stage: the recipient domain's provider
+/// group under the policy in force, or the domain itself.
+pub fn recipient_group(book: &mut PolicyBook, tenant: &str, sender: &str, recipient: &str) -> String {
+    let rd = domain_of(recipient);
+    book.effective(tenant, domain_of(sender), sender, Some(rd)).recipient_group(rd)
+}
+
+/// Passes an intent this stage allowed to the next stage on its route, or
+/// allows it when this was the last.
+pub fn pass_on(cx: &mut Cx<'_, '_>, mut hop: IntentHop, key: String, undo: Vec<Undo>, usage: Vec<Usage>, version: i64) {
+    // The sender stage is always told the outcome, even with nothing to undo.
+    if !undo.is_empty() || cx.kind == StageKind::Sender {
+        hop.reservations.push(Reservation { stage: cx.kind.name().to_string(), key, undo });
+    }
+    hop.usage.extend(usage);
+    hop.policy_version = hop.policy_version.max(version);
+    if hop.route.is_empty() {
+        let version = hop.policy_version;
+        finish(cx, &hop, DecisionStatus::Allowed, "ok", None, Vec::new(), version);
+        return;
+    }
+    let next_name = hop.route.remove(0);
+    let next = StageKind::parse(&next_name).unwrap_or(StageKind::RecipientDomain);
+    let next_key = route_key(next, &hop.intent, cx.book);
+    cx.forward(next, next_key, |e| e.hop = Some(hop));
+}
+
+/// Emits the decision on an intent that reached this stage, and sends each
+/// reserving stage its release (the undo only when the intent is denied).
+#[allow(clippy::too_many_arguments)]
+pub fn finish(cx: &mut Cx<'_, '_>, hop: &IntentHop, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, own_usage: Vec<Usage>, version: i64) {
+    let allowed = status == DecisionStatus::Allowed;
+    // Earlier stages reported usage with this intent reserved; a denied
+    // intent does not keep it.
+    let mut usage: Vec<Usage> = hop.usage.iter().map(|u| if allowed { u.clone() } else { unreserved(u) }).collect();
+    usage.extend(own_usage);
+    let decision = new_decision(&hop.intent, cx.now, &cx.env.source, cx.kind, status, reason, retry_at_ms, usage, hop.policy_version.max(version));
+    for r in &hop.reservations {
+        let Some(stage) = StageKind::parse(&r.stage) else { continue };
+        let undo = if allowed { Vec::new() } else { r.undo.clone() };
+        let outcome = (stage == StageKind::Sender).then(|| decision.clone());
+        if undo.is_empty() && outcome.is_none() {
+            continue;
+        }
+        let intent_id = hop.intent.intent_id.clone();
+        cx.forward(stage, r.key.clone(), |e| e.release = Some(Release { intent_id, undo, outcome }));
+    }
+    cx.out.decisions.push(decision);
+}
+
+fn unreserved(u: &Usage) -> Usage {
+    let used = (u.used - 1).max(0);
+    Usage { used, remaining: (u.limit - used).max(0), ..u.clone() }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn new_decision(intent: &SendIntent, now: i64, source: &SourceRef, stage: StageKind, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, policy_version: i64) -> Decision {
+    Decision {
+        intent_id: intent.intent_id.clone(),
+        tenant: intent.tenant.clone(),
+        sender: intent.sender.clone(),
+        recipient: intent.recipient.clone(),
+        status,
+        reason: reason.to_string(),
+        retry_at_ms,
+        usage,
+        policy_version,
+        decided_at_ms: now,
+        source: source.clone(),
+        stage: Some(stage.name().to_string()),
+        replayed: false,
+    }
+}
+
+/// Encodes an intent for keeping in state (held, in flight).
+pub fn encode_intent(intent: &SendIntent) -> Vec<u8> {
+    codec::encode(RecordType::SendIntent, intent).expect("an intent always fits its schema")
+}
+
+pub fn decode_intent(key: &str, bytes: &[u8]) -> Result<SendIntent, StoreError> {
+    codec::decode(RecordType::SendIntent, bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), why: e.to_string() })
+}
+
+/// The domain of a normalised address.
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}

@@ -1,0 +1,128 @@
+//! Windowed limits: load every window an intent falls in, judge them
+//! together, and reserve all or none. Shared by every stage.
+
+use super::keys;
+use super::pipeline::Cx;
+use crate::clock::{window_end, window_start};
+use crate::model::{DecisionStatus, Undo, UndoKind, Usage};
+use crate::policy::{BreachAction, EffectivePolicy, Limit};
+use crate::state::{StateValue, StoreError, WindowCounter};
+
+/// One window an intent was checked against.
+pub struct WindowCheck {
+    pub limit: Limit,
+    /// The counted scope, e.g. `mailbox:ana@acme.com`.
+    pub scope: String,
+    pub key: Vec<u8>,
+    pub counter: WindowCounter,
+    /// The limit in force (halved in the slow tier, lowered in warm-up).
+    pub max: u64,
+    pub end_ms: i64,
+    pub reason: &'static str,
+}
+
+impl WindowCheck {
+    /// Loads the current window's counter of `scope` for `limit`.
+    pub fn load(cx: &Cx<'_, '_>, policy: &EffectivePolicy, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
+        let w = limit.key.window;
+        let key = keys::counter(&scope, counter_name, w.as_str());
+        let start = window_start(w, policy.tz, cx.now);
+        let counter = match cx.view.get(&key)? {
+            Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
+            _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
+        };
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, policy.tz, cx.now), reason })
+    }
+
+    fn breached(&self) -> bool {
+        self.counter.count as u64 + 1 > self.max
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            scope: self.scope.clone(),
+            window: self.limit.key.window.as_str().into(),
+            used: self.counter.count,
+            limit: self.max as i64,
+            remaining: (self.max as i64 - self.counter.count).max(0),
+        }
+    }
+}
+
+/// The verdict of a set of windows: None = allow.
+pub fn judge(checks: &[WindowCheck], approved: bool) -> Option<(DecisionStatus, &'static str, Option<i64>)> {
+    let breached: Vec<&WindowCheck> = checks.iter().filter(|c| c.breached()).collect();
+    // The binding breach is the one whose capacity returns last. An approved
+    // intent was held for exactly the review a hold asks for.
+    let binding = |action: BreachAction| breached.iter().filter(|c| c.limit.on_breach == action).max_by_key(|c| c.end_ms).copied();
+    if let Some(c) = binding(BreachAction::Defer) {
+        return Some((DecisionStatus::Deferred, c.reason, Some(c.end_ms)));
+    }
+    if let Some(c) = binding(BreachAction::Hold).filter(|_| !approved) {
+        return Some((DecisionStatus::Held, c.reason, None));
+    }
+    None
+}
+
+/// Reserves one unit in every window; returns how to undo it. Raises the
+/// 80% / 100% quota alerts (once per window period) and the alert of an
+/// alert-only breach.
+pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, intent_id: &str) -> Vec<Undo> {
+    let mut undo = Vec::with_capacity(checks.len());
+    for c in checks.iter_mut() {
+        let over = c.breached();
+        c.counter.count += 1;
+        quota_alerts(cx, c, tenant);
+        if over {
+            cx.alert(
+                tenant,
+                &c.scope,
+                "limit_exceeded_allowed",
+                format!("{} exceeded its {} limit of {}; allowed by policy (alert only)", c.scope, c.limit.key.window.as_str(), c.max),
+                &[("intent_id", intent_id.to_string())],
+            );
+        }
+        if c.counter.count == 1 {
+            // A counter of a past window is dead weight: drop it when its window ends.
+            cx.expire_at(c.end_ms, &c.key, Some(c.counter.bucket_start_ms));
+        }
+        cx.view.put(&c.key, StateValue::Counter(c.counter));
+        undo.push(Undo { key: String::from_utf8_lossy(&c.key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: c.counter.bucket_start_ms });
+    }
+    undo
+}
+
+fn quota_alerts(cx: &mut Cx<'_, '_>, c: &mut WindowCheck, tenant: &str) {
+    if c.max == 0 {
+        return;
+    }
+    let pct = (c.counter.count as u64 * 100 / c.max) as i32;
+    for threshold in [80, 100] {
+        if pct >= threshold && c.counter.alerted_pct < threshold {
+            c.counter.alerted_pct = threshold;
+            cx.alert(
+                tenant,
+                &c.scope,
+                if threshold == 80 { "quota_80" } else { "quota_100" },
+                format!("{} has used {} of its {} {} limit ({}%)", c.scope, c.counter.count, c.max, c.limit.key.window.as_str(), pct),
+                &[("window", c.limit.key.window.as_str().into()), ("used", c.counter.count.to_string()), ("limit", c.max.to_string()), ("window_end_ms", c.end_ms.to_string())],
+            );
+        }
+    }
+}
+
+/// Counts one unit in a window that has no limit (replies).
+pub fn count_uncapped(cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, scope: &str, counter_name: &str, window: crate::clock::Window) -> Result<Undo, StoreError> {
+    let key = keys::counter(scope, counter_name, window.as_str());
+    let start = window_start(window, policy.tz, cx.now);
+    let mut c = match cx.view.get(&key)? {
+        Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
+        _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
+    };
+    c.count += 1;
+    if c.count == 1 {
+        cx.expire_at(window_end(window, policy.tz, cx.now), &key, Some(start));
+    }
+    cx.view.put(&key, StateValue::Counter(c));
+    Ok(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: start })
+}
