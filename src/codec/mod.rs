@@ -77,6 +77,8 @@ impl RecordType {
 struct Compiled {
     schema: Schema,
     fingerprint: [u8; 8],
+    /// The schema names a type defined in another of its fields.
+    has_references: bool,
 }
 
 struct Registry {
@@ -96,11 +98,24 @@ fn registry() -> &'static Registry {
                 let fp = schema.fingerprint::<Rabin>();
                 let mut fingerprint = [0u8; 8];
                 fingerprint.copy_from_slice(&fp.bytes);
-                (*t, Compiled { schema, fingerprint })
+                let has_references = references_a_type(&schema);
+                (*t, Compiled { schema, fingerprint, has_references })
             })
             .collect();
         Registry { types }
     })
+}
+
+/// Whether a schema uses a named type by reference (defined in another field).
+fn references_a_type(s: &Schema) -> bool {
+    match s {
+        Schema::Ref { .. } => true,
+        Schema::Record(r) => r.fields.iter().any(|f| references_a_type(&f.schema)),
+        Schema::Array(a) => references_a_type(&a.items),
+        Schema::Map(m) => references_a_type(&m.types),
+        Schema::Union(u) => u.variants().iter().any(references_a_type),
+        _ => false,
+    }
 }
 
 fn compiled(t: RecordType) -> &'static Compiled {
@@ -145,7 +160,15 @@ pub fn encode_into<T: Serialize>(t: RecordType, value: &T, out: &mut Vec<u8>) ->
     let c = compiled(t);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&c.fingerprint);
-    apache_avro::write_avro_datum_ref(&c.schema, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+    if c.has_references {
+        // The direct serializer cannot follow a reference to a type defined
+        // elsewhere in the schema; the value path resolves them.
+        let v = apache_avro::to_value(value).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+        let bytes = apache_avro::to_avro_datum(&c.schema, v).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+        out.extend_from_slice(&bytes);
+    } else {
+        apache_avro::write_avro_datum_ref(&c.schema, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -203,14 +226,36 @@ mod tests {
 
     #[test]
     fn envelope_and_state_round_trip() {
-        let env = StageEnvelope {
-            log_time_ms: 7,
+        let mut env = StageEnvelope::new(7, SourceRef { topic: "t".into(), partition: 1, offset: 9 });
+        env.intent = Some(intent());
+        env.policy = Some(PolicyChange { scope: "default".into(), version: 3, spec_json: None });
+        env.route_key = Some("acme.com".into());
+        let usage = Usage { scope: "mailbox:a@acme.com".into(), window: "day".into(), used: 1, limit: 25, remaining: 24 };
+        let undo = Undo { key: "ctr/x".into(), kind: UndoKind::Counter, bucket_start_ms: 5 };
+        env.hop = Some(IntentHop {
+            intent: intent(),
+            approved: true,
+            usage: vec![usage.clone()],
+            policy_version: 4,
+            route: vec!["recipient".into()],
+            reservations: vec![Reservation { stage: "sender".into(), key: "acme.com".into(), undo: vec![undo.clone()] }],
+        });
+        let outcome = Decision {
+            intent_id: "i".into(),
+            tenant: "t".into(),
+            sender: "a@acme.com".into(),
+            recipient: "b@corp.example".into(),
+            status: DecisionStatus::Deferred,
+            reason: "isp_backoff".into(),
+            retry_at_ms: Some(9),
+            usage: vec![usage],
+            policy_version: 4,
+            decided_at_ms: 7,
             source: SourceRef { topic: "t".into(), partition: 1, offset: 9 },
-            intent: Some(intent()),
-            delivery: None,
-            command: None,
-            policy: Some(PolicyChange { scope: "default".into(), version: 3, spec_json: None }),
+            stage: Some("recipient_domain".into()),
+            replayed: false,
         };
+        env.release = Some(Release { intent_id: "i".into(), undo: vec![undo], outcome: Some(outcome) });
         let bytes = encode(RecordType::StageEnvelope, &env).unwrap();
         let back: StageEnvelope = decode(RecordType::StageEnvelope, &bytes).unwrap();
         assert_eq!(back, env);

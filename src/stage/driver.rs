@@ -196,23 +196,18 @@ impl Driver {
     }
 
     /// Runs every stage until nothing is left to read, committing after each
-    /// stage's turn: a deterministic schedule.
+    /// stage's turn (and so also any transaction left open): a deterministic
+    /// schedule.
     pub fn run(&mut self) {
         loop {
-            let todo = self.unread();
-            if todo.is_empty() {
-                return;
-            }
             for kind in StageKind::ALL {
-                let mut any = false;
-                for (k, p) in todo.iter().filter(|(k, _)| *k == kind) {
-                    while self.step(*k, *p) {
-                        any = true;
-                    }
+                for p in self.slot(kind).unread() {
+                    while self.step(kind, p) {}
                 }
-                if any {
-                    self.commit(kind);
-                }
+                self.commit(kind);
+            }
+            if self.unread().is_empty() {
+                return;
             }
         }
     }

@@ -136,6 +136,7 @@ mod tests {
             complaint: TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 },
             min_volume,
             window_hours: 24,
+            auto_resume_ms: None,
         }
     }
 
