@@ -25,6 +25,7 @@ fn a_broker_outage_is_waited_out_without_losing_or_duplicating_decisions() {
 [[policy]]
 scope = "mailbox:ops@acme.com"
 business_hours = "off"
+warmup = "off"
 limits = { "mailbox.outbound.day" = 30, "mailbox.outbound.hour" = "off" }
 "#,
     );

@@ -12,13 +12,14 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn cap_policy(mailbox: &str, cap: u32) -> String {
-    // Business hours and pacing off: the suite passes at any hour.
+    // Business hours, pacing and warm-up off: the suite passes at any hour.
     format!(
         r#"
 [[policy]]
 scope = "mailbox:{mailbox}"
 timezone = "America/New_York"
 business_hours = "off"
+warmup = "off"
 limits = {{ "mailbox.outbound.day" = {cap}, "mailbox.outbound.hour" = "off" }}
 "#
     )
@@ -115,7 +116,7 @@ fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
     let mut env = TestEnv::new("restore");
     env.start();
     env.apply_policy(&cap_policy("di@acme.com", 15));
-    let first: Vec<SendIntent> = (0..10).map(|i| intent(&format!("rs-{i}"), "di@acme.com", "x@corp.example")).collect();
+    let first: Vec<SendIntent> = (0..10).map(|i| intent(&format!("rs-{i}"), "di@acme.com", &format!("x{i}@corp.example"))).collect();
     env.send_intents(&first);
     let ids: Vec<String> = first.iter().map(|i| i.intent_id.clone()).collect();
     assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 10);
@@ -124,16 +125,16 @@ fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
     env.start();
     env.send_intents(&[intent("rs-probe", "other@acme.com", "x@corp.example")]);
     env.await_decisions(&["rs-probe".into()], WAIT);
-    assert!(env.log_tail().contains("records=0"), "restart after a clean stop restored records; log:\n{}", env.log_tail());
+    assert_eq!(env.last_restore("sender"), Some(0), "restart after a clean stop restored records; log:\n{}", env.log_tail());
     // With the state directory gone, everything comes back from the changelog.
     env.stop();
     std::fs::remove_dir_all(env.state_dir()).unwrap();
     env.start();
-    let second: Vec<SendIntent> = (10..20).map(|i| intent(&format!("rs-{i}"), "di@acme.com", "x@corp.example")).collect();
+    let second: Vec<SendIntent> = (10..20).map(|i| intent(&format!("rs-{i}"), "di@acme.com", &format!("x{i}@corp.example"))).collect();
     env.send_intents(&second);
     let ids: Vec<String> = second.iter().map(|i| i.intent_id.clone()).collect();
     let d = env.await_decisions(&ids, WAIT);
-    assert!(!env.log_tail().contains("records=0"), "a deleted state dir must be restored from the changelog; log:\n{}", env.log_tail());
+    assert!(env.last_restore("sender").unwrap_or(0) > 0, "a deleted state dir must be restored from the changelog; log:\n{}", env.log_tail());
     assert_eq!(count_status(d.values(), DecisionStatus::Allowed), 5, "the counter came back from the changelog");
     assert_eq!(count_status(d.values(), DecisionStatus::Deferred), 5);
     // Idempotency came back too.
@@ -175,6 +176,7 @@ fn hard_bounces_over_five_percent_pause_the_sender_domain() {
 [[policy]]
 scope = "sender_domain:bouncy.example"
 business_hours = "off"
+warmup = "off"
 limits = { "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = "off" }
 signals = { min_volume = 40 }
 "#,
@@ -199,7 +201,7 @@ signals = { min_volume = 40 }
         assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     }
     // A resume command lifts it.
-    env.send_command(&Command { command_id: "c1".into(), kind: CommandKind::Resume, tenant: "acme".into(), target: "sender_domain:bouncy.example".into(), sender: None, reason: None, operator: Some("test".into()) });
+    env.send_command(&command(CommandKind::Resume, "sender_domain:bouncy.example"));
     env.await_alert(|a| a.kind == "sender_resumed", WAIT);
     env.send_intents(&[intent("after-resume", senders[0], "n@list.example")]);
     assert_eq!(env.await_decisions(&["after-resume".into()], WAIT)["after-resume"].status, DecisionStatus::Allowed);

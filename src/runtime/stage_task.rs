@@ -217,7 +217,7 @@ impl Processor for StageTask {
             self.books.insert(*p, book);
         }
         metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
-        tracing::info!(partitions = ids.len(), records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
+        tracing::info!(stage = %self.kind.name(), partitions = ids.len(), records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
         Ok(())
     }
 

@@ -172,6 +172,34 @@ impl TestEnv {
         out
     }
 
+    /// Records the last restore of a stage read from its changelog (from the log).
+    pub fn last_restore(&self, stage: &str) -> Option<u64> {
+        let text = self.log_text();
+        let line = text.lines().rev().find(|l| l.contains("state restored from changelog") && l.contains(&format!("stage={stage} ")))?;
+        line.split("records=").nth(1)?.split_whitespace().next()?.parse().ok()
+    }
+
+    /// The current value of every window counter in a stage's changelog.
+    pub fn changelog_counters(&self, stage: &str) -> HashMap<String, i64> {
+        let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+        let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
+        read_topic(&self.cfg, &self.topic(&format!("stage.{stage}.changelog")), &opts, |r| {
+            if let Some(k) = r.key {
+                latest.insert(String::from_utf8_lossy(&k).into_owned(), r.payload);
+            }
+            Ok(())
+        })
+        .unwrap();
+        latest
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ctr/"))
+            .filter_map(|(k, v)| match sendgate::state::StateValue::decode(&v?) {
+                Ok(sendgate::state::StateValue::Counter(c)) => Some((k, c.count)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Polls alerts until one matches, or fails after `timeout`.
     pub fn await_alert(&self, pred: impl Fn(&Alert) -> bool, timeout: Duration) -> Alert {
         let deadline = std::time::Instant::now() + timeout;
@@ -237,4 +265,19 @@ pub fn assert_one_decision_per_intent(all: &[Decision], n: usize) {
     let dups: Vec<_> = per_id.iter().filter(|(_, c)| **c > 1).take(5).collect();
     assert!(dups.is_empty(), "duplicated decisions: {dups:?}");
     assert_eq!(per_id.len(), n, "intents with a decision");
+}
+
+pub fn command(kind: CommandKind, target: &str) -> Command {
+    Command {
+        command_id: format!("c-{kind:?}-{target}"),
+        kind,
+        tenant: "acme".into(),
+        target: target.into(),
+        sender: None,
+        reason: None,
+        operator: Some("test".into()),
+        list: None,
+        mode: None,
+        until_ms: None,
+    }
 }
