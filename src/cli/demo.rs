@@ -49,6 +49,7 @@ pub async fn demo(cfg: &Config) -> Result<(), String> {
     let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
     let agent = format!("agent@runaway-{run}.example");
     let bouncy_domain = format!("bouncy-{run}.example");
+    let looper = format!("assistant@loop-{run}.example");
     // Business hours off so that the demo shows the same thing at any hour.
     let policy = format!(
         r#"
@@ -58,9 +59,15 @@ business_hours = "off"
 limits = {{ "mailbox.outbound.day" = 25, "mailbox.outbound.hour" = 10 }}
 
 [[policy]]
+scope = "mailbox:{looper}"
+business_hours = "off"
+limits = {{ "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = 1000 }}
+
+[[policy]]
 scope = "sender_domain:{bouncy_domain}"
 business_hours = "off"
-limits = {{ "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = "off", "sender_domain.outbound.hour" = 1000 }}
+warmup = "off"
+limits = {{ "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = "off", "sender_domain.outbound.hour" = 1000, "recipient_domain.outbound.hour" = "off" }}
 signals = {{ min_volume = 100 }}
 "#
     );
@@ -73,7 +80,7 @@ signals = {{ min_volume = 100 }}
     let alert_start = end_offsets(cfg, &topo.full("alerts"))?;
 
     // 1. A runaway agent loop: 200 cold emails from one mailbox in seconds.
-    let runaway: Vec<(String, SendIntent)> = (0..200).map(|i| (agent.clone(), intent(format!("demo-{run}-agent-{i}"), &agent, format!("lead{i}@prospects.example")))).collect();
+    let runaway: Vec<(String, SendIntent)> = (0..200).map(|i| (agent.clone(), intent(format!("demo-{run}-agent-{i}"), &agent, format!("lead{i}-{run}@prospects.example")))).collect();
     println!("\nsending 200 intents from {agent} (a runaway loop)...");
     send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &runaway)).await?;
     let ids: HashSet<String> = runaway.iter().map(|(_, i)| i.intent_id.clone()).collect();
@@ -81,9 +88,23 @@ signals = {{ min_volume = 100 }}
     if got.len() < ids.len() {
         return Err(format!("only {} of {} decisions arrived within 2 minutes; is `sendgate run` running?", got.len(), ids.len()));
     }
-    summarise(&format!("decisions for {agent} (policy: 25/day, 10/hour):"), &got);
+    summarise(&format!("decisions for {agent} (policy: 25/day, 10/hour; a new domain warming up at 20/hour):"), &got);
 
-    // 2. A bad lead list: 120 sends from one domain, then hard bounces.
+    // 2. A retry loop: the same follow-up to the same person, 50 times.
+    let retries: Vec<(String, SendIntent)> = (0..50)
+        .map(|i| {
+            let mut it = intent(format!("demo-{run}-retry-{i}"), &looper, "cfo@prospect.example".into());
+            it.content_hash = Some("follow-up-v1".into());
+            (looper.clone(), it)
+        })
+        .collect();
+    println!("\nsending the same follow-up to one recipient 50 times from {looper} (a retry loop)...");
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &retries)).await?;
+    let ids: HashSet<String> = retries.iter().map(|(_, i)| i.intent_id.clone()).collect();
+    let got = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
+    summarise("decisions for the retry loop (cooldown 10 min per template, identical content once per 24 h):", &got);
+
+    // 3. A bad lead list: 120 sends from one domain, then hard bounces.
     let senders: Vec<String> = (0..4).map(|i| format!("rep{i}@{bouncy_domain}")).collect();
     let batch: Vec<(String, SendIntent)> = (0..120).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-list-{i}"), &senders[i % 4], format!("contact{i}@old-list.example")))).collect();
     println!("\nsending 120 intents from {bouncy_domain}, then 7 hard bounces (5.8%)...");

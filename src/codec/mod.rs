@@ -3,7 +3,9 @@
 //! A single-object record is `C3 01`, the 8-byte little-endian CRC-64-AVRO
 //! (Rabin) fingerprint of the writer schema's canonical form, then the Avro
 //! datum. The fingerprint lets a reader refuse a record written with a schema
-//! it does not know, without a registry.
+//! it does not know, without a registry. Records written with the schema of
+//! an earlier release (`schemas/previous/`) are resolved to the current one,
+//! so an upgrade reads old input and restores old changelogs.
 
 mod schemas;
 
@@ -13,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-pub use schemas::{standalone_schemas, SCHEMA_FILES};
+pub use schemas::{standalone_schemas, PREVIOUS_SETS, SCHEMA_FILES};
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -79,6 +81,8 @@ struct Compiled {
     fingerprint: [u8; 8],
     /// The schema names a type defined in another of its fields.
     has_references: bool,
+    /// Writer schemas of earlier releases that differ from this one.
+    older: Vec<([u8; 8], Schema)>,
 }
 
 struct Registry {
@@ -90,20 +94,35 @@ fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let texts = standalone_schemas().expect("schemas/ shipped in the binary must splice");
+        let previous: Vec<Vec<(&str, String)>> = PREVIOUS_SETS.iter().map(|(v, set)| schemas::splice_set(set).unwrap_or_else(|e| panic!("schema set {v} must splice: {e}"))).collect();
         let types = RecordType::ALL
             .iter()
             .map(|t| {
                 let text = &texts.iter().find(|(n, _)| *n == t.file()).expect("every type has a file").1;
                 let schema = Schema::parse_str(text).unwrap_or_else(|e| panic!("schema {} does not parse: {e}", t.file()));
-                let fp = schema.fingerprint::<Rabin>();
-                let mut fingerprint = [0u8; 8];
-                fingerprint.copy_from_slice(&fp.bytes);
+                let fingerprint = fingerprint_of(&schema);
                 let has_references = references_a_type(&schema);
-                (*t, Compiled { schema, fingerprint, has_references })
+                let mut older: Vec<([u8; 8], Schema)> = Vec::new();
+                for set in &previous {
+                    let Some((_, text)) = set.iter().find(|(n, _)| *n == t.file()) else { continue };
+                    let old = Schema::parse_str(text).unwrap_or_else(|e| panic!("earlier schema {} does not parse: {e}", t.file()));
+                    let fp = fingerprint_of(&old);
+                    if fp != fingerprint && !older.iter().any(|(f, _)| *f == fp) {
+                        older.push((fp, old));
+                    }
+                }
+                (*t, Compiled { schema, fingerprint, has_references, older })
             })
             .collect();
         Registry { types }
     })
+}
+
+fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+    let fp = schema.fingerprint::<Rabin>();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&fp.bytes);
+    out
 }
 
 /// Whether a schema uses a named type by reference (defined in another field).
@@ -178,12 +197,17 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
         let head: String = bytes.iter().take(2).map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ");
         return Err(CodecError::BadMagic(if head.is_empty() { "an empty record".into() } else { head }));
     }
-    if bytes[2..HEADER_LEN] != c.fingerprint {
+    let mut reader = &bytes[HEADER_LEN..];
+    let value = if bytes[2..HEADER_LEN] == c.fingerprint {
+        apache_avro::from_avro_datum(&c.schema, &mut reader, None)
+    } else if let Some((_, writer)) = c.older.iter().find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..]) {
+        // Written by an earlier release: resolve to the current schema.
+        apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
+    } else {
         let fp: String = bytes[2..HEADER_LEN].iter().map(|b| format!("{b:02x}")).collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     }
-    let mut reader = &bytes[HEADER_LEN..];
-    let value = apache_avro::from_avro_datum(&c.schema, &mut reader, None).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
     if !reader.is_empty() {
         return Err(CodecError::Datum(t.name(), format!("{} trailing bytes after the datum", reader.len())));
     }
@@ -259,6 +283,50 @@ mod tests {
         let bytes = encode(RecordType::StageEnvelope, &env).unwrap();
         let back: StageEnvelope = decode(RecordType::StageEnvelope, &bytes).unwrap();
         assert_eq!(back, env);
+    }
+
+    #[test]
+    fn records_written_by_an_earlier_release_still_decode() {
+        // A command and a state entry as the first release wrote them.
+        let (_, v1) = PREVIOUS_SETS[0];
+        let set = schemas::splice_set(v1).unwrap();
+        let old = |file: &str| Schema::parse_str(&set.iter().find(|(n, _)| *n == file).unwrap().1).unwrap();
+        let write = |schema: &Schema, value: apache_avro::types::Value| {
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&fingerprint_of(schema));
+            out.extend(apache_avro::to_avro_datum(schema, value).unwrap());
+            out
+        };
+        use apache_avro::types::Value as V;
+        let s = |x: &str| V::String(x.into());
+        let cmd_v1 = V::Record(vec![
+            ("command_id".into(), s("c1")),
+            ("kind".into(), V::Enum(2, "RESUME".into())),
+            ("tenant".into(), s("acme")),
+            ("target".into(), s("sender_domain:acme.com")),
+            ("sender".into(), V::Union(0, Box::new(V::Null))),
+            ("reason".into(), V::Union(0, Box::new(V::Null))),
+            ("operator".into(), V::Union(1, Box::new(s("ops")))),
+        ]);
+        let old_command = old("command.avsc");
+        assert_ne!(fingerprint_of(&old_command), fingerprint(RecordType::Command), "the command schema changed since v1");
+        let cmd: Command = decode(RecordType::Command, &write(&old_command, cmd_v1)).unwrap();
+        assert_eq!((cmd.kind, cmd.target.as_str(), cmd.list, cmd.until_ms), (CommandKind::Resume, "sender_domain:acme.com", None, None));
+        let state_v1 = old("internal/state_entry.avsc");
+        let clock = crate::state::StateValue::Clock(77);
+        let mut fields = Vec::new();
+        if let apache_avro::Schema::Record(r) = &state_v1 {
+            for f in &r.fields {
+                let v = match f.name.as_str() {
+                    "clock_ms" => V::Union(1, Box::new(V::Long(77))),
+                    "marker" => V::Boolean(false),
+                    _ => V::Union(0, Box::new(V::Null)),
+                };
+                fields.push((f.name.clone(), v));
+            }
+        }
+        let bytes = write(&state_v1, V::Record(fields));
+        assert_eq!(crate::state::StateValue::decode(&bytes).unwrap(), clock);
     }
 
     #[test]

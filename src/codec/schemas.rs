@@ -24,6 +24,26 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("internal/state_entry.avsc", include_str!("../../schemas/internal/state_entry.avsc")),
 ];
 
+/// Every earlier released schema set, kept so that records written by an
+/// older release (on the input topics, or in a changelog being restored)
+/// stay readable: they are decoded with their writer schema and resolved to
+/// the current one (fields added since take their defaults).
+pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[(
+    "v1",
+    &[
+        ("send_intent.avsc", include_str!("../../schemas/previous/v1/send_intent.avsc")),
+        ("delivery_event.avsc", include_str!("../../schemas/previous/v1/delivery_event.avsc")),
+        ("decision.avsc", include_str!("../../schemas/previous/v1/decision.avsc")),
+        ("alert.avsc", include_str!("../../schemas/previous/v1/alert.avsc")),
+        ("dead_letter.avsc", include_str!("../../schemas/previous/v1/dead_letter.avsc")),
+        ("command.avsc", include_str!("../../schemas/previous/v1/command.avsc")),
+        ("policy_document.avsc", include_str!("../../schemas/previous/v1/policy_document.avsc")),
+        ("internal/policy_change.avsc", include_str!("../../schemas/previous/v1/internal/policy_change.avsc")),
+        ("internal/stage_envelope.avsc", include_str!("../../schemas/previous/v1/internal/stage_envelope.avsc")),
+        ("internal/state_entry.avsc", include_str!("../../schemas/previous/v1/internal/state_entry.avsc")),
+    ],
+)];
+
 const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
 fn full_name(name: &str, namespace: Option<&str>) -> String {
@@ -131,7 +151,12 @@ fn splice(v: &mut Json, ns: Option<&str>, lib: &HashMap<String, Json>, defined: 
 
 /// Every top-level schema, self-contained, as JSON text, by file name.
 pub fn standalone_schemas() -> Result<Vec<(&'static str, String)>, String> {
-    let files: Vec<(&str, Json)> = SCHEMA_FILES
+    splice_set(SCHEMA_FILES)
+}
+
+/// The self-contained schemas of one schema set.
+pub fn splice_set(set: &[(&'static str, &str)]) -> Result<Vec<(&'static str, String)>, String> {
+    let files: Vec<(&str, Json)> = set
         .iter()
         .map(|(n, t)| serde_json::from_str(t).map(|j| (*n, j)).map_err(|e| format!("{n}: {e}")))
         .collect::<Result<_, _>>()?;

@@ -19,6 +19,17 @@ pub fn pending_intent(intent_id: &str) -> Vec<u8> {
     format!("pend/{intent_id}").into_bytes()
 }
 
+/// Intents waiting for in-flight reservations to resolve, in arrival order.
+pub const PARKED_PREFIX: &[u8] = b"park/";
+
+pub fn parked(seq: i64) -> Vec<u8> {
+    format!("park/{:016}", seq.max(0)).into_bytes()
+}
+
+/// (number parked now, next sequence number) of a partition.
+pub const PARKED_COUNT: &[u8] = b"parked-count";
+pub const PARKED_SEQ: &[u8] = b"parked-seq";
+
 pub const EXPIRY_PREFIX: &[u8] = b"exp/";
 
 /// Expiry index entry: sorts by expiry time, so a sweep stops at the first

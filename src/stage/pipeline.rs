@@ -103,13 +103,17 @@ pub struct Cx<'a, 'v> {
     pub env: &'a StageEnvelope,
     pub out: &'a mut StageOutput,
     pub kind: StageKind,
+    /// The origin and log time of the intent being decided: the record's
+    /// own, or a parked intent's when it is decided later.
+    pub source: SourceRef,
+    pub log_time_ms: i64,
 }
 
 impl Cx<'_, '_> {
     /// Raises an alert whose id derives from the record that raised it.
     pub fn alert(&mut self, tenant: &str, scope: &str, kind: &str, message: String, details: &[(&str, String)]) {
         let n = self.out.alerts.len();
-        let s = &self.env.source;
+        let s = &self.source;
         self.out.alerts.push(Alert {
             alert_id: format!("{}/{}/{}/{}/{n}", self.kind.name(), s.topic, s.partition, s.offset),
             tenant: tenant.to_string(),
@@ -123,7 +127,7 @@ impl Cx<'_, '_> {
 
     /// Sends an envelope to another stage, keeping this record's log time and origin.
     pub fn forward(&mut self, stage: StageKind, key: String, fill: impl FnOnce(&mut StageEnvelope)) {
-        let mut env = StageEnvelope::new(self.env.log_time_ms, self.env.source.clone());
+        let mut env = StageEnvelope::new(self.log_time_ms, self.source.clone());
         env.route_key = Some(key.clone());
         fill(&mut env);
         self.out.forwards.push(Forward { stage, key, envelope: env });
@@ -183,13 +187,14 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
         view.put(keys::CLOCK, StateValue::Clock(now));
     }
     sweep_expired(view, now)?;
-    let mut cx = Cx { view, book, now, env, out, kind: stage.kind() };
+    let mut cx = Cx { view, book, now, env, out, kind: stage.kind(), source: env.source.clone(), log_time_ms: env.log_time_ms };
     if let Some(change) = &env.policy {
         cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
         apply_policy_to_book(cx.book, change);
         Ok(())
     } else if let Some(release) = &env.release {
-        apply_undo(cx.view, &release.undo, &release.intent_id)?;
+        let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
+        apply_undo(cx.view, &release.undo, &release.intent_id, confirmed)?;
         stage.on_released(&mut cx, release)
     } else if let Some(hop) = &env.hop {
         match stage.check(&mut cx, hop)? {
@@ -268,16 +273,19 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Reverses a reservation: counters still in the same window go down by
-/// one, marks this intent set are removed. Anything changed since is left.
-pub fn apply_undo(view: &mut PartitionView<'_>, undo: &[Undo], intent_id: &str) -> Result<(), StoreError> {
+/// Settles a reservation. Released (`confirmed` false): counters still in
+/// the same window go down by one, marks this intent set are removed;
+/// anything changed since is left. Confirmed: the counts stay and are no
+/// longer in flight.
+pub fn apply_undo(view: &mut PartitionView<'_>, undo: &[Undo], intent_id: &str, confirmed: bool) -> Result<(), StoreError> {
     for u in undo {
         let key = u.key.as_bytes();
         match (u.kind, view.get(key)?) {
-            (UndoKind::Counter, Some(StateValue::Counter(c))) if c.bucket_start_ms == u.bucket_start_ms && c.count > 0 => {
-                view.put(key, StateValue::Counter(WindowCounter { count: c.count - 1, ..c }));
+            (UndoKind::Counter, Some(StateValue::Counter(c))) if c.bucket_start_ms == u.bucket_start_ms => {
+                let count = if confirmed { c.count } else { (c.count - 1).max(0) };
+                view.put(key, StateValue::Counter(WindowCounter { count, pending: (c.pending - 1).max(0), ..c }));
             }
-            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id => view.delete(key),
+            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id && !confirmed => view.delete(key),
             _ => {}
         }
     }
@@ -330,10 +338,12 @@ pub fn finish(cx: &mut Cx<'_, '_>, hop: &IntentHop, status: DecisionStatus, reas
     // intent does not keep it.
     let mut usage: Vec<Usage> = hop.usage.iter().map(|u| if allowed { u.clone() } else { unreserved(u) }).collect();
     usage.extend(own_usage);
-    let decision = new_decision(&hop.intent, cx.now, &cx.env.source, cx.kind, status, reason, retry_at_ms, usage, hop.policy_version.max(version));
+    let decision = new_decision(&hop.intent, cx.now, &cx.source, cx.kind, status, reason, retry_at_ms, usage, hop.policy_version.max(version));
     for r in &hop.reservations {
         let Some(stage) = StageKind::parse(&r.stage) else { continue };
-        let undo = if allowed { Vec::new() } else { r.undo.clone() };
+        // The sender stage settles its reservation either way (it tracks
+        // what is in flight); the others only need a release.
+        let undo = if allowed && stage != StageKind::Sender { Vec::new() } else { r.undo.clone() };
         let outcome = (stage == StageKind::Sender).then(|| decision.clone());
         if undo.is_empty() && outcome.is_none() {
             continue;

@@ -21,6 +21,10 @@ const DAY_MS: i64 = 86_400_000;
 /// A resubmitted intent whose first submission is still being decided is
 /// told to come back after this long.
 const PENDING_RETRY_MS: i64 = 1_000;
+/// Most intents a partition keeps waiting for in-flight reservations; past
+/// it, an intent is decided at once (deferred: the safe side). Every
+/// outcome re-decides all of them, so this also bounds that work.
+const PARK_MAX: i64 = 64;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -44,7 +48,7 @@ impl SenderStage {
     }
 
     fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
-        let d = pipeline::new_decision(intent, cx.now, &cx.env.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
+        let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
         self.record_outcome(cx, intent, &d);
         cx.out.decisions.push(d);
     }
@@ -70,12 +74,12 @@ impl SenderStage {
         if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(&intent.intent_id))? {
             let mut d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent.intent_id.clone(), why: e.to_string() })?;
             d.replayed = true;
-            d.source = cx.env.source.clone();
+            d.source = cx.source.clone();
             cx.out.decisions.push(d);
             return Ok(());
         }
         if cx.view.get(&keys::pending_intent(&intent.intent_id))?.is_some() {
-            let d = pipeline::new_decision(intent, cx.now, &cx.env.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), 0);
+            let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), 0);
             cx.out.decisions.push(d);
             return Ok(());
         }
@@ -147,6 +151,12 @@ impl SenderStage {
         }
         let usage_before: Vec<Usage> = checks.iter().map(WindowCheck::usage).collect();
         if let Some((status, reason, retry)) = windows::judge(&checks, approved) {
+            // Full only because of intents still in flight, which a later
+            // stage may yet release: wait for their outcome rather than
+            // defer an intent that would fit.
+            if windows::waiting_on_in_flight(&checks) && self.park(cx, intent, approved)? {
+                return Ok(());
+            }
             self.decide_here(cx, intent, status, reason, retry, usage_before, v);
             return Ok(());
         }
@@ -170,6 +180,51 @@ impl SenderStage {
         cx.expire_at(cx.now + self.config.idempotency_retention_ms, &pend, None);
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
+        Ok(())
+    }
+
+    /// Keeps an intent until the reservations in flight resolve. False when
+    /// the partition already keeps as many as it may.
+    fn park(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<bool, StoreError> {
+        let count = clock_value(cx, keys::PARKED_COUNT)?;
+        if count >= PARK_MAX {
+            return Ok(false);
+        }
+        let seq = clock_value(cx, keys::PARKED_SEQ)?;
+        let mut env = StageEnvelope::new(cx.log_time_ms, cx.source.clone());
+        env.hop = Some(IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route: Vec::new(), reservations: Vec::new() });
+        let bytes = codec::encode(RecordType::StageEnvelope, &env).expect("an envelope always fits its schema");
+        cx.view.put(&keys::parked(seq), StateValue::Parked(bytes));
+        cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
+        cx.view.put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
+        // A resubmission meanwhile is told the decision is pending.
+        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        Ok(true)
+    }
+
+    /// An outcome came back: decide the parked intents again, oldest first,
+    /// each at its own origin and under the state as it is now.
+    fn unpark(&self, cx: &mut Cx<'_, '_>) -> Result<(), StageError> {
+        let count = clock_value(cx, keys::PARKED_COUNT)?;
+        if count == 0 {
+            return Ok(());
+        }
+        let waiting = cx.view.scan(keys::PARKED_PREFIX, PARK_MAX as usize)?;
+        cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
+        let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
+        for key in waiting {
+            let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };
+            cx.view.delete(&key);
+            let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
+            let Some(hop) = env.hop else { continue };
+            cx.view.delete(&keys::pending_intent(&hop.intent.intent_id));
+            cx.source = env.source;
+            cx.log_time_ms = env.log_time_ms;
+            let r = self.evaluate(cx, &hop.intent, hop.approved);
+            cx.source = source.clone();
+            cx.log_time_ms = log_time;
+            r?;
+        }
         Ok(())
     }
 
@@ -362,7 +417,7 @@ impl Stage for SenderStage {
             cx.view.put(&key, StateValue::Signals(ring));
         }
         self.record_outcome(cx, &intent, d);
-        Ok(())
+        self.unpark(cx)
     }
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {
@@ -416,6 +471,14 @@ impl Stage for SenderStage {
             other => Err(StageError::BadRecord(format!("command {other:?} does not belong to the sender stage"))),
         }
     }
+}
+
+/// A partition-level number kept as a `Clock` value (0 when absent).
+fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
+    Ok(match cx.view.get(key)? {
+        Some(StateValue::Clock(n)) => n,
+        _ => 0,
+    })
 }
 
 /// A throttling deferral: a 4xx the policy names (421, 450, 452 by

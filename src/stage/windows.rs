@@ -29,13 +29,19 @@ impl WindowCheck {
         let start = window_start(w, policy.tz, cx.now);
         let counter = match cx.view.get(&key)? {
             Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-            _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
+            _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
         };
         Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, policy.tz, cx.now), reason })
     }
 
     fn breached(&self) -> bool {
         self.counter.count as u64 + 1 > self.max
+    }
+
+    /// Breached only because of reservations still in flight: it fits if
+    /// enough of them are released.
+    fn could_fit(&self) -> bool {
+        ((self.counter.count - self.counter.pending as i64).max(0) as u64) < self.max
     }
 
     pub fn usage(&self) -> Usage {
@@ -47,6 +53,12 @@ impl WindowCheck {
             remaining: (self.max as i64 - self.counter.count).max(0),
         }
     }
+}
+
+/// Whether every breached window could still fit once the reservations in
+/// flight resolve (so waiting, rather than deferring, is the honest answer).
+pub fn waiting_on_in_flight(checks: &[WindowCheck]) -> bool {
+    checks.iter().filter(|c| c.breached()).all(WindowCheck::could_fit)
 }
 
 /// The verdict of a set of windows: None = allow.
@@ -72,6 +84,10 @@ pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, in
     for c in checks.iter_mut() {
         let over = c.breached();
         c.counter.count += 1;
+        if cx.kind == super::StageKind::Sender {
+            // The outcome comes back to the sender stage: in flight until then.
+            c.counter.pending += 1;
+        }
         quota_alerts(cx, c, tenant);
         if over {
             cx.alert(
@@ -117,9 +133,12 @@ pub fn count_uncapped(cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, scope: &str
     let start = window_start(window, policy.tz, cx.now);
     let mut c = match cx.view.get(&key)? {
         Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-        _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0 },
+        _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
     };
     c.count += 1;
+    if cx.kind == super::StageKind::Sender {
+        c.pending += 1;
+    }
     if c.count == 1 {
         cx.expire_at(window_end(window, policy.tz, cx.now), &key, Some(start));
     }

@@ -10,6 +10,9 @@ pub struct WindowCounter {
     pub count: i64,
     #[serde(default)]
     pub alerted_pct: i32,
+    /// Of `count`, reservations of intents still in flight (sender stage).
+    #[serde(default)]
+    pub pending: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,9 @@ pub enum StateValue {
     Entry(Entry),
     Backoff(Backoff),
     Throttles(Vec<ThrottleSeen>),
+    /// An encoded StageEnvelope: an intent parked until in-flight
+    /// reservations resolve.
+    Parked(Vec<u8>),
     Marker,
 }
 
@@ -109,6 +115,8 @@ struct StateEntry {
     backoff: Option<Backoff>,
     #[serde(default)]
     throttles: Option<Vec<ThrottleSeen>>,
+    #[serde(default, with = "apache_avro::serde_avro_bytes_opt")]
+    parked: Option<Vec<u8>>,
     #[serde(default)]
     marker: bool,
 }
@@ -128,6 +136,7 @@ impl StateValue {
             StateValue::Entry(x) => e.entry = Some(x.clone()),
             StateValue::Backoff(b) => e.backoff = Some(*b),
             StateValue::Throttles(t) => e.throttles = Some(t.clone()),
+            StateValue::Parked(b) => e.parked = Some(b.clone()),
             StateValue::Marker => e.marker = true,
         }
         codec::encode(RecordType::StateEntry, &e).expect("state entries always fit their schema")
@@ -157,6 +166,8 @@ impl StateValue {
             StateValue::Backoff(b)
         } else if let Some(t) = e.throttles {
             StateValue::Throttles(t)
+        } else if let Some(b) = e.parked {
+            StateValue::Parked(b)
         } else {
             StateValue::Marker
         })
@@ -170,7 +181,8 @@ mod tests {
     #[test]
     fn every_variant_round_trips() {
         let values = vec![
-            StateValue::Counter(WindowCounter { bucket_start_ms: 5, count: 3, alerted_pct: 80 }),
+            StateValue::Counter(WindowCounter { bucket_start_ms: 5, count: 3, alerted_pct: 80, pending: 2 }),
+            StateValue::Parked(vec![7]),
             StateValue::FinalDecision(vec![1, 2, 3]),
             StateValue::Signals(SignalRing { buckets: vec![SignalBucket { start_ms: 1, sends: 2, hard_bounces: 3, complaints: 4 }], bounce_tier: "warn".into(), complaint_tier: "healthy".into() }),
             StateValue::Pause(PauseState { reason: "r".into(), since_ms: 9, by: "signals".into() }),

@@ -103,6 +103,7 @@ proptest! {
         let mut actual: BTreeMap<(StageKind, String), i64> = BTreeMap::new();
         for kind in StageKind::ALL {
             for (key, c) in h.d.counters(kind) {
+                prop_assert_eq!(c.pending, 0, "{} still has reservations in flight after the pipeline drained", key);
                 if c.count != 0 {
                     actual.insert((kind, key), c.count);
                 }

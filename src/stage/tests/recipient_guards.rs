@@ -169,3 +169,32 @@ fn allow_and_block_lists_of_addresses_domains_and_tlds() {
     h.d.command(&list(CommandKind::AddListEntry, "block", "not a domain"), now + 9);
     assert!(h.d.refused.iter().any(|r| r.stage == "ingress"));
 }
+
+#[test]
+fn a_burst_denied_downstream_does_not_spend_the_senders_windows() {
+    // All intents reach the sender stage before any outcome comes back.
+    // Those a window is full for only because of intents still in flight
+    // wait for their outcomes instead of being deferred.
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\" }");
+    // A retry loop from a new domain (warm-up: 20 an hour).
+    for i in 0..50 {
+        let mut it = intent(&format!("r{i}"), "assistant@new.example", "cfo@prospect.example", IntentClass::Outbound);
+        it.content_hash = Some("follow-up-v1".into());
+        h.d.intent(&it, now + i);
+    }
+    // A list to one corporate domain (50 an hour) from a warmed domain with 60 an hour.
+    h.policy(now, "sender_domain:warm.example", "warmup = \"off\"\nlimits = { \"sender_domain.outbound.hour\" = 60 }");
+    for i in 0..100 {
+        h.d.intent(&intent(&format!("c{i}"), &format!("m{}@warm.example", i % 7), &format!("p{i}@bigcorp.example"), IntentClass::Outbound), now + 100 + i);
+    }
+    h.d.run();
+    let count = |prefix: &str, status: DecisionStatus, reason: &str| h.d.decisions.iter().filter(|d| d.intent_id.starts_with(prefix) && d.status == status && d.reason == reason).count();
+    assert_eq!(count("r", DecisionStatus::Allowed, "ok"), 1);
+    assert_eq!(count("r", DecisionStatus::Blocked, "duplicate_content"), 49, "{:?}", h.d.decisions.iter().filter(|d| d.intent_id.starts_with('r')).map(|d| &d.reason).collect::<Vec<_>>());
+    assert_eq!(count("c", DecisionStatus::Allowed, "ok"), 50);
+    let by_domain = h.d.decisions.iter().filter(|d| d.intent_id.starts_with('c') && d.stage.as_deref() == Some("recipient_domain") && d.status == DecisionStatus::Deferred).count();
+    assert_eq!(by_domain, 50, "every deferral names the recipient domain's limit, none the sender's");
+    assert_eq!(h.counted(StageKind::Sender, "sender_domain:warm.example/outbound/hour"), 50);
+}
