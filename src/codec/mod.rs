@@ -255,7 +255,7 @@ mod tests {
         env.policy = Some(PolicyChange { scope: "default".into(), version: 3, spec_json: None });
         env.route_key = Some("acme.com".into());
         let usage = Usage { scope: "mailbox:a@acme.com".into(), window: "day".into(), used: 1, limit: 25, remaining: 24 };
-        let undo = Undo { key: "ctr/x".into(), kind: UndoKind::Counter, bucket_start_ms: 5 };
+        let undo = Undo { key: "ctr/x".into(), kind: UndoKind::Counter, bucket_start_ms: 5, limit: 25 };
         env.hop = Some(IntentHop {
             intent: intent(),
             approved: true,

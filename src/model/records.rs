@@ -232,6 +232,10 @@ pub struct Undo {
     pub kind: UndoKind,
     #[serde(default)]
     pub bucket_start_ms: i64,
+    /// Sender-stage counters: the limit in force, for the quota alerts
+    /// raised when the send is confirmed (0: none).
+    #[serde(default)]
+    pub limit: i64,
 }
 
 /// What one stage reserved for an intent, and where to send its release.

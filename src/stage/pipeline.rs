@@ -194,7 +194,8 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
         Ok(())
     } else if let Some(release) = &env.release {
         let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
-        apply_undo(cx.view, &release.undo, &release.intent_id, confirmed)?;
+        let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
+        settle(&mut cx, &release.undo, &release.intent_id, &tenant, confirmed)?;
         stage.on_released(&mut cx, release)
     } else if let Some(hop) = &env.hop {
         match stage.check(&mut cx, hop)? {
@@ -275,17 +276,23 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
 
 /// Settles a reservation. Released (`confirmed` false): counters still in
 /// the same window go down by one, marks this intent set are removed;
-/// anything changed since is left. Confirmed: the counts stay and are no
-/// longer in flight.
-pub fn apply_undo(view: &mut PartitionView<'_>, undo: &[Undo], intent_id: &str, confirmed: bool) -> Result<(), StoreError> {
+/// anything changed since is left. Confirmed: the counts stay, are no longer
+/// in flight, and may now cross a quota alert threshold.
+pub fn settle(cx: &mut Cx<'_, '_>, undo: &[Undo], intent_id: &str, tenant: &str, confirmed: bool) -> Result<(), StoreError> {
     for u in undo {
         let key = u.key.as_bytes();
-        match (u.kind, view.get(key)?) {
+        match (u.kind, cx.view.get(key)?) {
             (UndoKind::Counter, Some(StateValue::Counter(c))) if c.bucket_start_ms == u.bucket_start_ms => {
-                let count = if confirmed { c.count } else { (c.count - 1).max(0) };
-                view.put(key, StateValue::Counter(WindowCounter { count, pending: (c.pending - 1).max(0), ..c }));
+                let mut c = WindowCounter { count: if confirmed { c.count } else { (c.count - 1).max(0) }, pending: (c.pending - 1).max(0), ..c };
+                if confirmed && u.limit > 0 {
+                    // Counter keys are ctr/{scope}/{class}/{window}.
+                    let mut parts = u.key.trim_start_matches("ctr/").rsplitn(3, '/');
+                    let (window, _class, scope) = (parts.next().unwrap_or(""), parts.next(), parts.next().unwrap_or(""));
+                    super::windows::quota_alerts(cx, scope, window, &mut c, u.limit as u64, tenant);
+                }
+                cx.view.put(key, StateValue::Counter(c));
             }
-            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id && !confirmed => view.delete(key),
+            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id && !confirmed => cx.view.delete(key),
             _ => {}
         }
     }

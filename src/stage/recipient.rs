@@ -109,7 +109,7 @@ impl Stage for RecipientStage {
             let Some(key) = key else { continue };
             cx.view.put(&key, StateValue::Mark(Mark { at_ms: cx.now, intent_id: i.intent_id.clone() }));
             cx.expire_at(cx.now + period, &key, Some(cx.now));
-            undo.push(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Mark, bucket_start_ms: 0 });
+            undo.push(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Mark, bucket_start_ms: 0, limit: 0 });
         }
         Ok(Verdict::Pass { undo, usage: checks.iter().map(WindowCheck::usage).collect(), version: v })
     }

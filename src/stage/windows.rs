@@ -84,11 +84,14 @@ pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, in
     for c in checks.iter_mut() {
         let over = c.breached();
         c.counter.count += 1;
-        if cx.kind == super::StageKind::Sender {
-            // The outcome comes back to the sender stage: in flight until then.
+        let sender = cx.kind == super::StageKind::Sender;
+        if sender {
+            // The outcome comes back to the sender stage: in flight until
+            // then, and its quota alerts wait for it (see `confirm`).
             c.counter.pending += 1;
+        } else {
+            quota_alerts(cx, &c.scope, c.limit.key.window.as_str(), &mut c.counter, c.max, tenant);
         }
-        quota_alerts(cx, c, tenant);
         if over {
             cx.alert(
                 tenant,
@@ -103,25 +106,29 @@ pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, in
             cx.expire_at(c.end_ms, &c.key, Some(c.counter.bucket_start_ms));
         }
         cx.view.put(&c.key, StateValue::Counter(c.counter));
-        undo.push(Undo { key: String::from_utf8_lossy(&c.key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: c.counter.bucket_start_ms });
+        let limit = if sender { c.max as i64 } else { 0 };
+        undo.push(Undo { key: String::from_utf8_lossy(&c.key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: c.counter.bucket_start_ms, limit });
     }
     undo
 }
 
-fn quota_alerts(cx: &mut Cx<'_, '_>, c: &mut WindowCheck, tenant: &str) {
-    if c.max == 0 {
+/// The 80% and 100% alerts of a window, once per window period.
+pub fn quota_alerts(cx: &mut Cx<'_, '_>, scope: &str, window: &str, counter: &mut WindowCounter, max: u64, tenant: &str) {
+    if max == 0 {
         return;
     }
-    let pct = (c.counter.count as u64 * 100 / c.max) as i32;
+    // At the sender stage, only confirmed sends count toward an alert.
+    let used = counter.count - counter.pending as i64;
+    let pct = (used.max(0) as u64 * 100 / max) as i32;
     for threshold in [80, 100] {
-        if pct >= threshold && c.counter.alerted_pct < threshold {
-            c.counter.alerted_pct = threshold;
+        if pct >= threshold && counter.alerted_pct < threshold {
+            counter.alerted_pct = threshold;
             cx.alert(
                 tenant,
-                &c.scope,
+                scope,
                 if threshold == 80 { "quota_80" } else { "quota_100" },
-                format!("{} has used {} of its {} {} limit ({}%)", c.scope, c.counter.count, c.max, c.limit.key.window.as_str(), pct),
-                &[("window", c.limit.key.window.as_str().into()), ("used", c.counter.count.to_string()), ("limit", c.max.to_string()), ("window_end_ms", c.end_ms.to_string())],
+                format!("{scope} has used {used} of its {max} {window} limit ({pct}%)"),
+                &[("window", window.into()), ("used", used.to_string()), ("limit", max.to_string())],
             );
         }
     }
@@ -143,5 +150,5 @@ pub fn count_uncapped(cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, scope: &str
         cx.expire_at(window_end(window, policy.tz, cx.now), &key, Some(start));
     }
     cx.view.put(&key, StateValue::Counter(c));
-    Ok(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: start })
+    Ok(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: start, limit: 0 })
 }

@@ -197,4 +197,8 @@ fn a_burst_denied_downstream_does_not_spend_the_senders_windows() {
     let by_domain = h.d.decisions.iter().filter(|d| d.intent_id.starts_with('c') && d.stage.as_deref() == Some("recipient_domain") && d.status == DecisionStatus::Deferred).count();
     assert_eq!(by_domain, 50, "every deferral names the recipient domain's limit, none the sender's");
     assert_eq!(h.counted(StageKind::Sender, "sender_domain:warm.example/outbound/hour"), 50);
+    // Quota alerts count confirmed sends, not reservations later released.
+    assert!(!h.d.alerts.iter().any(|a| a.scope.contains("new.example")), "one send is no quota alert");
+    let warm: Vec<&str> = h.d.alerts.iter().filter(|a| a.scope == "sender_domain:warm.example").map(|a| a.kind.as_str()).collect();
+    assert_eq!(warm, vec!["quota_80"], "50 of 60 confirmed");
 }
