@@ -11,10 +11,13 @@
 //! - [`policy`]: policy documents, scopes, files and the effective-policy merge.
 //! - [`state`]: the typed store interface (RocksDB, memory) and the
 //!   transaction overlay that keeps local state behind the committed log.
-//! - [`stage`]: the keyed stages as pure functions of (state, record, log
-//!   time, policy): decisions, alerts and state changes.
-//! - [`runtime`]: Kafka clients, the exactly-once task loop, the router and
-//!   the stage tasks.
+//! - [`stage`]: ingress (validation and fan-out) and the keyed stages
+//!   (sender, tenant, recipient, recipient domain) as pure functions of
+//!   (state, record, policy): decisions, alerts, records for other stages
+//!   and state changes; the reserve/release protocol between them; the
+//!   whole pipeline in memory for tests.
+//! - [`runtime`]: Kafka clients, the exactly-once task loop, the router
+//!   task and the stage tasks.
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
 //! - [`metrics`]: Prometheus metric names and the exporter.

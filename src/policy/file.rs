@@ -97,6 +97,12 @@ limits = { "mailbox.outbound.day" = { max = 25, on_breach = "hold" }, "mailbox.o
     }
 
     #[test]
+    fn the_example_policy_file_is_valid() {
+        let docs = parse_policy_file(include_str!("../../examples/policy.toml")).unwrap();
+        assert!(docs.len() >= 5);
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_document() {
         let errs = parse_policy_file(
             r#"
