@@ -192,16 +192,13 @@ pub async fn command(cfg: &Config, a: CommandArgs) -> Result<(), String> {
         Some(t) => Some(chrono::DateTime::parse_from_rfc3339(t).map_err(|e| format!("--until {t:?}: {e} (use RFC 3339, e.g. 2026-12-01T09:00:00Z)"))?.timestamp_millis()),
     };
     let cmd = Command {
-        command_id: format!("cli-{}-{}", wall_clock_ms(), std::process::id()),
-        kind,
-        tenant: a.tenant.clone(),
-        target: a.target.clone(),
         sender: a.sender.clone(),
         reason: a.reason.clone(),
         operator: std::env::var("USER").ok(),
         list: a.list.clone(),
         mode: a.mode.clone(),
         until_ms,
+        ..Command::new(kind, &a.tenant, &a.target, format!("cli-{}-{}", wall_clock_ms(), std::process::id()))
     };
     crate::stage::ingress::normalise_command(cmd.clone())?;
     let bytes = codec::encode(RecordType::Command, &cmd).map_err(|e| e.to_string())?;

@@ -268,6 +268,24 @@ pub struct Release {
     pub outcome: Option<Decision>,
 }
 
+/// One consumed record, as ingress and the stage tasks see it.
+pub struct InputRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// The broker's timestamp (LogAppendTime on input topics).
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Command {
+    /// An operator command with no optional field set.
+    pub fn new(kind: CommandKind, tenant: &str, target: &str, command_id: String) -> Command {
+        Command { command_id, kind, tenant: tenant.into(), target: target.into(), sender: None, reason: None, operator: None, list: None, mode: None, until_ms: None }
+    }
+}
+
 /// One record on a stage's partitioned topic. Exactly one payload is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageEnvelope {

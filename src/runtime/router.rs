@@ -6,7 +6,7 @@
 use super::task::{InputRecord, Outbox, Processor, TaskError};
 use crate::codec::{self, RecordType};
 use crate::stage::driver::partition_for;
-use crate::stage::ingress::{Ingress, RawRecord, Target};
+use crate::stage::ingress::{Ingress, Target};
 use crate::stage::StageKind;
 use crate::topology::Topology;
 use std::collections::HashMap;
@@ -52,11 +52,7 @@ impl Processor for Router {
     fn on_revoked(&mut self, _: &[(String, i32)], _: bool) {}
 
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
-        let Some(log_time_ms) = rec.timestamp_ms else {
-            return out.dead_letter(&self.dead_letters, rec, "record has no timestamp; input topics must use LogAppendTime".into(), "router");
-        };
-        let raw = RawRecord { topic: rec.topic, partition: rec.partition, offset: rec.offset, key: rec.key, payload: rec.payload, log_time_ms };
-        let routed = match self.ingress.route(&raw) {
+        let routed = match self.ingress.route(rec) {
             Ok(r) => r,
             Err(reason) => return out.dead_letter(&self.dead_letters, rec, reason, "router"),
         };
@@ -68,10 +64,10 @@ impl Processor for Router {
             codec::encode_into(RecordType::StageEnvelope, &r.envelope, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             let (topic, partitions) = &self.stage_topics[&r.stage];
             match &r.target {
-                Target::Key(k) => out.send(topic, Some(partition_for(k, *partitions)), k.as_bytes(), Some(&self.buf), Some(log_time_ms))?,
+                Target::Key(k) => out.send(topic, Some(partition_for(k, *partitions)), k.as_bytes(), Some(&self.buf), Some(r.envelope.log_time_ms))?,
                 Target::All => {
                     for p in 0..*partitions {
-                        out.send(topic, Some(p), b"*", Some(&self.buf), Some(log_time_ms))?;
+                        out.send(topic, Some(p), b"*", Some(&self.buf), Some(r.envelope.log_time_ms))?;
                     }
                 }
             }

@@ -46,16 +46,7 @@ impl From<crate::state::StoreError> for TaskError {
     }
 }
 
-/// One consumed record, as a processor sees it.
-pub struct InputRecord<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: Option<&'a [u8]>,
-    /// The broker's timestamp (LogAppendTime on input topics).
-    pub timestamp_ms: Option<i64>,
-}
+pub use crate::model::InputRecord;
 
 /// Counter increments of the open transaction: published only when it
 /// commits, so work redone after an abort is not counted twice.

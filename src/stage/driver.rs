@@ -6,7 +6,7 @@
 //! from its last commit. Scenario tests, the property test and what-if runs
 //! use it; the Kafka runtime uses the same stage code.
 
-use super::ingress::{Ingress, RawRecord, Routed, Target};
+use super::ingress::{Ingress, Routed, Target};
 use super::pipeline::{self, Forward, StageKind, StageOutput};
 use super::{make_stage, SenderConfig, Stage, StageError};
 use crate::codec::{self, RecordType};
@@ -91,7 +91,7 @@ impl Driver {
             _ => self.ingress.commands.clone(),
         };
         let offset = self.offsets.entry(topic.clone()).or_insert(0);
-        let rec = RawRecord { topic: &topic, partition: 0, offset: *offset, key, payload, log_time_ms: at };
+        let rec = InputRecord { topic: &topic, partition: 0, offset: *offset, key, payload, timestamp_ms: Some(at) };
         *offset += 1;
         match self.ingress.route(&rec) {
             Ok(routed) => routed.into_iter().for_each(|r| self.append(r)),

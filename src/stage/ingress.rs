@@ -30,17 +30,6 @@ pub struct Routed {
     pub envelope: StageEnvelope,
 }
 
-/// One record of an input topic.
-pub struct RawRecord<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: Option<&'a [u8]>,
-    /// The broker's append time.
-    pub log_time_ms: i64,
-}
-
 /// The full names of the input topics.
 #[derive(Debug, Clone)]
 pub struct Ingress {
@@ -51,9 +40,10 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    pub fn route(&self, rec: &RawRecord<'_>) -> Result<Vec<Routed>, String> {
+    pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
+        let log_time_ms = rec.timestamp_ms.ok_or("record has no timestamp; input topics must use LogAppendTime")?;
         let source = SourceRef { topic: rec.topic.to_string(), partition: rec.partition, offset: rec.offset };
-        let mut env = StageEnvelope::new(rec.log_time_ms, source);
+        let mut env = StageEnvelope::new(log_time_ms, source);
         let one = |stage, key: String, mut env: StageEnvelope| {
             env.route_key = Some(key.clone());
             Routed { stage, target: Target::Key(key), envelope: env }

@@ -268,16 +268,5 @@ pub fn assert_one_decision_per_intent(all: &[Decision], n: usize) {
 }
 
 pub fn command(kind: CommandKind, target: &str) -> Command {
-    Command {
-        command_id: format!("c-{kind:?}-{target}"),
-        kind,
-        tenant: "acme".into(),
-        target: target.into(),
-        sender: None,
-        reason: None,
-        operator: Some("test".into()),
-        list: None,
-        mode: None,
-        until_ms: None,
-    }
+    Command { operator: Some("test".into()), ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}")) }
 }

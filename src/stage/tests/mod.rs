@@ -52,18 +52,7 @@ pub fn event(sender: &str, recipient: &str, kind: DeliveryKind, smtp_code: Optio
 }
 
 pub fn command(kind: CommandKind, target: &str) -> Command {
-    Command {
-        command_id: format!("c-{kind:?}-{target}"),
-        kind,
-        tenant: "acme".into(),
-        target: target.into(),
-        sender: None,
-        reason: None,
-        operator: Some("ops".into()),
-        list: None,
-        mode: None,
-        until_ms: None,
-    }
+    Command { operator: Some("ops".into()), ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}")) }
 }
 
 pub struct H {
