@@ -21,8 +21,10 @@
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`.
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod codec;

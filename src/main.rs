@@ -76,10 +76,39 @@ enum Cmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Audits of the recorded decisions.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
     /// Print the Avro schemas, self-contained, as the binary uses them.
     Schemas,
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Rebuild every stage's state from its log in a scratch directory,
+    /// re-derive every decision and compare it field by field with the
+    /// decisions topic. Exits 1 on any difference. Writes to no topic.
+    Replay {
+        /// Compare decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
+        #[arg(long)]
+        from: Option<String>,
+        /// Compare decisions before this time or these offsets.
+        #[arg(long)]
+        to: Option<String>,
+        /// Compare with this topic instead of the decisions topic (e.g. a copy).
+        #[arg(long)]
+        decisions_topic: Option<String>,
+        /// Scratch directory (removed afterwards).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// How many differences to list.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +202,9 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show } } => {
+            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show })
+        }
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {
                 println!("// {name}\n{text}");

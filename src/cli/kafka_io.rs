@@ -137,3 +137,106 @@ pub fn end_offsets(cfg: &Config, topic: &str) -> Result<std::collections::HashMa
     }
     Ok(out)
 }
+
+/// A consumer context that treats reaching the end of a partition as the
+/// signal it is (see `read_ranges`), not as an error worth logging.
+struct EndAware;
+
+impl rdkafka::ClientContext for EndAware {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::KafkaError::{Global, PartitionEOF};
+        if !matches!(error, PartitionEOF(_) | Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndAware {}
+
+/// Reads exactly the offsets `[start, end)` of each given partition,
+/// read-committed, outside any group; returns when every range is done
+/// (a transaction marker may hold the last offsets of a range).
+pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap<i32, (i64, i64)>, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
+    let mut todo: std::collections::HashMap<i32, i64> = ranges.iter().filter(|(_, (s, e))| s < e).map(|(p, (_, e))| (*p, *e)).collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let consumer: BaseConsumer<EndAware> = base(cfg)?
+        .set("group.id", format!("{}.cli-reader", cfg.namespace))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "65536")
+        .create_with_context(EndAware)
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, (start, end)) in ranges {
+        if start < end {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*start)).map_err(|e| e.to_string())?;
+        }
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut n = 0u64;
+    let mut idle_since = Instant::now();
+    while !todo.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {
+                // Nothing for a while: the rest of every range is markers or
+                // aborted records a read-committed reader skips.
+                if idle_since.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                todo.remove(&p);
+            }
+            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            Some(Ok(m)) => {
+                idle_since = Instant::now();
+                let p = m.partition();
+                let Some(end) = todo.get(&p).copied() else { continue };
+                if m.offset() >= end {
+                    todo.remove(&p);
+                    continue;
+                }
+                n += 1;
+                let timestamp_ms = match m.timestamp() {
+                    Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+                    Timestamp::NotAvailable => None,
+                };
+                f(ReadRecord { partition: p, offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
+                if m.offset() + 1 >= end {
+                    todo.remove(&p);
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The offsets a consumer group has committed on a topic (partitions it has
+/// not committed on are absent).
+pub fn group_offsets(cfg: &Config, group: &str, topic: &str) -> Result<std::collections::HashMap<i32, i64>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(15)).map_err(|e| format!("committed offsets of {group} on {topic}: {e}"))?;
+    Ok(committed.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect())
+}
+
+/// The (low, high) watermarks of every partition of a topic.
+pub fn watermarks(cfg: &Config, topic: &str) -> Result<std::collections::HashMap<i32, (i64, i64)>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", format!("{}.cli-reader", cfg.namespace)).create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
+    let mut out = std::collections::HashMap::new();
+    for p in t.partitions() {
+        out.insert(p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?);
+    }
+    Ok(out)
+}

@@ -1,6 +1,8 @@
 //! The `sendgate` subcommands other than `run`: producing inputs from JSON,
-//! following outputs as JSON, policies, operator commands and the demo.
+//! following outputs as JSON, policies, operator commands, audits and the
+//! demo.
 
+pub mod audit;
 pub mod collect;
 pub mod demo;
 pub mod json_input;

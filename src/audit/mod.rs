@@ -1,0 +1,7 @@
+//! Audits: every decision reproduced from the log.
+//!
+//! - [`replay`]: rebuild every stage's state from its recorded input log in
+//!   a scratch directory, with the live processor's code, re-derive each
+//!   decision and compare it field by field with the decisions topic.
+
+pub mod replay;

@@ -1,0 +1,276 @@
+//! `sendgate audit replay`.
+//!
+//! A decision is a pure function of its stage's input log (see
+//! docs/design.md, "The clock is the log"), and the stage logs are retained
+//! like the input topics. So the replay reads each stage partition's log
+//! from its start up to what the live processor has committed, feeds it
+//! through the same stage code into scratch state, and compares every
+//! decision it derives with the one on the decisions topic, by the intent
+//! record it answers. It only reads live topics; it writes nothing to them.
+
+use crate::cli::kafka_io::{self, ReadRecord};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::policy::PolicyBook;
+use crate::stage::pipeline::{self, StageOutput};
+use crate::stage::{make_stage, SenderConfig, StageError, StageKind};
+use crate::state::rocks::RocksStore;
+use crate::state::{BaseStore, StageStore};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which decisions are compared: by decision time, or by the offsets of the
+/// intents they answer on the intents topic (`partition:offset,...`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Time(i64),
+    Offsets(HashMap<i32, i64>),
+}
+
+impl Bound {
+    /// `2026-11-20T00:00:00Z` or `0:1200,1:900`.
+    pub fn parse(s: &str) -> Result<Bound, String> {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(Bound::Time(t.timestamp_millis()));
+        }
+        let mut offsets = HashMap::new();
+        for part in s.split(',') {
+            let (p, o) = part.split_once(':').ok_or_else(|| format!("{s:?} is neither a time (RFC 3339, e.g. 2026-11-20T00:00:00Z) nor offsets of the intents topic (PARTITION:OFFSET,...)"))?;
+            let p: i32 = p.trim().parse().map_err(|_| format!("{part:?}: partition is not a number"))?;
+            let o: i64 = o.trim().parse().map_err(|_| format!("{part:?}: offset is not a number"))?;
+            offsets.insert(p, o);
+        }
+        Ok(Bound::Offsets(offsets))
+    }
+
+    /// Whether a decision is at or after this bound.
+    fn reached_by(&self, d: &Decision) -> bool {
+        match self {
+            Bound::Time(t) => d.decided_at_ms >= *t,
+            Bound::Offsets(o) => o.get(&d.source.partition).is_none_or(|start| d.source.offset >= *start),
+        }
+    }
+}
+
+pub struct ReplayOptions {
+    pub from: Option<Bound>,
+    pub to: Option<Bound>,
+    /// Compare with this topic instead of the namespace's decisions topic.
+    pub decisions_topic: Option<String>,
+    /// Where the scratch state goes (removed afterwards).
+    pub scratch: PathBuf,
+    pub sender: SenderConfig,
+    /// How many differences to keep for the report.
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub intent_id: String,
+    pub source: SourceRef,
+    /// (field, recorded, replayed); empty with `missing`.
+    pub fields: Vec<(String, String, String)>,
+    /// No decision for this intent record on the decisions topic.
+    pub missing: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub stage_records: u64,
+    /// Stage records that did not decode: their decisions are unchecked.
+    pub undecodable: u64,
+    pub recorded_decisions: u64,
+    pub compared: u64,
+    pub differences: u64,
+    pub first: Vec<Difference>,
+    pub elapsed: Duration,
+}
+
+/// Progress, for a progress line: records read so far, of how many.
+pub struct Progress {
+    pub read: u64,
+    pub total: u64,
+}
+
+fn source_key(s: &SourceRef) -> Vec<u8> {
+    format!("{}\u{0}{}\u{0}{:020}", s.topic, s.partition, s.offset).into_bytes()
+}
+
+pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<ReplayReport, String> {
+    let started = Instant::now();
+    let topo = cfg.topology()?;
+    // What the live processor has committed, per stage partition: every
+    // decision of those records is on the decisions topic (same transaction).
+    let mut ranges: Vec<(StageKind, String, HashMap<i32, (i64, i64)>)> = Vec::new();
+    for kind in StageKind::ALL {
+        let topic = topo.full(&kind.topic());
+        let committed = kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
+        let marks = kafka_io::watermarks(cfg, &topic)?;
+        let mut r = HashMap::new();
+        for (p, (low, high)) in marks {
+            if low > 0 {
+                return Err(format!("{topic} [{p}] starts at offset {low}: records before it were deleted by retention, so its state cannot be rebuilt from the log (raise retention.ms to cover the audit window)"));
+            }
+            r.insert(p, (0, committed.get(&p).copied().unwrap_or(0).min(high)));
+        }
+        ranges.push((kind, topic, r));
+    }
+    let total: u64 = ranges.iter().flat_map(|(_, _, r)| r.values()).map(|(s, e)| (e - s).max(0) as u64).sum();
+
+    std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
+    let result = (|| {
+        // The recorded decisions, by the intent record they answer.
+        let (recorded, _) = RocksStore::open(&opts.scratch.join("recorded")).map_err(|e| e.to_string())?;
+        let decisions_topic = opts.decisions_topic.clone().unwrap_or_else(|| topo.full("decisions"));
+        let marks = kafka_io::watermarks(cfg, &decisions_topic)?;
+        let whole: HashMap<i32, (i64, i64)> = marks.into_iter().map(|(p, (low, high))| (p, (low, high))).collect();
+        let mut batch = Vec::new();
+        let mut recorded_n = 0u64;
+        kafka_io::read_ranges(cfg, &decisions_topic, &whole, |r: ReadRecord| {
+            let bytes = r.payload.unwrap_or_default();
+            let d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| format!("{decisions_topic} [{}] @{}: {e}", r.partition, r.offset))?;
+            batch.push((source_key(&d.source), Some(bytes)));
+            recorded_n += 1;
+            if batch.len() >= 10_000 {
+                recorded.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })?;
+        recorded.write(batch).map_err(|e| e.to_string())?;
+        let recorded = Arc::new(recorded);
+
+        // Each stage's log is independent of the others': one thread each.
+        let read = AtomicU64::new(0);
+        let report = Mutex::new(ReplayReport { recorded_decisions: recorded_n, ..ReplayReport::default() });
+        let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for (kind, topic, r) in &ranges {
+                let (recorded, read, report, errors) = (recorded.clone(), &read, &report, &errors);
+                s.spawn(move || {
+                    if let Err(e) = replay_stage(cfg, opts, *kind, topic, r, &recorded, read, report, progress, total) {
+                        errors.lock().expect("not poisoned").push(format!("{}: {e}", kind.name()));
+                    }
+                });
+            }
+        });
+        if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
+            return Err(e);
+        }
+        let mut report = report.into_inner().expect("not poisoned");
+        report.stage_records = read.load(Ordering::Relaxed);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    })();
+    let _ = std::fs::remove_dir_all(&opts.scratch);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replay_stage(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    kind: StageKind,
+    topic: &str,
+    ranges: &HashMap<i32, (i64, i64)>,
+    recorded: &RocksStore,
+    read: &AtomicU64,
+    report: &Mutex<ReplayReport>,
+    progress: &(dyn Fn(Progress) + Sync),
+    total: u64,
+) -> Result<(), String> {
+    let stage = make_stage(kind, opts.sender.clone());
+    let (base, _) = RocksStore::open(&opts.scratch.join(kind.name())).map_err(|e| e.to_string())?;
+    let mut store = StageStore::new(Box::new(base));
+    let mut books: HashMap<i32, PolicyBook> = HashMap::new();
+    let mut out = StageOutput::default();
+    let mut pending = 0usize;
+    let mut last_progress = Instant::now();
+    let mut buf = Vec::with_capacity(512);
+    kafka_io::read_ranges(cfg, topic, ranges, |r: ReadRecord| {
+        let n = read.fetch_add(1, Ordering::Relaxed) + 1;
+        if last_progress.elapsed() > Duration::from_millis(250) {
+            progress(Progress { read: n, total });
+            last_progress = Instant::now();
+        }
+        // A record this binary cannot decode cannot be checked: say so (the
+        // live task would have dead-lettered it, or it was written by a
+        // schema this binary does not know).
+        let Some(Ok(env)) = r.payload.as_deref().map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b)) else {
+            report.lock().expect("not poisoned").undecodable += 1;
+            return Ok(());
+        };
+        let book = books.entry(r.partition).or_default();
+        let mut view = store.view(r.partition);
+        out.clear();
+        match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
+            Ok(()) | Err(StageError::BadRecord(_)) => {}
+            Err(StageError::Store(e)) => return Err(e.to_string()),
+        }
+        pending += 1;
+        // Bounded memory: move the overlay into the scratch store now and then.
+        if pending >= 5_000 {
+            store.prepare_commit();
+            store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
+            pending = 0;
+        }
+        for d in &out.decisions {
+            compare(opts, d, recorded, report, &mut buf)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn compare(opts: &ReplayOptions, d: &Decision, recorded: &RocksStore, report: &Mutex<ReplayReport>, buf: &mut Vec<u8>) -> Result<(), String> {
+    if opts.from.as_ref().is_some_and(|b| !b.reached_by(d)) || opts.to.as_ref().is_some_and(|b| b.reached_by(d)) {
+        return Ok(());
+    }
+    buf.clear();
+    codec::encode_into(RecordType::Decision, d, buf).map_err(|e| e.to_string())?;
+    let found = recorded.get(&source_key(&d.source)).map_err(|e| e.to_string())?;
+    let diff = match found {
+        Some(bytes) if bytes == *buf => None,
+        Some(bytes) => {
+            let r: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| e.to_string())?;
+            Some(Difference { intent_id: d.intent_id.clone(), source: d.source.clone(), fields: field_differences(&r, d), missing: false })
+        }
+        None => Some(Difference { intent_id: d.intent_id.clone(), source: d.source.clone(), fields: Vec::new(), missing: true }),
+    };
+    let mut rep = report.lock().expect("not poisoned");
+    rep.compared += 1;
+    if let Some(diff) = diff {
+        rep.differences += 1;
+        if rep.first.len() < opts.keep {
+            rep.first.push(diff);
+        }
+    }
+    Ok(())
+}
+
+/// Every field that differs: (name, recorded, replayed).
+pub fn field_differences(recorded: &Decision, replayed: &Decision) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push((name.to_string(), a, b));
+        }
+    };
+    check("intent_id", recorded.intent_id.clone(), replayed.intent_id.clone());
+    check("tenant", recorded.tenant.clone(), replayed.tenant.clone());
+    check("sender", recorded.sender.clone(), replayed.sender.clone());
+    check("recipient", recorded.recipient.clone(), replayed.recipient.clone());
+    check("status", recorded.status.as_str().into(), replayed.status.as_str().into());
+    check("reason", recorded.reason.clone(), replayed.reason.clone());
+    check("retry_at_ms", format!("{:?}", recorded.retry_at_ms), format!("{:?}", replayed.retry_at_ms));
+    check("usage", format!("{:?}", recorded.usage), format!("{:?}", replayed.usage));
+    check("policy_version", recorded.policy_version.to_string(), replayed.policy_version.to_string());
+    check("decided_at_ms", recorded.decided_at_ms.to_string(), replayed.decided_at_ms.to_string());
+    check("source", format!("{:?}", recorded.source), format!("{:?}", replayed.source));
+    check("stage", format!("{:?}", recorded.stage), format!("{:?}", replayed.stage));
+    check("replayed", recorded.replayed.to_string(), replayed.replayed.to_string());
+    out
+}
