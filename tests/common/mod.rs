@@ -172,6 +172,25 @@ impl TestEnv {
         out
     }
 
+    /// Runs a `sendgate` subcommand against this namespace; (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sendgate"))
+            .args(args)
+            .env("SENDGATE_BOOTSTRAP", &self.cfg.bootstrap)
+            .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
+            .env("SENDGATE_LOG", "warn")
+            .output()
+            .expect("run sendgate");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Creates one more topic in this namespace (as an output topic).
+    pub fn create_topic(&self, suffix: &str, partitions: i32) {
+        let text = format!("{}\n[[topic]]\nname = \"{suffix}\"\nrole = \"output\"\npartitions = {partitions}\ncleanup_policy = \"delete\"\ntimestamp_type = \"CreateTime\"\n", sendgate::topology::DEFAULT_TOPOLOGY);
+        let topo = sendgate::topology::Topology::parse(&text, &self.cfg.namespace).unwrap();
+        self.rt.block_on(sendgate::topology::apply(&topo, &self.cfg.bootstrap, &self.cfg.kafka, 1)).unwrap();
+    }
+
     /// Records the last restore of a stage read from its changelog (from the log).
     pub fn last_restore(&self, stage: &str) -> Option<u64> {
         let text = self.log_text();
