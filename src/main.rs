@@ -109,6 +109,15 @@ enum AuditCmd {
         #[arg(long, default_value_t = 10)]
         show: usize,
     },
+    /// Why an intent got its decision: the policy and the rules in force,
+    /// every check with its window, used and limit, the check that decided,
+    /// and the delivery events behind the signal rates.
+    Explain {
+        intent_id: String,
+        /// Scratch directory (removed afterwards).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +211,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show } } => {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show })
         }

@@ -70,3 +70,35 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
     assert!(out.contains("differences          1"), "{out}");
     assert!(out.contains(&format!("{victim} (")) && out.contains("status: recorded DEFERRED, replayed ALLOWED"), "{out}");
 }
+
+#[test]
+fn explain_names_the_binding_window_with_the_numbers_of_the_decision() {
+    let mut env = TestEnv::new("explain");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "mailbox:ana@acme.com"
+business_hours = "off"
+warmup = "off"
+limits = { "mailbox.outbound.hour" = 2 }
+"#,
+    );
+    env.send_intents(&[intent("x-1", "ana@acme.com", "a@corp.example"), intent("x-2", "ana@acme.com", "b@corp.example")]);
+    env.await_decisions(&["x-1".into(), "x-2".into()], WAIT);
+    env.send_delivery(&[hard_bounce("hb-x", "ana@acme.com", "a@corp.example")]);
+    std::thread::sleep(Duration::from_millis(1000));
+    env.send_intents(&[intent("x-3", "ana@acme.com", "c@corp.example")]);
+    let d = env.await_decisions(&["x-3".into()], WAIT).remove("x-3").unwrap();
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"));
+    let u = d.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "hour").unwrap();
+
+    let (ok, out, err) = env.cli(&["audit", "explain", "x-3"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("intent x-3: DEFERRED hourly_limit_exceeded"), "{out}");
+    assert!(out.contains(&format!("mailbox:ana@acme.com hour: used {} of {}", u.used, u.limit)), "{out}");
+    let decided_by = out.lines().find(|l| l.starts_with("decided by:")).unwrap_or_default();
+    assert!(decided_by.contains("sender stage, window") && decided_by.contains(&format!("mailbox:ana@acme.com hour (hourly_limit_exceeded): used {} of {}", u.used, u.limit)), "{out}");
+    assert!(out.contains(&format!("policy version {}", d.policy_version)) && out.contains("mailbox:ana@acme.com v"), "{out}");
+    assert!(out.contains("behind the signal rates: 1") && out.contains("hb-x BounceHard"), "{out}");
+}

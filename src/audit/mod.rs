@@ -3,5 +3,7 @@
 //! - [`replay`]: rebuild every stage's state from its recorded input log in
 //!   a scratch directory, with the live processor's code, re-derive each
 //!   decision and compare it field by field with the decisions topic.
+//! - [`explain`]: one intent's decision, check by check.
 
+pub mod explain;
 pub mod replay;

@@ -103,22 +103,7 @@ fn source_key(s: &SourceRef) -> Vec<u8> {
 pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<ReplayReport, String> {
     let started = Instant::now();
     let topo = cfg.topology()?;
-    // What the live processor has committed, per stage partition: every
-    // decision of those records is on the decisions topic (same transaction).
-    let mut ranges: Vec<(StageKind, String, HashMap<i32, (i64, i64)>)> = Vec::new();
-    for kind in StageKind::ALL {
-        let topic = topo.full(&kind.topic());
-        let committed = kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
-        let marks = kafka_io::watermarks(cfg, &topic)?;
-        let mut r = HashMap::new();
-        for (p, (low, high)) in marks {
-            if low > 0 {
-                return Err(format!("{topic} [{p}] starts at offset {low}: records before it were deleted by retention, so its state cannot be rebuilt from the log (raise retention.ms to cover the audit window)"));
-            }
-            r.insert(p, (0, committed.get(&p).copied().unwrap_or(0).min(high)));
-        }
-        ranges.push((kind, topic, r));
-    }
+    let ranges = committed_ranges(cfg)?;
     let total: u64 = ranges.iter().flat_map(|(_, _, r)| r.values()).map(|(s, e)| (e - s).max(0) as u64).sum();
 
     std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
@@ -182,47 +167,101 @@ fn replay_stage(
     progress: &(dyn Fn(Progress) + Sync),
     total: u64,
 ) -> Result<(), String> {
-    let stage = make_stage(kind, opts.sender.clone());
-    let (base, _) = RocksStore::open(&opts.scratch.join(kind.name())).map_err(|e| e.to_string())?;
-    let mut store = StageStore::new(Box::new(base));
-    let mut books: HashMap<i32, PolicyBook> = HashMap::new();
-    let mut out = StageOutput::default();
-    let mut pending = 0usize;
-    let mut last_progress = Instant::now();
     let mut buf = Vec::with_capacity(512);
-    kafka_io::read_ranges(cfg, topic, ranges, |r: ReadRecord| {
+    let mut last_progress = Instant::now();
+    let log = StageLog { cfg, kind, topic, ranges, scratch: &opts.scratch, sender: &opts.sender, trace: false };
+    let undecodable = log.run(|step| {
         let n = read.fetch_add(1, Ordering::Relaxed) + 1;
         if last_progress.elapsed() > Duration::from_millis(250) {
             progress(Progress { read: n, total });
             last_progress = Instant::now();
         }
-        // A record this binary cannot decode cannot be checked: say so (the
-        // live task would have dead-lettered it, or it was written by a
-        // schema this binary does not know).
-        let Some(Ok(env)) = r.payload.as_deref().map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b)) else {
-            report.lock().expect("not poisoned").undecodable += 1;
-            return Ok(());
-        };
-        let book = books.entry(r.partition).or_default();
-        let mut view = store.view(r.partition);
-        out.clear();
-        match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
-            Ok(()) | Err(StageError::BadRecord(_)) => {}
-            Err(StageError::Store(e)) => return Err(e.to_string()),
-        }
-        pending += 1;
-        // Bounded memory: move the overlay into the scratch store now and then.
-        if pending >= 5_000 {
-            store.prepare_commit();
-            store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
-            pending = 0;
-        }
-        for d in &out.decisions {
+        for d in &step.out.decisions {
             compare(opts, d, recorded, report, &mut buf)?;
         }
         Ok(())
     })?;
+    report.lock().expect("not poisoned").undecodable += undecodable;
     Ok(())
+}
+
+/// One record of a stage log as the replay processed it.
+pub struct Step<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub env: &'a StageEnvelope,
+    pub out: &'a StageOutput,
+    pub book: &'a PolicyBook,
+}
+
+/// A stage's recorded log, replayed through the stage code into scratch state.
+pub struct StageLog<'a> {
+    pub cfg: &'a Config,
+    pub kind: StageKind,
+    pub topic: &'a str,
+    pub ranges: &'a HashMap<i32, (i64, i64)>,
+    pub scratch: &'a std::path::Path,
+    pub sender: &'a SenderConfig,
+    /// Record every check (for explanations).
+    pub trace: bool,
+}
+
+impl StageLog<'_> {
+    /// Replays the log, calling `visit` after each record; returns how many
+    /// records did not decode (the live task dead-lettered them, or they
+    /// were written with a schema this binary does not know).
+    pub fn run(&self, mut visit: impl FnMut(Step<'_>) -> Result<(), String>) -> Result<u64, String> {
+        let stage = make_stage(self.kind, self.sender.clone());
+        let (base, _) = RocksStore::open(&self.scratch.join(self.kind.name())).map_err(|e| e.to_string())?;
+        let mut store = StageStore::new(Box::new(base));
+        let mut books: HashMap<i32, PolicyBook> = HashMap::new();
+        let mut out = StageOutput { trace: self.trace.then(Vec::new), ..StageOutput::default() };
+        let mut pending = 0usize;
+        let mut undecodable = 0u64;
+        kafka_io::read_ranges(self.cfg, self.topic, self.ranges, |r: ReadRecord| {
+            let Some(Ok(env)) = r.payload.as_deref().map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b)) else {
+                undecodable += 1;
+                return Ok(());
+            };
+            let book = books.entry(r.partition).or_default();
+            let mut view = store.view(r.partition);
+            out.clear();
+            match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
+                Ok(()) | Err(StageError::BadRecord(_)) => {}
+                Err(StageError::Store(e)) => return Err(e.to_string()),
+            }
+            pending += 1;
+            // Bounded memory: move the overlay into the scratch store now and then.
+            if pending >= 5_000 {
+                store.prepare_commit();
+                store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
+                pending = 0;
+            }
+            visit(Step { partition: r.partition, offset: r.offset, env: &env, out: &out, book })
+        })?;
+        Ok(undecodable)
+    }
+}
+
+/// What the live processor has committed of each stage's log: every
+/// decision of those records is on the decisions topic (same transaction).
+pub fn committed_ranges(cfg: &Config) -> Result<Vec<(StageKind, String, HashMap<i32, (i64, i64)>)>, String> {
+    let topo = cfg.topology()?;
+    let mut ranges = Vec::new();
+    for kind in StageKind::ALL {
+        let topic = topo.full(&kind.topic());
+        let committed = kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
+        let marks = kafka_io::watermarks(cfg, &topic)?;
+        let mut r = HashMap::new();
+        for (p, (low, high)) in marks {
+            if low > 0 {
+                return Err(format!("{topic} [{p}] starts at offset {low}: records before it were deleted by retention, so its state cannot be rebuilt from the log (raise retention.ms to cover the audit window)"));
+            }
+            r.insert(p, (0, committed.get(&p).copied().unwrap_or(0).min(high)));
+        }
+        ranges.push((kind, topic, r));
+    }
+    Ok(ranges)
 }
 
 fn compare(opts: &ReplayOptions, d: &Decision, recorded: &RocksStore, report: &Mutex<ReplayReport>, buf: &mut Vec<u8>) -> Result<(), String> {

@@ -62,3 +62,35 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `sendgate audit explain INTENT_ID`.
+pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Result<(), String> {
+    let scratch = scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id())));
+    let sender = SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 };
+    let e = crate::audit::explain::explain(cfg, intent_id, scratch, sender)?;
+    let d = &e.decision;
+    let fmt = crate::clock::format_ms;
+    println!("intent {}: {} {}{} (stage {}), decided at {}", d.intent_id, d.status.as_str(), d.reason, d.retry_at_ms.map(|t| format!(", retry at {}", fmt(t))).unwrap_or_default(), d.stage.as_deref().unwrap_or("?"), fmt(d.decided_at_ms));
+    println!("  {} -> {} (tenant {}), intent record {} [{}] @{}", d.sender, d.recipient, d.tenant, d.source.topic, d.source.partition, d.source.offset);
+    let docs: Vec<String> = e.documents.iter().map(|(s, v)| format!("{s} v{v}")).collect();
+    println!("policy version {}: {}", d.policy_version, if docs.is_empty() { "built-in defaults only".to_string() } else { docs.join(", ") + ", over the built-in defaults" });
+    println!("usage reported:");
+    for u in &d.usage {
+        println!("  {} {}: used {} of {} ({} remaining)", u.scope, u.window, u.used, u.limit, u.remaining);
+    }
+    for (stage, checks) in &e.checks {
+        println!("{} stage:", stage.name());
+        for t in checks {
+            println!("  {:<15} {:<30} {}", t.check, t.outcome, t.detail);
+        }
+    }
+    match &e.decided_by {
+        Some(t) => println!("decided by: {} stage, {} ({}): {}", t.stage.name(), t.check, t.outcome, t.detail),
+        None => println!("decided by: every check passed"),
+    }
+    println!("hard bounces and complaints of {} behind the signal rates: {}", crate::stage::pipeline::domain_of(&d.sender), e.signal_events.len());
+    for (id, kind, at, to) in &e.signal_events {
+        println!("  {id} {kind:?} {to} at {}", fmt(*at));
+    }
+    Ok(())
+}

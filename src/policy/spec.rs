@@ -72,6 +72,16 @@ pub enum BreachAction {
     Alert,
 }
 
+impl BreachAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreachAction::Defer => "defer",
+            BreachAction::Hold => "hold",
+            BreachAction::Alert => "alert",
+        }
+    }
+}
+
 /// A limit as written: a number, "off", or a table with an action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

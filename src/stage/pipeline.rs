@@ -68,6 +68,8 @@ pub struct StageOutput {
     pub decisions: Vec<Decision>,
     pub alerts: Vec<Alert>,
     pub forwards: Vec<Forward>,
+    /// When set (audits), every check the stage made, in order.
+    pub trace: Option<Vec<Trace>>,
 }
 
 impl StageOutput {
@@ -75,7 +77,22 @@ impl StageOutput {
         self.decisions.clear();
         self.alerts.clear();
         self.forwards.clear();
+        if let Some(t) = &mut self.trace {
+            t.clear();
+        }
     }
+}
+
+/// One check a stage made on an intent, for `audit explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub stage: StageKind,
+    pub intent_id: String,
+    /// What was checked: `window`, `pause`, `suppression`, ...
+    pub check: String,
+    /// `pass`, or what it decided (`DEFERRED hourly_limit_exceeded`).
+    pub outcome: String,
+    pub detail: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +127,13 @@ pub struct Cx<'a, 'v> {
 }
 
 impl Cx<'_, '_> {
+    /// Records a check (only when an audit asked for a trace).
+    pub fn note(&mut self, intent_id: &str, check: &str, outcome: impl Into<String>, detail: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.out.trace {
+            t.push(Trace { stage: self.kind, intent_id: intent_id.to_string(), check: check.to_string(), outcome: outcome.into(), detail: detail() });
+        }
+    }
+
     /// Raises an alert whose id derives from the record that raised it.
     pub fn alert(&mut self, tenant: &str, scope: &str, kind: &str, message: String, details: &[(&str, String)]) {
         let n = self.out.alerts.len();
@@ -200,11 +224,13 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
     } else if let Some(hop) = &env.hop {
         match stage.check(&mut cx, hop)? {
             Verdict::Pass { undo, usage, version } => {
+                cx.note(&hop.intent.intent_id, "verdict", "pass", || format!("policy version {version}; {} reservation(s)", undo.len()));
                 let key = env.route_key.clone().unwrap_or_default();
                 pass_on(&mut cx, hop.clone(), key, undo, usage, version);
                 Ok(())
             }
             Verdict::Deny { status, reason, retry_at_ms, usage, version } => {
+                cx.note(&hop.intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("policy version {version}; releases go to {} earlier stage(s)", hop.reservations.len()));
                 finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
                 Ok(())
             }

@@ -66,11 +66,16 @@ impl Stage for RecipientStage {
         let v = policy.version;
 
         if let Some(StateValue::Entry(s)) = cx.view.get(&keys::suppression(&i.tenant, &i.recipient))? {
+            cx.note(&i.intent_id, "suppression", if s.kind != "unsubscribe" || i.class == IntentClass::Outbound { "denied" } else { "pass" }, || format!("{} suppressed ({}) since {} by {}", i.recipient, s.kind, crate::clock::format_ms(s.since_ms), s.by));
             if s.kind != "unsubscribe" || i.class == IntentClass::Outbound {
                 return Ok(Self::deny(DecisionStatus::Blocked, "recipient_suppressed", None, v));
             }
         }
-        match list_match(cx, &i.tenant, &i.recipient)? {
+        let listed = list_match(cx, &i.tenant, &i.recipient)?;
+        if let Some(e) = &listed {
+            cx.note(&i.intent_id, "list", if e.kind == "block" { "denied" } else { "pass" }, || format!("{} list entry since {} by {}", e.kind, crate::clock::format_ms(e.since_ms), e.by));
+        }
+        match listed {
             Some(e) if e.kind == "block" => return Ok(Self::deny(DecisionStatus::Blocked, "blocked_by_list", None, v)),
             Some(_) => {}
             None if policy.recipients.allow_list_only => return Ok(Self::deny(DecisionStatus::Blocked, "not_on_allow_list", None, v)),
@@ -81,6 +86,7 @@ impl Stage for RecipientStage {
         let dedupe_key = i.content_hash.as_deref().filter(|_| rules.dedupe_ms > 0).map(|h| keys::content_seen(&i.tenant, &i.recipient, h));
         if let Some(key) = &dedupe_key {
             if let Some(StateValue::Mark(m)) = cx.view.get(key)? {
+                cx.note(&i.intent_id, "content_dedupe", if m.at_ms + rules.dedupe_ms > cx.now && m.intent_id != i.intent_id { "denied" } else { "pass" }, || format!("same content sent by {} at {}", m.intent_id, crate::clock::format_ms(m.at_ms)));
                 if m.at_ms + rules.dedupe_ms > cx.now && m.intent_id != i.intent_id {
                     return Ok(Self::deny(DecisionStatus::Blocked, "duplicate_content", None, v));
                 }
@@ -89,6 +95,7 @@ impl Stage for RecipientStage {
         let cooldown_key = i.template_id.as_deref().filter(|_| rules.cooldown_ms > 0).map(|t| keys::cooldown(&i.tenant, &i.recipient, t));
         if let Some(key) = &cooldown_key {
             if let Some(StateValue::Mark(m)) = cx.view.get(key)? {
+                cx.note(&i.intent_id, "cooldown", if m.at_ms + rules.cooldown_ms > cx.now { "denied" } else { "pass" }, || format!("template last sent by {} at {}, cooldown {} min", m.intent_id, crate::clock::format_ms(m.at_ms), rules.cooldown_ms / 60_000));
                 if m.at_ms + rules.cooldown_ms > cx.now {
                     return Ok(Self::deny(DecisionStatus::Deferred, "recipient_cooldown", Some(m.at_ms + rules.cooldown_ms), v));
                 }
@@ -100,6 +107,7 @@ impl Stage for RecipientStage {
             let scope = format!("tenant:{}/recipient:{}", i.tenant, i.recipient);
             checks.push(WindowCheck::load(cx, &policy, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
+        windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: v });

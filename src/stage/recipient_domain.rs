@@ -39,6 +39,7 @@ impl Stage for RecipientDomainStage {
         let v = policy.version;
 
         if let Some(StateValue::Backoff(b)) = cx.view.get(&keys::backoff(sd, &group))? {
+            cx.note(&i.intent_id, "isp_backoff", if b.until_ms > cx.now { "denied" } else { "pass" }, || format!("{group}: {} throttles in a row, backing off until {}", b.consecutive, crate::clock::format_ms(b.until_ms)));
             if b.until_ms > cx.now {
                 return Ok(Verdict::Deny { status: DecisionStatus::Deferred, reason: "isp_backoff".into(), retry_at_ms: Some(b.until_ms), usage: Vec::new(), version: v });
             }
@@ -56,6 +57,7 @@ impl Stage for RecipientDomainStage {
                 checks.push(WindowCheck::load(cx, &policy, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
             }
         }
+        windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: v });

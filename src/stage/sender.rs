@@ -48,6 +48,7 @@ impl SenderStage {
     }
 
     fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
+        cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
         let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
         self.record_outcome(cx, intent, &d);
         cx.out.decisions.push(d);
@@ -89,8 +90,13 @@ impl SenderStage {
         let v = policy.version;
         let capped = intent.class != IntentClass::Reply;
 
+        cx.note(&intent.intent_id, "policy", "pass", || {
+            let rules: Vec<String> = policy.limits_for(intent.class).map(|l| format!("{}={}({})", l.key, l.max, l.on_breach.as_str())).collect();
+            format!("version {v}; zone {}; business hours {}; limits {}", policy.tz, if policy.business_hours.is_some() { "on" } else { "off" }, rules.join(", "))
+        });
         // 1. Restrictions: the most specific match wins.
         if let Some(r) = self.restriction(cx, &intent.tenant, &sender)? {
+            cx.note(&intent.intent_id, "restriction", "denied", || format!("{} since {} by {}: {}", r.kind, crate::clock::format_ms(r.since_ms), r.by, r.reason));
             match r.until_ms {
                 Some(until) => self.decide_here(cx, intent, DecisionStatus::Deferred, "sender_restricted", Some(until), Vec::new(), v),
                 None => self.decide_here(cx, intent, DecisionStatus::Paused, "sender_restricted", None, Vec::new(), v),
@@ -132,7 +138,22 @@ impl SenderStage {
             Some(StateValue::Signals(r)) => r,
             _ => signals::empty_ring(),
         };
-        let (bt, ct) = signals::tiers(&signals::totals(&ring, cx.now, policy.signals.window_hours), &policy.signals);
+        let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
+        let (bt, ct) = signals::tiers(&rates, &policy.signals);
+        cx.note(&intent.intent_id, "signals", bt.max(ct).as_str(), || {
+            format!(
+                "last {} h: {} sends, {} hard bounces ({:.3}%, {}), {} complaints ({:.3}%, {}); minimum volume {}",
+                policy.signals.window_hours,
+                rates.sends,
+                rates.hard_bounces,
+                rates.bounce_rate() * 100.0,
+                bt.as_str(),
+                rates.complaints,
+                rates.complaint_rate() * 100.0,
+                ct.as_str(),
+                policy.signals.min_volume
+            )
+        });
         // The slow tier halves every sender limit (never below one send).
         let halve = |max: u64| if bt.max(ct) >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
         let mut checks = Vec::new();
@@ -150,7 +171,9 @@ impl SenderStage {
             }
         }
         let usage_before: Vec<Usage> = checks.iter().map(WindowCheck::usage).collect();
-        if let Some((status, reason, retry)) = windows::judge(&checks, approved) {
+        let verdict = windows::judge(&checks, approved);
+        windows::note(cx, &intent.intent_id, &checks, false);
+        if let Some((status, reason, retry)) = verdict {
             // Full only because of intents still in flight, which a later
             // stage may yet release: wait for their outcome rather than
             // defer an intent that would fit.

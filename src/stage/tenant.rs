@@ -23,6 +23,7 @@ impl Stage for TenantStage {
         for limit in policy.limits_at(i.class, &[LimitScope::Tenant]) {
             checks.push(WindowCheck::load(cx, &policy, limit, format!("tenant:{}", i.tenant), i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
+        windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: policy.version });

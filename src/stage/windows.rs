@@ -55,6 +55,22 @@ impl WindowCheck {
     }
 }
 
+/// Records every window of a check in the audit trace: used before (and
+/// after, when reserved) against the limit in force.
+pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserved: bool) {
+    if cx.out.trace.is_none() {
+        return;
+    }
+    for c in checks {
+        let before = if reserved { c.counter.count - 1 } else { c.counter.count };
+        let outcome = if before as u64 + 1 > c.max { format!("breached (on_breach {})", c.limit.on_breach.as_str()) } else { "pass".into() };
+        cx.note(intent_id, "window", outcome, || {
+            let after = if reserved { format!(" -> {}", c.counter.count) } else { String::new() };
+            format!("{} {} ({}): used {before}{after} of {}, window ends {}", c.scope, c.limit.key.window.as_str(), c.reason, c.max, crate::clock::format_ms(c.end_ms))
+        });
+    }
+}
+
 /// Whether every breached window could still fit once the reservations in
 /// flight resolve (so waiting, rather than deferring, is the honest answer).
 pub fn waiting_on_in_flight(checks: &[WindowCheck]) -> bool {

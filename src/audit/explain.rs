@@ -1,0 +1,128 @@
+//! `sendgate audit explain INTENT_ID`: why an intent got its decision.
+//!
+//! Finds the intent's latest decision on the decisions topic, replays the
+//! stage logs with every check recorded, and reports, per stage, the checks
+//! of the last evaluation of the intent (each window with its used and
+//! limit before and after), the policy documents in force, the check that
+//! decided, and the delivery events behind the sender domain's signal rates
+//! at that moment.
+
+use super::replay::{committed_ranges, StageLog};
+use crate::cli::kafka_io::{self, ReadRecord};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::policy::Scope;
+use crate::stage::pipeline::{domain_of, Trace};
+use crate::stage::{SenderConfig, StageKind};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Most delivery events listed behind the signal rates.
+const EVENTS_SHOWN: usize = 20;
+
+pub struct Explanation {
+    pub decision: Decision,
+    /// (scope, version) of every document that applied.
+    pub documents: Vec<(String, i64)>,
+    /// Per stage, the checks of its last evaluation of the intent.
+    pub checks: BTreeMap<StageKind, Vec<Trace>>,
+    /// The check that decided: (stage, check, outcome, detail); None when all passed.
+    pub decided_by: Option<Trace>,
+    /// Hard bounces and complaints of the sender domain in the signal window, latest last.
+    pub signal_events: Vec<(String, DeliveryKind, i64, String)>,
+}
+
+pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderConfig) -> Result<Explanation, String> {
+    let topo = cfg.topology()?;
+    let decisions_topic = topo.full("decisions");
+    let whole = kafka_io::watermarks(cfg, &decisions_topic)?;
+    let mut latest: Option<Decision> = None;
+    kafka_io::read_ranges(cfg, &decisions_topic, &whole, |r: ReadRecord| {
+        let d: Decision = codec::decode(RecordType::Decision, r.payload.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+        if d.intent_id == intent_id && latest.as_ref().is_none_or(|l| d.decided_at_ms >= l.decided_at_ms) {
+            latest = Some(d);
+        }
+        Ok(())
+    })?;
+    let decision = latest.ok_or_else(|| format!("no decision for intent {intent_id:?} on {decisions_topic}"))?;
+
+    let ranges = committed_ranges(cfg)?;
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let checks: Mutex<BTreeMap<StageKind, Vec<Trace>>> = Mutex::new(BTreeMap::new());
+    let documents: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+    let events: Mutex<VecDeque<(String, DeliveryKind, i64, String)>> = Mutex::new(VecDeque::new());
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let sender_domain = domain_of(&decision.sender).to_string();
+    let relevant_scopes = |rd: &str| -> Vec<Scope> {
+        vec![
+            Scope::Default,
+            Scope::Tenant(decision.tenant.clone()),
+            Scope::SenderDomain(sender_domain.clone()),
+            Scope::Mailbox(decision.sender.clone()),
+            Scope::RecipientDomain(rd.to_string()),
+        ]
+    };
+    std::thread::scope(|s| {
+        for (kind, topic, r) in &ranges {
+            let (checks, documents, events, errors, decision, scratch, sender, sender_domain) = (&checks, &documents, &events, &errors, &decision, &scratch, &sender, &sender_domain);
+            let relevant_scopes = &relevant_scopes;
+            s.spawn(move || {
+                let log = StageLog { cfg, kind: *kind, topic, ranges: r, scratch, sender, trace: true };
+                let result = log.run(|step| {
+                    if let Some(t) = &step.out.trace {
+                        let mine: Vec<Trace> = t.iter().filter(|t| t.intent_id == intent_id).cloned().collect();
+                        if !mine.is_empty() {
+                            checks.lock().expect("not poisoned").insert(*kind, mine);
+                        }
+                    }
+                    if step.out.decisions.iter().any(|d| d.source == decision.source) {
+                        let rd = domain_of(&decision.recipient);
+                        let scopes = relevant_scopes(rd);
+                        let mut docs: Vec<(String, i64)> = step.book.documents().filter(|(sc, _)| scopes.contains(sc)).map(|(sc, (v, _))| (sc.to_string(), *v)).collect();
+                        docs.sort();
+                        *documents.lock().expect("not poisoned") = docs;
+                    }
+                    // The events behind the signal rates: the sender domain's
+                    // hard bounces and complaints up to the decision.
+                    if *kind == StageKind::Sender {
+                        if let Some(ev) = &step.env.delivery {
+                            if domain_of(&ev.sender) == sender_domain && matches!(ev.kind, DeliveryKind::BounceHard | DeliveryKind::Complaint) && step.env.log_time_ms <= decision.decided_at_ms {
+                                let mut q = events.lock().expect("not poisoned");
+                                q.push_back((ev.event_id.clone(), ev.kind, step.env.log_time_ms, ev.recipient.clone()));
+                                if q.len() > EVENTS_SHOWN {
+                                    q.pop_front();
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    errors.lock().expect("not poisoned").push(format!("{}: {e}", kind.name()));
+                }
+            });
+        }
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
+        return Err(e);
+    }
+    let checks = checks.into_inner().expect("not poisoned");
+    let deciding = decision.stage.as_deref().and_then(StageKind::parse);
+    let decided_by = deciding
+        .and_then(|k| checks.get(&k))
+        .and_then(|ts| ts.iter().find(|t| t.check != "verdict" && t.check != "policy" && t.check != "signals" && t.outcome != "pass"))
+        .cloned()
+        .or_else(|| deciding.and_then(|k| checks.get(&k)).and_then(|ts| ts.iter().find(|t| t.check == "verdict" && t.outcome != "pass")).cloned());
+    // Keep only events inside the signal window of the decision.
+    let window_ms: i64 = checks
+        .get(&StageKind::Sender)
+        .and_then(|ts| ts.iter().find(|t| t.check == "signals"))
+        .and_then(|t| t.detail.strip_prefix("last ").and_then(|d| d.split(' ').next()).and_then(|h| h.parse::<i64>().ok()))
+        .unwrap_or(24)
+        * 3_600_000;
+    let signal_events = events.into_inner().expect("not poisoned").into_iter().filter(|(_, _, at, _)| *at > decision.decided_at_ms - window_ms).collect();
+    Ok(Explanation { decision, documents: documents.into_inner().expect("not poisoned"), checks, decided_by, signal_events })
+}
