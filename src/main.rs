@@ -76,6 +76,25 @@ enum Cmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Replay the recorded inputs under a candidate policy file and report
+    /// how the decisions would change. Writes to no topic.
+    Backtest {
+        /// The candidate policy file; its documents replace the recorded ones of their scopes.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Compare decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
+        #[arg(long)]
+        from: Option<String>,
+        /// Compare decisions before this time or these offsets.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many changed intents to list.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+        /// Scratch directory (removed afterwards).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+    },
     /// Audits of the recorded decisions.
     Audit {
         #[command(subcommand)]
@@ -211,6 +230,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show } } => {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show })

@@ -102,3 +102,43 @@ limits = { "mailbox.outbound.hour" = 2 }
     assert!(out.contains(&format!("policy version {}", d.policy_version)) && out.contains("mailbox:ana@acme.com v"), "{out}");
     assert!(out.contains("behind the signal rates: 1") && out.contains("hb-x BounceHard"), "{out}");
 }
+
+/// The deferred count of a backtest report: (recorded, candidate).
+fn deferred(out: &str) -> (u64, u64) {
+    let line = out.lines().find(|l| l.starts_with("total DEFERRED")).unwrap_or("total DEFERRED recorded 0 candidate 0");
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn backtest_shows_no_change_under_the_live_policy_and_moves_with_a_stricter_or_looser_one() {
+    let mut env = TestEnv::new("backtest");
+    env.start();
+    let policy = |hourly: u32| format!("[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\nlimits = {{ \"mailbox.outbound.hour\" = {hourly} }}\n");
+    env.apply_policy(&policy(10));
+    let intents: Vec<SendIntent> = (0..60).map(|i| intent(&format!("bt-{i}"), &format!("m{}@acme.com", i % 2), &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&intents);
+    let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
+    env.await_decisions(&ids, WAIT);
+    let file = |name: &str, text: String| {
+        let path = env.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+
+    let (ok, out, err) = env.cli(&["backtest", "--policy", &file("same.toml", policy(10))]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("decisions compared   60") && out.contains("decisions changed    0"), "{out}");
+    assert_eq!(deferred(&out), (40, 40), "{out}");
+
+    let (ok, out, _) = env.cli(&["backtest", "--policy", &file("strict.toml", policy(5))]);
+    assert!(ok);
+    let (rec, cand) = deferred(&out);
+    assert!(cand > rec, "a stricter policy defers more: {out}");
+    assert!(out.contains("first changes:") && out.contains("ALLOWED ok -> DEFERRED hourly_limit_exceeded"), "{out}");
+
+    let (ok, out, _) = env.cli(&["backtest", "--policy", &file("loose.toml", policy(25))]);
+    assert!(ok);
+    let (rec, cand) = deferred(&out);
+    assert!(cand < rec, "a looser policy defers less: {out}");
+}

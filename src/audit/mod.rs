@@ -4,6 +4,8 @@
 //!   a scratch directory, with the live processor's code, re-derive each
 //!   decision and compare it field by field with the decisions topic.
 //! - [`explain`]: one intent's decision, check by check.
+//! - [`backtest`]: the recorded inputs under a candidate policy.
 
+pub mod backtest;
 pub mod explain;
 pub mod replay;

@@ -31,6 +31,11 @@ pub enum Bound {
     Offsets(HashMap<i32, i64>),
 }
 
+/// Whether a decision lies in [from, to).
+pub fn within(from: &Option<Bound>, to: &Option<Bound>, d: &Decision) -> bool {
+    from.as_ref().is_none_or(|b| b.reached_by(d)) && to.as_ref().is_none_or(|b| !b.reached_by(d))
+}
+
 impl Bound {
     /// `2026-11-20T00:00:00Z` or `0:1200,1:900`.
     pub fn parse(s: &str) -> Result<Bound, String> {
@@ -48,7 +53,7 @@ impl Bound {
     }
 
     /// Whether a decision is at or after this bound.
-    fn reached_by(&self, d: &Decision) -> bool {
+    pub fn reached_by(&self, d: &Decision) -> bool {
         match self {
             Bound::Time(t) => d.decided_at_ms >= *t,
             Bound::Offsets(o) => o.get(&d.source.partition).is_none_or(|start| d.source.offset >= *start),
@@ -265,7 +270,7 @@ pub fn committed_ranges(cfg: &Config) -> Result<Vec<(StageKind, String, HashMap<
 }
 
 fn compare(opts: &ReplayOptions, d: &Decision, recorded: &RocksStore, report: &Mutex<ReplayReport>, buf: &mut Vec<u8>) -> Result<(), String> {
-    if opts.from.as_ref().is_some_and(|b| !b.reached_by(d)) || opts.to.as_ref().is_some_and(|b| b.reached_by(d)) {
+    if !within(&opts.from, &opts.to, d) {
         return Ok(());
     }
     buf.clear();

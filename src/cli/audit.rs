@@ -94,3 +94,44 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Resul
     }
     Ok(())
 }
+
+/// `sendgate backtest --policy FILE`.
+pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to: Option<String>, show: usize, scratch: Option<PathBuf>) -> Result<(), String> {
+    let text = std::fs::read_to_string(policy).map_err(|e| format!("cannot read {}: {e}", policy.display()))?;
+    let candidate = crate::policy::file::parse_policy_file(&text).map_err(|errs| format!("{} is not a valid policy file:\n  {}", policy.display(), errs.join("\n  ")))?;
+    let opts = crate::audit::backtest::BacktestOptions {
+        candidate,
+        from: from.as_deref().map(Bound::parse).transpose()?,
+        to: to.as_deref().map(Bound::parse).transpose()?,
+        scratch: scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-backtest-{}", std::process::id()))),
+        sender: SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 },
+        keep: show,
+    };
+    let r = crate::audit::backtest::backtest(cfg, &opts)?;
+    println!("input records        {}", r.inputs);
+    println!("decisions compared   {}", r.compared);
+    println!("decisions changed    {}", r.changed);
+    println!("\n{:<10} {:<28} {:>10} {:>10}", "status", "reason", "recorded", "candidate");
+    let mut by_status: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
+    for ((status, reason), (a, b)) in &r.by_outcome {
+        println!("{:<10} {:<28} {:>10} {:>10}", status.as_str(), reason, a, b);
+        let e = by_status.entry(status.as_str()).or_default();
+        e.0 += a;
+        e.1 += b;
+    }
+    println!();
+    for (status, (a, b)) in &by_status {
+        println!("total {status:<10} recorded {a} candidate {b}");
+    }
+    println!("\n{:<40} {:>17} {:>17}", "sender domain", "allowed rec/cand", "denied rec/cand");
+    for (domain, c) in &r.by_sender_domain {
+        println!("{:<40} {:>8}/{:<8} {:>8}/{:<8}", domain, c.allowed.0, c.allowed.1, c.denied.0, c.denied.1);
+    }
+    if !r.first.is_empty() {
+        println!("\nfirst changes:");
+        for c in &r.first {
+            println!("  {} ({} [{}] @{}): {} {} -> {} {}", c.intent_id, c.source.topic, c.source.partition, c.source.offset, c.before.0.as_str(), c.before.1, c.after.0.as_str(), c.after.1);
+        }
+    }
+    Ok(())
+}

@@ -26,12 +26,37 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
     (h % partitions.max(1) as u64) as i32
 }
 
+/// One stage partition's log: what is not yet committed past, and where it starts.
+#[derive(Default)]
+struct PartLog {
+    base: usize,
+    entries: std::collections::VecDeque<StageEnvelope>,
+}
+
+impl PartLog {
+    fn len(&self) -> usize {
+        self.base + self.entries.len()
+    }
+    fn get(&self, pos: usize) -> Option<&StageEnvelope> {
+        pos.checked_sub(self.base).and_then(|i| self.entries.get(i))
+    }
+    fn push(&mut self, env: StageEnvelope) {
+        self.entries.push_back(env);
+    }
+    /// Forgets what every reader has committed past (bounded memory).
+    fn trim(&mut self, upto: usize) {
+        while self.base < upto && self.entries.pop_front().is_some() {
+            self.base += 1;
+        }
+    }
+}
+
 struct Slot {
     kind: StageKind,
     stage: Box<dyn Stage + Send>,
     store: StageStore,
     books: HashMap<i32, PolicyBook>,
-    logs: HashMap<i32, Vec<StageEnvelope>>,
+    logs: HashMap<i32, PartLog>,
     committed: HashMap<i32, usize>,
     position: HashMap<i32, usize>,
     open: StageOutput,
@@ -64,12 +89,19 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(partitions: i32, sender: SenderConfig) -> Self {
+        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into() };
+        Self::with_stores(ingress, partitions, sender, |_| Box::new(MemStore::default()))
+    }
+
+    /// A driver reading the given input topic names, with a base store per
+    /// stage (RocksDB in a scratch directory for long runs).
+    pub fn with_stores(ingress: Ingress, partitions: i32, sender: SenderConfig, mut store: impl FnMut(StageKind) -> Box<dyn crate::state::BaseStore>) -> Self {
         let slots = StageKind::ALL
             .iter()
             .map(|&kind| Slot {
                 kind,
                 stage: make_stage(kind, sender.clone()),
-                store: StageStore::new(Box::new(MemStore::default())),
+                store: StageStore::new(store(kind)),
                 books: HashMap::new(),
                 logs: HashMap::new(),
                 committed: HashMap::new(),
@@ -77,8 +109,16 @@ impl Driver {
                 open: StageOutput::default(),
             })
             .collect();
-        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into() };
         Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), refused: Vec::new() }
+    }
+
+    /// Routes a record of an input topic as the router would (ingress is
+    /// stateless, so it commits at once).
+    pub fn submit(&mut self, rec: &InputRecord<'_>) {
+        match self.ingress.route(rec) {
+            Ok(routed) => routed.into_iter().for_each(|r| self.append(r)),
+            Err(reason) => self.refused.push(Refused { stage: "ingress".into(), reason }),
+        }
     }
 
     /// Appends an input record at log time `at` and routes it (ingress is
@@ -93,10 +133,7 @@ impl Driver {
         let offset = self.offsets.entry(topic.clone()).or_insert(0);
         let rec = InputRecord { topic: &topic, partition: 0, offset: *offset, key, payload, timestamp_ms: Some(at) };
         *offset += 1;
-        match self.ingress.route(&rec) {
-            Ok(routed) => routed.into_iter().for_each(|r| self.append(r)),
-            Err(reason) => self.refused.push(Refused { stage: "ingress".into(), reason }),
-        }
+        self.submit(&rec);
     }
 
     /// Publishes a policy document (TOML, as in a policy file) for a scope.
@@ -172,6 +209,9 @@ impl Driver {
         slot.store.prepare_commit();
         slot.store.commit(&HashMap::new()).expect("memory store");
         slot.committed = slot.position.clone();
+        for (p, log) in slot.logs.iter_mut() {
+            log.trim(slot.committed.get(p).copied().unwrap_or(0));
+        }
         let out = std::mem::take(&mut slot.open);
         self.decisions.extend(out.decisions);
         self.alerts.extend(out.alerts);

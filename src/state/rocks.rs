@@ -48,6 +48,21 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    /// Keys and values from `start` on, in key order, at most `limit`.
+    pub fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(io)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 impl BaseStore for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(key).map_err(io)

@@ -1,0 +1,215 @@
+//! `sendgate backtest --policy FILE`: the recorded history under a candidate
+//! policy, and how its decisions would change.
+//!
+//! A different policy changes decisions, and so the records passed between
+//! stages: the recorded stage logs cannot be reused. The backtest feeds the
+//! recorded input topics, in log-time order, through the whole pipeline in
+//! memory twice — once as recorded, once with the candidate documents in
+//! place of the recorded ones for their scopes — each intent decided before
+//! the next is fed, and compares the two runs intent by intent. Both runs
+//! use the same schedule, so every difference comes from the policy.
+
+use super::replay::{within, Bound};
+use crate::cli::kafka_io::{self, ReadRecord};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::policy::{PolicySpec, Scope};
+use crate::stage::driver::Driver;
+use crate::stage::ingress::Ingress;
+use crate::stage::pipeline::domain_of;
+use crate::stage::{SenderConfig, StageKind};
+use crate::state::rocks::RocksStore;
+use crate::state::BaseStore;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+pub struct BacktestOptions {
+    pub candidate: Vec<(Scope, PolicySpec)>,
+    pub from: Option<Bound>,
+    pub to: Option<Bound>,
+    pub scratch: PathBuf,
+    pub sender: SenderConfig,
+    pub keep: usize,
+}
+
+/// Counts of one sender domain: (allowed, denied) as recorded and under the candidate.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct DomainCounts {
+    pub allowed: (u64, u64),
+    pub denied: (u64, u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub intent_id: String,
+    pub source: SourceRef,
+    pub before: (DecisionStatus, String),
+    pub after: (DecisionStatus, String),
+}
+
+#[derive(Debug, Default)]
+pub struct BacktestReport {
+    pub inputs: u64,
+    pub compared: u64,
+    pub changed: u64,
+    /// (status, reason) -> (as recorded, under the candidate).
+    pub by_outcome: BTreeMap<(DecisionStatus, String), (u64, u64)>,
+    pub by_sender_domain: BTreeMap<String, DomainCounts>,
+    pub first: Vec<Change>,
+}
+
+fn source_key(s: &SourceRef) -> (String, i32, i64) {
+    (s.topic.clone(), s.partition, s.offset)
+}
+
+pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
+    std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
+    let result = run(cfg, opts);
+    let _ = std::fs::remove_dir_all(&opts.scratch);
+    result
+}
+
+fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
+    let topo = cfg.topology()?;
+    let ingress = Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") };
+    let topics = [ingress.policies.clone(), ingress.commands.clone(), ingress.intents.clone(), ingress.delivery.clone()];
+
+    // 1. Every input record, ordered by log time (then control records
+    //    first, then topic, partition and offset), in a scratch store.
+    let (inputs, _) = RocksStore::open(&opts.scratch.join("inputs")).map_err(|e| e.to_string())?;
+    let mut n_inputs = 0u64;
+    for (rank, topic) in topics.iter().enumerate() {
+        let marks = kafka_io::watermarks(cfg, topic)?;
+        let mut batch = Vec::new();
+        kafka_io::read_ranges(cfg, topic, &marks, |r: ReadRecord| {
+            let key = format!("{:020}{rank}{:010}{:020}", r.timestamp_ms.unwrap_or(0).max(0), r.partition, r.offset).into_bytes();
+            batch.push((key, Some(encode_input(&r))));
+            n_inputs += 1;
+            if batch.len() >= 10_000 {
+                inputs.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })?;
+        inputs.write(batch).map_err(|e| e.to_string())?;
+    }
+
+    // 2. Two pipelines, fed the same records.
+    let partitions = topo.partitions("stage.sender");
+    let stores = |name: &'static str| {
+        let dir = opts.scratch.join(name);
+        move |kind: StageKind| -> Box<dyn BaseStore> { Box::new(RocksStore::open(&dir.join(kind.name())).expect("scratch store opens").0) }
+    };
+    let mut recorded = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("recorded"));
+    let mut candidate = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("candidate"));
+    let overridden: Vec<String> = opts.candidate.iter().map(|(s, _)| s.to_string()).collect();
+    let mut report = BacktestReport { inputs: n_inputs, ..BacktestReport::default() };
+    let mut waiting: (HashMap<(String, i32, i64), Decision>, HashMap<(String, i32, i64), Decision>) = (HashMap::new(), HashMap::new());
+    let mut started = false;
+    let mut cursor: Vec<u8> = Vec::new();
+    loop {
+        let rows = inputs.scan_from(&cursor, 10_000).map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            break;
+        }
+        for (key, value) in &rows {
+            let (rank, partition, offset, timestamp_ms, rkey, payload) = decode_input(key, value)?;
+            let rec = InputRecord { topic: &topics[rank], partition, offset, key: rkey.as_deref(), payload: payload.as_deref(), timestamp_ms: Some(timestamp_ms) };
+            if !started {
+                // The candidate documents are in force from the start.
+                started = true;
+                for (i, (scope, spec)) in opts.candidate.iter().enumerate() {
+                    let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some("backtest".into()) };
+                    let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
+                    let scope_key = scope.to_string();
+                    // Versions far above any recorded offset name the candidate.
+                    let synthetic = InputRecord { topic: &topics[0], partition: 0, offset: 1_000_000_000_000 + i as i64, key: Some(scope_key.as_bytes()), payload: Some(&bytes), timestamp_ms: Some(timestamp_ms) };
+                    candidate.submit(&synthetic);
+                }
+            }
+            recorded.submit(&rec);
+            let replaced = rank == 0 && rkey.as_deref().is_some_and(|k| Scope::parse(&String::from_utf8_lossy(k)).is_ok_and(|s| overridden.contains(&s.to_string())));
+            if !replaced {
+                candidate.submit(&rec);
+            }
+            recorded.run();
+            candidate.run();
+            for d in recorded.decisions.drain(..) {
+                waiting.0.insert(source_key(&d.source), d);
+            }
+            for d in candidate.decisions.drain(..) {
+                waiting.1.insert(source_key(&d.source), d);
+            }
+            recorded.alerts.clear();
+            candidate.alerts.clear();
+            let both: Vec<(String, i32, i64)> = waiting.0.keys().filter(|k| waiting.1.contains_key(*k)).cloned().collect();
+            for k in both {
+                let (a, b) = (waiting.0.remove(&k).expect("present"), waiting.1.remove(&k).expect("present"));
+                tally(&mut report, opts, a, b);
+            }
+        }
+        let mut next = rows.last().expect("not empty").0.clone();
+        next.push(0);
+        cursor = next;
+    }
+    Ok(report)
+}
+
+fn tally(report: &mut BacktestReport, opts: &BacktestOptions, a: Decision, b: Decision) {
+    if !within(&opts.from, &opts.to, &a) {
+        return;
+    }
+    report.compared += 1;
+    report.by_outcome.entry((a.status, a.reason.clone())).or_default().0 += 1;
+    report.by_outcome.entry((b.status, b.reason.clone())).or_default().1 += 1;
+    let dc = report.by_sender_domain.entry(domain_of(&a.sender).to_string()).or_default();
+    let allowed = |d: &Decision| d.status == DecisionStatus::Allowed;
+    if allowed(&a) { dc.allowed.0 += 1 } else { dc.denied.0 += 1 }
+    if allowed(&b) { dc.allowed.1 += 1 } else { dc.denied.1 += 1 }
+    if (a.status, &a.reason) != (b.status, &b.reason) {
+        report.changed += 1;
+        if report.first.len() < opts.keep {
+            report.first.push(Change { intent_id: a.intent_id.clone(), source: a.source.clone(), before: (a.status, a.reason), after: (b.status, b.reason) });
+        }
+    }
+}
+
+/// partition, offset, timestamp, key, payload of an input record, as stored.
+fn encode_input(r: &ReadRecord) -> Vec<u8> {
+    let mut v = Vec::new();
+    for part in [&r.key, &r.payload] {
+        match part {
+            Some(b) => {
+                v.push(1);
+                v.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                v.extend_from_slice(b);
+            }
+            None => v.push(0),
+        }
+    }
+    v
+}
+
+type Input = (usize, i32, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn decode_input(key: &[u8], v: &[u8]) -> Result<Input, String> {
+    let k = std::str::from_utf8(key).map_err(|e| e.to_string())?;
+    let bad = || format!("scratch input key {k:?} is malformed");
+    let timestamp: i64 = k.get(0..20).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let rank: usize = k.get(20..21).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let partition: i32 = k.get(21..31).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let offset: i64 = k.get(31..51).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let mut parts = [None, None];
+    let mut i = 0;
+    for part in parts.iter_mut() {
+        if *v.get(i).ok_or("scratch input value is truncated")? == 1 {
+            let len = u32::from_be_bytes(v.get(i + 1..i + 5).ok_or("truncated")?.try_into().map_err(|_| "truncated")?) as usize;
+            *part = Some(v.get(i + 5..i + 5 + len).ok_or("truncated")?.to_vec());
+            i += 5 + len;
+        } else {
+            i += 1;
+        }
+    }
+    let [key, payload] = parts;
+    Ok((rank, partition, offset, timestamp, key, payload))
+}
