@@ -21,6 +21,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Prometheus scrape endpoint; empty disables it.
     pub metrics_addr: String,
+    /// The HTTP API (simulate, usage); empty disables it.
+    pub api_addr: String,
     /// How often a stage commits its transaction (ms).
     pub commit_interval_ms: u64,
     /// Most input records in one transaction.
@@ -46,6 +48,7 @@ impl Default for Config {
             instance_id: "0".into(),
             state_dir: PathBuf::from(".sendgate/state"),
             metrics_addr: "127.0.0.1:9464".into(),
+            api_addr: "127.0.0.1:9465".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
             transaction_timeout_ms: 30_000,
@@ -64,6 +67,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_INSTANCE_ID", "instance_id"),
     ("SENDGATE_STATE_DIR", "state_dir"),
     ("SENDGATE_METRICS_ADDR", "metrics_addr"),
+    ("SENDGATE_API_ADDR", "api_addr"),
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
     ("SENDGATE_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms"),
@@ -99,6 +103,7 @@ impl Config {
             "instance_id" => self.instance_id = v.trim().to_string(),
             "state_dir" => self.state_dir = PathBuf::from(v),
             "metrics_addr" => self.metrics_addr = v.trim().to_string(),
+            "api_addr" => self.api_addr = v.trim().to_string(),
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
             "transaction_timeout_ms" => self.transaction_timeout_ms = num(v)?,
@@ -118,6 +123,9 @@ impl Config {
         }
         if !name_ok(&self.instance_id) {
             errors.push(format!("instance_id {:?} must be non-empty letters, digits, '.', '_' or '-'", self.instance_id));
+        }
+        if !self.api_addr.is_empty() && self.api_addr.parse::<SocketAddr>().is_err() {
+            errors.push(format!("api_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9465), or empty to disable", self.api_addr));
         }
         if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable", self.metrics_addr));

@@ -21,9 +21,11 @@
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`api`]: the processor's HTTP API: simulate intents, read usage.
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`.
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod clock;

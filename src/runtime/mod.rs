@@ -38,6 +38,17 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     }
 
     let mut handles = Vec::new();
+    if !cfg.api_addr.is_empty() {
+        let live = crate::api::LiveState {
+            stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
+            ingress: crate::stage::ingress::Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") },
+            partitions: topo.partitions("stage.sender"),
+            sender: sender_config.clone(),
+        };
+        let api = crate::api::server::spawn(&cfg.api_addr, Arc::new(live), shutdown.clone())?;
+        tracing::info!(addr = %cfg.api_addr, "HTTP API: POST /v1/simulate, GET /v1/usage");
+        handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
+    }
     {
         let router = router::Router::new(&topo);
         let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());

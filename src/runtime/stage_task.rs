@@ -62,6 +62,15 @@ impl StageTask {
         }
     }
 
+    pub fn kind(&self) -> StageKind {
+        self.kind
+    }
+
+    /// The committed state, for the API.
+    pub fn shared_state(&self) -> std::sync::Arc<dyn crate::state::BaseStore> {
+        self.store.shared_base()
+    }
+
     /// Reads the changelog partitions from their local checkpoints to their
     /// ends, all at once. Returns the number of records applied.
     fn restore(&mut self, consumer: &BaseConsumer, partitions: &[i32]) -> Result<u64, TaskError> {

@@ -85,6 +85,9 @@ pub struct Driver {
     pub decisions: Vec<Decision>,
     pub alerts: Vec<Alert>,
     pub refused: Vec<Refused>,
+    /// Every check made, when tracing (what-if explanations).
+    pub traces: Vec<super::pipeline::Trace>,
+    trace: bool,
 }
 
 impl Driver {
@@ -109,7 +112,13 @@ impl Driver {
                 open: StageOutput::default(),
             })
             .collect();
-        Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), refused: Vec::new() }
+        Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), refused: Vec::new(), traces: Vec::new(), trace: false }
+    }
+
+    /// Records every check the stages make into `traces`.
+    pub fn with_trace(mut self) -> Self {
+        self.trace = true;
+        self
     }
 
     /// Routes a record of an input topic as the router would (ingress is
@@ -177,6 +186,7 @@ impl Driver {
     /// Processes one record of a stage partition into its open transaction.
     /// Returns false when there was nothing to read.
     pub fn step(&mut self, kind: StageKind, partition: i32) -> bool {
+        let trace = self.trace;
         let slot = self.slot(kind);
         let pos = slot.position.get(&partition).copied().unwrap_or(0);
         let Some(env) = slot.logs.get(&partition).and_then(|l| l.get(pos)).cloned() else { return false };
@@ -187,7 +197,7 @@ impl Driver {
             pipeline::load_policies(&slot.store.view(partition), &mut book).expect("memory store");
             slot.books.insert(partition, book);
         }
-        let mut out = StageOutput::default();
+        let mut out = StageOutput { trace: trace.then(Vec::new), ..StageOutput::default() };
         let book = slot.books.get_mut(&partition).expect("just inserted");
         let mut view = slot.store.view(partition);
         match pipeline::process(slot.stage.as_ref(), &mut view, book, &env, &mut out) {
@@ -195,6 +205,9 @@ impl Driver {
                 slot.open.decisions.extend(out.decisions);
                 slot.open.alerts.extend(out.alerts);
                 slot.open.forwards.extend(out.forwards);
+                if let Some(t) = out.trace {
+                    slot.open.trace.get_or_insert_with(Vec::new).extend(t);
+                }
             }
             Err(StageError::BadRecord(reason)) => self.refused.push(Refused { stage: kind.name().into(), reason }),
             Err(StageError::Store(e)) => panic!("memory store failed: {e}"),
@@ -215,6 +228,7 @@ impl Driver {
         let out = std::mem::take(&mut slot.open);
         self.decisions.extend(out.decisions);
         self.alerts.extend(out.alerts);
+        self.traces.extend(out.trace.unwrap_or_default());
         for Forward { stage, key, envelope } in out.forwards {
             self.slot(stage).logs.entry(partition_for(&key, partitions)).or_default().push(envelope);
         }

@@ -5,5 +5,5 @@ pub mod rocks;
 pub mod store;
 pub mod value;
 
-pub use store::{BaseStore, MemStore, PartitionView, StageStore, StoreError};
+pub use store::{BaseStore, CopyOnWrite, MemStore, PartitionView, StageStore, StoreError};
 pub use value::*;

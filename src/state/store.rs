@@ -9,7 +9,7 @@
 
 use super::value::StateValue;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,7 +30,7 @@ pub fn full_key(partition: i32, key: &[u8]) -> Vec<u8> {
 /// Reserved in-partition key of the changelog checkpoint (next offset to read).
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 
-pub trait BaseStore: Send {
+pub trait BaseStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Atomically applies puts (Some) and deletes (None).
     fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
@@ -116,18 +116,24 @@ pub type PendingWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A stage's state: the base store plus one overlay per partition.
 pub struct StageStore {
-    base: Box<dyn BaseStore>,
+    base: Arc<dyn BaseStore>,
     overlays: HashMap<i32, Overlay>,
     pending: HashMap<i32, PendingWrites>,
 }
 
 impl StageStore {
     pub fn new(base: Box<dyn BaseStore>) -> Self {
-        StageStore { base, overlays: HashMap::new(), pending: HashMap::new() }
+        StageStore { base: Arc::from(base), overlays: HashMap::new(), pending: HashMap::new() }
     }
 
     pub fn base(&self) -> &dyn BaseStore {
         self.base.as_ref()
+    }
+
+    /// The committed state, for readers beside the task (the API): it only
+    /// ever holds what Kafka has committed.
+    pub fn shared_base(&self) -> Arc<dyn BaseStore> {
+        self.base.clone()
     }
 
     pub fn view(&mut self, partition: i32) -> PartitionView<'_> {
@@ -235,5 +241,53 @@ impl PartitionView<'_> {
             }
         }
         Ok(keys.into_iter().take(limit).collect())
+    }
+}
+
+/// A private, writable view of a shared store: reads fall through to the
+/// shared store, writes stay here. What-if evaluations run on it against
+/// live state without changing anything.
+pub struct CopyOnWrite {
+    shared: Arc<dyn BaseStore>,
+    local: Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl CopyOnWrite {
+    pub fn new(shared: Arc<dyn BaseStore>) -> Self {
+        CopyOnWrite { shared, local: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl BaseStore for CopyOnWrite {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.local.lock().expect("not poisoned").get(key) {
+            return Ok(v.clone());
+        }
+        self.shared.get(key)
+    }
+    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        let mut local = self.local.lock().expect("not poisoned");
+        for (k, v) in batch {
+            local.insert(k, v);
+        }
+        Ok(())
+    }
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let local = self.local.lock().expect("not poisoned");
+        let deleted = local.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.shared.scan(prefix, limit.saturating_add(deleted))?.into_iter().collect();
+        for (k, v) in local.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+    fn drop_partition(&self, _partition: i32) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -42,6 +42,7 @@ impl TestEnv {
             namespace: format!("t-{name}-{unique}"),
             state_dir: dir.path().join("state"),
             metrics_addr: String::new(),
+            api_addr: String::new(),
             ..Config::default()
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
