@@ -229,10 +229,16 @@ impl StageLog<'_> {
                 return Ok(());
             };
             let book = books.entry(r.partition).or_default();
+            store.begin_record(r.partition);
             let mut view = store.view(r.partition);
             out.clear();
             match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
-                Ok(()) | Err(StageError::BadRecord(_)) => {}
+                Ok(()) => {}
+                // As the live task: a dead letter, with none of its writes kept.
+                Err(StageError::BadRecord(_)) => {
+                    out.clear();
+                    store.rollback_record(r.partition);
+                }
                 Err(StageError::Store(e)) => return Err(e.to_string()),
             }
             pending += 1;

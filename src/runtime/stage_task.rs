@@ -252,11 +252,13 @@ impl Processor for StageTask {
             None => return out.dead_letter(&self.dead_letters, rec, "empty stage record".into(), self.kind.name()),
         };
         let book = self.books.entry(rec.partition).or_default();
+        self.store.begin_record(rec.partition);
         let mut view = self.store.view(rec.partition);
         match pipeline::process(self.stage.as_ref(), &mut view, book, &env, &mut self.out) {
             Ok(()) => {}
             Err(StageError::BadRecord(reason)) => {
                 self.out.clear();
+                self.store.rollback_record(rec.partition);
                 return out.dead_letter(&self.dead_letters, rec, reason, self.kind.name());
             }
             Err(StageError::Store(e)) => return Err(TaskError::Fatal(e.to_string())),

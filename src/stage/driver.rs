@@ -199,6 +199,7 @@ impl Driver {
         }
         let mut out = StageOutput { trace: trace.then(Vec::new), ..StageOutput::default() };
         let book = slot.books.get_mut(&partition).expect("just inserted");
+        slot.store.begin_record(partition);
         let mut view = slot.store.view(partition);
         match pipeline::process(slot.stage.as_ref(), &mut view, book, &env, &mut out) {
             Ok(()) => {
@@ -209,7 +210,10 @@ impl Driver {
                     slot.open.trace.get_or_insert_with(Vec::new).extend(t);
                 }
             }
-            Err(StageError::BadRecord(reason)) => self.refused.push(Refused { stage: kind.name().into(), reason }),
+            Err(StageError::BadRecord(reason)) => {
+                slot.store.rollback_record(partition);
+                self.refused.push(Refused { stage: kind.name().into(), reason });
+            }
             Err(StageError::Store(e)) => panic!("memory store failed: {e}"),
         }
         true

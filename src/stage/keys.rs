@@ -69,9 +69,11 @@ pub fn first_seen(sender_domain: &str) -> Vec<u8> {
     format!("first/{sender_domain}").into_bytes()
 }
 
-/// A restriction on a sender scope: `address:A`, `domain:D` or `tenant:T`.
-pub fn restriction(scope: &str) -> Vec<u8> {
-    format!("rst/{scope}").into_bytes()
+/// A tenant's restriction on a sender scope: `address:A`, `domain:D` or
+/// `tenant:T`. Per tenant: on a shared domain, one tenant's restriction or
+/// exemption never reaches another's senders.
+pub fn restriction(tenant: &str, scope: &str) -> Vec<u8> {
+    format!("rst/{tenant}/{scope}").into_bytes()
 }
 
 pub fn suppression(tenant: &str, address: &str) -> Vec<u8> {

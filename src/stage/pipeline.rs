@@ -127,6 +127,21 @@ pub struct Cx<'a, 'v> {
 }
 
 impl Cx<'_, '_> {
+    /// What this record is to the intent it concerns, so that alerts raised
+    /// by its first evaluation, its outcome and a later re-decision of the
+    /// same intent never share an id.
+    fn phase(&self) -> &'static str {
+        if self.source != self.env.source {
+            "parked"
+        } else if self.env.release.is_some() {
+            "outcome"
+        } else if self.env.hop.is_some() {
+            "hop"
+        } else {
+            "in"
+        }
+    }
+
     /// Records a check (only when an audit asked for a trace).
     pub fn note(&mut self, intent_id: &str, check: &str, outcome: impl Into<String>, detail: impl FnOnce() -> String) {
         if let Some(t) = &mut self.out.trace {
@@ -139,7 +154,7 @@ impl Cx<'_, '_> {
         let n = self.out.alerts.len();
         let s = &self.source;
         self.out.alerts.push(Alert {
-            alert_id: format!("{}/{}/{}/{}/{n}", self.kind.name(), s.topic, s.partition, s.offset),
+            alert_id: format!("{}/{}/{}/{}/{}/{n}", self.kind.name(), self.phase(), s.topic, s.partition, s.offset),
             tenant: tenant.to_string(),
             scope: scope.to_string(),
             kind: kind.to_string(),
@@ -286,7 +301,8 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
             Some(StateValue::Clock(s)) => Some(s),
             _ => None,
         };
-        let key = key.to_vec();
+        // The first release indexed idempotency entries by bare intent id.
+        let key = if key.contains(&b'/') { key.to_vec() } else { keys::final_decision(&String::from_utf8_lossy(key)) };
         view.delete(&entry);
         let expired = match stamp {
             None => true,

@@ -102,10 +102,12 @@ impl Stage for RecipientStage {
             }
         }
 
+        // Per-recipient windows belong to the tenant: its zone.
+        let tz = cx.book.effective(&i.tenant, "", "", None).tz;
         let mut checks = Vec::new();
         for limit in policy.limits_at(i.class, &[LimitScope::Recipient]) {
             let scope = format!("tenant:{}/recipient:{}", i.tenant, i.recipient);
-            checks.push(WindowCheck::load(cx, &policy, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
+            checks.push(WindowCheck::load(cx, tz, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
         windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {

@@ -49,12 +49,16 @@ impl Stage for RecipientDomainStage {
         // Consumer mailbox providers are millions of independent inboxes: a
         // per-domain limit there protects nobody (backoff still applies).
         if !(policy.exclude_public_domains && policy.is_public(rd)) {
+            // Shared windows follow the zone of their owner: the sender
+            // domain's, or the tenant's.
+            let sd_tz = cx.book.effective(&i.tenant, sd, "", None).tz;
+            let tenant_tz = cx.book.effective(&i.tenant, "", "", None).tz;
             for limit in policy.limits_at(i.class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]) {
-                let scope = match limit.key.scope {
-                    LimitScope::RecipientDomain => format!("sender_domain:{sd}/{}", group_label(&group)),
-                    _ => format!("tenant:{}/{}", i.tenant, group_label(&group)),
+                let (scope, tz) = match limit.key.scope {
+                    LimitScope::RecipientDomain => (format!("sender_domain:{sd}/{}", group_label(&group)), sd_tz),
+                    _ => (format!("tenant:{}/{}", i.tenant, group_label(&group)), tenant_tz),
                 };
-                checks.push(WindowCheck::load(cx, &policy, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
+                checks.push(WindowCheck::load(cx, tz, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
             }
         }
         windows::note(cx, &i.intent_id, &checks, false);

@@ -80,7 +80,8 @@ impl SenderStage {
             return Ok(());
         }
         if cx.view.get(&keys::pending_intent(&intent.intent_id))?.is_some() {
-            let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), 0);
+            let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
+            let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), version);
             cx.out.decisions.push(d);
             return Ok(());
         }
@@ -156,18 +157,21 @@ impl SenderStage {
         });
         // The slow tier halves every sender limit (never below one send).
         let halve = |max: u64| if bt.max(ct) >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
+        // A mailbox's windows follow its own zone; the domain's, the zone of
+        // the domain's policy (not of the mailbox that happens to send).
+        let domain_tz = cx.book.effective(&intent.tenant, &domain, "", None).tz;
         let mut checks = Vec::new();
         for limit in policy.limits_at(intent.class, &[LimitScope::Mailbox, LimitScope::SenderDomain]) {
-            let scope = match limit.key.scope {
-                LimitScope::Mailbox => format!("mailbox:{}", sender.as_str()),
-                _ => format!("sender_domain:{domain}"),
+            let (scope, tz) = match limit.key.scope {
+                LimitScope::Mailbox => (format!("mailbox:{}", sender.as_str()), policy.tz),
+                _ => (format!("sender_domain:{domain}"), domain_tz),
             };
             let reason = limit.key.window.breach_reason();
-            checks.push(WindowCheck::load(cx, &policy, limit, scope, intent.class.as_str(), halve(limit.max), reason)?);
+            checks.push(WindowCheck::load(cx, tz, limit, scope, intent.class.as_str(), halve(limit.max), reason)?);
         }
         if capped {
             for (limit, max) in self.warmup_limits(cx, &policy, &domain, intent.class)? {
-                checks.push(WindowCheck::load(cx, &policy, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
+                checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
         }
         let usage_before: Vec<Usage> = checks.iter().map(WindowCheck::usage).collect();
@@ -177,7 +181,7 @@ impl SenderStage {
             // Full only because of intents still in flight, which a later
             // stage may yet release: wait for their outcome rather than
             // defer an intent that would fit.
-            if windows::waiting_on_in_flight(&checks) && self.park(cx, intent, approved)? {
+            if windows::waiting_on_in_flight(&checks, approved) && self.park(cx, intent, approved)? {
                 return Ok(());
             }
             self.decide_here(cx, intent, status, reason, retry, usage_before, v);
@@ -186,8 +190,8 @@ impl SenderStage {
         let mut undo = windows::reserve(cx, &mut checks, &intent.tenant, &intent.intent_id);
         if !capped {
             // Replies are never capped, but they are counted.
-            for scope in [format!("mailbox:{}", sender.as_str()), format!("sender_domain:{domain}")] {
-                undo.push(windows::count_uncapped(cx, &policy, &scope, IntentClass::Reply.as_str(), Window::Day)?);
+            for (scope, tz) in [(format!("mailbox:{}", sender.as_str()), policy.tz), (format!("sender_domain:{domain}"), domain_tz)] {
+                undo.push(windows::count_uncapped(cx, tz, &scope, IntentClass::Reply.as_str(), Window::Day)?);
             }
         }
         let usage = checks.iter().map(WindowCheck::usage).collect();
@@ -198,9 +202,9 @@ impl SenderStage {
             route.push(StageKind::Tenant.name().to_string());
         }
         route.extend([StageKind::Recipient.name().to_string(), StageKind::RecipientDomain.name().to_string()]);
-        let pend = keys::pending_intent(&intent.intent_id);
-        cx.view.put(&pend, StateValue::Intent(pipeline::encode_intent(intent)));
-        cx.expire_at(cx.now + self.config.idempotency_retention_ms, &pend, None);
+        // No expiry: the outcome always comes back (it travels in the same
+        // transactions), and it removes the key.
+        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
         Ok(())
@@ -288,7 +292,7 @@ impl SenderStage {
         }
         scopes.push(format!("tenant:{tenant}"));
         for s in scopes {
-            if let Some(StateValue::Entry(e)) = cx.view.get(&keys::restriction(&s))? {
+            if let Some(StateValue::Entry(e)) = cx.view.get(&keys::restriction(tenant, &s))? {
                 if e.until_ms.is_some_and(|u| u <= cx.now) {
                     continue;
                 }
@@ -389,7 +393,8 @@ impl SenderStage {
     }
 
     fn on_held_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
-        let Some(StateValue::Intent(bytes)) = cx.view.get(&keys::held_intent(&cmd.target))? else {
+        // The first release kept held intents as plain bytes too.
+        let (Some(StateValue::Intent(bytes)) | Some(StateValue::FinalDecision(bytes))) = cx.view.get(&keys::held_intent(&cmd.target))? else {
             return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
         };
         if cx.view.get(&keys::pending_intent(&cmd.target))?.is_some() {
@@ -401,7 +406,8 @@ impl SenderStage {
             // unless the approved evaluation ends final.
             return self.evaluate(cx, &intent, true);
         }
-        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), 0);
+        let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), version);
         Ok(())
     }
 }
@@ -422,11 +428,27 @@ impl Stage for SenderStage {
     fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
         let Some(d) = &release.outcome else { return Ok(()) };
         let pend = keys::pending_intent(&release.intent_id);
-        let Some(StateValue::Intent(bytes)) = cx.view.get(&pend)? else {
-            return Err(StageError::BadRecord(format!("outcome of {:?} arrived but no such intent is in flight", release.intent_id)));
+        let intent = match cx.view.get(&pend)? {
+            Some(StateValue::Intent(bytes)) => pipeline::decode_intent(&release.intent_id, &bytes)?,
+            // Cannot happen while outcomes travel with the reservations; if it
+            // does, the outcome still counts, from what the decision says.
+            _ => {
+                tracing::warn!(intent_id = %release.intent_id, "outcome of an intent not in flight");
+                SendIntent {
+                    intent_id: d.intent_id.clone(),
+                    tenant: d.tenant.clone(),
+                    sender: d.sender.clone(),
+                    recipient: d.recipient.clone(),
+                    class: IntentClass::Outbound,
+                    template_id: None,
+                    content_hash: None,
+                    thread_id: None,
+                    requires_approval: false,
+                    requested_at_ms: 0,
+                }
+            }
         };
         cx.view.delete(&pend);
-        let intent = pipeline::decode_intent(&release.intent_id, &bytes)?;
         if d.status == DecisionStatus::Allowed {
             // The send counts toward the signal denominator.
             let domain = domain_of(&intent.sender).to_string();
@@ -478,7 +500,7 @@ impl Stage for SenderStage {
             }
             CommandKind::Approve | CommandKind::Reject => self.on_held_command(cx, cmd),
             CommandKind::AddRestriction | CommandKind::LiftRestriction => {
-                let key = keys::restriction(&cmd.target);
+                let key = keys::restriction(&cmd.tenant, &cmd.target);
                 if cmd.kind == CommandKind::LiftRestriction {
                     cx.view.delete(&key);
                     return Ok(());

@@ -5,7 +5,8 @@ use super::keys;
 use super::pipeline::Cx;
 use crate::clock::{window_end, window_start};
 use crate::model::{DecisionStatus, Undo, UndoKind, Usage};
-use crate::policy::{BreachAction, EffectivePolicy, Limit};
+use crate::policy::{BreachAction, Limit};
+use chrono_tz::Tz;
 use crate::state::{StateValue, StoreError, WindowCounter};
 
 /// One window an intent was checked against.
@@ -22,16 +23,18 @@ pub struct WindowCheck {
 }
 
 impl WindowCheck {
-    /// Loads the current window's counter of `scope` for `limit`.
-    pub fn load(cx: &Cx<'_, '_>, policy: &EffectivePolicy, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
+    /// Loads the current window's counter of `scope` for `limit`. `tz` is
+    /// the zone of the scope that owns the counter (a shared counter must
+    /// not see its windows move with the zone of whoever sends).
+    pub fn load(cx: &Cx<'_, '_>, tz: Tz, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
         let w = limit.key.window;
         let key = keys::counter(&scope, counter_name, w.as_str());
-        let start = window_start(w, policy.tz, cx.now);
+        let start = window_start(w, tz, cx.now);
         let counter = match cx.view.get(&key)? {
             Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
             _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
         };
-        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, policy.tz, cx.now), reason })
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, tz, cx.now), reason })
     }
 
     fn breached(&self) -> bool {
@@ -73,8 +76,18 @@ pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserv
 
 /// Whether every breached window could still fit once the reservations in
 /// flight resolve (so waiting, rather than deferring, is the honest answer).
-pub fn waiting_on_in_flight(checks: &[WindowCheck]) -> bool {
-    checks.iter().filter(|c| c.breached()).all(WindowCheck::could_fit)
+pub fn waiting_on_in_flight(checks: &[WindowCheck], approved: bool) -> bool {
+    checks.iter().filter(|c| c.breached() && binds(c, approved)).all(WindowCheck::could_fit)
+}
+
+/// Whether a breach of this window stops the intent (alert-only never does;
+/// hold does not once an operator approved).
+fn binds(c: &WindowCheck, approved: bool) -> bool {
+    match c.limit.on_breach {
+        BreachAction::Defer => true,
+        BreachAction::Hold => !approved,
+        BreachAction::Alert => false,
+    }
 }
 
 /// The verdict of a set of windows: None = allow.
@@ -98,7 +111,8 @@ pub fn judge(checks: &[WindowCheck], approved: bool) -> Option<(DecisionStatus, 
 pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, intent_id: &str) -> Vec<Undo> {
     let mut undo = Vec::with_capacity(checks.len());
     for c in checks.iter_mut() {
-        let over = c.breached();
+        // Over an alert-only limit by confirmed sends, not by ones in flight.
+        let over = c.limit.on_breach == BreachAction::Alert && !c.could_fit();
         c.counter.count += 1;
         let sender = cx.kind == super::StageKind::Sender;
         if sender {
@@ -151,9 +165,9 @@ pub fn quota_alerts(cx: &mut Cx<'_, '_>, scope: &str, window: &str, counter: &mu
 }
 
 /// Counts one unit in a window that has no limit (replies).
-pub fn count_uncapped(cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, scope: &str, counter_name: &str, window: crate::clock::Window) -> Result<Undo, StoreError> {
+pub fn count_uncapped(cx: &mut Cx<'_, '_>, tz: Tz, scope: &str, counter_name: &str, window: crate::clock::Window) -> Result<Undo, StoreError> {
     let key = keys::counter(scope, counter_name, window.as_str());
-    let start = window_start(window, policy.tz, cx.now);
+    let start = window_start(window, tz, cx.now);
     let mut c = match cx.view.get(&key)? {
         Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
         _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
@@ -163,7 +177,7 @@ pub fn count_uncapped(cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, scope: &str
         c.pending += 1;
     }
     if c.count == 1 {
-        cx.expire_at(window_end(window, policy.tz, cx.now), &key, Some(start));
+        cx.expire_at(window_end(window, tz, cx.now), &key, Some(start));
     }
     cx.view.put(&key, StateValue::Counter(c));
     Ok(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: start, limit: 0 })

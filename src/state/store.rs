@@ -86,7 +86,10 @@ impl BaseStore for MemStore {
 pub struct Overlay {
     /// Ordered, so that a prefix scan of the overlay is a range query.
     index: BTreeMap<Vec<u8>, usize>,
+    /// (key, value or tombstone); a slot no longer in the index was rolled back.
     entries: Vec<(Vec<u8>, Option<StateValue>)>,
+    /// The current record's writes: (key, what the overlay held before, if anything).
+    journal: Vec<(Vec<u8>, Option<Option<StateValue>>)>,
 }
 
 impl Overlay {
@@ -95,19 +98,39 @@ impl Overlay {
     }
     fn set(&mut self, key: &[u8], value: Option<StateValue>) {
         match self.index.get(key) {
-            Some(&i) => self.entries[i].1 = value,
+            Some(&i) => {
+                let before = std::mem::replace(&mut self.entries[i].1, value);
+                self.journal.push((key.to_vec(), Some(before)));
+            }
             None => {
                 self.index.insert(key.to_vec(), self.entries.len());
                 self.entries.push((key.to_vec(), value));
+                self.journal.push((key.to_vec(), None));
+            }
+        }
+    }
+    /// Undoes the current record's writes.
+    fn rollback(&mut self) {
+        while let Some((key, before)) = self.journal.pop() {
+            match before {
+                Some(v) => {
+                    if let Some(&i) = self.index.get(&key) {
+                        self.entries[i].1 = v;
+                    }
+                }
+                None => {
+                    self.index.remove(&key);
+                }
             }
         }
     }
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
     fn take(&mut self) -> Vec<(Vec<u8>, Option<StateValue>)> {
-        self.index.clear();
-        std::mem::take(&mut self.entries)
+        let index = std::mem::take(&mut self.index);
+        self.journal.clear();
+        std::mem::take(&mut self.entries).into_iter().enumerate().filter(|(i, (k, _))| index.get(k) == Some(i)).map(|(_, e)| e).collect()
     }
 }
 
@@ -167,6 +190,21 @@ impl StageStore {
             self.base.write(batch)?;
         }
         Ok(())
+    }
+
+    /// A record begins: its writes can be undone alone (see `rollback_record`).
+    pub fn begin_record(&mut self, partition: i32) {
+        if let Some(o) = self.overlays.get_mut(&partition) {
+            o.journal.clear();
+        }
+    }
+
+    /// The record could not be acted on (a dead letter): undo its writes,
+    /// so none of it takes effect.
+    pub fn rollback_record(&mut self, partition: i32) {
+        if let Some(o) = self.overlays.get_mut(&partition) {
+            o.rollback();
+        }
     }
 
     /// The transaction aborted: forget everything it wrote.

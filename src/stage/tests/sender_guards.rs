@@ -307,3 +307,77 @@ fn the_same_log_gives_byte_identical_decisions() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn alert_ids_are_unique_across_an_intents_evaluation_and_outcome() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = {{ max = 1, on_breach = \"alert\" }}, \"mailbox.outbound.day\" = 2, \"sender_domain.outbound.hour\" = \"off\", \"sender_domain.outbound.day\" = \"off\" }}"));
+    h.send_outbound(now, "a1", "ana@acme.com", &to(1));
+    h.send_outbound(now + 1, "a2", "ana@acme.com", &to(2));
+    let kinds: Vec<&str> = h.d.alerts.iter().map(|a| a.kind.as_str()).collect();
+    assert!(kinds.contains(&"limit_exceeded_allowed") && kinds.contains(&"quota_80"), "{kinds:?}");
+    let ids: std::collections::HashSet<&str> = h.d.alerts.iter().map(|a| a.alert_id.as_str()).collect();
+    assert_eq!(ids.len(), h.d.alerts.len(), "{:?}", h.d.alerts.iter().map(|a| &a.alert_id).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_shared_counter_keeps_its_windows_whatever_the_senders_zone() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "tenant:acme", &format!("{QUIET}\nlimits = {{ \"sender_domain.outbound.day\" = 2, \"mailbox.outbound.day\" = \"off\", \"mailbox.outbound.hour\" = \"off\", \"sender_domain.outbound.hour\" = \"off\" }}"));
+    h.policy(now, "mailbox:ana@acme.com", "timezone = \"Europe/Berlin\"");
+    let allowed = (0..10).filter(|i| h.send_outbound(now + 1 + i, &format!("z{i}"), if i % 2 == 0 { "ana@acme.com" } else { "bo@acme.com" }, &to(*i as usize)).status == DecisionStatus::Allowed).count();
+    assert_eq!(allowed, 2, "the sender domain's day cap holds across mailboxes in other zones");
+}
+
+#[test]
+fn a_resubmission_long_after_the_first_gets_exactly_one_final_decision() {
+    let mut h = H::with(SenderConfig { idempotency_retention_ms: 3_600_000 });
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 10 }}"));
+    let mut a = intent("A", "ana@acme.com", "r@corp.example", IntentClass::Outbound);
+    a.template_id = Some("t".into());
+    let mut x = a.clone();
+    x.intent_id = "X".into();
+    assert_eq!(h.send(now, &a).status, DecisionStatus::Allowed);
+    assert_eq!(h.send(now + 60_000, &x).reason, "recipient_cooldown");
+    // Resubmitted just before the first submission's retention ends, with
+    // another record right after it.
+    h.d.intent(&x, now + 60_000 + 3_600_000 - 1);
+    h.d.intent(&intent("Y", "bo@acme.com", "q@corp2.example", IntentClass::Outbound), now + 60_000 + 3_600_000);
+    h.d.run();
+    assert!(h.d.refused.is_empty(), "{:?}", h.d.refused);
+    assert_eq!(h.d.decisions.iter().filter(|d| d.intent_id == "X" && d.status == DecisionStatus::Allowed).count(), 1);
+    let again = h.send(now + 2 * 3_600_000, &x);
+    assert!(again.replayed, "the final decision is remembered: {again:?}");
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 2);
+}
+
+#[test]
+fn restrictions_belong_to_the_tenant_that_set_them() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    let mut deny = command(CommandKind::AddRestriction, "domain:shared.example");
+    deny.tenant = "globex".into();
+    h.command(now, &deny);
+    assert_eq!(h.send_outbound(now + 1, "t1", "ana@shared.example", &to(1)).status, DecisionStatus::Allowed, "acme is not restricted by globex");
+    let mut other = intent("t2", "ana@shared.example", &to(2), IntentClass::Outbound);
+    other.tenant = "globex".into();
+    assert_eq!(h.send(now + 2, &other).reason, "sender_restricted");
+}
+
+#[test]
+fn a_stage_record_that_cannot_be_acted_on_changes_no_state() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    // Approving an intent that is not held is refused (a dead letter)...
+    let mut approve = command(CommandKind::Approve, "nothing-held");
+    approve.sender = Some("ana@acme.com".into());
+    h.command(now + 1, &approve);
+    assert!(h.d.refused.iter().any(|r| r.stage == "sender"));
+    // ...and everything goes on as before.
+    assert_eq!(h.send_outbound(now + 2, "after", "ana@acme.com", &to(1)).status, DecisionStatus::Allowed);
+}
