@@ -71,6 +71,7 @@ impl TestEnv {
             .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
             .env("SENDGATE_STATE_DIR", &self.cfg.state_dir)
             .env("SENDGATE_METRICS_ADDR", "")
+            .env("SENDGATE_API_ADDR", &self.cfg.api_addr)
             .env("SENDGATE_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -289,4 +290,31 @@ pub fn assert_one_decision_per_intent(all: &[Decision], n: usize) {
 
 pub fn command(kind: CommandKind, target: &str) -> Command {
     Command { operator: Some("test".into()), ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}")) }
+}
+
+/// A free local port (for the API of a test's processor).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 request to 127.0.0.1; (status, body). Retries the connect
+/// while the processor starts.
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "cannot connect to {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
