@@ -76,6 +76,9 @@ enum Cmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// What a running processor would decide now for intents (JSON lines or
+    /// a JSON array, from FILE or stdin), and why; reserves nothing.
+    Simulate { file: Option<PathBuf> },
     /// Replay the recorded inputs under a candidate policy file and report
     /// how the decisions would change. Writes to no topic.
     Backtest {
@@ -230,6 +233,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
         Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show } } => {

@@ -69,6 +69,14 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     env.send_intents(&[intent("u-3", "bo@acme.com", "d@corp.example")]);
     assert_eq!(env.await_decisions(&["u-3".into()], WAIT)["u-3"].status, DecisionStatus::Allowed);
 
+    // The same from the command line.
+    let file = env.dir.path().join("intents.jsonl");
+    std::fs::write(&file, "{\"intent_id\":\"sim-3\",\"tenant\":\"acme\",\"sender\":\"ana@acme.com\",\"recipient\":\"e@corp.example\",\"class\":\"OUTBOUND\"}\n").unwrap();
+    let (ok, out, err) = env.cli(&["simulate", file.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.starts_with("sim-3 DEFERRED hourly_limit_exceeded"), "{out}");
+    assert!(out.contains("window") && out.contains("mailbox:ana@acme.com hour"), "{out}");
+
     // Bad requests say what to fix.
     let (status, body) = http(&addr, "GET", "/v1/usage", "");
     assert_eq!(status, 400);

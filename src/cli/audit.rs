@@ -135,3 +135,52 @@ pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to
     }
     Ok(())
 }
+
+/// `sendgate simulate [FILE]`: intents (JSON lines, or one JSON array) sent
+/// to a running processor's API; prints each decision and its checks.
+pub fn simulate(cfg: &Config, file: Option<&std::path::Path>) -> Result<(), String> {
+    use std::io::Read;
+    if cfg.api_addr.is_empty() {
+        return Err("api_addr is empty: set SENDGATE_API_ADDR to the processor's API (e.g. 127.0.0.1:9465)".into());
+    }
+    let mut text = String::new();
+    match file {
+        Some(f) => text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+        None => {
+            std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
+        }
+    }
+    let trimmed = text.trim();
+    let body = if trimmed.starts_with('[') {
+        trimmed.to_string()
+    } else {
+        let lines: Vec<&str> = trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        format!("[{}]", lines.join(","))
+    };
+    let (status, reply) = http_request(&cfg.api_addr, "POST", "/v1/simulate", &body)?;
+    if status != 200 {
+        return Err(format!("the processor refused the simulation ({status}): {reply}"));
+    }
+    let results: Vec<serde_json::Value> = serde_json::from_str(&reply).map_err(|e| format!("unexpected reply: {e}"))?;
+    for r in results {
+        let d = &r["decision"];
+        println!("{} {} {}{}", d["intent_id"].as_str().unwrap_or(""), d["status"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""), d["retry_at_ms"].as_i64().map(|t| format!(" (retry at {})", crate::clock::format_ms(t))).unwrap_or_default());
+        for c in r["checks"].as_array().into_iter().flatten() {
+            println!("  {:<16} {:<15} {:<30} {}", c["stage"].as_str().unwrap_or(""), c["check"].as_str().unwrap_or(""), c["outcome"].as_str().unwrap_or(""), c["detail"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+/// One plain HTTP/1.1 request to the processor's API; (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("cannot reach the processor's API at {addr}: {e} (is `sendgate run` running with this api_addr?)"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}

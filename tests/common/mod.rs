@@ -181,6 +181,7 @@ impl TestEnv {
             .env("SENDGATE_BOOTSTRAP", &self.cfg.bootstrap)
             .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
             .env("SENDGATE_LOG", "warn")
+            .env("SENDGATE_API_ADDR", &self.cfg.api_addr)
             .output()
             .expect("run sendgate");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -300,21 +301,14 @@ pub fn free_port() -> u16 {
 /// One HTTP/1.1 request to 127.0.0.1; (status, body). Retries the connect
 /// while the processor starts.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(addr) {
-            Ok(s) => break s,
+    loop {
+        match sendgate::cli::audit::http_request(addr, method, path, body) {
+            Ok(r) => return r,
             Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "cannot connect to {addr}: {e}");
+                assert!(std::time::Instant::now() < deadline, "{e}");
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-    };
-    write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    }
 }
