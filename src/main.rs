@@ -76,6 +76,20 @@ enum Cmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Publish a reproducible workload: N intents and delivery events with
+    /// skewed (Zipf) senders and recipients, from a fixed seed.
+    Load {
+        #[arg(long, default_value_t = 100_000)]
+        intents: u64,
+        /// Delivery events per intent (0 to 1).
+        #[arg(long, default_value_t = 0.5)]
+        events_per_intent: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        deadline_secs: u64,
+    },
     /// What a running processor would decide now for intents (JSON lines or
     /// a JSON array, from FILE or stdin), and why; reserves nothing.
     Simulate { file: Option<PathBuf> },
@@ -233,6 +247,10 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Load { intents, events_per_intent, seed, deadline_secs } => {
+            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), ..Default::default() };
+            sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
+        }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
         Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),

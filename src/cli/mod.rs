@@ -7,4 +7,5 @@ pub mod collect;
 pub mod demo;
 pub mod json_input;
 pub mod kafka_io;
+pub mod load;
 pub mod ops;
