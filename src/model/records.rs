@@ -279,6 +279,24 @@ pub struct InputRecord<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl SendIntent {
+    /// An intent with no optional field set.
+    pub fn new(intent_id: &str, tenant: &str, sender: &str, recipient: &str, class: IntentClass) -> SendIntent {
+        SendIntent {
+            intent_id: intent_id.into(),
+            tenant: tenant.into(),
+            sender: sender.into(),
+            recipient: recipient.into(),
+            class,
+            template_id: None,
+            content_hash: None,
+            thread_id: None,
+            requires_approval: false,
+            requested_at_ms: 0,
+        }
+    }
+}
+
 impl Command {
     /// An operator command with no optional field set.
     pub fn new(kind: CommandKind, tenant: &str, target: &str, command_id: String) -> Command {

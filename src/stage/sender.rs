@@ -434,18 +434,7 @@ impl Stage for SenderStage {
             // does, the outcome still counts, from what the decision says.
             _ => {
                 tracing::warn!(intent_id = %release.intent_id, "outcome of an intent not in flight");
-                SendIntent {
-                    intent_id: d.intent_id.clone(),
-                    tenant: d.tenant.clone(),
-                    sender: d.sender.clone(),
-                    recipient: d.recipient.clone(),
-                    class: IntentClass::Outbound,
-                    template_id: None,
-                    content_hash: None,
-                    thread_id: None,
-                    requires_approval: false,
-                    requested_at_ms: 0,
-                }
+                SendIntent::new(&d.intent_id, &d.tenant, &d.sender, &d.recipient, IntentClass::Outbound)
             }
         };
         cx.view.delete(&pend);

@@ -245,18 +245,7 @@ impl Drop for TestEnv {
 }
 
 pub fn intent(id: &str, sender: &str, recipient: &str) -> SendIntent {
-    SendIntent {
-        intent_id: id.into(),
-        tenant: "acme".into(),
-        sender: sender.into(),
-        recipient: recipient.into(),
-        class: IntentClass::Outbound,
-        template_id: None,
-        content_hash: None,
-        thread_id: None,
-        requires_approval: false,
-        requested_at_ms: 0,
-    }
+    SendIntent::new(id, "acme", sender, recipient, IntentClass::Outbound)
 }
 
 pub fn hard_bounce(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {

@@ -22,18 +22,7 @@ pub fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
 }
 
 pub fn intent(id: &str, sender: &str, recipient: &str, class: IntentClass) -> SendIntent {
-    SendIntent {
-        intent_id: id.into(),
-        tenant: "acme".into(),
-        sender: sender.into(),
-        recipient: recipient.into(),
-        class,
-        template_id: None,
-        content_hash: None,
-        thread_id: None,
-        requires_approval: false,
-        requested_at_ms: 0,
-    }
+    SendIntent::new(id, "acme", sender, recipient, class)
 }
 
 pub fn event(sender: &str, recipient: &str, kind: DeliveryKind, smtp_code: Option<i32>) -> DeliveryEvent {
