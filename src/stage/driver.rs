@@ -285,9 +285,4 @@ impl Driver {
         }
         out
     }
-
-    /// The last decision taken on an intent.
-    pub fn decision(&self, intent_id: &str) -> Option<&Decision> {
-        self.decisions.iter().rev().find(|d| d.intent_id == intent_id)
-    }
 }
