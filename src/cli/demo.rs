@@ -93,7 +93,7 @@ signals = {{ min_volume = 100 }}
     // 2. A retry loop: the same follow-up to the same person, 50 times.
     let retries: Vec<(String, SendIntent)> = (0..50)
         .map(|i| {
-            let mut it = intent(format!("demo-{run}-retry-{i}"), &looper, "cfo@prospect.example".into());
+            let mut it = intent(format!("demo-{run}-retry-{i}"), &looper, format!("cfo-{run}@prospect.example"));
             it.content_hash = Some("follow-up-v1".into());
             (looper.clone(), it)
         })
@@ -106,7 +106,7 @@ signals = {{ min_volume = 100 }}
 
     // 3. A bad lead list: 120 sends from one domain, then hard bounces.
     let senders: Vec<String> = (0..4).map(|i| format!("rep{i}@{bouncy_domain}")).collect();
-    let batch: Vec<(String, SendIntent)> = (0..120).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-list-{i}"), &senders[i % 4], format!("contact{i}@old-list.example")))).collect();
+    let batch: Vec<(String, SendIntent)> = (0..120).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-list-{i}"), &senders[i % 4], format!("contact{i}-{run}@old-list.example")))).collect();
     println!("\nsending 120 intents from {bouncy_domain}, then 7 hard bounces (5.8%)...");
     send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &batch)).await?;
     let ids: HashSet<String> = batch.iter().map(|(_, i)| i.intent_id.clone()).collect();
@@ -114,7 +114,7 @@ signals = {{ min_volume = 100 }}
     summarise(&format!("decisions for {bouncy_domain} before the bounces:"), &list);
     let bounces: Vec<(String, DeliveryEvent)> = (0..7)
         .map(|i| {
-            (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0 })
+            (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}-{run}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0 })
         })
         .collect();
     send(&producer, &topo.full("delivery"), encode_all(RecordType::DeliveryEvent, &bounces)).await?;
@@ -130,7 +130,7 @@ signals = {{ min_volume = 100 }}
     if !paused {
         return Err("the sender domain was not paused within 30 s".into());
     }
-    let more: Vec<(String, SendIntent)> = (0..10).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-more-{i}"), &senders[i % 4], format!("next{i}@old-list.example")))).collect();
+    let more: Vec<(String, SendIntent)> = (0..10).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-more-{i}"), &senders[i % 4], format!("next{i}-{run}@old-list.example")))).collect();
     send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &more)).await?;
     let ids: HashSet<String> = more.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let after = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
