@@ -78,6 +78,9 @@ impl RecordType {
 
 struct Compiled {
     schema: Schema,
+    /// Decodes the current schema with its named types resolved once (the
+    /// library's plain decode resolves them on every call).
+    reader: apache_avro::GenericSingleObjectReader,
     fingerprint: [u8; 8],
     /// The schema names a type defined in another of its fields.
     has_references: bool,
@@ -111,7 +114,8 @@ fn registry() -> &'static Registry {
                         older.push((fp, old));
                     }
                 }
-                (*t, Compiled { schema, fingerprint, has_references, older })
+                let reader = apache_avro::GenericSingleObjectReader::new(schema.clone()).unwrap_or_else(|e| panic!("schema {} has no single-object reader: {e}", t.file()));
+                (*t, Compiled { schema, reader, fingerprint, has_references, older })
             })
             .collect();
         Registry { types }
@@ -169,6 +173,11 @@ pub enum CodecError {
     Encode(&'static str, String),
 }
 
+thread_local! {
+    /// Writers for schemas with named-type references, one per type per thread.
+    static WRITERS: std::cell::RefCell<Vec<(RecordType, apache_avro::GenericSingleObjectWriter)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub fn encode<T: Serialize>(t: RecordType, value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(128);
     encode_into(t, value, &mut out)?;
@@ -181,10 +190,22 @@ pub fn encode_into<T: Serialize>(t: RecordType, value: &T, out: &mut Vec<u8>) ->
     out.extend_from_slice(&c.fingerprint);
     if c.has_references {
         // The direct serializer cannot follow a reference to a type defined
-        // elsewhere in the schema; the value path resolves them.
+        // elsewhere in the schema; the value path resolves them, with the
+        // schema resolved once per thread.
         let v = apache_avro::to_value(value).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
-        let bytes = apache_avro::to_avro_datum(&c.schema, v).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
-        out.extend_from_slice(&bytes);
+        out.truncate(out.len() - HEADER_LEN);
+        return WRITERS.with(|w| {
+            let mut w = w.borrow_mut();
+            let writer = match w.iter_mut().position(|(rt, _)| *rt == t) {
+                Some(i) => &mut w[i].1,
+                None => {
+                    let gw = apache_avro::GenericSingleObjectWriter::new_with_capacity(&c.schema, 1024).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+                    w.push((t, gw));
+                    &mut w.last_mut().expect("just pushed").1
+                }
+            };
+            writer.write_value_ref(&v, out).map(|_| ()).map_err(|e| CodecError::Encode(t.name(), e.to_string()))
+        });
     } else {
         apache_avro::write_avro_datum_ref(&c.schema, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
     }
@@ -199,7 +220,10 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
     }
     let mut reader = &bytes[HEADER_LEN..];
     let value = if bytes[2..HEADER_LEN] == c.fingerprint {
-        apache_avro::from_avro_datum(&c.schema, &mut reader, None)
+        let mut whole = bytes;
+        let v = c.reader.read_value(&mut whole);
+        reader = whole;
+        v
     } else if let Some((_, writer)) = c.older.iter().find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..]) {
         // Written by an earlier release: resolve to the current schema.
         apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))

@@ -26,9 +26,14 @@ pub fn parked(seq: i64) -> Vec<u8> {
     format!("park/{:016}", seq.max(0)).into_bytes()
 }
 
-/// (number parked now, next sequence number) of a partition.
+/// Of a partition's parked intents: how many, the next sequence number, and
+/// the lowest one that may still be there (the queue's head).
 pub const PARKED_COUNT: &[u8] = b"parked-count";
 pub const PARKED_SEQ: &[u8] = b"parked-seq";
+pub const PARKED_HEAD: &[u8] = b"parked-head";
+
+/// The expiry time the sweep has reached: entries before it are gone.
+pub const EXPIRY_CURSOR: &[u8] = b"expiry-cursor";
 
 pub const EXPIRY_PREFIX: &[u8] = b"exp/";
 

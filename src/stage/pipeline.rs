@@ -175,6 +175,8 @@ impl Cx<'_, '_> {
     /// Adds an expiry index entry: at `at_ms`, `key` is deleted if its value
     /// still carries `stamp` (None: whatever it holds).
     pub fn expire_at(&mut self, at_ms: i64, key: &[u8], stamp: Option<i64>) {
+        // Never behind the sweep (which is never ahead of now).
+        let at_ms = at_ms.max(self.now);
         let v = match stamp {
             Some(s) => StateValue::Clock(s),
             None => StateValue::Marker,
@@ -292,11 +294,19 @@ fn stamp_of(v: &StateValue) -> Option<i64> {
 }
 
 fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
-    for entry in view.scan(keys::EXPIRY_PREFIX, EXPIRY_SWEEP_MAX)? {
+    // Entries go in time order: start at the time the sweep reached, never
+    // walking over what it already removed.
+    let cursor = match view.get(keys::EXPIRY_CURSOR)? {
+        Some(StateValue::Clock(t)) => t,
+        _ => 0,
+    };
+    let mut reached = cursor;
+    for entry in view.scan_from(keys::EXPIRY_PREFIX, &keys::expiry(cursor, b""), EXPIRY_SWEEP_MAX)? {
         let Some((at, key)) = keys::parse_expiry(&entry) else { continue };
         if at > now {
             break;
         }
+        reached = at;
         let stamp = match view.get(&entry)? {
             Some(StateValue::Clock(s)) => Some(s),
             _ => None,
@@ -312,6 +322,9 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
         if expired {
             view.delete(&key);
         }
+    }
+    if reached != cursor {
+        view.put(keys::EXPIRY_CURSOR, StateValue::Clock(reached));
     }
     Ok(())
 }

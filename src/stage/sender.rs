@@ -236,8 +236,13 @@ impl SenderStage {
         if count == 0 {
             return Ok(());
         }
-        let waiting = cx.view.scan(keys::PARKED_PREFIX, PARK_MAX as usize)?;
+        // A queue: read from its head, never over the entries already taken.
+        let head = clock_value(cx, keys::PARKED_HEAD)?;
+        let waiting = cx.view.scan_from(keys::PARKED_PREFIX, &keys::parked(head), PARK_MAX as usize)?;
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
+        if let Some(seq) = waiting.last().and_then(|k| std::str::from_utf8(&k[keys::PARKED_PREFIX.len()..]).ok()?.parse::<i64>().ok()) {
+            cx.view.put(keys::PARKED_HEAD, StateValue::Clock(seq + 1));
+        }
         let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
         for key in waiting {
             let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };

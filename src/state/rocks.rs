@@ -48,6 +48,18 @@ impl RocksStore {
     }
 }
 
+/// The smallest key greater than every key with this prefix.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
 impl RocksStore {
     /// Keys and values from `start` on, in key order, at most `limit`.
     pub fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
@@ -81,9 +93,15 @@ impl BaseStore for RocksStore {
         self.db.write_opt(wb, &wo).map_err(io)
     }
 
-    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        // Bounded above by the prefix's successor, so the iterator never
+        // walks past the range (over other keys' tombstones).
+        let mut ro = rocksdb::ReadOptions::default();
+        if let Some(upper) = successor(prefix) {
+            ro.set_iterate_upper_bound(upper);
+        }
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator(prefix) {
+        for item in self.db.iterator_opt(rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward), ro) {
             let (k, v) = item.map_err(io)?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;

@@ -34,8 +34,9 @@ pub trait BaseStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Atomically applies puts (Some) and deletes (None).
     fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
-    /// Keys and values with this prefix, in key order, at most `limit`.
-    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Keys and values with this prefix, from `from` (itself under the
+    /// prefix) on, in key order, at most `limit`.
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Removes every key of a partition (state handed to another instance, or wiped).
     fn drop_partition(&self, partition: i32) -> Result<(), StoreError>;
     /// Makes everything written so far durable (clean shutdown).
@@ -66,9 +67,9 @@ impl BaseStore for MemStore {
         }
         Ok(())
     }
-    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let m = self.map.lock().expect("not poisoned");
-        Ok(m.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(m.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
     fn drop_partition(&self, partition: i32) -> Result<(), StoreError> {
         let prefix = full_key(partition, b"");
@@ -264,12 +265,19 @@ impl PartitionView<'_> {
     /// merged with this transaction's writes and deletes. The answer does not
     /// depend on where commits fell, so logic built on it replays exactly.
     pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.scan_from(prefix, prefix, limit)
+    }
+
+    /// As `scan`, from the key `from` on. Keys removed in order (an index
+    /// swept from its start, a queue) should be scanned from a cursor past
+    /// them: the store then never walks over their tombstones.
+    pub fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let overlay = self.store.overlays.get(&self.partition);
         let in_overlay: Vec<(&Vec<u8>, bool)> = overlay
-            .map(|o| o.index.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, &i)| (k, o.entries[i].1.is_some())).collect())
+            .map(|o| o.index.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, &i)| (k, o.entries[i].1.is_some())).collect())
             .unwrap_or_default();
         let deleted = in_overlay.iter().filter(|(_, live)| !live).count();
-        let rows = self.store.base.scan(&full_key(self.partition, prefix), limit.saturating_add(deleted))?;
+        let rows = self.store.base.scan(&full_key(self.partition, prefix), &full_key(self.partition, from), limit.saturating_add(deleted))?;
         let mut keys: std::collections::BTreeSet<Vec<u8>> = rows.into_iter().map(|(k, _)| k[4..].to_vec()).collect();
         for (k, live) in in_overlay {
             if live {
@@ -310,11 +318,11 @@ impl BaseStore for CopyOnWrite {
         }
         Ok(())
     }
-    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let local = self.local.lock().expect("not poisoned");
-        let deleted = local.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).filter(|(_, v)| v.is_none()).count();
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.shared.scan(prefix, limit.saturating_add(deleted))?.into_iter().collect();
-        for (k, v) in local.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        let deleted = local.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.shared.scan(prefix, from, limit.saturating_add(deleted))?.into_iter().collect();
+        for (k, v) in local.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
                 None => merged.remove(k),
