@@ -19,18 +19,27 @@ pub fn pending_intent(intent_id: &str) -> Vec<u8> {
     format!("pend/{intent_id}").into_bytes()
 }
 
-/// Intents waiting for in-flight reservations to resolve, in arrival order.
+/// Intents waiting for the in-flight reservations of one window counter,
+/// in arrival order: `park/{counter key}/{seq}`.
 pub const PARKED_PREFIX: &[u8] = b"park/";
 
-pub fn parked(seq: i64) -> Vec<u8> {
-    format!("park/{:016}", seq.max(0)).into_bytes()
+pub fn parked_on(counter: &str) -> Vec<u8> {
+    format!("park/{counter}/").into_bytes()
 }
 
-/// Of a partition's parked intents: how many, the next sequence number, and
-/// the lowest one that may still be there (the queue's head).
+pub fn parked(counter: &str, seq: i64) -> Vec<u8> {
+    format!("park/{counter}/{:016}", seq.max(0)).into_bytes()
+}
+
+/// The lowest sequence number that may still wait on a counter (the head
+/// of its queue).
+pub fn parked_head(counter: &str) -> Vec<u8> {
+    format!("parkhead/{counter}").into_bytes()
+}
+
+/// Of a partition's parked intents: how many, and the next sequence number.
 pub const PARKED_COUNT: &[u8] = b"parked-count";
 pub const PARKED_SEQ: &[u8] = b"parked-seq";
-pub const PARKED_HEAD: &[u8] = b"parked-head";
 
 /// The expiry time the sweep has reached: entries before it are gone.
 pub const EXPIRY_CURSOR: &[u8] = b"expiry-cursor";

@@ -181,8 +181,11 @@ impl SenderStage {
             // Full only because of intents still in flight, which a later
             // stage may yet release: wait for their outcome rather than
             // defer an intent that would fit.
-            if windows::waiting_on_in_flight(&checks, approved) && self.park(cx, intent, approved)? {
-                return Ok(());
+            if let Some(c) = windows::waiting_on_in_flight(&checks, approved) {
+                let counter = String::from_utf8_lossy(&c.key).into_owned();
+                if self.park(cx, intent, approved, &counter)? {
+                    return Ok(());
+                }
             }
             self.decide_here(cx, intent, status, reason, retry, usage_before, v);
             return Ok(());
@@ -212,7 +215,7 @@ impl SenderStage {
 
     /// Keeps an intent until the reservations in flight resolve. False when
     /// the partition already keeps as many as it may.
-    fn park(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<bool, StoreError> {
+    fn park(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool, counter: &str) -> Result<bool, StoreError> {
         let count = clock_value(cx, keys::PARKED_COUNT)?;
         if count >= PARK_MAX {
             return Ok(false);
@@ -221,7 +224,7 @@ impl SenderStage {
         let mut env = StageEnvelope::new(cx.log_time_ms, cx.source.clone());
         env.hop = Some(IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route: Vec::new(), reservations: Vec::new() });
         let bytes = codec::encode(RecordType::StageEnvelope, &env).expect("an envelope always fits its schema");
-        cx.view.put(&keys::parked(seq), StateValue::Parked(bytes));
+        cx.view.put(&keys::parked(counter, seq), StateValue::Parked(bytes));
         cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
         // A resubmission meanwhile is told the decision is pending.
@@ -229,20 +232,41 @@ impl SenderStage {
         Ok(true)
     }
 
-    /// An outcome came back: decide the parked intents again, oldest first,
-    /// each at its own origin and under the state as it is now.
-    fn unpark(&self, cx: &mut Cx<'_, '_>) -> Result<(), StageError> {
-        let count = clock_value(cx, keys::PARKED_COUNT)?;
-        if count == 0 {
+    /// An outcome settled the reservations of some counters: the intents
+    /// parked on them may now be decided. A released reservation frees one
+    /// place: the oldest waiting intent is decided again. When nothing is in
+    /// flight any more, or what is confirmed already fills the window, no
+    /// waiting intent can be helped by waiting: they are all decided again.
+    fn unpark(&self, cx: &mut Cx<'_, '_>, release: &Release, confirmed: bool) -> Result<(), StageError> {
+        if clock_value(cx, keys::PARKED_COUNT)? == 0 {
             return Ok(());
         }
-        // A queue: read from its head, never over the entries already taken.
-        let head = clock_value(cx, keys::PARKED_HEAD)?;
-        let waiting = cx.view.scan_from(keys::PARKED_PREFIX, &keys::parked(head), PARK_MAX as usize)?;
-        cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
-        if let Some(seq) = waiting.last().and_then(|k| std::str::from_utf8(&k[keys::PARKED_PREFIX.len()..]).ok()?.parse::<i64>().ok()) {
-            cx.view.put(keys::PARKED_HEAD, StateValue::Clock(seq + 1));
+        for u in release.undo.iter().filter(|u| u.kind == UndoKind::Counter) {
+            let (pending, confirmed_count) = match cx.view.get(u.key.as_bytes())? {
+                Some(StateValue::Counter(c)) => (c.pending, c.count - c.pending as i64),
+                _ => (0, 0),
+            };
+            let all = pending == 0 || (u.limit > 0 && confirmed_count >= u.limit);
+            if !all && confirmed {
+                continue;
+            }
+            self.decide_parked(cx, &u.key, if all { PARK_MAX as usize } else { 1 })?;
         }
+        Ok(())
+    }
+
+    /// Decides again, oldest first, up to `n` intents parked on a counter,
+    /// each at its own origin and under the state as it is now.
+    fn decide_parked(&self, cx: &mut Cx<'_, '_>, counter: &str, n: usize) -> Result<(), StageError> {
+        // A queue: read from its head, never over the entries already taken.
+        let head_key = keys::parked_head(counter);
+        let head = clock_value(cx, &head_key)?;
+        let waiting = cx.view.scan_from(&keys::parked_on(counter), &keys::parked(counter, head), n)?;
+        let Some(last) = waiting.last() else { return Ok(()) };
+        let last_seq = std::str::from_utf8(last).ok().and_then(|k| k.rsplit('/').next()?.parse::<i64>().ok()).unwrap_or(head);
+        cx.view.put(&head_key, StateValue::Clock(last_seq + 1));
+        let count = clock_value(cx, keys::PARKED_COUNT)?;
+        cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
         let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
         for key in waiting {
             let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };
@@ -456,7 +480,7 @@ impl Stage for SenderStage {
             cx.view.put(&key, StateValue::Signals(ring));
         }
         self.record_outcome(cx, &intent, d);
-        self.unpark(cx)
+        self.unpark(cx, release, d.status == DecisionStatus::Allowed)
     }
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {

@@ -76,8 +76,12 @@ pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserv
 
 /// Whether every breached window could still fit once the reservations in
 /// flight resolve (so waiting, rather than deferring, is the honest answer).
-pub fn waiting_on_in_flight(checks: &[WindowCheck], approved: bool) -> bool {
-    checks.iter().filter(|c| c.breached() && binds(c, approved)).all(WindowCheck::could_fit)
+/// Returns the counter to wait on (the first binding breach) when every
+/// binding breach could still fit.
+pub fn waiting_on_in_flight(checks: &[WindowCheck], approved: bool) -> Option<&WindowCheck> {
+    let mut binding = checks.iter().filter(|c| c.breached() && binds(c, approved)).peekable();
+    let first = binding.peek().copied();
+    binding.all(WindowCheck::could_fit).then_some(first).flatten()
 }
 
 /// Whether a breach of this window stops the intent (alert-only never does;
