@@ -144,6 +144,9 @@ enum AuditCmd {
         /// How many differences to list.
         #[arg(long, default_value_t = 10)]
         show: usize,
+        /// Also time a plain read of the same records and print the ratio.
+        #[arg(long)]
+        baseline: bool,
     },
     /// Why an intent got its decision: the policy and the rules in force,
     /// every check with its window, used and limit, the check that decided,
@@ -254,8 +257,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
         Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
-        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show } } => {
-            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show })
+        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline } } => {
+            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline })
         }
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {

@@ -71,6 +71,9 @@ pub struct ReplayOptions {
     pub sender: SenderConfig,
     /// How many differences to keep for the report.
     pub keep: usize,
+    /// Also time a plain read of the same stage records (the baseline the
+    /// replay's rate is compared with).
+    pub baseline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +96,8 @@ pub struct ReplayReport {
     pub differences: u64,
     pub first: Vec<Difference>,
     pub elapsed: Duration,
+    /// With `baseline`: the same stage records read without processing.
+    pub raw: Option<(u64, Duration)>,
 }
 
 /// Progress, for a progress line: records read so far, of how many.
@@ -106,9 +111,10 @@ fn source_key(s: &SourceRef) -> Vec<u8> {
 }
 
 pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<ReplayReport, String> {
-    let started = Instant::now();
     let topo = cfg.topology()?;
     let ranges = committed_ranges(cfg)?;
+    let raw = if opts.baseline { Some(raw_read(cfg, &ranges)?) } else { None };
+    let started = Instant::now();
     let total: u64 = ranges.iter().flat_map(|(_, _, r)| r.values()).map(|(s, e)| (e - s).max(0) as u64).sum();
 
     std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
@@ -153,10 +159,36 @@ pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) +
         let mut report = report.into_inner().expect("not poisoned");
         report.stage_records = read.load(Ordering::Relaxed);
         report.elapsed = started.elapsed();
+        report.raw = raw;
         Ok(report)
     })();
     let _ = std::fs::remove_dir_all(&opts.scratch);
     result
+}
+
+/// Reads the stage records as the replay does (a thread per stage) and
+/// does nothing with them: the raw consumer rate of the same records.
+fn raw_read(cfg: &Config, ranges: &[(StageKind, String, HashMap<i32, (i64, i64)>)]) -> Result<(u64, Duration), String> {
+    let started = Instant::now();
+    let n = AtomicU64::new(0);
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for (_, topic, r) in ranges {
+            let (n, errors) = (&n, &errors);
+            s.spawn(move || {
+                if let Err(e) = kafka_io::read_ranges(cfg, topic, r, |_| {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }) {
+                    errors.lock().expect("not poisoned").push(e);
+                }
+            });
+        }
+    });
+    if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
+        return Err(e);
+    }
+    Ok((n.load(Ordering::Relaxed), started.elapsed()))
 }
 
 #[allow(clippy::too_many_arguments)]

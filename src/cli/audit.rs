@@ -12,6 +12,7 @@ pub struct ReplayArgs {
     pub decisions_topic: Option<String>,
     pub scratch: Option<PathBuf>,
     pub show: usize,
+    pub baseline: bool,
 }
 
 pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
@@ -22,6 +23,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         scratch: a.scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-audit-{}", std::process::id()))),
         sender: SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 },
         keep: a.show,
+        baseline: a.baseline,
     };
     let terminal = std::io::stderr().is_terminal();
     let progress = move |p: Progress| {
@@ -44,7 +46,12 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     println!("recorded decisions   {}", report.recorded_decisions);
     println!("decisions compared   {}", report.compared);
     println!("differences          {}", report.differences);
-    println!("time                 {:.1} s ({:.0} stage records/s)", secs, report.stage_records as f64 / secs);
+    let rate = report.stage_records as f64 / secs;
+    println!("time                 {:.1} s ({:.0} stage records/s)", secs, rate);
+    if let Some((n, d)) = report.raw {
+        let raw = n as f64 / d.as_secs_f64().max(1e-9);
+        println!("raw read             {n} records in {:.1} s ({raw:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / raw * 100.0);
+    }
     for d in &report.first {
         let at = format!("{} [{}] @{}", d.source.topic, d.source.partition, d.source.offset);
         if d.missing {
