@@ -202,25 +202,3 @@ mod tests {
         assert!(top > 2_000 / w.mailboxes * 20, "Zipf: the top mailbox sends far more than the average ({top})");
     }
 }
-
-#[cfg(test)]
-mod tmp_probe {
-    #[test]
-    #[ignore]
-    fn probe_driver_speed() {
-        use crate::stage::driver::Driver;
-        use crate::stage::SenderConfig;
-        let w = super::Workload { intents: 20_000, seed: 7, ..super::Workload::default() };
-        let mut d = Driver::new(6, SenderConfig::default());
-        d.policy("default", "business_hours = \"off\"\nwarmup = \"off\"", 1_000);
-        let mut recs = Vec::new();
-        super::generate(&w, |t, k, v| { recs.push((t, k, v)); Ok(()) }).unwrap();
-        let started = std::time::Instant::now();
-        for (i, (t, k, v)) in recs.iter().enumerate() {
-            d.submit_raw(t, Some(k), Some(v), 2_000 + i as i64);
-            if i % 500 == 0 { d.run(); }
-        }
-        d.run();
-        eprintln!("PROBE {} records, {} decisions in {:?}", recs.len(), d.decisions.len(), started.elapsed());
-    }
-}
