@@ -199,6 +199,8 @@ mod tests {
             *per_sender.entry(k.clone()).or_default() += 1;
         }
         let top = per_sender.values().max().copied().unwrap_or(0);
-        assert!(top > 2_000 / w.mailboxes * 20, "Zipf: the top mailbox sends far more than the average ({top})");
+        // Zipf(1.1) over 5,000 mailboxes gives the first about 12 % of the
+        // intents; a uniform spread would give it 0.02 %.
+        assert!(top >= 100, "Zipf: the top mailbox sends at least 5 % of 2,000 intents, got {top}");
     }
 }
