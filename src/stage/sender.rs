@@ -265,6 +265,8 @@ impl SenderStage {
         let Some(last) = waiting.last() else { return Ok(()) };
         let last_seq = std::str::from_utf8(last).ok().and_then(|k| k.rsplit('/').next()?.parse::<i64>().ok()).unwrap_or(head);
         cx.view.put(&head_key, StateValue::Clock(last_seq + 1));
+        // A queue idle for a week holds nothing: its head goes too.
+        cx.expire_at(cx.now + 7 * DAY_MS, &head_key, Some(last_seq + 1));
         let count = clock_value(cx, keys::PARKED_COUNT)?;
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
         let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
