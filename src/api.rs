@@ -127,10 +127,7 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
     let mut signals_out = None;
     let mut paused = None;
     if !domain.is_empty() {
-        let ring = match get(&keys::signals(&domain))? {
-            Some(StateValue::Signals(r)) => r,
-            _ => signals::empty_ring(),
-        };
+        let ring = signals::load(&view, &domain).map_err(|e| e.to_string())?;
         let rates = signals::totals(&ring, now_ms, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
         tier = bt.max(ct);
@@ -160,10 +157,7 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
         for limit in policy.limits_for(class).filter(|l| l.key.scope == scope_kind) {
             let w: Window = limit.key.window;
             let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max } as i64;
-            let used = match get(&keys::counter(&label, class.as_str(), w.as_str()))? {
-                Some(StateValue::Counter(c)) if c.bucket_start_ms == window_start(w, policy.tz, now_ms) => c.count,
-                _ => 0,
-            };
+            let used = view.get_counter(&keys::counter(&label, class.as_str(), w.as_str()), window_start(w, policy.tz, now_ms)).map_err(|e| e.to_string())?.count;
             windows.push(WindowUsage { scope: label.clone(), class: class.as_str(), window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, policy.tz, now_ms) });
         }
     }

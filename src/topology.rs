@@ -100,6 +100,11 @@ impl Topology {
         format!("{}.{}", self.namespace, name)
     }
 
+    /// (full topic name, partitions) of every stage's input topic.
+    pub fn stage_topics(&self) -> std::collections::HashMap<crate::stage::StageKind, (String, i32)> {
+        crate::stage::StageKind::ALL.iter().map(|k| (*k, (self.full(&k.topic()), self.partitions(&k.topic())))).collect()
+    }
+
     pub fn partitions(&self, name: &str) -> i32 {
         self.spec(name).map(|t| t.partitions).unwrap_or(1)
     }

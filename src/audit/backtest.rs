@@ -72,7 +72,7 @@ pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, 
 
 fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let topo = cfg.topology()?;
-    let ingress = Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") };
+    let ingress = Ingress::from_topology(&topo);
     let topics = [ingress.policies.clone(), ingress.commands.clone(), ingress.intents.clone(), ingress.delivery.clone()];
 
     // 1. Every input record, ordered by log time (then control records

@@ -52,6 +52,8 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderCo
     std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let checks: Mutex<BTreeMap<StageKind, Vec<Trace>>> = Mutex::new(BTreeMap::new());
     let documents: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+    // The signal window in force at the decision (hours).
+    let window_hours: Mutex<u32> = Mutex::new(24);
     let events: Mutex<VecDeque<(String, DeliveryKind, i64, String)>> = Mutex::new(VecDeque::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let sender_domain = domain_of(&decision.sender).to_string();
@@ -66,7 +68,7 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderCo
     };
     std::thread::scope(|s| {
         for (kind, topic, r) in &ranges {
-            let (checks, documents, events, errors, decision, scratch, sender, sender_domain) = (&checks, &documents, &events, &errors, &decision, &scratch, &sender, &sender_domain);
+            let (checks, documents, events, errors, decision, scratch, sender, sender_domain, window_hours) = (&checks, &documents, &events, &errors, &decision, &scratch, &sender, &sender_domain, &window_hours);
             let relevant_scopes = &relevant_scopes;
             s.spawn(move || {
                 let log = StageLog { cfg, kind: *kind, topic, ranges: r, scratch, sender, trace: true };
@@ -74,6 +76,10 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderCo
                     if let Some(t) = &step.out.trace {
                         let mine: Vec<Trace> = t.iter().filter(|t| t.intent_id == intent_id).cloned().collect();
                         if !mine.is_empty() {
+                            // The sender stage's last evaluation sets the signal window.
+                            if *kind == StageKind::Sender {
+                                *window_hours.lock().expect("not poisoned") = step.book.resolve(&decision.tenant, sender_domain, &decision.sender, None).signals.window_hours;
+                            }
                             checks.lock().expect("not poisoned").insert(*kind, mine);
                         }
                     }
@@ -117,12 +123,7 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderCo
         .cloned()
         .or_else(|| deciding.and_then(|k| checks.get(&k)).and_then(|ts| ts.iter().find(|t| t.check == "verdict" && t.outcome != "pass")).cloned());
     // Keep only events inside the signal window of the decision.
-    let window_ms: i64 = checks
-        .get(&StageKind::Sender)
-        .and_then(|ts| ts.iter().find(|t| t.check == "signals"))
-        .and_then(|t| t.detail.strip_prefix("last ").and_then(|d| d.split(' ').next()).and_then(|h| h.parse::<i64>().ok()))
-        .unwrap_or(24)
-        * 3_600_000;
+    let window_ms = window_hours.into_inner().expect("not poisoned") as i64 * 3_600_000;
     let signal_events = events.into_inner().expect("not poisoned").into_iter().filter(|(_, _, at, _)| *at > decision.decided_at_ms - window_ms).collect();
     Ok(Explanation { decision, documents: documents.into_inner().expect("not poisoned"), checks, decided_by, signal_events })
 }

@@ -21,7 +21,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         to: a.to.as_deref().map(Bound::parse).transpose()?,
         decisions_topic: a.decisions_topic,
         scratch: a.scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-audit-{}", std::process::id()))),
-        sender: SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 },
+        sender: SenderConfig::from_config(cfg),
         keep: a.show,
         baseline: a.baseline,
     };
@@ -73,7 +73,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
 /// `sendgate audit explain INTENT_ID`.
 pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Result<(), String> {
     let scratch = scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id())));
-    let sender = SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 };
+    let sender = SenderConfig::from_config(cfg);
     let e = crate::audit::explain::explain(cfg, intent_id, scratch, sender)?;
     let d = &e.decision;
     let fmt = crate::clock::format_ms;
@@ -111,7 +111,7 @@ pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to
         from: from.as_deref().map(Bound::parse).transpose()?,
         to: to.as_deref().map(Bound::parse).transpose()?,
         scratch: scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-backtest-{}", std::process::id()))),
-        sender: SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 },
+        sender: SenderConfig::from_config(cfg),
         keep: show,
     };
     let r = crate::audit::backtest::backtest(cfg, &opts)?;

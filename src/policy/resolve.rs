@@ -186,18 +186,25 @@ impl PolicyBook {
         if let Some(p) = self.cache.get(&key) {
             return p.clone();
         }
+        let eff = Arc::new(self.resolve(tenant, sender_domain, mailbox, rd));
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(key, eff.clone());
+        eff
+    }
+
+    /// The effective policy, merged afresh (no cache: for readers that only
+    /// borrow the book).
+    pub fn resolve(&self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> EffectivePolicy {
+        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
         let mut scopes = vec![Scope::Mailbox(mailbox.to_string())];
         if let Some(d) = rd {
             scopes.push(Scope::RecipientDomain(d.to_string()));
         }
         scopes.extend([Scope::SenderDomain(sender_domain.to_string()), Scope::Tenant(tenant.to_string()), Scope::Default]);
         let layers: Vec<&(i64, PolicySpec)> = scopes.iter().filter_map(|s| self.docs.get(s)).collect();
-        let eff = Arc::new(merge(&layers));
-        if self.cache.len() >= CACHE_MAX {
-            self.cache.clear();
-        }
-        self.cache.insert(key, eff.clone());
-        eff
+        merge(&layers)
     }
 
     /// The documents in force, by scope (for `policy show` and audits).

@@ -26,7 +26,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         commit_interval: Duration::from_millis(cfg.commit_interval_ms),
         max_batch_records: cfg.max_batch_records,
     };
-    let sender_config = SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 };
+    let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {
         let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
@@ -41,7 +41,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     if !cfg.api_addr.is_empty() {
         let live = crate::api::LiveState {
             stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
-            ingress: crate::stage::ingress::Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") },
+            ingress: crate::stage::ingress::Ingress::from_topology(&topo),
             partitions: topo.partitions("stage.sender"),
             sender: sender_config.clone(),
         };

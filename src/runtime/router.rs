@@ -22,8 +22,8 @@ pub struct Router {
 impl Router {
     pub fn new(topo: &Topology) -> Self {
         Router {
-            ingress: Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") },
-            stage_topics: StageKind::ALL.iter().map(|k| (*k, (topo.full(&k.topic()), topo.partitions(&k.topic())))).collect(),
+            ingress: Ingress::from_topology(topo),
+            stage_topics: topo.stage_topics(),
             dead_letters: topo.full("dead-letters"),
             buf: Vec::with_capacity(512),
         }

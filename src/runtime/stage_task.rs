@@ -56,7 +56,7 @@ impl StageTask {
             decisions: topo.full("decisions"),
             alerts: topo.full("alerts"),
             dead_letters: topo.full("dead-letters"),
-            stage_topics: StageKind::ALL.iter().map(|k| (*k, (topo.full(&k.topic()), topo.partitions(&k.topic())))).collect(),
+            stage_topics: topo.stage_topics(),
             out: StageOutput::default(),
             buf: Vec::with_capacity(512),
         }

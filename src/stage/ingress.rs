@@ -40,6 +40,11 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// The input topics of a namespace.
+    pub fn from_topology(topo: &crate::topology::Topology) -> Ingress {
+        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") }
+    }
+
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
         let log_time_ms = rec.timestamp_ms.ok_or("record has no timestamp; input topics must use LogAppendTime")?;
         let source = SourceRef { topic: rec.topic.to_string(), partition: rec.partition, offset: rec.offset };

@@ -142,6 +142,11 @@ impl Cx<'_, '_> {
         }
     }
 
+    /// Whether an audit asked for the checks to be recorded.
+    pub fn tracing(&self) -> bool {
+        self.out.trace.is_some()
+    }
+
     /// Records a check (only when an audit asked for a trace).
     pub fn note(&mut self, intent_id: &str, check: &str, outcome: impl Into<String>, detail: impl FnOnce() -> String) {
         if let Some(t) = &mut self.out.trace {
@@ -219,10 +224,7 @@ const EXPIRY_SWEEP_MAX: usize = 8;
 pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     // The stream clock only moves forward, and it is part of the state, so a
     // replay sees the same.
-    let clock = match view.get(keys::CLOCK)? {
-        Some(StateValue::Clock(t)) => t,
-        _ => i64::MIN,
-    };
+    let clock = view.get_time(keys::CLOCK)?.unwrap_or(i64::MIN);
     let now = clock.max(env.log_time_ms);
     if now != clock {
         view.put(keys::CLOCK, StateValue::Clock(now));
@@ -247,7 +249,9 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
                 Ok(())
             }
             Verdict::Deny { status, reason, retry_at_ms, usage, version } => {
-                cx.note(&hop.intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("policy version {version}; releases go to {} earlier stage(s)", hop.reservations.len()));
+                if cx.tracing() {
+                    cx.note(&hop.intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("policy version {version}; releases go to {} earlier stage(s)", hop.reservations.len()));
+                }
                 finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
                 Ok(())
             }
@@ -296,10 +300,7 @@ fn stamp_of(v: &StateValue) -> Option<i64> {
 fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
     // Entries go in time order: start at the time the sweep reached, never
     // walking over what it already removed.
-    let cursor = match view.get(keys::EXPIRY_CURSOR)? {
-        Some(StateValue::Clock(t)) => t,
-        _ => 0,
-    };
+    let cursor = view.get_time(keys::EXPIRY_CURSOR)?.unwrap_or(0);
     let mut reached = cursor;
     for entry in view.scan_from(keys::EXPIRY_PREFIX, &keys::expiry(cursor, b""), EXPIRY_SWEEP_MAX)? {
         let Some((at, key)) = keys::parse_expiry(&entry) else { continue };
@@ -307,10 +308,7 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
             break;
         }
         reached = at;
-        let stamp = match view.get(&entry)? {
-            Some(StateValue::Clock(s)) => Some(s),
-            _ => None,
-        };
+        let stamp = view.get_time(&entry)?;
         // The first release indexed idempotency entries by bare intent id.
         let key = if key.contains(&b'/') { key.to_vec() } else { keys::final_decision(&String::from_utf8_lossy(key)) };
         view.delete(&entry);

@@ -32,6 +32,12 @@ pub struct SenderConfig {
     pub idempotency_retention_ms: i64,
 }
 
+impl SenderConfig {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 }
+    }
+}
+
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig { idempotency_retention_ms: 7 * 24 * 3_600_000 }
@@ -48,7 +54,9 @@ impl SenderStage {
     }
 
     fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
-        cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
+        if cx.tracing() {
+            cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
+        }
         let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
         self.record_outcome(cx, intent, &d);
         cx.out.decisions.push(d);
@@ -135,10 +143,7 @@ impl SenderStage {
         }
 
         // 5. Windows, warm-up included: check all, then reserve all or none.
-        let ring = match cx.view.get(&keys::signals(&domain))? {
-            Some(StateValue::Signals(r)) => r,
-            _ => signals::empty_ring(),
-        };
+        let ring = signals::load(cx.view, &domain)?;
         let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
         cx.note(&intent.intent_id, "signals", bt.max(ct).as_str(), || {
@@ -293,9 +298,9 @@ impl SenderStage {
             Some(date) => resolve_local(policy.tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
             None => {
                 let key = keys::first_seen(domain);
-                match cx.view.get(&key)? {
-                    Some(StateValue::Clock(t)) => t,
-                    _ => {
+                match cx.view.get_time(&key)? {
+                    Some(t) => t,
+                    None => {
                         cx.view.put(&key, StateValue::Clock(cx.now));
                         cx.now
                     }
@@ -358,10 +363,7 @@ impl SenderStage {
 
     fn on_signal(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy, signal: Signal) -> Result<(), StageError> {
         let key = keys::signals(domain);
-        let mut ring = match cx.view.get(&key)? {
-            Some(StateValue::Signals(r)) => r,
-            _ => signals::empty_ring(),
-        };
+        let mut ring = signals::load(cx.view, &domain)?;
         signals::record(&mut ring, signal, cx.now, policy.signals.window_hours);
         let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
@@ -474,10 +476,7 @@ impl Stage for SenderStage {
             let domain = domain_of(&intent.sender).to_string();
             let policy = cx.book.effective(&intent.tenant, &domain, &intent.sender, None);
             let key = keys::signals(&domain);
-            let mut ring = match cx.view.get(&key)? {
-                Some(StateValue::Signals(r)) => r,
-                _ => signals::empty_ring(),
-            };
+            let mut ring = signals::load(cx.view, &domain)?;
             signals::record(&mut ring, Signal::Send, cx.now, policy.signals.window_hours);
             cx.view.put(&key, StateValue::Signals(ring));
         }
@@ -540,10 +539,7 @@ impl Stage for SenderStage {
 
 /// A partition-level number kept as a `Clock` value (0 when absent).
 fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
-    Ok(match cx.view.get(key)? {
-        Some(StateValue::Clock(n)) => n,
-        _ => 0,
-    })
+    Ok(cx.view.get_time(key)?.unwrap_or(0))
 }
 
 /// A throttling deferral: a 4xx the policy names (421, 450, 452 by

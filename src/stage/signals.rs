@@ -46,6 +46,14 @@ pub enum Signal {
     Complaint,
 }
 
+/// A sender domain's signal ring as the state holds it (empty if none).
+pub fn load(view: &crate::state::PartitionView<'_>, sender_domain: &str) -> Result<SignalRing, crate::state::StoreError> {
+    Ok(match view.get(&super::keys::signals(sender_domain))? {
+        Some(crate::state::StateValue::Signals(r)) => r,
+        _ => empty_ring(),
+    })
+}
+
 pub fn empty_ring() -> SignalRing {
     SignalRing { buckets: Vec::new(), bounce_tier: "healthy".into(), complaint_tier: "healthy".into() }
 }

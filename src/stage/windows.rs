@@ -29,11 +29,7 @@ impl WindowCheck {
     pub fn load(cx: &Cx<'_, '_>, tz: Tz, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
         let w = limit.key.window;
         let key = keys::counter(&scope, counter_name, w.as_str());
-        let start = window_start(w, tz, cx.now);
-        let counter = match cx.view.get(&key)? {
-            Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-            _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
-        };
+        let counter = cx.view.get_counter(&key, window_start(w, tz, cx.now))?;
         Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, tz, cx.now), reason })
     }
 
@@ -172,10 +168,7 @@ pub fn quota_alerts(cx: &mut Cx<'_, '_>, scope: &str, window: &str, counter: &mu
 pub fn count_uncapped(cx: &mut Cx<'_, '_>, tz: Tz, scope: &str, counter_name: &str, window: crate::clock::Window) -> Result<Undo, StoreError> {
     let key = keys::counter(scope, counter_name, window.as_str());
     let start = window_start(window, tz, cx.now);
-    let mut c = match cx.view.get(&key)? {
-        Some(StateValue::Counter(c)) if c.bucket_start_ms == start => c,
-        _ => WindowCounter { bucket_start_ms: start, count: 0, alerted_pct: 0, pending: 0 },
-    };
+    let mut c = cx.view.get_counter(&key, start)?;
     c.count += 1;
     if cx.kind == super::StageKind::Sender {
         c.pending += 1;

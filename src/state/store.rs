@@ -252,6 +252,23 @@ impl PartitionView<'_> {
         }
     }
 
+    /// A point in time (or a count) kept under `key`, if any.
+    pub fn get_time(&self, key: &[u8]) -> Result<Option<i64>, StoreError> {
+        Ok(match self.get(key)? {
+            Some(StateValue::Clock(t)) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The counter under `key` if it is in the window starting at
+    /// `bucket_start_ms`; a fresh one otherwise (a past window's count is over).
+    pub fn get_counter(&self, key: &[u8], bucket_start_ms: i64) -> Result<super::WindowCounter, StoreError> {
+        Ok(match self.get(key)? {
+            Some(StateValue::Counter(c)) if c.bucket_start_ms == bucket_start_ms => c,
+            _ => super::WindowCounter { bucket_start_ms, count: 0, alerted_pct: 0, pending: 0 },
+        })
+    }
+
     pub fn put(&mut self, key: &[u8], value: StateValue) {
         self.store.overlays.entry(self.partition).or_default().set(key, Some(value));
     }
