@@ -179,7 +179,6 @@ impl SenderStage {
                 checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
         }
-        let usage_before: Vec<Usage> = checks.iter().map(WindowCheck::usage).collect();
         let verdict = windows::judge(&checks, approved);
         windows::note(cx, &intent.intent_id, &checks, false);
         if let Some((status, reason, retry)) = verdict {
@@ -192,7 +191,8 @@ impl SenderStage {
                     return Ok(());
                 }
             }
-            self.decide_here(cx, intent, status, reason, retry, usage_before, v);
+            let usage = checks.iter().map(WindowCheck::usage).collect();
+            self.decide_here(cx, intent, status, reason, retry, usage, v);
             return Ok(());
         }
         let mut undo = windows::reserve(cx, &mut checks, &intent.tenant, &intent.intent_id);
