@@ -23,6 +23,11 @@ pub struct Config {
     pub metrics_addr: String,
     /// The HTTP API (simulate, usage); empty disables it.
     pub api_addr: String,
+    /// "exactly_once" (the default: outputs, changelog and offsets in one
+    /// Kafka transaction) or "at_least_once" (flush, then commit offsets: a
+    /// crash repeats the records since the last commit, so decisions can be
+    /// repeated and counters can count them twice).
+    pub processing_guarantee: String,
     /// How often a stage commits its transaction (ms).
     pub commit_interval_ms: u64,
     /// Most input records in one transaction.
@@ -49,6 +54,7 @@ impl Default for Config {
             state_dir: PathBuf::from(".sendgate/state"),
             metrics_addr: "127.0.0.1:9464".into(),
             api_addr: "127.0.0.1:9465".into(),
+            processing_guarantee: "exactly_once".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
             transaction_timeout_ms: 30_000,
@@ -68,6 +74,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_STATE_DIR", "state_dir"),
     ("SENDGATE_METRICS_ADDR", "metrics_addr"),
     ("SENDGATE_API_ADDR", "api_addr"),
+    ("SENDGATE_PROCESSING_GUARANTEE", "processing_guarantee"),
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
     ("SENDGATE_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms"),
@@ -104,6 +111,7 @@ impl Config {
             "state_dir" => self.state_dir = PathBuf::from(v),
             "metrics_addr" => self.metrics_addr = v.trim().to_string(),
             "api_addr" => self.api_addr = v.trim().to_string(),
+            "processing_guarantee" => self.processing_guarantee = v.trim().to_string(),
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
             "transaction_timeout_ms" => self.transaction_timeout_ms = num(v)?,
@@ -129,6 +137,9 @@ impl Config {
         }
         if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable", self.metrics_addr));
+        }
+        if !["exactly_once", "at_least_once"].contains(&self.processing_guarantee.as_str()) {
+            errors.push(format!("processing_guarantee {:?} must be exactly_once or at_least_once", self.processing_guarantee));
         }
         if !(10..=60_000).contains(&self.commit_interval_ms) {
             errors.push(format!("commit_interval_ms {} must be between 10 and 60000", self.commit_interval_ms));
@@ -162,6 +173,10 @@ impl Config {
         }
     }
 
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee != "at_least_once"
+    }
+
     pub fn require_bootstrap(&self) -> Result<&str, String> {
         if self.bootstrap.is_empty() {
             Err("no Kafka configured: set SENDGATE_BOOTSTRAP=host:port (or bootstrap in the config file); scripts/run.sh starts a local broker for you".into())
@@ -191,9 +206,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_all_reported() {
-        let cfg = Config { namespace: "no spaces".into(), metrics_addr: "localhost".into(), commit_interval_ms: 1, ..Config::default() };
+        let cfg = Config { namespace: "no spaces".into(), metrics_addr: "localhost".into(), commit_interval_ms: 1, processing_guarantee: "once".into(), ..Config::default() };
         let e = cfg.validate().unwrap_err();
-        assert!(e.contains("namespace") && e.contains("metrics_addr") && e.contains("commit_interval_ms"), "{e}");
+        assert!(e.contains("namespace") && e.contains("metrics_addr") && e.contains("commit_interval_ms") && e.contains("processing_guarantee"), "{e}");
     }
 
     #[test]

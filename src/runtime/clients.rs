@@ -54,10 +54,14 @@ pub fn restore_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     c
 }
 
-pub fn transactional_producer_config(cfg: &Config, transactional_id: &str) -> ClientConfig {
+/// The task's producer: transactional under exactly-once; idempotent (no
+/// duplicates from its own retries) under at-least-once.
+pub fn task_producer_config(cfg: &Config, transactional_id: &str) -> ClientConfig {
     let mut c = base(cfg);
-    c.set("transactional.id", transactional_id)
-        .set("enable.idempotence", "true")
+    if cfg.exactly_once() {
+        c.set("transactional.id", transactional_id);
+    }
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
         .set("linger.ms", "5")

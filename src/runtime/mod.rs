@@ -25,6 +25,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         transactional_id: format!("{}.{task}.{}", cfg.namespace, cfg.instance_id),
         commit_interval: Duration::from_millis(cfg.commit_interval_ms),
         max_batch_records: cfg.max_batch_records,
+        exactly_once: cfg.exactly_once(),
     };
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();

@@ -9,11 +9,16 @@
 //! failure aborts: nothing of the transaction is visible to read-committed
 //! readers, local state never saw it, and the consumer resumes from the last
 //! committed offsets.
+//!
+//! Under `processing_guarantee = "at_least_once"` the same loop runs without
+//! a transaction: a commit flushes the producer and then commits the
+//! offsets, so a crash repeats the records since the last commit. It exists
+//! to measure what exactly-once costs, and for users who accept repeats.
 
 use super::clients::{self, RebalanceEvent, TaskConsumerContext, TxnProducerContext};
 use crate::config::Config;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -162,17 +167,21 @@ pub struct TaskSettings {
     pub transactional_id: String,
     pub commit_interval: Duration,
     pub max_batch_records: usize,
+    /// false: at-least-once (flush, then commit the offsets).
+    pub exactly_once: bool,
 }
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs until `shutdown` is set (Ok) or something fails (Err).
 fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
-    let producer: ThreadedProducer<TxnProducerContext> = clients::transactional_producer_config(cfg, &s.transactional_id)
+    let producer: ThreadedProducer<TxnProducerContext> = clients::task_producer_config(cfg, &s.transactional_id)
         .create_with_context(TxnProducerContext::new(p.changelog_topic()))
         .map_err(|e| TaskError::Fatal(format!("producer config: {e}")))?;
-    // Fences any earlier producer with this id and aborts its open transaction.
-    producer.init_transactions(TXN_TIMEOUT)?;
+    if s.exactly_once {
+        // Fences any earlier producer with this id and aborts its open transaction.
+        producer.init_transactions(TXN_TIMEOUT)?;
+    }
     let consumer: Arc<BaseConsumer<TaskConsumerContext>> = Arc::new(
         clients::task_consumer_config(cfg, &s.group)
             .create_with_context(TaskConsumerContext::default())
@@ -186,7 +195,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
         .filter_map(|(topic, partition)| consumer.split_partition_queue(&topic, partition).map(|queue| PriorityPartition { topic, partition, queue, covered_until_ms: i64::MIN }))
         .collect();
 
-    let mut st = TxnState::default();
+    let mut st = TxnState { exactly_once: s.exactly_once, ..TxnState::default() };
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
 
     let result = (|| -> Result<(), TaskError> {
@@ -194,7 +203,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let stopping = shutdown.load(Ordering::Relaxed);
             if let Some(started) = st.started {
                 if stopping || started.elapsed() >= s.commit_interval || st.records >= s.max_batch_records {
-                    commit(p, &producer, &consumer, &mut st.offsets, &mut st.counts)?;
+                    commit(p, &producer, &consumer, &mut st)?;
                     st.started = None;
                     st.records = 0;
                     continue;
@@ -214,9 +223,13 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         // not be committed by us. Abort; the new owner (or we,
                         // on re-assignment) resumes from the committed offsets.
                         if st.started.take().is_some() {
-                            producer.abort_transaction(TXN_TIMEOUT)?;
+                            // At-least-once: what was already sent stays; the
+                            // new owner repeats the records after the last commit.
+                            if st.exactly_once {
+                                producer.abort_transaction(TXN_TIMEOUT)?;
+                                metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
+                            }
                             producer.context().take_log();
-                            metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
                             p.aborted();
                         }
                         st.reset();
@@ -259,7 +272,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
 
     if let Err(e) = &result {
         tracing::warn!(task = p.name(), error = %e, "task failed; aborting the open transaction");
-        if st.started.is_some() {
+        if st.started.is_some() && st.exactly_once {
             let _ = producer.abort_transaction(Duration::from_secs(10));
             metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
         }
@@ -281,6 +294,7 @@ struct TxnState {
     started: Option<Instant>,
     records: usize,
     counts: PendingCounts,
+    exactly_once: bool,
 }
 
 impl TxnState {
@@ -370,7 +384,9 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         // Reports of an earlier, aborted transaction (purged messages) must
         // not be read as this one's.
         producer.context().take_log();
-        producer.begin_transaction()?;
+        if st.exactly_once {
+            producer.begin_transaction()?;
+        }
         st.started = Some(Instant::now());
     }
     let rec = InputRecord { topic: msg.topic(), partition: msg.partition(), offset: msg.offset(), key: msg.key(), payload: msg.payload(), timestamp_ms: timestamp_of(msg) };
@@ -383,30 +399,47 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     Ok(())
 }
 
-fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, offsets: &mut HashMap<(String, i32), i64>, counts: &mut PendingCounts) -> Result<(), TaskError> {
+fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState) -> Result<(), TaskError> {
     let started = Instant::now();
-    let mut out = Outbox { producer, counts };
+    let mut out = Outbox { producer, counts: &mut st.counts };
     p.prepare_commit(&mut out)?;
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in offsets.iter() {
+    for ((topic, partition), next) in st.offsets.iter() {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
-    let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
-    producer.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
-    let outcome = producer.commit_transaction(TXN_TIMEOUT);
-    let log = producer.context().take_log();
-    if let Err(e) = outcome {
-        metrics::counter!("sendgate_transactions_total", "outcome" => "failed").increment(1);
-        return Err(TaskError::Retriable(format!("commit failed: {e}")));
-    }
-    if !log.failures.is_empty() {
-        // Cannot happen after a successful commit; refuse to trust it if it does.
-        return Err(TaskError::Fatal(format!("deliveries failed in a committed transaction: {}", log.failures.join("; "))));
-    }
+    let log = if st.exactly_once {
+        let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
+        producer.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+        let outcome = producer.commit_transaction(TXN_TIMEOUT);
+        let log = producer.context().take_log();
+        if let Err(e) = outcome {
+            metrics::counter!("sendgate_transactions_total", "outcome" => "failed").increment(1);
+            return Err(TaskError::Retriable(format!("commit failed: {e}")));
+        }
+        if !log.failures.is_empty() {
+            // Cannot happen after a successful commit; refuse to trust it if it does.
+            return Err(TaskError::Fatal(format!("deliveries failed in a committed transaction: {}", log.failures.join("; "))));
+        }
+        log
+    } else {
+        // At-least-once: every output delivered, then the offsets.
+        let flushed = producer.flush(TXN_TIMEOUT);
+        let log = producer.context().take_log();
+        if let Err(e) = flushed {
+            return Err(TaskError::Retriable(format!("flush failed: {e}")));
+        }
+        if !log.failures.is_empty() {
+            return Err(TaskError::Retriable(format!("deliveries failed: {}", log.failures.join("; "))));
+        }
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| TaskError::Retriable(format!("offset commit failed: {e}")))?;
+        }
+        log
+    };
     metrics::counter!("sendgate_transactions_total", "outcome" => "committed").increment(1);
-    counts.publish();
+    st.counts.publish();
     metrics::histogram!("sendgate_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
-    offsets.clear();
+    st.offsets.clear();
     p.committed(&log.changelog_last)
 }
 
