@@ -89,6 +89,15 @@ enum Cmd {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 3600)]
         deadline_secs: u64,
+        /// Key intents by sender domain (each domain's intents in one
+        /// partition, in order) instead of by mailbox.
+        #[arg(long)]
+        key_by_sender_domain: bool,
+        /// Delivery events are only deliveries and opens (no bounce,
+        /// complaint or deferral): outcomes then do not depend on how the
+        /// input topics interleave.
+        #[arg(long)]
+        deliveries_only: bool,
     },
     /// What a running processor would decide now for intents (JSON lines or
     /// a JSON array, from FILE or stdin), and why; reserves nothing.
@@ -119,6 +128,12 @@ enum Cmd {
     },
     /// Print the Avro schemas, self-contained, as the binary uses them.
     Schemas,
+    /// The instruments of scripts/bench.sh (pass-through limit, decision
+    /// collector, recount, latency, changelog fill, plain read rate).
+    Bench {
+        #[command(subcommand)]
+        action: BenchCmd,
+    },
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
 }
@@ -192,6 +207,48 @@ impl ReadArgs {
     }
 }
 
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Consume the intents and transactionally produce one record each to the
+    /// decisions topic, with no state: the broker's limit. Runs until SIGTERM.
+    Passthrough {
+        /// Tasks (threads, each a consumer and a producer) in one group.
+        #[arg(long, default_value_t = 2)]
+        tasks: usize,
+    },
+    /// Read the decisions topic until EXPECT intents have one; print the rate,
+    /// missing and duplicated decisions, and the counts per status (JSON).
+    Collect {
+        #[arg(long)]
+        expect: u64,
+        /// Give up after this many seconds without a new decision.
+        #[arg(long, default_value_t = 120)]
+        idle_secs: u64,
+    },
+    /// The counts per status the benchmark workload must give, recomputed
+    /// from the intents topic by a separate model of the sender windows (JSON).
+    Recount,
+    /// Publish intents at RATE per second for SECONDS and print the latency
+    /// from each scheduled send to its readable decision (JSON, microseconds).
+    Latency {
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Write KEYS distinct window counters into a stage's changelog.
+    FillChangelog {
+        #[arg(long, default_value = "recipient")]
+        stage: String,
+        #[arg(long)]
+        keys: u64,
+    },
+    /// Read a topic (name without the namespace) with a plain consumer (JSON).
+    ReadRate { topic: String },
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
@@ -221,18 +278,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
                 }
                 sendgate::metrics::install(&cfg.metrics_addr)
             })?;
-            let shutdown = Arc::new(AtomicBool::new(false));
-            let stop = shutdown.clone();
-            rt.spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                tracing::info!("shutting down: committing the open transaction and flushing state");
-                stop.store(true, Ordering::Relaxed);
-            });
-            sendgate::runtime::run(&cfg, shutdown)
+            sendgate::runtime::run(&cfg, stop_on_signal(&rt))
         }
         Cmd::Topics { action: TopicsCmd::Apply } => {
             let topo = cfg.topology()?;
@@ -250,8 +296,9 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
-        Cmd::Load { intents, events_per_intent, seed, deadline_secs } => {
-            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), ..Default::default() };
+        Cmd::Bench { action } => bench(&cfg, &rt, action),
+        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only } => {
+            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, ..Default::default() };
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
@@ -267,6 +314,58 @@ fn real_main(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result<(), String> {
+    use sendgate::cli::bench;
+    use serde_json::json;
+    match action {
+        BenchCmd::Passthrough { tasks } => bench::passthrough(cfg, tasks, stop_on_signal(rt)),
+        BenchCmd::Collect { expect, idle_secs } => {
+            let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs))?;
+            let rate = if c.seconds > 0.0 { c.distinct as f64 / c.seconds } else { 0.0 };
+            let out = json!({"records": c.records, "distinct": c.distinct, "missing": expect.saturating_sub(c.distinct), "duplicates": c.records - c.distinct,
+                "seconds": c.seconds, "rate": rate.round(), "status": c.status, "reasons": c.reasons});
+            println!("{out}");
+            Ok(())
+        }
+        BenchCmd::Recount => {
+            println!("{}", json!({"status": bench::recount(cfg)?}));
+            Ok(())
+        }
+        BenchCmd::Latency { rate, seconds, seed } => {
+            let l = bench::latency(cfg, rate, seconds, seed, Duration::from_secs(30))?;
+            println!("{}", json!({"rate": rate, "sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us}));
+            Ok(())
+        }
+        BenchCmd::FillChangelog { stage, keys } => {
+            let started = std::time::Instant::now();
+            let n = bench::fill_changelog(cfg, &stage, keys)?;
+            println!("{}", json!({"records": n, "seconds": started.elapsed().as_secs_f64()}));
+            Ok(())
+        }
+        BenchCmd::ReadRate { topic } => {
+            let (n, secs) = bench::read_rate(cfg, &topic)?;
+            println!("{}", json!({"records": n, "seconds": secs, "rate": (n as f64 / secs.max(1e-9)).round()}));
+            Ok(())
+        }
+    }
+}
+
+/// Sets the returned flag on SIGTERM or Ctrl-C.
+fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let stop = shutdown.clone();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: committing the open transaction and flushing state");
+        stop.store(true, Ordering::Relaxed);
+    });
+    shutdown
 }
 
 /// Creates missing topics, verifies the rest; a mismatch is an error that

@@ -1,8 +1,9 @@
 //! The `sendgate` subcommands other than `run`: producing inputs from JSON,
-//! following outputs as JSON, policies, operator commands, audits and the
-//! demo.
+//! following outputs as JSON, policies, operator commands, audits, the
+//! benchmark instruments and the demo.
 
 pub mod audit;
+pub mod bench;
 pub mod collect;
 pub mod demo;
 pub mod json_input;

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Turns the JSON figures of scripts/bench.sh into the results tables, checks
+every system's decisions, and (with --write) puts the tables into the
+benchmark document between its markers.
+
+Exits 1 when a system missed or repeated a decision, or its counts per
+status differ from the independent recount. Timings never fail it.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+COMMIT_INTERVAL_MS = 100
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]) // (1024 * 1024)
+    except (OSError, StopIteration):
+        mem = 0
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} {platform.release()}"
+
+
+def ms(us):
+    return f"{us / 1000:.1f} ms"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--intents", type=int, required=True)
+    ap.add_argument("--systems", required=True)
+    ap.add_argument("--keys", required=True)
+    ap.add_argument("--latency-secs", required=True)
+    ap.add_argument("--write")
+    a = ap.parse_args()
+    r = a.results
+    systems = a.systems.split()
+    failures = []
+
+    rows, tput = [], {}
+    for s in systems:
+        c = load(f"{r}/{s}.collect.json") or {}
+        lat = load(f"{r}/{s}.latency.json") or {}
+        rss = (load(f"{r}/{s}.rss.json") or {}).get("peak_rss_mib", 0)
+        tput[s] = c.get("rate", 0)
+        checks = []
+        if c.get("missing", 1) != 0:
+            failures.append(f"{s}: {c.get('missing')} intents without a decision")
+        if c.get("duplicates", 1) != 0:
+            failures.append(f"{s}: {c.get('duplicates')} repeated decisions")
+        if s != "passthrough":
+            expected = (load(f"{r}/{s}.recount.json") or {}).get("status")
+            if expected != c.get("status"):
+                failures.append(f"{s}: counts per status {c.get('status')} differ from the recount {expected}")
+            checks.append("counts = recount" if expected == c.get("status") else "**counts differ**")
+        if lat and lat.get("received") != lat.get("sent"):
+            failures.append(f"{s}: latency run: {lat.get('sent', 0) - lat.get('received', 0)} decisions missing")
+        checks.insert(0, "0 missing, 0 repeated" if c.get("missing") == 0 and c.get("duplicates") == 0 else "**missing or repeated**")
+        status = ", ".join(f"{k} {v:,}" for k, v in sorted((c.get("status") or {}).items()))
+        rows.append((s, c, lat, rss, "; ".join(checks), status))
+
+    base = tput.get("passthrough") or 0
+    out = []
+    out.append(f"## Side by side ({datetime.date.today().isoformat()})\n")
+    out.append(f"Command: `scripts/bench.sh`{' --smoke' if a.mode == 'smoke' else ''}. Machine: {machine()}; one local Apache Kafka broker "
+               f"(KRaft, single node) on the same machine; every system against the same broker in the same run. "
+               f"Workload: {a.intents:,} intents and about {a.intents // 2:,} delivery events (`sendgate load --key-by-sender-domain --deliveries-only`, "
+               f"Zipf-skewed senders and recipients), preloaded, then each system works through the backlog; policy `bench/policy.toml`. "
+               f"Latency: a fixed rate of half the system's own throughput for {a.latency_secs} s, from each intent's scheduled send "
+               f"to its decision being readable (read-committed), in an HdrHistogram.\n")
+    out.append("| system | decisions/s | vs pass-through | p50 | p99 | p99.9 | latency rate | peak RSS | decisions checked |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for s, c, lat, rss, checks, _ in rows:
+        ratio = f"{c.get('rate', 0) / base:.2f}x" if base else "-"
+        l = (lambda k: ms(lat[k]) if lat and k in lat else "-")
+        out.append(f"| {s} | {c.get('rate', 0):,.0f} | {ratio} | {l('p50_us')} | {l('p99_us')} | {l('p999_us')} | {lat.get('rate', 0):,.0f}/s | {rss} MiB | {checks} |")
+    out.append("")
+    out.append("Decisions per status (each equal to `sendgate bench recount`, which recomputes them from the intents):\n")
+    for s, _, _, _, _, status in rows:
+        out.append(f"- {s}: {status}")
+    out.append("")
+
+    restores = []
+    for k in a.keys.split():
+        rs, raw = load(f"{r}/restore-{k}.json"), load(f"{r}/restore-{k}.raw.json")
+        if rs and raw:
+            rate = rs["records"] / max(rs["ms"], 1) * 1000
+            restores.append((int(k), rs, raw, rate))
+    if restores:
+        out.append("Restore of the recipient stage's changelog (one window counter per key) into an empty state directory, against a plain read-committed read of the same records; memory and disk of sendgate with those keys active, after a short load on top:\n")
+        out.append("| active keys | restore | restore records/s | plain read records/s | restore / read | RSS | peak RSS | state on disk |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for k, rs, raw, rate in restores:
+            out.append(f"| {k:,} | {rs['ms'] / 1000:.1f} s | {rate:,.0f} | {raw['rate']:,.0f} | {rate / raw['rate']:.0%} | {rs['rss_mib']} MiB | {rs['peak_rss_mib']} MiB | {rs['disk_mib']} MiB |")
+        out.append("")
+
+    eos, alo, peer = tput.get("sendgate-eos", 0), tput.get("sendgate-alo", 0), tput.get("streams-peer", 0)
+    p99 = (load(f"{r}/sendgate-eos.latency.json") or {}).get("p99_us")
+    goals = []
+    if peer:
+        goals.append(("exactly-once throughput at least 3x the Kafka Streams peer", f"{eos / peer:.2f}x", eos >= 3 * peer))
+    if base:
+        goals.append(("exactly-once throughput at least 50 % of the pass-through", f"{eos / base:.0%}", eos >= 0.5 * base))
+    if alo:
+        goals.append(("exactly-once at least 0.85x at-least-once", f"{eos / alo:.2f}x", eos >= 0.85 * alo))
+    if p99 is not None:
+        goals.append((f"p99 at 50 % load at most the commit interval + 15 ms ({COMMIT_INTERVAL_MS + 15} ms)", ms(p99), p99 <= (COMMIT_INTERVAL_MS + 15) * 1000))
+    if restores:
+        k, rs, raw, rate = restores[-1]
+        goals.append((f"restore at least 50 % of the plain read ({k:,} records)", f"{rate / raw['rate']:.0%}", rate >= 0.5 * raw["rate"]))
+        goals.append((f"RSS under 1 GiB with {k:,} active keys", f"{rs['peak_rss_mib']} MiB peak", rs["peak_rss_mib"] < 1024))
+    out.append("| goal | measured | met |")
+    out.append("|---|---|---|")
+    for g, m, ok in goals:
+        out.append(f"| {g} | {m} | {'yes' if ok else '**no**'} |")
+    out.append("")
+    if failures:
+        out.append("Correctness failures: " + "; ".join(failures) + "\n")
+
+    text = "\n".join(out)
+    print(text)
+    if a.write and a.mode == "full":
+        doc = open(a.write).read()
+        block = f"{BEGIN}\n{text}\n{END}"
+        if BEGIN in doc:
+            doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.S)
+        else:
+            head, sep, rest = doc.partition("\n## ")
+            doc = f"{head}\n{block}\n{sep}{rest}" if sep else f"{doc}\n{block}\n"
+        open(a.write, "w").write(doc)
+        print(f"written to {a.write}", file=sys.stderr)
+    if failures:
+        print("bench: correctness failures:\n  " + "\n  ".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

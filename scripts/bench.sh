@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks on one local broker, in one run:
+#   - the limit: a stateless transactional pass-through (`sendgate bench passthrough`);
+#   - the peer: a Kafka Streams application with the sender stage's windows
+#     and exactly_once_v2 (bench/streams-peer);
+#   - sendgate, at-least-once and exactly-once.
+# For each: decisions per second over a backlog, a check of every decision
+# count against an independent recount, and latency at a fixed 50 % of its
+# own maximum. Then sendgate's restore of a changelog of 1M and 10M keys
+# against a plain read of it, with RSS and disk.
+#
+#   scripts/bench.sh            the full run; writes the results into docs/benchmarks.md
+#   scripts/bench.sh --smoke    a short run (CI): checks correctness, writes nothing
+#
+# Exits non-zero when a system misses or repeats a decision or its counts
+# differ from the recount; never on a timing.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$REPO_ROOT"
+
+MODE=full
+[ "${1:-}" = "--smoke" ] && MODE=smoke
+if [ "$MODE" = full ]; then
+  N="${BENCH_INTENTS:-300000}"; LATENCY_SECS=30; KEYS="${BENCH_KEYS:-1000000 10000000}"
+else
+  N=3000; LATENCY_SECS=5; KEYS=20000
+fi
+SYSTEMS="${BENCH_SYSTEMS:-passthrough streams-peer sendgate-alo sendgate-eos}"
+SEED=20261124
+# Its own broker port unless told otherwise (the test script passes its own).
+export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
+export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
+WORK="$(mktemp -d)"
+R="$WORK/results"; mkdir -p "$R"
+RUN="$(date +%s)"
+PID=""
+
+"$REPO_ROOT/scripts/setup.sh"
+build_release
+if [[ " $SYSTEMS " == *" streams-peer "* ]]; then
+  say "building the Kafka Streams peer"
+  bench/streams-peer/run.sh --build-only
+fi
+
+started_broker=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started_broker=1
+fi
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
+  [ "$started_broker" = 1 ] && scripts/kafka.sh stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+sg() { "$SENDGATE_BIN" "$@"; }
+
+# A fresh namespace with the topics and the benchmark policy.
+prepare() {
+  export SENDGATE_NAMESPACE="bench-$1-$RUN" SENDGATE_STATE_DIR="$WORK/state-$1"
+  sg topics apply >/dev/null 2>&1
+  sg policy apply bench/policy.toml >/dev/null
+}
+
+# Starts a system in the background; waits until it consumes.
+start_system() {
+  local system="$1" log="$R/$1-$2.log"
+  case "$system" in
+    passthrough) sg bench passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
+    streams-peer) bench/streams-peer/run.sh --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
+    sendgate-alo) SENDGATE_PROCESSING_GUARANTEE=at_least_once sg run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
+    sendgate-eos) sg run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
+  esac
+  local deadline=$((SECONDS + 120))
+  until grep -q "$ready" "$log"; do
+    [ $SECONDS -lt $DEADLINE_ALL ] && [ $SECONDS -lt $deadline ] || { tail -20 "$log"; echo "bench: $system did not start"; exit 1; }
+    kill -0 "$PID" 2>/dev/null || { tail -20 "$log"; echo "bench: $system exited"; exit 1; }
+    sleep 0.5
+  done
+}
+
+# Peak resident memory of the running system, in MiB.
+peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
+
+stop_system() {
+  kill -TERM "$PID" 2>/dev/null || true
+  for _ in $(seq 1 120); do kill -0 "$PID" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PID=""
+}
+
+DEADLINE_ALL=$((SECONDS + ${BENCH_DEADLINE_SECS:-5400}))
+
+say "throughput: $N intents (and about $((N / 2)) delivery events) per system, preloaded"
+for system in $SYSTEMS; do
+  prepare "$system"
+  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
+  sg bench collect --expect "$N" --idle-secs 120 >"$R/$system.collect.json" &
+  COLLECTOR=$!
+  start_system "$system" tput
+  wait "$COLLECTOR" || { echo "bench: collecting $system's decisions failed"; exit 1; }
+  echo "{\"peak_rss_mib\": $(peak_rss_mib)}" >"$R/$system.rss.json"
+  stop_system
+  if [ "$system" != passthrough ]; then sg bench recount >"$R/$system.recount.json"; fi
+  say "$system: $(cat "$R/$system.collect.json")"
+done
+
+say "latency at 50 % of each system's maximum, $LATENCY_SECS s each"
+for system in $SYSTEMS; do
+  rate=$(python3 -c "import json; print(max(50, round(json.load(open('$R/$system.collect.json'))['rate'] / 2)))")
+  prepare "$system-lat"
+  start_system "$system" latency
+  sg bench latency --rate "$rate" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency.json"
+  stop_system
+  say "$system: $(cat "$R/$system.latency.json")"
+done
+
+say "restore and memory: sendgate with $KEYS active keys"
+for keys in $KEYS; do
+  prepare "restore-$keys"
+  sg bench fill-changelog --stage recipient --keys "$keys" >"$R/restore-$keys.fill.json"
+  sg bench read-rate stage.recipient.changelog >"$R/restore-$keys.raw.json"
+  start_system sendgate-eos "restore-$keys"
+  log="$R/sendgate-eos-restore-$keys.log"
+  deadline=$((SECONDS + 1800))
+  until grep -q "stage=recipient .*state restored from changelog\|state restored from changelog.*stage=recipient" "$log"; do
+    [ $SECONDS -lt $deadline ] || { echo "bench: restore of $keys keys did not finish"; exit 1; }
+    sleep 1
+  done
+  # Work on top of the restored state for a few seconds, then measure.
+  sg load --intents 2000 --seed 1 --deliveries-only >/dev/null
+  sleep 5
+  line=$(grep "state restored from changelog" "$log" | grep "stage=recipient" | tail -1)
+  records=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$line")
+  ms=$(sed -n 's/.*ms=\([0-9]*\).*/\1/p' <<<"$line")
+  rss=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  disk=$(du -sm "$SENDGATE_STATE_DIR" | cut -f1)
+  echo "{\"keys\": $keys, \"records\": $records, \"ms\": $ms, \"rss_mib\": $rss, \"peak_rss_mib\": $(peak_rss_mib), \"disk_mib\": $disk}" >"$R/restore-$keys.json"
+  stop_system
+  say "restore $keys: $(cat "$R/restore-$keys.json") raw: $(cat "$R/restore-$keys.raw.json")"
+done
+
+say "results"
+python3 bench/report.py "$R" --mode "$MODE" --intents "$N" --systems "$SYSTEMS" --keys "$KEYS" --latency-secs "$LATENCY_SECS" --write docs/benchmarks.md

@@ -1,0 +1,460 @@
+//! `sendgate bench ...`: the instruments `scripts/bench.sh` measures with.
+//!
+//! - `passthrough`: the broker's own limit on this machine: the task loop
+//!   sendgate's stages run (same clients, same settings, same commit
+//!   interval), consuming the intents and transactionally producing one
+//!   record each, with no state and no decoding.
+//! - `collect`: reads a decisions topic read-committed while a system works
+//!   through a backlog: decisions per second, missing and duplicated
+//!   decisions, counts per status.
+//! - `recount`: what the counts per status must be, recomputed from the
+//!   intents with a model written apart from the stages (sender windows and
+//!   approvals; the benchmark policy turns the other guards off).
+//! - `latency`: intents at a fixed rate, and the time from each intent's
+//!   scheduled append to its decision being readable, in an HdrHistogram.
+//! - `fill-changelog` and `read-rate`: many active keys in a stage's
+//!   changelog, and how fast a plain consumer reads a topic.
+
+use super::kafka_io::{self, ReadOptions};
+use super::load::{self, Workload};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::runtime::task::{supervise, Outbox, Processor, TaskError, TaskSettings};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- passthrough
+
+/// Copies each intent to the decisions topic, inside the same transactional
+/// loop as the stages.
+struct PassThrough {
+    input: String,
+    output: String,
+}
+
+impl Processor for PassThrough {
+    fn name(&self) -> &'static str {
+        "passthrough"
+    }
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input.clone()]
+    }
+    fn on_assigned(&mut self, _: &[(String, i32)]) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn on_revoked(&mut self, _: &[(String, i32)], _: bool) {}
+    fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        out.send(&self.output, None, rec.key.unwrap_or_default(), rec.payload, None)
+    }
+    fn prepare_commit(&mut self, _: &mut Outbox<'_>) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn committed(&mut self, _: &HashMap<i32, i64>) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn aborted(&mut self) {}
+    fn close(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// Runs `tasks` pass-through tasks (one thread each, one consumer group)
+/// until `shutdown` is set.
+pub fn passthrough(cfg: &Config, tasks: usize, shutdown: Arc<AtomicBool>) -> Result<(), String> {
+    let topo = cfg.topology()?;
+    cfg.require_bootstrap()?;
+    let mut handles = Vec::new();
+    for i in 0..tasks.max(1) {
+        let p = PassThrough { input: topo.full("intents"), output: topo.full("decisions") };
+        let s = TaskSettings {
+            group: format!("{}.passthrough", cfg.namespace),
+            transactional_id: format!("{}.passthrough.{}.{i}", cfg.namespace, cfg.instance_id),
+            commit_interval: Duration::from_millis(cfg.commit_interval_ms),
+            max_batch_records: cfg.max_batch_records,
+            exactly_once: cfg.exactly_once(),
+        };
+        // Each task is its own static group member.
+        let cfg = Config { instance_id: format!("{}-{i}", cfg.instance_id), ..cfg.clone() };
+        let stop = shutdown.clone();
+        handles.push(std::thread::spawn(move || supervise(p, &cfg, s, &stop)));
+    }
+    tracing::info!(tasks, guarantee = %cfg.processing_guarantee, "pass-through running");
+    let mut failures = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push("panicked".into()),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+// ---------------------------------------------------------------- reading outputs
+
+/// The intent id and status of one output record: a Decision, or (from the
+/// pass-through) the intent itself, reported as PASSED.
+fn output_of(bytes: &[u8]) -> Option<(String, String, String)> {
+    if let Ok(d) = codec::decode::<Decision>(RecordType::Decision, bytes) {
+        return Some((d.intent_id, d.status.as_str().to_string(), d.reason));
+    }
+    codec::decode::<SendIntent>(RecordType::SendIntent, bytes).ok().map(|i| (i.intent_id, "PASSED".to_string(), "passthrough".to_string()))
+}
+
+/// A consumer of an output topic that hands over records as soon as they
+/// are committed (latency is measured with it).
+fn output_consumer(cfg: &Config, topic: &str, from_end: bool) -> Result<BaseConsumer, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.require_bootstrap()?)
+        .set("group.id", format!("{}.bench-reader", cfg.namespace))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "5")
+        .set("log_level", "3");
+    let consumer: BaseConsumer = c.create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    // The end resolved now, not at the first fetch: records committed in
+    // between must not be skipped.
+    let parts = kafka_io::watermarks(cfg, topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, (_, high)) in &parts {
+        tpl.add_partition_offset(topic, *p, if from_end { Offset::Offset(*high) } else { Offset::Beginning }).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    Ok(consumer)
+}
+
+/// What `collect` saw.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub records: u64,
+    pub distinct: u64,
+    pub seconds: f64,
+    pub status: BTreeMap<String, u64>,
+    pub reasons: BTreeMap<String, u64>,
+}
+
+/// Reads the decisions topic from its start until `expect` distinct intents
+/// have a decision, or nothing new came for `idle`. The rate is over the
+/// span from the first decision read to the last, so start-up (group join,
+/// restore) is not counted against any system.
+pub fn collect(cfg: &Config, expect: u64, idle: Duration) -> Result<Collected, String> {
+    let topic = cfg.topology()?.full("decisions");
+    let consumer = output_consumer(cfg, &topic, false)?;
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(expect as usize);
+    let mut out = Collected::default();
+    let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let mut last_new = Instant::now();
+    let started = Instant::now();
+    while out.distinct < expect && last_new.elapsed() < idle {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.map_err(|e| format!("reading {topic}: {e}"))?;
+        let now = Instant::now();
+        last_new = now;
+        out.records += 1;
+        let Some((id, status, reason)) = m.payload().and_then(output_of) else { return Err(format!("{topic} [{}] @{}: not a decision", m.partition(), m.offset())) };
+        if seen.insert(id) {
+            first.get_or_insert(now);
+            last = now;
+            out.distinct += 1;
+            *out.status.entry(status).or_default() += 1;
+            *out.reasons.entry(reason).or_default() += 1;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            return Err("collect: gave up after an hour".into());
+        }
+    }
+    out.seconds = first.map(|f| last.duration_since(f).as_secs_f64()).unwrap_or(0.0);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- recount
+
+/// The limits the recount applies: the built-in defaults for the sender
+/// windows, as docs/policies.md lists them. Written out here, not read from
+/// the policy code, so that the recount is a second implementation; a test
+/// checks that the two agree.
+pub const RECOUNT_LIMITS: &[(&str, IntentClass, &str, i64)] = &[
+    ("mailbox", IntentClass::Outbound, "hour", 3),
+    ("mailbox", IntentClass::Outbound, "day", 25),
+    ("sender_domain", IntentClass::Outbound, "hour", 100),
+    ("sender_domain", IntentClass::Outbound, "day", 1_000),
+    ("mailbox", IntentClass::Transactional, "day", 1_000),
+    ("sender_domain", IntentClass::Transactional, "hour", 1_000),
+    ("sender_domain", IntentClass::Transactional, "day", 10_000),
+];
+
+/// Replays the intents topic in log order through a plain model of the
+/// sender windows (UTC calendar hours and days of each intent's append
+/// time) and approvals, and returns the expected count per status.
+///
+/// Exact when each sender domain's intents share a partition
+/// (`load --key-by-sender-domain`) and no delivery event can change a
+/// decision (`--deliveries-only`), under the benchmark policy.
+pub fn recount(cfg: &Config) -> Result<BTreeMap<String, u64>, String> {
+    let topic = cfg.topology()?.full("intents");
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(3)) };
+    kafka_io::read_topic(cfg, &topic, &opts, |r| {
+        let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
+        let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
+        let s = recount_one(&mut counts, &intent, t);
+        *status.entry(s.to_string()).or_default() += 1;
+        Ok(())
+    })?;
+    Ok(status)
+}
+
+fn recount_one(counts: &mut HashMap<String, i64>, intent: &SendIntent, t: i64) -> &'static str {
+    if intent.requires_approval {
+        return "HELD";
+    }
+    let domain = intent.sender.rsplit('@').next().unwrap_or_default();
+    let bucket = |window: &str| match window {
+        "hour" => t.div_euclid(3_600_000),
+        _ => t.div_euclid(86_400_000),
+    };
+    let key = |scope: &str, window: &str| {
+        let who = if scope == "mailbox" { intent.sender.as_str() } else { domain };
+        format!("{scope}:{who}/{:?}/{window}/{}", intent.class, bucket(window))
+    };
+    let full = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).any(|(scope, _, window, max)| counts.get(&key(scope, window)).copied().unwrap_or(0) >= *max);
+    if full {
+        return "DEFERRED";
+    }
+    for scope in ["mailbox", "sender_domain"] {
+        for window in ["hour", "day"] {
+            *counts.entry(key(scope, window)).or_default() += 1;
+        }
+    }
+    "ALLOWED"
+}
+
+// ---------------------------------------------------------------- latency
+
+/// Latency figures in microseconds.
+#[derive(Debug)]
+pub struct Latency {
+    pub sent: u64,
+    pub received: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+/// Publishes `rate` intents per second for `seconds` (the workload of
+/// `seed`, deliveries beside them as in the throughput runs) and measures
+/// each from its *scheduled* send time to the moment its decision is
+/// readable. Measuring from the schedule, not from when the producer got
+/// to it, is what corrects for coordinated omission: a stall delays the
+/// sends behind it, and their wait is counted.
+pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration) -> Result<Latency, String> {
+    let topo = cfg.topology()?;
+    let n = (rate * seconds).round().max(1.0) as u64;
+    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, ..Workload::default() };
+    // Generated up front (bounded: rate x seconds records), so that
+    // generation does not steal time from the schedule.
+    let mut records = Vec::with_capacity(n as usize * 2);
+    load::generate(&w, |topic, k, v| {
+        records.push((topic, k, v));
+        Ok(())
+    })?;
+    let consumer = output_consumer(cfg, &topo.full("decisions"), true)?;
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cfg.require_bootstrap()?)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| format!("cannot create a producer: {e}"))?;
+    warm_up(&topo, &producer, &consumer, seed)?;
+
+    let scheduled: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(n as usize)));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (scheduled, done) = (scheduled.clone(), done.clone());
+        std::thread::spawn(move || -> Result<(hdrhistogram::Histogram<u64>, u64), String> {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+            let mut received = 0u64;
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                match consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        let now = Instant::now();
+                        idle_since = None;
+                        let Some((id, _, _)) = m.payload().and_then(output_of) else { continue };
+                        let at = scheduled.lock().expect("not poisoned").remove(&id);
+                        if let Some(at) = at {
+                            received += 1;
+                            h.saturating_record(now.saturating_duration_since(at).as_micros() as u64);
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => {
+                        if done.load(Ordering::Relaxed) {
+                            let pending = scheduled.lock().expect("not poisoned").len();
+                            let since = *idle_since.get_or_insert_with(Instant::now);
+                            if pending == 0 || since.elapsed() > drain {
+                                return Ok((h, received));
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let mut sent = 0u64;
+    for (topic, key, value) in &records {
+        if *topic == "intents" {
+            let at = t0 + interval * sent as u32;
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let id = codec::decode::<SendIntent>(RecordType::SendIntent, value).map_err(|e| e.to_string())?.intent_id;
+            scheduled.lock().expect("not poisoned").insert(id, at);
+            sent += 1;
+        }
+        let full = topo.full(topic);
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&full).key(key.as_slice()).payload(value.as_slice());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
+    done.store(true, Ordering::Relaxed);
+    let (h, received) = reader.join().map_err(|_| "latency reader panicked".to_string())??;
+    Ok(Latency { sent, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() })
+}
+
+/// Sends a few intents of another seed and waits for their decisions: the
+/// system under test has then joined its groups and restored, and the
+/// consumer sits at the end of the decisions topic.
+fn warm_up(topo: &crate::topology::Topology, producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
+    let w = Workload { seed: seed ^ 0x5eed, intents: 20, events_per_intent: 0.0, key_by_sender_domain: true, ..Workload::default() };
+    let mut ids = std::collections::HashSet::new();
+    let topic = topo.full("intents");
+    load::generate(&w, |_, k, v| {
+        ids.insert(codec::decode::<SendIntent>(RecordType::SendIntent, &v).map_err(|e| e.to_string())?.intent_id);
+        producer.send(BaseRecord::to(&topic).key(k.as_slice()).payload(v.as_slice())).map_err(|(e, _)| e.to_string())
+    })?;
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !ids.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("warm-up: {} of 20 intents got no decision in 180 s; is the system under test running?", ids.len()));
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.map_err(|e| e.to_string())?;
+            if let Some((id, _, _)) = m.payload().and_then(output_of) {
+                ids.remove(&id);
+            }
+        }
+    }
+    // Let the system finish the warm-up's commits before the clock starts.
+    std::thread::sleep(Duration::from_secs(1));
+    while consumer.poll(Duration::from_millis(100)).is_some() {}
+    Ok(())
+}
+
+// ---------------------------------------------------------------- restore
+
+/// Writes `keys` distinct window counters (one per recipient, the shape of
+/// the recipient stage's state) into a stage's changelog, spread over its
+/// partitions. Returns the records written.
+pub fn fill_changelog(cfg: &Config, stage: &str, keys: u64) -> Result<u64, String> {
+    let topo = cfg.topology()?;
+    let topic = topo.full(&format!("stage.{stage}.changelog"));
+    let partitions = topo.partitions(&format!("stage.{stage}")).max(1);
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cfg.require_bootstrap()?)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| format!("cannot create a producer: {e}"))?;
+    let day = 1_763_942_400_000i64;
+    for i in 0..keys {
+        let key = crate::stage::keys::counter(&format!("recipient:person{i}@company{}.example", i % 20_000), "outbound", "day");
+        let value = crate::state::StateValue::Counter(crate::state::WindowCounter { bucket_start_ms: day, count: 1 + (i % 9) as i64, alerted_pct: 0, pending: 0 }).encode();
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(key.as_slice()).payload(value.as_slice()).partition((i % partitions as u64) as i32);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).map_err(|e| format!("flush: {e}"))?;
+    Ok(keys)
+}
+
+/// Reads a whole topic with a plain read-committed consumer: (records, seconds).
+pub fn read_rate(cfg: &Config, topic_suffix: &str) -> Result<(u64, f64), String> {
+    let topic = cfg.topology()?.full(topic_suffix);
+    let ranges = kafka_io::watermarks(cfg, &topic)?;
+    let started = Instant::now();
+    let n = kafka_io::read_ranges(cfg, &topic, &ranges, |_| Ok(()))?;
+    Ok((n, started.elapsed().as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::spec::LimitSpec;
+
+    #[test]
+    fn the_recount_limits_are_the_built_in_defaults() {
+        let defaults = crate::policy::resolve::builtin_defaults();
+        for (scope, class, window, max) in RECOUNT_LIMITS {
+            let name = format!("{scope}.{}.{window}", class.as_str().to_lowercase());
+            assert!(matches!(defaults.limits.get(&name), Some(LimitSpec::Max(m)) if *m as i64 == *max), "{name}");
+        }
+        let capped = defaults.limits.keys().filter(|k| k.starts_with("mailbox.") || k.starts_with("sender_domain.")).count();
+        assert_eq!(capped, RECOUNT_LIMITS.len(), "every default sender window is in the recount");
+    }
+
+    #[test]
+    fn the_recount_caps_each_window_and_holds_approvals() {
+        let mut counts = HashMap::new();
+        let t = 1_763_971_200_000; // an hour boundary
+        let mut intent = SendIntent::new("i", "t", "ana@acme.com", "bo@x.com", IntentClass::Outbound);
+        let decided: Vec<&str> = (0..5).map(|_| recount_one(&mut counts, &intent, t)).collect();
+        assert_eq!(decided, ["ALLOWED", "ALLOWED", "ALLOWED", "DEFERRED", "DEFERRED"]);
+        // The next hour has room again.
+        assert_eq!(recount_one(&mut counts, &intent, t + 3_600_000), "ALLOWED");
+        intent.requires_approval = true;
+        assert_eq!(recount_one(&mut counts, &intent, t), "HELD");
+        intent.requires_approval = false;
+        intent.class = IntentClass::Reply;
+        assert_eq!(recount_one(&mut counts, &intent, t), "ALLOWED");
+    }
+}
