@@ -54,6 +54,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Short for the binary. The systems under test are started with the binary
+# itself: a shell function in the background would put a subshell between $!
+# and the process, and stopping $! would leave the process running.
 sg() { "$SENDGATE_BIN" "$@"; }
 
 # A fresh namespace with the topics and the benchmark policy.
@@ -67,10 +70,10 @@ prepare() {
 start_system() {
   local system="$1" log="$R/$1-$2.log"
   case "$system" in
-    passthrough) sg bench passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
+    passthrough) "$SENDGATE_BIN" bench passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
     streams-peer) bench/streams-peer/run.sh --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
-    sendgate-alo) SENDGATE_PROCESSING_GUARANTEE=at_least_once sg run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
-    sendgate-eos) sg run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
+    sendgate-alo) SENDGATE_PROCESSING_GUARANTEE=at_least_once "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
+    sendgate-eos) "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
   esac
   local deadline=$((SECONDS + 120))
   until grep -q "$ready" "$log"; do
@@ -139,6 +142,7 @@ for keys in $KEYS; do
   disk=$(du -sm "$SENDGATE_STATE_DIR" | cut -f1)
   echo "{\"keys\": $keys, \"records\": $records, \"ms\": $ms, \"rss_mib\": $rss, \"peak_rss_mib\": $(peak_rss_mib), \"disk_mib\": $disk}" >"$R/restore-$keys.json"
   stop_system
+  rm -rf "$SENDGATE_STATE_DIR"
   say "restore $keys: $(cat "$R/restore-$keys.json") raw: $(cat "$R/restore-$keys.raw.json")"
 done
 

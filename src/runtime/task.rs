@@ -173,6 +173,9 @@ pub struct TaskSettings {
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most records taken from the consumer's buffer in one go.
+const POLL_BATCH: usize = 500;
+
 /// Runs until `shutdown` is set (Ok) or something fails (Err).
 fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
     let producer: ThreadedProducer<TxnProducerContext> = clients::task_producer_config(cfg, &s.transactional_id)
@@ -195,6 +198,10 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
         .filter_map(|(topic, partition)| consumer.split_partition_queue(&topic, partition).map(|queue| PriorityPartition { topic, partition, queue, covered_until_ms: i64::MIN }))
         .collect();
 
+    // Watermark queries on their own connection: on the group consumer's
+    // they would queue behind its long-polling fetches.
+    let watermarks: BaseConsumer = clients::restore_consumer_config(cfg, &s.group).create().map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
+    let mut batch = Vec::with_capacity(POLL_BATCH);
     let mut st = TxnState { exactly_once: s.exactly_once, ..TxnState::default() };
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
 
@@ -257,16 +264,30 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 }
                 continue;
             };
-            let msg = msg?;
-            // The ordering barrier: every control record appended before this
-            // record is handled before it.
-            let t = timestamp_of(&msg).unwrap_or(i64::MAX);
-            for pp in priority.iter_mut() {
-                if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
-                    catch_up(p, &producer, &consumer, pp, &mut st, t)?;
+            // Take what is already fetched, up to a batch, without waiting.
+            batch.push(msg?);
+            let room = s.max_batch_records.saturating_sub(st.records).clamp(1, POLL_BATCH);
+            while batch.len() < room {
+                match consumer.poll(Duration::ZERO) {
+                    Some(m) => batch.push(m?),
+                    None => break,
                 }
             }
-            handle(p, &producer, &msg, &mut st)?;
+            // The ordering barrier: every control record appended before a
+            // record is handled before it. One catch-up covers the batch (its
+            // latest timestamp), so a live stream costs one watermark query
+            // per batch instead of one per record.
+            if !priority.is_empty() {
+                let t = batch.iter().map(|m| timestamp_of(m).unwrap_or(i64::MAX)).max().unwrap_or(i64::MAX);
+                for pp in priority.iter_mut() {
+                    if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
+                        catch_up(p, &producer, &consumer, &watermarks, pp, &mut st, t)?;
+                    }
+                }
+            }
+            for msg in batch.drain(..) {
+                handle(p, &producer, &msg, &mut st)?;
+            }
         }
     })();
 
@@ -334,8 +355,17 @@ const BARRIER_MAX_WAIT: Duration = Duration::from_secs(5);
 /// barrier: the control partition's end, read after that record was fetched,
 /// covers everything appended to it before that time. A control partition
 /// that cannot be read is logged and skipped, never allowed to stop intents.
-fn catch_up<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, pp: &mut PriorityPartition, st: &mut TxnState, record_time: i64) -> Result<(), TaskError> {
-    let (low, high) = match consumer.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(2)) {
+#[allow(clippy::too_many_arguments)]
+fn catch_up<P: Processor>(
+    p: &mut P,
+    producer: &ThreadedProducer<TxnProducerContext>,
+    consumer: &BaseConsumer<TaskConsumerContext>,
+    watermarks: &BaseConsumer,
+    pp: &mut PriorityPartition,
+    st: &mut TxnState,
+    record_time: i64,
+) -> Result<(), TaskError> {
+    let (low, high) = match watermarks.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(2)) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(topic = %pp.topic, partition = pp.partition, error = %e, "control partition unreadable; going on without it");
@@ -410,6 +440,7 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     let log = if st.exactly_once {
         let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
         producer.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+        wait_delivered(producer)?;
         let outcome = producer.commit_transaction(TXN_TIMEOUT);
         let log = producer.context().take_log();
         if let Err(e) = outcome {
@@ -423,11 +454,8 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         log
     } else {
         // At-least-once: every output delivered, then the offsets.
-        let flushed = producer.flush(TXN_TIMEOUT);
+        wait_delivered(producer)?;
         let log = producer.context().take_log();
-        if let Err(e) = flushed {
-            return Err(TaskError::Retriable(format!("flush failed: {e}")));
-        }
         if !log.failures.is_empty() {
             return Err(TaskError::Retriable(format!("deliveries failed: {}", log.failures.join("; "))));
         }
@@ -441,6 +469,21 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     metrics::histogram!("sendgate_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
     st.offsets.clear();
     p.committed(&log.changelog_last)
+}
+
+/// Waits until every record sent is acknowledged and its delivery report
+/// handled. The client's own flush, called beside the producer's polling
+/// thread, sleeps in 100 ms slices while that thread takes the reports:
+/// 100 ms added to every commit.
+fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>) -> Result<(), TaskError> {
+    let deadline = Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return Err(TaskError::Retriable(format!("{} records not acknowledged in {TXN_TIMEOUT:?}", producer.in_flight_count())));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
 }
 
 /// Runs a task until shutdown, rebuilding its clients after retriable
