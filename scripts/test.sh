@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: unit, property and scenario tests, then the integration
-# tests against a real Apache Kafka broker that this script starts (on its
-# own port, so a broker you run for the demo is left alone) and stops.
+# Runs every test: unit, property and scenario tests, the integration tests
+# against a real Apache Kafka broker that this script starts (on its own
+# port, so a broker you run for the demo is left alone) and stops, and the
+# benchmark script's smoke run.
 #
 #   scripts/test.sh [cargo test args...]
 set -euo pipefail
@@ -32,3 +33,11 @@ export SENDGATE_TEST_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export SENDGATE_TEST_KAFKA_SCRIPT="$REPO_ROOT/scripts/kafka.sh"
 say "running the tests (integration tests use the broker at $SENDGATE_TEST_BOOTSTRAP)"
 cargo test --release --locked "$@"
+
+# The benchmark script's short version, on the same broker: it checks that
+# every system decides every intent once, with the recounted numbers. It
+# never fails on a timing.
+if [ $# -eq 0 ]; then
+  say "benchmark smoke run (scripts/bench.sh --smoke)"
+  bash "$REPO_ROOT/scripts/bench.sh" --smoke
+fi
