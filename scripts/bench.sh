@@ -12,6 +12,9 @@
 #   scripts/bench.sh            the full run; writes the results into docs/benchmarks.md
 #   scripts/bench.sh --smoke    a short run (CI): checks correctness, writes nothing
 #
+# BENCH_PHASES (default "throughput latency restore") runs some phases only;
+# BENCH_RESULTS=DIR keeps the figures there, so phases run apart share a table.
+#
 # Exits non-zero when a system misses or repeats a decision or its counts
 # differ from the recount; never on a timing.
 set -euo pipefail
@@ -31,7 +34,9 @@ SEED=20261124
 export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
 WORK="$(mktemp -d)"
-R="$WORK/results"; mkdir -p "$R"
+R="${BENCH_RESULTS:-$WORK/results}"; mkdir -p "$R"
+PHASES="${BENCH_PHASES:-throughput latency restore}"
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 RUN="$(date +%s)"
 PID=""
 
@@ -96,8 +101,9 @@ stop_system() {
 
 DEADLINE_ALL=$((SECONDS + ${BENCH_DEADLINE_SECS:-5400}))
 
-say "throughput: $N intents (and about $((N / 2)) delivery events) per system, preloaded"
+phase throughput && say "throughput: $N intents (and about $((N / 2)) delivery events) per system, preloaded"
 for system in $SYSTEMS; do
+  phase throughput || break
   prepare "$system"
   sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
   sg bench collect --expect "$N" --idle-secs 120 >"$R/$system.collect.json" &
@@ -110,8 +116,9 @@ for system in $SYSTEMS; do
   say "$system: $(cat "$R/$system.collect.json")"
 done
 
-say "latency at 50 % of each system's maximum, $LATENCY_SECS s each"
+phase latency && say "latency at 50 % of each system's maximum, $LATENCY_SECS s each"
 for system in $SYSTEMS; do
+  phase latency || break
   rate=$(python3 -c "import json; print(max(50, round(json.load(open('$R/$system.collect.json'))['rate'] / 2)))")
   prepare "$system-lat"
   start_system "$system" latency
@@ -120,22 +127,23 @@ for system in $SYSTEMS; do
   say "$system: $(cat "$R/$system.latency.json")"
 done
 
-say "restore and memory: sendgate with $KEYS active keys"
+phase restore && say "restore and memory: sendgate with $KEYS active keys"
 for keys in $KEYS; do
+  phase restore || break
   prepare "restore-$keys"
   sg bench fill-changelog --stage recipient --keys "$keys" >"$R/restore-$keys.fill.json"
   sg bench read-rate stage.recipient.changelog >"$R/restore-$keys.raw.json"
   start_system sendgate-eos "restore-$keys"
   log="$R/sendgate-eos-restore-$keys.log"
   deadline=$((SECONDS + 1800))
-  until grep -q "stage=recipient .*state restored from changelog\|state restored from changelog.*stage=recipient" "$log"; do
+  until grep -q "state restored from changelog stage=recipient partitions" "$log"; do
     [ $SECONDS -lt $deadline ] || { echo "bench: restore of $keys keys did not finish"; exit 1; }
     sleep 1
   done
   # Work on top of the restored state for a few seconds, then measure.
   sg load --intents 2000 --seed 1 --deliveries-only >/dev/null
   sleep 5
-  line=$(grep "state restored from changelog" "$log" | grep "stage=recipient" | tail -1)
+  line=$(grep "state restored from changelog stage=recipient partitions" "$log" | tail -1)
   records=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$line")
   ms=$(sed -n 's/.*ms=\([0-9]*\).*/\1/p' <<<"$line")
   rss=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
