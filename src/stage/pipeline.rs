@@ -187,6 +187,7 @@ impl Cx<'_, '_> {
             None => StateValue::Marker,
         };
         self.view.put(&keys::expiry(at_ms, key), v);
+        self.view.lower_sweep_floor(at_ms);
     }
 }
 
@@ -300,9 +301,21 @@ fn stamp_of(v: &StateValue) -> Option<i64> {
 fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
     // Entries go in time order: start at the time the sweep reached, never
     // walking over what it already removed.
+    if view.sweep_floor().is_some_and(|floor| floor > now) {
+        // Nothing is due yet: the scan would find nothing.
+        return Ok(());
+    }
     let cursor = view.get_time(keys::EXPIRY_CURSOR)?.unwrap_or(0);
     let mut reached = cursor;
-    for entry in view.scan_from(keys::EXPIRY_PREFIX, &keys::expiry(cursor, b""), EXPIRY_SWEEP_MAX)? {
+    let entries = view.scan_from(keys::EXPIRY_PREFIX, &keys::expiry(cursor, b""), EXPIRY_SWEEP_MAX)?;
+    // What the scan shows about the rest: the first entry not yet due, none
+    // left at all, or (a full batch, all due) unknown.
+    let floor = match entries.iter().filter_map(|e| keys::parse_expiry(e)).map(|(at, _)| at).find(|at| *at > now) {
+        Some(at) => Some(at),
+        None if entries.len() < EXPIRY_SWEEP_MAX => Some(i64::MAX),
+        None => None,
+    };
+    for entry in entries {
         let Some((at, key)) = keys::parse_expiry(&entry) else { continue };
         if at > now {
             break;
@@ -324,6 +337,7 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
     if reached != cursor {
         view.put(keys::EXPIRY_CURSOR, StateValue::Clock(reached));
     }
+    view.set_sweep_floor(floor);
     Ok(())
 }
 

@@ -154,6 +154,9 @@ pub struct StageStore {
     cached: std::cell::Cell<usize>,
     /// The decoded values of `pending`, for the cache once they commit.
     pending_values: Vec<(i32, Vec<u8>, Option<StateValue>)>,
+    /// Per partition, a time before which no expiry entry is due (see
+    /// `PartitionView::sweep_floor`). A hint only: absent means unknown.
+    sweep_floors: HashMap<i32, i64>,
 }
 
 impl StageStore {
@@ -165,6 +168,7 @@ impl StageStore {
             cache: Default::default(),
             cached: Default::default(),
             pending_values: Vec::new(),
+            sweep_floors: HashMap::new(),
         }
     }
 
@@ -179,6 +183,7 @@ impl StageStore {
     }
 
     fn forget_partition(&mut self, partition: i32) {
+        self.sweep_floors.remove(&partition);
         if let Some(m) = self.cache.get_mut().remove(&partition) {
             self.cached.set(self.cached.get().saturating_sub(m.len()));
         }
@@ -248,6 +253,8 @@ impl StageStore {
         if let Some(o) = self.overlays.get_mut(&partition) {
             o.rollback();
         }
+        // The record's sweep is undone with it.
+        self.sweep_floors.remove(&partition);
     }
 
     /// The transaction aborted: forget everything it wrote.
@@ -255,6 +262,8 @@ impl StageStore {
         self.overlays.clear();
         self.pending.clear();
         self.pending_values.clear();
+        // Entries the aborted transaction swept are back.
+        self.sweep_floors.clear();
     }
 
     /// Restore: applies committed changelog records straight to the base store.
@@ -301,6 +310,28 @@ impl PartitionView<'_> {
         Ok(value)
     }
 
+    /// No expiry entry of this partition is due before this time, as far as
+    /// the stage has told the store (`set_sweep_floor`, `lower_sweep_floor`);
+    /// None when unknown. Lets the per-record expiry sweep skip its scan
+    /// without changing what it finds.
+    pub fn sweep_floor(&self) -> Option<i64> {
+        self.store.sweep_floors.get(&self.partition).copied()
+    }
+
+    pub fn set_sweep_floor(&mut self, floor: Option<i64>) {
+        match floor {
+            Some(f) => self.store.sweep_floors.insert(self.partition, f),
+            None => self.store.sweep_floors.remove(&self.partition),
+        };
+    }
+
+    /// An entry due at `at` was written: the floor is at most `at`.
+    pub fn lower_sweep_floor(&mut self, at: i64) {
+        if let Some(f) = self.store.sweep_floors.get_mut(&self.partition) {
+            *f = (*f).min(at);
+        }
+    }
+
     /// A point in time (or a count) kept under `key`, if any.
     pub fn get_time(&self, key: &[u8]) -> Result<Option<i64>, StoreError> {
         Ok(match self.get(key)? {
@@ -344,7 +375,7 @@ impl PartitionView<'_> {
         // base is read in chunks that grow only when the overlay's
         // tombstones hide what was read.
         let overlay = self.store.overlays.get(&self.partition);
-        let mut chunk = limit.saturating_add(16);
+        let mut chunk = limit.max(1);
         loop {
             let rows = self.store.base.scan(&full_key(self.partition, prefix), &full_key(self.partition, from), chunk)?;
             let base_done = rows.len() < chunk;
