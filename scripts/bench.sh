@@ -30,6 +30,7 @@ else
 fi
 SYSTEMS="${BENCH_SYSTEMS:-passthrough streams-peer sendgate-alo sendgate-eos}"
 SEED=20261124
+FIXED_RATE="${BENCH_FIXED_RATE:-1000}"
 # Its own broker port unless told otherwise (the test script passes its own).
 export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
@@ -125,6 +126,13 @@ for system in $SYSTEMS; do
   sg bench latency --rate "$rate" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency.json"
   stop_system
   say "$system: $(cat "$R/$system.latency.json")"
+  # The same fixed rate for every system as well: at half of a backlog's
+  # rate a system may already queue (a live stream comes in smaller batches).
+  prepare "$system-lat-fixed"
+  start_system "$system" latency-fixed
+  sg bench latency --rate "$FIXED_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-fixed.json"
+  stop_system
+  say "$system at $FIXED_RATE/s: $(cat "$R/$system.latency-fixed.json")"
 done
 
 phase restore && say "restore and memory: sendgate with $KEYS active keys"
@@ -155,4 +163,4 @@ for keys in $KEYS; do
 done
 
 say "results"
-python3 bench/report.py "$R" --mode "$MODE" --intents "$N" --systems "$SYSTEMS" --keys "$KEYS" --latency-secs "$LATENCY_SECS" --write docs/benchmarks.md
+python3 bench/report.py "$R" --mode "$MODE" --intents "$N" --systems "$SYSTEMS" --keys "$KEYS" --latency-secs "$LATENCY_SECS" --fixed-rate "$FIXED_RATE" --write docs/benchmarks.md
