@@ -274,14 +274,7 @@ pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration
         Ok(())
     })?;
     let consumer = output_consumer(cfg, &topo.full("decisions"), true)?;
-    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", cfg.require_bootstrap()?)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("log_level", "3")
-        .create()
-        .map_err(|e| format!("cannot create a producer: {e}"))?;
+    let producer = bench_producer(cfg, 1)?;
     warm_up(&topo, &producer, &consumer, seed)?;
 
     // Intent i is scheduled at t0 + i / rate; its id ends in i. Nothing is
@@ -328,16 +321,7 @@ pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration
             sent += 1;
         }
         let full = if *topic == "intents" { &intents } else { &delivery };
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(full).key(key.as_slice()).payload(value.as_slice());
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(full).key(key.as_slice()).payload(value.as_slice()))?;
     }
     producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
     done.store(true, Ordering::Relaxed);
@@ -348,13 +332,13 @@ pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration
 /// Sends a few intents of another seed and waits for their decisions: the
 /// system under test has then joined its groups and restored, and the
 /// consumer sits at the end of the decisions topic.
-fn warm_up(topo: &crate::topology::Topology, producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
+fn warm_up(topo: &crate::topology::Topology, producer: &BenchProducer, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
     let w = Workload { seed: seed ^ 0x5eed, intents: 20, events_per_intent: 0.0, key_by_sender_domain: true, ..Workload::default() };
     let mut ids = std::collections::HashSet::new();
     let topic = topo.full("intents");
     load::generate(&w, |_, k, v| {
         ids.insert(codec::decode::<SendIntent>(RecordType::SendIntent, &v).map_err(|e| e.to_string())?.intent_id);
-        producer.send(BaseRecord::to(&topic).key(k.as_slice()).payload(v.as_slice())).map_err(|(e, _)| e.to_string())
+        send_waiting(producer, BaseRecord::to(&topic).key(k.as_slice()).payload(v.as_slice()))
     })?;
     producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -375,6 +359,39 @@ fn warm_up(topo: &crate::topology::Topology, producer: &ThreadedProducer<rdkafka
     Ok(())
 }
 
+type BenchProducer = ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
+
+/// An idempotent producer for the generators; `linger_ms` trades latency
+/// (the latency run) against batching (filling a changelog).
+fn bench_producer(cfg: &Config, linger_ms: u32) -> Result<BenchProducer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", cfg.require_bootstrap()?)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| format!("cannot create a producer: {e}"))
+}
+
+/// Sends a record, waiting (at most a minute) while the producer's bounded
+/// queue is full.
+fn send_waiting(producer: &BenchProducer, mut rec: BaseRecord<'_, [u8], [u8]>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
+                rec = r;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(format!("produce: {e}")),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- restore
 
 /// Writes `keys` distinct window counters (one per recipient, the shape of
@@ -384,30 +401,12 @@ pub fn fill_changelog(cfg: &Config, stage: &str, keys: u64) -> Result<u64, Strin
     let topo = cfg.topology()?;
     let topic = topo.full(&format!("stage.{stage}.changelog"));
     let partitions = topo.partitions(&format!("stage.{stage}")).max(1);
-    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", cfg.require_bootstrap()?)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("log_level", "3")
-        .create()
-        .map_err(|e| format!("cannot create a producer: {e}"))?;
+    let producer = bench_producer(cfg, 20)?;
     let day = 1_763_942_400_000i64;
     for i in 0..keys {
         let key = crate::stage::keys::counter(&format!("recipient:person{i}@company{}.example", i % 20_000), "outbound", "day");
         let value = crate::state::StateValue::Counter(crate::state::WindowCounter { bucket_start_ms: day, count: 1 + (i % 9) as i64, alerted_pct: 0, pending: 0 }).encode();
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(key.as_slice()).payload(value.as_slice()).partition((i % partitions as u64) as i32);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(&topic).key(key.as_slice()).payload(value.as_slice()).partition((i % partitions as u64) as i32))?;
     }
     producer.flush(Duration::from_secs(120)).map_err(|e| format!("flush: {e}"))?;
     Ok(keys)
