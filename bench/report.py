@@ -57,7 +57,7 @@ def main():
     a = ap.parse_args()
     r = a.results
     systems = a.systems.split()
-    failures = []
+    failures, notes = [], []
 
     rows, tput = [], {}
     for s in systems:
@@ -77,8 +77,11 @@ def main():
                 failures.append(f"{s}: counts per status {c.get('status')} differ from the recount {expected}")
             checks.append("counts = recount" if expected == c.get("status") else "**counts differ**")
         for run in (lat, fixed):
+            # Not a correctness check: an overloaded system may still be
+            # working when the latency run stops waiting (the throughput
+            # run above checks that every intent gets its one decision).
             if run and run.get("received") != run.get("sent"):
-                failures.append(f"{s}: latency run at {run.get('rate')}/s: {run.get('sent', 0) - run.get('received', 0)} decisions missing")
+                notes.append(f"{s}: latency run at {run.get('rate'):,.0f}/s: {run.get('sent', 0) - run.get('received', 0):,} of {run.get('sent', 0):,} decisions not out within 30 s of the last send (not counted in its percentiles)")
         checks.insert(0, "0 missing, 0 repeated" if c.get("missing") == 0 and c.get("duplicates") == 0 else "**missing or repeated**")
         status = ", ".join(f"{k} {v:,}" for k, v in sorted((c.get("status") or {}).items()))
         rows.append((s, c, lat, rss, "; ".join(checks), status, fixed))
@@ -135,11 +138,17 @@ def main():
         k, rs, raw, rate = restores[-1]
         goals.append((f"restore at least 50 % of the plain read ({k:,} records)", f"{rate / raw['rate']:.0%}", rate >= 0.5 * raw["rate"]))
         goals.append((f"RSS under 1 GiB with {k:,} active keys", f"{rs['peak_rss_mib']} MiB peak", rs["peak_rss_mib"] < 1024))
+    if a.mode == "smoke":
+        out.append("Smoke run: the backlog is too small for its timings to mean anything; only the correctness checks count.\n")
     out.append("| goal | measured | met |")
     out.append("|---|---|---|")
     for g, m, ok in goals:
         out.append(f"| {g} | {m} | {'yes' if ok else '**no**'} |")
     out.append("")
+    for n in notes:
+        out.append(f"- {n}")
+    if notes:
+        out.append("")
     if failures:
         out.append("Correctness failures: " + "; ".join(failures) + "\n")
 
