@@ -32,6 +32,26 @@ pub struct Config {
     pub commit_interval_ms: u64,
     /// Most input records in one transaction.
     pub max_batch_records: usize,
+    /// The consumer group session (ms): how long the group waits for a
+    /// member that stopped heartbeating (a crash) before giving its
+    /// partitions to others.
+    pub session_timeout_ms: u64,
+    /// Longest a hand-over may take (ms): on a revocation or a stop, the
+    /// open transaction is committed (or aborted) within it. Must be shorter
+    /// than the session, or the group gives the partitions away while their
+    /// last transaction is still in flight.
+    pub drain_deadline_ms: u64,
+    /// Keep a fixed group membership per instance_id: a restart within the
+    /// session takes the same partitions back without a rebalance, but a
+    /// stopping instance does not leave the group, so its partitions wait
+    /// out the session before others take them. Off by default: a stop
+    /// hands its partitions over at once.
+    pub static_membership: bool,
+    /// Warm copies: every stage partition this instance does not own is
+    /// kept up to date from its changelog, so taking it over (a failover,
+    /// a rebalance) replays seconds of changelog instead of all of it.
+    /// Costs the disk and the changelog reads of the whole state.
+    pub standby_replicas: bool,
     /// Kafka transaction timeout (ms); also bounds how long a crashed
     /// instance's open transaction can block readers if its id changes.
     pub transaction_timeout_ms: u64,
@@ -58,6 +78,10 @@ impl Default for Config {
             commit_interval_ms: 100,
             max_batch_records: 5_000,
             transaction_timeout_ms: 30_000,
+            session_timeout_ms: 10_000,
+            drain_deadline_ms: 5_000,
+            static_membership: false,
+            standby_replicas: false,
             idempotency_retention_hours: 168,
             topology_file: String::new(),
             replication_factor: 1,
@@ -78,6 +102,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
     ("SENDGATE_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms"),
+    ("SENDGATE_SESSION_TIMEOUT_MS", "session_timeout_ms"),
+    ("SENDGATE_DRAIN_DEADLINE_MS", "drain_deadline_ms"),
+    ("SENDGATE_STATIC_MEMBERSHIP", "static_membership"),
+    ("SENDGATE_STANDBY_REPLICAS", "standby_replicas"),
     ("SENDGATE_IDEMPOTENCY_RETENTION_HOURS", "idempotency_retention_hours"),
     ("SENDGATE_TOPOLOGY_FILE", "topology_file"),
     ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
@@ -104,6 +132,11 @@ impl Config {
 
     fn set(&mut self, field: &str, v: &str) -> Result<(), String> {
         let num = |v: &str| v.trim().parse::<u64>().map_err(|_| "must be a whole number".to_string());
+        let flag = |v: &str| match v.trim() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err("must be true or false".to_string()),
+        };
         match field {
             "bootstrap" => self.bootstrap = v.trim().to_string(),
             "namespace" => self.namespace = v.trim().to_string(),
@@ -115,6 +148,10 @@ impl Config {
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
             "transaction_timeout_ms" => self.transaction_timeout_ms = num(v)?,
+            "session_timeout_ms" => self.session_timeout_ms = num(v)?,
+            "drain_deadline_ms" => self.drain_deadline_ms = num(v)?,
+            "static_membership" => self.static_membership = flag(v)?,
+            "standby_replicas" => self.standby_replicas = flag(v)?,
             "idempotency_retention_hours" => self.idempotency_retention_hours = num(v)?,
             "topology_file" => self.topology_file = v.to_string(),
             "replication_factor" => self.replication_factor = num(v)? as i32,
@@ -156,13 +193,23 @@ impl Config {
         if self.replication_factor < 1 {
             errors.push("replication_factor must be at least 1".into());
         }
+        // The broker's default group.min.session.timeout.ms and group.max.session.timeout.ms.
+        if !(6_000..=1_800_000).contains(&self.session_timeout_ms) {
+            errors.push(format!("session_timeout_ms {} must be between 6000 and 1800000 (the broker's default group.min/max.session.timeout.ms)", self.session_timeout_ms));
+        }
+        if self.drain_deadline_ms < self.commit_interval_ms || self.drain_deadline_ms >= self.session_timeout_ms {
+            errors.push(format!(
+                "drain_deadline_ms {} must be at least commit_interval_ms ({}) and shorter than session_timeout_ms ({}): a hand-over that outlives the session gives the partitions away while their last transaction is in flight",
+                self.drain_deadline_ms, self.commit_interval_ms, self.session_timeout_ms
+            ));
+        }
         if let Some(v) = self.kafka.get("partition.assignment.strategy") {
-            if v.contains("cooperative") {
-                errors.push("kafka.partition.assignment.strategy: cooperative rebalancing is not supported yet (a revoke aborts the whole open transaction); use range or roundrobin".into());
+            if v.split(',').any(|s| !["range", "roundrobin", "cooperative-sticky"].contains(&s.trim())) {
+                errors.push(format!("kafka.partition.assignment.strategy {v:?} must be cooperative-sticky (the default), range or roundrobin"));
             }
         }
         for k in self.kafka.keys() {
-            if ["transactional.id", "group.id", "isolation.level", "enable.auto.commit", "bootstrap.servers"].contains(&k.as_str()) {
+            if ["transactional.id", "group.id", "group.instance.id", "session.timeout.ms", "isolation.level", "enable.auto.commit", "bootstrap.servers"].contains(&k.as_str()) {
                 errors.push(format!("kafka.{k} is set by sendgate itself and cannot be overridden"));
             }
         }
@@ -209,6 +256,22 @@ mod tests {
         let cfg = Config { namespace: "no spaces".into(), metrics_addr: "localhost".into(), commit_interval_ms: 1, processing_guarantee: "once".into(), ..Config::default() };
         let e = cfg.validate().unwrap_err();
         assert!(e.contains("namespace") && e.contains("metrics_addr") && e.contains("commit_interval_ms") && e.contains("processing_guarantee"), "{e}");
+    }
+
+    #[test]
+    fn a_drain_deadline_that_outlives_the_session_is_refused() {
+        let cfg = Config { session_timeout_ms: 10_000, drain_deadline_ms: 10_000, ..Config::default() };
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("drain_deadline_ms 10000") && e.contains("shorter than session_timeout_ms"), "{e}");
+        Config { drain_deadline_ms: 9_999, ..cfg }.validate().unwrap();
+    }
+
+    #[test]
+    fn flags_from_the_environment_must_be_true_or_false() {
+        let mut cfg = Config::default();
+        cfg.set("standby_replicas", "yes").unwrap();
+        assert!(cfg.standby_replicas);
+        assert!(cfg.set("static_membership", "maybe").unwrap_err().contains("true or false"));
     }
 
     #[test]

@@ -247,6 +247,23 @@ enum BenchCmd {
     },
     /// Read a topic (name without the namespace) with a plain consumer (JSON).
     ReadRate { topic: String },
+    /// Check every decision against the inputs (the fault harness's
+    /// verifier): missing, duplicated and unexpected decisions, and
+    /// statuses and window counters against the recount. Exits non-zero on
+    /// any difference.
+    Verify {
+        /// Stop reading a topic after this many seconds without a new record.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+    },
+    /// Publish one intent per partition and wait until all are decided;
+    /// print the time it took (JSON). LABEL makes the intents unique.
+    Probe {
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
 }
 
 fn main() {
@@ -342,6 +359,24 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
             let started = std::time::Instant::now();
             let n = bench::fill_changelog(cfg, &stage, keys)?;
             println!("{}", json!({"records": n, "seconds": started.elapsed().as_secs_f64()}));
+            Ok(())
+        }
+        BenchCmd::Verify { idle_secs } => {
+            let r = sendgate::cli::verify::verify(cfg, Duration::from_secs(idle_secs))?;
+            println!(
+                "{}",
+                json!({"intents": r.intents, "decision_records": r.decision_records, "missing": r.missing, "duplicates": r.duplicates, "unexpected": r.unexpected,
+                    "status_mismatches": r.status_mismatches, "counter_mismatches": r.counter_mismatches, "counters_checked": r.counters_checked, "examples": r.examples})
+            );
+            if r.clean() {
+                Ok(())
+            } else {
+                Err(format!("verify: {} missing, {} duplicates, {} unexpected, {} status and {} counter mismatches over {} intents", r.missing, r.duplicates, r.unexpected, r.status_mismatches, r.counter_mismatches, r.intents))
+            }
+        }
+        BenchCmd::Probe { label, timeout_secs } => {
+            let took = sendgate::cli::verify::probe(cfg, &label, Duration::from_secs(timeout_secs))?;
+            println!("{}", json!({"label": label, "ms": took.as_millis() as u64}));
             Ok(())
         }
         BenchCmd::ReadRate { topic } => {

@@ -80,8 +80,9 @@ pub fn passthrough(cfg: &Config, tasks: usize, shutdown: Arc<AtomicBool>) -> Res
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             max_batch_records: cfg.max_batch_records,
             exactly_once: cfg.exactly_once(),
+        drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
         };
-        // Each task is its own static group member.
+        // Each task is its own group member (and transactional producer).
         let cfg = Config { instance_id: format!("{}-{i}", cfg.instance_id), ..cfg.clone() };
         let stop = shutdown.clone();
         handles.push(std::thread::spawn(move || supervise(p, &cfg, s, &stop)));
@@ -218,29 +219,31 @@ pub fn recount(cfg: &Config) -> Result<BTreeMap<String, u64>, String> {
     Ok(status)
 }
 
-fn recount_one(counts: &mut HashMap<String, i64>, intent: &SendIntent, t: i64) -> &'static str {
+pub(crate) fn recount_one(counts: &mut HashMap<String, i64>, intent: &SendIntent, t: i64) -> &'static str {
     if intent.requires_approval {
         return "HELD";
     }
-    let domain = intent.sender.rsplit('@').next().unwrap_or_default();
-    let bucket = |window: &str| match window {
-        "hour" => t.div_euclid(3_600_000),
-        _ => t.div_euclid(86_400_000),
-    };
-    let key = |scope: &str, window: &str| {
-        let who = if scope == "mailbox" { intent.sender.as_str() } else { domain };
-        format!("{scope}:{who}/{:?}/{window}/{}", intent.class, bucket(window))
-    };
-    let full = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).any(|(scope, _, window, max)| counts.get(&key(scope, window)).copied().unwrap_or(0) >= *max);
+    let full = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).any(|(scope, _, window, max)| counts.get(&recount_key(intent, t, scope, window)).copied().unwrap_or(0) >= *max);
     if full {
         return "DEFERRED";
     }
     for scope in ["mailbox", "sender_domain"] {
         for window in ["hour", "day"] {
-            *counts.entry(key(scope, window)).or_default() += 1;
+            *counts.entry(recount_key(intent, t, scope, window)).or_default() += 1;
         }
     }
     "ALLOWED"
+}
+
+/// The recount's counter of `scope` ("mailbox" or "sender_domain") and
+/// `window` ("hour" or "day", UTC) for an intent appended at `t`.
+pub(crate) fn recount_key(intent: &SendIntent, t: i64, scope: &str, window: &str) -> String {
+    let bucket = match window {
+        "hour" => t.div_euclid(3_600_000),
+        _ => t.div_euclid(86_400_000),
+    };
+    let who = if scope == "mailbox" { intent.sender.as_str() } else { intent.sender.rsplit('@').next().unwrap_or_default() };
+    format!("{scope}:{who}/{:?}/{window}/{bucket}", intent.class)
 }
 
 // ---------------------------------------------------------------- latency

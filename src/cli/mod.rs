@@ -10,3 +10,4 @@ pub mod json_input;
 pub mod kafka_io;
 pub mod load;
 pub mod ops;
+pub mod verify;

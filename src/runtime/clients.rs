@@ -2,10 +2,12 @@
 
 use crate::config::Config;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 fn base(cfg: &Config) -> ClientConfig {
@@ -23,16 +25,24 @@ fn base(cfg: &Config) -> ClientConfig {
 /// (offsets go into the producer's transaction).
 pub fn task_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     let mut c = base(cfg);
+    if cfg.static_membership {
+        // A restarted instance (same instance_id) takes its partitions back
+        // at once instead of waiting for its dead predecessor's session to
+        // time out. The price: a static member does not leave the group when
+        // it stops, so its partitions wait out the session timeout.
+        c.set("group.instance.id", format!("{group}.{}", cfg.instance_id));
+    }
+    if !cfg.kafka.contains_key("partition.assignment.strategy") {
+        // Incremental: a member joining or leaving moves only the partitions
+        // that change owner; the others keep processing through it.
+        c.set("partition.assignment.strategy", "cooperative-sticky");
+    }
     c.set("group.id", group)
-        // Static membership: a restarted instance (same instance_id) takes
-        // its partitions back at once instead of waiting for the session of
-        // its dead predecessor to time out.
-        .set("group.instance.id", format!("{group}.{}", cfg.instance_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "15000")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
         // A restore runs between polls; allow a long one before the group
         // considers this member dead.
         .set("max.poll.interval.ms", "600000")
@@ -79,17 +89,27 @@ pub fn task_producer_config(cfg: &Config, transactional_id: &str) -> ClientConfi
     c
 }
 
-/// Rebalance events, recorded during `poll` and handled by the task loop
-/// right after it, on the same thread.
+/// Rebalance events, recorded during `poll` and acted on by the task loop
+/// right after it, on the same thread. The assignment itself changes only
+/// when the loop says so (`apply`): partitions are handed over after the
+/// open transaction has committed their work, and taken on after their
+/// state is restored. The client waits for that call; it need not come from
+/// inside the callback.
 #[derive(Debug)]
 pub enum RebalanceEvent {
     Assigned(Vec<(String, i32)>),
-    Revoked(Vec<(String, i32)>),
+    /// `lost`: the group already gave them away (this member's session
+    /// expired or it was fenced): their open work cannot be committed.
+    Revoked { parts: Vec<(String, i32)>, lost: bool },
+    Failed(String),
 }
 
 #[derive(Default)]
 pub struct TaskConsumerContext {
     events: Mutex<Vec<RebalanceEvent>>,
+    /// Set while the consumer closes: rebalances are then applied at once,
+    /// as nothing is left to commit and the close waits for them.
+    closing: AtomicBool,
 }
 
 fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -100,22 +120,48 @@ impl TaskConsumerContext {
     pub fn take_events(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().expect("not poisoned"))
     }
+
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Takes partitions on (`add`) or hands them over, incrementally under the
+/// cooperative protocol and wholesale under the eager one.
+pub fn apply<C: ConsumerContext>(consumer: &BaseConsumer<C>, partitions: &[(String, i32)], add: bool) -> rdkafka::error::KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    match (consumer.rebalance_protocol(), add) {
+        (RebalanceProtocol::Cooperative, true) => consumer.incremental_assign(&tpl),
+        (RebalanceProtocol::Cooperative, false) => consumer.incremental_unassign(&tpl),
+        (_, true) => consumer.assign(&tpl),
+        (_, false) => consumer.unassign(),
+    }
 }
 
 impl ClientContext for TaskConsumerContext {}
 
 impl ConsumerContext for TaskConsumerContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            self.events.lock().expect("not poisoned").push(RebalanceEvent::Revoked(parts(tpl)));
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => RebalanceEvent::Assigned(parts(tpl)),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => RebalanceEvent::Revoked { parts: parts(tpl), lost: consumer.assignment_lost() },
+            e => RebalanceEvent::Failed(format!("rebalance failed: {e:?}")),
+        };
+        if self.closing.load(Ordering::Relaxed) {
+            let result = match &event {
+                RebalanceEvent::Assigned(p) => apply(consumer, p, true),
+                RebalanceEvent::Revoked { parts: p, .. } => apply(consumer, p, false),
+                RebalanceEvent::Failed(_) => consumer.unassign(),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "rebalance while closing");
+            }
+            return;
         }
-    }
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => self.events.lock().expect("not poisoned").push(RebalanceEvent::Assigned(parts(tpl))),
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
-        }
+        self.events.lock().expect("not poisoned").push(event);
     }
 }
 

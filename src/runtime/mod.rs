@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod router;
+pub mod standby;
 pub mod stage_task;
 pub mod task;
 
@@ -26,6 +27,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         commit_interval: Duration::from_millis(cfg.commit_interval_ms),
         max_batch_records: cfg.max_batch_records,
         exactly_once: cfg.exactly_once(),
+        drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
     };
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();
@@ -36,6 +38,12 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
             tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
         }
         stage_tasks.push(stage_task::StageTask::new(cfg, &topo, make_stage(kind, sender_config.clone()), StageStore::new(Box::new(store))));
+    }
+    let mut standbys = Vec::new();
+    if cfg.standby_replicas {
+        for task in stage_tasks.iter_mut() {
+            standbys.push(task.with_standby(&topo));
+        }
     }
 
     let mut handles = Vec::new();
@@ -58,6 +66,19 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     for (task, kind) in stage_tasks.into_iter().zip(StageKind::ALL) {
         let (cfg, s, stop) = (cfg.clone(), settings(kind.name()), shutdown.clone());
         handles.push((kind.name(), std::thread::Builder::new().name(kind.name().into()).spawn(move || guard(supervise(task, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
+    }
+    for standby in standbys {
+        let stop = shutdown.clone();
+        handles.push((
+            "standby",
+            std::thread::Builder::new()
+                .name("standby".into())
+                .spawn(move || {
+                    standby.run(&stop);
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?,
+        ));
     }
     tracing::info!(namespace = %cfg.namespace, instance = %cfg.instance_id, bootstrap = %cfg.bootstrap, state = %cfg.state_dir.display(), "sendgate running");
     let mut failures = Vec::new();

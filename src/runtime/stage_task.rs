@@ -36,6 +36,9 @@ pub struct StageTask {
     stage_topics: HashMap<StageKind, (String, i32)>,
     out: StageOutput,
     buf: Vec<u8>,
+    /// With standby replicas: the partitions this task owns, shared with
+    /// the standby that keeps the others warm.
+    standby: Option<super::standby::Owned>,
 }
 
 /// Longest a restore may take before the task gives up and retries.
@@ -59,7 +62,16 @@ impl StageTask {
             stage_topics: topo.stage_topics(),
             out: StageOutput::default(),
             buf: Vec::with_capacity(512),
+            standby: None,
         }
+    }
+
+    /// Keeps warm copies of the partitions this task does not own: returns
+    /// the standby to run on its own thread.
+    pub fn with_standby(&mut self, topo: &Topology) -> super::standby::Standby {
+        let owned = super::standby::Owned::default();
+        self.standby = Some(owned.clone());
+        super::standby::Standby::new(&self.cfg, self.kind.name(), self.changelog.clone(), topo.partitions(&self.kind.topic()), self.store.shared_base(), owned)
     }
 
     pub fn kind(&self) -> StageKind {
@@ -215,6 +227,14 @@ impl Processor for StageTask {
     }
 
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), TaskError> {
+        if let Some(owned) = &self.standby {
+            // From here on the standby leaves these partitions alone; the
+            // restore below continues from where it got to.
+            owned.lock().expect("not poisoned").extend(partitions.iter().map(|(_, p)| *p));
+            for (_, p) in partitions {
+                self.store.release_partition(*p);
+            }
+        }
         let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
         let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
         let started = Instant::now();
@@ -231,6 +251,17 @@ impl Processor for StageTask {
     }
 
     fn on_revoked(&mut self, partitions: &[(String, i32)], handed_over: bool) {
+        if let Some(owned) = &self.standby {
+            // Kept, and kept up to date by the standby from this task's last
+            // commit on.
+            let mut owned = owned.lock().expect("not poisoned");
+            for (_, p) in partitions {
+                self.books.remove(p);
+                self.store.release_partition(*p);
+                owned.remove(p);
+            }
+            return;
+        }
         for (_, p) in partitions {
             self.books.remove(p);
             // Another instance may own it next and its deletes may be

@@ -70,10 +70,6 @@ impl PendingCounts {
             metrics::counter!(name, labels).increment(n);
         }
     }
-
-    fn discard(&mut self) {
-        self.0.clear();
-    }
 }
 
 /// Where a processor writes its outputs, inside the open transaction.
@@ -169,6 +165,8 @@ pub struct TaskSettings {
     pub max_batch_records: usize,
     /// false: at-least-once (flush, then commit the offsets).
     pub exactly_once: bool,
+    /// Longest the commit of a hand-over (revocation, stop) may take.
+    pub drain_deadline: Duration,
 }
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -190,6 +188,10 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             .create_with_context(TaskConsumerContext::default())
             .map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?,
     );
+    // Declared after the consumer, so dropped before it: rebalances during
+    // the consumer's close are applied at once instead of waiting for a
+    // loop that has ended.
+    let _closing = ClosingGuard(&consumer);
     let topics = p.input_topics();
     consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
     let mut priority: Vec<PriorityPartition> = p
@@ -210,7 +212,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let stopping = shutdown.load(Ordering::Relaxed);
             if let Some(started) = st.started {
                 if stopping || started.elapsed() >= s.commit_interval || st.records >= s.max_batch_records {
-                    commit(p, &producer, &consumer, &mut st)?;
+                    commit(p, &producer, &consumer, &mut st, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
                     st.started = None;
                     st.records = 0;
                     continue;
@@ -223,70 +225,80 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 None => Duration::from_millis(100),
             };
             let polled = consumer.poll(wait);
+            if let Some(msg) = polled {
+                // Take what is already fetched, up to a batch, without waiting.
+                batch.push(msg?);
+                let room = s.max_batch_records.saturating_sub(st.records).clamp(1, POLL_BATCH);
+                while batch.len() < room {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(m) => batch.push(m?),
+                        None => break,
+                    }
+                }
+                // The ordering barrier: every control record appended before a
+                // record is handled before it. One catch-up covers the batch (its
+                // latest timestamp), so a live stream costs one watermark query
+                // per batch instead of one per record.
+                if !priority.is_empty() {
+                    let t = batch.iter().map(|m| timestamp_of(m).unwrap_or(i64::MAX)).max().unwrap_or(i64::MAX);
+                    for pp in priority.iter_mut() {
+                        if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
+                            catch_up(p, &producer, &consumer, &watermarks, pp, &mut st, t)?;
+                        }
+                    }
+                }
+                // Every record in hand is from an owned partition: a revoked
+                // partition stays assigned until the events below hand it over.
+                for msg in batch.drain(..) {
+                    handle(p, &producer, &msg, &mut st)?;
+                }
+            } else {
+                // Idle: take any control records that arrived.
+                for pp in &priority {
+                    if assigned.contains(&(pp.topic.clone(), pp.partition)) {
+                        while let Some(m) = pp.queue.poll(Duration::ZERO) {
+                            handle(p, &producer, &m?, &mut st)?;
+                        }
+                    }
+                }
+            }
             for event in consumer.context().take_events() {
                 match event {
-                    RebalanceEvent::Revoked(parts) => {
-                        // The partitions are gone: their uncommitted work must
-                        // not be committed by us. Abort; the new owner (or we,
-                        // on re-assignment) resumes from the committed offsets.
-                        if st.started.take().is_some() {
-                            // At-least-once: what was already sent stays; the
-                            // new owner repeats the records after the last commit.
-                            if st.exactly_once {
-                                producer.abort_transaction(TXN_TIMEOUT)?;
-                                metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
+                    RebalanceEvent::Revoked { parts, lost } => {
+                        if st.started.is_some() {
+                            if lost {
+                                // The group gave them away already: their work
+                                // cannot be committed. Abort it all and start
+                                // over from the committed offsets.
+                                return Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len())));
                             }
-                            producer.context().take_log();
-                            p.aborted();
+                            // Hand over cleanly: what was done for them
+                            // commits, so the next owner starts right after it.
+                            commit(p, &producer, &consumer, &mut st, s.drain_deadline)?;
+                            st.started = None;
+                            st.records = 0;
                         }
-                        st.reset();
+                        tracing::info!(task = p.name(), partitions = parts.len(), lost, "partitions revoked");
+                        for part in &parts {
+                            assigned.remove(part);
+                            st.positions.remove(part);
+                        }
                         for pp in priority.iter_mut() {
                             pp.covered_until_ms = i64::MIN;
                         }
-                        for part in &parts {
-                            assigned.remove(part);
-                        }
                         p.on_revoked(&parts, true);
+                        clients::apply(&consumer, &parts, false)?;
                     }
                     RebalanceEvent::Assigned(parts) => {
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
+                        // State first: no record of a partition is fetched
+                        // before its state is restored.
                         p.on_assigned(&parts)?;
+                        clients::apply(&consumer, &parts, true)?;
                         assigned.extend(parts);
                     }
+                    RebalanceEvent::Failed(e) => return Err(TaskError::Retriable(e)),
                 }
-            }
-            let Some(msg) = polled else {
-                // Idle: take any control records that arrived.
-                for pp in &priority {
-                    while let Some(m) = pp.queue.poll(Duration::ZERO) {
-                        handle(p, &producer, &m?, &mut st)?;
-                    }
-                }
-                continue;
-            };
-            // Take what is already fetched, up to a batch, without waiting.
-            batch.push(msg?);
-            let room = s.max_batch_records.saturating_sub(st.records).clamp(1, POLL_BATCH);
-            while batch.len() < room {
-                match consumer.poll(Duration::ZERO) {
-                    Some(m) => batch.push(m?),
-                    None => break,
-                }
-            }
-            // The ordering barrier: every control record appended before a
-            // record is handled before it. One catch-up covers the batch (its
-            // latest timestamp), so a live stream costs one watermark query
-            // per batch instead of one per record.
-            if !priority.is_empty() {
-                let t = batch.iter().map(|m| timestamp_of(m).unwrap_or(i64::MAX)).max().unwrap_or(i64::MAX);
-                for pp in priority.iter_mut() {
-                    if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
-                        catch_up(p, &producer, &consumer, &watermarks, pp, &mut st, t)?;
-                    }
-                }
-            }
-            for msg in batch.drain(..) {
-                handle(p, &producer, &msg, &mut st)?;
             }
         }
     })();
@@ -305,6 +317,14 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     result
 }
 
+struct ClosingGuard<'a>(&'a BaseConsumer<TaskConsumerContext>);
+
+impl Drop for ClosingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.context().set_closing();
+    }
+}
+
 /// The open transaction's bookkeeping.
 #[derive(Default)]
 struct TxnState {
@@ -316,15 +336,6 @@ struct TxnState {
     records: usize,
     counts: PendingCounts,
     exactly_once: bool,
-}
-
-impl TxnState {
-    fn reset(&mut self) {
-        self.counts.discard();
-        self.offsets.clear();
-        self.positions.clear();
-        self.records = 0;
-    }
 }
 
 /// A control partition read through its own queue.
@@ -429,7 +440,8 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     Ok(())
 }
 
-fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState) -> Result<(), TaskError> {
+/// Commits the open transaction within `timeout`.
+fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, timeout: Duration) -> Result<(), TaskError> {
     let started = Instant::now();
     let mut out = Outbox { producer, counts: &mut st.counts };
     p.prepare_commit(&mut out)?;
@@ -439,9 +451,9 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     }
     let log = if st.exactly_once {
         let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
-        producer.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
-        wait_delivered(producer)?;
-        let outcome = producer.commit_transaction(TXN_TIMEOUT);
+        producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+        wait_delivered(producer, timeout)?;
+        let outcome = producer.commit_transaction(timeout);
         let log = producer.context().take_log();
         if let Err(e) = outcome {
             metrics::counter!("sendgate_transactions_total", "outcome" => "failed").increment(1);
@@ -454,7 +466,7 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         log
     } else {
         // At-least-once: every output delivered, then the offsets.
-        wait_delivered(producer)?;
+        wait_delivered(producer, timeout)?;
         let log = producer.context().take_log();
         if !log.failures.is_empty() {
             return Err(TaskError::Retriable(format!("deliveries failed: {}", log.failures.join("; "))));
@@ -475,11 +487,11 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 /// handled. The client's own flush, called beside the producer's polling
 /// thread, sleeps in 100 ms slices while that thread takes the reports:
 /// 100 ms added to every commit.
-fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>) -> Result<(), TaskError> {
-    let deadline = Instant::now() + TXN_TIMEOUT;
+fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>, timeout: Duration) -> Result<(), TaskError> {
+    let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
         if Instant::now() > deadline {
-            return Err(TaskError::Retriable(format!("{} records not acknowledged in {TXN_TIMEOUT:?}", producer.in_flight_count())));
+            return Err(TaskError::Retriable(format!("{} records not acknowledged in {timeout:?}", producer.in_flight_count())));
         }
         std::thread::sleep(Duration::from_micros(200));
     }

@@ -274,6 +274,16 @@ impl StageStore {
         self.base.write(batch)
     }
 
+    /// Forgets what this store holds in memory for a partition (its open
+    /// writes, cached values, sweep floor), keeping the base store's copy:
+    /// a standby replica writes under it while it is not owned.
+    pub fn release_partition(&mut self, partition: i32) {
+        self.overlays.remove(&partition);
+        self.pending.remove(&partition);
+        self.pending_values.retain(|(p, _, _)| *p != partition);
+        self.forget_partition(partition);
+    }
+
     pub fn drop_partition(&mut self, partition: i32) -> Result<(), StoreError> {
         self.overlays.remove(&partition);
         self.pending.remove(&partition);

@@ -1,0 +1,192 @@
+//! The fault harness's instruments: `verify`, which checks every decision
+//! against the inputs after a run, and `probe`, which measures how long
+//! the processor takes to answer again after a fault.
+//!
+//! `verify` reads the intents topic and recomputes, with the recount model
+//! (a second implementation of the sender windows, see `bench`), what each
+//! intent's decision and the counters it reports must be; then it reads the
+//! decisions topic read-committed and reports:
+//! - missing: an intent without a decision;
+//! - duplicates: an intent with more than one decision record;
+//! - unexpected: a decision for an intent that was never published;
+//! - status mismatches: a decision other than the recount's;
+//! - counter mismatches: a window's `used` in a decision other than the
+//!   recount's counter at that point (a reservation counted twice after a
+//!   crash, or lost).
+//!
+//! Exact for workloads the recount predicts (`load --key-by-sender-domain
+//! --deliveries-only` under bench/policy.toml), which is what the harness runs.
+
+use super::bench::{recount_key, recount_one};
+use super::kafka_io::{self, ReadOptions};
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::*;
+use crate::stage::driver::partition_for;
+use rdkafka::producer::FutureRecord;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// What one intent's decision must be.
+struct Expected {
+    status: &'static str,
+    /// The recount's counters as the decision reports them: after this
+    /// intent's reservation when allowed. Indexed as `counter_slot` says.
+    counters: [i64; 4],
+}
+
+/// Where a decision's usage entry sits in `Expected::counters`, if the
+/// recount models it.
+fn counter_slot(u: &Usage) -> Option<usize> {
+    let scope = if u.scope.starts_with("mailbox:") {
+        0
+    } else if u.scope.starts_with("sender_domain:") && !u.scope.contains('/') {
+        2
+    } else {
+        return None;
+    };
+    match u.window.as_str() {
+        "hour" => Some(scope),
+        "day" => Some(scope + 1),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub intents: u64,
+    pub decision_records: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+    pub unexpected: u64,
+    pub status_mismatches: u64,
+    pub counter_mismatches: u64,
+    pub counters_checked: u64,
+    /// The first differences, for the reader.
+    pub examples: Vec<String>,
+}
+
+impl Report {
+    pub fn clean(&self) -> bool {
+        self.missing + self.duplicates + self.unexpected + self.status_mismatches + self.counter_mismatches == 0 && self.intents > 0
+    }
+
+    fn note(&mut self, what: String) {
+        if self.examples.len() < 10 {
+            self.examples.push(what);
+        }
+    }
+}
+
+pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
+    let topo = cfg.topology()?;
+    let mut report = Report::default();
+
+    // 1. From the inputs: what every decision must be.
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut expected: HashMap<String, Expected> = HashMap::new();
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(idle) };
+    let topic = topo.full("intents");
+    kafka_io::read_topic(cfg, &topic, &opts, |r| {
+        let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
+        let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
+        let status = recount_one(&mut counts, &intent, t);
+        let mut counters = [0i64; 4];
+        for (i, (scope, window)) in [("mailbox", "hour"), ("mailbox", "day"), ("sender_domain", "hour"), ("sender_domain", "day")].iter().enumerate() {
+            counters[i] = counts.get(&recount_key(&intent, t, scope, window)).copied().unwrap_or(0);
+        }
+        if expected.insert(intent.intent_id.clone(), Expected { status, counters }).is_some() {
+            return Err(format!("intent id {} published twice: the workload is not one the verifier can judge", intent.intent_id));
+        }
+        Ok(())
+    })?;
+    report.intents = expected.len() as u64;
+
+    // 2. From the outputs, read-committed: what was decided.
+    let mut seen: HashMap<String, u32> = HashMap::with_capacity(expected.len());
+    let topic = topo.full("decisions");
+    kafka_io::read_topic(cfg, &topic, &opts, |r| {
+        let d: Decision = codec::decode(RecordType::Decision, r.payload.as_deref().unwrap_or_default()).map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
+        report.decision_records += 1;
+        let n = seen.entry(d.intent_id.clone()).or_default();
+        *n += 1;
+        if *n > 1 {
+            report.duplicates += 1;
+            report.note(format!("duplicate: {} decided again ({}) at [{}] @{}", d.intent_id, d.status.as_str(), r.partition, r.offset));
+            return Ok(());
+        }
+        let Some(e) = expected.get(&d.intent_id) else {
+            report.unexpected += 1;
+            report.note(format!("unexpected: a decision for {}, which no input holds", d.intent_id));
+            return Ok(());
+        };
+        if d.status.as_str() != e.status {
+            report.status_mismatches += 1;
+            report.note(format!("status: {} is {} ({}), the recount says {}", d.intent_id, d.status.as_str(), d.reason, e.status));
+        }
+        for u in &d.usage {
+            if let Some(slot) = counter_slot(u) {
+                report.counters_checked += 1;
+                if u.used != e.counters[slot] {
+                    report.counter_mismatches += 1;
+                    report.note(format!("counter: {} reports {} {} used {}, the recount has {}", d.intent_id, u.scope, u.window, u.used, e.counters[slot]));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for id in expected.keys() {
+        if !seen.contains_key(id) {
+            report.missing += 1;
+            if report.missing <= 5 {
+                report.note(format!("missing: no decision for {id}"));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Publishes one intent to each intents partition, each bound for a
+/// different sender-stage partition, and waits until all are decided.
+/// Returns the time from publishing to the last decision: right after a
+/// fault, how long until every part of the pipeline answers again.
+pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, String> {
+    let topo = cfg.topology()?;
+    let inputs = topo.partitions("intents");
+    let stages = topo.partitions(&crate::stage::StageKind::Sender.topic());
+    let start = kafka_io::watermarks(cfg, &topo.full("decisions"))?.into_iter().map(|(p, (_, high))| (p, high)).collect();
+    let producer = kafka_io::producer(cfg)?;
+    let started = Instant::now();
+    let mut ids = HashSet::new();
+    let mut sends = Vec::new();
+    for i in 0..inputs.max(stages) {
+        // The first probe domain that lands on sender-stage partition i.
+        let domain = (0..).map(|k| format!("probe{k}.example")).find(|d| partition_for(d, stages) == i % stages).expect("some domain lands on every partition");
+        let intent = SendIntent {
+            intent_id: format!("probe-{label}-{i}"),
+            tenant: "probe".into(),
+            sender: format!("probe-{label}@{domain}"),
+            recipient: format!("check{i}@probe-recipient{i}.example"),
+            class: IntentClass::Outbound,
+            template_id: None,
+            content_hash: None,
+            thread_id: None,
+            requires_approval: false,
+            requested_at_ms: 0,
+        };
+        let bytes = codec::encode(RecordType::SendIntent, &intent).map_err(|e| e.to_string())?;
+        ids.insert(intent.intent_id.clone());
+        sends.push((i % inputs, domain, bytes));
+    }
+    let topic = topo.full("intents");
+    for (partition, key, bytes) in &sends {
+        let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).partition(*partition).key(key.as_str()).payload(bytes.as_slice());
+        futures::executor::block_on(producer.send(rec, timeout)).map_err(|(e, _)| format!("probe: cannot publish: {e}"))?;
+    }
+    let decided = super::collect::decisions_for(cfg, &start, &ids, timeout)?;
+    if decided.len() < ids.len() {
+        return Err(format!("probe {label}: {} of {} decided within {timeout:?}", decided.len(), ids.len()));
+    }
+    Ok(started.elapsed())
+}
