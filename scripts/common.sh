@@ -8,11 +8,18 @@ export SENDGATE_CACHE="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SENDGATE_CACHE/target}"
 # One profile (release) for tests, the binary and benchmarks, so RocksDB's
 # C++ is compiled once.
-SENDGATE_BIN="$CARGO_TARGET_DIR/release/sendgate"
+# SENDGATE_BIN may name another binary (a long run keeps its own copy while
+# the tree is rebuilt); the scripts then use it as it is.
+SENDGATE_BIN_GIVEN="${SENDGATE_BIN:+1}"
+SENDGATE_BIN="${SENDGATE_BIN:-$CARGO_TARGET_DIR/release/sendgate}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 build_release() {
+  if [ -n "$SENDGATE_BIN_GIVEN" ]; then
+    say "using $SENDGATE_BIN as it is"
+    return
+  fi
   say "building sendgate (release; the first build compiles RocksDB and librdkafka, ~22 min on 2 cores)"
   (cd "$REPO_ROOT" && cargo build --release --locked --bins)
 }
