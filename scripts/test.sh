@@ -2,7 +2,7 @@
 # Runs every test: unit, property and scenario tests, the integration tests
 # against a real Apache Kafka broker that this script starts (on its own
 # port, so a broker you run for the demo is left alone) and stops, and the
-# benchmark script's smoke run.
+# benchmark script's smoke run and the fault harness's short run.
 #
 #   scripts/test.sh [cargo test args...]
 set -euo pipefail
@@ -40,4 +40,9 @@ cargo test --release --locked "$@"
 if [ $# -eq 0 ]; then
   say "benchmark smoke run (scripts/bench.sh --smoke)"
   bash "$REPO_ROOT/scripts/bench.sh" --smoke
+  # The fault harness's short run: several SIGKILLs, a clean stop, joins and
+  # a broker restart across three instances; zero missing, duplicated or
+  # wrong decisions, or it fails.
+  say "fault harness, short run (scripts/faults.sh)"
+  bash "$REPO_ROOT/scripts/faults.sh"
 fi

@@ -52,8 +52,10 @@ pub struct Config {
     /// a rebalance) replays seconds of changelog instead of all of it.
     /// Costs the disk and the changelog reads of the whole state.
     pub standby_replicas: bool,
-    /// Kafka transaction timeout (ms); also bounds how long a crashed
-    /// instance's open transaction can block readers if its id changes.
+    /// Kafka transaction timeout (ms). It bounds how long the open
+    /// transaction of a crashed instance that does not come back blocks
+    /// read-committed readers (the next owner of its partitions, the
+    /// senders reading decisions): Kafka Streams' 10 s under exactly-once.
     pub transaction_timeout_ms: u64,
     /// How long ALLOWED/BLOCKED intent ids are remembered for idempotency.
     pub idempotency_retention_hours: u64,
@@ -77,7 +79,7 @@ impl Default for Config {
             processing_guarantee: "exactly_once".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
-            transaction_timeout_ms: 30_000,
+            transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
             drain_deadline_ms: 5_000,
             static_membership: false,

@@ -116,7 +116,13 @@ impl StageTask {
             if Instant::now() > deadline {
                 return Err(TaskError::Retriable(format!("restore of {} did not finish in {:?}", self.changelog, RESTORE_DEADLINE)));
             }
-            let mut finished = Vec::new();
+            // Partitions that may be at their end: a partition is complete
+            // once the consumer's position (past transaction markers and
+            // aborted records) reaches the end read at the start. A
+            // read-committed reader also stops short of a transaction still
+            // open (at the last stable offset): that one is waited for,
+            // committed or aborted, never taken as the end.
+            let mut at_end = Vec::new();
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     let p = m.partition();
@@ -132,11 +138,23 @@ impl StageTask {
                         self.store.restore_batch(p, std::mem::take(batch), next)?;
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => finished.push(p),
+                Some(Err(KafkaError::PartitionEOF(p))) => at_end.push(p),
                 Some(Err(e)) => return Err(e.into()),
-                // Idle: a partition whose last record (at most a transaction
-                // marker) is behind us is complete.
-                None => finished.extend(todo.iter().filter(|(_, (next, high))| *next >= high - 1).map(|(p, _)| *p)),
+                None => at_end.extend(todo.keys().copied()),
+            }
+            let mut finished = Vec::new();
+            if !at_end.is_empty() {
+                let positions = consumer.position()?;
+                for p in at_end {
+                    let position = positions.find_partition(&self.changelog, p).and_then(|e| e.offset().to_raw()).unwrap_or(-1);
+                    if let Some(t) = todo.get_mut(&p) {
+                        if position >= t.1 {
+                            // Resume point: the position, past any trailing markers.
+                            t.0 = t.0.max(position);
+                            finished.push(p);
+                        }
+                    }
+                }
             }
             for p in finished {
                 if let Some((next, _)) = todo.remove(&p) {

@@ -451,8 +451,12 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     }
     let log = if st.exactly_once {
         let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
-        producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+        // Every record of the transaction is in the log before its offsets
+        // are: if the offsets are accepted (this member still owns the
+        // partitions), the next owner's restore, which reads the changelog
+        // to its end as of its assignment, covers all of its records.
         wait_delivered(producer, timeout)?;
+        producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
         let outcome = producer.commit_transaction(timeout);
         let log = producer.context().take_log();
         if let Err(e) = outcome {
