@@ -12,7 +12,8 @@
 #   scripts/bench.sh            the full run; writes the results into docs/benchmarks.md
 #   scripts/bench.sh --smoke    a short run (CI): checks correctness, writes nothing
 #
-# BENCH_PHASES (default "throughput latency restore") runs some phases only;
+# BENCH_PHASES (default "throughput latency restore scale"; the smoke run
+# leaves out scale) runs some phases only;
 # BENCH_RESULTS=DIR keeps the figures there, so phases run apart share a table.
 #
 # Exits non-zero when a system misses or repeats a decision or its counts
@@ -36,14 +37,15 @@ export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLL
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
 WORK="$(mktemp -d)"
 R="${BENCH_RESULTS:-$WORK/results}"; mkdir -p "$R"
-PHASES="${BENCH_PHASES:-throughput latency restore}"
+if [ "$MODE" = full ]; then DEFAULT_PHASES="throughput latency restore scale"; else DEFAULT_PHASES="throughput latency restore"; fi
+PHASES="${BENCH_PHASES:-$DEFAULT_PHASES}"
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 RUN="$(date +%s)"
 PID=""
 
 "$REPO_ROOT/scripts/setup.sh"
 build_release
-if [[ " $SYSTEMS " == *" streams-peer "* ]]; then
+if [[ " $SYSTEMS " == *" streams-peer "* ]] && { phase throughput || phase latency; }; then
   say "building the Kafka Streams peer"
   bench/streams-peer/run.sh --build-only
 fi
@@ -163,6 +165,34 @@ for keys in $KEYS; do
   stop_system
   rm -rf "$SENDGATE_STATE_DIR"
   say "restore $keys: $(cat "$R/restore-$keys.json") raw: $(cat "$R/restore-$keys.raw.json")"
+done
+
+# Scale-out: the same backlog through one instance, then two in one group.
+# Beside the rates, how busy the machine's cores were: with the broker and
+# the instances on two cores, a second instance can only help if the first
+# left cores idle.
+cpu_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat; }
+phase scale && say "scale-out: $N intents through one instance, then two"
+for n in 1 2; do
+  phase scale || break
+  prepare "scale-$n"
+  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
+  sg bench collect --expect "$N" --idle-secs 120 >"$R/scale-$n.collect.json" &
+  COLLECTOR=$!
+  read -r total0 idle0 < <(cpu_ticks)
+  SCALE_PIDS=()
+  for i in $(seq "$n"); do
+    SENDGATE_INSTANCE_ID="s$i" SENDGATE_STATE_DIR="$WORK/state-scale-$n-$i" SENDGATE_METRICS_ADDR="" SENDGATE_API_ADDR="" \
+      "$SENDGATE_BIN" run >"$R/scale-$n-$i.log" 2>&1 &
+    SCALE_PIDS+=($!)
+  done
+  wait "$COLLECTOR" || { echo "bench: collecting the scale-out run's decisions failed"; exit 1; }
+  read -r total1 idle1 < <(cpu_ticks)
+  echo "{\"instances\": $n, \"cpu_busy\": $(python3 -c "print(round(1 - ($idle1 - $idle0) / max(1, $total1 - $total0), 3))")}" >"$R/scale-$n.cpu.json"
+  for pid in "${SCALE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SCALE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  sg bench recount >"$R/scale-$n.recount.json"
+  say "$n instance(s): $(cat "$R/scale-$n.collect.json") $(cat "$R/scale-$n.cpu.json")"
 done
 
 say "results"
