@@ -171,6 +171,11 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
     Ok(report)
 }
 
+/// A plain outbound intent (tenant "probe").
+fn outbound(intent_id: String, sender: String, recipient: String) -> SendIntent {
+    SendIntent { intent_id, tenant: "probe".into(), sender, recipient, class: IntentClass::Outbound, template_id: None, content_hash: None, thread_id: None, requires_approval: false, requested_at_ms: 0 }
+}
+
 /// Publishes one intent to each intents partition, each bound for a
 /// different sender-stage partition, and waits until all are decided.
 /// Returns the time from publishing to the last decision: right after a
@@ -187,18 +192,7 @@ pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, S
     for i in 0..inputs.max(stages) {
         // The first probe domain that lands on sender-stage partition i.
         let domain = (0..).map(|k| format!("probe{k}.example")).find(|d| partition_for(d, stages) == i % stages).expect("some domain lands on every partition");
-        let intent = SendIntent {
-            intent_id: format!("probe-{label}-{i}"),
-            tenant: "probe".into(),
-            sender: format!("probe-{label}@{domain}"),
-            recipient: format!("check{i}@probe-recipient{i}.example"),
-            class: IntentClass::Outbound,
-            template_id: None,
-            content_hash: None,
-            thread_id: None,
-            requires_approval: false,
-            requested_at_ms: 0,
-        };
+        let intent = outbound(format!("probe-{label}-{i}"), format!("probe-{label}@{domain}"), format!("check{i}@probe-recipient{i}.example"));
         let bytes = codec::encode(RecordType::SendIntent, &intent).map_err(|e| e.to_string())?;
         ids.insert(intent.intent_id.clone());
         sends.push((i % inputs, domain, bytes));
@@ -224,18 +218,7 @@ mod tests {
     }
 
     fn decision(status: DecisionStatus, reason: &str, usage: Vec<Usage>) -> Decision {
-        let intent = SendIntent {
-            intent_id: "i-1".into(),
-            tenant: "t".into(),
-            sender: "a@d.example".into(),
-            recipient: "r@x.example".into(),
-            class: IntentClass::Outbound,
-            template_id: None,
-            content_hash: None,
-            thread_id: None,
-            requires_approval: false,
-            requested_at_ms: 0,
-        };
+        let intent = outbound("i-1".into(), "a@d.example".into(), "r@x.example".into());
         let source = SourceRef { topic: "intents".into(), partition: 0, offset: 0 };
         crate::stage::pipeline::new_decision(&intent, 0, &source, crate::stage::StageKind::Sender, status, reason, None, usage, 1)
     }
