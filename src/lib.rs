@@ -16,14 +16,15 @@
 //!   (state, record, policy): decisions, alerts, records for other stages
 //!   and state changes; the reserve/release protocol between them; the
 //!   whole pipeline in memory for tests.
-//! - [`runtime`]: Kafka clients, the exactly-once task loop, the router
-//!   task and the stage tasks.
+//! - [`runtime`]: Kafka clients and rebalances, the exactly-once task loop,
+//!   the router task, the stage tasks and their standby replicas.
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
 //! - [`metrics`]: Prometheus metric names and the exporter.
 //! - [`api`]: the processor's HTTP API: simulate intents, read usage.
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
-//! - [`cli`]: the `sendgate` subcommands other than `run`.
+//! - [`cli`]: the `sendgate` subcommands other than `run`, including the
+//!   benchmark instruments and the fault harness's verifier and probe.
 
 pub mod api;
 pub mod audit;

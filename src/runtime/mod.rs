@@ -1,5 +1,6 @@
 //! The processor process: Kafka clients, the exactly-once task loop, the
-//! router and the stage tasks, and their start-up and shutdown.
+//! router and the stage tasks, the stages' standby replicas, and their
+//! start-up and shutdown.
 
 pub mod clients;
 pub mod router;
