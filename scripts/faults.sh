@@ -41,7 +41,7 @@ declare -A PIDS=()
 
 cleanup() {
   for i in "${!PIDS[@]}"; do kill -9 "${PIDS[$i]}" 2>/dev/null || true; done
-  [ -n "${LOADER:-}" ] && kill "$LOADER" 2>/dev/null || true
+  [ -n "${LOADER:-}" ] && { pkill -P "$LOADER" 2>/dev/null; kill "$LOADER" 2>/dev/null; } || true
   [ "$BROKER_STARTED" = 1 ] && bash "$REPO_ROOT/scripts/kafka.sh" stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -64,7 +64,8 @@ start_inst() {
 }
 kill_inst() {
   local i=$1
-  kill -9 "${PIDS[$i]}"; wait "${PIDS[$i]}" 2>/dev/null || true
+  kill -9 "${PIDS[$i]}" 2>/dev/null || log "instance $i had already exited"
+  wait "${PIDS[$i]}" 2>/dev/null || true
   unset "PIDS[$i]"
   log "instance $i SIGKILLed"
   FAULTS=$((FAULTS + 1)); KILLS=$((KILLS + 1))
@@ -72,7 +73,7 @@ kill_inst() {
 stop_inst() {
   local i=$1 t=$SECONDS lines
   lines=$(wc -l <"$WORK/inst-$i.log")
-  kill -TERM "${PIDS[$i]}"
+  kill -TERM "${PIDS[$i]}" 2>/dev/null || log "instance $i had already exited"
   # A clean stop commits or aborts, writes the checkpoint and leaves the
   # group within the drain deadline; a minute means it hung.
   for _ in $(seq 600); do kill -0 "${PIDS[$i]}" 2>/dev/null || break; sleep 0.1; done
@@ -81,7 +82,9 @@ stop_inst() {
   fi
   local rc=0; wait "${PIDS[$i]}" 2>/dev/null || rc=$?
   unset "PIDS[$i]"
-  tail -n +"$((lines + 1))" "$WORK/inst-$i.log" | grep -q "task stopped cleanly" || { log "instance $i: no clean stop in its log"; HUNG=$((HUNG + 1)); }
+  # Every task (the router and four stages) stops cleanly, and the process exits 0.
+  local clean; clean=$(tail -n +"$((lines + 1))" "$WORK/inst-$i.log" | grep -c "task stopped cleanly" || true)
+  if [ "$rc" != 0 ] || [ "$clean" -lt 5 ]; then log "instance $i: exit $rc, $clean of 5 tasks stopped cleanly"; HUNG=$((HUNG + 1)); fi
   log "instance $i stopped by SIGTERM in $((SECONDS - t)) s (exit $rc)"
   FAULTS=$((FAULTS + 1)); STOPS=$((STOPS + 1))
 }
@@ -95,7 +98,9 @@ restart_broker() {
 }
 running() { echo "${!PIDS[@]}"; }
 stopped() { local i; for i in 1 2 3; do [ -n "${PIDS[$i]:-}" ] || echo -n "$i "; done; }
-pick() { local a=($1); echo "${a[$((RANDOM % ${#a[@]}))]}"; }
+# Sets PICKED to one of the words of $1. Not `$(pick ...)`: RANDOM in a
+# subshell does not advance the parent's, and the schedule must follow the seed.
+pick() { local a=($1); PICKED="${a[$((RANDOM % ${#a[@]}))]}"; }
 
 # After a fault: how long until every partition answers again.
 probe() {
@@ -147,8 +152,9 @@ finish() {
     log "$missing intents still without a decision"
     sleep 10
   done
-  VERIFY="$out"
+  # The final stops must not add a decision either: verify after them.
   for i in $(running); do stop_inst "$i"; STOPS=$((STOPS - 1)); FAULTS=$((FAULTS - 1)); done
+  VERIFY=$("$SENDGATE_BIN" bench verify 2>>"$WORK/verify.log" || true)
   log "verify: $VERIFY"
 }
 
@@ -197,7 +203,7 @@ run_short() {
   sleep 5; kill_inst 3; probe kill-2
   restart_broker 5; probe broker-1
   start_inst 1; start_inst 3; JOINS=$((JOINS + 2))
-  sleep 10; kill_inst "$(pick "$(running)")"; probe kill-3
+  sleep 10; pick "$(running)"; kill_inst "$PICKED"; probe kill-3
   finish 300
 }
 
@@ -220,17 +226,16 @@ run_long() {
     fi
     local up=($(running))
     if [ ${#up[@]} -lt 2 ]; then
-      start_inst "$(pick "$(stopped)")"; JOINS=$((JOINS + 1)); sleep 10; up=($(running))
+      pick "$(stopped)"; start_inst "$PICKED"; JOINS=$((JOINS + 1)); sleep 10; up=($(running))
     fi
-    local v; v=$(pick "${up[*]}")
+    pick "${up[*]}"; local v=$PICKED
     kill_inst "$v"; probe "kill-$n"
     case $((RANDOM % 3)) in
       0) sleep $((5 + RANDOM % 20)); start_inst "$v" ;;
-      1) local down=($(stopped)); local w; w=$(pick "${down[*]}")
+      1) pick "$(stopped)"; local w=$PICKED
          if [ "$w" != "$v" ]; then start_inst "$w"; JOINS=$((JOINS + 1)); probe "join-$n"; fi ;;
       2) start_inst "$v"; sleep $((5 + RANDOM % 20))
-         local others=($(running)); local u; u=$(pick "${others[*]}")
-         stop_inst "$u"; probe "stop-$n" ;;
+         pick "$(running)"; stop_inst "$PICKED"; probe "stop-$n" ;;
     esac
   done
   finish 1800

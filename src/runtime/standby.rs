@@ -72,23 +72,34 @@ impl Standby {
         let mut tailing: BTreeSet<i32> = BTreeSet::new();
         let mut batches: HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)> = HashMap::new();
         while !shutdown.load(Ordering::Relaxed) {
-            let wanted: BTreeSet<i32> = {
-                let owned = self.owned.lock().expect("not poisoned");
-                (0..self.partitions).filter(|p| !owned.contains(p)).collect()
-            };
+            // Held while the assignment is worked out, so that a partition
+            // dropped below cannot be the active task's meanwhile.
+            let owned = self.owned.lock().expect("not poisoned");
+            let wanted: BTreeSet<i32> = (0..self.partitions).filter(|p| !owned.contains(p)).collect();
             if wanted != tailing {
                 // Every partition (re)starts from the store's checkpoint: the
                 // active task's last commit for one just handed over.
                 batches.clear();
                 let mut tpl = TopicPartitionList::new();
                 for p in &wanted {
-                    let from = self.base.checkpoint(*p).map_err(|e| e.to_string())?.map(Offset::Offset).unwrap_or(Offset::Beginning);
-                    tpl.add_partition_offset(&self.changelog, *p, from).map_err(|e| e.to_string())?;
+                    let mut from = self.base.checkpoint(*p).map_err(|e| e.to_string())?;
+                    if let Some(checkpoint) = from {
+                        let (low, high) = consumer.fetch_watermarks(&self.changelog, *p, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                        if checkpoint > high || (checkpoint < low && checkpoint > 0) {
+                            // The changelog was recreated or truncated: this
+                            // copy cannot be continued; rebuild it from the start.
+                            tracing::warn!(stage = self.stage, partition = p, checkpoint, low, high, "standby copy outside the changelog; rebuilding it");
+                            self.base.drop_partition(*p).map_err(|e| e.to_string())?;
+                            from = None;
+                        }
+                    }
+                    tpl.add_partition_offset(&self.changelog, *p, from.map(Offset::Offset).unwrap_or(Offset::Beginning)).map_err(|e| e.to_string())?;
                 }
                 consumer.assign(&tpl).map_err(|e| e.to_string())?;
                 tracing::info!(stage = self.stage, partitions = ?wanted, "standby tailing");
                 tailing = wanted;
             }
+            drop(owned);
             // Gather what is fetched (bounded per partition), then apply it.
             let deadline = Instant::now() + Duration::from_millis(200);
             while Instant::now() < deadline {

@@ -23,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,6 +206,8 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     let mut batch = Vec::with_capacity(POLL_BATCH);
     let mut st = TxnState { exactly_once: s.exactly_once, ..TxnState::default() };
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
+    // Rebalance events taken from the client and not yet acted on.
+    let mut pending: VecDeque<RebalanceEvent> = VecDeque::new();
 
     let result = (|| -> Result<(), TaskError> {
         loop {
@@ -262,42 +264,62 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                     }
                 }
             }
-            for event in consumer.context().take_events() {
-                match event {
+            pending.extend(consumer.context().take_events());
+            while let Some(event) = pending.pop_front() {
+                let outcome = match &event {
                     RebalanceEvent::Revoked { parts, lost } => {
-                        if st.started.is_some() {
-                            if lost {
-                                // The group gave them away already: their work
-                                // cannot be committed. Abort it all and start
-                                // over from the committed offsets.
-                                return Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len())));
-                            }
-                            // Hand over cleanly: what was done for them
-                            // commits, so the next owner starts right after it.
-                            commit(p, &producer, &consumer, &mut st, s.drain_deadline)?;
-                            st.started = None;
-                            st.records = 0;
-                        }
+                        // Hand over cleanly: what was done for them commits,
+                        // so the next owner starts right after it. Lost ones
+                        // (the group gave them away already) cannot be
+                        // committed for: the open transaction is aborted
+                        // below and the task starts over from the committed
+                        // offsets.
+                        let committed = match (st.started.is_some(), *lost) {
+                            (false, _) => Ok(()),
+                            (true, true) => Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len()))),
+                            (true, false) => commit(p, &producer, &consumer, &mut st, s.drain_deadline).map(|()| {
+                                st.started = None;
+                                st.records = 0;
+                            }),
+                        };
                         tracing::info!(task = p.name(), partitions = parts.len(), lost, "partitions revoked");
-                        for part in &parts {
+                        for part in parts {
                             assigned.remove(part);
                             st.positions.remove(part);
                         }
                         for pp in priority.iter_mut() {
                             pp.covered_until_ms = i64::MIN;
                         }
-                        p.on_revoked(&parts, true);
-                        clients::apply(&consumer, &parts, false)?;
+                        p.on_revoked(parts, true);
+                        // Always handed over, even when the commit failed: the
+                        // client waits for this call (a close would wait forever).
+                        clients::apply(&consumer, parts, false).map_err(TaskError::from).and(committed)
                     }
                     RebalanceEvent::Assigned(parts) => {
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
+                        // The open transaction commits first: a restore can
+                        // outlast its timeout, and holds up its readers.
+                        let committed = if st.started.is_some() {
+                            commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT).map(|()| {
+                                st.started = None;
+                                st.records = 0;
+                            })
+                        } else {
+                            Ok(())
+                        };
                         // State first: no record of a partition is fetched
                         // before its state is restored.
-                        p.on_assigned(&parts)?;
-                        clients::apply(&consumer, &parts, true)?;
-                        assigned.extend(parts);
+                        committed.and_then(|()| p.on_assigned(parts)).and_then(|()| clients::apply(&consumer, parts, true).map_err(TaskError::from)).map(|()| assigned.extend(parts.iter().cloned()))
                     }
-                    RebalanceEvent::Failed(e) => return Err(TaskError::Retriable(e)),
+                    RebalanceEvent::Failed(e) => Err(TaskError::Retriable(e.clone())),
+                };
+                if let Err(e) = outcome {
+                    // An assignment not taken on is still owed to the client;
+                    // the close below settles it.
+                    if matches!(event, RebalanceEvent::Assigned(_)) {
+                        pending.push_front(event);
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -310,6 +332,23 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
         }
         p.aborted();
+    }
+    // Every rebalance the client still waits for is settled now (the close
+    // would otherwise wait for it forever); later ones are applied as they come.
+    consumer.context().set_closing();
+    pending.extend(consumer.context().take_events());
+    for event in pending.drain(..) {
+        let settled = match &event {
+            RebalanceEvent::Assigned(parts) => clients::apply(&consumer, parts, true),
+            RebalanceEvent::Revoked { parts, .. } => {
+                p.on_revoked(parts, true);
+                clients::apply(&consumer, parts, false)
+            }
+            RebalanceEvent::Failed(_) => consumer.unassign(),
+        };
+        if let Err(e) = settled {
+            tracing::warn!(task = p.name(), error = %e, "settling a rebalance while stopping");
+        }
     }
     let assigned: Vec<(String, i32)> = consumer.assignment().map(|t| t.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()).unwrap_or_default();
     p.on_revoked(&assigned, false);
@@ -443,6 +482,9 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 /// Commits the open transaction within `timeout`.
 fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, timeout: Duration) -> Result<(), TaskError> {
     let started = Instant::now();
+    // One deadline across the phases, not a timeout for each.
+    let deadline = started + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
     let mut out = Outbox { producer, counts: &mut st.counts };
     p.prepare_commit(&mut out)?;
     let mut tpl = TopicPartitionList::new();
@@ -455,9 +497,9 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         // are: if the offsets are accepted (this member still owns the
         // partitions), the next owner's restore, which reads the changelog
         // to its end as of its assignment, covers all of its records.
-        wait_delivered(producer, timeout)?;
-        producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
-        let outcome = producer.commit_transaction(timeout);
+        wait_delivered(producer, left())?;
+        producer.send_offsets_to_transaction(&tpl, &group, left())?;
+        let outcome = producer.commit_transaction(left());
         let log = producer.context().take_log();
         if let Err(e) = outcome {
             metrics::counter!("sendgate_transactions_total", "outcome" => "failed").increment(1);
@@ -470,7 +512,7 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         log
     } else {
         // At-least-once: every output delivered, then the offsets.
-        wait_delivered(producer, timeout)?;
+        wait_delivered(producer, left())?;
         let log = producer.context().take_log();
         if !log.failures.is_empty() {
             return Err(TaskError::Retriable(format!("deliveries failed: {}", log.failures.join("; "))));
