@@ -572,7 +572,9 @@ pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
                     if shutdown.load(Ordering::Relaxed) {
+                        // Between attempts nothing is open: the stop is clean.
                         p.close()?;
+                        tracing::info!(task = p.name(), "task stopped cleanly");
                         return Ok(());
                     }
                     std::thread::sleep(Duration::from_millis(50));
