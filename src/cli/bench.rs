@@ -74,14 +74,7 @@ pub fn passthrough(cfg: &Config, tasks: usize, shutdown: Arc<AtomicBool>) -> Res
     let mut handles = Vec::new();
     for i in 0..tasks.max(1) {
         let p = PassThrough { input: topo.full("intents"), output: topo.full("decisions") };
-        let s = TaskSettings {
-            group: format!("{}.passthrough", cfg.namespace),
-            transactional_id: format!("{}.passthrough.{}.{i}", cfg.namespace, cfg.instance_id),
-            commit_interval: Duration::from_millis(cfg.commit_interval_ms),
-            max_batch_records: cfg.max_batch_records,
-            exactly_once: cfg.exactly_once(),
-        drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
-        };
+        let s = TaskSettings::from_config(cfg, "passthrough", &format!("{}.{i}", cfg.instance_id));
         // Each task is its own group member (and transactional producer).
         let cfg = Config { instance_id: format!("{}-{i}", cfg.instance_id), ..cfg.clone() };
         let stop = shutdown.clone();

@@ -13,7 +13,6 @@ use crate::stage::{make_stage, SenderConfig, StageKind};
 use crate::state::{rocks::RocksStore, StageStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use task::{supervise, TaskError, TaskSettings};
 
 /// Runs the router and every stage, each as its own task, until `shutdown`
@@ -22,14 +21,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     crate::codec::check_schemas()?;
     let topo = cfg.topology()?;
     cfg.require_bootstrap()?;
-    let settings = |task: &str| TaskSettings {
-        group: format!("{}.{task}", cfg.namespace),
-        transactional_id: format!("{}.{task}.{}", cfg.namespace, cfg.instance_id),
-        commit_interval: Duration::from_millis(cfg.commit_interval_ms),
-        max_batch_records: cfg.max_batch_records,
-        exactly_once: cfg.exactly_once(),
-        drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
-    };
+    let settings = |task: &str| TaskSettings::from_config(cfg, task, &cfg.instance_id);
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {

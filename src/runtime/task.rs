@@ -169,6 +169,21 @@ pub struct TaskSettings {
     pub drain_deadline: Duration,
 }
 
+impl TaskSettings {
+    /// A task's settings from the configuration: group `<namespace>.<task>`,
+    /// transactional id `<namespace>.<task>.<member>`.
+    pub fn from_config(cfg: &Config, task: &str, member: &str) -> Self {
+        TaskSettings {
+            group: format!("{}.{task}", cfg.namespace),
+            transactional_id: format!("{}.{task}.{member}", cfg.namespace),
+            commit_interval: Duration::from_millis(cfg.commit_interval_ms),
+            max_batch_records: cfg.max_batch_records,
+            exactly_once: cfg.exactly_once(),
+            drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
+        }
+    }
+}
+
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Most records taken from the consumer's buffer in one go.
