@@ -230,8 +230,6 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             if let Some(started) = st.started {
                 if stopping || started.elapsed() >= s.commit_interval || st.records >= s.max_batch_records {
                     commit(p, &producer, &consumer, &mut st, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
-                    st.started = None;
-                    st.records = 0;
                     continue;
                 }
             } else if stopping {
@@ -289,13 +287,10 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         // committed for: the open transaction is aborted
                         // below and the task starts over from the committed
                         // offsets.
-                        let committed = match (st.started.is_some(), *lost) {
-                            (false, _) => Ok(()),
-                            (true, true) => Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len()))),
-                            (true, false) => commit(p, &producer, &consumer, &mut st, s.drain_deadline).map(|()| {
-                                st.started = None;
-                                st.records = 0;
-                            }),
+                        let committed = if *lost && st.started.is_some() {
+                            Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len())))
+                        } else {
+                            commit(p, &producer, &consumer, &mut st, s.drain_deadline)
                         };
                         tracing::info!(task = p.name(), partitions = parts.len(), lost, "partitions revoked");
                         for part in parts {
@@ -314,14 +309,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
                         // The open transaction commits first: a restore can
                         // outlast its timeout, and holds up its readers.
-                        let committed = if st.started.is_some() {
-                            commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT).map(|()| {
-                                st.started = None;
-                                st.records = 0;
-                            })
-                        } else {
-                            Ok(())
-                        };
+                        let committed = commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT);
                         // State first: no record of a partition is fetched
                         // before its state is restored.
                         committed.and_then(|()| p.on_assigned(parts)).and_then(|()| clients::apply(&consumer, parts, true).map_err(TaskError::from)).map(|()| assigned.extend(parts.iter().cloned()))
@@ -494,8 +482,11 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     Ok(())
 }
 
-/// Commits the open transaction within `timeout`.
+/// Commits the open transaction, if there is one, within `timeout`.
 fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, timeout: Duration) -> Result<(), TaskError> {
+    if st.started.is_none() {
+        return Ok(());
+    }
     let started = Instant::now();
     // One deadline across the phases, not a timeout for each.
     let deadline = started + timeout;
@@ -541,6 +532,8 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
     st.counts.publish();
     metrics::histogram!("sendgate_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
     st.offsets.clear();
+    st.started = None;
+    st.records = 0;
     p.committed(&log.changelog_last)
 }
 
