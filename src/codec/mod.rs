@@ -7,6 +7,7 @@
 //! an earlier release (`schemas/previous/`) are resolved to the current one,
 //! so an upgrade reads old input and restores old changelogs.
 
+mod direct;
 mod schemas;
 
 use apache_avro::rabin::Rabin;
@@ -78,12 +79,10 @@ impl RecordType {
 
 struct Compiled {
     schema: Schema,
-    /// Decodes the current schema with its named types resolved once (the
-    /// library's plain decode resolves them on every call).
-    reader: apache_avro::GenericSingleObjectReader,
+    /// The same schema with its named-type references inlined: what the
+    /// direct encoder and decoder walk (see `direct`).
+    inlined: Schema,
     fingerprint: [u8; 8],
-    /// The schema names a type defined in another of its fields.
-    has_references: bool,
     /// Writer schemas of earlier releases that differ from this one.
     older: Vec<([u8; 8], Schema)>,
 }
@@ -104,7 +103,7 @@ fn registry() -> &'static Registry {
                 let text = &texts.iter().find(|(n, _)| *n == t.file()).expect("every type has a file").1;
                 let schema = Schema::parse_str(text).unwrap_or_else(|e| panic!("schema {} does not parse: {e}", t.file()));
                 let fingerprint = fingerprint_of(&schema);
-                let has_references = references_a_type(&schema);
+                let inlined = direct::inline_references(&schema);
                 let mut older: Vec<([u8; 8], Schema)> = Vec::new();
                 for set in &previous {
                     let Some((_, text)) = set.iter().find(|(n, _)| *n == t.file()) else { continue };
@@ -114,8 +113,7 @@ fn registry() -> &'static Registry {
                         older.push((fp, old));
                     }
                 }
-                let reader = apache_avro::GenericSingleObjectReader::new(schema.clone()).unwrap_or_else(|e| panic!("schema {} has no single-object reader: {e}", t.file()));
-                (*t, Compiled { schema, reader, fingerprint, has_references, older })
+                (*t, Compiled { schema, inlined, fingerprint, older })
             })
             .collect();
         Registry { types }
@@ -127,18 +125,6 @@ fn fingerprint_of(schema: &Schema) -> [u8; 8] {
     let mut out = [0u8; 8];
     out.copy_from_slice(&fp.bytes);
     out
-}
-
-/// Whether a schema uses a named type by reference (defined in another field).
-fn references_a_type(s: &Schema) -> bool {
-    match s {
-        Schema::Ref { .. } => true,
-        Schema::Record(r) => r.fields.iter().any(|f| references_a_type(&f.schema)),
-        Schema::Array(a) => references_a_type(&a.items),
-        Schema::Map(m) => references_a_type(&m.types),
-        Schema::Union(u) => u.variants().iter().any(references_a_type),
-        _ => false,
-    }
 }
 
 fn compiled(t: RecordType) -> &'static Compiled {
@@ -173,11 +159,6 @@ pub enum CodecError {
     Encode(&'static str, String),
 }
 
-thread_local! {
-    /// Writers for schemas with named-type references, one per type per thread.
-    static WRITERS: std::cell::RefCell<Vec<(RecordType, apache_avro::GenericSingleObjectWriter)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 pub fn encode<T: Serialize>(t: RecordType, value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(128);
     encode_into(t, value, &mut out)?;
@@ -188,27 +169,7 @@ pub fn encode_into<T: Serialize>(t: RecordType, value: &T, out: &mut Vec<u8>) ->
     let c = compiled(t);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&c.fingerprint);
-    if c.has_references {
-        // The direct serializer cannot follow a reference to a type defined
-        // elsewhere in the schema; the value path resolves them, with the
-        // schema resolved once per thread.
-        let v = apache_avro::to_value(value).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
-        out.truncate(out.len() - HEADER_LEN);
-        return WRITERS.with(|w| {
-            let mut w = w.borrow_mut();
-            let writer = match w.iter_mut().position(|(rt, _)| *rt == t) {
-                Some(i) => &mut w[i].1,
-                None => {
-                    let gw = apache_avro::GenericSingleObjectWriter::new_with_capacity(&c.schema, 1024).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
-                    w.push((t, gw));
-                    &mut w.last_mut().expect("just pushed").1
-                }
-            };
-            writer.write_value_ref(&v, out).map(|_| ()).map_err(|e| CodecError::Encode(t.name(), e.to_string()))
-        });
-    } else {
-        apache_avro::write_avro_datum_ref(&c.schema, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
-    }
+    apache_avro::write_avro_datum_ref(&c.inlined, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
     Ok(())
 }
 
@@ -219,23 +180,40 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
         return Err(CodecError::BadMagic(if head.is_empty() { "an empty record".into() } else { head }));
     }
     let mut reader = &bytes[HEADER_LEN..];
-    let value = if bytes[2..HEADER_LEN] == c.fingerprint {
-        let mut whole = bytes;
-        let v = c.reader.read_value(&mut whole);
-        reader = whole;
-        v
-    } else if let Some((_, writer)) = c.older.iter().find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..]) {
-        // Written by an earlier release: resolve to the current schema.
-        apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
-    } else {
+    if bytes[2..HEADER_LEN] == c.fingerprint {
+        let value = direct::from_datum::<T>(&c.inlined, &mut reader).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+        return no_trailing_bytes(t, reader).map(|()| value);
+    }
+    let Some((_, writer)) = c.older.iter().find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..]) else {
         let fp: String = bytes[2..HEADER_LEN].iter().map(|b| format!("{b:02x}")).collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
-    }
-    .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
-    if !reader.is_empty() {
-        return Err(CodecError::Datum(t.name(), format!("{} trailing bytes after the datum", reader.len())));
-    }
+    };
+    // Written by an earlier release: resolve to the current schema.
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema)).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    no_trailing_bytes(t, reader)?;
     apache_avro::from_value::<T>(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))
+}
+
+fn no_trailing_bytes(t: RecordType, rest: &[u8]) -> Result<(), CodecError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(CodecError::Datum(t.name(), format!("{} trailing bytes after the datum", rest.len())))
+    }
+}
+
+/// Checks that the direct codec writes exactly apache-avro's bytes for
+/// `value` and reads them back as apache-avro's generic decoding does.
+#[cfg(test)]
+pub(crate) fn check_against_apache_avro<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(t: RecordType, value: &T) {
+    let c = compiled(t);
+    let ours = encode(t, value).unwrap();
+    let generic = apache_avro::to_avro_datum(&c.schema, apache_avro::to_value(value).unwrap()).unwrap();
+    assert_eq!(ours[HEADER_LEN..], generic[..], "{} encodes as apache-avro does", t.name());
+    let theirs: T = apache_avro::from_value(&apache_avro::from_avro_datum(&c.schema, &mut &generic[..], None).unwrap()).unwrap();
+    let direct: T = decode(t, &ours).unwrap();
+    assert_eq!(direct, theirs, "{} decodes as apache-avro does", t.name());
+    assert_eq!(&direct, value, "{} round-trips", t.name());
 }
 
 #[cfg(test)]
@@ -304,9 +282,46 @@ mod tests {
             replayed: false,
         };
         env.release = Some(Release { intent_id: "i".into(), undo: vec![undo], outcome: Some(outcome) });
-        let bytes = encode(RecordType::StageEnvelope, &env).unwrap();
-        let back: StageEnvelope = decode(RecordType::StageEnvelope, &bytes).unwrap();
-        assert_eq!(back, env);
+        check_against_apache_avro(RecordType::StageEnvelope, &env);
+        check_against_apache_avro(RecordType::Decision, env.release.as_ref().unwrap().outcome.as_ref().unwrap());
+        check_against_apache_avro(RecordType::StageEnvelope, &StageEnvelope::new(0, SourceRef { topic: String::new(), partition: 0, offset: 0 }));
+    }
+
+    #[test]
+    fn every_public_type_agrees_with_apache_avro() {
+        check_against_apache_avro(RecordType::SendIntent, &intent());
+        // Unicode, empty and extreme values.
+        let odd = SendIntent { intent_id: String::new(), tenant: "Zürich-Ω".into(), template_id: None, thread_id: Some("t\u{0}".into()), requested_at_ms: i64::MIN, requires_approval: true, ..intent() };
+        check_against_apache_avro(RecordType::SendIntent, &odd);
+        check_against_apache_avro(RecordType::SendIntent, &SendIntent { requested_at_ms: i64::MAX, ..intent() });
+        let ev = DeliveryEvent {
+            event_id: "e".into(),
+            tenant: "acme".into(),
+            sender: "ana@acme.com".into(),
+            recipient: "bo@corp.example".into(),
+            kind: DeliveryKind::BounceHard,
+            smtp_code: Some(550),
+            enhanced_code: Some("5.1.1".into()),
+            response: None,
+            intent_id: Some("i-1".into()),
+            occurred_at_ms: 99,
+        };
+        check_against_apache_avro(RecordType::DeliveryEvent, &ev);
+        // One entry: apache-avro's value path writes a map in hash order.
+        let alert = Alert { alert_id: "a".into(), tenant: "t".into(), scope: "s".into(), kind: "k".into(), message: "m".into(), at_ms: -5, details: [("x".to_string(), "1".to_string())].into() };
+        check_against_apache_avro(RecordType::Alert, &alert);
+        check_against_apache_avro(RecordType::Alert, &Alert { details: Default::default(), ..alert.clone() });
+        let many = Alert { details: (0..40).map(|i| (format!("k{i}"), "v".repeat(i))).collect(), ..alert };
+        let bytes = encode(RecordType::Alert, &many).unwrap();
+        let generic = apache_avro::from_avro_datum(&compiled(RecordType::Alert).schema, &mut &bytes[HEADER_LEN..], None).unwrap();
+        assert_eq!(apache_avro::from_value::<Alert>(&generic).unwrap(), many);
+        assert_eq!(decode::<Alert>(RecordType::Alert, &bytes).unwrap(), many);
+        let dl = DeadLetter { topic: "x".into(), partition: 3, offset: 1 << 40, timestamp_ms: None, key: Some(vec![]), value: Some((0..=255).collect()), reason: "bad".into(), stage: "router".into() };
+        check_against_apache_avro(RecordType::DeadLetter, &dl);
+        let doc = PolicyDocument { scope: "default".into(), spec_json: "{}".into(), source_name: Some("p.toml".into()) };
+        check_against_apache_avro(RecordType::PolicyDocument, &doc);
+        let cmd = Command { command_id: "c".into(), kind: CommandKind::Resume, tenant: "t".into(), target: "sender_domain:acme.com".into(), sender: None, reason: Some("r".into()), operator: None, list: None, mode: Some("deny".into()), until_ms: Some(-1) };
+        check_against_apache_avro(RecordType::Command, &cmd);
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub enum StateValue {
     Marker,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct StateEntry {
     #[serde(default)]
     counter: Option<WindowCounter>,
@@ -197,6 +197,8 @@ mod tests {
         ];
         for v in values {
             assert_eq!(StateValue::decode(&v.encode()).unwrap(), v);
+            let entry: StateEntry = codec::decode(RecordType::StateEntry, &v.encode()).unwrap();
+            codec::check_against_apache_avro(RecordType::StateEntry, &entry);
         }
     }
 }
