@@ -19,7 +19,7 @@ use crate::state::rocks::RocksStore;
 use crate::state::{BaseStore, StageStore};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,14 @@ impl Bound {
         let mut offsets = HashMap::new();
         for part in s.split(',') {
             let (p, o) = part.split_once(':').ok_or_else(|| format!("{s:?} is neither a time (RFC 3339, e.g. 2026-11-20T00:00:00Z) nor offsets of the intents topic (PARTITION:OFFSET,...)"))?;
-            let p: i32 = p.trim().parse().map_err(|_| format!("{part:?}: partition is not a number"))?;
-            let o: i64 = o.trim().parse().map_err(|_| format!("{part:?}: offset is not a number"))?;
+            let p: i32 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: partition is not a number"))?;
+            let o: i64 = o
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: offset is not a number"))?;
             offsets.insert(p, o);
         }
         Ok(Bound::Offsets(offsets))
@@ -56,7 +62,9 @@ impl Bound {
     pub fn reached_by(&self, d: &Decision) -> bool {
         match self {
             Bound::Time(t) => d.decided_at_ms >= *t,
-            Bound::Offsets(o) => o.get(&d.source.partition).is_none_or(|start| d.source.offset >= *start),
+            Bound::Offsets(o) => o
+                .get(&d.source.partition)
+                .is_none_or(|start| d.source.offset >= *start),
         }
     }
 }
@@ -110,53 +118,116 @@ fn source_key(s: &SourceRef) -> Vec<u8> {
     format!("{}\u{0}{}\u{0}{:020}", s.topic, s.partition, s.offset).into_bytes()
 }
 
-pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) + Sync)) -> Result<ReplayReport, String> {
+pub fn replay(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<ReplayReport, String> {
     let topo = cfg.topology()?;
     let ranges = committed_ranges(cfg)?;
-    let raw = if opts.baseline { Some(raw_read(cfg, &ranges)?) } else { None };
+    let raw = if opts.baseline {
+        Some(raw_read(cfg, &ranges)?)
+    } else {
+        None
+    };
     let started = Instant::now();
-    let total: u64 = ranges.iter().flat_map(|(_, _, r)| r.values()).map(|(s, e)| (e - s).max(0) as u64).sum();
+    let total: u64 = ranges
+        .iter()
+        .flat_map(|(_, _, r)| r.values())
+        .map(|(s, e)| (e - s).max(0) as u64)
+        .sum();
 
-    std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
+    std::fs::create_dir_all(&opts.scratch)
+        .map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
     let result = (|| {
-        // The recorded decisions, by the intent record they answer.
-        let (recorded, _) = RocksStore::open(&opts.scratch.join("recorded")).map_err(|e| e.to_string())?;
-        let decisions_topic = opts.decisions_topic.clone().unwrap_or_else(|| topo.full("decisions"));
+        // The recorded decisions, by the intent record they answer: a digest
+        // of each and where it is, not its bytes (a tenth of the size to
+        // write; a differing one is read again for its fields).
+        let (recorded, _) =
+            RocksStore::open(&opts.scratch.join("recorded")).map_err(|e| e.to_string())?;
+        let decisions_topic = opts
+            .decisions_topic
+            .clone()
+            .unwrap_or_else(|| topo.full("decisions"));
         let marks = kafka_io::watermarks(cfg, &decisions_topic)?;
-        let whole: HashMap<i32, (i64, i64)> = marks.into_iter().map(|(p, (low, high))| (p, (low, high))).collect();
-        let mut batch = Vec::new();
-        let mut recorded_n = 0u64;
-        kafka_io::read_ranges(cfg, &decisions_topic, &whole, |r: ReadRecord| {
-            let bytes = r.payload.unwrap_or_default();
-            let d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| format!("{decisions_topic} [{}] @{}: {e}", r.partition, r.offset))?;
-            batch.push((source_key(&d.source), Some(bytes)));
-            recorded_n += 1;
-            if batch.len() >= 10_000 {
-                recorded.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
-            }
-            Ok(())
+        let recorded_n = AtomicU64::new(0);
+        on_workers(marks.into_iter().collect(), |(p, range)| {
+            let mut batch = Vec::new();
+            kafka_io::read_ranges(
+                cfg,
+                &decisions_topic,
+                &HashMap::from([(p, range)]),
+                |r: ReadRecord| {
+                    let bytes = r.payload.unwrap_or_default();
+                    let d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| {
+                        format!("{decisions_topic} [{}] @{}: {e}", r.partition, r.offset)
+                    })?;
+                    batch.push((
+                        source_key(&d.source),
+                        Some(
+                            RecordedRef {
+                                digest: digest(&bytes),
+                                partition: r.partition,
+                                offset: r.offset,
+                            }
+                            .to_bytes(),
+                        ),
+                    ));
+                    if batch.len() >= 10_000 {
+                        recorded
+                            .write(std::mem::take(&mut batch))
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                },
+            )
+            .and_then(|n| {
+                recorded_n.fetch_add(n, Ordering::Relaxed);
+                recorded.write(batch).map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("{decisions_topic} [{p}]: {e}"))
         })?;
-        recorded.write(batch).map_err(|e| e.to_string())?;
         let recorded = Arc::new(recorded);
 
-        // Each stage's log is independent of the others': one thread each.
+        // Every stage partition's log is independent of the others (its own
+        // state, its own clock): work units for a thread per core, longest
+        // first so that no long partition starts last.
+        let units: Vec<(StageKind, &str, i32, (i64, i64))> = ranges
+            .iter()
+            .flat_map(|(kind, topic, r)| {
+                r.iter()
+                    .filter(|(_, (s, e))| e > s)
+                    .map(move |(p, range)| (*kind, topic.as_str(), *p, *range))
+            })
+            .collect();
         let read = AtomicU64::new(0);
-        let report = Mutex::new(ReplayReport { recorded_decisions: recorded_n, ..ReplayReport::default() });
-        let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-        std::thread::scope(|s| {
-            for (kind, topic, r) in &ranges {
-                let (recorded, read, report, errors) = (recorded.clone(), &read, &report, &errors);
-                s.spawn(move || {
-                    if let Err(e) = replay_stage(cfg, opts, *kind, topic, r, &recorded, read, report, progress, total) {
-                        errors.lock().expect("not poisoned").push(format!("{}: {e}", kind.name()));
-                    }
-                });
-            }
+        let report = Mutex::new(ReplayReport {
+            recorded_decisions: recorded_n.load(Ordering::Relaxed),
+            ..ReplayReport::default()
         });
-        if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
-            return Err(e);
-        }
+        let found: Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>> = Mutex::new(Vec::new());
+        on_workers(units, |(kind, topic, p, range)| {
+            replay_stage(
+                cfg,
+                opts,
+                kind,
+                topic,
+                &HashMap::from([(p, range)]),
+                &recorded,
+                &read,
+                &report,
+                &found,
+                progress,
+                total,
+            )
+            .map_err(|e| format!("{} [{p}]: {e}", kind.name()))
+        })?;
         let mut report = report.into_inner().expect("not poisoned");
+        report.first = with_fields(
+            cfg,
+            &decisions_topic,
+            found.into_inner().expect("not poisoned"),
+        )?;
         report.stage_records = read.load(Ordering::Relaxed);
         report.elapsed = started.elapsed();
         report.raw = raw;
@@ -168,7 +239,10 @@ pub fn replay(cfg: &Config, opts: &ReplayOptions, progress: &(dyn Fn(Progress) +
 
 /// Reads the stage records as the replay does (a thread per stage) and
 /// does nothing with them: the raw consumer rate of the same records.
-fn raw_read(cfg: &Config, ranges: &[(StageKind, String, HashMap<i32, (i64, i64)>)]) -> Result<(u64, Duration), String> {
+fn raw_read(
+    cfg: &Config,
+    ranges: &[(StageKind, String, HashMap<i32, (i64, i64)>)],
+) -> Result<(u64, Duration), String> {
     let started = Instant::now();
     let n = AtomicU64::new(0);
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -185,7 +259,12 @@ fn raw_read(cfg: &Config, ranges: &[(StageKind, String, HashMap<i32, (i64, i64)>
             });
         }
     });
-    if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
+    if let Some(e) = errors
+        .into_inner()
+        .expect("not poisoned")
+        .into_iter()
+        .next()
+    {
         return Err(e);
     }
     Ok((n.load(Ordering::Relaxed), started.elapsed()))
@@ -201,12 +280,25 @@ fn replay_stage(
     recorded: &RocksStore,
     read: &AtomicU64,
     report: &Mutex<ReplayReport>,
+    found: &Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>>,
     progress: &(dyn Fn(Progress) + Sync),
     total: u64,
 ) -> Result<(), String> {
     let mut buf = Vec::with_capacity(512);
     let mut last_progress = Instant::now();
-    let log = StageLog { cfg, kind, topic, ranges, scratch: &opts.scratch, sender: &opts.sender, trace: false };
+    let parts: Vec<String> = ranges.keys().map(|p| p.to_string()).collect();
+    let dir = opts
+        .scratch
+        .join(format!("{}-{}", kind.name(), parts.join("-")));
+    let log = StageLog {
+        cfg,
+        kind,
+        topic,
+        ranges,
+        state_dir: &dir,
+        sender: &opts.sender,
+        trace: false,
+    };
     let undecodable = log.run(|step| {
         let n = read.fetch_add(1, Ordering::Relaxed) + 1;
         if last_progress.elapsed() > Duration::from_millis(250) {
@@ -214,7 +306,7 @@ fn replay_stage(
             last_progress = Instant::now();
         }
         for d in &step.out.decisions {
-            compare(opts, d, recorded, report, &mut buf)?;
+            compare(opts, d, recorded, report, found, &mut buf)?;
         }
         Ok(())
     })?;
@@ -237,7 +329,8 @@ pub struct StageLog<'a> {
     pub kind: StageKind,
     pub topic: &'a str,
     pub ranges: &'a HashMap<i32, (i64, i64)>,
-    pub scratch: &'a std::path::Path,
+    /// Where the replayed state goes (a fresh directory).
+    pub state_dir: &'a std::path::Path,
     pub sender: &'a SenderConfig,
     /// Record every check (for explanations).
     pub trace: bool,
@@ -247,16 +340,26 @@ impl StageLog<'_> {
     /// Replays the log, calling `visit` after each record; returns how many
     /// records did not decode (the live task dead-lettered them, or they
     /// were written with a schema this binary does not know).
-    pub fn run(&self, mut visit: impl FnMut(Step<'_>) -> Result<(), String>) -> Result<u64, String> {
+    pub fn run(
+        &self,
+        mut visit: impl FnMut(Step<'_>) -> Result<(), String>,
+    ) -> Result<u64, String> {
         let stage = make_stage(self.kind, self.sender.clone());
-        let (base, _) = RocksStore::open(&self.scratch.join(self.kind.name())).map_err(|e| e.to_string())?;
+        let (base, _) = RocksStore::open(self.state_dir).map_err(|e| e.to_string())?;
         let mut store = StageStore::new(Box::new(base));
         let mut books: HashMap<i32, PolicyBook> = HashMap::new();
-        let mut out = StageOutput { trace: self.trace.then(Vec::new), ..StageOutput::default() };
+        let mut out = StageOutput {
+            trace: self.trace.then(Vec::new),
+            ..StageOutput::default()
+        };
         let mut pending = 0usize;
         let mut undecodable = 0u64;
         kafka_io::read_ranges(self.cfg, self.topic, self.ranges, |r: ReadRecord| {
-            let Some(Ok(env)) = r.payload.as_deref().map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b)) else {
+            let Some(Ok(env)) = r
+                .payload
+                .as_deref()
+                .map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b))
+            else {
                 undecodable += 1;
                 return Ok(());
             };
@@ -280,7 +383,13 @@ impl StageLog<'_> {
                 store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
                 pending = 0;
             }
-            visit(Step { partition: r.partition, offset: r.offset, env: &env, out: &out, book })
+            visit(Step {
+                partition: r.partition,
+                offset: r.offset,
+                env: &env,
+                out: &out,
+                book,
+            })
         })?;
         Ok(undecodable)
     }
@@ -288,12 +397,15 @@ impl StageLog<'_> {
 
 /// What the live processor has committed of each stage's log: every
 /// decision of those records is on the decisions topic (same transaction).
-pub fn committed_ranges(cfg: &Config) -> Result<Vec<(StageKind, String, HashMap<i32, (i64, i64)>)>, String> {
+pub fn committed_ranges(
+    cfg: &Config,
+) -> Result<Vec<(StageKind, String, HashMap<i32, (i64, i64)>)>, String> {
     let topo = cfg.topology()?;
     let mut ranges = Vec::new();
     for kind in StageKind::ALL {
         let topic = topo.full(&kind.topic());
-        let committed = kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
+        let committed =
+            kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
         let marks = kafka_io::watermarks(cfg, &topic)?;
         let mut r = HashMap::new();
         for (p, (low, high)) in marks {
@@ -307,52 +419,241 @@ pub fn committed_ranges(cfg: &Config) -> Result<Vec<(StageKind, String, HashMap<
     Ok(ranges)
 }
 
-fn compare(opts: &ReplayOptions, d: &Decision, recorded: &RocksStore, report: &Mutex<ReplayReport>, buf: &mut Vec<u8>) -> Result<(), String> {
+/// Runs `work` on every unit, on a thread per core, longest first (by the
+/// unit's offset range) so that no long one starts last; stops at the first
+/// error.
+fn on_workers<U: Send + Sync>(
+    mut units: Vec<U>,
+    work: impl Fn(U) -> Result<(), String> + Sync,
+) -> Result<(), String>
+where
+    U: Clone + RangeLen,
+{
+    units.sort_by_key(|u| std::cmp::Reverse(u.range_len()));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, units.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (units, next, failed, work) = (&units, &next, &failed, &work);
+            s.spawn(move || {
+                while let Some(u) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if failed.lock().expect("not poisoned").is_some() {
+                        return;
+                    }
+                    if let Err(e) = work(u.clone()) {
+                        failed.lock().expect("not poisoned").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// How many offsets a work unit covers.
+trait RangeLen {
+    fn range_len(&self) -> i64;
+}
+
+impl RangeLen for (i32, (i64, i64)) {
+    fn range_len(&self) -> i64 {
+        self.1 .1 - self.1 .0
+    }
+}
+
+impl RangeLen for (StageKind, &str, i32, (i64, i64)) {
+    fn range_len(&self) -> i64 {
+        self.3 .1 - self.3 .0
+    }
+}
+
+/// A 128-bit SipHash of a record's bytes: equal digests stand for equal
+/// bytes (a chance collision is about 2^-128).
+fn digest(bytes: &[u8]) -> [u8; 16] {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
+    h.write(bytes);
+    siphasher::sip128::Hasher128::finish128(&h).as_bytes()
+}
+
+/// A recorded decision as the replay keeps it.
+struct RecordedRef {
+    digest: [u8; 16],
+    partition: i32,
+    offset: i64,
+}
+
+impl RecordedRef {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(28);
+        v.extend_from_slice(&self.digest);
+        v.extend_from_slice(&self.partition.to_be_bytes());
+        v.extend_from_slice(&self.offset.to_be_bytes());
+        v
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<RecordedRef> {
+        Some(RecordedRef {
+            digest: b.get(..16)?.try_into().ok()?,
+            partition: i32::from_be_bytes(b.get(16..20)?.try_into().ok()?),
+            offset: i64::from_be_bytes(b.get(20..28)?.try_into().ok()?),
+        })
+    }
+}
+
+fn compare(
+    opts: &ReplayOptions,
+    d: &Decision,
+    recorded: &RocksStore,
+    report: &Mutex<ReplayReport>,
+    found: &Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>>,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     if !within(&opts.from, &opts.to, d) {
         return Ok(());
     }
     buf.clear();
     codec::encode_into(RecordType::Decision, d, buf).map_err(|e| e.to_string())?;
-    let found = recorded.get(&source_key(&d.source)).map_err(|e| e.to_string())?;
-    let diff = match found {
-        Some(bytes) if bytes == *buf => None,
-        Some(bytes) => {
-            let r: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| e.to_string())?;
-            Some(Difference { intent_id: d.intent_id.clone(), source: d.source.clone(), fields: field_differences(&r, d), missing: false })
+    let at = match recorded
+        .get(&source_key(&d.source))
+        .map_err(|e| e.to_string())?
+    {
+        Some(v) => {
+            let r = RecordedRef::from_bytes(&v)
+                .ok_or("a scratch entry of the recorded decisions is cut short")?;
+            if r.digest == digest(buf) {
+                let mut rep = report.lock().expect("not poisoned");
+                rep.compared += 1;
+                return Ok(());
+            }
+            Some((r.partition, r.offset))
         }
-        None => Some(Difference { intent_id: d.intent_id.clone(), source: d.source.clone(), fields: Vec::new(), missing: true }),
+        None => None,
     };
     let mut rep = report.lock().expect("not poisoned");
     rep.compared += 1;
-    if let Some(diff) = diff {
-        rep.differences += 1;
-        if rep.first.len() < opts.keep {
-            rep.first.push(diff);
-        }
+    rep.differences += 1;
+    let mut found = found.lock().expect("not poisoned");
+    if found.len() < opts.keep {
+        let diff = Difference {
+            intent_id: d.intent_id.clone(),
+            source: d.source.clone(),
+            fields: Vec::new(),
+            missing: at.is_none(),
+        };
+        found.push((diff, at, d.clone()));
     }
     Ok(())
 }
 
+/// Reads the recorded decisions that differ again, for their fields.
+fn with_fields(
+    cfg: &Config,
+    topic: &str,
+    found: Vec<(Difference, Option<(i32, i64)>, Decision)>,
+) -> Result<Vec<Difference>, String> {
+    let mut ranges: HashMap<i32, (i64, i64)> = HashMap::new();
+    for (_, at, _) in &found {
+        if let Some((p, o)) = at {
+            let r = ranges.entry(*p).or_insert((*o, *o + 1));
+            *r = (r.0.min(*o), r.1.max(*o + 1));
+        }
+    }
+    let wanted: std::collections::HashSet<(i32, i64)> =
+        found.iter().filter_map(|(_, at, _)| *at).collect();
+    let mut recorded: HashMap<(i32, i64), Decision> = HashMap::new();
+    kafka_io::read_ranges(cfg, topic, &ranges, |r: ReadRecord| {
+        if wanted.contains(&(r.partition, r.offset)) {
+            let d = codec::decode(
+                RecordType::Decision,
+                r.payload.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
+            recorded.insert((r.partition, r.offset), d);
+        }
+        Ok(())
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|(mut diff, at, replayed)| {
+            if let Some(r) = at.and_then(|at| recorded.get(&at)) {
+                diff.fields = field_differences(r, &replayed);
+            }
+            diff
+        })
+        .collect())
+}
+
 /// Every field that differs: (name, recorded, replayed).
-pub fn field_differences(recorded: &Decision, replayed: &Decision) -> Vec<(String, String, String)> {
+pub fn field_differences(
+    recorded: &Decision,
+    replayed: &Decision,
+) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let mut check = |name: &str, a: String, b: String| {
         if a != b {
             out.push((name.to_string(), a, b));
         }
     };
-    check("intent_id", recorded.intent_id.clone(), replayed.intent_id.clone());
+    check(
+        "intent_id",
+        recorded.intent_id.clone(),
+        replayed.intent_id.clone(),
+    );
     check("tenant", recorded.tenant.clone(), replayed.tenant.clone());
     check("sender", recorded.sender.clone(), replayed.sender.clone());
-    check("recipient", recorded.recipient.clone(), replayed.recipient.clone());
-    check("status", recorded.status.as_str().into(), replayed.status.as_str().into());
+    check(
+        "recipient",
+        recorded.recipient.clone(),
+        replayed.recipient.clone(),
+    );
+    check(
+        "status",
+        recorded.status.as_str().into(),
+        replayed.status.as_str().into(),
+    );
     check("reason", recorded.reason.clone(), replayed.reason.clone());
-    check("retry_at_ms", format!("{:?}", recorded.retry_at_ms), format!("{:?}", replayed.retry_at_ms));
-    check("usage", format!("{:?}", recorded.usage), format!("{:?}", replayed.usage));
-    check("policy_version", recorded.policy_version.to_string(), replayed.policy_version.to_string());
-    check("decided_at_ms", recorded.decided_at_ms.to_string(), replayed.decided_at_ms.to_string());
-    check("source", format!("{:?}", recorded.source), format!("{:?}", replayed.source));
-    check("stage", format!("{:?}", recorded.stage), format!("{:?}", replayed.stage));
-    check("replayed", recorded.replayed.to_string(), replayed.replayed.to_string());
+    check(
+        "retry_at_ms",
+        format!("{:?}", recorded.retry_at_ms),
+        format!("{:?}", replayed.retry_at_ms),
+    );
+    check(
+        "usage",
+        format!("{:?}", recorded.usage),
+        format!("{:?}", replayed.usage),
+    );
+    check(
+        "policy_version",
+        recorded.policy_version.to_string(),
+        replayed.policy_version.to_string(),
+    );
+    check(
+        "decided_at_ms",
+        recorded.decided_at_ms.to_string(),
+        replayed.decided_at_ms.to_string(),
+    );
+    check(
+        "source",
+        format!("{:?}", recorded.source),
+        format!("{:?}", replayed.source),
+    );
+    check(
+        "stage",
+        format!("{:?}", recorded.stage),
+        format!("{:?}", replayed.stage),
+    );
+    check(
+        "replayed",
+        recorded.replayed.to_string(),
+        replayed.replayed.to_string(),
+    );
     out
 }

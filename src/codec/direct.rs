@@ -32,14 +32,17 @@ pub fn inline_references(schema: &Schema) -> Schema {
 fn collect_named(s: &Schema, out: &mut HashMap<String, Schema>) {
     match s {
         Schema::Record(r) => {
-            out.entry(r.name.fullname(None)).or_insert_with(|| s.clone());
+            out.entry(r.name.fullname(None))
+                .or_insert_with(|| s.clone());
             r.fields.iter().for_each(|f| collect_named(&f.schema, out));
         }
         Schema::Enum(e) => {
-            out.entry(e.name.fullname(None)).or_insert_with(|| s.clone());
+            out.entry(e.name.fullname(None))
+                .or_insert_with(|| s.clone());
         }
         Schema::Fixed(f) => {
-            out.entry(f.name.fullname(None)).or_insert_with(|| s.clone());
+            out.entry(f.name.fullname(None))
+                .or_insert_with(|| s.clone());
         }
         Schema::Array(a) => collect_named(&a.items, out),
         Schema::Map(m) => collect_named(&m.types, out),
@@ -51,7 +54,9 @@ fn collect_named(s: &Schema, out: &mut HashMap<String, Schema>) {
 fn inline(s: &Schema, named: &HashMap<String, Schema>) -> Schema {
     match s {
         Schema::Ref { name } => {
-            let def = named.get(&name.fullname(None)).unwrap_or_else(|| panic!("schema references {} but never defines it", full(name)));
+            let def = named
+                .get(&name.fullname(None))
+                .unwrap_or_else(|| panic!("schema references {} but never defines it", full(name)));
             inline(def, named)
         }
         Schema::Record(r) => {
@@ -61,9 +66,18 @@ fn inline(s: &Schema, named: &HashMap<String, Schema>) -> Schema {
             }
             Schema::Record(r)
         }
-        Schema::Array(a) => Schema::Array(ArraySchema { items: Box::new(inline(&a.items, named)), attributes: a.attributes.clone() }),
-        Schema::Map(m) => Schema::Map(MapSchema { types: Box::new(inline(&m.types, named)), attributes: m.attributes.clone() }),
-        Schema::Union(u) => Schema::Union(UnionSchema::new(u.variants().iter().map(|v| inline(v, named)).collect()).expect("a union stays valid with its references inlined")),
+        Schema::Array(a) => Schema::Array(ArraySchema {
+            items: Box::new(inline(&a.items, named)),
+            attributes: a.attributes.clone(),
+        }),
+        Schema::Map(m) => Schema::Map(MapSchema {
+            types: Box::new(inline(&m.types, named)),
+            attributes: m.attributes.clone(),
+        }),
+        Schema::Union(u) => Schema::Union(
+            UnionSchema::new(u.variants().iter().map(|v| inline(v, named)).collect())
+                .expect("a union stays valid with its references inlined"),
+        ),
         other => other.clone(),
     }
 }
@@ -115,7 +129,15 @@ fn read_long(input: &mut &[u8]) -> Result<i64, Error> {
 
 fn read_len(input: &mut &[u8]) -> Result<usize, Error> {
     let n = read_long(input)?;
-    usize::try_from(n).ok().filter(|n| *n <= input.len()).ok_or_else(|| Error(format!("a length of {n} does not fit the {} bytes left", input.len())))
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= input.len())
+        .ok_or_else(|| {
+            Error(format!(
+                "a length of {n} does not fit the {} bytes left",
+                input.len()
+            ))
+        })
 }
 
 fn read_slice<'de>(input: &mut &'de [u8], n: usize) -> Result<&'de [u8], Error> {
@@ -129,7 +151,8 @@ fn read_slice<'de>(input: &mut &'de [u8], n: usize) -> Result<&'de [u8], Error> 
 
 fn read_str<'de>(input: &mut &'de [u8]) -> Result<&'de str, Error> {
     let n = read_len(input)?;
-    std::str::from_utf8(read_slice(input, n)?).map_err(|e| Error(format!("a string is not UTF-8: {e}")))
+    std::str::from_utf8(read_slice(input, n)?)
+        .map_err(|e| Error(format!("a string is not UTF-8: {e}")))
 }
 
 /// The next block count of an array or map: a negative count is followed
@@ -143,14 +166,20 @@ fn read_block_count(input: &mut &[u8]) -> Result<usize, Error> {
     // sendgate's schemas never have): refuse counts the input cannot hold.
     let n = n.unsigned_abs() as usize;
     if n > input.len() {
-        return Err(Error(format!("a block of {n} items does not fit the {} bytes left", input.len())));
+        return Err(Error(format!(
+            "a block of {n} items does not fit the {} bytes left",
+            input.len()
+        )));
     }
     Ok(n)
 }
 
 fn union_branch<'s>(u: &'s UnionSchema, input: &mut &[u8]) -> Result<&'s Schema, Error> {
     let i = read_long(input)?;
-    usize::try_from(i).ok().and_then(|i| u.variants().get(i)).ok_or_else(|| Error(format!("union branch {i} does not exist")))
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| u.variants().get(i))
+        .ok_or_else(|| Error(format!("union branch {i} does not exist")))
 }
 
 struct Datum<'s, 'a, 'de> {
@@ -171,11 +200,17 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
             },
             Schema::Int => {
                 let v = read_long(self.input)?;
-                visitor.visit_i32(i32::try_from(v).map_err(|_| Error(format!("{v} does not fit an int")))?)
+                visitor.visit_i32(
+                    i32::try_from(v).map_err(|_| Error(format!("{v} does not fit an int")))?,
+                )
             }
             Schema::Long => visitor.visit_i64(read_long(self.input)?),
-            Schema::Float => visitor.visit_f32(f32::from_le_bytes(read_slice(self.input, 4)?.try_into().expect("4 bytes"))),
-            Schema::Double => visitor.visit_f64(f64::from_le_bytes(read_slice(self.input, 8)?.try_into().expect("8 bytes"))),
+            Schema::Float => visitor.visit_f32(f32::from_le_bytes(
+                read_slice(self.input, 4)?.try_into().expect("4 bytes"),
+            )),
+            Schema::Double => visitor.visit_f64(f64::from_le_bytes(
+                read_slice(self.input, 8)?.try_into().expect("8 bytes"),
+            )),
             Schema::String => visitor.visit_borrowed_str(read_str(self.input)?),
             Schema::Bytes => {
                 let n = read_len(self.input)?;
@@ -183,17 +218,40 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
             }
             Schema::Enum(e) => {
                 let i = read_long(self.input)?;
-                let symbol = usize::try_from(i).ok().and_then(|i| e.symbols.get(i)).ok_or_else(|| Error(format!("enum {} has no symbol {i}", full(&e.name))))?;
+                let symbol = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| Error(format!("enum {} has no symbol {i}", full(&e.name))))?;
                 visitor.visit_str(symbol)
             }
             Schema::Union(u) => {
                 let branch = union_branch(u, self.input)?;
-                Datum { schema: branch, input: self.input }.deserialize_any(visitor)
+                Datum {
+                    schema: branch,
+                    input: self.input,
+                }
+                .deserialize_any(visitor)
             }
-            Schema::Record(r) => visitor.visit_map(Fields { fields: &r.fields, next: 0, input: self.input }),
-            Schema::Array(a) => visitor.visit_seq(Items { items: &a.items, left: 0, done: false, input: self.input }),
-            Schema::Map(m) => visitor.visit_map(Entries { values: &m.types, left: 0, done: false, input: self.input }),
-            other => Err(Error(format!("schema type {other:?} is not supported by the direct decoder"))),
+            Schema::Record(r) => visitor.visit_map(Fields {
+                fields: &r.fields,
+                next: 0,
+                input: self.input,
+            }),
+            Schema::Array(a) => visitor.visit_seq(Items {
+                items: &a.items,
+                left: 0,
+                done: false,
+                input: self.input,
+            }),
+            Schema::Map(m) => visitor.visit_map(Entries {
+                values: &m.types,
+                left: 0,
+                done: false,
+                input: self.input,
+            }),
+            other => Err(Error(format!(
+                "schema type {other:?} is not supported by the direct decoder"
+            ))),
         }
     }
 
@@ -201,25 +259,42 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
         match self.schema {
             Schema::Union(u) => match union_branch(u, self.input)? {
                 Schema::Null => visitor.visit_none(),
-                branch => visitor.visit_some(Datum { schema: branch, input: self.input }),
+                branch => visitor.visit_some(Datum {
+                    schema: branch,
+                    input: self.input,
+                }),
             },
             Schema::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, name: &'static str, variants: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         match self.schema {
             Schema::Enum(e) => {
                 let i = read_long(self.input)?;
-                let symbol = usize::try_from(i).ok().and_then(|i| e.symbols.get(i)).ok_or_else(|| Error(format!("enum {} has no symbol {i}", full(&e.name))))?;
+                let symbol = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| Error(format!("enum {} has no symbol {i}", full(&e.name))))?;
                 visitor.visit_enum(symbol.as_str().into_deserializer())
             }
             Schema::Union(u) => {
                 let branch = union_branch(u, self.input)?;
-                Datum { schema: branch, input: self.input }.deserialize_enum(name, variants, visitor)
+                Datum {
+                    schema: branch,
+                    input: self.input,
+                }
+                .deserialize_enum(name, variants, visitor)
             }
-            other => Err(Error(format!("{name} is an enum, the schema has {other:?}"))),
+            other => Err(Error(format!(
+                "{name} is an enum, the schema has {other:?}"
+            ))),
         }
     }
 
@@ -240,9 +315,14 @@ struct Fields<'s, 'a, 'de> {
 impl<'de> de::MapAccess<'de> for Fields<'_, '_, 'de> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.fields.get(self.next) {
-            Some(f) => seed.deserialize(f.name.as_str().into_deserializer()).map(Some),
+            Some(f) => seed
+                .deserialize(f.name.as_str().into_deserializer())
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -250,7 +330,10 @@ impl<'de> de::MapAccess<'de> for Fields<'_, '_, 'de> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         let f = &self.fields[self.next];
         self.next += 1;
-        seed.deserialize(Datum { schema: &f.schema, input: self.input })
+        seed.deserialize(Datum {
+            schema: &f.schema,
+            input: self.input,
+        })
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -269,7 +352,10 @@ struct Items<'s, 'a, 'de> {
 impl<'de> de::SeqAccess<'de> for Items<'_, '_, 'de> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         if self.done {
             return Ok(None);
         }
@@ -281,7 +367,11 @@ impl<'de> de::SeqAccess<'de> for Items<'_, '_, 'de> {
             }
         }
         self.left -= 1;
-        seed.deserialize(Datum { schema: self.items, input: self.input }).map(Some)
+        seed.deserialize(Datum {
+            schema: self.items,
+            input: self.input,
+        })
+        .map(Some)
     }
 }
 
@@ -296,7 +386,10 @@ struct Entries<'s, 'a, 'de> {
 impl<'de> de::MapAccess<'de> for Entries<'_, '_, 'de> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         if self.done {
             return Ok(None);
         }
@@ -309,11 +402,15 @@ impl<'de> de::MapAccess<'de> for Entries<'_, '_, 'de> {
         }
         self.left -= 1;
         let key = read_str(self.input)?;
-        seed.deserialize(de::value::BorrowedStrDeserializer::new(key)).map(Some)
+        seed.deserialize(de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        seed.deserialize(Datum { schema: self.values, input: self.input })
+        seed.deserialize(Datum {
+            schema: self.values,
+            input: self.input,
+        })
     }
 }
 
@@ -323,14 +420,32 @@ mod tests {
 
     #[test]
     fn zigzag_longs_decode_like_avro() {
-        for v in [0i64, -1, 1, -64, 63, 64, i64::MAX, i64::MIN, 1_795_491_540_000] {
-            let bytes = apache_avro::to_avro_datum(&Schema::Long, apache_avro::types::Value::Long(v)).unwrap();
+        for v in [
+            0i64,
+            -1,
+            1,
+            -64,
+            63,
+            64,
+            i64::MAX,
+            i64::MIN,
+            1_795_491_540_000,
+        ] {
+            let bytes =
+                apache_avro::to_avro_datum(&Schema::Long, apache_avro::types::Value::Long(v))
+                    .unwrap();
             let mut input = &bytes[..];
             assert_eq!(read_long(&mut input).unwrap(), v);
             assert!(input.is_empty());
         }
-        assert!(read_long(&mut &[0x80u8, 0x80][..]).is_err(), "a truncated varint is an error");
-        assert!(read_long(&mut &[0xffu8; 11][..]).is_err(), "an endless varint is an error");
+        assert!(
+            read_long(&mut &[0x80u8, 0x80][..]).is_err(),
+            "a truncated varint is an error"
+        );
+        assert!(
+            read_long(&mut &[0xffu8; 11][..]).is_err(),
+            "an endless varint is an error"
+        );
     }
 
     #[test]
@@ -340,14 +455,19 @@ mod tests {
         let bytes = [3u8, 4, 6, 10, 2, 14, 0];
         let arr = Schema::parse_str(r#"{"type": "array", "items": "long"}"#).unwrap();
         let mut input = &bytes[..];
-        assert_eq!(from_datum::<Vec<i64>>(&arr, &mut input).unwrap(), vec![3, 5, 7]);
+        assert_eq!(
+            from_datum::<Vec<i64>>(&arr, &mut input).unwrap(),
+            vec![3, 5, 7]
+        );
         assert!(input.is_empty());
     }
 
     #[test]
     fn lengths_beyond_the_input_are_refused_before_allocating() {
         // A string claiming 1,000,000 bytes in a 3-byte input.
-        let mut bytes = apache_avro::to_avro_datum(&Schema::Long, apache_avro::types::Value::Long(1_000_000)).unwrap();
+        let mut bytes =
+            apache_avro::to_avro_datum(&Schema::Long, apache_avro::types::Value::Long(1_000_000))
+                .unwrap();
         bytes.extend_from_slice(b"abc");
         assert!(from_datum::<String>(&Schema::String, &mut &bytes[..]).is_err());
         let arr = Schema::parse_str(r#"{"type": "array", "items": "long"}"#).unwrap();

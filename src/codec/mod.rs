@@ -96,24 +96,47 @@ fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let texts = standalone_schemas().expect("schemas/ shipped in the binary must splice");
-        let previous: Vec<Vec<(&str, String)>> = PREVIOUS_SETS.iter().map(|(v, set)| schemas::splice_set(set).unwrap_or_else(|e| panic!("schema set {v} must splice: {e}"))).collect();
+        let previous: Vec<Vec<(&str, String)>> = PREVIOUS_SETS
+            .iter()
+            .map(|(v, set)| {
+                schemas::splice_set(set)
+                    .unwrap_or_else(|e| panic!("schema set {v} must splice: {e}"))
+            })
+            .collect();
         let types = RecordType::ALL
             .iter()
             .map(|t| {
-                let text = &texts.iter().find(|(n, _)| *n == t.file()).expect("every type has a file").1;
-                let schema = Schema::parse_str(text).unwrap_or_else(|e| panic!("schema {} does not parse: {e}", t.file()));
+                let text = &texts
+                    .iter()
+                    .find(|(n, _)| *n == t.file())
+                    .expect("every type has a file")
+                    .1;
+                let schema = Schema::parse_str(text)
+                    .unwrap_or_else(|e| panic!("schema {} does not parse: {e}", t.file()));
                 let fingerprint = fingerprint_of(&schema);
                 let inlined = direct::inline_references(&schema);
                 let mut older: Vec<([u8; 8], Schema)> = Vec::new();
                 for set in &previous {
-                    let Some((_, text)) = set.iter().find(|(n, _)| *n == t.file()) else { continue };
-                    let old = Schema::parse_str(text).unwrap_or_else(|e| panic!("earlier schema {} does not parse: {e}", t.file()));
+                    let Some((_, text)) = set.iter().find(|(n, _)| *n == t.file()) else {
+                        continue;
+                    };
+                    let old = Schema::parse_str(text).unwrap_or_else(|e| {
+                        panic!("earlier schema {} does not parse: {e}", t.file())
+                    });
                     let fp = fingerprint_of(&old);
                     if fp != fingerprint && !older.iter().any(|(f, _)| *f == fp) {
                         older.push((fp, old));
                     }
                 }
-                (*t, Compiled { schema, inlined, fingerprint, older })
+                (
+                    *t,
+                    Compiled {
+                        schema,
+                        inlined,
+                        fingerprint,
+                        older,
+                    },
+                )
             })
             .collect();
         Registry { types }
@@ -128,7 +151,12 @@ fn fingerprint_of(schema: &Schema) -> [u8; 8] {
 }
 
 fn compiled(t: RecordType) -> &'static Compiled {
-    &registry().types.iter().find(|(rt, _)| *rt == t).expect("registered").1
+    &registry()
+        .types
+        .iter()
+        .find(|(rt, _)| *rt == t)
+        .expect("registered")
+        .1
 }
 
 /// Fails at start-up, not on the first record, if a schema is broken.
@@ -165,31 +193,54 @@ pub fn encode<T: Serialize>(t: RecordType, value: &T) -> Result<Vec<u8>, CodecEr
     Ok(out)
 }
 
-pub fn encode_into<T: Serialize>(t: RecordType, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn encode_into<T: Serialize>(
+    t: RecordType,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     let c = compiled(t);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&c.fingerprint);
-    apache_avro::write_avro_datum_ref(&c.inlined, value, out).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+    apache_avro::write_avro_datum_ref(&c.inlined, value, out)
+        .map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
     Ok(())
 }
 
 pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, CodecError> {
     let c = compiled(t);
     if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-        let head: String = bytes.iter().take(2).map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ");
-        return Err(CodecError::BadMagic(if head.is_empty() { "an empty record".into() } else { head }));
+        let head: String = bytes
+            .iter()
+            .take(2)
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(CodecError::BadMagic(if head.is_empty() {
+            "an empty record".into()
+        } else {
+            head
+        }));
     }
     let mut reader = &bytes[HEADER_LEN..];
     if bytes[2..HEADER_LEN] == c.fingerprint {
-        let value = direct::from_datum::<T>(&c.inlined, &mut reader).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+        let value = direct::from_datum::<T>(&c.inlined, &mut reader)
+            .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
         return no_trailing_bytes(t, reader).map(|()| value);
     }
-    let Some((_, writer)) = c.older.iter().find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..]) else {
-        let fp: String = bytes[2..HEADER_LEN].iter().map(|b| format!("{b:02x}")).collect();
+    let Some((_, writer)) = c
+        .older
+        .iter()
+        .find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..])
+    else {
+        let fp: String = bytes[2..HEADER_LEN]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     };
     // Written by an earlier release: resolve to the current schema.
-    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema)).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
+        .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
     no_trailing_bytes(t, reader)?;
     apache_avro::from_value::<T>(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))
 }
@@ -198,19 +249,36 @@ fn no_trailing_bytes(t: RecordType, rest: &[u8]) -> Result<(), CodecError> {
     if rest.is_empty() {
         Ok(())
     } else {
-        Err(CodecError::Datum(t.name(), format!("{} trailing bytes after the datum", rest.len())))
+        Err(CodecError::Datum(
+            t.name(),
+            format!("{} trailing bytes after the datum", rest.len()),
+        ))
     }
 }
 
 /// Checks that the direct codec writes exactly apache-avro's bytes for
 /// `value` and reads them back as apache-avro's generic decoding does.
 #[cfg(test)]
-pub(crate) fn check_against_apache_avro<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(t: RecordType, value: &T) {
+pub(crate) fn check_against_apache_avro<
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+>(
+    t: RecordType,
+    value: &T,
+) {
     let c = compiled(t);
     let ours = encode(t, value).unwrap();
-    let generic = apache_avro::to_avro_datum(&c.schema, apache_avro::to_value(value).unwrap()).unwrap();
-    assert_eq!(ours[HEADER_LEN..], generic[..], "{} encodes as apache-avro does", t.name());
-    let theirs: T = apache_avro::from_value(&apache_avro::from_avro_datum(&c.schema, &mut &generic[..], None).unwrap()).unwrap();
+    let generic =
+        apache_avro::to_avro_datum(&c.schema, apache_avro::to_value(value).unwrap()).unwrap();
+    assert_eq!(
+        ours[HEADER_LEN..],
+        generic[..],
+        "{} encodes as apache-avro does",
+        t.name()
+    );
+    let theirs: T = apache_avro::from_value(
+        &apache_avro::from_avro_datum(&c.schema, &mut &generic[..], None).unwrap(),
+    )
+    .unwrap();
     let direct: T = decode(t, &ours).unwrap();
     assert_eq!(direct, theirs, "{} decodes as apache-avro does", t.name());
     assert_eq!(&direct, value, "{} round-trips", t.name());
@@ -252,19 +320,45 @@ mod tests {
 
     #[test]
     fn envelope_and_state_round_trip() {
-        let mut env = StageEnvelope::new(7, SourceRef { topic: "t".into(), partition: 1, offset: 9 });
+        let mut env = StageEnvelope::new(
+            7,
+            SourceRef {
+                topic: "t".into(),
+                partition: 1,
+                offset: 9,
+            },
+        );
         env.intent = Some(intent());
-        env.policy = Some(PolicyChange { scope: "default".into(), version: 3, spec_json: None });
+        env.policy = Some(PolicyChange {
+            scope: "default".into(),
+            version: 3,
+            spec_json: None,
+        });
         env.route_key = Some("acme.com".into());
-        let usage = Usage { scope: "mailbox:a@acme.com".into(), window: "day".into(), used: 1, limit: 25, remaining: 24 };
-        let undo = Undo { key: "ctr/x".into(), kind: UndoKind::Counter, bucket_start_ms: 5, limit: 25 };
+        let usage = Usage {
+            scope: "mailbox:a@acme.com".into(),
+            window: "day".into(),
+            used: 1,
+            limit: 25,
+            remaining: 24,
+        };
+        let undo = Undo {
+            key: "ctr/x".into(),
+            kind: UndoKind::Counter,
+            bucket_start_ms: 5,
+            limit: 25,
+        };
         env.hop = Some(IntentHop {
             intent: intent(),
             approved: true,
             usage: vec![usage.clone()],
             policy_version: 4,
             route: vec!["recipient".into()],
-            reservations: vec![Reservation { stage: "sender".into(), key: "acme.com".into(), undo: vec![undo.clone()] }],
+            reservations: vec![Reservation {
+                stage: "sender".into(),
+                key: "acme.com".into(),
+                undo: vec![undo.clone()],
+            }],
         });
         let outcome = Decision {
             intent_id: "i".into(),
@@ -277,23 +371,58 @@ mod tests {
             usage: vec![usage],
             policy_version: 4,
             decided_at_ms: 7,
-            source: SourceRef { topic: "t".into(), partition: 1, offset: 9 },
+            source: SourceRef {
+                topic: "t".into(),
+                partition: 1,
+                offset: 9,
+            },
             stage: Some("recipient_domain".into()),
             replayed: false,
         };
-        env.release = Some(Release { intent_id: "i".into(), undo: vec![undo], outcome: Some(outcome) });
+        env.release = Some(Release {
+            intent_id: "i".into(),
+            undo: vec![undo],
+            outcome: Some(outcome),
+        });
         check_against_apache_avro(RecordType::StageEnvelope, &env);
-        check_against_apache_avro(RecordType::Decision, env.release.as_ref().unwrap().outcome.as_ref().unwrap());
-        check_against_apache_avro(RecordType::StageEnvelope, &StageEnvelope::new(0, SourceRef { topic: String::new(), partition: 0, offset: 0 }));
+        check_against_apache_avro(
+            RecordType::Decision,
+            env.release.as_ref().unwrap().outcome.as_ref().unwrap(),
+        );
+        check_against_apache_avro(
+            RecordType::StageEnvelope,
+            &StageEnvelope::new(
+                0,
+                SourceRef {
+                    topic: String::new(),
+                    partition: 0,
+                    offset: 0,
+                },
+            ),
+        );
     }
 
     #[test]
     fn every_public_type_agrees_with_apache_avro() {
         check_against_apache_avro(RecordType::SendIntent, &intent());
         // Unicode, empty and extreme values.
-        let odd = SendIntent { intent_id: String::new(), tenant: "Zürich-Ω".into(), template_id: None, thread_id: Some("t\u{0}".into()), requested_at_ms: i64::MIN, requires_approval: true, ..intent() };
+        let odd = SendIntent {
+            intent_id: String::new(),
+            tenant: "Zürich-Ω".into(),
+            template_id: None,
+            thread_id: Some("t\u{0}".into()),
+            requested_at_ms: i64::MIN,
+            requires_approval: true,
+            ..intent()
+        };
         check_against_apache_avro(RecordType::SendIntent, &odd);
-        check_against_apache_avro(RecordType::SendIntent, &SendIntent { requested_at_ms: i64::MAX, ..intent() });
+        check_against_apache_avro(
+            RecordType::SendIntent,
+            &SendIntent {
+                requested_at_ms: i64::MAX,
+                ..intent()
+            },
+        );
         let ev = DeliveryEvent {
             event_id: "e".into(),
             tenant: "acme".into(),
@@ -308,19 +437,65 @@ mod tests {
         };
         check_against_apache_avro(RecordType::DeliveryEvent, &ev);
         // One entry: apache-avro's value path writes a map in hash order.
-        let alert = Alert { alert_id: "a".into(), tenant: "t".into(), scope: "s".into(), kind: "k".into(), message: "m".into(), at_ms: -5, details: [("x".to_string(), "1".to_string())].into() };
+        let alert = Alert {
+            alert_id: "a".into(),
+            tenant: "t".into(),
+            scope: "s".into(),
+            kind: "k".into(),
+            message: "m".into(),
+            at_ms: -5,
+            details: [("x".to_string(), "1".to_string())].into(),
+        };
         check_against_apache_avro(RecordType::Alert, &alert);
-        check_against_apache_avro(RecordType::Alert, &Alert { details: Default::default(), ..alert.clone() });
-        let many = Alert { details: (0..40).map(|i| (format!("k{i}"), "v".repeat(i))).collect(), ..alert };
+        check_against_apache_avro(
+            RecordType::Alert,
+            &Alert {
+                details: Default::default(),
+                ..alert.clone()
+            },
+        );
+        let many = Alert {
+            details: (0..40).map(|i| (format!("k{i}"), "v".repeat(i))).collect(),
+            ..alert
+        };
         let bytes = encode(RecordType::Alert, &many).unwrap();
-        let generic = apache_avro::from_avro_datum(&compiled(RecordType::Alert).schema, &mut &bytes[HEADER_LEN..], None).unwrap();
+        let generic = apache_avro::from_avro_datum(
+            &compiled(RecordType::Alert).schema,
+            &mut &bytes[HEADER_LEN..],
+            None,
+        )
+        .unwrap();
         assert_eq!(apache_avro::from_value::<Alert>(&generic).unwrap(), many);
         assert_eq!(decode::<Alert>(RecordType::Alert, &bytes).unwrap(), many);
-        let dl = DeadLetter { topic: "x".into(), partition: 3, offset: 1 << 40, timestamp_ms: None, key: Some(vec![]), value: Some((0..=255).collect()), reason: "bad".into(), stage: "router".into() };
+        let dl = DeadLetter {
+            topic: "x".into(),
+            partition: 3,
+            offset: 1 << 40,
+            timestamp_ms: None,
+            key: Some(vec![]),
+            value: Some((0..=255).collect()),
+            reason: "bad".into(),
+            stage: "router".into(),
+        };
         check_against_apache_avro(RecordType::DeadLetter, &dl);
-        let doc = PolicyDocument { scope: "default".into(), spec_json: "{}".into(), source_name: Some("p.toml".into()) };
+        let doc = PolicyDocument {
+            scope: "default".into(),
+            spec_json: "{}".into(),
+            source_name: Some("p.toml".into()),
+        };
         check_against_apache_avro(RecordType::PolicyDocument, &doc);
-        let cmd = Command { command_id: "c".into(), kind: CommandKind::Resume, tenant: "t".into(), target: "sender_domain:acme.com".into(), sender: None, reason: Some("r".into()), operator: None, list: None, mode: Some("deny".into()), until_ms: Some(-1) };
+        let cmd = Command {
+            command_id: "c".into(),
+            kind: CommandKind::Resume,
+            tenant: "t".into(),
+            target: "sender_domain:acme.com".into(),
+            sender: None,
+            reason: Some("r".into()),
+            operator: None,
+            list: None,
+            mode: Some("deny".into()),
+            until_ms: Some(-1),
+        };
         check_against_apache_avro(RecordType::Command, &cmd);
     }
 
@@ -329,7 +504,9 @@ mod tests {
         // A command and a state entry as the first release wrote them.
         let (_, v1) = PREVIOUS_SETS[0];
         let set = schemas::splice_set(v1).unwrap();
-        let old = |file: &str| Schema::parse_str(&set.iter().find(|(n, _)| *n == file).unwrap().1).unwrap();
+        let old = |file: &str| {
+            Schema::parse_str(&set.iter().find(|(n, _)| *n == file).unwrap().1).unwrap()
+        };
         let write = |schema: &Schema, value: apache_avro::types::Value| {
             let mut out = MAGIC.to_vec();
             out.extend_from_slice(&fingerprint_of(schema));
@@ -348,9 +525,16 @@ mod tests {
             ("operator".into(), V::Union(1, Box::new(s("ops")))),
         ]);
         let old_command = old("command.avsc");
-        assert_ne!(fingerprint_of(&old_command), fingerprint(RecordType::Command), "the command schema changed since v1");
+        assert_ne!(
+            fingerprint_of(&old_command),
+            fingerprint(RecordType::Command),
+            "the command schema changed since v1"
+        );
         let cmd: Command = decode(RecordType::Command, &write(&old_command, cmd_v1)).unwrap();
-        assert_eq!((cmd.kind, cmd.target.as_str(), cmd.list, cmd.until_ms), (CommandKind::Resume, "sender_domain:acme.com", None, None));
+        assert_eq!(
+            (cmd.kind, cmd.target.as_str(), cmd.list, cmd.until_ms),
+            (CommandKind::Resume, "sender_domain:acme.com", None, None)
+        );
         let state_v1 = old("internal/state_entry.avsc");
         let clock = crate::state::StateValue::Clock(77);
         let mut fields = Vec::new();
@@ -380,15 +564,25 @@ mod tests {
             reason: "bad".into(),
             stage: "router".into(),
         };
-        let back: DeadLetter = decode(RecordType::DeadLetter, &encode(RecordType::DeadLetter, &dl).unwrap()).unwrap();
+        let back: DeadLetter = decode(
+            RecordType::DeadLetter,
+            &encode(RecordType::DeadLetter, &dl).unwrap(),
+        )
+        .unwrap();
         assert_eq!(back, dl);
     }
 
     #[test]
     fn wrong_schema_and_garbage_are_refused() {
         let bytes = encode(RecordType::SendIntent, &intent()).unwrap();
-        assert!(matches!(decode::<DeliveryEvent>(RecordType::DeliveryEvent, &bytes), Err(CodecError::UnknownSchema(..))));
-        assert!(matches!(decode::<SendIntent>(RecordType::SendIntent, b"{\"json\":1}"), Err(CodecError::BadMagic(_))));
+        assert!(matches!(
+            decode::<DeliveryEvent>(RecordType::DeliveryEvent, &bytes),
+            Err(CodecError::UnknownSchema(..))
+        ));
+        assert!(matches!(
+            decode::<SendIntent>(RecordType::SendIntent, b"{\"json\":1}"),
+            Err(CodecError::BadMagic(_))
+        ));
         let mut truncated = bytes.clone();
         truncated.truncate(14);
         assert!(decode::<SendIntent>(RecordType::SendIntent, &truncated).is_err());
