@@ -113,7 +113,7 @@ def main():
             failures.append(f"{s}: {c.get('missing')} intents without a decision")
         if c.get("duplicates", 1) != 0:
             failures.append(f"{s}: {c.get('duplicates')} repeated decisions")
-        if s != "passthrough":
+        if not s.startswith("passthrough"):
             expected = (load(f"{r}/{s}.recount.json") or {}).get("status")
             if expected != c.get("status"):
                 failures.append(f"{s}: counts per status {c.get('status')} differ from the recount {expected}")
@@ -180,6 +180,13 @@ def main():
         k, rs, raw, rate = restores[-1]
         goals.append((f"restore at least 50 % of the plain read ({k:,} records)", f"{rate / raw['rate']:.0%}", rate >= 0.5 * raw["rate"]))
         goals.append((f"RSS under 1 GiB with {k:,} active keys", f"{rs['peak_rss_mib']} MiB peak", rs["peak_rss_mib"] < 1024))
+    chain = tput.get("passthrough-4hops", 0)
+    if chain and eos:
+        chain_fixed = (load(f"{r}/passthrough-4hops.latency-fixed.json") or {}).get("p99_us")
+        bound = f"The floor of sendgate's topology, measured in the same run: the pass-through through four transactional hops (the router and three stages an allowed intent passes) ran at {chain:,.0f}/s; sendgate exactly-once reached {eos / chain:.0%} of it"
+        if chain_fixed and p99_fixed:
+            bound += f", and at {a.fixed_rate:,}/s its p99 was {ms(chain_fixed)} against sendgate's {ms(p99_fixed)}"
+        out.append(bound + ".\n")
     if a.mode == "smoke":
         out.append("Smoke run: the backlog is too small for its timings to mean anything; only the correctness checks count.\n")
     out.append("| goal | measured | met |")

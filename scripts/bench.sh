@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks on one local broker, in one run:
 #   - the limit: a stateless transactional pass-through (`sendgate bench passthrough`);
+#   - the floor of sendgate's topology: the same pass-through through four
+#     transactional hops in series, as an allowed intent passes the router
+#     and three stages (`sendgate bench passthrough --hops 4`);
 #   - the peer: a Kafka Streams application with the sender stage's windows
 #     and exactly_once_v2 (bench/streams-peer);
 #   - sendgate, at-least-once and exactly-once.
@@ -29,7 +32,7 @@ if [ "$MODE" = full ]; then
 else
   N=3000; LATENCY_SECS=5; KEYS=20000
 fi
-SYSTEMS="${BENCH_SYSTEMS:-passthrough streams-peer sendgate-alo sendgate-eos}"
+SYSTEMS="${BENCH_SYSTEMS:-passthrough passthrough-4hops streams-peer sendgate-alo sendgate-eos}"
 SEED=20261124
 FIXED_RATE="${BENCH_FIXED_RATE:-1000}"
 # Its own broker port unless told otherwise (the test script passes its own).
@@ -76,15 +79,18 @@ prepare() {
 
 # Starts a system in the background; waits until it consumes.
 start_system() {
-  local system="$1" log="$R/$1-$2.log"
+  local system="$1" log="$R/$1-$2.log" ready_n=1
   case "$system" in
     passthrough) "$SENDGATE_BIN" bench passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
+    # One task per hop, as sendgate runs one task per stage; every hop must
+    # have its partitions before the clock starts.
+    passthrough-4hops) "$SENDGATE_BIN" bench passthrough --hops 4 --tasks 1 >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ; ready_n=4 ;;
     streams-peer) bench/streams-peer/run.sh --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
     sendgate-alo) SENDGATE_PROCESSING_GUARANTEE=at_least_once "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
     sendgate-eos) "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
   esac
   local deadline=$((SECONDS + 120))
-  until grep -q "$ready" "$log"; do
+  until [ "$(grep -c "$ready" "$log")" -ge "$ready_n" ]; do
     [ $SECONDS -lt $DEADLINE_ALL ] && [ $SECONDS -lt $deadline ] || { tail -20 "$log"; echo "bench: $system did not start"; exit 1; }
     kill -0 "$PID" 2>/dev/null || { tail -20 "$log"; echo "bench: $system exited"; exit 1; }
     sleep 0.5
@@ -115,7 +121,7 @@ for system in $SYSTEMS; do
   wait "$COLLECTOR" || { echo "bench: collecting $system's decisions failed"; exit 1; }
   echo "{\"peak_rss_mib\": $(peak_rss_mib)}" >"$R/$system.rss.json"
   stop_system
-  if [ "$system" != passthrough ]; then sg bench recount >"$R/$system.recount.json"; fi
+  if [[ "$system" != passthrough* ]]; then sg bench recount >"$R/$system.recount.json"; fi
   say "$system: $(cat "$R/$system.collect.json")"
 done
 

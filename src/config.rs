@@ -32,6 +32,12 @@ pub struct Config {
     pub commit_interval_ms: u64,
     /// Most input records in one transaction.
     pub max_batch_records: usize,
+    /// A stage that has read everything there is commits early, once its
+    /// transaction is this old (ms), instead of waiting out
+    /// `commit_interval_ms`: on a live stream every hop passes an intent on
+    /// as soon as it is done, while a backlog still commits by the
+    /// interval. 0 turns it off.
+    pub idle_commit_ms: u64,
     /// The consumer group session (ms): how long the group waits for a
     /// member that stopped heartbeating (a crash) before giving its
     /// partitions to others.
@@ -79,6 +85,7 @@ impl Default for Config {
             processing_guarantee: "exactly_once".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
+            idle_commit_ms: 5,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
             drain_deadline_ms: 5_000,
@@ -103,6 +110,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_PROCESSING_GUARANTEE", "processing_guarantee"),
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
+    ("SENDGATE_IDLE_COMMIT_MS", "idle_commit_ms"),
     ("SENDGATE_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms"),
     ("SENDGATE_SESSION_TIMEOUT_MS", "session_timeout_ms"),
     ("SENDGATE_DRAIN_DEADLINE_MS", "drain_deadline_ms"),
@@ -159,6 +167,7 @@ impl Config {
             "processing_guarantee" => self.processing_guarantee = v.trim().to_string(),
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
+            "idle_commit_ms" => self.idle_commit_ms = num(v)?,
             "transaction_timeout_ms" => self.transaction_timeout_ms = num(v)?,
             "session_timeout_ms" => self.session_timeout_ms = num(v)?,
             "drain_deadline_ms" => self.drain_deadline_ms = num(v)?,
@@ -210,6 +219,12 @@ impl Config {
             errors.push(format!(
                 "commit_interval_ms {} must be between 10 and 60000",
                 self.commit_interval_ms
+            ));
+        }
+        if self.idle_commit_ms >= self.commit_interval_ms {
+            errors.push(format!(
+                "idle_commit_ms {} must be shorter than commit_interval_ms {} (or 0 to commit by the interval only)",
+                self.idle_commit_ms, self.commit_interval_ms
             ));
         }
         if !(1..=1_000_000).contains(&self.max_batch_records) {

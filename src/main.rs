@@ -227,6 +227,10 @@ enum BenchCmd {
         /// Tasks (threads, each a consumer and a producer) in one group.
         #[arg(long, default_value_t = 2)]
         tasks: usize,
+        /// Transactional hops in series (topics bench.hop1, ... between the
+        /// intents and the decisions), each with --tasks tasks.
+        #[arg(long, default_value_t = 1)]
+        hops: usize,
     },
     /// Read the decisions topic until EXPECT intents have one; print the rate,
     /// missing and duplicated decisions, and the counts per status (JSON).
@@ -425,7 +429,7 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
     use sendgate::cli::bench;
     use serde_json::json;
     match action {
-        BenchCmd::Passthrough { tasks } => bench::passthrough(cfg, tasks, stop_on_signal(rt)),
+        BenchCmd::Passthrough { tasks, hops } => bench::passthrough(cfg, tasks, hops, stop_on_signal(rt)),
         BenchCmd::Collect { expect, idle_secs } => {
             let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs))?;
             let rate = if c.seconds > 0.0 {

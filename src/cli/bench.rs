@@ -73,26 +73,43 @@ impl Processor for PassThrough {
 }
 
 /// Runs `tasks` pass-through tasks (one thread each, one consumer group)
-/// until `shutdown` is set.
-pub fn passthrough(cfg: &Config, tasks: usize, shutdown: Arc<AtomicBool>) -> Result<(), String> {
+/// per hop until `shutdown` is set. With several hops the records pass
+/// through a chain of topics (`bench.hop1`, ...), each hop its own group
+/// and transactions, as an intent passes through sendgate's stages: the
+/// floor of a topology of that many transactional hops.
+pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let topo = cfg.topology()?;
     cfg.require_bootstrap()?;
-    let mut handles = Vec::new();
-    for i in 0..tasks.max(1) {
-        let p = PassThrough {
-            input: topo.full("intents"),
-            output: topo.full("decisions"),
+    let hops = hops.max(1);
+    let hop_topic = |h: usize| format!("bench.hop{h}");
+    if hops > 1 {
+        let intents = topo.topics.iter().find(|t| t.name == "intents").ok_or("the topology has no intents topic")?;
+        let chain = crate::topology::Topology {
+            namespace: topo.namespace.clone(),
+            topics: (1..hops).map(|h| crate::topology::TopicSpec { name: hop_topic(h), role: "benchmark".into(), ..intents.clone() }).collect(),
         };
-        let s = TaskSettings::from_config(cfg, "passthrough", &format!("{}.{i}", cfg.instance_id));
-        // Each task is its own group member (and transactional producer).
-        let cfg = Config {
-            instance_id: format!("{}-{i}", cfg.instance_id),
-            ..cfg.clone()
-        };
-        let stop = shutdown.clone();
-        handles.push(std::thread::spawn(move || supervise(p, &cfg, s, &stop)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(crate::topology::apply(&chain, cfg.require_bootstrap()?, &cfg.kafka, cfg.replication_factor))?;
     }
-    tracing::info!(tasks, guarantee = %cfg.processing_guarantee, "pass-through running");
+    let mut handles = Vec::new();
+    for h in 0..hops {
+        for i in 0..tasks.max(1) {
+            let p = PassThrough {
+                input: topo.full(&if h == 0 { "intents".to_string() } else { hop_topic(h) }),
+                output: topo.full(&if h + 1 == hops { "decisions".to_string() } else { hop_topic(h + 1) }),
+            };
+            let task = if h == 0 { "passthrough".to_string() } else { format!("passthrough.hop{h}") };
+            let s = TaskSettings::from_config(cfg, &task, &format!("{}.{i}", cfg.instance_id));
+            // Each task is its own group member (and transactional producer).
+            let cfg = Config {
+                instance_id: format!("{}-{h}-{i}", cfg.instance_id),
+                ..cfg.clone()
+            };
+            let stop = shutdown.clone();
+            handles.push(std::thread::spawn(move || supervise(p, &cfg, s, &stop)));
+        }
+    }
+    tracing::info!(tasks, hops, guarantee = %cfg.processing_guarantee, "pass-through running");
     let mut failures = Vec::new();
     for h in handles {
         match h.join() {

@@ -193,6 +193,9 @@ pub struct TaskSettings {
     pub transactional_id: String,
     pub commit_interval: Duration,
     pub max_batch_records: usize,
+    /// Commit early once the input is drained and the transaction is this
+    /// old; None: by the interval only.
+    pub idle_commit: Option<Duration>,
     /// false: at-least-once (flush, then commit the offsets).
     pub exactly_once: bool,
     /// Longest the commit of a hand-over (revocation, stop) may take.
@@ -208,6 +211,7 @@ impl TaskSettings {
             transactional_id: format!("{}.{task}.{member}", cfg.namespace),
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             max_batch_records: cfg.max_batch_records,
+            idle_commit: (cfg.idle_commit_ms > 0).then(|| Duration::from_millis(cfg.idle_commit_ms)),
             exactly_once: cfg.exactly_once(),
             drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
         }
@@ -273,6 +277,8 @@ fn run_once<P: Processor>(
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
     // Rebalance events taken from the client and not yet acted on.
     let mut pending: VecDeque<RebalanceEvent> = VecDeque::new();
+    // The last poll found nothing more to read.
+    let mut drained = false;
 
     let result = (|| -> Result<(), TaskError> {
         loop {
@@ -281,6 +287,7 @@ fn run_once<P: Processor>(
                 if stopping
                     || started.elapsed() >= s.commit_interval
                     || st.records >= s.max_batch_records
+                    || (drained && s.idle_commit.is_some_and(|d| started.elapsed() >= d))
                 {
                     commit(
                         p,
@@ -299,13 +306,18 @@ fn run_once<P: Processor>(
                 return Ok(());
             }
             let wait = match st.started {
-                Some(started) => s
-                    .commit_interval
-                    .saturating_sub(started.elapsed())
-                    .min(Duration::from_millis(100)),
+                Some(started) => {
+                    // Drained, a transaction open: wake for the idle commit.
+                    let until = match s.idle_commit {
+                        Some(d) if drained => d.min(s.commit_interval),
+                        _ => s.commit_interval,
+                    };
+                    until.saturating_sub(started.elapsed()).min(Duration::from_millis(100))
+                }
                 None => Duration::from_millis(100),
             };
             let polled = consumer.poll(wait);
+            drained = polled.is_none();
             if let Some(msg) = polled {
                 // Take what is already fetched, up to a batch, without waiting.
                 batch.push(msg?);
@@ -316,7 +328,10 @@ fn run_once<P: Processor>(
                 while batch.len() < room {
                     match consumer.poll(Duration::ZERO) {
                         Some(m) => batch.push(m?),
-                        None => break,
+                        None => {
+                            drained = true;
+                            break;
+                        }
                     }
                 }
                 // The ordering barrier: every control record appended before a
