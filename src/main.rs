@@ -166,7 +166,8 @@ enum AuditCmd {
         /// How many differences to list.
         #[arg(long, default_value_t = 10)]
         show: usize,
-        /// Also time a plain read of the same records and print the ratio.
+        /// Also time a plain read of the same records, and a read that only
+        /// decodes them, and print the ratios.
         #[arg(long)]
         baseline: bool,
     },

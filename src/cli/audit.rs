@@ -66,6 +66,10 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         let raw = n as f64 / d.as_secs_f64().max(1e-9);
         println!("raw read             {n} records in {:.1} s ({raw:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / raw * 100.0);
     }
+    if let Some((n, d)) = report.decoded {
+        let dec = n as f64 / d.as_secs_f64().max(1e-9);
+        println!("read and decode      {n} records in {:.1} s ({dec:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / dec * 100.0);
+    }
     for d in &report.first {
         let at = format!(
             "{} [{}] @{}",
