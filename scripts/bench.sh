@@ -109,13 +109,15 @@ stop_system() {
 }
 
 DEADLINE_ALL=$((SECONDS + ${BENCH_DEADLINE_SECS:-5400}))
+# The broker's process, for the CPU each system costs it per decision.
+BROKER_PID="$(scripts/kafka.sh status | sed -n 's/^running: pid \([0-9]*\),.*/\1/p')"
 
 phase throughput && say "throughput: $N intents (and about $((N / 2)) delivery events) per system, preloaded"
 for system in $SYSTEMS; do
   phase throughput || break
   prepare "$system"
   sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
-  sg bench collect --expect "$N" --idle-secs 120 >"$R/$system.collect.json" &
+  sg bench collect --expect "$N" --idle-secs 120 ${BROKER_PID:+--broker-pid "$BROKER_PID"} >"$R/$system.collect.json" &
   COLLECTOR=$!
   start_system "$system" tput
   wait "$COLLECTOR" || { echo "bench: collecting $system's decisions failed"; exit 1; }

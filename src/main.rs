@@ -241,6 +241,10 @@ enum BenchCmd {
         /// Give up after this many seconds without a new decision.
         #[arg(long, default_value_t = 120)]
         idle_secs: u64,
+        /// The broker's process id: also report the CPU time it and the
+        /// whole machine spent over the span.
+        #[arg(long)]
+        broker_pid: Option<u32>,
     },
     /// The counts per status the benchmark workload must give, recomputed
     /// from the intents topic by a separate model of the sender windows (JSON).
@@ -431,15 +435,20 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
     use serde_json::json;
     match action {
         BenchCmd::Passthrough { tasks, hops } => bench::passthrough(cfg, tasks, hops, stop_on_signal(rt)),
-        BenchCmd::Collect { expect, idle_secs } => {
-            let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs))?;
+        BenchCmd::Collect {
+            expect,
+            idle_secs,
+            broker_pid,
+        } => {
+            let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs), broker_pid)?;
             let rate = if c.seconds > 0.0 {
                 c.distinct as f64 / c.seconds
             } else {
                 0.0
             };
             let out = json!({"records": c.records, "distinct": c.distinct, "missing": expect.saturating_sub(c.distinct), "duplicates": c.records - c.distinct,
-                "seconds": c.seconds, "rate": rate.round(), "status": c.status, "reasons": c.reasons});
+                "seconds": c.seconds, "rate": rate.round(), "status": c.status, "reasons": c.reasons,
+                "machine_cpu_seconds": c.machine_cpu_seconds, "broker_cpu_seconds": c.broker_cpu_seconds});
             println!("{out}");
             Ok(())
         }

@@ -179,18 +179,59 @@ pub struct Collected {
     pub seconds: f64,
     pub status: BTreeMap<String, u64>,
     pub reasons: BTreeMap<String, u64>,
+    /// CPU time the whole machine spent over the same span, in seconds.
+    pub machine_cpu_seconds: f64,
+    /// The part of it spent by the broker process (with `broker_pid`).
+    pub broker_cpu_seconds: f64,
+}
+
+/// CPU seconds used so far: by the whole machine (every core, from
+/// /proc/stat) and by one process (its user and system time).
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    machine: f64,
+    process: f64,
+}
+
+impl CpuSample {
+    fn take(pid: Option<u32>) -> CpuSample {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| {
+                let f: Vec<f64> = t.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                // Busy: everything but idle (4th) and iowait (5th).
+                Some(f.iter().sum::<f64>() - f.get(3)? - f.get(4).unwrap_or(&0.0))
+            })
+            .unwrap_or(0.0);
+        let process = pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .and_then(|t| {
+                // After the command name: state is field 3, utime 14, stime 15.
+                let rest: Vec<&str> = t.rsplit_once(')')?.1.split_whitespace().collect();
+                Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
+            })
+            .unwrap_or(0.0);
+        CpuSample { machine: machine / hz, process: process / hz }
+    }
 }
 
 /// Reads the decisions topic from its start until `expect` distinct intents
 /// have a decision, or nothing new came for `idle`. The rate is over the
 /// span from the first decision read to the last, so start-up (group join,
 /// restore) is not counted against any system.
-pub fn collect(cfg: &Config, expect: u64, idle: Duration) -> Result<Collected, String> {
+///
+/// With `broker_pid`, it also samples CPU time at the first decision and
+/// then at most every 100 ms, keeping the last sample taken at a new
+/// decision: what the machine (and the broker) spent per decision.
+pub fn collect(cfg: &Config, expect: u64, idle: Duration, broker_pid: Option<u32>) -> Result<Collected, String> {
     let topic = cfg.topology()?.full("decisions");
     let consumer = output_consumer(cfg, &topic, false)?;
     let mut seen: std::collections::HashSet<String> =
         std::collections::HashSet::with_capacity(expect as usize);
     let mut out = Collected::default();
+    let (mut cpu_first, mut cpu_last, mut sampled) = (None::<CpuSample>, CpuSample::default(), Instant::now());
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let mut last_new = Instant::now();
     let started = Instant::now();
@@ -210,6 +251,11 @@ pub fn collect(cfg: &Config, expect: u64, idle: Duration) -> Result<Collected, S
             ));
         };
         if seen.insert(id) {
+            if first.is_none() || now.duration_since(sampled) >= Duration::from_millis(100) || out.distinct + 1 == expect {
+                cpu_last = CpuSample::take(broker_pid);
+                cpu_first.get_or_insert(cpu_last);
+                sampled = now;
+            }
             first.get_or_insert(now);
             last = now;
             out.distinct += 1;
@@ -223,6 +269,10 @@ pub fn collect(cfg: &Config, expect: u64, idle: Duration) -> Result<Collected, S
     out.seconds = first
         .map(|f| last.duration_since(f).as_secs_f64())
         .unwrap_or(0.0);
+    if let Some(c) = cpu_first {
+        out.machine_cpu_seconds = cpu_last.machine - c.machine;
+        out.broker_cpu_seconds = cpu_last.process - c.process;
+    }
     Ok(out)
 }
 
