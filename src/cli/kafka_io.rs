@@ -222,6 +222,7 @@ pub fn read_ranges(
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.queue.backoff.ms", crate::runtime::clients::FETCH_QUEUE_BACKOFF_MS)
         .create_with_context(EndAware)
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
     let mut tpl = TopicPartitionList::new();
