@@ -19,6 +19,8 @@ DEADLINE=$((SECONDS + 3600))
 
 bash "$REPO_ROOT/scripts/setup.sh"
 build_release
+# Its own broker, from empty data: runs do not pile up on disk.
+bash "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null
 bash "$REPO_ROOT/scripts/kafka.sh" start
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; bash "$REPO_ROOT/scripts/kafka.sh" stop || true; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -36,6 +36,7 @@ SYSTEMS="${BENCH_SYSTEMS:-passthrough passthrough-4hops streams-peer sendgate-al
 SEED=20261124
 FIXED_RATE="${BENCH_FIXED_RATE:-1000}"
 # Its own broker port unless told otherwise (the test script passes its own).
+OWN_BROKER=0; [ -z "${KAFKA_PORT:-}" ] && OWN_BROKER=1
 export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
 WORK="$(mktemp -d)"
@@ -55,6 +56,9 @@ fi
 
 started_broker=0
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  # Its own broker starts from empty data: every run adds namespaces (a
+  # day of full runs filled 35 GB). The last run's topics stay until then.
+  [ "$OWN_BROKER" = 1 ] && scripts/kafka.sh wipe >/dev/null
   scripts/kafka.sh start
   started_broker=1
 fi

@@ -29,8 +29,10 @@ RANDOM=$SEED
 bash "$REPO_ROOT/scripts/setup.sh"
 build_release
 
+OWN_BROKER=0
 if [ -z "${KAFKA_PORT:-}" ]; then
   export KAFKA_PORT=19392 KAFKA_CONTROLLER_PORT=19393
+  OWN_BROKER=1
 fi
 export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
@@ -48,6 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 if ! bash "$REPO_ROOT/scripts/kafka.sh" status >/dev/null 2>&1; then
+  # Its own broker starts from empty data, so runs do not pile up on disk.
+  [ "$OWN_BROKER" = 1 ] && bash "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null
   bash "$REPO_ROOT/scripts/kafka.sh" start
   BROKER_STARTED=1
 fi
