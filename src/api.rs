@@ -51,63 +51,23 @@ pub struct Simulated {
     pub checks: Vec<CheckOut>,
 }
 
-pub fn simulate(
-    live: &LiveState,
-    intents: &[SendIntent],
-    now_ms: i64,
-) -> Result<Vec<Simulated>, String> {
+pub fn simulate(live: &LiveState, intents: &[SendIntent], now_ms: i64) -> Result<Vec<Simulated>, String> {
     if intents.len() > SIMULATE_MAX {
-        return Err(format!(
-            "at most {SIMULATE_MAX} intents per simulation, got {}",
-            intents.len()
-        ));
+        return Err(format!("at most {SIMULATE_MAX} intents per simulation, got {}", intents.len()));
     }
-    let mut driver = Driver::with_stores(
-        live.ingress.clone(),
-        live.partitions,
-        live.sender.clone(),
-        |k| Box::new(CopyOnWrite::new(live.stores[&k].clone())),
-    )
-    .with_trace();
+    let mut driver = Driver::with_stores(live.ingress.clone(), live.partitions, live.sender.clone(), |k| Box::new(CopyOnWrite::new(live.stores[&k].clone()))).with_trace();
     let mut out = Vec::new();
     for (n, intent) in intents.iter().enumerate() {
         let bytes = codec::encode(RecordType::SendIntent, intent).map_err(|e| e.to_string())?;
-        let rec = InputRecord {
-            topic: &live.ingress.intents,
-            partition: -1,
-            offset: n as i64,
-            key: None,
-            payload: Some(&bytes),
-            timestamp_ms: Some(now_ms),
-        };
+        let rec = InputRecord { topic: &live.ingress.intents, partition: -1, offset: n as i64, key: None, payload: Some(&bytes), timestamp_ms: Some(now_ms) };
         let refused = driver.refused.len();
         driver.submit(&rec);
         if let Some(r) = driver.refused.get(refused) {
-            return Err(format!(
-                "intent #{} ({}): {}",
-                n + 1,
-                intent.intent_id,
-                r.reason
-            ));
+            return Err(format!("intent #{} ({}): {}", n + 1, intent.intent_id, r.reason));
         }
         driver.run();
-        let decision = driver
-            .decisions
-            .drain(..)
-            .rev()
-            .find(|d| d.intent_id == intent.intent_id)
-            .ok_or_else(|| format!("intent {} got no decision", intent.intent_id))?;
-        let checks = driver
-            .traces
-            .drain(..)
-            .filter(|t| t.intent_id == intent.intent_id)
-            .map(|t| CheckOut {
-                stage: t.stage.name(),
-                check: t.check,
-                outcome: t.outcome,
-                detail: t.detail,
-            })
-            .collect();
+        let decision = driver.decisions.drain(..).rev().find(|d| d.intent_id == intent.intent_id).ok_or_else(|| format!("intent {} got no decision", intent.intent_id))?;
+        let checks = driver.traces.drain(..).filter(|t| t.intent_id == intent.intent_id).map(|t| CheckOut { stage: t.stage.name(), check: t.check, outcome: t.outcome, detail: t.detail }).collect();
         driver.alerts.clear();
         out.push(Simulated { decision, checks });
     }
@@ -148,32 +108,14 @@ pub struct UsageOut {
     pub paused: Option<String>,
 }
 
-pub fn usage(
-    live: &LiveState,
-    scope: &Scope,
-    tenant: &str,
-    now_ms: i64,
-) -> Result<UsageOut, String> {
+pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Result<UsageOut, String> {
     let (kind, key, domain, mailbox) = match scope {
-        Scope::Mailbox(m) => (
-            StageKind::Sender,
-            domain_of(m).to_string(),
-            domain_of(m).to_string(),
-            m.clone(),
-        ),
+        Scope::Mailbox(m) => (StageKind::Sender, domain_of(m).to_string(), domain_of(m).to_string(), m.clone()),
         Scope::SenderDomain(d) => (StageKind::Sender, d.clone(), d.clone(), String::new()),
         Scope::Tenant(t) => (StageKind::Tenant, t.clone(), String::new(), String::new()),
-        other => {
-            return Err(format!(
-                "usage is kept for mailbox:, sender_domain: and tenant: scopes, not {other}"
-            ))
-        }
+        other => return Err(format!("usage is kept for mailbox:, sender_domain: and tenant: scopes, not {other}")),
     };
-    let tenant = if let Scope::Tenant(t) = scope {
-        t.as_str()
-    } else {
-        tenant
-    };
+    let tenant = if let Scope::Tenant(t) = scope { t.as_str() } else { tenant };
     let mut store = StageStore::new(Box::new(CopyOnWrite::new(live.stores[&kind].clone())));
     let view = store.view(partition_for(&key, live.partitions));
     let mut book = PolicyBook::default();
@@ -199,17 +141,9 @@ pub fn usage(
             bounce_tier: bt.as_str(),
             complaint_tier: ct.as_str(),
         });
-        for s in [
-            format!("sender_domain:{domain}"),
-            format!("mailbox:{mailbox}"),
-        ] {
+        for s in [format!("sender_domain:{domain}"), format!("mailbox:{mailbox}")] {
             if let Some(StateValue::Pause(p)) = get(&keys::pause(&s))? {
-                paused = Some(format!(
-                    "{s} paused since {} by {} ({})",
-                    crate::clock::format_ms(p.since_ms),
-                    p.by,
-                    p.reason
-                ));
+                paused = Some(format!("{s} paused since {} by {} ({})", crate::clock::format_ms(p.since_ms), p.by, p.reason));
             }
         }
     }
@@ -220,41 +154,14 @@ pub fn usage(
     };
     let mut windows = Vec::new();
     for class in [IntentClass::Outbound, IntentClass::Transactional] {
-        for limit in policy
-            .limits_for(class)
-            .filter(|l| l.key.scope == scope_kind)
-        {
+        for limit in policy.limits_for(class).filter(|l| l.key.scope == scope_kind) {
             let w: Window = limit.key.window;
-            let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 {
-                (limit.max / 2).max(1)
-            } else {
-                limit.max
-            } as i64;
-            let used = view
-                .get_counter(
-                    &keys::counter(&label, class.as_str(), w.as_str()),
-                    window_start(w, policy.tz, now_ms),
-                )
-                .map_err(|e| e.to_string())?
-                .count;
-            windows.push(WindowUsage {
-                scope: label.clone(),
-                class: class.as_str(),
-                window: w.as_str(),
-                used,
-                limit: max,
-                remaining: (max - used).max(0),
-                resets_at_ms: window_end(w, policy.tz, now_ms),
-            });
+            let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max } as i64;
+            let used = view.get_counter(&keys::counter(&label, class.as_str(), w.as_str()), window_start(w, policy.tz, now_ms)).map_err(|e| e.to_string())?.count;
+            windows.push(WindowUsage { scope: label.clone(), class: class.as_str(), window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, policy.tz, now_ms) });
         }
     }
-    Ok(UsageOut {
-        scope: label,
-        policy_version: policy.version,
-        windows,
-        signals: signals_out,
-        paused,
-    })
+    Ok(UsageOut { scope: label, policy_version: policy.version, windows, signals: signals_out, paused })
 }
 
 pub mod server {
@@ -272,13 +179,8 @@ pub mod server {
     const CONNECTIONS_MAX: usize = 64;
 
     fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
-        let body = serde_json::to_vec_pretty(v)
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid response")
+        let body = serde_json::to_vec_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+        Response::builder().status(status).header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("a valid response")
     }
 
     fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
@@ -286,16 +188,10 @@ pub mod server {
     }
 
     fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 
-    async fn handle(
-        req: Request<Incoming>,
-        live: Arc<LiveState>,
-    ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    async fn handle(req: Request<Incoming>, live: Arc<LiveState>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
         let path = req.uri().path().to_string();
         let query: HashMap<String, String> = req
             .uri()
@@ -303,42 +199,27 @@ pub mod server {
             .unwrap_or("")
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    v.replace("%40", "@")
-                        .replace("%3A", ":")
-                        .replace("%3a", ":"),
-                )
-            })
+            .map(|(k, v)| (k.to_string(), v.replace("%40", "@").replace("%3A", ":").replace("%3a", ":")))
             .collect();
         Ok(match (req.method().clone(), path.as_str()) {
             (Method::POST, "/v1/simulate") => {
                 let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
                     Ok(b) => b.to_bytes(),
-                    Err(e) => {
-                        return Ok(error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("request body: {e} (at most {BODY_MAX} bytes)"),
-                        ))
-                    }
+                    Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e} (at most {BODY_MAX} bytes)"))),
                 };
-                let parsed: Result<Vec<serde_json::Value>, String> =
-                    match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(serde_json::Value::Array(a)) => Ok(a),
-                        Ok(v @ serde_json::Value::Object(_)) => Ok(vec![v]),
-                        Ok(_) => Err("send an intent object or an array of them".into()),
-                        Err(e) => Err(format!("not JSON: {e}")),
-                    };
+                let parsed: Result<Vec<serde_json::Value>, String> = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(serde_json::Value::Array(a)) => Ok(a),
+                    Ok(v @ serde_json::Value::Object(_)) => Ok(vec![v]),
+                    Ok(_) => Err("send an intent object or an array of them".into()),
+                    Err(e) => Err(format!("not JSON: {e}")),
+                };
                 let intents: Result<Vec<SendIntent>, String> = parsed.and_then(|vs| {
                     vs.into_iter()
                         .enumerate()
                         .map(|(i, mut v)| {
                             if let serde_json::Value::Object(o) = &mut v {
-                                o.entry("requested_at_ms")
-                                    .or_insert(serde_json::Value::from(now_ms()));
-                                o.entry("requires_approval")
-                                    .or_insert(serde_json::Value::Bool(false));
+                                o.entry("requested_at_ms").or_insert(serde_json::Value::from(now_ms()));
+                                o.entry("requires_approval").or_insert(serde_json::Value::Bool(false));
                             }
                             serde_json::from_value(v).map_err(|e| format!("intent #{}: {e}", i + 1))
                         })
@@ -353,66 +234,37 @@ pub mod server {
                 let Some(scope) = query.get("scope") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "give ?scope=mailbox:A, sender_domain:D or tenant:T (and &tenant=T for the first two)".into()));
                 };
-                let tenant = query
-                    .get("tenant")
-                    .cloned()
-                    .unwrap_or_else(|| "default".into());
+                let tenant = query.get("tenant").cloned().unwrap_or_else(|| "default".into());
                 match Scope::parse(scope).and_then(|s| usage(&live, &s, &tenant, now_ms())) {
                     Ok(u) => json(StatusCode::OK, &u),
                     Err(e) => error(StatusCode::BAD_REQUEST, e),
                 }
             }
-            _ => error(
-                StatusCode::NOT_FOUND,
-                "routes: POST /v1/simulate, GET /v1/usage".into(),
-            ),
+            _ => error(StatusCode::NOT_FOUND, "routes: POST /v1/simulate, GET /v1/usage".into()),
         })
     }
 
     /// Serves until `shutdown` is set.
-    pub fn spawn(
-        addr: &str,
-        live: Arc<LiveState>,
-        shutdown: Arc<AtomicBool>,
-    ) -> Result<std::thread::JoinHandle<()>, String> {
-        let addr: std::net::SocketAddr = addr
-            .parse()
-            .map_err(|e| format!("api_addr {addr:?}: {e}"))?;
-        let std_listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("api_addr {addr}: cannot listen: {e}"))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| e.to_string())?;
+    pub fn spawn(addr: &str, live: Arc<LiveState>, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
+        let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("api_addr {addr:?}: {e}"))?;
+        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| format!("api_addr {addr}: cannot listen: {e}"))?;
+        std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         std::thread::Builder::new()
             .name("api".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("api runtime");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("api runtime");
                 rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(std_listener).expect("api listener");
+                    let listener = tokio::net::TcpListener::from_std(std_listener).expect("api listener");
                     // Bounded: at most this many connections served at once.
                     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
                     while !shutdown.load(Ordering::Relaxed) {
-                        let Ok(Ok((stream, _))) =
-                            tokio::time::timeout(Duration::from_millis(200), listener.accept())
-                                .await
-                        else {
-                            continue;
-                        };
-                        let Ok(permit) = slots.clone().acquire_owned().await else {
-                            break;
-                        };
+                        let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else { continue };
+                        let Ok(permit) = slots.clone().acquire_owned().await else { break };
                         let live = live.clone();
                         tokio::spawn(async move {
                             let _permit = permit;
-                            let svc =
-                                hyper::service::service_fn(move |req| handle(req, live.clone()));
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                .await;
+                            let svc = hyper::service::service_fn(move |req| handle(req, live.clone()));
+                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
                         });
                     }
                 });

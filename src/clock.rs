@@ -5,10 +5,7 @@
 //! (hour, day, month) follow the zone's local calendar, so a daily cap resets
 //! at local midnight and a 23- or 25-hour DST day is one day.
 
-use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
-    Timelike, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -49,10 +46,7 @@ impl Window {
 }
 
 fn local(tz: Tz, t_ms: i64) -> DateTime<Tz> {
-    Utc.timestamp_millis_opt(t_ms)
-        .single()
-        .unwrap_or_else(|| DateTime::<Utc>::MIN_UTC)
-        .with_timezone(&tz)
+    Utc.timestamp_millis_opt(t_ms).single().unwrap_or_else(|| DateTime::<Utc>::MIN_UTC).with_timezone(&tz)
 }
 
 /// The first instant at or after a local wall-clock time. A time inside a
@@ -86,11 +80,7 @@ fn offset_ms(tz: Tz, t_ms: i64) -> i64 {
 pub fn window_start(window: Window, tz: Tz, t_ms: i64) -> i64 {
     match window {
         Window::Minute | Window::Hour => {
-            let len = if window == Window::Minute {
-                60_000
-            } else {
-                3_600_000
-            };
+            let len = if window == Window::Minute { 60_000 } else { 3_600_000 };
             let off = offset_ms(tz, t_ms);
             t_ms - (t_ms + off).rem_euclid(len)
         }
@@ -112,19 +102,12 @@ pub fn window_end(window: Window, tz: Tz, t_ms: i64) -> i64 {
         Window::Minute => window_start(window, tz, t_ms) + 60_000,
         Window::Hour => window_start(window, tz, t_ms) + 3_600_000,
         Window::Day => {
-            let d = local(tz, t_ms)
-                .date_naive()
-                .succ_opt()
-                .expect("date in range");
+            let d = local(tz, t_ms).date_naive().succ_opt().expect("date in range");
             resolve_local(tz, d.and_time(NaiveTime::MIN))
         }
         Window::Month => {
             let d = local(tz, t_ms).date_naive();
-            let (y, m) = if d.month() == 12 {
-                (d.year() + 1, 1)
-            } else {
-                (d.year(), d.month() + 1)
-            };
+            let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
             let first = NaiveDate::from_ymd_opt(y, m, 1).expect("day 1 exists");
             resolve_local(tz, first.and_time(NaiveTime::MIN))
         }
@@ -142,11 +125,7 @@ pub struct BusinessHours {
 
 impl BusinessHours {
     pub fn weekdays(start: NaiveTime, end: NaiveTime) -> Self {
-        BusinessHours {
-            start,
-            end,
-            days: [true, true, true, true, true, false, false],
-        }
+        BusinessHours { start, end, days: [true, true, true, true, true, false, false] }
     }
 
     fn open_on(&self, wd: Weekday) -> bool {
@@ -199,10 +178,7 @@ pub fn parse_weekday(s: &str) -> Option<Weekday> {
 
 /// Formats a log time for people (UTC, RFC 3339).
 pub fn format_ms(t_ms: i64) -> String {
-    Utc.timestamp_millis_opt(t_ms)
-        .single()
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|| t_ms.to_string())
+    Utc.timestamp_millis_opt(t_ms).single().map(|t| t.to_rfc3339()).unwrap_or_else(|| t_ms.to_string())
 }
 
 #[cfg(test)]
@@ -211,50 +187,26 @@ mod tests {
     use chrono_tz::{America::New_York, Asia::Kolkata, Europe::Berlin, UTC};
 
     fn ms(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-        resolve_local(
-            tz,
-            NaiveDate::from_ymd_opt(y, mo, d)
-                .unwrap()
-                .and_hms_opt(h, mi, 0)
-                .unwrap(),
-        )
+        resolve_local(tz, NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, 0).unwrap())
     }
 
     #[test]
     fn day_window_follows_local_midnight() {
         let t = ms(Berlin, 2026, 3, 10, 15, 30);
-        assert_eq!(
-            window_start(Window::Day, Berlin, t),
-            ms(Berlin, 2026, 3, 10, 0, 0)
-        );
-        assert_eq!(
-            window_end(Window::Day, Berlin, t),
-            ms(Berlin, 2026, 3, 11, 0, 0)
-        );
+        assert_eq!(window_start(Window::Day, Berlin, t), ms(Berlin, 2026, 3, 10, 0, 0));
+        assert_eq!(window_end(Window::Day, Berlin, t), ms(Berlin, 2026, 3, 11, 0, 0));
         // 23 hours long on the spring-forward day.
         let dst = ms(Berlin, 2026, 3, 29, 12, 0);
-        assert_eq!(
-            window_end(Window::Day, Berlin, dst) - window_start(Window::Day, Berlin, dst),
-            23 * 3_600_000
-        );
+        assert_eq!(window_end(Window::Day, Berlin, dst) - window_start(Window::Day, Berlin, dst), 23 * 3_600_000);
         let fall = ms(Berlin, 2026, 10, 25, 12, 0);
-        assert_eq!(
-            window_end(Window::Day, Berlin, fall) - window_start(Window::Day, Berlin, fall),
-            25 * 3_600_000
-        );
+        assert_eq!(window_end(Window::Day, Berlin, fall) - window_start(Window::Day, Berlin, fall), 25 * 3_600_000);
     }
 
     #[test]
     fn hour_and_minute_windows_respect_half_hour_offsets() {
         let t = ms(Kolkata, 2026, 1, 5, 10, 47);
-        assert_eq!(
-            window_start(Window::Hour, Kolkata, t),
-            ms(Kolkata, 2026, 1, 5, 10, 0)
-        );
-        assert_eq!(
-            window_end(Window::Hour, Kolkata, t),
-            ms(Kolkata, 2026, 1, 5, 11, 0)
-        );
+        assert_eq!(window_start(Window::Hour, Kolkata, t), ms(Kolkata, 2026, 1, 5, 10, 0));
+        assert_eq!(window_end(Window::Hour, Kolkata, t), ms(Kolkata, 2026, 1, 5, 11, 0));
         assert_eq!(window_start(Window::Minute, UTC, 61_500), 60_000);
         assert_eq!(window_end(Window::Minute, UTC, 61_500), 120_000);
     }
@@ -262,14 +214,8 @@ mod tests {
     #[test]
     fn month_window_rolls_over_the_year() {
         let t = ms(New_York, 2026, 12, 31, 23, 59);
-        assert_eq!(
-            window_start(Window::Month, New_York, t),
-            ms(New_York, 2026, 12, 1, 0, 0)
-        );
-        assert_eq!(
-            window_end(Window::Month, New_York, t),
-            ms(New_York, 2027, 1, 1, 0, 0)
-        );
+        assert_eq!(window_start(Window::Month, New_York, t), ms(New_York, 2026, 12, 1, 0, 0));
+        assert_eq!(window_end(Window::Month, New_York, t), ms(New_York, 2027, 1, 1, 0, 0));
     }
 
     #[test]
@@ -289,8 +235,7 @@ mod tests {
 
     #[test]
     fn business_hours_defer_to_next_business_morning() {
-        let bh =
-            BusinessHours::weekdays(parse_hhmm("08:00").unwrap(), parse_hhmm("18:00").unwrap());
+        let bh = BusinessHours::weekdays(parse_hhmm("08:00").unwrap(), parse_hhmm("18:00").unwrap());
         // Friday 2026-03-27 19:00 Berlin: next opening Monday 08:00, after the
         // DST change of Sunday 29 March.
         let fri = ms(Berlin, 2026, 3, 27, 19, 0);
@@ -303,20 +248,14 @@ mod tests {
         assert_eq!(bh.next_opening(Berlin, tue), Some(tue));
         // Before opening on a weekday: same morning.
         let early = ms(New_York, 2026, 11, 2, 6, 0);
-        assert_eq!(
-            bh.next_opening(New_York, early),
-            Some(ms(New_York, 2026, 11, 2, 8, 0))
-        );
+        assert_eq!(bh.next_opening(New_York, early), Some(ms(New_York, 2026, 11, 2, 8, 0)));
         // 18:00 itself is closed.
         assert!(!bh.is_open(UTC, ms(UTC, 2026, 3, 31, 18, 0)));
     }
 
     #[test]
     fn a_gap_time_resolves_to_the_end_of_the_gap() {
-        let naive = NaiveDate::from_ymd_opt(2026, 3, 29)
-            .unwrap()
-            .and_hms_opt(2, 30, 0)
-            .unwrap();
+        let naive = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 30, 0).unwrap();
         assert_eq!(resolve_local(Berlin, naive), ms(Berlin, 2026, 3, 29, 3, 0));
     }
 }

@@ -117,10 +117,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_DRAIN_DEADLINE_MS", "drain_deadline_ms"),
     ("SENDGATE_STATIC_MEMBERSHIP", "static_membership"),
     ("SENDGATE_STANDBY_REPLICAS", "standby_replicas"),
-    (
-        "SENDGATE_IDEMPOTENCY_RETENTION_HOURS",
-        "idempotency_retention_hours",
-    ),
+    ("SENDGATE_IDEMPOTENCY_RETENTION_HOURS", "idempotency_retention_hours"),
     ("SENDGATE_TOPOLOGY_FILE", "topology_file"),
     ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
 ];
@@ -130,17 +127,14 @@ impl Config {
     pub fn load(file: Option<&std::path::Path>) -> Result<Config, String> {
         let mut cfg = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
-                toml::from_str::<Config>(&text)
-                    .map_err(|e| format!("config file {}: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
+                toml::from_str::<Config>(&text).map_err(|e| format!("config file {}: {e}", p.display()))?
             }
             None => Config::default(),
         };
         for (var, field) in ENV_VARS {
             if let Ok(v) = std::env::var(var) {
-                cfg.set(field, &v)
-                    .map_err(|e| format!("{var}={v:?}: {e}"))?;
+                cfg.set(field, &v).map_err(|e| format!("{var}={v:?}: {e}"))?;
             }
         }
         cfg.validate()?;
@@ -148,11 +142,7 @@ impl Config {
     }
 
     fn set(&mut self, field: &str, v: &str) -> Result<(), String> {
-        let num = |v: &str| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| "must be a whole number".to_string())
-        };
+        let num = |v: &str| v.trim().parse::<u64>().map_err(|_| "must be a whole number".to_string());
         let flag = |v: &str| match v.trim() {
             "true" | "1" | "yes" => Ok(true),
             "false" | "0" | "no" => Ok(false),
@@ -184,43 +174,24 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         let mut errors = Vec::new();
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        };
+        let name_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !name_ok(&self.namespace) {
             errors.push(format!("namespace {:?} must be non-empty letters, digits, '.', '_' or '-' (it prefixes topic names)", self.namespace));
         }
         if !name_ok(&self.instance_id) {
-            errors.push(format!(
-                "instance_id {:?} must be non-empty letters, digits, '.', '_' or '-'",
-                self.instance_id
-            ));
+            errors.push(format!("instance_id {:?} must be non-empty letters, digits, '.', '_' or '-'", self.instance_id));
         }
         if !self.api_addr.is_empty() && self.api_addr.parse::<SocketAddr>().is_err() {
-            errors.push(format!(
-                "api_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9465), or empty to disable",
-                self.api_addr
-            ));
+            errors.push(format!("api_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9465), or empty to disable", self.api_addr));
         }
         if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
-            errors.push(format!(
-                "metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable",
-                self.metrics_addr
-            ));
+            errors.push(format!("metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable", self.metrics_addr));
         }
         if !["exactly_once", "at_least_once"].contains(&self.processing_guarantee.as_str()) {
-            errors.push(format!(
-                "processing_guarantee {:?} must be exactly_once or at_least_once",
-                self.processing_guarantee
-            ));
+            errors.push(format!("processing_guarantee {:?} must be exactly_once or at_least_once", self.processing_guarantee));
         }
         if !(10..=60_000).contains(&self.commit_interval_ms) {
-            errors.push(format!(
-                "commit_interval_ms {} must be between 10 and 60000",
-                self.commit_interval_ms
-            ));
+            errors.push(format!("commit_interval_ms {} must be between 10 and 60000", self.commit_interval_ms));
         }
         if self.idle_commit_ms >= self.commit_interval_ms {
             errors.push(format!(
@@ -229,14 +200,9 @@ impl Config {
             ));
         }
         if !(1..=1_000_000).contains(&self.max_batch_records) {
-            errors.push(format!(
-                "max_batch_records {} must be between 1 and 1000000",
-                self.max_batch_records
-            ));
+            errors.push(format!("max_batch_records {} must be between 1 and 1000000", self.max_batch_records));
         }
-        if self.transaction_timeout_ms < self.commit_interval_ms * 10
-            || self.transaction_timeout_ms > 900_000
-        {
+        if self.transaction_timeout_ms < self.commit_interval_ms * 10 || self.transaction_timeout_ms > 900_000 {
             errors.push(format!("transaction_timeout_ms {} must be at least 10 x commit_interval_ms and at most 900000 (the broker's default transaction.max.timeout.ms)", self.transaction_timeout_ms));
         }
         if self.idempotency_retention_hours == 0 {
@@ -249,45 +215,26 @@ impl Config {
         if !(6_000..=1_800_000).contains(&self.session_timeout_ms) {
             errors.push(format!("session_timeout_ms {} must be between 6000 and 1800000 (the broker's default group.min/max.session.timeout.ms)", self.session_timeout_ms));
         }
-        if self.drain_deadline_ms < self.commit_interval_ms
-            || self.drain_deadline_ms >= self.session_timeout_ms
-        {
+        if self.drain_deadline_ms < self.commit_interval_ms || self.drain_deadline_ms >= self.session_timeout_ms {
             errors.push(format!(
                 "drain_deadline_ms {} must be at least commit_interval_ms ({}) and shorter than session_timeout_ms ({}): a hand-over that outlives the session gives the partitions away while their last transaction is in flight",
                 self.drain_deadline_ms, self.commit_interval_ms, self.session_timeout_ms
             ));
         }
         if let Some(v) = self.kafka.get("partition.assignment.strategy") {
-            if v.split(',')
-                .any(|s| !["range", "roundrobin", "cooperative-sticky"].contains(&s.trim()))
-            {
+            if v.split(',').any(|s| !["range", "roundrobin", "cooperative-sticky"].contains(&s.trim())) {
                 errors.push(format!("kafka.partition.assignment.strategy {v:?} must be cooperative-sticky (the default), range or roundrobin"));
             }
         }
         for k in self.kafka.keys() {
-            if [
-                "transactional.id",
-                "group.id",
-                "group.instance.id",
-                "session.timeout.ms",
-                "isolation.level",
-                "enable.auto.commit",
-                "bootstrap.servers",
-            ]
-            .contains(&k.as_str())
-            {
-                errors.push(format!(
-                    "kafka.{k} is set by sendgate itself and cannot be overridden"
-                ));
+            if ["transactional.id", "group.id", "group.instance.id", "session.timeout.ms", "isolation.level", "enable.auto.commit", "bootstrap.servers"].contains(&k.as_str()) {
+                errors.push(format!("kafka.{k} is set by sendgate itself and cannot be overridden"));
             }
         }
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "invalid configuration:\n  - {}",
-                errors.join("\n  - ")
-            ))
+            Err(format!("invalid configuration:\n  - {}", errors.join("\n  - ")))
         }
     }
 
@@ -307,8 +254,7 @@ impl Config {
         let text = if self.topology_file.is_empty() {
             crate::topology::DEFAULT_TOPOLOGY.to_string()
         } else {
-            std::fs::read_to_string(&self.topology_file)
-                .map_err(|e| format!("cannot read topology file {}: {e}", self.topology_file))?
+            std::fs::read_to_string(&self.topology_file).map_err(|e| format!("cannot read topology file {}: {e}", self.topology_file))?
         };
         crate::topology::Topology::parse(&text, &self.namespace)
     }
@@ -325,41 +271,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_all_reported() {
-        let cfg = Config {
-            namespace: "no spaces".into(),
-            metrics_addr: "localhost".into(),
-            commit_interval_ms: 1,
-            processing_guarantee: "once".into(),
-            ..Config::default()
-        };
+        let cfg = Config { namespace: "no spaces".into(), metrics_addr: "localhost".into(), commit_interval_ms: 1, processing_guarantee: "once".into(), ..Config::default() };
         let e = cfg.validate().unwrap_err();
-        assert!(
-            e.contains("namespace")
-                && e.contains("metrics_addr")
-                && e.contains("commit_interval_ms")
-                && e.contains("processing_guarantee"),
-            "{e}"
-        );
+        assert!(e.contains("namespace") && e.contains("metrics_addr") && e.contains("commit_interval_ms") && e.contains("processing_guarantee"), "{e}");
     }
 
     #[test]
     fn a_drain_deadline_that_outlives_the_session_is_refused() {
-        let cfg = Config {
-            session_timeout_ms: 10_000,
-            drain_deadline_ms: 10_000,
-            ..Config::default()
-        };
+        let cfg = Config { session_timeout_ms: 10_000, drain_deadline_ms: 10_000, ..Config::default() };
         let e = cfg.validate().unwrap_err();
-        assert!(
-            e.contains("drain_deadline_ms 10000") && e.contains("shorter than session_timeout_ms"),
-            "{e}"
-        );
-        Config {
-            drain_deadline_ms: 9_999,
-            ..cfg
-        }
-        .validate()
-        .unwrap();
+        assert!(e.contains("drain_deadline_ms 10000") && e.contains("shorter than session_timeout_ms"), "{e}");
+        Config { drain_deadline_ms: 9_999, ..cfg }.validate().unwrap();
     }
 
     #[test]
@@ -389,10 +311,7 @@ mod tests {
         let mut cfg = Config::default();
         cfg.set("standby_replicas", "yes").unwrap();
         assert!(cfg.standby_replicas);
-        assert!(cfg
-            .set("static_membership", "maybe")
-            .unwrap_err()
-            .contains("true or false"));
+        assert!(cfg.set("static_membership", "maybe").unwrap_err().contains("true or false"));
     }
 
     #[test]

@@ -14,11 +14,7 @@ use std::time::Duration;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "sendgate",
-    version,
-    about = "A Kafka-native guard for sender reputation"
-)]
+#[command(name = "sendgate", version, about = "A Kafka-native guard for sender reputation")]
 struct Cli {
     /// Configuration file (TOML); SENDGATE_* environment variables override it.
     #[arg(long, global = true, env = "SENDGATE_CONFIG")]
@@ -211,12 +207,7 @@ struct ReadArgs {
 
 impl ReadArgs {
     fn options(&self) -> ReadOptions {
-        ReadOptions {
-            from_beginning: self.from_beginning,
-            start_offsets: None,
-            max: self.max,
-            idle_timeout: self.idle_timeout_ms.map(Duration::from_millis),
-        }
+        ReadOptions { from_beginning: self.from_beginning, start_offsets: None, max: self.max, idle_timeout: self.idle_timeout_ms.map(Duration::from_millis) }
     }
 }
 
@@ -289,10 +280,7 @@ enum BenchCmd {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         // Colours only on a terminal: log files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -306,11 +294,7 @@ fn main() {
 
 fn real_main(cli: Cli) -> Result<(), String> {
     let cfg = Config::load(cli.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     match cli.command {
         Cmd::Run { no_create_topics } => {
             sendgate::codec::check_schemas()?;
@@ -325,102 +309,33 @@ fn real_main(cli: Cli) -> Result<(), String> {
             })?;
             sendgate::runtime::run(&cfg, stop_on_signal(&rt))
         }
-        Cmd::Topics {
-            action: TopicsCmd::Apply,
-        } => {
+        Cmd::Topics { action: TopicsCmd::Apply } => {
             let topo = cfg.topology()?;
             let bootstrap = cfg.require_bootstrap()?.to_string();
-            rt.block_on(apply_topics(
-                &cfg,
-                &topo,
-                &bootstrap,
-                Some(Duration::from_secs(120)),
-            ))
+            rt.block_on(apply_topics(&cfg, &topo, &bootstrap, Some(Duration::from_secs(120))))
         }
         Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind, file.as_deref())),
         Cmd::Decisions(a) => ops::follow(&cfg, OutputKind::Decisions, &a.options()),
         Cmd::Alerts(a) => ops::follow(&cfg, OutputKind::Alerts, &a.options()),
         Cmd::DeadLetters(a) => ops::follow(&cfg, OutputKind::DeadLetters, &a.options()),
-        Cmd::Policy {
-            action: PolicyCmd::Apply { file },
-        } => rt.block_on(ops::policy_apply(&cfg, &file)),
-        Cmd::Policy {
-            action: PolicyCmd::Show { scope },
-        } => ops::policy_show(&cfg, &scope),
-        Cmd::Command {
-            verb,
-            target,
-            tenant,
-            sender,
-            reason,
-            list,
-            mode,
-            until,
-        } => {
-            let args = ops::CommandArgs {
-                verb,
-                target,
-                tenant,
-                sender,
-                reason,
-                list,
-                mode,
-                until,
-            };
+        Cmd::Policy { action: PolicyCmd::Apply { file } } => rt.block_on(ops::policy_apply(&cfg, &file)),
+        Cmd::Policy { action: PolicyCmd::Show { scope } } => ops::policy_show(&cfg, &scope),
+        Cmd::Command { verb, target, tenant, sender, reason, list, mode, until } => {
+            let args = ops::CommandArgs { verb, target, tenant, sender, reason, list, mode, until };
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
         Cmd::Bench { action } => bench(&cfg, &rt, action),
-        Cmd::Load {
-            intents,
-            events_per_intent,
-            seed,
-            deadline_secs,
-            key_by_sender_domain,
-            deliveries_only,
-        } => {
-            let w = sendgate::cli::load::Workload {
-                seed,
-                intents,
-                events_per_intent: events_per_intent.clamp(0.0, 1.0),
-                key_by_sender_domain,
-                deliveries_only,
-                ..Default::default()
-            };
+        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only } => {
+            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, ..Default::default() };
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
-        Cmd::Backtest {
-            policy,
-            from,
-            to,
-            show,
-            scratch,
-        } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
-        Cmd::Audit {
-            action: AuditCmd::Explain { intent_id, scratch },
-        } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
-        Cmd::Audit {
-            action:
-                AuditCmd::Replay {
-                    from,
-                    to,
-                    decisions_topic,
-                    scratch,
-                    show,
-                    baseline,
-                },
-        } => sendgate::cli::audit::replay(
-            &cfg,
-            sendgate::cli::audit::ReplayArgs {
-                from,
-                to,
-                decisions_topic,
-                scratch,
-                show,
-                baseline,
-            },
-        ),
+        Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
+        Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
+        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline } } => {
+            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline })
+        }
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {
                 println!("// {name}\n{text}");
@@ -435,17 +350,9 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
     use serde_json::json;
     match action {
         BenchCmd::Passthrough { tasks, hops } => bench::passthrough(cfg, tasks, hops, stop_on_signal(rt)),
-        BenchCmd::Collect {
-            expect,
-            idle_secs,
-            broker_pid,
-        } => {
+        BenchCmd::Collect { expect, idle_secs, broker_pid } => {
             let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs), broker_pid)?;
-            let rate = if c.seconds > 0.0 {
-                c.distinct as f64 / c.seconds
-            } else {
-                0.0
-            };
+            let rate = if c.seconds > 0.0 { c.distinct as f64 / c.seconds } else { 0.0 };
             let out = json!({"records": c.records, "distinct": c.distinct, "missing": expect.saturating_sub(c.distinct), "duplicates": c.records - c.distinct,
                 "seconds": c.seconds, "rate": rate.round(), "status": c.status, "reasons": c.reasons,
                 "machine_cpu_seconds": c.machine_cpu_seconds, "broker_cpu_seconds": c.broker_cpu_seconds});
@@ -456,25 +363,15 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
             println!("{}", json!({"status": bench::recount(cfg)?}));
             Ok(())
         }
-        BenchCmd::Latency {
-            rate,
-            seconds,
-            seed,
-        } => {
+        BenchCmd::Latency { rate, seconds, seed } => {
             let l = bench::latency(cfg, rate, seconds, seed, Duration::from_secs(30))?;
-            println!(
-                "{}",
-                json!({"rate": rate, "sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us})
-            );
+            println!("{}", json!({"rate": rate, "sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us}));
             Ok(())
         }
         BenchCmd::FillChangelog { stage, keys } => {
             let started = std::time::Instant::now();
             let n = bench::fill_changelog(cfg, &stage, keys)?;
-            println!(
-                "{}",
-                json!({"records": n, "seconds": started.elapsed().as_secs_f64()})
-            );
+            println!("{}", json!({"records": n, "seconds": started.elapsed().as_secs_f64()}));
             Ok(())
         }
         BenchCmd::Verify { idle_secs } => {
@@ -490,21 +387,14 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
                 Err(format!("verify: {} missing, {} duplicates, {} unexpected, {} status and {} counter mismatches over {} intents", r.missing, r.duplicates, r.unexpected, r.status_mismatches, r.counter_mismatches, r.intents))
             }
         }
-        BenchCmd::Probe {
-            label,
-            timeout_secs,
-        } => {
-            let took =
-                sendgate::cli::verify::probe(cfg, &label, Duration::from_secs(timeout_secs))?;
+        BenchCmd::Probe { label, timeout_secs } => {
+            let took = sendgate::cli::verify::probe(cfg, &label, Duration::from_secs(timeout_secs))?;
             println!("{}", json!({"label": label, "ms": took.as_millis() as u64}));
             Ok(())
         }
         BenchCmd::ReadRate { topic } => {
             let (n, secs) = bench::read_rate(cfg, &topic)?;
-            println!(
-                "{}",
-                json!({"records": n, "seconds": secs, "rate": (n as f64 / secs.max(1e-9)).round()})
-            );
+            println!("{}", json!({"records": n, "seconds": secs, "rate": (n as f64 / secs.max(1e-9)).round()}));
             Ok(())
         }
     }
@@ -515,8 +405,7 @@ fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
     rt.spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -529,22 +418,14 @@ fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 
 /// Creates missing topics, verifies the rest; a mismatch is an error that
 /// lists every difference.
-async fn apply_topics(
-    cfg: &Config,
-    topo: &sendgate::topology::Topology,
-    bootstrap: &str,
-    wait_at_most: Option<Duration>,
-) -> Result<(), String> {
+async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, bootstrap: &str, wait_at_most: Option<Duration>) -> Result<(), String> {
     use sendgate::topology::TopicStatus;
     // The broker may still be starting: wait for it, and say so.
     let started = std::time::Instant::now();
     let report = loop {
         match sendgate::topology::apply(topo, bootstrap, &cfg.kafka, cfg.replication_factor).await {
             Ok(r) => break r,
-            Err(e)
-                if e.starts_with("cannot reach Kafka")
-                    && wait_at_most.is_none_or(|w| started.elapsed() < w) =>
-            {
+            Err(e) if e.starts_with("cannot reach Kafka") && wait_at_most.is_none_or(|w| started.elapsed() < w) => {
                 tracing::warn!(error = %e, "waiting for Kafka");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }

@@ -62,22 +62,13 @@ impl Topology {
                 errors.push(format!("topic {}: partitions must be at least 1", t.name));
             }
             if !["delete", "compact"].contains(&t.cleanup_policy.as_str()) {
-                errors.push(format!(
-                    "topic {}: cleanup_policy must be delete or compact",
-                    t.name
-                ));
+                errors.push(format!("topic {}: cleanup_policy must be delete or compact", t.name));
             }
             if !["LogAppendTime", "CreateTime"].contains(&t.timestamp_type.as_str()) {
-                errors.push(format!(
-                    "topic {}: timestamp_type must be LogAppendTime or CreateTime",
-                    t.name
-                ));
+                errors.push(format!("topic {}: timestamp_type must be LogAppendTime or CreateTime", t.name));
             }
             if t.role == "input" && t.timestamp_type != "LogAppendTime" {
-                errors.push(format!(
-                    "topic {}: input topics must use LogAppendTime (the log is the clock)",
-                    t.name
-                ));
+                errors.push(format!("topic {}: input topics must use LogAppendTime (the log is the clock)", t.name));
             }
         }
         for r in REQUIRED {
@@ -85,10 +76,7 @@ impl Topology {
                 errors.push(format!("topology has no topic {r:?}"));
             }
         }
-        let topo = Topology {
-            namespace: namespace.to_string(),
-            topics: file.topic,
-        };
+        let topo = Topology { namespace: namespace.to_string(), topics: file.topic };
         for kind in crate::stage::StageKind::ALL {
             let (input, changelog) = (kind.topic(), kind.changelog());
             if let (Some(s), Some(c)) = (topo.spec(&input), topo.spec(&changelog)) {
@@ -113,13 +101,8 @@ impl Topology {
     }
 
     /// (full topic name, partitions) of every stage's input topic.
-    pub fn stage_topics(
-        &self,
-    ) -> std::collections::HashMap<crate::stage::StageKind, (String, i32)> {
-        crate::stage::StageKind::ALL
-            .iter()
-            .map(|k| (*k, (self.full(&k.topic()), self.partitions(&k.topic()))))
-            .collect()
+    pub fn stage_topics(&self) -> std::collections::HashMap<crate::stage::StageKind, (String, i32)> {
+        crate::stage::StageKind::ALL.iter().map(|k| (*k, (self.full(&k.topic()), self.partitions(&k.topic())))).collect()
     }
 
     pub fn partitions(&self, name: &str) -> i32 {
@@ -145,100 +128,64 @@ pub enum TopicStatus {
     Differs(Vec<String>),
 }
 
-fn admin(
-    bootstrap: &str,
-    extra: &BTreeMap<String, String>,
-) -> Result<AdminClient<DefaultClientContext>, String> {
+fn admin(bootstrap: &str, extra: &BTreeMap<String, String>) -> Result<AdminClient<DefaultClientContext>, String> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap);
     for (k, v) in extra {
         cfg.set(k, v);
     }
-    cfg.create()
-        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))
+    cfg.create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))
 }
 
 /// Creates missing topics and verifies existing ones. Idempotent.
-pub async fn apply(
-    topo: &Topology,
-    bootstrap: &str,
-    extra: &BTreeMap<String, String>,
-    replication: i32,
-) -> Result<Vec<(String, TopicStatus)>, String> {
+pub async fn apply(topo: &Topology, bootstrap: &str, extra: &BTreeMap<String, String>, replication: i32) -> Result<Vec<(String, TopicStatus)>, String> {
     let admin = admin(bootstrap, extra)?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(15))
         .map_err(|e| format!("cannot reach Kafka at {bootstrap}: {e}"))?;
-    let existing: BTreeMap<String, usize> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .map(|t| (t.name().to_string(), t.partitions().len()))
-        .collect();
+    let existing: BTreeMap<String, usize> = metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| (t.name().to_string(), t.partitions().len())).collect();
 
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut report = Vec::new();
-    let missing: Vec<&TopicSpec> = topo
-        .topics
-        .iter()
-        .filter(|t| !existing.contains_key(&topo.full(&t.name)))
-        .collect();
+    let missing: Vec<&TopicSpec> = topo.topics.iter().filter(|t| !existing.contains_key(&topo.full(&t.name))).collect();
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|t| topo.full(&t.name)).collect();
-        let configs: Vec<BTreeMap<&str, String>> =
-            missing.iter().map(|t| Topology::configs(t)).collect();
+        let configs: Vec<BTreeMap<&str, String>> = missing.iter().map(|t| Topology::configs(t)).collect();
         let new_topics: Vec<NewTopic> = missing
             .iter()
             .zip(&names)
             .zip(&configs)
             .map(|((t, name), cfg)| {
-                let mut nt =
-                    NewTopic::new(name, t.partitions, TopicReplication::Fixed(replication));
+                let mut nt = NewTopic::new(name, t.partitions, TopicReplication::Fixed(replication));
                 for (k, v) in cfg {
                     nt = nt.set(k, v);
                 }
                 nt
             })
             .collect();
-        let results = admin
-            .create_topics(&new_topics, &opts)
-            .await
-            .map_err(|e| format!("create topics: {e}"))?;
+        let results = admin.create_topics(&new_topics, &opts).await.map_err(|e| format!("create topics: {e}"))?;
         for r in results {
             match r {
                 Ok(name) => report.push((name, TopicStatus::Created)),
                 // Created concurrently by another instance: verify it below.
-                Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    report.push((name, TopicStatus::Matches))
-                }
+                Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => report.push((name, TopicStatus::Matches)),
                 Err((name, code)) => return Err(format!("cannot create topic {name}: {code}")),
             }
         }
     }
     // Verify the ones that existed.
-    let to_check: Vec<&TopicSpec> = topo
-        .topics
-        .iter()
-        .filter(|t| existing.contains_key(&topo.full(&t.name)))
-        .collect();
+    let to_check: Vec<&TopicSpec> = topo.topics.iter().filter(|t| existing.contains_key(&topo.full(&t.name))).collect();
     if !to_check.is_empty() {
         let names: Vec<String> = to_check.iter().map(|t| topo.full(&t.name)).collect();
-        let specs: Vec<ResourceSpecifier> =
-            names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
-        let described = admin
-            .describe_configs(&specs, &opts)
-            .await
-            .map_err(|e| format!("describe topic configs: {e}"))?;
+        let specs: Vec<ResourceSpecifier> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let described = admin.describe_configs(&specs, &opts).await.map_err(|e| format!("describe topic configs: {e}"))?;
         for ((t, name), res) in to_check.iter().zip(&names).zip(described) {
             let res = res.map_err(|e| format!("describe {name}: {e}"))?;
             let mut diffs = Vec::new();
             let actual_parts = existing[name] as i32;
             if actual_parts != t.partitions {
-                diffs.push(format!(
-                    "partitions: topology says {}, the broker has {}",
-                    t.partitions, actual_parts
-                ));
+                diffs.push(format!("partitions: topology says {}, the broker has {}", t.partitions, actual_parts));
             }
             for (k, want) in Topology::configs(t) {
                 let have = res.get(k).and_then(|e| e.value.clone()).unwrap_or_default();
@@ -246,14 +193,7 @@ pub async fn apply(
                     diffs.push(format!("{k}: topology says {want}, the broker has {have}"));
                 }
             }
-            report.push((
-                name.clone(),
-                if diffs.is_empty() {
-                    TopicStatus::Matches
-                } else {
-                    TopicStatus::Differs(diffs)
-                },
-            ));
+            report.push((name.clone(), if diffs.is_empty() { TopicStatus::Matches } else { TopicStatus::Differs(diffs) }));
         }
     }
     report.sort_by(|a, b| a.0.cmp(&b.0));
@@ -273,11 +213,7 @@ mod tests {
 
     #[test]
     fn an_input_topic_without_log_append_time_is_refused() {
-        let bad = DEFAULT_TOPOLOGY.replacen(
-            "timestamp_type = \"LogAppendTime\"",
-            "timestamp_type = \"CreateTime\"",
-            1,
-        );
+        let bad = DEFAULT_TOPOLOGY.replacen("timestamp_type = \"LogAppendTime\"", "timestamp_type = \"CreateTime\"", 1);
         let err = Topology::parse(&bad, "x").unwrap_err();
         assert!(err.contains("LogAppendTime"), "{err}");
     }

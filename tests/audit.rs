@@ -28,11 +28,7 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
     // suppression from a bounce, and a crash in the middle.
     let intents: Vec<SendIntent> = (0..300)
         .map(|i| {
-            let mut it = intent(
-                &format!("a-{i}"),
-                &format!("m{}@acme.com", i % 3),
-                &format!("p{}@d{}.example", i % 40, i % 4),
-            );
+            let mut it = intent(&format!("a-{i}"), &format!("m{}@acme.com", i % 3), &format!("p{}@d{}.example", i % 40, i % 4));
             it.template_id = Some(format!("t{}", i % 2));
             it
         })
@@ -47,27 +43,16 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
     env.await_decisions(&ids, WAIT);
     let all = env.all_decisions();
     assert_one_decision_per_intent(&all, 300);
-    assert!(
-        all.iter().any(|d| d.status == DecisionStatus::Allowed)
-            && all.iter().any(|d| d.status != DecisionStatus::Allowed)
-    );
+    assert!(all.iter().any(|d| d.status == DecisionStatus::Allowed) && all.iter().any(|d| d.status != DecisionStatus::Allowed));
 
     let (ok, out, err) = env.cli(&["audit", "replay"]);
     assert!(ok, "replay failed:\n{out}\n{err}");
     assert!(out.contains("differences          0"), "{out}");
-    assert!(
-        out.contains(&format!("decisions compared   {}", all.len())),
-        "{out}"
-    );
+    assert!(out.contains(&format!("decisions compared   {}", all.len())), "{out}");
 
     // A copy of the decisions topic with one decision altered.
     env.create_topic("decisions-copy", 6);
-    let victim = all
-        .iter()
-        .find(|d| d.status == DecisionStatus::Allowed)
-        .unwrap()
-        .intent_id
-        .clone();
+    let victim = all.iter().find(|d| d.status == DecisionStatus::Allowed).unwrap().intent_id.clone();
     let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = all
         .iter()
         .map(|d| {
@@ -75,10 +60,7 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
             if d.intent_id == victim {
                 d.status = DecisionStatus::Deferred;
             }
-            (
-                d.sender.clone().into_bytes(),
-                Some(codec::encode(RecordType::Decision, &d).unwrap()),
-            )
+            (d.sender.clone().into_bytes(), Some(codec::encode(RecordType::Decision, &d).unwrap()))
         })
         .collect();
     env.send_raw("decisions-copy", records);
@@ -86,11 +68,7 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
     let (ok, out, _) = env.cli(&["audit", "replay", "--decisions-topic", &copy]);
     assert!(!ok, "an altered decision must fail the replay:\n{out}");
     assert!(out.contains("differences          1"), "{out}");
-    assert!(
-        out.contains(&format!("{victim} ("))
-            && out.contains("status: recorded DEFERRED, replayed ALLOWED"),
-        "{out}"
-    );
+    assert!(out.contains(&format!("{victim} (")) && out.contains("status: recorded DEFERRED, replayed ALLOWED"), "{out}");
 }
 
 #[test]
@@ -106,74 +84,29 @@ warmup = "off"
 limits = { "mailbox.outbound.hour" = 2 }
 "#,
     );
-    env.send_intents(&[
-        intent("x-1", "ana@acme.com", "a@corp.example"),
-        intent("x-2", "ana@acme.com", "b@corp.example"),
-    ]);
+    env.send_intents(&[intent("x-1", "ana@acme.com", "a@corp.example"), intent("x-2", "ana@acme.com", "b@corp.example")]);
     env.await_decisions(&["x-1".into(), "x-2".into()], WAIT);
     env.send_delivery(&[hard_bounce("hb-x", "ana@acme.com", "a@corp.example")]);
     std::thread::sleep(Duration::from_millis(1000));
     env.send_intents(&[intent("x-3", "ana@acme.com", "c@corp.example")]);
-    let d = env
-        .await_decisions(&["x-3".into()], WAIT)
-        .remove("x-3")
-        .unwrap();
-    assert_eq!(
-        (d.status, d.reason.as_str()),
-        (DecisionStatus::Deferred, "hourly_limit_exceeded")
-    );
-    let u = d
-        .usage
-        .iter()
-        .find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "hour")
-        .unwrap();
+    let d = env.await_decisions(&["x-3".into()], WAIT).remove("x-3").unwrap();
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"));
+    let u = d.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "hour").unwrap();
 
     let (ok, out, err) = env.cli(&["audit", "explain", "x-3"]);
     assert!(ok, "{out}\n{err}");
-    assert!(
-        out.contains("intent x-3: DEFERRED hourly_limit_exceeded"),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!(
-            "mailbox:ana@acme.com hour: used {} of {}",
-            u.used, u.limit
-        )),
-        "{out}"
-    );
-    let decided_by = out
-        .lines()
-        .find(|l| l.starts_with("decided by:"))
-        .unwrap_or_default();
-    assert!(
-        decided_by.contains("sender stage, window")
-            && decided_by.contains(&format!(
-                "mailbox:ana@acme.com hour (hourly_limit_exceeded): used {} of {}",
-                u.used, u.limit
-            )),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("policy version {}", d.policy_version))
-            && out.contains("mailbox:ana@acme.com v"),
-        "{out}"
-    );
-    assert!(
-        out.contains("behind the signal rates: 1") && out.contains("hb-x BounceHard"),
-        "{out}"
-    );
+    assert!(out.contains("intent x-3: DEFERRED hourly_limit_exceeded"), "{out}");
+    assert!(out.contains(&format!("mailbox:ana@acme.com hour: used {} of {}", u.used, u.limit)), "{out}");
+    let decided_by = out.lines().find(|l| l.starts_with("decided by:")).unwrap_or_default();
+    assert!(decided_by.contains("sender stage, window") && decided_by.contains(&format!("mailbox:ana@acme.com hour (hourly_limit_exceeded): used {} of {}", u.used, u.limit)), "{out}");
+    assert!(out.contains(&format!("policy version {}", d.policy_version)) && out.contains("mailbox:ana@acme.com v"), "{out}");
+    assert!(out.contains("behind the signal rates: 1") && out.contains("hb-x BounceHard"), "{out}");
 }
 
 /// The deferred count of a backtest report: (recorded, candidate).
 fn deferred(out: &str) -> (u64, u64) {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("total DEFERRED"))
-        .unwrap_or("total DEFERRED recorded 0 candidate 0");
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let line = out.lines().find(|l| l.starts_with("total DEFERRED")).unwrap_or("total DEFERRED recorded 0 candidate 0");
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     (n[0], n[1])
 }
 
@@ -181,19 +114,9 @@ fn deferred(out: &str) -> (u64, u64) {
 fn backtest_shows_no_change_under_the_live_policy_and_moves_with_a_stricter_or_looser_one() {
     let mut env = TestEnv::new("backtest");
     env.start();
-    let policy = |hourly: u32| {
-        format!("[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\nlimits = {{ \"mailbox.outbound.hour\" = {hourly} }}\n")
-    };
+    let policy = |hourly: u32| format!("[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\nlimits = {{ \"mailbox.outbound.hour\" = {hourly} }}\n");
     env.apply_policy(&policy(10));
-    let intents: Vec<SendIntent> = (0..60)
-        .map(|i| {
-            intent(
-                &format!("bt-{i}"),
-                &format!("m{}@acme.com", i % 2),
-                &format!("p{i}@gmail.com"),
-            )
-        })
-        .collect();
+    let intents: Vec<SendIntent> = (0..60).map(|i| intent(&format!("bt-{i}"), &format!("m{}@acme.com", i % 2), &format!("p{i}@gmail.com"))).collect();
     env.send_intents(&intents);
     let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, WAIT);
@@ -205,21 +128,14 @@ fn backtest_shows_no_change_under_the_live_policy_and_moves_with_a_stricter_or_l
 
     let (ok, out, err) = env.cli(&["backtest", "--policy", &file("same.toml", policy(10))]);
     assert!(ok, "{out}\n{err}");
-    assert!(
-        out.contains("decisions compared   60") && out.contains("decisions changed    0"),
-        "{out}"
-    );
+    assert!(out.contains("decisions compared   60") && out.contains("decisions changed    0"), "{out}");
     assert_eq!(deferred(&out), (40, 40), "{out}");
 
     let (ok, out, _) = env.cli(&["backtest", "--policy", &file("strict.toml", policy(5))]);
     assert!(ok);
     let (rec, cand) = deferred(&out);
     assert!(cand > rec, "a stricter policy defers more: {out}");
-    assert!(
-        out.contains("first changes:")
-            && out.contains("ALLOWED ok -> DEFERRED hourly_limit_exceeded"),
-        "{out}"
-    );
+    assert!(out.contains("first changes:") && out.contains("ALLOWED ok -> DEFERRED hourly_limit_exceeded"), "{out}");
 
     let (ok, out, _) = env.cli(&["backtest", "--policy", &file("loose.toml", policy(25))]);
     assert!(ok);

@@ -11,14 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 fn kafka(cmd: &str) {
-    let script = std::env::var("SENDGATE_TEST_KAFKA_SCRIPT").expect(
-        "SENDGATE_TEST_KAFKA_SCRIPT: run the tests with scripts/test.sh, which starts the broker",
-    );
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(cmd)
-        .status()
-        .expect("run kafka.sh");
+    let script = std::env::var("SENDGATE_TEST_KAFKA_SCRIPT").expect("SENDGATE_TEST_KAFKA_SCRIPT: run the tests with scripts/test.sh, which starts the broker");
+    let status = Command::new("bash").arg(script).arg(cmd).status().expect("run kafka.sh");
     assert!(status.success(), "kafka.sh {cmd} failed");
 }
 
@@ -35,15 +29,7 @@ warmup = "off"
 limits = { "mailbox.outbound.day" = 30, "mailbox.outbound.hour" = "off" }
 "#,
     );
-    let intents: Vec<SendIntent> = (0..40)
-        .map(|i| {
-            intent(
-                &format!("o-{i}"),
-                "ops@acme.com",
-                &format!("r{i}@corp.example"),
-            )
-        })
-        .collect();
+    let intents: Vec<SendIntent> = (0..40).map(|i| intent(&format!("o-{i}"), "ops@acme.com", &format!("r{i}@corp.example"))).collect();
     env.send_intents(&intents[..20]);
     let ids: Vec<String> = intents[..20].iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, Duration::from_secs(120));

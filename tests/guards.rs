@@ -44,18 +44,10 @@ fn a_runaway_loop_to_one_recipient_gets_one_send() {
     for d in decisions.values() {
         *by_outcome.entry((d.status, d.reason.clone())).or_default() += 1;
     }
-    assert_eq!(
-        count_status(decisions.values(), DecisionStatus::Allowed),
-        1,
-        "{by_outcome:?}"
-    );
-    for ((status, reason), _) in by_outcome
-        .iter()
-        .filter(|((s, _), _)| *s != DecisionStatus::Allowed)
-    {
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Allowed), 1, "{by_outcome:?}");
+    for ((status, reason), _) in by_outcome.iter().filter(|((s, _), _)| *s != DecisionStatus::Allowed) {
         assert!(
-            (*status == DecisionStatus::Deferred && reason == "recipient_cooldown")
-                || (*status == DecisionStatus::Blocked && reason == "duplicate_content"),
+            (*status == DecisionStatus::Deferred && reason == "recipient_cooldown") || (*status == DecisionStatus::Blocked && reason == "duplicate_content"),
             "{by_outcome:?}"
         );
     }
@@ -67,61 +59,25 @@ fn three_hundred_to_one_corporate_domain_allows_50_and_leaks_no_reservation() {
     let mut env = TestEnv::new("corp");
     env.start();
     env.apply_policy(HIGH_SENDER);
-    let intents: Vec<SendIntent> = (0..300)
-        .map(|i| {
-            intent(
-                &format!("corp-{i}"),
-                "agent@acme.com",
-                &format!("person{i}@bigcorp.example"),
-            )
-        })
-        .collect();
+    let intents: Vec<SendIntent> = (0..300).map(|i| intent(&format!("corp-{i}"), "agent@acme.com", &format!("person{i}@bigcorp.example"))).collect();
     env.send_intents(&intents);
     let decisions = env.await_decisions(&ids(&intents), WAIT);
-    assert_eq!(
-        count_status(decisions.values(), DecisionStatus::Allowed),
-        50
-    );
-    for d in decisions
-        .values()
-        .filter(|d| d.status != DecisionStatus::Allowed)
-    {
-        assert_eq!(
-            (d.status, d.reason.as_str(), d.stage.as_deref()),
-            (
-                DecisionStatus::Deferred,
-                "hourly_limit_exceeded",
-                Some("recipient_domain")
-            )
-        );
-        let next_hour = sendgate::clock::window_end(
-            sendgate::clock::Window::Hour,
-            chrono_tz::UTC,
-            d.decided_at_ms,
-        );
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Allowed), 50);
+    for d in decisions.values().filter(|d| d.status != DecisionStatus::Allowed) {
+        assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Deferred, "hourly_limit_exceeded", Some("recipient_domain")));
+        let next_hour = sendgate::clock::window_end(sendgate::clock::Window::Hour, chrono_tz::UTC, d.decided_at_ms);
         assert_eq!(d.retry_at_ms, Some(next_hour));
     }
     // Every reservation of a deferred intent was released: each stage's
     // counters equal the ALLOWED decisions.
     env.stop();
     let sender = env.changelog_counters("sender");
-    assert_eq!(
-        sender
-            .iter()
-            .filter(|(k, _)| k.starts_with("ctr/mailbox:agent@acme.com/outbound/"))
-            .map(|(_, n)| *n)
-            .collect::<Vec<_>>(),
-        vec![50, 50],
-        "{sender:?}"
-    );
+    assert_eq!(sender.iter().filter(|(k, _)| k.starts_with("ctr/mailbox:agent@acme.com/outbound/")).map(|(_, n)| *n).collect::<Vec<_>>(), vec![50, 50], "{sender:?}");
     assert_eq!(sender["ctr/sender_domain:acme.com/outbound/hour"], 50);
     let recipient: i64 = env.changelog_counters("recipient").values().sum();
     assert_eq!(recipient, 50);
     let domain = env.changelog_counters("recipient_domain");
-    assert_eq!(
-        domain["ctr/sender_domain:acme.com/recipient_domain:bigcorp.example/outbound/hour"],
-        50
-    );
+    assert_eq!(domain["ctr/sender_domain:acme.com/recipient_domain:bigcorp.example/outbound/hour"], 50);
 }
 
 #[test]
@@ -130,10 +86,7 @@ fn a_hard_bounce_suppresses_the_recipient() {
     env.start();
     env.apply_policy(HIGH_SENDER);
     env.send_intents(&[intent("s-1", "ana@acme.com", "gone@corp.example")]);
-    assert_eq!(
-        env.await_decisions(&["s-1".into()], WAIT)["s-1"].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(env.await_decisions(&["s-1".into()], WAIT)["s-1"].status, DecisionStatus::Allowed);
     env.send_delivery(&[hard_bounce("hb-1", "ana@acme.com", "Gone@CORP.example")]);
     // The next intent to that recipient, from any mailbox of the tenant.
     let deadline = std::time::Instant::now() + WAIT;
@@ -142,24 +95,14 @@ fn a_hard_bounce_suppresses_the_recipient() {
         n += 1;
         let id = format!("s-after-{n}");
         env.send_intents(&[intent(&id, "bo@acme.com", "gone@corp.example")]);
-        let d = env
-            .await_decisions(&[id.clone()], WAIT)
-            .remove(&id)
-            .unwrap();
+        let d = env.await_decisions(&[id.clone()], WAIT).remove(&id).unwrap();
         if d.status == DecisionStatus::Blocked {
-            assert_eq!(
-                (d.reason.as_str(), d.stage.as_deref()),
-                ("recipient_suppressed", Some("recipient"))
-            );
+            assert_eq!((d.reason.as_str(), d.stage.as_deref()), ("recipient_suppressed", Some("recipient")));
             break;
         }
         // Delivery events and intents travel separate topics: until the
         // bounce is in, the intent is allowed.
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never suppressed; log:\n{}",
-            env.log_tail()
-        );
+        assert!(std::time::Instant::now() < deadline, "never suppressed; log:\n{}", env.log_tail());
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -170,10 +113,7 @@ fn a_live_policy_change_applies_to_the_next_intent_and_decisions_name_its_versio
     env.start();
     env.apply_policy(HIGH_SENDER);
     env.send_intents(&[intent("v-1", "ana@acme.com", "a@corp.example")]);
-    let before = env
-        .await_decisions(&["v-1".into()], WAIT)
-        .remove("v-1")
-        .unwrap();
+    let before = env.await_decisions(&["v-1".into()], WAIT).remove("v-1").unwrap();
     assert_eq!(before.status, DecisionStatus::Allowed);
     env.apply_policy(
         r#"
@@ -183,18 +123,7 @@ limits = { "mailbox.outbound.hour" = 1 }
 "#,
     );
     env.send_intents(&[intent("v-2", "ana@acme.com", "b@corp.example")]);
-    let after = env
-        .await_decisions(&["v-2".into()], WAIT)
-        .remove("v-2")
-        .unwrap();
-    assert_eq!(
-        (after.status, after.reason.as_str()),
-        (DecisionStatus::Deferred, "hourly_limit_exceeded")
-    );
-    assert!(
-        after.policy_version > before.policy_version,
-        "{} then {}",
-        before.policy_version,
-        after.policy_version
-    );
+    let after = env.await_decisions(&["v-2".into()], WAIT).remove("v-2").unwrap();
+    assert_eq!((after.status, after.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"));
+    assert!(after.policy_version > before.policy_version, "{} then {}", before.policy_version, after.policy_version);
 }

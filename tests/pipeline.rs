@@ -30,42 +30,17 @@ fn a_daily_cap_of_25_allows_25_of_100_and_defers_the_rest_to_local_midnight() {
     let mut env = TestEnv::new("cap");
     env.start();
     env.apply_policy(&cap_policy("ana@acme.com", 25));
-    let intents: Vec<SendIntent> = (0..100)
-        .map(|i| {
-            intent(
-                &format!("cap-{i}"),
-                "ana@acme.com",
-                &format!("lead{i}@corp.example"),
-            )
-        })
-        .collect();
+    let intents: Vec<SendIntent> = (0..100).map(|i| intent(&format!("cap-{i}"), "ana@acme.com", &format!("lead{i}@corp.example"))).collect();
     env.send_intents(&intents);
     let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
     let decisions = env.await_decisions(&ids, WAIT);
-    assert_eq!(
-        count_status(decisions.values(), DecisionStatus::Allowed),
-        25
-    );
-    assert_eq!(
-        count_status(decisions.values(), DecisionStatus::Deferred),
-        75
-    );
-    for d in decisions
-        .values()
-        .filter(|d| d.status == DecisionStatus::Deferred)
-    {
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Allowed), 25);
+    assert_eq!(count_status(decisions.values(), DecisionStatus::Deferred), 75);
+    for d in decisions.values().filter(|d| d.status == DecisionStatus::Deferred) {
         assert_eq!(d.reason, "daily_cap_reached");
         let next_day = window_end(Window::Day, chrono_tz::America::New_York, d.decided_at_ms);
-        assert_eq!(
-            d.retry_at_ms,
-            Some(next_day),
-            "retry at the next local midnight"
-        );
-        let u = d
-            .usage
-            .iter()
-            .find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "day")
-            .expect("usage names the binding window");
+        assert_eq!(d.retry_at_ms, Some(next_day), "retry at the next local midnight");
+        let u = d.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "day").expect("usage names the binding window");
         assert_eq!((u.used, u.limit, u.remaining), (25, 25, 0));
         assert!(d.policy_version > 0, "decided under the applied policy");
         assert!(d.source.topic.ends_with(".intents"));
@@ -82,9 +57,7 @@ fn resubmitting_an_allowed_intent_gets_allowed_again_and_moves_no_counter() {
     let mut env = TestEnv::new("idem");
     env.start();
     env.apply_policy(&cap_policy("bo@acme.com", 3));
-    let first: Vec<SendIntent> = (0..2)
-        .map(|i| intent(&format!("idem-{i}"), "bo@acme.com", "x@corp.example"))
-        .collect();
+    let first: Vec<SendIntent> = (0..2).map(|i| intent(&format!("idem-{i}"), "bo@acme.com", "x@corp.example")).collect();
     env.send_intents(&first);
     let d = env.await_decisions(&["idem-0".into(), "idem-1".into()], WAIT);
     assert!(d.values().all(|d| d.status == DecisionStatus::Allowed));
@@ -96,34 +69,19 @@ fn resubmitting_an_allowed_intent_gets_allowed_again_and_moves_no_counter() {
     assert_eq!(all[1].usage, all[0].usage);
     // The cap is 3: one more new intent fits (the repeat moved nothing), the next does not.
     env.send_intents(&[intent("idem-2", "bo@acme.com", "x@corp.example")]);
-    assert_eq!(
-        env.await_decisions(&["idem-2".into()], WAIT)["idem-2"].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(env.await_decisions(&["idem-2".into()], WAIT)["idem-2"].status, DecisionStatus::Allowed);
     env.send_intents(&[intent("idem-3", "bo@acme.com", "x@corp.example")]);
-    assert_eq!(
-        env.await_decisions(&["idem-3".into()], WAIT)["idem-3"].status,
-        DecisionStatus::Deferred
-    );
+    assert_eq!(env.await_decisions(&["idem-3".into()], WAIT)["idem-3"].status, DecisionStatus::Deferred);
 }
 
 fn wait_for_count(env: &TestEnv, id: &str, n: usize) -> Vec<Decision> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let ds: Vec<Decision> = env
-            .all_decisions()
-            .into_iter()
-            .filter(|d| d.intent_id == id)
-            .collect();
+        let ds: Vec<Decision> = env.all_decisions().into_iter().filter(|d| d.intent_id == id).collect();
         if ds.len() >= n {
             return ds;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} decisions for {id}; log:\n{}",
-            ds.len(),
-            env.log_tail()
-        );
+        assert!(std::time::Instant::now() < deadline, "only {} decisions for {id}; log:\n{}", ds.len(), env.log_tail());
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -133,24 +91,12 @@ fn sigkill_mid_stream_leaves_exactly_one_decision_per_intent() {
     let mut env = TestEnv::new("kill");
     env.start();
     env.apply_policy(&cap_policy("cy@acme.com", 25));
-    let intents: Vec<SendIntent> = (0..400)
-        .map(|i| {
-            intent(
-                &format!("kill-{i}"),
-                "cy@acme.com",
-                &format!("r{i}@corp.example"),
-            )
-        })
-        .collect();
+    let intents: Vec<SendIntent> = (0..400).map(|i| intent(&format!("kill-{i}"), "cy@acme.com", &format!("r{i}@corp.example"))).collect();
     // Feed in slices and kill the processor while it is busy.
     env.send_intents(&intents[..200]);
     let deadline = std::time::Instant::now() + WAIT;
     while env.all_decisions().len() < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no progress before the kill; log:\n{}",
-            env.log_tail()
-        );
+        assert!(std::time::Instant::now() < deadline, "no progress before the kill; log:\n{}", env.log_tail());
         std::thread::sleep(Duration::from_millis(100));
     }
     env.send_intents(&intents[200..300]);
@@ -159,17 +105,10 @@ fn sigkill_mid_stream_leaves_exactly_one_decision_per_intent() {
     env.start();
     let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, WAIT);
-    assert!(
-        env.log_text().contains("the last stop was not clean"),
-        "after SIGKILL the local state must be rebuilt from the changelog"
-    );
+    assert!(env.log_text().contains("the last stop was not clean"), "after SIGKILL the local state must be rebuilt from the changelog");
     let all = env.all_decisions();
     assert_one_decision_per_intent(&all, 400);
-    assert_eq!(
-        count_status(&all, DecisionStatus::Allowed),
-        25,
-        "the cap holds across the crash"
-    );
+    assert_eq!(count_status(&all, DecisionStatus::Allowed), 25, "the cap holds across the crash");
 }
 
 #[test]
@@ -177,61 +116,26 @@ fn state_is_restored_from_the_changelog_when_the_state_dir_is_deleted() {
     let mut env = TestEnv::new("restore");
     env.start();
     env.apply_policy(&cap_policy("di@acme.com", 15));
-    let first: Vec<SendIntent> = (0..10)
-        .map(|i| {
-            intent(
-                &format!("rs-{i}"),
-                "di@acme.com",
-                &format!("x{i}@corp.example"),
-            )
-        })
-        .collect();
+    let first: Vec<SendIntent> = (0..10).map(|i| intent(&format!("rs-{i}"), "di@acme.com", &format!("x{i}@corp.example"))).collect();
     env.send_intents(&first);
     let ids: Vec<String> = first.iter().map(|i| i.intent_id.clone()).collect();
-    assert_eq!(
-        count_status(
-            env.await_decisions(&ids, WAIT).values(),
-            DecisionStatus::Allowed
-        ),
-        10
-    );
+    assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 10);
     // A clean stop leaves a checkpoint: the restart replays nothing.
     env.stop();
     env.start();
     env.send_intents(&[intent("rs-probe", "other@acme.com", "x@corp.example")]);
     env.await_decisions(&["rs-probe".into()], WAIT);
-    assert_eq!(
-        env.last_restore("sender"),
-        Some(0),
-        "restart after a clean stop restored records; log:\n{}",
-        env.log_tail()
-    );
+    assert_eq!(env.last_restore("sender"), Some(0), "restart after a clean stop restored records; log:\n{}", env.log_tail());
     // With the state directory gone, everything comes back from the changelog.
     env.stop();
     std::fs::remove_dir_all(env.state_dir()).unwrap();
     env.start();
-    let second: Vec<SendIntent> = (10..20)
-        .map(|i| {
-            intent(
-                &format!("rs-{i}"),
-                "di@acme.com",
-                &format!("x{i}@corp.example"),
-            )
-        })
-        .collect();
+    let second: Vec<SendIntent> = (10..20).map(|i| intent(&format!("rs-{i}"), "di@acme.com", &format!("x{i}@corp.example"))).collect();
     env.send_intents(&second);
     let ids: Vec<String> = second.iter().map(|i| i.intent_id.clone()).collect();
     let d = env.await_decisions(&ids, WAIT);
-    assert!(
-        env.last_restore("sender").unwrap_or(0) > 0,
-        "a deleted state dir must be restored from the changelog; log:\n{}",
-        env.log_tail()
-    );
-    assert_eq!(
-        count_status(d.values(), DecisionStatus::Allowed),
-        5,
-        "the counter came back from the changelog"
-    );
+    assert!(env.last_restore("sender").unwrap_or(0) > 0, "a deleted state dir must be restored from the changelog; log:\n{}", env.log_tail());
+    assert_eq!(count_status(d.values(), DecisionStatus::Allowed), 5, "the counter came back from the changelog");
     assert_eq!(count_status(d.values(), DecisionStatus::Deferred), 5);
     // Idempotency came back too.
     env.send_intents(&first[..1]);
@@ -246,47 +150,21 @@ fn malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     env.apply_policy(&cap_policy("ed@acme.com", 25));
     let garbage = vec![0xde, 0xad, 0xbe, 0xef];
     let json = br#"{"intent_id":"json-not-avro"}"#.to_vec();
-    let bad_address = sendgate::codec::encode(
-        sendgate::codec::RecordType::SendIntent,
-        &intent("bad-addr", "not an address", "x@corp.example"),
-    )
-    .unwrap();
-    let wrong_schema = sendgate::codec::encode(
-        sendgate::codec::RecordType::DeliveryEvent,
-        &hard_bounce("e1", "ed@acme.com", "x@corp.example"),
-    )
-    .unwrap();
-    env.send_raw(
-        "intents",
-        vec![
-            (b"k".to_vec(), Some(garbage.clone())),
-            (b"k".to_vec(), Some(json.clone())),
-            (b"k".to_vec(), Some(bad_address.clone())),
-            (b"k".to_vec(), Some(wrong_schema.clone())),
-        ],
-    );
+    let bad_address = sendgate::codec::encode(sendgate::codec::RecordType::SendIntent, &intent("bad-addr", "not an address", "x@corp.example")).unwrap();
+    let wrong_schema = sendgate::codec::encode(sendgate::codec::RecordType::DeliveryEvent, &hard_bounce("e1", "ed@acme.com", "x@corp.example")).unwrap();
+    env.send_raw("intents", vec![(b"k".to_vec(), Some(garbage.clone())), (b"k".to_vec(), Some(json.clone())), (b"k".to_vec(), Some(bad_address.clone())), (b"k".to_vec(), Some(wrong_schema.clone()))]);
     env.send_intents(&[intent("after-bad", "ed@acme.com", "x@corp.example")]);
-    assert_eq!(
-        env.await_decisions(&["after-bad".into()], WAIT)["after-bad"].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(env.await_decisions(&["after-bad".into()], WAIT)["after-bad"].status, DecisionStatus::Allowed);
     let dls = env.all_dead_letters();
     assert_eq!(dls.len(), 4, "{dls:?}");
-    for (dl, original) in dls
-        .iter()
-        .zip([&garbage, &json, &bad_address, &wrong_schema])
-    {
+    for (dl, original) in dls.iter().zip([&garbage, &json, &bad_address, &wrong_schema]) {
         assert_eq!(dl.value.as_ref(), Some(original), "original bytes kept");
         assert!(dl.topic.ends_with(".intents"));
         assert_eq!(dl.stage, "router");
     }
     assert!(dls[0].reason.contains("single-object"), "{}", dls[0].reason);
     assert!(dls[2].reason.contains("sender"), "{}", dls[2].reason);
-    assert!(
-        dls[3].reason.contains("unknown schema"),
-        "{}",
-        dls[3].reason
-    );
+    assert!(dls[3].reason.contains("unknown schema"), "{}", dls[3].reason);
 }
 
 #[test]
@@ -304,110 +182,43 @@ signals = { min_volume = 40 }
 "#,
     );
     let senders = ["a@bouncy.example", "b@bouncy.example"];
-    let sends: Vec<SendIntent> = (0..40)
-        .map(|i| {
-            intent(
-                &format!("b-{i}"),
-                senders[i % 2],
-                &format!("old{i}@list.example"),
-            )
-        })
-        .collect();
+    let sends: Vec<SendIntent> = (0..40).map(|i| intent(&format!("b-{i}"), senders[i % 2], &format!("old{i}@list.example"))).collect();
     env.send_intents(&sends);
     let ids: Vec<String> = sends.iter().map(|i| i.intent_id.clone()).collect();
-    assert_eq!(
-        count_status(
-            env.await_decisions(&ids, WAIT).values(),
-            DecisionStatus::Allowed
-        ),
-        40
-    );
+    assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 40);
     // 1 of 40 = 2.5%: a warning, no pause.
     env.send_delivery(&[hard_bounce("hb-0", senders[0], "old0@list.example")]);
-    env.await_alert(
-        |a| {
-            a.kind == "signal_tier_changed"
-                && a.details.get("to").map(String::as_str) == Some("warn")
-        },
-        WAIT,
-    );
+    env.await_alert(|a| a.kind == "signal_tier_changed" && a.details.get("to").map(String::as_str) == Some("warn"), WAIT);
     env.send_intents(&[intent("b-still", senders[1], "new@list.example")]);
-    assert_eq!(
-        env.await_decisions(&["b-still".into()], WAIT)["b-still"].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(env.await_decisions(&["b-still".into()], WAIT)["b-still"].status, DecisionStatus::Allowed);
     // 3 of 41 = 7.3%: paused.
-    env.send_delivery(&[
-        hard_bounce("hb-1", senders[1], "old1@list.example"),
-        hard_bounce("hb-2", senders[0], "old2@list.example"),
-    ]);
-    env.await_alert(
-        |a| a.kind == "sender_paused" && a.scope == "sender_domain:bouncy.example",
-        WAIT,
-    );
-    let after: Vec<SendIntent> = (0..5)
-        .map(|i| {
-            intent(
-                &format!("p-{i}"),
-                senders[i % 2],
-                &format!("n{i}@list.example"),
-            )
-        })
-        .collect();
+    env.send_delivery(&[hard_bounce("hb-1", senders[1], "old1@list.example"), hard_bounce("hb-2", senders[0], "old2@list.example")]);
+    env.await_alert(|a| a.kind == "sender_paused" && a.scope == "sender_domain:bouncy.example", WAIT);
+    let after: Vec<SendIntent> = (0..5).map(|i| intent(&format!("p-{i}"), senders[i % 2], &format!("n{i}@list.example"))).collect();
     env.send_intents(&after);
     let ids: Vec<String> = after.iter().map(|i| i.intent_id.clone()).collect();
     for d in env.await_decisions(&ids, WAIT).values() {
-        assert_eq!(
-            (d.status, d.reason.as_str()),
-            (DecisionStatus::Paused, "sender_domain_paused")
-        );
+        assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     }
     // A resume command lifts it.
-    env.send_command(&command(
-        CommandKind::Resume,
-        "sender_domain:bouncy.example",
-    ));
+    env.send_command(&command(CommandKind::Resume, "sender_domain:bouncy.example"));
     env.await_alert(|a| a.kind == "sender_resumed", WAIT);
     env.send_intents(&[intent("after-resume", senders[0], "n@list.example")]);
-    assert_eq!(
-        env.await_decisions(&["after-resume".into()], WAIT)["after-resume"].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(env.await_decisions(&["after-resume".into()], WAIT)["after-resume"].status, DecisionStatus::Allowed);
 }
 
 #[test]
 fn topics_apply_is_idempotent_and_names_every_difference() {
     let env = TestEnv::new("topics");
     let topo = env.cfg.topology().unwrap();
-    let again = env
-        .rt
-        .block_on(sendgate::topology::apply(
-            &topo,
-            &env.cfg.bootstrap,
-            &env.cfg.kafka,
-            1,
-        ))
-        .unwrap();
-    assert!(
-        again
-            .iter()
-            .all(|(_, s)| *s == sendgate::topology::TopicStatus::Matches),
-        "{again:?}"
-    );
+    let again = env.rt.block_on(sendgate::topology::apply(&topo, &env.cfg.bootstrap, &env.cfg.kafka, 1)).unwrap();
+    assert!(again.iter().all(|(_, s)| *s == sendgate::topology::TopicStatus::Matches), "{again:?}");
     // A topology that disagrees with what exists: partitions and timestamp type.
     let text = sendgate::topology::DEFAULT_TOPOLOGY
         .replacen("name = \"alerts\"\nrole = \"output\"\npartitions = 1", "name = \"alerts\"\nrole = \"output\"\npartitions = 3", 1)
         .replacen("name = \"decisions\"\nrole = \"output\"\npartitions = 6\ncleanup_policy = \"delete\"\ntimestamp_type = \"CreateTime\"", "name = \"decisions\"\nrole = \"output\"\npartitions = 6\ncleanup_policy = \"delete\"\ntimestamp_type = \"LogAppendTime\"", 1);
     let changed = sendgate::topology::Topology::parse(&text, &env.cfg.namespace).unwrap();
-    let report = env
-        .rt
-        .block_on(sendgate::topology::apply(
-            &changed,
-            &env.cfg.bootstrap,
-            &env.cfg.kafka,
-            1,
-        ))
-        .unwrap();
+    let report = env.rt.block_on(sendgate::topology::apply(&changed, &env.cfg.bootstrap, &env.cfg.kafka, 1)).unwrap();
     let differs: HashMap<String, Vec<String>> = report
         .into_iter()
         .filter_map(|(n, s)| match s {
@@ -416,10 +227,6 @@ fn topics_apply_is_idempotent_and_names_every_difference() {
         })
         .collect();
     assert_eq!(differs.len(), 2, "{differs:?}");
-    assert!(
-        differs[&env.topic("alerts")][0].contains("partitions: topology says 3, the broker has 1")
-    );
-    assert!(differs[&env.topic("decisions")][0].contains(
-        "message.timestamp.type: topology says LogAppendTime, the broker has CreateTime"
-    ));
+    assert!(differs[&env.topic("alerts")][0].contains("partitions: topology says 3, the broker has 1"));
+    assert!(differs[&env.topic("decisions")][0].contains("message.timestamp.type: topology says LogAppendTime, the broker has CreateTime"));
 }

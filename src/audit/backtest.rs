@@ -64,8 +64,7 @@ fn source_key(s: &SourceRef) -> (String, i32, i64) {
 }
 
 pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
-    std::fs::create_dir_all(&opts.scratch)
-        .map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
+    std::fs::create_dir_all(&opts.scratch).map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
     let result = run(cfg, opts);
     let _ = std::fs::remove_dir_all(&opts.scratch);
     result
@@ -74,12 +73,7 @@ pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, 
 fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let topo = cfg.topology()?;
     let ingress = Ingress::from_topology(&topo);
-    let topics = [
-        ingress.policies.clone(),
-        ingress.commands.clone(),
-        ingress.intents.clone(),
-        ingress.delivery.clone(),
-    ];
+    let topics = [ingress.policies.clone(), ingress.commands.clone(), ingress.intents.clone(), ingress.delivery.clone()];
 
     // 1. Every input record, ordered by log time (then control records
     //    first, then topic, partition and offset), in a scratch store.
@@ -89,19 +83,11 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
         let marks = kafka_io::watermarks(cfg, topic)?;
         let mut batch = Vec::new();
         kafka_io::read_ranges(cfg, topic, &marks, |r: ReadRecord| {
-            let key = format!(
-                "{:020}{rank}{:010}{:020}",
-                r.timestamp_ms.unwrap_or(0).max(0),
-                r.partition,
-                r.offset
-            )
-            .into_bytes();
+            let key = format!("{:020}{rank}{:010}{:020}", r.timestamp_ms.unwrap_or(0).max(0), r.partition, r.offset).into_bytes();
             batch.push((key, Some(encode_input(&r))));
             n_inputs += 1;
             if batch.len() >= 10_000 {
-                inputs
-                    .write(std::mem::take(&mut batch))
-                    .map_err(|e| e.to_string())?;
+                inputs.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
             }
             Ok(())
         })?;
@@ -112,84 +98,37 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let partitions = topo.partitions("stage.sender");
     let stores = |name: &'static str| {
         let dir = opts.scratch.join(name);
-        move |kind: StageKind| -> Box<dyn BaseStore> {
-            Box::new(
-                RocksStore::open(&dir.join(kind.name()))
-                    .expect("scratch store opens")
-                    .0,
-            )
-        }
+        move |kind: StageKind| -> Box<dyn BaseStore> { Box::new(RocksStore::open(&dir.join(kind.name())).expect("scratch store opens").0) }
     };
-    let mut recorded = Driver::with_stores(
-        ingress.clone(),
-        partitions,
-        opts.sender.clone(),
-        stores("recorded"),
-    );
-    let mut candidate = Driver::with_stores(
-        ingress.clone(),
-        partitions,
-        opts.sender.clone(),
-        stores("candidate"),
-    );
+    let mut recorded = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("recorded"));
+    let mut candidate = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("candidate"));
     let overridden: Vec<String> = opts.candidate.iter().map(|(s, _)| s.to_string()).collect();
-    let mut report = BacktestReport {
-        inputs: n_inputs,
-        ..BacktestReport::default()
-    };
-    let mut waiting: (
-        HashMap<(String, i32, i64), Decision>,
-        HashMap<(String, i32, i64), Decision>,
-    ) = (HashMap::new(), HashMap::new());
+    let mut report = BacktestReport { inputs: n_inputs, ..BacktestReport::default() };
+    let mut waiting: (HashMap<(String, i32, i64), Decision>, HashMap<(String, i32, i64), Decision>) = (HashMap::new(), HashMap::new());
     let mut started = false;
     let mut cursor: Vec<u8> = Vec::new();
     loop {
-        let rows = inputs
-            .scan_from(&cursor, 10_000)
-            .map_err(|e| e.to_string())?;
+        let rows = inputs.scan_from(&cursor, 10_000).map_err(|e| e.to_string())?;
         if rows.is_empty() {
             break;
         }
         for (key, value) in &rows {
             let (rank, partition, offset, timestamp_ms, rkey, payload) = decode_input(key, value)?;
-            let rec = InputRecord {
-                topic: &topics[rank],
-                partition,
-                offset,
-                key: rkey.as_deref(),
-                payload: payload.as_deref(),
-                timestamp_ms: Some(timestamp_ms),
-            };
+            let rec = InputRecord { topic: &topics[rank], partition, offset, key: rkey.as_deref(), payload: payload.as_deref(), timestamp_ms: Some(timestamp_ms) };
             if !started {
                 // The candidate documents are in force from the start.
                 started = true;
                 for (i, (scope, spec)) in opts.candidate.iter().enumerate() {
-                    let doc = PolicyDocument {
-                        scope: scope.to_string(),
-                        spec_json: spec.to_canonical_json(),
-                        source_name: Some("backtest".into()),
-                    };
-                    let bytes = codec::encode(RecordType::PolicyDocument, &doc)
-                        .map_err(|e| e.to_string())?;
+                    let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some("backtest".into()) };
+                    let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
                     let scope_key = scope.to_string();
                     // Versions far above any recorded offset name the candidate.
-                    let synthetic = InputRecord {
-                        topic: &topics[0],
-                        partition: 0,
-                        offset: 1_000_000_000_000 + i as i64,
-                        key: Some(scope_key.as_bytes()),
-                        payload: Some(&bytes),
-                        timestamp_ms: Some(timestamp_ms),
-                    };
+                    let synthetic = InputRecord { topic: &topics[0], partition: 0, offset: 1_000_000_000_000 + i as i64, key: Some(scope_key.as_bytes()), payload: Some(&bytes), timestamp_ms: Some(timestamp_ms) };
                     candidate.submit(&synthetic);
                 }
             }
             recorded.submit(&rec);
-            let replaced = rank == 0
-                && rkey.as_deref().is_some_and(|k| {
-                    Scope::parse(&String::from_utf8_lossy(k))
-                        .is_ok_and(|s| overridden.contains(&s.to_string()))
-                });
+            let replaced = rank == 0 && rkey.as_deref().is_some_and(|k| Scope::parse(&String::from_utf8_lossy(k)).is_ok_and(|s| overridden.contains(&s.to_string())));
             if !replaced {
                 candidate.submit(&rec);
             }
@@ -203,17 +142,9 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
             }
             recorded.alerts.clear();
             candidate.alerts.clear();
-            let both: Vec<(String, i32, i64)> = waiting
-                .0
-                .keys()
-                .filter(|k| waiting.1.contains_key(*k))
-                .cloned()
-                .collect();
+            let both: Vec<(String, i32, i64)> = waiting.0.keys().filter(|k| waiting.1.contains_key(*k)).cloned().collect();
             for k in both {
-                let (a, b) = (
-                    waiting.0.remove(&k).expect("present"),
-                    waiting.1.remove(&k).expect("present"),
-                );
+                let (a, b) = (waiting.0.remove(&k).expect("present"), waiting.1.remove(&k).expect("present"));
                 tally(&mut report, opts, a, b);
             }
         }
@@ -229,40 +160,16 @@ fn tally(report: &mut BacktestReport, opts: &BacktestOptions, a: Decision, b: De
         return;
     }
     report.compared += 1;
-    report
-        .by_outcome
-        .entry((a.status, a.reason.clone()))
-        .or_default()
-        .0 += 1;
-    report
-        .by_outcome
-        .entry((b.status, b.reason.clone()))
-        .or_default()
-        .1 += 1;
-    let dc = report
-        .by_sender_domain
-        .entry(domain_of(&a.sender).to_string())
-        .or_default();
+    report.by_outcome.entry((a.status, a.reason.clone())).or_default().0 += 1;
+    report.by_outcome.entry((b.status, b.reason.clone())).or_default().1 += 1;
+    let dc = report.by_sender_domain.entry(domain_of(&a.sender).to_string()).or_default();
     let allowed = |d: &Decision| d.status == DecisionStatus::Allowed;
-    if allowed(&a) {
-        dc.allowed.0 += 1
-    } else {
-        dc.denied.0 += 1
-    }
-    if allowed(&b) {
-        dc.allowed.1 += 1
-    } else {
-        dc.denied.1 += 1
-    }
+    if allowed(&a) { dc.allowed.0 += 1 } else { dc.denied.0 += 1 }
+    if allowed(&b) { dc.allowed.1 += 1 } else { dc.denied.1 += 1 }
     if (a.status, &a.reason) != (b.status, &b.reason) {
         report.changed += 1;
         if report.first.len() < opts.keep {
-            report.first.push(Change {
-                intent_id: a.intent_id.clone(),
-                source: a.source.clone(),
-                before: (a.status, a.reason),
-                after: (b.status, b.reason),
-            });
+            report.first.push(Change { intent_id: a.intent_id.clone(), source: a.source.clone(), before: (a.status, a.reason), after: (b.status, b.reason) });
         }
     }
 }
@@ -296,12 +203,7 @@ fn decode_input(key: &[u8], v: &[u8]) -> Result<Input, String> {
     let mut i = 0;
     for part in parts.iter_mut() {
         if *v.get(i).ok_or("scratch input value is truncated")? == 1 {
-            let len = u32::from_be_bytes(
-                v.get(i + 1..i + 5)
-                    .ok_or("truncated")?
-                    .try_into()
-                    .map_err(|_| "truncated")?,
-            ) as usize;
+            let len = u32::from_be_bytes(v.get(i + 1..i + 5).ok_or("truncated")?.try_into().map_err(|_| "truncated")?) as usize;
             *part = Some(v.get(i + 5..i + 5 + len).ok_or("truncated")?.to_vec());
             i += 5 + len;
         } else {

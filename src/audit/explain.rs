@@ -34,37 +34,22 @@ pub struct Explanation {
     pub signal_events: Vec<(String, DeliveryKind, i64, String)>,
 }
 
-pub fn explain(
-    cfg: &Config,
-    intent_id: &str,
-    scratch: PathBuf,
-    sender: SenderConfig,
-) -> Result<Explanation, String> {
+pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderConfig) -> Result<Explanation, String> {
     let topo = cfg.topology()?;
     let decisions_topic = topo.full("decisions");
     let whole = kafka_io::watermarks(cfg, &decisions_topic)?;
     let mut latest: Option<Decision> = None;
     kafka_io::read_ranges(cfg, &decisions_topic, &whole, |r: ReadRecord| {
-        let d: Decision = codec::decode(
-            RecordType::Decision,
-            r.payload.as_deref().unwrap_or_default(),
-        )
-        .map_err(|e| e.to_string())?;
-        if d.intent_id == intent_id
-            && latest
-                .as_ref()
-                .is_none_or(|l| d.decided_at_ms >= l.decided_at_ms)
-        {
+        let d: Decision = codec::decode(RecordType::Decision, r.payload.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+        if d.intent_id == intent_id && latest.as_ref().is_none_or(|l| d.decided_at_ms >= l.decided_at_ms) {
             latest = Some(d);
         }
         Ok(())
     })?;
-    let decision = latest
-        .ok_or_else(|| format!("no decision for intent {intent_id:?} on {decisions_topic}"))?;
+    let decision = latest.ok_or_else(|| format!("no decision for intent {intent_id:?} on {decisions_topic}"))?;
 
     let ranges = committed_ranges(cfg)?;
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let checks: Mutex<BTreeMap<StageKind, Vec<Trace>>> = Mutex::new(BTreeMap::new());
     let documents: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
     // The signal window in force at the decision (hours).
@@ -83,76 +68,25 @@ pub fn explain(
     };
     std::thread::scope(|s| {
         for (kind, topic, r) in &ranges {
-            let (
-                checks,
-                documents,
-                events,
-                errors,
-                decision,
-                scratch,
-                sender,
-                sender_domain,
-                window_hours,
-            ) = (
-                &checks,
-                &documents,
-                &events,
-                &errors,
-                &decision,
-                &scratch,
-                &sender,
-                &sender_domain,
-                &window_hours,
-            );
+            let (checks, documents, events, errors, decision, scratch, sender, sender_domain, window_hours) = (&checks, &documents, &events, &errors, &decision, &scratch, &sender, &sender_domain, &window_hours);
             let relevant_scopes = &relevant_scopes;
             s.spawn(move || {
-                let log = StageLog {
-                    cfg,
-                    kind: *kind,
-                    topic,
-                    ranges: r,
-                    state_dir: &scratch.join(kind.name()),
-                    sender,
-                    trace: true,
-                };
+                let log = StageLog { cfg, kind: *kind, topic, ranges: r, state_dir: &scratch.join(kind.name()), sender, trace: true };
                 let result = log.run(|step| {
                     if let Some(t) = &step.out.trace {
-                        let mine: Vec<Trace> = t
-                            .iter()
-                            .filter(|t| t.intent_id == intent_id)
-                            .cloned()
-                            .collect();
+                        let mine: Vec<Trace> = t.iter().filter(|t| t.intent_id == intent_id).cloned().collect();
                         if !mine.is_empty() {
                             // The sender stage's last evaluation sets the signal window.
                             if *kind == StageKind::Sender {
-                                *window_hours.lock().expect("not poisoned") = step
-                                    .book
-                                    .resolve(
-                                        &decision.tenant,
-                                        sender_domain,
-                                        &decision.sender,
-                                        None,
-                                    )
-                                    .signals
-                                    .window_hours;
+                                *window_hours.lock().expect("not poisoned") = step.book.resolve(&decision.tenant, sender_domain, &decision.sender, None).signals.window_hours;
                             }
                             checks.lock().expect("not poisoned").insert(*kind, mine);
                         }
                     }
-                    if step
-                        .out
-                        .decisions
-                        .iter()
-                        .any(|d| d.source == decision.source)
-                    {
+                    if step.out.decisions.iter().any(|d| d.source == decision.source) {
                         let rd = domain_of(&decision.recipient);
                         let scopes = relevant_scopes(rd);
-                        let mut docs: Vec<(String, i64)> = step
-                            .book
-                            .documents()
-                            .filter(|(sc, _)| scopes.contains(sc))
-                            .map(|(sc, (v, _))| (sc.to_string(), *v))
-                            .collect();
+                        let mut docs: Vec<(String, i64)> = step.book.documents().filter(|(sc, _)| scopes.contains(sc)).map(|(sc, (v, _))| (sc.to_string(), *v)).collect();
                         docs.sort();
                         *documents.lock().expect("not poisoned") = docs;
                     }
@@ -160,20 +94,9 @@ pub fn explain(
                     // hard bounces and complaints up to the decision.
                     if *kind == StageKind::Sender {
                         if let Some(ev) = &step.env.delivery {
-                            if domain_of(&ev.sender) == sender_domain
-                                && matches!(
-                                    ev.kind,
-                                    DeliveryKind::BounceHard | DeliveryKind::Complaint
-                                )
-                                && step.env.log_time_ms <= decision.decided_at_ms
-                            {
+                            if domain_of(&ev.sender) == sender_domain && matches!(ev.kind, DeliveryKind::BounceHard | DeliveryKind::Complaint) && step.env.log_time_ms <= decision.decided_at_ms {
                                 let mut q = events.lock().expect("not poisoned");
-                                q.push_back((
-                                    ev.event_id.clone(),
-                                    ev.kind,
-                                    step.env.log_time_ms,
-                                    ev.recipient.clone(),
-                                ));
+                                q.push_back((ev.event_id.clone(), ev.kind, step.env.log_time_ms, ev.recipient.clone()));
                                 if q.len() > EVENTS_SHOWN {
                                     q.pop_front();
                                 }
@@ -183,58 +106,24 @@ pub fn explain(
                     Ok(())
                 });
                 if let Err(e) = result {
-                    errors
-                        .lock()
-                        .expect("not poisoned")
-                        .push(format!("{}: {e}", kind.name()));
+                    errors.lock().expect("not poisoned").push(format!("{}: {e}", kind.name()));
                 }
             });
         }
     });
     let _ = std::fs::remove_dir_all(&scratch);
-    if let Some(e) = errors
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .next()
-    {
+    if let Some(e) = errors.into_inner().expect("not poisoned").into_iter().next() {
         return Err(e);
     }
     let checks = checks.into_inner().expect("not poisoned");
     let deciding = decision.stage.as_deref().and_then(StageKind::parse);
     let decided_by = deciding
         .and_then(|k| checks.get(&k))
-        .and_then(|ts| {
-            ts.iter().find(|t| {
-                t.check != "verdict"
-                    && t.check != "policy"
-                    && t.check != "signals"
-                    && t.outcome != "pass"
-            })
-        })
+        .and_then(|ts| ts.iter().find(|t| t.check != "verdict" && t.check != "policy" && t.check != "signals" && t.outcome != "pass"))
         .cloned()
-        .or_else(|| {
-            deciding
-                .and_then(|k| checks.get(&k))
-                .and_then(|ts| {
-                    ts.iter()
-                        .find(|t| t.check == "verdict" && t.outcome != "pass")
-                })
-                .cloned()
-        });
+        .or_else(|| deciding.and_then(|k| checks.get(&k)).and_then(|ts| ts.iter().find(|t| t.check == "verdict" && t.outcome != "pass")).cloned());
     // Keep only events inside the signal window of the decision.
     let window_ms = window_hours.into_inner().expect("not poisoned") as i64 * 3_600_000;
-    let signal_events = events
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .filter(|(_, _, at, _)| *at > decision.decided_at_ms - window_ms)
-        .collect();
-    Ok(Explanation {
-        decision,
-        documents: documents.into_inner().expect("not poisoned"),
-        checks,
-        decided_by,
-        signal_events,
-    })
+    let signal_events = events.into_inner().expect("not poisoned").into_iter().filter(|(_, _, at, _)| *at > decision.decided_at_ms - window_ms).collect();
+    Ok(Explanation { decision, documents: documents.into_inner().expect("not poisoned"), checks, decided_by, signal_events })
 }

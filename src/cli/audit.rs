@@ -20,9 +20,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         from: a.from.as_deref().map(Bound::parse).transpose()?,
         to: a.to.as_deref().map(Bound::parse).transpose()?,
         decisions_topic: a.decisions_topic,
-        scratch: a.scratch.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("sendgate-audit-{}", std::process::id()))
-        }),
+        scratch: a.scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-audit-{}", std::process::id()))),
         sender: SenderConfig::from_config(cfg),
         keep: a.show,
         baseline: a.baseline,
@@ -30,18 +28,9 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     let terminal = std::io::stderr().is_terminal();
     let progress = move |p: Progress| {
         if terminal {
-            let pct = if p.total == 0 {
-                100
-            } else {
-                p.read * 100 / p.total
-            };
-            let bar: String = (0..30)
-                .map(|i| if i * 100 / 30 < pct { '#' } else { '.' })
-                .collect();
-            eprint!(
-                "\r[{bar}] {pct:>3}%  {} / {} stage records",
-                p.read, p.total
-            );
+            let pct = if p.total == 0 { 100 } else { p.read * 100 / p.total };
+            let bar: String = (0..30).map(|i| if i * 100 / 30 < pct { '#' } else { '.' }).collect();
+            eprint!("\r[{bar}] {pct:>3}%  {} / {} stage records", p.read, p.total);
             let _ = std::io::stderr().flush();
         }
     };
@@ -58,10 +47,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     println!("decisions compared   {}", report.compared);
     println!("differences          {}", report.differences);
     let rate = report.stage_records as f64 / secs;
-    println!(
-        "time                 {:.1} s ({:.0} stage records/s)",
-        secs, rate
-    );
+    println!("time                 {:.1} s ({:.0} stage records/s)", secs, rate);
     if let Some((n, d)) = report.raw {
         let raw = n as f64 / d.as_secs_f64().max(1e-9);
         println!("raw read             {n} records in {:.1} s ({raw:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / raw * 100.0);
@@ -71,82 +57,37 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         println!("read and decode      {n} records in {:.1} s ({dec:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / dec * 100.0);
     }
     for d in &report.first {
-        let at = format!(
-            "{} [{}] @{}",
-            d.source.topic, d.source.partition, d.source.offset
-        );
+        let at = format!("{} [{}] @{}", d.source.topic, d.source.partition, d.source.offset);
         if d.missing {
-            println!(
-                "  {} ({at}): no decision on the decisions topic",
-                d.intent_id
-            );
+            println!("  {} ({at}): no decision on the decisions topic", d.intent_id);
         }
         for (field, recorded, replayed) in &d.fields {
-            println!(
-                "  {} ({at}): {field}: recorded {recorded}, replayed {replayed}",
-                d.intent_id
-            );
+            println!("  {} ({at}): {field}: recorded {recorded}, replayed {replayed}", d.intent_id);
         }
     }
     if report.differences > 0 {
-        return Err(format!(
-            "{} of {} decisions differ from their replay",
-            report.differences, report.compared
-        ));
+        return Err(format!("{} of {} decisions differ from their replay", report.differences, report.compared));
     }
     if report.undecodable > 0 {
-        return Err(format!(
-            "{} stage records could not be replayed",
-            report.undecodable
-        ));
+        return Err(format!("{} stage records could not be replayed", report.undecodable));
     }
     Ok(())
 }
 
 /// `sendgate audit explain INTENT_ID`.
 pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Result<(), String> {
-    let scratch = scratch.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id()))
-    });
+    let scratch = scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id())));
     let sender = SenderConfig::from_config(cfg);
     let e = crate::audit::explain::explain(cfg, intent_id, scratch, sender)?;
     let d = &e.decision;
     let fmt = crate::clock::format_ms;
-    println!(
-        "intent {}: {} {}{} (stage {}), decided at {}",
-        d.intent_id,
-        d.status.as_str(),
-        d.reason,
-        d.retry_at_ms
-            .map(|t| format!(", retry at {}", fmt(t)))
-            .unwrap_or_default(),
-        d.stage.as_deref().unwrap_or("?"),
-        fmt(d.decided_at_ms)
-    );
-    println!(
-        "  {} -> {} (tenant {}), intent record {} [{}] @{}",
-        d.sender, d.recipient, d.tenant, d.source.topic, d.source.partition, d.source.offset
-    );
-    let docs: Vec<String> = e
-        .documents
-        .iter()
-        .map(|(s, v)| format!("{s} v{v}"))
-        .collect();
-    println!(
-        "policy version {}: {}",
-        d.policy_version,
-        if docs.is_empty() {
-            "built-in defaults only".to_string()
-        } else {
-            docs.join(", ") + ", over the built-in defaults"
-        }
-    );
+    println!("intent {}: {} {}{} (stage {}), decided at {}", d.intent_id, d.status.as_str(), d.reason, d.retry_at_ms.map(|t| format!(", retry at {}", fmt(t))).unwrap_or_default(), d.stage.as_deref().unwrap_or("?"), fmt(d.decided_at_ms));
+    println!("  {} -> {} (tenant {}), intent record {} [{}] @{}", d.sender, d.recipient, d.tenant, d.source.topic, d.source.partition, d.source.offset);
+    let docs: Vec<String> = e.documents.iter().map(|(s, v)| format!("{s} v{v}")).collect();
+    println!("policy version {}: {}", d.policy_version, if docs.is_empty() { "built-in defaults only".to_string() } else { docs.join(", ") + ", over the built-in defaults" });
     println!("usage reported:");
     for u in &d.usage {
-        println!(
-            "  {} {}: used {} of {} ({} remaining)",
-            u.scope, u.window, u.used, u.limit, u.remaining
-        );
+        println!("  {} {}: used {} of {} ({} remaining)", u.scope, u.window, u.used, u.limit, u.remaining);
     }
     for (stage, checks) in &e.checks {
         println!("{} stage:", stage.name());
@@ -155,20 +96,10 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Resul
         }
     }
     match &e.decided_by {
-        Some(t) => println!(
-            "decided by: {} stage, {} ({}): {}",
-            t.stage.name(),
-            t.check,
-            t.outcome,
-            t.detail
-        ),
+        Some(t) => println!("decided by: {} stage, {} ({}): {}", t.stage.name(), t.check, t.outcome, t.detail),
         None => println!("decided by: every check passed"),
     }
-    println!(
-        "hard bounces and complaints of {} behind the signal rates: {}",
-        crate::stage::pipeline::domain_of(&d.sender),
-        e.signal_events.len()
-    );
+    println!("hard bounces and complaints of {} behind the signal rates: {}", crate::stage::pipeline::domain_of(&d.sender), e.signal_events.len());
     for (id, kind, at, to) in &e.signal_events {
         println!("  {id} {kind:?} {to} at {}", fmt(*at));
     }
@@ -176,30 +107,14 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Resul
 }
 
 /// `sendgate backtest --policy FILE`.
-pub fn backtest(
-    cfg: &Config,
-    policy: &std::path::Path,
-    from: Option<String>,
-    to: Option<String>,
-    show: usize,
-    scratch: Option<PathBuf>,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(policy)
-        .map_err(|e| format!("cannot read {}: {e}", policy.display()))?;
-    let candidate = crate::policy::file::parse_policy_file(&text).map_err(|errs| {
-        format!(
-            "{} is not a valid policy file:\n  {}",
-            policy.display(),
-            errs.join("\n  ")
-        )
-    })?;
+pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to: Option<String>, show: usize, scratch: Option<PathBuf>) -> Result<(), String> {
+    let text = std::fs::read_to_string(policy).map_err(|e| format!("cannot read {}: {e}", policy.display()))?;
+    let candidate = crate::policy::file::parse_policy_file(&text).map_err(|errs| format!("{} is not a valid policy file:\n  {}", policy.display(), errs.join("\n  ")))?;
     let opts = crate::audit::backtest::BacktestOptions {
         candidate,
         from: from.as_deref().map(Bound::parse).transpose()?,
         to: to.as_deref().map(Bound::parse).transpose()?,
-        scratch: scratch.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("sendgate-backtest-{}", std::process::id()))
-        }),
+        scratch: scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-backtest-{}", std::process::id()))),
         sender: SenderConfig::from_config(cfg),
         keep: show,
     };
@@ -207,12 +122,8 @@ pub fn backtest(
     println!("input records        {}", r.inputs);
     println!("decisions compared   {}", r.compared);
     println!("decisions changed    {}", r.changed);
-    println!(
-        "\n{:<10} {:<28} {:>10} {:>10}",
-        "status", "reason", "recorded", "candidate"
-    );
-    let mut by_status: std::collections::BTreeMap<&str, (u64, u64)> =
-        std::collections::BTreeMap::new();
+    println!("\n{:<10} {:<28} {:>10} {:>10}", "status", "reason", "recorded", "candidate");
+    let mut by_status: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
     for ((status, reason), (a, b)) in &r.by_outcome {
         println!("{:<10} {:<28} {:>10} {:>10}", status.as_str(), reason, a, b);
         let e = by_status.entry(status.as_str()).or_default();
@@ -223,30 +134,14 @@ pub fn backtest(
     for (status, (a, b)) in &by_status {
         println!("total {status:<10} recorded {a} candidate {b}");
     }
-    println!(
-        "\n{:<40} {:>17} {:>17}",
-        "sender domain", "allowed rec/cand", "denied rec/cand"
-    );
+    println!("\n{:<40} {:>17} {:>17}", "sender domain", "allowed rec/cand", "denied rec/cand");
     for (domain, c) in &r.by_sender_domain {
-        println!(
-            "{:<40} {:>8}/{:<8} {:>8}/{:<8}",
-            domain, c.allowed.0, c.allowed.1, c.denied.0, c.denied.1
-        );
+        println!("{:<40} {:>8}/{:<8} {:>8}/{:<8}", domain, c.allowed.0, c.allowed.1, c.denied.0, c.denied.1);
     }
     if !r.first.is_empty() {
         println!("\nfirst changes:");
         for c in &r.first {
-            println!(
-                "  {} ({} [{}] @{}): {} {} -> {} {}",
-                c.intent_id,
-                c.source.topic,
-                c.source.partition,
-                c.source.offset,
-                c.before.0.as_str(),
-                c.before.1,
-                c.after.0.as_str(),
-                c.after.1
-            );
+            println!("  {} ({} [{}] @{}): {} {} -> {} {}", c.intent_id, c.source.topic, c.source.partition, c.source.offset, c.before.0.as_str(), c.before.1, c.after.0.as_str(), c.after.1);
         }
     }
     Ok(())
@@ -257,92 +152,46 @@ pub fn backtest(
 pub fn simulate(cfg: &Config, file: Option<&std::path::Path>) -> Result<(), String> {
     use std::io::Read;
     if cfg.api_addr.is_empty() {
-        return Err(
-            "api_addr is empty: set SENDGATE_API_ADDR to the processor's API (e.g. 127.0.0.1:9465)"
-                .into(),
-        );
+        return Err("api_addr is empty: set SENDGATE_API_ADDR to the processor's API (e.g. 127.0.0.1:9465)".into());
     }
     let mut text = String::new();
     match file {
-        Some(f) => {
-            text = std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read {}: {e}", f.display()))?
-        }
+        Some(f) => text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
         None => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| e.to_string())?;
+            std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
         }
     }
     let trimmed = text.trim();
     let body = if trimmed.starts_with('[') {
         trimmed.to_string()
     } else {
-        let lines: Vec<&str> = trimmed
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let lines: Vec<&str> = trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         format!("[{}]", lines.join(","))
     };
     let (status, reply) = http_request(&cfg.api_addr, "POST", "/v1/simulate", &body)?;
     if status != 200 {
-        return Err(format!(
-            "the processor refused the simulation ({status}): {reply}"
-        ));
+        return Err(format!("the processor refused the simulation ({status}): {reply}"));
     }
-    let results: Vec<serde_json::Value> =
-        serde_json::from_str(&reply).map_err(|e| format!("unexpected reply: {e}"))?;
+    let results: Vec<serde_json::Value> = serde_json::from_str(&reply).map_err(|e| format!("unexpected reply: {e}"))?;
     for r in results {
         let d = &r["decision"];
-        println!(
-            "{} {} {}{}",
-            d["intent_id"].as_str().unwrap_or(""),
-            d["status"].as_str().unwrap_or(""),
-            d["reason"].as_str().unwrap_or(""),
-            d["retry_at_ms"]
-                .as_i64()
-                .map(|t| format!(" (retry at {})", crate::clock::format_ms(t)))
-                .unwrap_or_default()
-        );
+        println!("{} {} {}{}", d["intent_id"].as_str().unwrap_or(""), d["status"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""), d["retry_at_ms"].as_i64().map(|t| format!(" (retry at {})", crate::clock::format_ms(t))).unwrap_or_default());
         for c in r["checks"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<16} {:<15} {:<30} {}",
-                c["stage"].as_str().unwrap_or(""),
-                c["check"].as_str().unwrap_or(""),
-                c["outcome"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            );
+            println!("  {:<16} {:<15} {:<30} {}", c["stage"].as_str().unwrap_or(""), c["check"].as_str().unwrap_or(""), c["outcome"].as_str().unwrap_or(""), c["detail"].as_str().unwrap_or(""));
         }
     }
     Ok(())
 }
 
 /// One plain HTTP/1.1 request to the processor's API; (status, body).
-pub fn http_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, String), String> {
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("cannot reach the processor's API at {addr}: {e} (is `sendgate run` running with this api_addr?)"))?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).map_err(|e| e.to_string())?;
     write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).map_err(|e| e.to_string())?;
     let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }

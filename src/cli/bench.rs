@@ -52,13 +52,7 @@ impl Processor for PassThrough {
     }
     fn on_revoked(&mut self, _: &[(String, i32)], _: bool) {}
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
-        out.send(
-            &self.output,
-            None,
-            rec.key.unwrap_or_default(),
-            rec.payload,
-            None,
-        )
+        out.send(&self.output, None, rec.key.unwrap_or_default(), rec.payload, None)
     }
     fn prepare_commit(&mut self, _: &mut Outbox<'_>) -> Result<(), TaskError> {
         Ok(())
@@ -101,10 +95,7 @@ pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<Atomic
             let task = if h == 0 { "passthrough".to_string() } else { format!("passthrough.hop{h}") };
             let s = TaskSettings::from_config(cfg, &task, &format!("{}.{i}", cfg.instance_id));
             // Each task is its own group member (and transactional producer).
-            let cfg = Config {
-                instance_id: format!("{}-{h}-{i}", cfg.instance_id),
-                ..cfg.clone()
-            };
+            let cfg = Config { instance_id: format!("{}-{h}-{i}", cfg.instance_id), ..cfg.clone() };
             let stop = shutdown.clone();
             handles.push(std::thread::spawn(move || supervise(p, &cfg, s, &stop)));
         }
@@ -133,9 +124,7 @@ fn output_of(bytes: &[u8]) -> Option<(String, String, String)> {
     if let Ok(d) = codec::decode::<Decision>(RecordType::Decision, bytes) {
         return Some((d.intent_id, d.status.as_str().to_string(), d.reason));
     }
-    codec::decode::<SendIntent>(RecordType::SendIntent, bytes)
-        .ok()
-        .map(|i| (i.intent_id, "PASSED".to_string(), "passthrough".to_string()))
+    codec::decode::<SendIntent>(RecordType::SendIntent, bytes).ok().map(|i| (i.intent_id, "PASSED".to_string(), "passthrough".to_string()))
 }
 
 /// A consumer of an output topic that hands over records as soon as they
@@ -148,24 +137,13 @@ fn output_consumer(cfg: &Config, topic: &str, from_end: bool) -> Result<BaseCons
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "5")
         .set("log_level", "3");
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let consumer: BaseConsumer = c.create().map_err(|e| format!("cannot create a consumer: {e}"))?;
     // The end resolved now, not at the first fetch: records committed in
     // between must not be skipped.
     let parts = kafka_io::watermarks(cfg, topic)?;
     let mut tpl = TopicPartitionList::new();
     for (p, (_, high)) in &parts {
-        tpl.add_partition_offset(
-            topic,
-            *p,
-            if from_end {
-                Offset::Offset(*high)
-            } else {
-                Offset::Beginning
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, *p, if from_end { Offset::Offset(*high) } else { Offset::Beginning }).map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     Ok(consumer)
@@ -228,28 +206,19 @@ impl CpuSample {
 pub fn collect(cfg: &Config, expect: u64, idle: Duration, broker_pid: Option<u32>) -> Result<Collected, String> {
     let topic = cfg.topology()?.full("decisions");
     let consumer = output_consumer(cfg, &topic, false)?;
-    let mut seen: std::collections::HashSet<String> =
-        std::collections::HashSet::with_capacity(expect as usize);
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(expect as usize);
     let mut out = Collected::default();
     let (mut cpu_first, mut cpu_last, mut sampled) = (None::<CpuSample>, CpuSample::default(), Instant::now());
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let mut last_new = Instant::now();
     let started = Instant::now();
     while out.distinct < expect && last_new.elapsed() < idle {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m.map_err(|e| format!("reading {topic}: {e}"))?;
         let now = Instant::now();
         last_new = now;
         out.records += 1;
-        let Some((id, status, reason)) = m.payload().and_then(output_of) else {
-            return Err(format!(
-                "{topic} [{}] @{}: not a decision",
-                m.partition(),
-                m.offset()
-            ));
-        };
+        let Some((id, status, reason)) = m.payload().and_then(output_of) else { return Err(format!("{topic} [{}] @{}: not a decision", m.partition(), m.offset())) };
         if seen.insert(id) {
             if first.is_none() || now.duration_since(sampled) >= Duration::from_millis(100) || out.distinct + 1 == expect {
                 cpu_last = CpuSample::take(broker_pid);
@@ -303,18 +272,10 @@ pub fn recount(cfg: &Config) -> Result<BTreeMap<String, u64>, String> {
     let topic = cfg.topology()?.full("intents");
     let mut counts: HashMap<String, i64> = HashMap::new();
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
-    let opts = ReadOptions {
-        from_beginning: true,
-        start_offsets: None,
-        max: None,
-        idle_timeout: Some(Duration::from_secs(3)),
-    };
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(3)) };
     kafka_io::read_topic(cfg, &topic, &opts, |r| {
-        let Some(bytes) = r.payload.as_deref() else {
-            return Ok(());
-        };
-        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes)
-            .map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
+        let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
         let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
         let s = recount_one(&mut counts, &intent, t);
         *status.entry(s.to_string()).or_default() += 1;
@@ -323,32 +284,17 @@ pub fn recount(cfg: &Config) -> Result<BTreeMap<String, u64>, String> {
     Ok(status)
 }
 
-pub(crate) fn recount_one(
-    counts: &mut HashMap<String, i64>,
-    intent: &SendIntent,
-    t: i64,
-) -> &'static str {
+pub(crate) fn recount_one(counts: &mut HashMap<String, i64>, intent: &SendIntent, t: i64) -> &'static str {
     if intent.requires_approval {
         return "HELD";
     }
-    let full = RECOUNT_LIMITS
-        .iter()
-        .filter(|(_, c, _, _)| *c == intent.class)
-        .any(|(scope, _, window, max)| {
-            counts
-                .get(&recount_key(intent, t, scope, window))
-                .copied()
-                .unwrap_or(0)
-                >= *max
-        });
+    let full = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).any(|(scope, _, window, max)| counts.get(&recount_key(intent, t, scope, window)).copied().unwrap_or(0) >= *max);
     if full {
         return "DEFERRED";
     }
     for scope in ["mailbox", "sender_domain"] {
         for window in ["hour", "day"] {
-            *counts
-                .entry(recount_key(intent, t, scope, window))
-                .or_default() += 1;
+            *counts.entry(recount_key(intent, t, scope, window)).or_default() += 1;
         }
     }
     "ALLOWED"
@@ -361,11 +307,7 @@ pub(crate) fn recount_key(intent: &SendIntent, t: i64, scope: &str, window: &str
         "hour" => t.div_euclid(3_600_000),
         _ => t.div_euclid(86_400_000),
     };
-    let who = if scope == "mailbox" {
-        intent.sender.as_str()
-    } else {
-        intent.sender.rsplit('@').next().unwrap_or_default()
-    };
+    let who = if scope == "mailbox" { intent.sender.as_str() } else { intent.sender.rsplit('@').next().unwrap_or_default() };
     format!("{scope}:{who}/{:?}/{window}/{bucket}", intent.class)
 }
 
@@ -388,22 +330,10 @@ pub struct Latency {
 /// readable. Measuring from the schedule, not from when the producer got
 /// to it, is what corrects for coordinated omission: a stall delays the
 /// sends behind it, and their wait is counted.
-pub fn latency(
-    cfg: &Config,
-    rate: f64,
-    seconds: f64,
-    seed: u64,
-    drain: Duration,
-) -> Result<Latency, String> {
+pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration) -> Result<Latency, String> {
     let topo = cfg.topology()?;
     let n = (rate * seconds).round().max(1.0) as u64;
-    let w = Workload {
-        seed,
-        intents: n,
-        key_by_sender_domain: true,
-        deliveries_only: true,
-        ..Workload::default()
-    };
+    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, ..Workload::default() };
     // Generated up front (bounded: rate x seconds records), so that
     // generation does not steal time from the schedule.
     let mut records = Vec::with_capacity(n as usize * 2);
@@ -424,43 +354,28 @@ pub fn latency(
     let reader = {
         let done = done.clone();
         let prefix = format!("load-{seed}-");
-        std::thread::spawn(
-            move || -> Result<(hdrhistogram::Histogram<u64>, u64), String> {
-                let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
-                    .map_err(|e| e.to_string())?;
-                let mut seen = vec![false; n as usize];
-                let mut received = 0u64;
-                let mut done_at: Option<Instant> = None;
-                while received < n {
-                    if done.load(Ordering::Relaxed)
-                        && done_at.get_or_insert_with(Instant::now).elapsed() > drain
-                    {
-                        break;
-                    }
-                    let Some(m) = consumer.poll(Duration::from_millis(50)) else {
-                        continue;
-                    };
-                    let m = m.map_err(|e| e.to_string())?;
-                    let now = Instant::now();
-                    let Some((id, _, _)) = m.payload().and_then(output_of) else {
-                        continue;
-                    };
-                    let Some(i) = id
-                        .strip_prefix(&prefix)
-                        .and_then(|i| i.parse::<usize>().ok())
-                        .filter(|i| *i < seen.len())
-                    else {
-                        continue;
-                    };
-                    if !std::mem::replace(&mut seen[i], true) {
-                        received += 1;
-                        let at = t0 + interval.mul_f64(i as f64);
-                        h.saturating_record(now.saturating_duration_since(at).as_micros() as u64);
-                    }
+        std::thread::spawn(move || -> Result<(hdrhistogram::Histogram<u64>, u64), String> {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+            let mut seen = vec![false; n as usize];
+            let mut received = 0u64;
+            let mut done_at: Option<Instant> = None;
+            while received < n {
+                if done.load(Ordering::Relaxed) && done_at.get_or_insert_with(Instant::now).elapsed() > drain {
+                    break;
                 }
-                Ok((h, received))
-            },
-        )
+                let Some(m) = consumer.poll(Duration::from_millis(50)) else { continue };
+                let m = m.map_err(|e| e.to_string())?;
+                let now = Instant::now();
+                let Some((id, _, _)) = m.payload().and_then(output_of) else { continue };
+                let Some(i) = id.strip_prefix(&prefix).and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < seen.len()) else { continue };
+                if !std::mem::replace(&mut seen[i], true) {
+                    received += 1;
+                    let at = t0 + interval.mul_f64(i as f64);
+                    h.saturating_record(now.saturating_duration_since(at).as_micros() as u64);
+                }
+            }
+            Ok((h, received))
+        })
     };
     let mut sent = 0u64;
     let (intents, delivery) = (topo.full("intents"), topo.full("delivery"));
@@ -473,69 +388,27 @@ pub fn latency(
             }
             sent += 1;
         }
-        let full = if *topic == "intents" {
-            &intents
-        } else {
-            &delivery
-        };
-        send_waiting(
-            &producer,
-            BaseRecord::to(full)
-                .key(key.as_slice())
-                .payload(value.as_slice()),
-        )?;
+        let full = if *topic == "intents" { &intents } else { &delivery };
+        send_waiting(&producer, BaseRecord::to(full).key(key.as_slice()).payload(value.as_slice()))?;
     }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| format!("flush: {e}"))?;
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
     done.store(true, Ordering::Relaxed);
-    let (h, received) = reader
-        .join()
-        .map_err(|_| "latency reader panicked".to_string())??;
-    Ok(Latency {
-        sent,
-        received,
-        p50_us: h.value_at_quantile(0.5),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-    })
+    let (h, received) = reader.join().map_err(|_| "latency reader panicked".to_string())??;
+    Ok(Latency { sent, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() })
 }
 
 /// Sends a few intents of another seed and waits for their decisions: the
 /// system under test has then joined its groups and restored, and the
 /// consumer sits at the end of the decisions topic.
-fn warm_up(
-    topo: &crate::topology::Topology,
-    producer: &BenchProducer,
-    consumer: &BaseConsumer,
-    seed: u64,
-) -> Result<(), String> {
-    let w = Workload {
-        seed: seed ^ 0x5eed,
-        intents: 20,
-        events_per_intent: 0.0,
-        key_by_sender_domain: true,
-        ..Workload::default()
-    };
+fn warm_up(topo: &crate::topology::Topology, producer: &BenchProducer, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
+    let w = Workload { seed: seed ^ 0x5eed, intents: 20, events_per_intent: 0.0, key_by_sender_domain: true, ..Workload::default() };
     let mut ids = std::collections::HashSet::new();
     let topic = topo.full("intents");
     load::generate(&w, |_, k, v| {
-        ids.insert(
-            codec::decode::<SendIntent>(RecordType::SendIntent, &v)
-                .map_err(|e| e.to_string())?
-                .intent_id,
-        );
-        send_waiting(
-            producer,
-            BaseRecord::to(&topic)
-                .key(k.as_slice())
-                .payload(v.as_slice()),
-        )
+        ids.insert(codec::decode::<SendIntent>(RecordType::SendIntent, &v).map_err(|e| e.to_string())?.intent_id);
+        send_waiting(producer, BaseRecord::to(&topic).key(k.as_slice()).payload(v.as_slice()))
     })?;
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| format!("flush: {e}"))?;
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(180);
     while !ids.is_empty() {
         if Instant::now() > deadline {
@@ -573,20 +446,12 @@ fn bench_producer(cfg: &Config, linger_ms: u32) -> Result<BenchProducer, String>
 
 /// Sends a record, waiting (at most a minute) while the producer's bounded
 /// queue is full.
-fn send_waiting(
-    producer: &BenchProducer,
-    mut rec: BaseRecord<'_, [u8], [u8]>,
-) -> Result<(), String> {
+fn send_waiting(producer: &BenchProducer, mut rec: BaseRecord<'_, [u8], [u8]>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match producer.send(rec) {
             Ok(()) => return Ok(()),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                r,
-            )) if Instant::now() < deadline => {
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                 rec = r;
                 producer.poll(Duration::from_millis(1));
             }
@@ -607,29 +472,11 @@ pub fn fill_changelog(cfg: &Config, stage: &str, keys: u64) -> Result<u64, Strin
     let producer = bench_producer(cfg, 20)?;
     let day = 1_763_942_400_000i64;
     for i in 0..keys {
-        let key = crate::stage::keys::counter(
-            &format!("recipient:person{i}@company{}.example", i % 20_000),
-            "outbound",
-            "day",
-        );
-        let value = crate::state::StateValue::Counter(crate::state::WindowCounter {
-            bucket_start_ms: day,
-            count: 1 + (i % 9) as i64,
-            alerted_pct: 0,
-            pending: 0,
-        })
-        .encode();
-        send_waiting(
-            &producer,
-            BaseRecord::to(&topic)
-                .key(key.as_slice())
-                .payload(value.as_slice())
-                .partition((i % partitions as u64) as i32),
-        )?;
+        let key = crate::stage::keys::counter(&format!("recipient:person{i}@company{}.example", i % 20_000), "outbound", "day");
+        let value = crate::state::StateValue::Counter(crate::state::WindowCounter { bucket_start_ms: day, count: 1 + (i % 9) as i64, alerted_pct: 0, pending: 0 }).encode();
+        send_waiting(&producer, BaseRecord::to(&topic).key(key.as_slice()).payload(value.as_slice()).partition((i % partitions as u64) as i32))?;
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .map_err(|e| format!("flush: {e}"))?;
+    producer.flush(Duration::from_secs(120)).map_err(|e| format!("flush: {e}"))?;
     Ok(keys)
 }
 
@@ -652,36 +499,19 @@ mod tests {
         let defaults = crate::policy::resolve::builtin_defaults();
         for (scope, class, window, max) in RECOUNT_LIMITS {
             let name = format!("{scope}.{}.{window}", class.as_str().to_lowercase());
-            assert!(
-                matches!(defaults.limits.get(&name), Some(LimitSpec::Max(m)) if *m as i64 == *max),
-                "{name}"
-            );
+            assert!(matches!(defaults.limits.get(&name), Some(LimitSpec::Max(m)) if *m as i64 == *max), "{name}");
         }
-        let capped = defaults
-            .limits
-            .keys()
-            .filter(|k| k.starts_with("mailbox.") || k.starts_with("sender_domain."))
-            .count();
-        assert_eq!(
-            capped,
-            RECOUNT_LIMITS.len(),
-            "every default sender window is in the recount"
-        );
+        let capped = defaults.limits.keys().filter(|k| k.starts_with("mailbox.") || k.starts_with("sender_domain.")).count();
+        assert_eq!(capped, RECOUNT_LIMITS.len(), "every default sender window is in the recount");
     }
 
     #[test]
     fn the_recount_caps_each_window_and_holds_approvals() {
         let mut counts = HashMap::new();
         let t = 1_763_971_200_000; // an hour boundary
-        let mut intent =
-            SendIntent::new("i", "t", "ana@acme.com", "bo@x.com", IntentClass::Outbound);
-        let decided: Vec<&str> = (0..5)
-            .map(|_| recount_one(&mut counts, &intent, t))
-            .collect();
-        assert_eq!(
-            decided,
-            ["ALLOWED", "ALLOWED", "ALLOWED", "DEFERRED", "DEFERRED"]
-        );
+        let mut intent = SendIntent::new("i", "t", "ana@acme.com", "bo@x.com", IntentClass::Outbound);
+        let decided: Vec<&str> = (0..5).map(|_| recount_one(&mut counts, &intent, t)).collect();
+        assert_eq!(decided, ["ALLOWED", "ALLOWED", "ALLOWED", "DEFERRED", "DEFERRED"]);
         // The next hour has room again.
         assert_eq!(recount_one(&mut counts, &intent, t + 3_600_000), "ALLOWED");
         intent.requires_approval = true;

@@ -13,33 +13,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 fn intent(id: String, sender: &str, recipient: String) -> SendIntent {
-    SendIntent {
-        intent_id: id,
-        tenant: "demo".into(),
-        sender: sender.into(),
-        recipient,
-        class: IntentClass::Outbound,
-        template_id: Some("cold-intro".into()),
-        content_hash: None,
-        thread_id: None,
-        requires_approval: false,
-        requested_at_ms: 0,
-    }
+    SendIntent { intent_id: id, tenant: "demo".into(), sender: sender.into(), recipient, class: IntentClass::Outbound, template_id: Some("cold-intro".into()), content_hash: None, thread_id: None, requires_approval: false, requested_at_ms: 0 }
 }
 
-fn encode_all<T: serde::Serialize>(
-    rt: RecordType,
-    items: &[(String, T)],
-) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    items
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone().into_bytes(),
-                Some(codec::encode(rt, v).expect("fits schema")),
-            )
-        })
-        .collect()
+fn encode_all<T: serde::Serialize>(rt: RecordType, items: &[(String, T)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    items.iter().map(|(k, v)| (k.clone().into_bytes(), Some(codec::encode(rt, v).expect("fits schema")))).collect()
 }
 
 fn summarise(title: &str, decisions: &[Decision]) {
@@ -51,30 +29,13 @@ fn summarise(title: &str, decisions: &[Decision]) {
     for ((status, reason), n) in by {
         println!("  {n:>4}  {:<9} {reason}", status.as_str());
     }
-    if let Some(d) = decisions
-        .iter()
-        .find(|d| d.status == DecisionStatus::Deferred)
-    {
-        let usage: Vec<String> = d
-            .usage
-            .iter()
-            .map(|u| format!("{} {} {}/{}", u.scope, u.window, u.used, u.limit))
-            .collect();
-        println!(
-            "  e.g. {} DEFERRED {} until {} [{}]",
-            d.intent_id,
-            d.reason,
-            d.retry_at_ms.map(format_ms).unwrap_or_default(),
-            usage.join(", ")
-        );
+    if let Some(d) = decisions.iter().find(|d| d.status == DecisionStatus::Deferred) {
+        let usage: Vec<String> = d.usage.iter().map(|u| format!("{} {} {}/{}", u.scope, u.window, u.used, u.limit)).collect();
+        println!("  e.g. {} DEFERRED {} until {} [{}]", d.intent_id, d.reason, d.retry_at_ms.map(format_ms).unwrap_or_default(), usage.join(", "));
     }
 }
 
-async fn send(
-    producer: &rdkafka::producer::FutureProducer,
-    topic: &str,
-    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-) -> Result<(), String> {
+async fn send(producer: &rdkafka::producer::FutureProducer, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), String> {
     let failures = kafka_io::send_all(producer, topic, records).await;
     if failures.is_empty() {
         Ok(())
@@ -85,13 +46,7 @@ async fn send(
 
 pub async fn demo(cfg: &Config) -> Result<(), String> {
     let topo = cfg.topology()?;
-    let run = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    );
+    let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
     let agent = format!("agent@runaway-{run}.example");
     let bouncy_domain = format!("bouncy-{run}.example");
     let looper = format!("assistant@loop-{run}.example");
@@ -125,126 +80,49 @@ signals = {{ min_volume = 100 }}
     let alert_start = end_offsets(cfg, &topo.full("alerts"))?;
 
     // 1. A runaway agent loop: 200 cold emails from one mailbox in seconds.
-    let runaway: Vec<(String, SendIntent)> = (0..200)
-        .map(|i| {
-            (
-                agent.clone(),
-                intent(
-                    format!("demo-{run}-agent-{i}"),
-                    &agent,
-                    format!("lead{i}-{run}@prospects.example"),
-                ),
-            )
-        })
-        .collect();
+    let runaway: Vec<(String, SendIntent)> = (0..200).map(|i| (agent.clone(), intent(format!("demo-{run}-agent-{i}"), &agent, format!("lead{i}-{run}@prospects.example")))).collect();
     println!("\nsending 200 intents from {agent} (a runaway loop)...");
-    send(
-        &producer,
-        &topo.full("intents"),
-        encode_all(RecordType::SendIntent, &runaway),
-    )
-    .await?;
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &runaway)).await?;
     let ids: HashSet<String> = runaway.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let got = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
     if got.len() < ids.len() {
-        return Err(format!(
-            "only {} of {} decisions arrived within 2 minutes; is `sendgate run` running?",
-            got.len(),
-            ids.len()
-        ));
+        return Err(format!("only {} of {} decisions arrived within 2 minutes; is `sendgate run` running?", got.len(), ids.len()));
     }
-    summarise(
-        &format!(
-            "decisions for {agent} (policy: 25/day, 10/hour; a new domain warming up at 20/hour):"
-        ),
-        &got,
-    );
+    summarise(&format!("decisions for {agent} (policy: 25/day, 10/hour; a new domain warming up at 20/hour):"), &got);
 
     // 2. A retry loop: the same follow-up to the same person, 50 times.
     let retries: Vec<(String, SendIntent)> = (0..50)
         .map(|i| {
-            let mut it = intent(
-                format!("demo-{run}-retry-{i}"),
-                &looper,
-                format!("cfo-{run}@prospect.example"),
-            );
+            let mut it = intent(format!("demo-{run}-retry-{i}"), &looper, format!("cfo-{run}@prospect.example"));
             it.content_hash = Some("follow-up-v1".into());
             (looper.clone(), it)
         })
         .collect();
-    println!(
-        "\nsending the same follow-up to one recipient 50 times from {looper} (a retry loop)..."
-    );
-    send(
-        &producer,
-        &topo.full("intents"),
-        encode_all(RecordType::SendIntent, &retries),
-    )
-    .await?;
+    println!("\nsending the same follow-up to one recipient 50 times from {looper} (a retry loop)...");
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &retries)).await?;
     let ids: HashSet<String> = retries.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let got = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
     summarise("decisions for the retry loop (cooldown 10 min per template, identical content once per 24 h):", &got);
 
     // 3. A bad lead list: 120 sends from one domain, then hard bounces.
     let senders: Vec<String> = (0..4).map(|i| format!("rep{i}@{bouncy_domain}")).collect();
-    let batch: Vec<(String, SendIntent)> = (0..120)
-        .map(|i| {
-            (
-                senders[i % 4].clone(),
-                intent(
-                    format!("demo-{run}-list-{i}"),
-                    &senders[i % 4],
-                    format!("contact{i}-{run}@old-list.example"),
-                ),
-            )
-        })
-        .collect();
+    let batch: Vec<(String, SendIntent)> = (0..120).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-list-{i}"), &senders[i % 4], format!("contact{i}-{run}@old-list.example")))).collect();
     println!("\nsending 120 intents from {bouncy_domain}, then 7 hard bounces (5.8%)...");
-    send(
-        &producer,
-        &topo.full("intents"),
-        encode_all(RecordType::SendIntent, &batch),
-    )
-    .await?;
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &batch)).await?;
     let ids: HashSet<String> = batch.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let list = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
-    summarise(
-        &format!("decisions for {bouncy_domain} before the bounces:"),
-        &list,
-    );
+    summarise(&format!("decisions for {bouncy_domain} before the bounces:"), &list);
     let bounces: Vec<(String, DeliveryEvent)> = (0..7)
         .map(|i| {
-            (
-                senders[i % 4].clone(),
-                DeliveryEvent {
-                    event_id: format!("demo-{run}-bounce-{i}"),
-                    intent_id: Some(format!("demo-{run}-list-{i}")),
-                    tenant: "demo".into(),
-                    sender: senders[i % 4].clone(),
-                    recipient: format!("contact{i}-{run}@old-list.example"),
-                    kind: DeliveryKind::BounceHard,
-                    smtp_code: Some(550),
-                    enhanced_code: Some("5.1.1".into()),
-                    response: Some("user unknown".into()),
-                    occurred_at_ms: 0,
-                },
-            )
+            (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}-{run}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0 })
         })
         .collect();
-    send(
-        &producer,
-        &topo.full("delivery"),
-        encode_all(RecordType::DeliveryEvent, &bounces),
-    )
-    .await?;
+    send(&producer, &topo.full("delivery"), encode_all(RecordType::DeliveryEvent, &bounces)).await?;
     // Wait for the pause before sending more, so the demo does not race its own bounces.
     let mut paused = false;
     for _ in 0..60 {
         let alerts = alerts_since(cfg, &alert_start, Duration::from_millis(500))?;
-        if alerts
-            .iter()
-            .any(|a| a.kind == "sender_paused" && a.scope.ends_with(&bouncy_domain))
-        {
+        if alerts.iter().any(|a| a.kind == "sender_paused" && a.scope.ends_with(&bouncy_domain)) {
             paused = true;
             break;
         }
@@ -252,30 +130,11 @@ signals = {{ min_volume = 100 }}
     if !paused {
         return Err("the sender domain was not paused within 30 s".into());
     }
-    let more: Vec<(String, SendIntent)> = (0..10)
-        .map(|i| {
-            (
-                senders[i % 4].clone(),
-                intent(
-                    format!("demo-{run}-more-{i}"),
-                    &senders[i % 4],
-                    format!("next{i}-{run}@old-list.example"),
-                ),
-            )
-        })
-        .collect();
-    send(
-        &producer,
-        &topo.full("intents"),
-        encode_all(RecordType::SendIntent, &more),
-    )
-    .await?;
+    let more: Vec<(String, SendIntent)> = (0..10).map(|i| (senders[i % 4].clone(), intent(format!("demo-{run}-more-{i}"), &senders[i % 4], format!("next{i}-{run}@old-list.example")))).collect();
+    send(&producer, &topo.full("intents"), encode_all(RecordType::SendIntent, &more)).await?;
     let ids: HashSet<String> = more.iter().map(|(_, i)| i.intent_id.clone()).collect();
     let after = decisions_for(cfg, &start, &ids, Duration::from_secs(120))?;
-    summarise(
-        &format!("decisions for {bouncy_domain} after the bounces:"),
-        &after,
-    );
+    summarise(&format!("decisions for {bouncy_domain} after the bounces:"), &after);
 
     println!("\nalerts:");
     let alerts = alerts_since(cfg, &alert_start, Duration::from_secs(1))?;

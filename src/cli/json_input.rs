@@ -39,13 +39,7 @@ pub fn encode_line(kind: InputKind, line: &str, now_ms: i64) -> Result<(Vec<u8>,
     match kind {
         InputKind::Intents => {
             // requested_at_ms is informational (the client's clock): fill it in.
-            let i: SendIntent = parse(
-                v,
-                &[
-                    ("requested_at_ms", Value::from(now_ms)),
-                    ("requires_approval", Value::Bool(false)),
-                ],
-            )?;
+            let i: SendIntent = parse(v, &[("requested_at_ms", Value::from(now_ms)), ("requires_approval", Value::Bool(false))])?;
             Address::parse(&i.sender).map_err(|e| format!("sender: {e}"))?;
             let bytes = codec::encode(RecordType::SendIntent, &i).map_err(|e| e.to_string())?;
             Ok((i.sender.into_bytes(), bytes))
@@ -77,18 +71,8 @@ mod tests {
 
     #[test]
     fn bad_lines_say_why() {
-        assert!(encode_line(InputKind::Intents, "{", 0)
-            .unwrap_err()
-            .contains("not JSON"));
-        assert!(encode_line(InputKind::Intents, r#"{"intent_id":"a"}"#, 0)
-            .unwrap_err()
-            .contains("missing field"));
-        assert!(encode_line(
-            InputKind::Intents,
-            r#"{"intent_id":"a","tenant":"t","sender":"x","recipient":"b@c.d","class":"OUTBOUND"}"#,
-            0
-        )
-        .unwrap_err()
-        .contains("sender"));
+        assert!(encode_line(InputKind::Intents, "{", 0).unwrap_err().contains("not JSON"));
+        assert!(encode_line(InputKind::Intents, r#"{"intent_id":"a"}"#, 0).unwrap_err().contains("missing field"));
+        assert!(encode_line(InputKind::Intents, r#"{"intent_id":"a","tenant":"t","sender":"x","recipient":"b@c.d","class":"OUTBOUND"}"#, 0).unwrap_err().contains("sender"));
     }
 }

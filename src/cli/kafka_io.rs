@@ -29,11 +29,7 @@ pub fn producer(cfg: &Config) -> Result<FutureProducer, String> {
 }
 
 /// Sends records and waits for every acknowledgement. Returns the failures.
-pub async fn send_all(
-    producer: &FutureProducer,
-    topic: &str,
-    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-) -> Vec<String> {
+pub async fn send_all(producer: &FutureProducer, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Vec<String> {
     let mut futures = Vec::with_capacity(records.len());
     for (key, value) in &records {
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key.as_slice());
@@ -44,11 +40,7 @@ pub async fn send_all(
         // Keep the number of unacknowledged sends bounded.
         if futures.len() >= 10_000 {
             let drained: Vec<_> = std::mem::take(&mut futures);
-            if let Some(e) = futures::future::join_all(drained)
-                .await
-                .into_iter()
-                .find_map(|r| r.err())
-            {
+            if let Some(e) = futures::future::join_all(drained).await.into_iter().find_map(|r| r.err()) {
                 return vec![format!("{topic}: {}", e.0)];
             }
         }
@@ -84,30 +76,17 @@ pub struct ReadOptions {
 
 /// Reads a whole topic (every partition) read-committed, outside any group,
 /// calling `f` per record until a stop condition holds.
-pub fn read_topic(
-    cfg: &Config,
-    topic: &str,
-    opts: &ReadOptions,
-    mut f: impl FnMut(ReadRecord) -> Result<(), String>,
-) -> Result<u64, String> {
+pub fn read_topic(cfg: &Config, topic: &str, opts: &ReadOptions, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
     let consumer: BaseConsumer = base(cfg)?
         .set("group.id", format!("{}.cli-reader", cfg.namespace))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(15))
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("no topic {topic}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     if t.error().is_some() || t.partitions().is_empty() {
-        return Err(format!(
-            "topic {topic} does not exist; run `sendgate topics apply`"
-        ));
+        return Err(format!("topic {topic} does not exist; run `sendgate topics apply`"));
     }
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
@@ -116,8 +95,7 @@ pub fn read_topic(
             None if opts.from_beginning || opts.start_offsets.is_some() => Offset::Beginning,
             None => Offset::End,
         };
-        tpl.add_partition_offset(topic, p.id(), off)
-            .map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p.id(), off).map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let mut n = 0u64;
@@ -139,13 +117,7 @@ pub fn read_topic(
                     Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
                     Timestamp::NotAvailable => None,
                 };
-                f(ReadRecord {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms,
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                })?;
+                f(ReadRecord { partition: m.partition(), offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
             }
         }
     }
@@ -154,27 +126,13 @@ pub fn read_topic(
 
 /// The current end offset of every partition of a topic: read from there to
 /// see only what comes next.
-pub fn end_offsets(
-    cfg: &Config,
-    topic: &str,
-) -> Result<std::collections::HashMap<i32, i64>, String> {
-    let consumer: BaseConsumer = base(cfg)?
-        .set("group.id", format!("{}.cli-reader", cfg.namespace))
-        .create()
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(15))
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("no topic {topic}"))?;
+pub fn end_offsets(cfg: &Config, topic: &str) -> Result<std::collections::HashMap<i32, i64>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", format!("{}.cli-reader", cfg.namespace)).create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut out = std::collections::HashMap::new();
     for p in t.partitions() {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(15))
-            .map_err(|e| format!("watermarks of {topic}: {e}"))?;
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?;
         out.insert(p.id(), high);
     }
     Ok(out)
@@ -187,10 +145,7 @@ struct EndAware;
 impl rdkafka::ClientContext for EndAware {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::error::KafkaError::{Global, PartitionEOF};
-        if !matches!(
-            error,
-            PartitionEOF(_) | Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
+        if !matches!(error, PartitionEOF(_) | Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!(%error, reason, "kafka client error");
         }
     }
@@ -201,17 +156,8 @@ impl rdkafka::consumer::ConsumerContext for EndAware {}
 /// Reads exactly the offsets `[start, end)` of each given partition,
 /// read-committed, outside any group; returns when every range is done
 /// (a transaction marker may hold the last offsets of a range).
-pub fn read_ranges(
-    cfg: &Config,
-    topic: &str,
-    ranges: &std::collections::HashMap<i32, (i64, i64)>,
-    mut f: impl FnMut(ReadRecord) -> Result<(), String>,
-) -> Result<u64, String> {
-    let mut todo: std::collections::HashMap<i32, i64> = ranges
-        .iter()
-        .filter(|(_, (s, e))| s < e)
-        .map(|(p, (_, e))| (*p, *e))
-        .collect();
+pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap<i32, (i64, i64)>, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
+    let mut todo: std::collections::HashMap<i32, i64> = ranges.iter().filter(|(_, (s, e))| s < e).map(|(p, (_, e))| (*p, *e)).collect();
     if todo.is_empty() {
         return Ok(0);
     }
@@ -228,8 +174,7 @@ pub fn read_ranges(
     let mut tpl = TopicPartitionList::new();
     for (p, (start, end)) in ranges {
         if start < end {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
-                .map_err(|e| e.to_string())?;
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*start)).map_err(|e| e.to_string())?;
         }
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
@@ -251,9 +196,7 @@ pub fn read_ranges(
             Some(Ok(m)) => {
                 idle_since = Instant::now();
                 let p = m.partition();
-                let Some(end) = todo.get(&p).copied() else {
-                    continue;
-                };
+                let Some(end) = todo.get(&p).copied() else { continue };
                 if m.offset() >= end {
                     todo.remove(&p);
                     continue;
@@ -263,13 +206,7 @@ pub fn read_ranges(
                     Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
                     Timestamp::NotAvailable => None,
                 };
-                f(ReadRecord {
-                    partition: p,
-                    offset: m.offset(),
-                    timestamp_ms,
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                })?;
+                f(ReadRecord { partition: p, offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
                 if m.offset() + 1 >= end {
                     todo.remove(&p);
                 }
@@ -281,68 +218,26 @@ pub fn read_ranges(
 
 /// The offsets a consumer group has committed on a topic (partitions it has
 /// not committed on are absent).
-pub fn group_offsets(
-    cfg: &Config,
-    group: &str,
-    topic: &str,
-) -> Result<std::collections::HashMap<i32, i64>, String> {
-    let consumer: BaseConsumer = base(cfg)?
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(15))
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("no topic {topic}"))?;
+pub fn group_offsets(cfg: &Config, group: &str, topic: &str) -> Result<std::collections::HashMap<i32, i64>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
         tpl.add_partition(topic, p.id());
     }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(15))
-        .map_err(|e| format!("committed offsets of {group} on {topic}: {e}"))?;
-    Ok(committed
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            e.offset()
-                .to_raw()
-                .filter(|o| *o >= 0)
-                .map(|o| (e.partition(), o))
-        })
-        .collect())
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(15)).map_err(|e| format!("committed offsets of {group} on {topic}: {e}"))?;
+    Ok(committed.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect())
 }
 
 /// The (low, high) watermarks of every partition of a topic.
-pub fn watermarks(
-    cfg: &Config,
-    topic: &str,
-) -> Result<std::collections::HashMap<i32, (i64, i64)>, String> {
-    let consumer: BaseConsumer = base(cfg)?
-        .set("group.id", format!("{}.cli-reader", cfg.namespace))
-        .create()
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(15))
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| format!("no topic {topic}"))?;
+pub fn watermarks(cfg: &Config, topic: &str) -> Result<std::collections::HashMap<i32, (i64, i64)>, String> {
+    let consumer: BaseConsumer = base(cfg)?.set("group.id", format!("{}.cli-reader", cfg.namespace)).create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut out = std::collections::HashMap::new();
     for p in t.partitions() {
-        out.insert(
-            p.id(),
-            consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(15))
-                .map_err(|e| format!("watermarks of {topic}: {e}"))?,
-        );
+        out.insert(p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?);
     }
     Ok(out)
 }

@@ -76,18 +76,7 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload {
-            seed: 42,
-            intents: 100_000,
-            events_per_intent: 0.5,
-            tenants: 50,
-            sender_domains: 500,
-            mailboxes: 5_000,
-            recipient_domains: 20_000,
-            recipients: 1_000_000,
-            key_by_sender_domain: false,
-            deliveries_only: false,
-        }
+        Workload { seed: 42, intents: 100_000, events_per_intent: 0.5, tenants: 50, sender_domains: 500, mailboxes: 5_000, recipient_domains: 20_000, recipients: 1_000_000, key_by_sender_domain: false, deliveries_only: false }
     }
 }
 
@@ -95,16 +84,9 @@ const PUBLIC: [&str; 4] = ["gmail.com", "outlook.com", "yahoo.com", "icloud.com"
 
 /// Generates the workload's records in order, calling `emit(topic suffix,
 /// key, value)` for each; returns (intents, events).
-pub fn generate(
-    w: &Workload,
-    mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), String>,
-) -> Result<(u64, u64), String> {
+pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), String>) -> Result<(u64, u64), String> {
     let mut rng = Rng::new(w.seed);
-    let (mailbox_z, rdomain_z, recipient_z) = (
-        Zipf::new(w.mailboxes, 1.1),
-        Zipf::new(w.recipient_domains, 1.05),
-        Zipf::new(w.recipients, 1.01),
-    );
+    let (mailbox_z, rdomain_z, recipient_z) = (Zipf::new(w.mailboxes, 1.1), Zipf::new(w.recipient_domains, 1.05), Zipf::new(w.recipients, 1.01));
     let mut events = 0u64;
     for i in 0..w.intents {
         // A mailbox belongs to one sender domain and one tenant.
@@ -114,20 +96,10 @@ pub fn generate(
         let sender = format!("agent{m}@sender{domain}.example");
         let rd = rdomain_z.sample(&mut rng);
         let r = recipient_z.sample(&mut rng);
-        let recipient_domain = if rd % 5 == 0 {
-            PUBLIC[rd / 5 % PUBLIC.len()].to_string()
-        } else {
-            format!("company{rd}.example")
-        };
+        let recipient_domain = if rd % 5 == 0 { PUBLIC[rd / 5 % PUBLIC.len()].to_string() } else { format!("company{rd}.example") };
         let recipient = format!("person{r}@{recipient_domain}");
         let roll = rng.unit();
-        let class = if roll < 0.8 {
-            IntentClass::Outbound
-        } else if roll < 0.9 {
-            IntentClass::Reply
-        } else {
-            IntentClass::Transactional
-        };
+        let class = if roll < 0.8 { IntentClass::Outbound } else if roll < 0.9 { IntentClass::Reply } else { IntentClass::Transactional };
         let intent = SendIntent {
             intent_id: format!("load-{}-{i:010}", w.seed),
             tenant: format!("tenant{tenant}"),
@@ -136,21 +108,12 @@ pub fn generate(
             class,
             template_id: Some(format!("template-{}", rng.next() % 40)),
             content_hash: Some(format!("{:016x}{:016x}", rng.next(), rng.next())),
-            thread_id: (class == IntentClass::Reply)
-                .then(|| format!("thread-{}", rng.next() % 100_000)),
+            thread_id: (class == IntentClass::Reply).then(|| format!("thread-{}", rng.next() % 100_000)),
             requires_approval: rng.unit() < 0.001,
             requested_at_ms: 0,
         };
-        let key = if w.key_by_sender_domain {
-            format!("sender{domain}.example")
-        } else {
-            sender.clone()
-        };
-        emit(
-            "intents",
-            key.into_bytes(),
-            codec::encode(RecordType::SendIntent, &intent).map_err(|e| e.to_string())?,
-        )?;
+        let key = if w.key_by_sender_domain { format!("sender{domain}.example") } else { sender.clone() };
+        emit("intents", key.into_bytes(), codec::encode(RecordType::SendIntent, &intent).map_err(|e| e.to_string())?)?;
         if rng.unit() < w.events_per_intent {
             let roll = rng.unit();
             let (kind, code) = if w.deliveries_only {
@@ -180,21 +143,11 @@ pub fn generate(
                 recipient,
                 kind,
                 smtp_code: code,
-                enhanced_code: code.map(|c| {
-                    if c >= 500 {
-                        "5.1.1".into()
-                    } else {
-                        "4.7.28".into()
-                    }
-                }),
+                enhanced_code: code.map(|c| if c >= 500 { "5.1.1".into() } else { "4.7.28".into() }),
                 response: None,
                 occurred_at_ms: 0,
             };
-            emit(
-                "delivery",
-                ev.sender.clone().into_bytes(),
-                codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?,
-            )?;
+            emit("delivery", ev.sender.clone().into_bytes(), codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?)?;
             events += 1;
         }
     }
@@ -211,22 +164,12 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
     let mut sent = 0u64;
     let mut flush = |slice: &mut Vec<(&'static str, Vec<u8>, Vec<u8>)>| -> Result<(), String> {
         if started.elapsed() > deadline {
-            return Err(format!(
-                "stopped at the deadline of {deadline:?} after {sent} records"
-            ));
+            return Err(format!("stopped at the deadline of {deadline:?} after {sent} records"));
         }
         for topic in ["intents", "delivery"] {
-            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = slice
-                .iter()
-                .filter(|(t, _, _)| *t == topic)
-                .map(|(_, k, v)| (k.clone(), Some(v.clone())))
-                .collect();
+            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = slice.iter().filter(|(t, _, _)| *t == topic).map(|(_, k, v)| (k.clone(), Some(v.clone()))).collect();
             // The producer's own thread completes these futures.
-            let failures = futures::executor::block_on(kafka_io::send_all(
-                &producer,
-                &topo.full(topic),
-                records,
-            ));
+            let failures = futures::executor::block_on(kafka_io::send_all(&producer, &topo.full(topic), records));
             if let Some(f) = failures.first() {
                 return Err(f.clone());
             }
@@ -243,11 +186,7 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
         Ok(())
     })?;
     flush(&mut slice)?;
-    println!(
-        "published {intents} intents and {events} delivery events in {:.1} s (seed {})",
-        started.elapsed().as_secs_f64(),
-        w.seed
-    );
+    println!("published {intents} intents and {events} delivery events in {:.1} s (seed {})", started.elapsed().as_secs_f64(), w.seed);
     Ok(())
 }
 
@@ -257,10 +196,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_workload_and_the_skew_is_real() {
-        let w = Workload {
-            intents: 2_000,
-            ..Workload::default()
-        };
+        let w = Workload { intents: 2_000, ..Workload::default() };
         let collect = || {
             let mut out = Vec::new();
             generate(&w, |t, k, v| {
@@ -272,8 +208,7 @@ mod tests {
         };
         let (a, b) = (collect(), collect());
         assert_eq!(a, b);
-        let mut per_sender: std::collections::HashMap<Vec<u8>, usize> =
-            std::collections::HashMap::new();
+        let mut per_sender: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
         for (t, k, _) in a.iter().filter(|(t, _, _)| *t == "intents") {
             let _ = t;
             *per_sender.entry(k.clone()).or_default() += 1;
@@ -281,9 +216,6 @@ mod tests {
         let top = per_sender.values().max().copied().unwrap_or(0);
         // Zipf(1.1) over 5,000 mailboxes gives the first about 12 % of the
         // intents; a uniform spread would give it 0.02 %.
-        assert!(
-            top >= 100,
-            "Zipf: the top mailbox sends at least 5 % of 2,000 intents, got {top}"
-        );
+        assert!(top >= 100, "Zipf: the top mailbox sends at least 5 % of 2,000 intents, got {top}");
     }
 }

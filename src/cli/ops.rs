@@ -13,23 +13,14 @@ use std::time::Duration;
 fn wall_clock_ms() -> i64 {
     // Only for the informational client-side fields of records a person
     // produces from the CLI; never read inside a decision.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// `sendgate produce KIND [FILE]`: JSON lines to Avro records.
-pub async fn produce(
-    cfg: &Config,
-    kind: InputKind,
-    file: Option<&std::path::Path>,
-) -> Result<(), String> {
+pub async fn produce(cfg: &Config, kind: InputKind, file: Option<&std::path::Path>) -> Result<(), String> {
     let topo = cfg.topology()?;
     let reader: Box<dyn BufRead> = match file {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?,
-        )),
+        Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?)),
         None => Box::new(std::io::BufReader::new(std::io::stdin())),
     };
     let now = wall_clock_ms();
@@ -54,20 +45,11 @@ pub async fn produce(
     for f in &failures {
         eprintln!("failed: {f}");
     }
-    eprintln!(
-        "produced {} of {} record(s) to {}",
-        n - failures.len().min(n),
-        n + bad.len(),
-        topo.full(kind.topic_suffix())
-    );
+    eprintln!("produced {} of {} record(s) to {}", n - failures.len().min(n), n + bad.len(), topo.full(kind.topic_suffix()));
     if bad.is_empty() && failures.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} line(s) refused, {} send(s) failed",
-            bad.len(),
-            failures.len()
-        ))
+        Err(format!("{} line(s) refused, {} send(s) failed", bad.len(), failures.len()))
     }
 }
 
@@ -91,21 +73,13 @@ pub fn follow(cfg: &Config, kind: OutputKind, opts: &ReadOptions) -> Result<(), 
     kafka_io::read_topic(cfg, &topic, opts, |r| {
         let payload = r.payload.unwrap_or_default();
         let json = match rt {
-            RecordType::Decision => {
-                codec::decode::<Decision>(rt, &payload).map(|d| serde_json::to_string(&d))
-            }
-            RecordType::Alert => {
-                codec::decode::<Alert>(rt, &payload).map(|d| serde_json::to_string(&d))
-            }
+            RecordType::Decision => codec::decode::<Decision>(rt, &payload).map(|d| serde_json::to_string(&d)),
+            RecordType::Alert => codec::decode::<Alert>(rt, &payload).map(|d| serde_json::to_string(&d)),
             _ => codec::decode::<DeadLetter>(rt, &payload).map(|d| {
                 // Show the original bytes as text where they are text.
                 let mut v = serde_json::to_value(&d).expect("serialisable");
-                v["value"] = serde_json::Value::String(
-                    String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()).into_owned(),
-                );
-                v["key"] = serde_json::Value::String(
-                    String::from_utf8_lossy(d.key.as_deref().unwrap_or_default()).into_owned(),
-                );
+                v["value"] = serde_json::Value::String(String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()).into_owned());
+                v["key"] = serde_json::Value::String(String::from_utf8_lossy(d.key.as_deref().unwrap_or_default()).into_owned());
                 serde_json::to_string(&v)
             }),
         };
@@ -122,15 +96,8 @@ pub fn follow(cfg: &Config, kind: OutputKind, opts: &ReadOptions) -> Result<(), 
 
 /// `sendgate policy apply FILE`: validate everything, then publish.
 pub async fn policy_apply(cfg: &Config, file: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let docs = parse_policy_file(&text).map_err(|errs| {
-        format!(
-            "{} was not published; fix these first:\n  - {}",
-            file.display(),
-            errs.join("\n  - ")
-        )
-    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let docs = parse_policy_file(&text).map_err(|errs| format!("{} was not published; fix these first:\n  - {}", file.display(), errs.join("\n  - ")))?;
     for (scope, version) in publish_policies(cfg, docs, &file.display().to_string()).await? {
         println!("{scope}: published as version {version}");
     }
@@ -138,28 +105,17 @@ pub async fn policy_apply(cfg: &Config, file: &std::path::Path) -> Result<(), St
 }
 
 /// Publishes validated documents; returns each scope with its new version.
-pub async fn publish_policies(
-    cfg: &Config,
-    docs: Vec<(Scope, PolicySpec)>,
-    source_name: &str,
-) -> Result<Vec<(String, i64)>, String> {
+pub async fn publish_policies(cfg: &Config, docs: Vec<(Scope, PolicySpec)>, source_name: &str) -> Result<Vec<(String, i64)>, String> {
     let topo = cfg.topology()?;
     let producer = kafka_io::producer(cfg)?;
     let topic = topo.full("policies");
     let mut out = Vec::new();
     for (scope, spec) in docs {
-        let doc = PolicyDocument {
-            scope: scope.to_string(),
-            spec_json: spec.to_canonical_json(),
-            source_name: Some(source_name.to_string()),
-        };
+        let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some(source_name.to_string()) };
         let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
         let key = scope.to_string();
         let delivery = producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&bytes),
-                Duration::from_secs(30),
-            )
+            .send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(30))
             .await
             .map_err(|(e, _)| format!("publishing {key}: {e}"))?;
         out.push((key, delivery.offset + 1));
@@ -172,20 +128,10 @@ pub fn policy_show(cfg: &Config, scope: &str) -> Result<(), String> {
     let topo = cfg.topology()?;
     let wanted = Scope::parse(scope)?.to_string();
     let mut current: Option<(i64, Option<PolicyDocument>)> = None;
-    let opts = ReadOptions {
-        from_beginning: true,
-        start_offsets: None,
-        max: None,
-        idle_timeout: Some(Duration::from_secs(2)),
-    };
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
     kafka_io::read_topic(cfg, &topo.full("policies"), &opts, |r| {
         if r.key.as_deref() == Some(wanted.as_bytes()) {
-            let doc = r
-                .payload
-                .as_deref()
-                .map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b))
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let doc = r.payload.as_deref().map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b)).transpose().map_err(|e| e.to_string())?;
             current = Some((r.offset + 1, doc));
         }
         Ok(())
@@ -193,22 +139,13 @@ pub fn policy_show(cfg: &Config, scope: &str) -> Result<(), String> {
     match current {
         Some((version, Some(doc))) => {
             let spec = PolicySpec::from_json(&doc.spec_json)?;
-            println!(
-                "# scope {wanted}, version {version}{}",
-                doc.source_name
-                    .map(|s| format!(", from {s}"))
-                    .unwrap_or_default()
-            );
+            println!("# scope {wanted}, version {version}{}", doc.source_name.map(|s| format!(", from {s}")).unwrap_or_default());
             println!("[[policy]]\nscope = \"{wanted}\"");
             print!("{}", toml::to_string(&spec).map_err(|e| e.to_string())?);
             Ok(())
         }
-        Some((version, None)) => Err(format!(
-            "{wanted}: removed at version {version}; the built-in defaults and wider scopes apply"
-        )),
-        None => Err(format!(
-            "{wanted}: no policy document; the built-in defaults and wider scopes apply"
-        )),
+        Some((version, None)) => Err(format!("{wanted}: removed at version {version}; the built-in defaults and wider scopes apply")),
+        None => Err(format!("{wanted}: no policy document; the built-in defaults and wider scopes apply")),
     }
 }
 
@@ -252,13 +189,7 @@ pub async fn command(cfg: &Config, a: CommandArgs) -> Result<(), String> {
     };
     let until_ms = match a.until.as_deref() {
         None => None,
-        Some(t) => Some(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| {
-                    format!("--until {t:?}: {e} (use RFC 3339, e.g. 2026-12-01T09:00:00Z)")
-                })?
-                .timestamp_millis(),
-        ),
+        Some(t) => Some(chrono::DateTime::parse_from_rfc3339(t).map_err(|e| format!("--until {t:?}: {e} (use RFC 3339, e.g. 2026-12-01T09:00:00Z)"))?.timestamp_millis()),
     };
     let cmd = Command {
         sender: a.sender.clone(),
@@ -267,22 +198,12 @@ pub async fn command(cfg: &Config, a: CommandArgs) -> Result<(), String> {
         list: a.list.clone(),
         mode: a.mode.clone(),
         until_ms,
-        ..Command::new(
-            kind,
-            &a.tenant,
-            &a.target,
-            format!("cli-{}-{}", wall_clock_ms(), std::process::id()),
-        )
+        ..Command::new(kind, &a.tenant, &a.target, format!("cli-{}-{}", wall_clock_ms(), std::process::id()))
     };
     crate::stage::ingress::normalise_command(cmd.clone())?;
     let bytes = codec::encode(RecordType::Command, &cmd).map_err(|e| e.to_string())?;
     let producer = kafka_io::producer(cfg)?;
-    let failures = kafka_io::send_all(
-        &producer,
-        &topo.full("commands"),
-        vec![(a.target.as_bytes().to_vec(), Some(bytes))],
-    )
-    .await;
+    let failures = kafka_io::send_all(&producer, &topo.full("commands"), vec![(a.target.as_bytes().to_vec(), Some(bytes))]).await;
     if let Some(f) = failures.first() {
         return Err(f.clone());
     }

@@ -68,13 +68,7 @@ pub struct Report {
 
 impl Report {
     pub fn clean(&self) -> bool {
-        self.missing
-            + self.duplicates
-            + self.unexpected
-            + self.status_mismatches
-            + self.counter_mismatches
-            == 0
-            && self.intents > 0
+        self.missing + self.duplicates + self.unexpected + self.status_mismatches + self.counter_mismatches == 0 && self.intents > 0
     }
 
     fn note(&mut self, what: String) {
@@ -96,9 +90,7 @@ impl Report {
 fn check_counters(report: &mut Report, d: &Decision, e: &Expected) {
     let full = d.usage.iter().filter(|u| u.used >= u.limit).count();
     for u in &d.usage {
-        let Some(slot) = counter_slot(u) else {
-            continue;
-        };
+        let Some(slot) = counter_slot(u) else { continue };
         report.counters_checked += 1;
         let want = e.counters[slot];
         let ok = match d.status {
@@ -108,31 +100,13 @@ fn check_counters(report: &mut Report, d: &Decision, e: &Expected) {
         };
         if !ok {
             report.counter_mismatches += 1;
-            report.note(format!(
-                "counter: {} ({}) reports {} {} used {} of {}, the recount has {}",
-                d.intent_id,
-                d.status.as_str(),
-                u.scope,
-                u.window,
-                u.used,
-                u.limit,
-                want
-            ));
+            report.note(format!("counter: {} ({}) reports {} {} used {} of {}, the recount has {}", d.intent_id, d.status.as_str(), u.scope, u.window, u.used, u.limit, want));
         }
     }
-    let window_reason = [
-        "minute_limit_exceeded",
-        "hourly_limit_exceeded",
-        "daily_cap_reached",
-        "monthly_cap_reached",
-    ]
-    .contains(&d.reason.as_str());
+    let window_reason = ["minute_limit_exceeded", "hourly_limit_exceeded", "daily_cap_reached", "monthly_cap_reached"].contains(&d.reason.as_str());
     if d.status == DecisionStatus::Deferred && window_reason && full == 0 {
         report.counter_mismatches += 1;
-        report.note(format!(
-            "counter: {} is deferred ({}) with no full window",
-            d.intent_id, d.reason
-        ));
+        report.note(format!("counter: {} is deferred ({}) with no full window", d.intent_id, d.reason));
     }
 }
 
@@ -143,44 +117,19 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
     // 1. From the inputs: what every decision must be.
     let mut counts: HashMap<String, i64> = HashMap::new();
     let mut expected: HashMap<String, Expected> = HashMap::new();
-    let opts = ReadOptions {
-        from_beginning: true,
-        start_offsets: None,
-        max: None,
-        idle_timeout: Some(idle),
-    };
+    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(idle) };
     let topic = topo.full("intents");
     kafka_io::read_topic(cfg, &topic, &opts, |r| {
-        let Some(bytes) = r.payload.as_deref() else {
-            return Ok(());
-        };
-        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes)
-            .map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
+        let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+        let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
         let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
         let status = recount_one(&mut counts, &intent, t);
         let mut counters = [0i64; 4];
-        for (i, (scope, window)) in [
-            ("mailbox", "hour"),
-            ("mailbox", "day"),
-            ("sender_domain", "hour"),
-            ("sender_domain", "day"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            counters[i] = counts
-                .get(&recount_key(&intent, t, scope, window))
-                .copied()
-                .unwrap_or(0);
+        for (i, (scope, window)) in [("mailbox", "hour"), ("mailbox", "day"), ("sender_domain", "hour"), ("sender_domain", "day")].iter().enumerate() {
+            counters[i] = counts.get(&recount_key(&intent, t, scope, window)).copied().unwrap_or(0);
         }
-        if expected
-            .insert(intent.intent_id.clone(), Expected { status, counters })
-            .is_some()
-        {
-            return Err(format!(
-                "intent id {} published twice: the workload is not one the verifier can judge",
-                intent.intent_id
-            ));
+        if expected.insert(intent.intent_id.clone(), Expected { status, counters }).is_some() {
+            return Err(format!("intent id {} published twice: the workload is not one the verifier can judge", intent.intent_id));
         }
         Ok(())
     })?;
@@ -190,42 +139,23 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
     let mut seen: HashMap<String, u32> = HashMap::with_capacity(expected.len());
     let topic = topo.full("decisions");
     kafka_io::read_topic(cfg, &topic, &opts, |r| {
-        let d: Decision = codec::decode(
-            RecordType::Decision,
-            r.payload.as_deref().unwrap_or_default(),
-        )
-        .map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
+        let d: Decision = codec::decode(RecordType::Decision, r.payload.as_deref().unwrap_or_default()).map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
         report.decision_records += 1;
         let n = seen.entry(d.intent_id.clone()).or_default();
         *n += 1;
         if *n > 1 {
             report.duplicates += 1;
-            report.note(format!(
-                "duplicate: {} decided again ({}) at [{}] @{}",
-                d.intent_id,
-                d.status.as_str(),
-                r.partition,
-                r.offset
-            ));
+            report.note(format!("duplicate: {} decided again ({}) at [{}] @{}", d.intent_id, d.status.as_str(), r.partition, r.offset));
             return Ok(());
         }
         let Some(e) = expected.get(&d.intent_id) else {
             report.unexpected += 1;
-            report.note(format!(
-                "unexpected: a decision for {}, which no input holds",
-                d.intent_id
-            ));
+            report.note(format!("unexpected: a decision for {}, which no input holds", d.intent_id));
             return Ok(());
         };
         if d.status.as_str() != e.status {
             report.status_mismatches += 1;
-            report.note(format!(
-                "status: {} is {} ({}), the recount says {}",
-                d.intent_id,
-                d.status.as_str(),
-                d.reason,
-                e.status
-            ));
+            report.note(format!("status: {} is {} ({}), the recount says {}", d.intent_id, d.status.as_str(), d.reason, e.status));
         }
         check_counters(&mut report, &d, e);
         Ok(())
@@ -243,18 +173,7 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
 
 /// A plain outbound intent (tenant "probe").
 fn outbound(intent_id: String, sender: String, recipient: String) -> SendIntent {
-    SendIntent {
-        intent_id,
-        tenant: "probe".into(),
-        sender,
-        recipient,
-        class: IntentClass::Outbound,
-        template_id: None,
-        content_hash: None,
-        thread_id: None,
-        requires_approval: false,
-        requested_at_ms: 0,
-    }
+    SendIntent { intent_id, tenant: "probe".into(), sender, recipient, class: IntentClass::Outbound, template_id: None, content_hash: None, thread_id: None, requires_approval: false, requested_at_ms: 0 }
 }
 
 /// Publishes one intent to each intents partition, each bound for a
@@ -265,45 +184,27 @@ pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, S
     let topo = cfg.topology()?;
     let inputs = topo.partitions("intents");
     let stages = topo.partitions(&crate::stage::StageKind::Sender.topic());
-    let start = kafka_io::watermarks(cfg, &topo.full("decisions"))?
-        .into_iter()
-        .map(|(p, (_, high))| (p, high))
-        .collect();
+    let start = kafka_io::watermarks(cfg, &topo.full("decisions"))?.into_iter().map(|(p, (_, high))| (p, high)).collect();
     let producer = kafka_io::producer(cfg)?;
     let started = Instant::now();
     let mut ids = HashSet::new();
     let mut sends = Vec::new();
     for i in 0..inputs.max(stages) {
         // The first probe domain that lands on sender-stage partition i.
-        let domain = (0..)
-            .map(|k| format!("probe{k}.example"))
-            .find(|d| partition_for(d, stages) == i % stages)
-            .expect("some domain lands on every partition");
-        let intent = outbound(
-            format!("probe-{label}-{i}"),
-            format!("probe-{label}@{domain}"),
-            format!("check{i}@probe-recipient{i}.example"),
-        );
+        let domain = (0..).map(|k| format!("probe{k}.example")).find(|d| partition_for(d, stages) == i % stages).expect("some domain lands on every partition");
+        let intent = outbound(format!("probe-{label}-{i}"), format!("probe-{label}@{domain}"), format!("check{i}@probe-recipient{i}.example"));
         let bytes = codec::encode(RecordType::SendIntent, &intent).map_err(|e| e.to_string())?;
         ids.insert(intent.intent_id.clone());
         sends.push((i % inputs, domain, bytes));
     }
     let topic = topo.full("intents");
     for (partition, key, bytes) in &sends {
-        let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic)
-            .partition(*partition)
-            .key(key.as_str())
-            .payload(bytes.as_slice());
-        futures::executor::block_on(producer.send(rec, timeout))
-            .map_err(|(e, _)| format!("probe: cannot publish: {e}"))?;
+        let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).partition(*partition).key(key.as_str()).payload(bytes.as_slice());
+        futures::executor::block_on(producer.send(rec, timeout)).map_err(|(e, _)| format!("probe: cannot publish: {e}"))?;
     }
     let decided = super::collect::decisions_for(cfg, &start, &ids, timeout)?;
     if decided.len() < ids.len() {
-        return Err(format!(
-            "probe {label}: {} of {} decided within {timeout:?}",
-            decided.len(),
-            ids.len()
-        ));
+        return Err(format!("probe {label}: {} of {} decided within {timeout:?}", decided.len(), ids.len()));
     }
     Ok(started.elapsed())
 }
@@ -313,58 +214,24 @@ mod tests {
     use super::*;
 
     fn usage(scope: &str, window: &str, used: i64, limit: i64) -> Usage {
-        Usage {
-            scope: scope.into(),
-            window: window.into(),
-            used,
-            limit,
-            remaining: (limit - used).max(0),
-        }
+        Usage { scope: scope.into(), window: window.into(), used, limit, remaining: (limit - used).max(0) }
     }
 
     fn decision(status: DecisionStatus, reason: &str, usage: Vec<Usage>) -> Decision {
         let intent = outbound("i-1".into(), "a@d.example".into(), "r@x.example".into());
-        let source = SourceRef {
-            topic: "intents".into(),
-            partition: 0,
-            offset: 0,
-        };
-        crate::stage::pipeline::new_decision(
-            &intent,
-            0,
-            &source,
-            crate::stage::StageKind::Sender,
-            status,
-            reason,
-            None,
-            usage,
-            1,
-        )
+        let source = SourceRef { topic: "intents".into(), partition: 0, offset: 0 };
+        crate::stage::pipeline::new_decision(&intent, 0, &source, crate::stage::StageKind::Sender, status, reason, None, usage, 1)
     }
 
     fn mismatches(d: &Decision, counters: [i64; 4]) -> u64 {
         let mut r = Report::default();
-        check_counters(
-            &mut r,
-            d,
-            &Expected {
-                status: d.status.as_str(),
-                counters,
-            },
-        );
+        check_counters(&mut r, d, &Expected { status: d.status.as_str(), counters });
         r.counter_mismatches
     }
 
     #[test]
     fn an_allowed_intent_reports_exactly_the_recounted_windows() {
-        let d = decision(
-            DecisionStatus::Allowed,
-            "ok",
-            vec![
-                usage("mailbox:a@d.example", "hour", 2, 3),
-                usage("sender_domain:d.example", "day", 7, 1000),
-            ],
-        );
+        let d = decision(DecisionStatus::Allowed, "ok", vec![usage("mailbox:a@d.example", "hour", 2, 3), usage("sender_domain:d.example", "day", 7, 1000)]);
         assert_eq!(mismatches(&d, [2, 2, 7, 7]), 0);
         // A reservation counted twice (a repeat after a crash) is caught.
         assert_eq!(mismatches(&d, [1, 1, 7, 7]), 1);
@@ -372,14 +239,7 @@ mod tests {
 
     #[test]
     fn a_deferred_intent_is_exact_in_its_full_window_and_may_have_waited_in_others() {
-        let d = decision(
-            DecisionStatus::Deferred,
-            "hourly_limit_exceeded",
-            vec![
-                usage("mailbox:a@d.example", "hour", 3, 3),
-                usage("sender_domain:d.example", "hour", 5, 100),
-            ],
-        );
+        let d = decision(DecisionStatus::Deferred, "hourly_limit_exceeded", vec![usage("mailbox:a@d.example", "hour", 3, 3), usage("sender_domain:d.example", "hour", 5, 100)]);
         // Two intents of other mailboxes reserved while it waited: fine.
         assert_eq!(mismatches(&d, [3, 3, 3, 3]), 0);
         // The full window off by one is not.
@@ -387,11 +247,7 @@ mod tests {
         // Nor is a window that shrank.
         assert_eq!(mismatches(&d, [3, 3, 6, 6]), 1);
         // Nor a deferral on a window that is not full.
-        let d = decision(
-            DecisionStatus::Deferred,
-            "hourly_limit_exceeded",
-            vec![usage("mailbox:a@d.example", "hour", 2, 3)],
-        );
+        let d = decision(DecisionStatus::Deferred, "hourly_limit_exceeded", vec![usage("mailbox:a@d.example", "hour", 2, 3)]);
         assert_eq!(mismatches(&d, [2, 2, 0, 0]), 1);
     }
 }

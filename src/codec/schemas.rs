@@ -12,37 +12,16 @@ use std::collections::{HashMap, HashSet};
 
 /// (file name, text) of every schema shipped in `schemas/`.
 pub const SCHEMA_FILES: &[(&str, &str)] = &[
-    (
-        "send_intent.avsc",
-        include_str!("../../schemas/send_intent.avsc"),
-    ),
-    (
-        "delivery_event.avsc",
-        include_str!("../../schemas/delivery_event.avsc"),
-    ),
+    ("send_intent.avsc", include_str!("../../schemas/send_intent.avsc")),
+    ("delivery_event.avsc", include_str!("../../schemas/delivery_event.avsc")),
     ("decision.avsc", include_str!("../../schemas/decision.avsc")),
     ("alert.avsc", include_str!("../../schemas/alert.avsc")),
-    (
-        "dead_letter.avsc",
-        include_str!("../../schemas/dead_letter.avsc"),
-    ),
+    ("dead_letter.avsc", include_str!("../../schemas/dead_letter.avsc")),
     ("command.avsc", include_str!("../../schemas/command.avsc")),
-    (
-        "policy_document.avsc",
-        include_str!("../../schemas/policy_document.avsc"),
-    ),
-    (
-        "internal/policy_change.avsc",
-        include_str!("../../schemas/internal/policy_change.avsc"),
-    ),
-    (
-        "internal/stage_envelope.avsc",
-        include_str!("../../schemas/internal/stage_envelope.avsc"),
-    ),
-    (
-        "internal/state_entry.avsc",
-        include_str!("../../schemas/internal/state_entry.avsc"),
-    ),
+    ("policy_document.avsc", include_str!("../../schemas/policy_document.avsc")),
+    ("internal/policy_change.avsc", include_str!("../../schemas/internal/policy_change.avsc")),
+    ("internal/stage_envelope.avsc", include_str!("../../schemas/internal/stage_envelope.avsc")),
+    ("internal/state_entry.avsc", include_str!("../../schemas/internal/state_entry.avsc")),
 ];
 
 /// Every earlier released schema set, kept so that records written by an
@@ -52,52 +31,20 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
 pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[(
     "v1",
     &[
-        (
-            "send_intent.avsc",
-            include_str!("../../schemas/previous/v1/send_intent.avsc"),
-        ),
-        (
-            "delivery_event.avsc",
-            include_str!("../../schemas/previous/v1/delivery_event.avsc"),
-        ),
-        (
-            "decision.avsc",
-            include_str!("../../schemas/previous/v1/decision.avsc"),
-        ),
-        (
-            "alert.avsc",
-            include_str!("../../schemas/previous/v1/alert.avsc"),
-        ),
-        (
-            "dead_letter.avsc",
-            include_str!("../../schemas/previous/v1/dead_letter.avsc"),
-        ),
-        (
-            "command.avsc",
-            include_str!("../../schemas/previous/v1/command.avsc"),
-        ),
-        (
-            "policy_document.avsc",
-            include_str!("../../schemas/previous/v1/policy_document.avsc"),
-        ),
-        (
-            "internal/policy_change.avsc",
-            include_str!("../../schemas/previous/v1/internal/policy_change.avsc"),
-        ),
-        (
-            "internal/stage_envelope.avsc",
-            include_str!("../../schemas/previous/v1/internal/stage_envelope.avsc"),
-        ),
-        (
-            "internal/state_entry.avsc",
-            include_str!("../../schemas/previous/v1/internal/state_entry.avsc"),
-        ),
+        ("send_intent.avsc", include_str!("../../schemas/previous/v1/send_intent.avsc")),
+        ("delivery_event.avsc", include_str!("../../schemas/previous/v1/delivery_event.avsc")),
+        ("decision.avsc", include_str!("../../schemas/previous/v1/decision.avsc")),
+        ("alert.avsc", include_str!("../../schemas/previous/v1/alert.avsc")),
+        ("dead_letter.avsc", include_str!("../../schemas/previous/v1/dead_letter.avsc")),
+        ("command.avsc", include_str!("../../schemas/previous/v1/command.avsc")),
+        ("policy_document.avsc", include_str!("../../schemas/previous/v1/policy_document.avsc")),
+        ("internal/policy_change.avsc", include_str!("../../schemas/previous/v1/internal/policy_change.avsc")),
+        ("internal/stage_envelope.avsc", include_str!("../../schemas/previous/v1/internal/stage_envelope.avsc")),
+        ("internal/state_entry.avsc", include_str!("../../schemas/previous/v1/internal/state_entry.avsc")),
     ],
 )];
 
-const PRIMITIVES: &[&str] = &[
-    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
-];
+const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 
 fn full_name(name: &str, namespace: Option<&str>) -> String {
     if name.contains('.') {
@@ -149,22 +96,14 @@ fn index_named_types(files: &[(&str, Json)]) -> HashMap<String, Json> {
 
 /// Replaces each reference to a named type by its definition, the first
 /// time it is met in this schema (later uses stay references, as Avro wants).
-fn splice(
-    v: &mut Json,
-    ns: Option<&str>,
-    lib: &HashMap<String, Json>,
-    defined: &mut HashSet<String>,
-) -> Result<(), String> {
+fn splice(v: &mut Json, ns: Option<&str>, lib: &HashMap<String, Json>, defined: &mut HashSet<String>) -> Result<(), String> {
     match v {
         Json::String(s) if !PRIMITIVES.contains(&s.as_str()) => {
             let fqn = full_name(s, ns);
             if defined.contains(&fqn) {
                 return Ok(());
             }
-            let mut def = lib
-                .get(&fqn)
-                .cloned()
-                .ok_or_else(|| format!("unknown Avro type {fqn}"))?;
+            let mut def = lib.get(&fqn).cloned().ok_or_else(|| format!("unknown Avro type {fqn}"))?;
             splice(&mut def, ns, lib, defined)?;
             *v = def;
         }
@@ -186,12 +125,7 @@ fn splice(
             }
             for key in ["type", "items", "values"] {
                 if let Some(child) = o.get_mut(key) {
-                    if key == "type"
-                        && matches!(
-                            child.as_str(),
-                            Some("record" | "enum" | "fixed" | "array" | "map")
-                        )
-                    {
+                    if key == "type" && matches!(child.as_str(), Some("record" | "enum" | "fixed" | "array" | "map")) {
                         continue;
                     }
                     splice(child, inner_ns.as_deref(), lib, defined)?;
@@ -224,11 +158,7 @@ pub fn standalone_schemas() -> Result<Vec<(&'static str, String)>, String> {
 pub fn splice_set(set: &[(&'static str, &str)]) -> Result<Vec<(&'static str, String)>, String> {
     let files: Vec<(&str, Json)> = set
         .iter()
-        .map(|(n, t)| {
-            serde_json::from_str(t)
-                .map(|j| (*n, j))
-                .map_err(|e| format!("{n}: {e}"))
-        })
+        .map(|(n, t)| serde_json::from_str(t).map(|j| (*n, j)).map_err(|e| format!("{n}: {e}")))
         .collect::<Result<_, _>>()?;
     let lib = index_named_types(&files);
     files

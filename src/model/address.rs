@@ -26,10 +26,7 @@ pub struct Address {
 
 impl Address {
     pub fn parse(input: &str) -> Result<Self, AddressError> {
-        let err = |why| AddressError {
-            input: input.to_string(),
-            why,
-        };
+        let err = |why| AddressError { input: input.to_string(), why };
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(err("empty"));
@@ -42,13 +39,8 @@ impl Address {
         if local.len() > MAX_LOCAL_LEN {
             return Err(err("local part longer than 64 characters"));
         }
-        if local
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '@')
-        {
-            return Err(err(
-                "local part has whitespace, a control character, '<', '>' or '@'",
-            ));
+        if local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '@') {
+            return Err(err("local part has whitespace, a control character, '<', '>' or '@'"));
         }
         let domain = normalise_domain(domain).map_err(err)?;
         // Local parts are case-sensitive in theory and never in practice; folding
@@ -65,10 +57,7 @@ impl Address {
     /// without redoing the IDNA work on the per-intent path.
     pub fn from_normalised(s: &str) -> Option<Self> {
         let at = s.rfind('@')?;
-        (at > 0 && at + 1 < s.len()).then(|| Address {
-            full: s.to_string(),
-            at,
-        })
+        (at > 0 && at + 1 < s.len()).then(|| Address { full: s.to_string(), at })
     }
 
     pub fn as_str(&self) -> &str {
@@ -141,17 +130,7 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_refused_with_a_reason() {
-        for bad in [
-            "",
-            "no-at-sign",
-            "@acme.com",
-            "ana@",
-            "ana@localhost",
-            "a b@acme.com",
-            "ana@acme..com",
-            "ana@-acme.com",
-            "ana@ac_me.com",
-        ] {
+        for bad in ["", "no-at-sign", "@acme.com", "ana@", "ana@localhost", "a b@acme.com", "ana@acme..com", "ana@-acme.com", "ana@ac_me.com"] {
             let e = Address::parse(bad).unwrap_err();
             assert!(!e.why.is_empty(), "{bad}");
         }

@@ -281,13 +281,7 @@ pub struct InputRecord<'a> {
 
 impl SendIntent {
     /// An intent with no optional field set.
-    pub fn new(
-        intent_id: &str,
-        tenant: &str,
-        sender: &str,
-        recipient: &str,
-        class: IntentClass,
-    ) -> SendIntent {
+    pub fn new(intent_id: &str, tenant: &str, sender: &str, recipient: &str, class: IntentClass) -> SendIntent {
         SendIntent {
             intent_id: intent_id.into(),
             tenant: tenant.into(),
@@ -306,18 +300,7 @@ impl SendIntent {
 impl Command {
     /// An operator command with no optional field set.
     pub fn new(kind: CommandKind, tenant: &str, target: &str, command_id: String) -> Command {
-        Command {
-            command_id,
-            kind,
-            tenant: tenant.into(),
-            target: target.into(),
-            sender: None,
-            reason: None,
-            operator: None,
-            list: None,
-            mode: None,
-            until_ms: None,
-        }
+        Command { command_id, kind, tenant: tenant.into(), target: target.into(), sender: None, reason: None, operator: None, list: None, mode: None, until_ms: None }
     }
 }
 
@@ -345,16 +328,6 @@ pub struct StageEnvelope {
 impl StageEnvelope {
     /// An envelope with no payload yet.
     pub fn new(log_time_ms: i64, source: SourceRef) -> Self {
-        StageEnvelope {
-            log_time_ms,
-            source,
-            route_key: None,
-            intent: None,
-            delivery: None,
-            command: None,
-            policy: None,
-            hop: None,
-            release: None,
-        }
+        StageEnvelope { log_time_ms, source, route_key: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None }
     }
 }

@@ -21,8 +21,7 @@ struct PolicyFile {
 /// Parses and validates every document in a file. Returns all problems at
 /// once, each naming the document, so nothing is published until all are fixed.
 pub fn parse_policy_file(text: &str) -> Result<Vec<(Scope, PolicySpec)>, Vec<String>> {
-    let file: PolicyFile =
-        toml::from_str(text).map_err(|e| vec![format!("not a policy file: {e}")])?;
+    let file: PolicyFile = toml::from_str(text).map_err(|e| vec![format!("not a policy file: {e}")])?;
     if file.policy.is_empty() {
         return Err(vec!["the file has no [[policy]] table".into()]);
     }
@@ -52,9 +51,7 @@ pub fn parse_policy_file(text: &str) -> Result<Vec<(Scope, PolicySpec)>, Vec<Str
             }
         };
         if !seen.insert(scope.clone()) {
-            errors.push(format!(
-                "policy #{n} ({scope}): the scope appears twice in the file"
-            ));
+            errors.push(format!("policy #{n} ({scope}): the scope appears twice in the file"));
             continue;
         }
         let spec: PolicySpec = match toml::Value::Table(table).try_into() {
@@ -65,10 +62,7 @@ pub fn parse_policy_file(text: &str) -> Result<Vec<(Scope, PolicySpec)>, Vec<Str
             }
         };
         if let Err(es) = spec.validate() {
-            errors.extend(
-                es.into_iter()
-                    .map(|e| format!("policy #{n} ({scope}): {e}")),
-            );
+            errors.extend(es.into_iter().map(|e| format!("policy #{n} ({scope}): {e}")));
             continue;
         }
         out.push((scope, spec));

@@ -2,9 +2,9 @@
 //! specific first, over the built-in defaults.
 
 use super::spec::*;
-use crate::clock::Window;
 use crate::clock::{parse_hhmm, parse_weekday, BusinessHours};
 use crate::model::IntentClass;
+use crate::clock::Window;
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -73,14 +73,8 @@ impl EffectivePolicy {
         self.limits.iter().filter(move |l| l.key.class == class)
     }
 
-    pub fn limits_at(
-        &self,
-        class: IntentClass,
-        scopes: &'static [LimitScope],
-    ) -> impl Iterator<Item = &Limit> {
-        self.limits
-            .iter()
-            .filter(move |l| l.key.class == class && scopes.contains(&l.key.scope))
+    pub fn limits_at(&self, class: IntentClass, scopes: &'static [LimitScope]) -> impl Iterator<Item = &Limit> {
+        self.limits.iter().filter(move |l| l.key.class == class && scopes.contains(&l.key.scope))
     }
 
     /// The group a recipient domain's shared limits and backoff are kept
@@ -119,95 +113,30 @@ pub fn builtin_defaults() -> PolicySpec {
     set("recipient_domain.outbound.hour", 50);
     let group = |ds: &[&str]| ds.iter().map(|d| d.to_string()).collect::<Vec<_>>();
     let mut providers = BTreeMap::new();
-    providers.insert(
-        "google".to_string(),
-        group(&["gmail.com", "googlemail.com"]),
-    );
-    providers.insert(
-        "microsoft".to_string(),
-        group(&["outlook.com", "hotmail.com", "live.com", "msn.com"]),
-    );
-    providers.insert(
-        "yahoo".to_string(),
-        group(&["yahoo.com", "ymail.com", "rocketmail.com", "aol.com"]),
-    );
-    providers.insert(
-        "apple".to_string(),
-        group(&["icloud.com", "me.com", "mac.com"]),
-    );
+    providers.insert("google".to_string(), group(&["gmail.com", "googlemail.com"]));
+    providers.insert("microsoft".to_string(), group(&["outlook.com", "hotmail.com", "live.com", "msn.com"]));
+    providers.insert("yahoo".to_string(), group(&["yahoo.com", "ymail.com", "rocketmail.com", "aol.com"]));
+    providers.insert("apple".to_string(), group(&["icloud.com", "me.com", "mac.com"]));
     let public = group(&[
-        "gmail.com",
-        "googlemail.com",
-        "outlook.com",
-        "hotmail.com",
-        "live.com",
-        "msn.com",
-        "yahoo.com",
-        "ymail.com",
-        "rocketmail.com",
-        "aol.com",
-        "icloud.com",
-        "me.com",
-        "mac.com",
-        "proton.me",
-        "protonmail.com",
-        "gmx.com",
-        "gmx.de",
-        "gmx.net",
-        "web.de",
-        "mail.com",
-        "yandex.ru",
-        "mail.ru",
-        "zoho.com",
-        "fastmail.com",
-        "qq.com",
-        "163.com",
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "icloud.com",
+        "me.com", "mac.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "yandex.ru", "mail.ru", "zoho.com", "fastmail.com",
+        "qq.com", "163.com",
     ]);
     PolicySpec {
         timezone: Some("UTC".into()),
-        business_hours: Some(BusinessHoursSpec::Hours {
-            start: "08:00".into(),
-            end: "18:00".into(),
-            days: vec![
-                "mon".into(),
-                "tue".into(),
-                "wed".into(),
-                "thu".into(),
-                "fri".into(),
-            ],
-        }),
+        business_hours: Some(BusinessHoursSpec::Hours { start: "08:00".into(), end: "18:00".into(), days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()] }),
         limits,
         signals: Some(SignalsSpec {
             // Bounce 2% warn / 3% slow / 5% pause; complaint 0.05 / 0.08 / 0.1 %.
-            hard_bounce: Some(TierThresholds {
-                warn: 0.02,
-                slow: 0.03,
-                pause: 0.05,
-            }),
-            complaint: Some(TierThresholds {
-                warn: 0.0005,
-                slow: 0.0008,
-                pause: 0.001,
-            }),
+            hard_bounce: Some(TierThresholds { warn: 0.02, slow: 0.03, pause: 0.05 }),
+            complaint: Some(TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 }),
             min_volume: Some(100),
             window_hours: Some(24),
             auto_resume_minutes: Some(0),
         }),
         // A new sending domain: 20 per hour for its first 7 days.
-        warmup: Some(WarmupSpec::Plan(WarmupPlan {
-            preset: None,
-            started_on: None,
-            steps: Some(vec![WarmupStep {
-                until_day: 7,
-                hour: Some(20),
-                day: None,
-            }]),
-        })),
-        recipients: Some(RecipientsSpec {
-            cooldown_minutes: Some(10),
-            dedupe_hours: Some(24),
-            allow_list_only: Some(false),
-        }),
+        warmup: Some(WarmupSpec::Plan(WarmupPlan { preset: None, started_on: None, steps: Some(vec![WarmupStep { until_day: 7, hour: Some(20), day: None }]) })),
+        recipients: Some(RecipientsSpec { cooldown_minutes: Some(10), dedupe_hours: Some(24), allow_list_only: Some(false) }),
         providers,
         public_domains: Some(public),
         exclude_public_domains: Some(true),
@@ -250,23 +179,10 @@ impl PolicyBook {
     /// The effective policy of an intent or event. A recipient domain's own
     /// document ranks below the mailbox's and above the sender domain's:
     /// it is the most specific word on traffic to that destination.
-    pub fn effective(
-        &mut self,
-        tenant: &str,
-        sender_domain: &str,
-        mailbox: &str,
-        recipient_domain: Option<&str>,
-    ) -> Arc<EffectivePolicy> {
+    pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> Arc<EffectivePolicy> {
         // Only a recipient domain with a document of its own needs its own entry.
-        let rd = recipient_domain.filter(|d| {
-            self.docs
-                .contains_key(&Scope::RecipientDomain(d.to_string()))
-        });
-        let key = (
-            tenant.to_string(),
-            mailbox.to_string(),
-            rd.map(str::to_string),
-        );
+        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
+        let key = (tenant.to_string(), mailbox.to_string(), rd.map(str::to_string));
         if let Some(p) = self.cache.get(&key) {
             return p.clone();
         }
@@ -280,28 +196,14 @@ impl PolicyBook {
 
     /// The effective policy, merged afresh (no cache: for readers that only
     /// borrow the book).
-    pub fn resolve(
-        &self,
-        tenant: &str,
-        sender_domain: &str,
-        mailbox: &str,
-        recipient_domain: Option<&str>,
-    ) -> EffectivePolicy {
-        let rd = recipient_domain.filter(|d| {
-            self.docs
-                .contains_key(&Scope::RecipientDomain(d.to_string()))
-        });
+    pub fn resolve(&self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> EffectivePolicy {
+        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
         let mut scopes = vec![Scope::Mailbox(mailbox.to_string())];
         if let Some(d) = rd {
             scopes.push(Scope::RecipientDomain(d.to_string()));
         }
-        scopes.extend([
-            Scope::SenderDomain(sender_domain.to_string()),
-            Scope::Tenant(tenant.to_string()),
-            Scope::Default,
-        ]);
-        let layers: Vec<&(i64, PolicySpec)> =
-            scopes.iter().filter_map(|s| self.docs.get(s)).collect();
+        scopes.extend([Scope::SenderDomain(sender_domain.to_string()), Scope::Tenant(tenant.to_string()), Scope::Default]);
+        let layers: Vec<&(i64, PolicySpec)> = scopes.iter().filter_map(|s| self.docs.get(s)).collect();
         merge(&layers)
     }
 
@@ -315,17 +217,9 @@ impl PolicyBook {
 pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     let defaults = builtin_defaults();
     let version = layers.iter().map(|(v, _)| *v).max().unwrap_or(0);
-    let specs: Vec<&PolicySpec> = layers
-        .iter()
-        .map(|(_, s)| s)
-        .chain(std::iter::once(&defaults))
-        .collect();
+    let specs: Vec<&PolicySpec> = layers.iter().map(|(_, s)| s).chain(std::iter::once(&defaults)).collect();
 
-    let tz: Tz = specs
-        .iter()
-        .find_map(|s| s.timezone.as_deref())
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(chrono_tz::UTC);
+    let tz: Tz = specs.iter().find_map(|s| s.timezone.as_deref()).and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
     let business_hours = match specs.iter().find_map(|s| s.business_hours.as_ref()) {
         Some(BusinessHoursSpec::Hours { start, end, days }) => {
             let mut mask = [false; 7];
@@ -333,21 +227,14 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
                 mask[d.num_days_from_monday() as usize] = true;
             }
             match (parse_hhmm(start), parse_hhmm(end)) {
-                (Some(s), Some(e)) => Some(BusinessHours {
-                    start: s,
-                    end: e,
-                    days: mask,
-                }),
+                (Some(s), Some(e)) => Some(BusinessHours { start: s, end: e, days: mask }),
                 _ => None,
             }
         }
         _ => None,
     };
 
-    let mut keys: Vec<String> = specs
-        .iter()
-        .flat_map(|s| s.limits.keys().cloned())
-        .collect();
+    let mut keys: Vec<String> = specs.iter().flat_map(|s| s.limits.keys().cloned()).collect();
     keys.sort();
     keys.dedup();
     let mut limits: Vec<Limit> = keys
@@ -357,52 +244,22 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
             let spec = specs.iter().find_map(|s| s.limits.get(k))?;
             match spec {
                 LimitSpec::Off(_) => None,
-                LimitSpec::Max(m) => Some(Limit {
-                    key,
-                    max: *m,
-                    on_breach: BreachAction::Defer,
-                }),
-                LimitSpec::Full { max, on_breach } => Some(Limit {
-                    key,
-                    max: *max,
-                    on_breach: *on_breach,
-                }),
+                LimitSpec::Max(m) => Some(Limit { key, max: *m, on_breach: BreachAction::Defer }),
+                LimitSpec::Full { max, on_breach } => Some(Limit { key, max: *max, on_breach: *on_breach }),
             }
         })
         .collect();
     // Longest windows first: when several bind, the decision names the one
     // whose capacity returns last, and usage reads day before hour.
-    limits.sort_by_key(|l| {
-        (
-            std::cmp::Reverse(window_rank(l.key.window)),
-            l.key.scope,
-            l.key.class,
-        )
-    });
+    limits.sort_by_key(|l| (std::cmp::Reverse(window_rank(l.key.window)), l.key.scope, l.key.class));
 
     let sigs: Vec<&SignalsSpec> = specs.iter().filter_map(|s| s.signals.as_ref()).collect();
     let signals = SignalPolicy {
-        hard_bounce: sigs
-            .iter()
-            .find_map(|s| s.hard_bounce)
-            .expect("defaults set it"),
-        complaint: sigs
-            .iter()
-            .find_map(|s| s.complaint)
-            .expect("defaults set it"),
-        min_volume: sigs
-            .iter()
-            .find_map(|s| s.min_volume)
-            .expect("defaults set it"),
-        window_hours: sigs
-            .iter()
-            .find_map(|s| s.window_hours)
-            .expect("defaults set it"),
-        auto_resume_ms: sigs
-            .iter()
-            .find_map(|s| s.auto_resume_minutes)
-            .filter(|m| *m > 0)
-            .map(|m| m as i64 * 60_000),
+        hard_bounce: sigs.iter().find_map(|s| s.hard_bounce).expect("defaults set it"),
+        complaint: sigs.iter().find_map(|s| s.complaint).expect("defaults set it"),
+        min_volume: sigs.iter().find_map(|s| s.min_volume).expect("defaults set it"),
+        window_hours: sigs.iter().find_map(|s| s.window_hours).expect("defaults set it"),
+        auto_resume_ms: sigs.iter().find_map(|s| s.auto_resume_minutes).filter(|m| *m > 0).map(|m| m as i64 * 60_000),
     };
 
     let warmup = match specs.iter().find_map(|s| s.warmup.as_ref()) {
@@ -412,10 +269,7 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
                 (None, Some(st)) => st.clone(),
                 (None, None) => Vec::new(),
             };
-            let started_on = plan
-                .started_on
-                .as_deref()
-                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            let started_on = plan.started_on.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
             (!steps.is_empty()).then_some(Warmup { started_on, steps })
         }
         _ => None,
@@ -447,46 +301,20 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     let public_domains = specs
         .iter()
         .find_map(|s| s.public_domains.as_ref())
-        .map(|ds| {
-            ds.iter()
-                .filter_map(|d| crate::model::address::normalise_domain(d).ok())
-                .collect()
-        })
+        .map(|ds| ds.iter().filter_map(|d| crate::model::address::normalise_domain(d).ok()).collect())
         .unwrap_or_default();
-    let exclude_public_domains = specs
-        .iter()
-        .find_map(|s| s.exclude_public_domains)
-        .unwrap_or(true);
+    let exclude_public_domains = specs.iter().find_map(|s| s.exclude_public_domains).unwrap_or(true);
 
-    let bs: Vec<&BackoffSpec> = specs
-        .iter()
-        .filter_map(|s| s.isp_backoff.as_ref())
-        .collect();
+    let bs: Vec<&BackoffSpec> = specs.iter().filter_map(|s| s.isp_backoff.as_ref()).collect();
     let backoff = BackoffPolicy {
         initial_ms: bs.iter().find_map(|b| b.initial_seconds).unwrap_or(60) as i64 * 1000,
         max_ms: bs.iter().find_map(|b| b.max_seconds).unwrap_or(1_800) as i64 * 1000,
         escalate_after: bs.iter().find_map(|b| b.escalate_after).unwrap_or(6),
-        throttle_codes: bs
-            .iter()
-            .find_map(|b| b.throttle_codes.clone())
-            .unwrap_or_default(),
+        throttle_codes: bs.iter().find_map(|b| b.throttle_codes.clone()).unwrap_or_default(),
         pause_after_domains: bs.iter().find_map(|b| b.pause_after_domains).unwrap_or(0),
-        pause_window_ms: bs.iter().find_map(|b| b.pause_window_minutes).unwrap_or(60) as i64
-            * 60_000,
+        pause_window_ms: bs.iter().find_map(|b| b.pause_window_minutes).unwrap_or(60) as i64 * 60_000,
     };
-    EffectivePolicy {
-        version,
-        tz,
-        business_hours,
-        limits,
-        signals,
-        warmup,
-        recipients,
-        provider_of,
-        public_domains,
-        exclude_public_domains,
-        backoff,
-    }
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff }
 }
 
 fn window_rank(w: Window) -> u8 {
@@ -512,12 +340,7 @@ mod tests {
     fn defaults_match_the_design() {
         let p = merge(&[]);
         assert_eq!(p.version, 0);
-        let get = |k: &str| {
-            p.limits
-                .iter()
-                .find(|l| l.key.to_string() == k)
-                .map(|l| l.max)
-        };
+        let get = |k: &str| p.limits.iter().find(|l| l.key.to_string() == k).map(|l| l.max);
         assert_eq!(get("mailbox.outbound.day"), Some(25));
         assert_eq!(get("mailbox.outbound.hour"), Some(3));
         assert_eq!(get("sender_domain.outbound.hour"), Some(100));
@@ -530,48 +353,21 @@ mod tests {
     #[test]
     fn most_specific_scope_wins_field_by_field() {
         let mut book = PolicyBook::default();
-        book.set(
-            Scope::Tenant("acme".into()),
-            3,
-            Some(spec(
-                "timezone = \"Europe/Berlin\"\nlimits = { \"mailbox.outbound.day\" = 50 }",
-            )),
-        );
+        book.set(Scope::Tenant("acme".into()), 3, Some(spec("timezone = \"Europe/Berlin\"\nlimits = { \"mailbox.outbound.day\" = 50 }")));
         book.set(Scope::Mailbox("ana@acme.com".into()), 7, Some(spec("business_hours = \"off\"\nlimits = { \"mailbox.outbound.day\" = 10, \"mailbox.outbound.hour\" = \"off\" }")));
         let ana = book.effective("acme", "acme.com", "ana@acme.com", None);
         assert_eq!(ana.version, 7);
         assert_eq!(ana.tz, chrono_tz::Europe::Berlin);
         assert!(ana.business_hours.is_none());
-        assert!(ana
-            .limits
-            .iter()
-            .all(|l| l.key.to_string() != "mailbox.outbound.hour"));
-        assert_eq!(
-            ana.limits
-                .iter()
-                .find(|l| l.key.to_string() == "mailbox.outbound.day")
-                .unwrap()
-                .max,
-            10
-        );
+        assert!(ana.limits.iter().all(|l| l.key.to_string() != "mailbox.outbound.hour"));
+        assert_eq!(ana.limits.iter().find(|l| l.key.to_string() == "mailbox.outbound.day").unwrap().max, 10);
         let bo = book.effective("acme", "acme.com", "bo@acme.com", None);
         assert_eq!(bo.version, 3);
-        assert_eq!(
-            bo.limits
-                .iter()
-                .find(|l| l.key.to_string() == "mailbox.outbound.day")
-                .unwrap()
-                .max,
-            50
-        );
+        assert_eq!(bo.limits.iter().find(|l| l.key.to_string() == "mailbox.outbound.day").unwrap().max, 50);
         assert!(bo.business_hours.is_some());
         // A removal takes effect at once.
         book.set(Scope::Mailbox("ana@acme.com".into()), 8, None);
-        assert_eq!(
-            book.effective("acme", "acme.com", "ana@acme.com", None)
-                .version,
-            3
-        );
+        assert_eq!(book.effective("acme", "acme.com", "ana@acme.com", None).version, 3);
     }
 
     #[test]
@@ -579,10 +375,7 @@ mod tests {
         let s: PolicySpec = toml::from_str("timezone = \"Mars/Olympus\"\nlimits = { \"mailbox.outbound.week\" = 5 }\nbusiness_hours = { start = \"18:00\", end = \"08:00\" }").unwrap();
         let errs = s.validate().unwrap_err();
         assert!(errs.iter().any(|e| e.contains("IANA")), "{errs:?}");
-        assert!(
-            errs.iter().any(|e| e.contains("unknown window")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains("unknown window")), "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("before end")), "{errs:?}");
         assert!(toml::from_str::<PolicySpec>("colour = \"red\"").is_err());
     }

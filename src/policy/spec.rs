@@ -88,11 +88,7 @@ impl BreachAction {
 pub enum LimitSpec {
     Max(u64),
     Off(Off),
-    Full {
-        max: u64,
-        #[serde(default)]
-        on_breach: BreachAction,
-    },
+    Full { max: u64, #[serde(default)] on_breach: BreachAction },
 }
 
 /// The literal string "off".
@@ -116,14 +112,7 @@ pub enum LimitScope {
 }
 
 impl LimitScope {
-    pub const ALL: [LimitScope; 6] = [
-        LimitScope::Mailbox,
-        LimitScope::SenderDomain,
-        LimitScope::Tenant,
-        LimitScope::Recipient,
-        LimitScope::RecipientDomain,
-        LimitScope::TenantRecipientDomain,
-    ];
+    pub const ALL: [LimitScope; 6] = [LimitScope::Mailbox, LimitScope::SenderDomain, LimitScope::Tenant, LimitScope::Recipient, LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,39 +141,21 @@ impl LimitKey {
         if parts.len() != 3 {
             return Err(format!("limit {s:?}: {help}"));
         }
-        let scope = LimitScope::ALL
-            .into_iter()
-            .find(|sc| sc.as_str() == parts[0])
-            .ok_or_else(|| format!("limit {s:?}: unknown scope {:?}; {help}", parts[0]))?;
+        let scope = LimitScope::ALL.into_iter().find(|sc| sc.as_str() == parts[0]).ok_or_else(|| format!("limit {s:?}: unknown scope {:?}; {help}", parts[0]))?;
         let class = match parts[1] {
             "outbound" => IntentClass::Outbound,
             "transactional" => IntentClass::Transactional,
-            "reply" => {
-                return Err(format!(
-                    "limit {s:?}: replies are never capped (they are still counted); {help}"
-                ))
-            }
+            "reply" => return Err(format!("limit {s:?}: replies are never capped (they are still counted); {help}")),
             _ => return Err(format!("limit {s:?}: unknown class {:?}; {help}", parts[1])),
         };
-        let window = Window::parse(parts[2])
-            .ok_or_else(|| format!("limit {s:?}: unknown window {:?}; {help}", parts[2]))?;
-        Ok(LimitKey {
-            scope,
-            class,
-            window,
-        })
+        let window = Window::parse(parts[2]).ok_or_else(|| format!("limit {s:?}: unknown window {:?}; {help}", parts[2]))?;
+        Ok(LimitKey { scope, class, window })
     }
 }
 
 impl fmt::Display for LimitKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}",
-            self.scope.as_str(),
-            self.class.as_str(),
-            self.window.as_str()
-        )
+        write!(f, "{}.{}.{}", self.scope.as_str(), self.class.as_str(), self.window.as_str())
     }
 }
 
@@ -233,20 +204,10 @@ pub fn warmup_preset(name: &str) -> Option<Vec<WarmupStep>> {
     };
     let step = (w4 - w1) / 3;
     Some(
-        [
-            (1, d1),
-            (7, w1),
-            (14, w1 + step),
-            (21, w1 + 2 * step),
-            (28, w4),
-        ]
-        .into_iter()
-        .map(|(until_day, day)| WarmupStep {
-            until_day,
-            hour: None,
-            day: Some(day),
-        })
-        .collect(),
+        [(1, d1), (7, w1), (14, w1 + step), (21, w1 + 2 * step), (28, w4)]
+            .into_iter()
+            .map(|(until_day, day)| WarmupStep { until_day, hour: None, day: Some(day) })
+            .collect(),
     )
 }
 
@@ -300,10 +261,7 @@ pub enum BusinessHoursSpec {
 }
 
 fn default_days() -> Vec<String> {
-    ["mon", "tue", "wed", "thu", "fri"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    ["mon", "tue", "wed", "thu", "fri"].iter().map(|s| s.to_string()).collect()
 }
 
 /// Thresholds of one signal, as rates (0.05 = 5%).
@@ -378,20 +336,14 @@ impl PolicySpec {
             let s = parse_hhmm(start);
             let e = parse_hhmm(end);
             if s.is_none() {
-                errors.push(format!(
-                    "business_hours.start {start:?} must be HH:MM (24-hour)"
-                ));
+                errors.push(format!("business_hours.start {start:?} must be HH:MM (24-hour)"));
             }
             if e.is_none() {
-                errors.push(format!(
-                    "business_hours.end {end:?} must be HH:MM (24-hour)"
-                ));
+                errors.push(format!("business_hours.end {end:?} must be HH:MM (24-hour)"));
             }
             if let (Some(s), Some(e)) = (s, e) {
                 if s >= e {
-                    errors.push(format!(
-                        "business_hours: start {start} must be before end {end}"
-                    ));
+                    errors.push(format!("business_hours: start {start} must be before end {end}"));
                 }
             }
             if days.is_empty() {
@@ -399,9 +351,7 @@ impl PolicySpec {
             }
             for d in days {
                 if parse_weekday(d).is_none() {
-                    errors.push(format!(
-                        "business_hours.days: {d:?} is not a weekday (mon..sun)"
-                    ));
+                    errors.push(format!("business_hours.days: {d:?} is not a weekday (mon..sun)"));
                 }
             }
         }
@@ -429,10 +379,7 @@ impl PolicySpec {
             }
             if let Some(steps) = &plan.steps {
                 if steps.is_empty() {
-                    errors.push(
-                        "warmup.steps is empty; list at least one step or set warmup = \"off\""
-                            .into(),
-                    );
+                    errors.push("warmup.steps is empty; list at least one step or set warmup = \"off\"".into());
                 }
                 for (i, st) in steps.iter().enumerate() {
                     if st.hour.is_none() && st.day.is_none() {
@@ -446,9 +393,7 @@ impl PolicySpec {
         }
         for (group, domains) in &self.providers {
             if group.is_empty() || group.contains('/') {
-                errors.push(format!(
-                    "providers: group name {group:?} must be non-empty and contain no '/'"
-                ));
+                errors.push(format!("providers: group name {group:?} must be non-empty and contain no '/'"));
             }
             for d in domains {
                 if crate::model::address::normalise_domain(d).is_err() {
@@ -464,9 +409,7 @@ impl PolicySpec {
         if let Some(b) = &self.isp_backoff {
             if let (Some(i), Some(m)) = (b.initial_seconds, b.max_seconds) {
                 if i > m {
-                    errors.push(format!(
-                        "isp_backoff: initial_seconds {i} is above max_seconds {m}"
-                    ));
+                    errors.push(format!("isp_backoff: initial_seconds {i} is above max_seconds {m}"));
                 }
             }
             if b.initial_seconds == Some(0) {
@@ -479,28 +422,19 @@ impl PolicySpec {
             }
         }
         if let Some(sig) = &self.signals {
-            for (name, t) in [
-                ("hard_bounce", sig.hard_bounce),
-                ("complaint", sig.complaint),
-            ] {
+            for (name, t) in [("hard_bounce", sig.hard_bounce), ("complaint", sig.complaint)] {
                 if let Some(t) = t {
                     let ok = |x: f64| x.is_finite() && x > 0.0 && x <= 1.0;
                     if !(ok(t.warn) && ok(t.slow) && ok(t.pause)) {
-                        errors.push(format!(
-                            "signals.{name}: thresholds are rates in (0, 1], e.g. 0.02 for 2%"
-                        ));
+                        errors.push(format!("signals.{name}: thresholds are rates in (0, 1], e.g. 0.02 for 2%"));
                     } else if !(t.warn <= t.slow && t.slow <= t.pause) {
-                        errors.push(format!(
-                            "signals.{name}: thresholds must rise: warn <= slow <= pause"
-                        ));
+                        errors.push(format!("signals.{name}: thresholds must rise: warn <= slow <= pause"));
                     }
                 }
             }
             if let Some(h) = sig.window_hours {
                 if !(1..=168).contains(&h) {
-                    errors.push(format!(
-                        "signals.window_hours {h} must be between 1 and 168"
-                    ));
+                    errors.push(format!("signals.window_hours {h} must be between 1 and 168"));
                 }
             }
         }
@@ -516,8 +450,7 @@ impl PolicySpec {
     }
 
     pub fn from_json(json: &str) -> Result<PolicySpec, String> {
-        let spec: PolicySpec =
-            serde_json::from_str(json).map_err(|e| format!("policy spec is not valid: {e}"))?;
+        let spec: PolicySpec = serde_json::from_str(json).map_err(|e| format!("policy spec is not valid: {e}"))?;
         spec.validate().map_err(|errs| errs.join("; "))?;
         Ok(spec)
     }

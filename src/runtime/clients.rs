@@ -46,10 +46,7 @@ pub fn task_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
         // Members learn of a rebalance at their next heartbeat: at the
         // default 3 s, a member leaving cleanly cost the others up to 3 s
         // before they took its partitions.
-        .set(
-            "heartbeat.interval.ms",
-            (cfg.session_timeout_ms / 10).max(500).to_string(),
-        )
+        .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 10).max(500).to_string())
         // A restore runs between polls; allow a long one before the group
         // considers this member dead.
         .set("max.poll.interval.ms", "600000")
@@ -88,10 +85,7 @@ pub fn task_producer_config(cfg: &Config, transactional_id: &str) -> ClientConfi
     }
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set(
-            "transaction.timeout.ms",
-            cfg.transaction_timeout_ms.to_string(),
-        )
+        .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
         .set("linger.ms", "5")
         // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS
         // until the commit markers are written; the default 100 ms backoff
@@ -118,10 +112,7 @@ pub enum RebalanceEvent {
     Assigned(Vec<(String, i32)>),
     /// `lost`: the group already gave them away (this member's session
     /// expired or it was fenced): their open work cannot be committed.
-    Revoked {
-        parts: Vec<(String, i32)>,
-        lost: bool,
-    },
+    Revoked { parts: Vec<(String, i32)>, lost: bool },
     Failed(String),
 }
 
@@ -134,10 +125,7 @@ pub struct TaskConsumerContext {
 }
 
 fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 impl TaskConsumerContext {
@@ -152,11 +140,7 @@ impl TaskConsumerContext {
 
 /// Takes partitions on (`add`) or hands them over, incrementally under the
 /// cooperative protocol and wholesale under the eager one.
-pub fn apply<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    partitions: &[(String, i32)],
-    add: bool,
-) -> rdkafka::error::KafkaResult<()> {
+pub fn apply<C: ConsumerContext>(consumer: &BaseConsumer<C>, partitions: &[(String, i32)], add: bool) -> rdkafka::error::KafkaResult<()> {
     let mut tpl = TopicPartitionList::new();
     for (topic, partition) in partitions {
         tpl.add_partition(topic, *partition);
@@ -172,20 +156,10 @@ pub fn apply<C: ConsumerContext>(
 impl ClientContext for TaskConsumerContext {}
 
 impl ConsumerContext for TaskConsumerContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let event = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                RebalanceEvent::Assigned(parts(tpl))
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => RebalanceEvent::Revoked {
-                parts: parts(tpl),
-                lost: consumer.assignment_lost(),
-            },
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => RebalanceEvent::Assigned(parts(tpl)),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => RebalanceEvent::Revoked { parts: parts(tpl), lost: consumer.assignment_lost() },
             e => RebalanceEvent::Failed(format!("rebalance failed: {e:?}")),
         };
         if self.closing.load(Ordering::Relaxed) {
@@ -218,10 +192,7 @@ pub struct TxnProducerContext {
 
 impl TxnProducerContext {
     pub fn new(changelog_topic: Option<String>) -> Self {
-        TxnProducerContext {
-            changelog_topic,
-            log: Mutex::new(DeliveryLog::default()),
-        }
+        TxnProducerContext { changelog_topic, log: Mutex::new(DeliveryLog::default()) }
     }
     pub fn take_log(&self) -> DeliveryLog {
         std::mem::take(&mut *self.log.lock().expect("not poisoned"))
@@ -241,9 +212,7 @@ impl ProducerContext for TxnProducerContext {
                     *e = (*e).max(m.offset());
                 }
             }
-            Err((e, m)) => log
-                .failures
-                .push(format!("{} [{}]: {e}", m.topic(), m.partition())),
+            Err((e, m)) => log.failures.push(format!("{} [{}]: {e}", m.topic(), m.partition())),
         }
     }
 }

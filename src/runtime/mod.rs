@@ -4,8 +4,8 @@
 
 pub mod clients;
 pub mod router;
-pub mod stage_task;
 pub mod standby;
+pub mod stage_task;
 pub mod task;
 
 use crate::config::Config;
@@ -26,17 +26,11 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {
         let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
-        let (store, wiped) = RocksStore::open(&state_path)
-            .map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+        let (store, wiped) = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
         if wiped {
             tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
         }
-        stage_tasks.push(stage_task::StageTask::new(
-            cfg,
-            &topo,
-            make_stage(kind, sender_config.clone()),
-            StageStore::new(Box::new(store)),
-        ));
+        stage_tasks.push(stage_task::StageTask::new(cfg, &topo, make_stage(kind, sender_config.clone()), StageStore::new(Box::new(store))));
     }
     let mut standbys = Vec::new();
     if cfg.standby_replicas {
@@ -48,44 +42,23 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let mut handles = Vec::new();
     if !cfg.api_addr.is_empty() {
         let live = crate::api::LiveState {
-            stores: stage_tasks
-                .iter()
-                .map(|t: &stage_task::StageTask| (t.kind(), t.shared_state()))
-                .collect(),
+            stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
             ingress: crate::stage::ingress::Ingress::from_topology(&topo),
             partitions: topo.partitions("stage.sender"),
             sender: sender_config.clone(),
         };
         let api = crate::api::server::spawn(&cfg.api_addr, Arc::new(live), shutdown.clone())?;
         tracing::info!(addr = %cfg.api_addr, "HTTP API: POST /v1/simulate, GET /v1/usage");
-        handles.push((
-            "api",
-            std::thread::spawn(move || {
-                api.join()
-                    .map_err(|_| TaskError::Fatal("api thread panicked".into()))
-            }),
-        ));
+        handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {
         let router = router::Router::new(&topo);
         let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());
-        handles.push((
-            "router",
-            std::thread::Builder::new()
-                .name("router".into())
-                .spawn(move || guard(supervise(router, &cfg, s, &stop), &stop))
-                .map_err(|e| e.to_string())?,
-        ));
+        handles.push(("router", std::thread::Builder::new().name("router".into()).spawn(move || guard(supervise(router, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }
     for (task, kind) in stage_tasks.into_iter().zip(StageKind::ALL) {
         let (cfg, s, stop) = (cfg.clone(), settings(kind.name()), shutdown.clone());
-        handles.push((
-            kind.name(),
-            std::thread::Builder::new()
-                .name(kind.name().into())
-                .spawn(move || guard(supervise(task, &cfg, s, &stop), &stop))
-                .map_err(|e| e.to_string())?,
-        ));
+        handles.push((kind.name(), std::thread::Builder::new().name(kind.name().into()).spawn(move || guard(supervise(task, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }
     for standby in standbys {
         let stop = shutdown.clone();

@@ -37,20 +37,12 @@ impl Processor for Router {
 
     fn input_topics(&self) -> Vec<String> {
         let i = &self.ingress;
-        vec![
-            i.intents.clone(),
-            i.delivery.clone(),
-            i.policies.clone(),
-            i.commands.clone(),
-        ]
+        vec![i.intents.clone(), i.delivery.clone(), i.policies.clone(), i.commands.clone()]
     }
 
     fn priority_partitions(&self) -> Vec<(String, i32)> {
         // Both topics have one partition (topology/topics.toml).
-        vec![
-            (self.ingress.policies.clone(), 0),
-            (self.ingress.commands.clone(), 0),
-        ]
+        vec![(self.ingress.policies.clone(), 0), (self.ingress.commands.clone(), 0)]
     }
 
     fn on_assigned(&mut self, _: &[(String, i32)]) -> Result<(), TaskError> {
@@ -65,31 +57,17 @@ impl Processor for Router {
             Err(reason) => return out.dead_letter(&self.dead_letters, rec, reason, "router"),
         };
         if rec.topic == self.ingress.intents {
-            out.counts
-                .add("sendgate_intents_consumed_total", [("", ""); 2]);
+            out.counts.add("sendgate_intents_consumed_total", [("", ""); 2]);
         }
         for r in routed {
             self.buf.clear();
-            codec::encode_into(RecordType::StageEnvelope, &r.envelope, &mut self.buf)
-                .map_err(|e| TaskError::Fatal(e.to_string()))?;
+            codec::encode_into(RecordType::StageEnvelope, &r.envelope, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             let (topic, partitions) = &self.stage_topics[&r.stage];
             match &r.target {
-                Target::Key(k) => out.send(
-                    topic,
-                    Some(partition_for(k, *partitions)),
-                    k.as_bytes(),
-                    Some(&self.buf),
-                    Some(r.envelope.log_time_ms),
-                )?,
+                Target::Key(k) => out.send(topic, Some(partition_for(k, *partitions)), k.as_bytes(), Some(&self.buf), Some(r.envelope.log_time_ms))?,
                 Target::All => {
                     for p in 0..*partitions {
-                        out.send(
-                            topic,
-                            Some(p),
-                            b"*",
-                            Some(&self.buf),
-                            Some(r.envelope.log_time_ms),
-                        )?;
+                        out.send(topic, Some(p), b"*", Some(&self.buf), Some(r.envelope.log_time_ms))?;
                     }
                 }
             }
@@ -119,9 +97,7 @@ mod tests {
     #[test]
     fn partitioning_is_stable_and_spread() {
         assert_eq!(partition_for("acme.com", 6), partition_for("acme.com", 6));
-        let used: std::collections::HashSet<i32> = (0..100)
-            .map(|i| partition_for(&format!("d{i}.com"), 6))
-            .collect();
+        let used: std::collections::HashSet<i32> = (0..100).map(|i| partition_for(&format!("d{i}.com"), 6)).collect();
         assert_eq!(used.len(), 6);
     }
 }

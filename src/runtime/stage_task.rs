@@ -46,12 +46,7 @@ const RESTORE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 const RESTORE_BATCH: usize = 10_000;
 
 impl StageTask {
-    pub fn new(
-        cfg: &Config,
-        topo: &Topology,
-        stage: Box<dyn Stage + Send>,
-        store: StageStore,
-    ) -> Self {
+    pub fn new(cfg: &Config, topo: &Topology, stage: Box<dyn Stage + Send>, store: StageStore) -> Self {
         let kind = stage.kind();
         StageTask {
             cfg: cfg.clone(),
@@ -76,14 +71,7 @@ impl StageTask {
     pub fn with_standby(&mut self, topo: &Topology) -> super::standby::Standby {
         let owned = super::standby::Owned::default();
         self.standby = Some(owned.clone());
-        super::standby::Standby::new(
-            &self.cfg,
-            self.kind.name(),
-            self.changelog.clone(),
-            topo.partitions(&self.kind.topic()),
-            self.store.shared_base(),
-            owned,
-        )
+        super::standby::Standby::new(&self.cfg, self.kind.name(), self.changelog.clone(), topo.partitions(&self.kind.topic()), self.store.shared_base(), owned)
     }
 
     pub fn kind(&self) -> StageKind {
@@ -103,18 +91,11 @@ impl StageTask {
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             let mut start = self.store.base().checkpoint(p)?.unwrap_or(0);
-            let (low, high) =
-                consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
+            let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
             if start > high || (start < low && start > 0) {
                 // The changelog was recreated or truncated under us: the local
                 // copy cannot be resumed from; restore it in full.
-                tracing::warn!(
-                    partition = p,
-                    checkpoint = start,
-                    low,
-                    high,
-                    "checkpoint outside the changelog; restoring the partition in full"
-                );
+                tracing::warn!(partition = p, checkpoint = start, low, high, "checkpoint outside the changelog; restoring the partition in full");
                 self.store.drop_partition(p)?;
                 start = 0;
             }
@@ -133,10 +114,7 @@ impl StageTask {
         let mut restored = 0u64;
         while !todo.is_empty() {
             if Instant::now() > deadline {
-                return Err(TaskError::Retriable(format!(
-                    "restore of {} did not finish in {:?}",
-                    self.changelog, RESTORE_DEADLINE
-                )));
+                return Err(TaskError::Retriable(format!("restore of {} did not finish in {:?}", self.changelog, RESTORE_DEADLINE)));
             }
             // Partitions that may be at their end: a partition is complete
             // once the consumer's position (past transaction markers and
@@ -148,13 +126,7 @@ impl StageTask {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     let p = m.partition();
-                    let key = m.key().ok_or_else(|| {
-                        TaskError::Fatal(format!(
-                            "changelog record without key at {} [{p}] @{}",
-                            self.changelog,
-                            m.offset()
-                        ))
-                    })?;
+                    let key = m.key().ok_or_else(|| TaskError::Fatal(format!("changelog record without key at {} [{p}] @{}", self.changelog, m.offset())))?;
                     let batch = batches.entry(p).or_default();
                     batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                     restored += 1;
@@ -174,10 +146,7 @@ impl StageTask {
             if !at_end.is_empty() {
                 let positions = consumer.position()?;
                 for p in at_end {
-                    let position = positions
-                        .find_partition(&self.changelog, p)
-                        .and_then(|e| e.offset().to_raw())
-                        .unwrap_or(-1);
+                    let position = positions.find_partition(&self.changelog, p).and_then(|e| e.offset().to_raw()).unwrap_or(-1);
                     if let Some(t) = todo.get_mut(&p) {
                         if position >= t.1 {
                             // Resume point: the position, past any trailing markers.
@@ -189,8 +158,7 @@ impl StageTask {
             }
             for p in finished {
                 if let Some((next, _)) = todo.remove(&p) {
-                    self.store
-                        .restore_batch(p, batches.remove(&p).unwrap_or_default(), next)?;
+                    self.store.restore_batch(p, batches.remove(&p).unwrap_or_default(), next)?;
                 }
             }
         }
@@ -200,58 +168,23 @@ impl StageTask {
 
     fn emit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         for d in self.out.decisions.drain(..) {
-            out.counts.add(
-                "sendgate_decisions_total",
-                [
-                    ("status", d.status.as_str()),
-                    ("reason", reason_label(&d.reason)),
-                ],
-            );
+            out.counts.add("sendgate_decisions_total", [("status", d.status.as_str()), ("reason", reason_label(&d.reason))]);
             self.buf.clear();
-            codec::encode_into(RecordType::Decision, &d, &mut self.buf)
-                .map_err(|e| TaskError::Fatal(e.to_string()))?;
-            out.send(
-                &self.decisions,
-                None,
-                d.sender.as_bytes(),
-                Some(&self.buf),
-                Some(d.decided_at_ms),
-            )?;
+            codec::encode_into(RecordType::Decision, &d, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            out.send(&self.decisions, None, d.sender.as_bytes(), Some(&self.buf), Some(d.decided_at_ms))?;
         }
         for a in self.out.alerts.drain(..) {
-            out.counts.add(
-                "sendgate_alerts_total",
-                [("kind", alert_label(&a.kind)), ("", "")],
-            );
+            out.counts.add("sendgate_alerts_total", [("kind", alert_label(&a.kind)), ("", "")]);
             self.buf.clear();
-            codec::encode_into(RecordType::Alert, &a, &mut self.buf)
-                .map_err(|e| TaskError::Fatal(e.to_string()))?;
-            out.send(
-                &self.alerts,
-                None,
-                a.scope.as_bytes(),
-                Some(&self.buf),
-                Some(a.at_ms),
-            )?;
+            codec::encode_into(RecordType::Alert, &a, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            out.send(&self.alerts, None, a.scope.as_bytes(), Some(&self.buf), Some(a.at_ms))?;
         }
-        for Forward {
-            stage,
-            key,
-            envelope,
-        } in self.out.forwards.drain(..)
-        {
+        for Forward { stage, key, envelope } in self.out.forwards.drain(..) {
             self.buf.clear();
-            codec::encode_into(RecordType::StageEnvelope, &envelope, &mut self.buf)
-                .map_err(|e| TaskError::Fatal(e.to_string()))?;
+            codec::encode_into(RecordType::StageEnvelope, &envelope, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             let (topic, partitions) = &self.stage_topics[&stage];
             // Keeps the intent's log time: the next stage's clock.
-            out.send(
-                topic,
-                Some(partition_for(&key, *partitions)),
-                key.as_bytes(),
-                Some(&self.buf),
-                Some(envelope.log_time_ms),
-            )?;
+            out.send(topic, Some(partition_for(&key, *partitions)), key.as_bytes(), Some(&self.buf), Some(envelope.log_time_ms))?;
         }
         Ok(())
     }
@@ -280,11 +213,7 @@ fn reason_label(reason: &str) -> &'static str {
         "recipient_cooldown",
         "isp_backoff",
     ];
-    KNOWN
-        .iter()
-        .find(|k| **k == reason)
-        .copied()
-        .unwrap_or("other")
+    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("other")
 }
 
 fn alert_label(kind: &str) -> &'static str {
@@ -299,11 +228,7 @@ fn alert_label(kind: &str) -> &'static str {
         "isp_backoff_escalated",
         "isp_backoff_cleared",
     ];
-    KNOWN
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("other")
+    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }
 
 impl Processor for StageTask {
@@ -323,25 +248,19 @@ impl Processor for StageTask {
         if let Some(owned) = &self.standby {
             // From here on the standby leaves these partitions alone; the
             // restore below continues from where it got to.
-            owned
-                .lock()
-                .expect("not poisoned")
-                .extend(partitions.iter().map(|(_, p)| *p));
+            owned.lock().expect("not poisoned").extend(partitions.iter().map(|(_, p)| *p));
             for (_, p) in partitions {
                 self.store.release_partition(*p);
             }
         }
         let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
-        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group)
-            .create()
-            .map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
+        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
         let started = Instant::now();
         let ids: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
         let n = self.restore(&consumer, &ids)?;
         for p in &ids {
             let mut book = PolicyBook::default();
-            pipeline::load_policies(&self.store.view(*p), &mut book)
-                .map_err(|e| TaskError::Fatal(e.to_string()))?;
+            pipeline::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
             self.books.insert(*p, book);
         }
         metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
@@ -376,22 +295,10 @@ impl Processor for StageTask {
 
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         let started = Instant::now();
-        let env: StageEnvelope = match rec
-            .payload
-            .map(|b| codec::decode(RecordType::StageEnvelope, b))
-        {
+        let env: StageEnvelope = match rec.payload.map(|b| codec::decode(RecordType::StageEnvelope, b)) {
             Some(Ok(env)) => env,
-            Some(Err(e)) => {
-                return out.dead_letter(&self.dead_letters, rec, e.to_string(), self.kind.name())
-            }
-            None => {
-                return out.dead_letter(
-                    &self.dead_letters,
-                    rec,
-                    "empty stage record".into(),
-                    self.kind.name(),
-                )
-            }
+            Some(Err(e)) => return out.dead_letter(&self.dead_letters, rec, e.to_string(), self.kind.name()),
+            None => return out.dead_letter(&self.dead_letters, rec, "empty stage record".into(), self.kind.name()),
         };
         let book = self.books.entry(rec.partition).or_default();
         self.store.begin_record(rec.partition);

@@ -43,22 +43,8 @@ pub struct Standby {
 }
 
 impl Standby {
-    pub fn new(
-        cfg: &Config,
-        stage: &'static str,
-        changelog: String,
-        partitions: i32,
-        base: Arc<dyn BaseStore>,
-        owned: Owned,
-    ) -> Self {
-        Standby {
-            cfg: cfg.clone(),
-            stage,
-            changelog,
-            partitions,
-            base,
-            owned,
-        }
+    pub fn new(cfg: &Config, stage: &'static str, changelog: String, partitions: i32, base: Arc<dyn BaseStore>, owned: Owned) -> Self {
+        Standby { cfg: cfg.clone(), stage, changelog, partitions, base, owned }
     }
 
     /// Tails until `shutdown`; a failure (broker away) is logged and retried
@@ -82,18 +68,14 @@ impl Standby {
 
     fn tail(&self, shutdown: &AtomicBool) -> Result<(), String> {
         let group = format!("{}.standby.{}", self.cfg.namespace, self.cfg.instance_id);
-        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group)
-            .create()
-            .map_err(|e| format!("standby consumer: {e}"))?;
+        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| format!("standby consumer: {e}"))?;
         let mut tailing: BTreeSet<i32> = BTreeSet::new();
         let mut batches: HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)> = HashMap::new();
         while !shutdown.load(Ordering::Relaxed) {
             // Held while the assignment is worked out, so that a partition
             // dropped below cannot be the active task's meanwhile.
             let owned = self.owned.lock().expect("not poisoned");
-            let wanted: BTreeSet<i32> = (0..self.partitions)
-                .filter(|p| !owned.contains(p))
-                .collect();
+            let wanted: BTreeSet<i32> = (0..self.partitions).filter(|p| !owned.contains(p)).collect();
             if wanted != tailing {
                 // Every partition (re)starts from the store's checkpoint: the
                 // active task's last commit for one just handed over.
@@ -102,30 +84,16 @@ impl Standby {
                 for p in &wanted {
                     let mut from = self.base.checkpoint(*p).map_err(|e| e.to_string())?;
                     if let Some(checkpoint) = from {
-                        let (low, high) = consumer
-                            .fetch_watermarks(&self.changelog, *p, Duration::from_secs(5))
-                            .map_err(|e| e.to_string())?;
+                        let (low, high) = consumer.fetch_watermarks(&self.changelog, *p, Duration::from_secs(5)).map_err(|e| e.to_string())?;
                         if checkpoint > high || (checkpoint < low && checkpoint > 0) {
                             // The changelog was recreated or truncated: this
                             // copy cannot be continued; rebuild it from the start.
-                            tracing::warn!(
-                                stage = self.stage,
-                                partition = p,
-                                checkpoint,
-                                low,
-                                high,
-                                "standby copy outside the changelog; rebuilding it"
-                            );
+                            tracing::warn!(stage = self.stage, partition = p, checkpoint, low, high, "standby copy outside the changelog; rebuilding it");
                             self.base.drop_partition(*p).map_err(|e| e.to_string())?;
                             from = None;
                         }
                     }
-                    tpl.add_partition_offset(
-                        &self.changelog,
-                        *p,
-                        from.map(Offset::Offset).unwrap_or(Offset::Beginning),
-                    )
-                    .map_err(|e| e.to_string())?;
+                    tpl.add_partition_offset(&self.changelog, *p, from.map(Offset::Offset).unwrap_or(Offset::Beginning)).map_err(|e| e.to_string())?;
                 }
                 consumer.assign(&tpl).map_err(|e| e.to_string())?;
                 tracing::info!(stage = self.stage, partitions = ?wanted, "standby tailing");
@@ -137,14 +105,7 @@ impl Standby {
             while Instant::now() < deadline {
                 match consumer.poll(Duration::from_millis(50)) {
                     Some(Ok(m)) => {
-                        let key = m.key().ok_or_else(|| {
-                            format!(
-                                "changelog record without key at {} [{}] @{}",
-                                self.changelog,
-                                m.partition(),
-                                m.offset()
-                            )
-                        })?;
+                        let key = m.key().ok_or_else(|| format!("changelog record without key at {} [{}] @{}", self.changelog, m.partition(), m.offset()))?;
                         let (records, next) = batches.entry(m.partition()).or_default();
                         records.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                         *next = m.offset() + 1;
@@ -164,24 +125,15 @@ impl Standby {
 
     /// Writes each batch with its checkpoint, unless the active task took
     /// the partition meanwhile (it restores from the checkpoint itself).
-    fn apply(
-        &self,
-        batches: &mut HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)>,
-    ) -> Result<(), String> {
+    fn apply(&self, batches: &mut HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)>) -> Result<(), String> {
         let owned = self.owned.lock().expect("not poisoned");
         for (p, (records, next)) in batches.drain() {
             if owned.contains(&p) || records.is_empty() {
                 continue;
             }
             let n = records.len() as u64;
-            let mut batch: Vec<_> = records
-                .into_iter()
-                .map(|(k, v)| (full_key(p, &k), v))
-                .collect();
-            batch.push((
-                full_key(p, CHECKPOINT_KEY),
-                Some(next.to_be_bytes().to_vec()),
-            ));
+            let mut batch: Vec<_> = records.into_iter().map(|(k, v)| (full_key(p, &k), v)).collect();
+            batch.push((full_key(p, CHECKPOINT_KEY), Some(next.to_be_bytes().to_vec())));
             self.base.write(batch).map_err(|e| e.to_string())?;
             metrics::counter!("sendgate_standby_records_total", "stage" => self.stage).increment(n);
         }

@@ -66,11 +66,7 @@ impl PendingCounts {
 
     fn publish(&mut self) {
         for ((name, labels), n) in self.0.drain() {
-            let labels: Vec<metrics::Label> = labels
-                .iter()
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| metrics::Label::new(*k, *v))
-                .collect();
+            let labels: Vec<metrics::Label> = labels.iter().filter(|(k, _)| !k.is_empty()).map(|(k, v)| metrics::Label::new(*k, *v)).collect();
             metrics::counter!(name, labels).increment(n);
         }
     }
@@ -83,14 +79,7 @@ pub struct Outbox<'a> {
 }
 
 impl Outbox<'_> {
-    pub fn send(
-        &mut self,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        value: Option<&[u8]>,
-        timestamp_ms: Option<i64>,
-    ) -> Result<(), TaskError> {
+    pub fn send(&mut self, topic: &str, partition: Option<i32>, key: &[u8], value: Option<&[u8]>, timestamp_ms: Option<i64>) -> Result<(), TaskError> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
         if let Some(v) = value {
             record = record.payload(v);
@@ -107,16 +96,11 @@ impl Outbox<'_> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) if Instant::now() < deadline => {
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                     record = r;
                     self.producer.poll(Duration::from_millis(5));
                 }
-                Err((e, _)) => {
-                    return Err(TaskError::Retriable(format!("produce to {topic}: {e}")))
-                }
+                Err((e, _)) => return Err(TaskError::Retriable(format!("produce to {topic}: {e}"))),
             }
         }
     }
@@ -125,16 +109,9 @@ impl Outbox<'_> {
 impl Outbox<'_> {
     /// Sends an input record that could not be used to the dead-letter
     /// topic, with the reason and its original key and bytes.
-    pub fn dead_letter(
-        &mut self,
-        dead_letter_topic: &str,
-        rec: &InputRecord<'_>,
-        reason: String,
-        stage: &'static str,
-    ) -> Result<(), TaskError> {
+    pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
         tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, %reason, "dead letter");
-        self.counts
-            .add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
+        self.counts.add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
         let dl = crate::model::DeadLetter {
             topic: rec.topic.to_string(),
             partition: rec.partition,
@@ -145,15 +122,8 @@ impl Outbox<'_> {
             reason,
             stage: stage.to_string(),
         };
-        let bytes = crate::codec::encode(crate::codec::RecordType::DeadLetter, &dl)
-            .map_err(|e| TaskError::Fatal(e.to_string()))?;
-        self.send(
-            dead_letter_topic,
-            None,
-            rec.key.unwrap_or_default(),
-            Some(&bytes),
-            None,
-        )
+        let bytes = crate::codec::encode(crate::codec::RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        self.send(dead_letter_topic, None, rec.key.unwrap_or_default(), Some(&bytes), None)
     }
 }
 
@@ -224,16 +194,10 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_BATCH: usize = 500;
 
 /// Runs until `shutdown` is set (Ok) or something fails (Err).
-fn run_once<P: Processor>(
-    p: &mut P,
-    cfg: &Config,
-    s: &TaskSettings,
-    shutdown: &AtomicBool,
-) -> Result<(), TaskError> {
-    let producer: ThreadedProducer<TxnProducerContext> =
-        clients::task_producer_config(cfg, &s.transactional_id)
-            .create_with_context(TxnProducerContext::new(p.changelog_topic()))
-            .map_err(|e| TaskError::Fatal(format!("producer config: {e}")))?;
+fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
+    let producer: ThreadedProducer<TxnProducerContext> = clients::task_producer_config(cfg, &s.transactional_id)
+        .create_with_context(TxnProducerContext::new(p.changelog_topic()))
+        .map_err(|e| TaskError::Fatal(format!("producer config: {e}")))?;
     if s.exactly_once {
         // Fences any earlier producer with this id and aborts its open transaction.
         producer.init_transactions(TXN_TIMEOUT)?;
@@ -252,28 +216,14 @@ fn run_once<P: Processor>(
     let mut priority: Vec<PriorityPartition> = p
         .priority_partitions()
         .into_iter()
-        .filter_map(|(topic, partition)| {
-            consumer
-                .split_partition_queue(&topic, partition)
-                .map(|queue| PriorityPartition {
-                    topic,
-                    partition,
-                    queue,
-                    covered_until_ms: i64::MIN,
-                })
-        })
+        .filter_map(|(topic, partition)| consumer.split_partition_queue(&topic, partition).map(|queue| PriorityPartition { topic, partition, queue, covered_until_ms: i64::MIN }))
         .collect();
 
     // Watermark queries on their own connection: on the group consumer's
     // they would queue behind its long-polling fetches.
-    let watermarks: BaseConsumer = clients::restore_consumer_config(cfg, &s.group)
-        .create()
-        .map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
+    let watermarks: BaseConsumer = clients::restore_consumer_config(cfg, &s.group).create().map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
     let mut batch = Vec::with_capacity(POLL_BATCH);
-    let mut st = TxnState {
-        exactly_once: s.exactly_once,
-        ..TxnState::default()
-    };
+    let mut st = TxnState { exactly_once: s.exactly_once, ..TxnState::default() };
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
     // Rebalance events taken from the client and not yet acted on.
     let mut pending: VecDeque<RebalanceEvent> = VecDeque::new();
@@ -289,17 +239,7 @@ fn run_once<P: Processor>(
                     || st.records >= s.max_batch_records
                     || (drained && s.idle_commit.is_some_and(|d| started.elapsed() >= d))
                 {
-                    commit(
-                        p,
-                        &producer,
-                        &consumer,
-                        &mut st,
-                        if stopping {
-                            s.drain_deadline
-                        } else {
-                            TXN_TIMEOUT
-                        },
-                    )?;
+                    commit(p, &producer, &consumer, &mut st, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
                     continue;
                 }
             } else if stopping {
@@ -321,10 +261,7 @@ fn run_once<P: Processor>(
             if let Some(msg) = polled {
                 // Take what is already fetched, up to a batch, without waiting.
                 batch.push(msg?);
-                let room = s
-                    .max_batch_records
-                    .saturating_sub(st.records)
-                    .clamp(1, POLL_BATCH);
+                let room = s.max_batch_records.saturating_sub(st.records).clamp(1, POLL_BATCH);
                 while batch.len() < room {
                     match consumer.poll(Duration::ZERO) {
                         Some(m) => batch.push(m?),
@@ -339,15 +276,9 @@ fn run_once<P: Processor>(
                 // latest timestamp), so a live stream costs one watermark query
                 // per batch instead of one per record.
                 if !priority.is_empty() {
-                    let t = batch
-                        .iter()
-                        .map(|m| timestamp_of(m).unwrap_or(i64::MAX))
-                        .max()
-                        .unwrap_or(i64::MAX);
+                    let t = batch.iter().map(|m| timestamp_of(m).unwrap_or(i64::MAX)).max().unwrap_or(i64::MAX);
                     for pp in priority.iter_mut() {
-                        if pp.covered_until_ms < t
-                            && assigned.contains(&(pp.topic.clone(), pp.partition))
-                        {
+                        if pp.covered_until_ms < t && assigned.contains(&(pp.topic.clone(), pp.partition)) {
                             catch_up(p, &producer, &consumer, &watermarks, pp, &mut st, t)?;
                         }
                     }
@@ -378,19 +309,11 @@ fn run_once<P: Processor>(
                         // below and the task starts over from the committed
                         // offsets.
                         let committed = if *lost && st.started.is_some() {
-                            Err(TaskError::Retriable(format!(
-                                "{} partitions lost to the group with a transaction open",
-                                parts.len()
-                            )))
+                            Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len())))
                         } else {
                             commit(p, &producer, &consumer, &mut st, s.drain_deadline)
                         };
-                        tracing::info!(
-                            task = p.name(),
-                            partitions = parts.len(),
-                            lost,
-                            "partitions revoked"
-                        );
+                        tracing::info!(task = p.name(), partitions = parts.len(), lost, "partitions revoked");
                         for part in parts {
                             assigned.remove(part);
                             st.positions.remove(part);
@@ -401,27 +324,16 @@ fn run_once<P: Processor>(
                         p.on_revoked(parts, true);
                         // Always handed over, even when the commit failed: the
                         // client waits for this call (a close would wait forever).
-                        clients::apply(&consumer, parts, false)
-                            .map_err(TaskError::from)
-                            .and(committed)
+                        clients::apply(&consumer, parts, false).map_err(TaskError::from).and(committed)
                     }
                     RebalanceEvent::Assigned(parts) => {
-                        tracing::info!(
-                            task = p.name(),
-                            partitions = parts.len(),
-                            "partitions assigned"
-                        );
+                        tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
                         // The open transaction commits first: a restore can
                         // outlast its timeout, and holds up its readers.
                         let committed = commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT);
                         // State first: no record of a partition is fetched
                         // before its state is restored.
-                        committed
-                            .and_then(|()| p.on_assigned(parts))
-                            .and_then(|()| {
-                                clients::apply(&consumer, parts, true).map_err(TaskError::from)
-                            })
-                            .map(|()| assigned.extend(parts.iter().cloned()))
+                        committed.and_then(|()| p.on_assigned(parts)).and_then(|()| clients::apply(&consumer, parts, true).map_err(TaskError::from)).map(|()| assigned.extend(parts.iter().cloned()))
                     }
                     RebalanceEvent::Failed(e) => Err(TaskError::Retriable(e.clone())),
                 };
@@ -462,15 +374,7 @@ fn run_once<P: Processor>(
             tracing::warn!(task = p.name(), error = %e, "settling a rebalance while stopping");
         }
     }
-    let assigned: Vec<(String, i32)> = consumer
-        .assignment()
-        .map(|t| {
-            t.elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let assigned: Vec<(String, i32)> = consumer.assignment().map(|t| t.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()).unwrap_or_default();
     p.on_revoked(&assigned, false);
     consumer.unsubscribe();
     result
@@ -535,11 +439,7 @@ fn catch_up<P: Processor>(
     st: &mut TxnState,
     record_time: i64,
 ) -> Result<(), TaskError> {
-    let (low, high) = match watermarks.fetch_watermarks(
-        &pp.topic,
-        pp.partition,
-        Duration::from_secs(2),
-    ) {
+    let (low, high) = match watermarks.fetch_watermarks(&pp.topic, pp.partition, Duration::from_secs(2)) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(topic = %pp.topic, partition = pp.partition, error = %e, "control partition unreadable; going on without it");
@@ -563,11 +463,7 @@ fn catch_up<P: Processor>(
                         return Ok(());
                     }
                 };
-                let pos = committed
-                    .find_partition(&pp.topic, pp.partition)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0)
-                    .unwrap_or(low);
+                let pos = committed.find_partition(&pp.topic, pp.partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(low);
                 st.positions.insert(key.clone(), pos);
                 pos
             }
@@ -587,12 +483,7 @@ fn catch_up<P: Processor>(
     }
 }
 
-fn handle<P: Processor>(
-    p: &mut P,
-    producer: &ThreadedProducer<TxnProducerContext>,
-    msg: &BorrowedMessage<'_>,
-    st: &mut TxnState,
-) -> Result<(), TaskError> {
+fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, msg: &BorrowedMessage<'_>, st: &mut TxnState) -> Result<(), TaskError> {
     if st.started.is_none() {
         // Reports of an earlier, aborted transaction (purged messages) must
         // not be read as this one's.
@@ -602,18 +493,8 @@ fn handle<P: Processor>(
         }
         st.started = Some(Instant::now());
     }
-    let rec = InputRecord {
-        topic: msg.topic(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        key: msg.key(),
-        payload: msg.payload(),
-        timestamp_ms: timestamp_of(msg),
-    };
-    let mut out = Outbox {
-        producer,
-        counts: &mut st.counts,
-    };
+    let rec = InputRecord { topic: msg.topic(), partition: msg.partition(), offset: msg.offset(), key: msg.key(), payload: msg.payload(), timestamp_ms: timestamp_of(msg) };
+    let mut out = Outbox { producer, counts: &mut st.counts };
     p.process(&rec, &mut out)?;
     let key = (msg.topic().to_string(), msg.partition());
     st.offsets.insert(key.clone(), msg.offset() + 1);
@@ -623,13 +504,7 @@ fn handle<P: Processor>(
 }
 
 /// Commits the open transaction, if there is one, within `timeout`.
-fn commit<P: Processor>(
-    p: &mut P,
-    producer: &ThreadedProducer<TxnProducerContext>,
-    consumer: &BaseConsumer<TaskConsumerContext>,
-    st: &mut TxnState,
-    timeout: Duration,
-) -> Result<(), TaskError> {
+fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, timeout: Duration) -> Result<(), TaskError> {
     if st.started.is_none() {
         return Ok(());
     }
@@ -637,19 +512,14 @@ fn commit<P: Processor>(
     // One deadline across the phases, not a timeout for each.
     let deadline = started + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let mut out = Outbox {
-        producer,
-        counts: &mut st.counts,
-    };
+    let mut out = Outbox { producer, counts: &mut st.counts };
     p.prepare_commit(&mut out)?;
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), next) in st.offsets.iter() {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     let log = if st.exactly_once {
-        let group = consumer
-            .group_metadata()
-            .ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
+        let group = consumer.group_metadata().ok_or_else(|| TaskError::Retriable("consumer has no group metadata yet".into()))?;
         // Every record of the transaction is in the log before its offsets
         // are: if the offsets are accepted (this member still owns the
         // partitions), the next owner's restore, which reads the changelog
@@ -664,10 +534,7 @@ fn commit<P: Processor>(
         }
         if !log.failures.is_empty() {
             // Cannot happen after a successful commit; refuse to trust it if it does.
-            return Err(TaskError::Fatal(format!(
-                "deliveries failed in a committed transaction: {}",
-                log.failures.join("; ")
-            )));
+            return Err(TaskError::Fatal(format!("deliveries failed in a committed transaction: {}", log.failures.join("; "))));
         }
         log
     } else {
@@ -675,22 +542,16 @@ fn commit<P: Processor>(
         wait_delivered(producer, left())?;
         let log = producer.context().take_log();
         if !log.failures.is_empty() {
-            return Err(TaskError::Retriable(format!(
-                "deliveries failed: {}",
-                log.failures.join("; ")
-            )));
+            return Err(TaskError::Retriable(format!("deliveries failed: {}", log.failures.join("; "))));
         }
         if tpl.count() > 0 {
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(|e| TaskError::Retriable(format!("offset commit failed: {e}")))?;
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| TaskError::Retriable(format!("offset commit failed: {e}")))?;
         }
         log
     };
     metrics::counter!("sendgate_transactions_total", "outcome" => "committed").increment(1);
     st.counts.publish();
-    metrics::histogram!("sendgate_transaction_commit_seconds")
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("sendgate_transaction_commit_seconds").record(started.elapsed().as_secs_f64());
     st.offsets.clear();
     st.started = None;
     st.records = 0;
@@ -701,17 +562,11 @@ fn commit<P: Processor>(
 /// handled. The client's own flush, called beside the producer's polling
 /// thread, sleeps in 100 ms slices while that thread takes the reports:
 /// 100 ms added to every commit.
-fn wait_delivered(
-    producer: &ThreadedProducer<TxnProducerContext>,
-    timeout: Duration,
-) -> Result<(), TaskError> {
+fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>, timeout: Duration) -> Result<(), TaskError> {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
         if Instant::now() > deadline {
-            return Err(TaskError::Retriable(format!(
-                "{} records not acknowledged in {timeout:?}",
-                producer.in_flight_count()
-            )));
+            return Err(TaskError::Retriable(format!("{} records not acknowledged in {timeout:?}", producer.in_flight_count())));
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -720,12 +575,7 @@ fn wait_delivered(
 
 /// Runs a task until shutdown, rebuilding its clients after retriable
 /// failures with capped exponential backoff. Every failure is logged.
-pub fn supervise<P: Processor>(
-    mut p: P,
-    cfg: &Config,
-    s: TaskSettings,
-    shutdown: &AtomicBool,
-) -> Result<(), TaskError> {
+pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
     let mut backoff = FIRST_BACKOFF;
     loop {

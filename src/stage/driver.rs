@@ -64,12 +64,7 @@ struct Slot {
 
 impl Slot {
     fn unread(&self) -> Vec<i32> {
-        let mut ps: Vec<i32> = self
-            .logs
-            .iter()
-            .filter(|(p, log)| self.position.get(p).copied().unwrap_or(0) < log.len())
-            .map(|(p, _)| *p)
-            .collect();
+        let mut ps: Vec<i32> = self.logs.iter().filter(|(p, log)| self.position.get(p).copied().unwrap_or(0) < log.len()).map(|(p, _)| *p).collect();
         ps.sort();
         ps
     }
@@ -97,25 +92,13 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(partitions: i32, sender: SenderConfig) -> Self {
-        let ingress = Ingress {
-            intents: "sendgate.intents".into(),
-            delivery: "sendgate.delivery".into(),
-            policies: "sendgate.policies".into(),
-            commands: "sendgate.commands".into(),
-        };
-        Self::with_stores(ingress, partitions, sender, |_| {
-            Box::new(MemStore::default())
-        })
+        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into() };
+        Self::with_stores(ingress, partitions, sender, |_| Box::new(MemStore::default()))
     }
 
     /// A driver reading the given input topic names, with a base store per
     /// stage (RocksDB in a scratch directory for long runs).
-    pub fn with_stores(
-        ingress: Ingress,
-        partitions: i32,
-        sender: SenderConfig,
-        mut store: impl FnMut(StageKind) -> Box<dyn crate::state::BaseStore>,
-    ) -> Self {
+    pub fn with_stores(ingress: Ingress, partitions: i32, sender: SenderConfig, mut store: impl FnMut(StageKind) -> Box<dyn crate::state::BaseStore>) -> Self {
         let slots = StageKind::ALL
             .iter()
             .map(|&kind| Slot {
@@ -129,17 +112,7 @@ impl Driver {
                 open: StageOutput::default(),
             })
             .collect();
-        Driver {
-            ingress,
-            partitions,
-            slots,
-            offsets: HashMap::new(),
-            decisions: Vec::new(),
-            alerts: Vec::new(),
-            refused: Vec::new(),
-            traces: Vec::new(),
-            trace: false,
-        }
+        Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), refused: Vec::new(), traces: Vec::new(), trace: false }
     }
 
     /// Records every check the stages make into `traces`.
@@ -153,10 +126,7 @@ impl Driver {
     pub fn submit(&mut self, rec: &InputRecord<'_>) {
         match self.ingress.route(rec) {
             Ok(routed) => routed.into_iter().for_each(|r| self.append(r)),
-            Err(reason) => self.refused.push(Refused {
-                stage: "ingress".into(),
-                reason,
-            }),
+            Err(reason) => self.refused.push(Refused { stage: "ingress".into(), reason }),
         }
     }
 
@@ -170,14 +140,7 @@ impl Driver {
             _ => self.ingress.commands.clone(),
         };
         let offset = self.offsets.entry(topic.clone()).or_insert(0);
-        let rec = InputRecord {
-            topic: &topic,
-            partition: 0,
-            offset: *offset,
-            key,
-            payload,
-            timestamp_ms: Some(at),
-        };
+        let rec = InputRecord { topic: &topic, partition: 0, offset: *offset, key, payload, timestamp_ms: Some(at) };
         *offset += 1;
         self.submit(&rec);
     }
@@ -187,11 +150,7 @@ impl Driver {
         let spec: PolicySpec = toml::from_str(toml_text).expect("test policy parses");
         spec.validate().expect("test policy is valid");
         let scope = Scope::parse(scope).expect("test scope parses").to_string();
-        let doc = PolicyDocument {
-            scope: scope.clone(),
-            spec_json: spec.to_canonical_json(),
-            source_name: None,
-        };
+        let doc = PolicyDocument { scope: scope.clone(), spec_json: spec.to_canonical_json(), source_name: None };
         let bytes = codec::encode(RecordType::PolicyDocument, &doc).expect("encodes");
         self.submit_raw("policies", Some(scope.as_bytes()), Some(&bytes), at);
     }
@@ -212,23 +171,15 @@ impl Driver {
     }
 
     fn slot(&mut self, kind: StageKind) -> &mut Slot {
-        self.slots
-            .iter_mut()
-            .find(|s| s.kind == kind)
-            .expect("every kind has a slot")
+        self.slots.iter_mut().find(|s| s.kind == kind).expect("every kind has a slot")
     }
 
     fn append(&mut self, r: Routed) {
         let partitions = self.partitions;
         let slot = self.slot(r.stage);
         match r.target {
-            Target::Key(k) => slot
-                .logs
-                .entry(partition_for(&k, partitions))
-                .or_default()
-                .push(r.envelope),
-            Target::All => (0..partitions)
-                .for_each(|p| slot.logs.entry(p).or_default().push(r.envelope.clone())),
+            Target::Key(k) => slot.logs.entry(partition_for(&k, partitions)).or_default().push(r.envelope),
+            Target::All => (0..partitions).for_each(|p| slot.logs.entry(p).or_default().push(r.envelope.clone())),
         }
     }
 
@@ -238,9 +189,7 @@ impl Driver {
         let trace = self.trace;
         let slot = self.slot(kind);
         let pos = slot.position.get(&partition).copied().unwrap_or(0);
-        let Some(env) = slot.logs.get(&partition).and_then(|l| l.get(pos)).cloned() else {
-            return false;
-        };
+        let Some(env) = slot.logs.get(&partition).and_then(|l| l.get(pos)).cloned() else { return false };
         slot.position.insert(partition, pos + 1);
         if !slot.books.contains_key(&partition) {
             // As after an assignment: the book comes from committed state.
@@ -248,10 +197,7 @@ impl Driver {
             pipeline::load_policies(&slot.store.view(partition), &mut book).expect("memory store");
             slot.books.insert(partition, book);
         }
-        let mut out = StageOutput {
-            trace: trace.then(Vec::new),
-            ..StageOutput::default()
-        };
+        let mut out = StageOutput { trace: trace.then(Vec::new), ..StageOutput::default() };
         let book = slot.books.get_mut(&partition).expect("just inserted");
         slot.store.begin_record(partition);
         let mut view = slot.store.view(partition);
@@ -266,10 +212,7 @@ impl Driver {
             }
             Err(StageError::BadRecord(reason)) => {
                 slot.store.rollback_record(partition);
-                self.refused.push(Refused {
-                    stage: kind.name().into(),
-                    reason,
-                });
+                self.refused.push(Refused { stage: kind.name().into(), reason });
             }
             Err(StageError::Store(e)) => panic!("memory store failed: {e}"),
         }
@@ -290,17 +233,8 @@ impl Driver {
         self.decisions.extend(out.decisions);
         self.alerts.extend(out.alerts);
         self.traces.extend(out.trace.unwrap_or_default());
-        for Forward {
-            stage,
-            key,
-            envelope,
-        } in out.forwards
-        {
-            self.slot(stage)
-                .logs
-                .entry(partition_for(&key, partitions))
-                .or_default()
-                .push(envelope);
+        for Forward { stage, key, envelope } in out.forwards {
+            self.slot(stage).logs.entry(partition_for(&key, partitions)).or_default().push(envelope);
         }
     }
 
@@ -316,10 +250,7 @@ impl Driver {
 
     /// Stage partitions with records not yet read.
     pub fn unread(&self) -> Vec<(StageKind, i32)> {
-        self.slots
-            .iter()
-            .flat_map(|s| s.unread().into_iter().map(move |p| (s.kind, p)))
-            .collect()
+        self.slots.iter().flat_map(|s| s.unread().into_iter().map(move |p| (s.kind, p))).collect()
     }
 
     /// Runs every stage until nothing is left to read, committing after each

@@ -42,71 +42,37 @@ pub struct Ingress {
 impl Ingress {
     /// The input topics of a namespace.
     pub fn from_topology(topo: &crate::topology::Topology) -> Ingress {
-        Ingress {
-            intents: topo.full("intents"),
-            delivery: topo.full("delivery"),
-            policies: topo.full("policies"),
-            commands: topo.full("commands"),
-        }
+        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") }
     }
 
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
-        let log_time_ms = rec
-            .timestamp_ms
-            .ok_or("record has no timestamp; input topics must use LogAppendTime")?;
-        let source = SourceRef {
-            topic: rec.topic.to_string(),
-            partition: rec.partition,
-            offset: rec.offset,
-        };
+        let log_time_ms = rec.timestamp_ms.ok_or("record has no timestamp; input topics must use LogAppendTime")?;
+        let source = SourceRef { topic: rec.topic.to_string(), partition: rec.partition, offset: rec.offset };
         let mut env = StageEnvelope::new(log_time_ms, source);
         let one = |stage, key: String, mut env: StageEnvelope| {
             env.route_key = Some(key.clone());
-            Routed {
-                stage,
-                target: Target::Key(key),
-                envelope: env,
-            }
+            Routed { stage, target: Target::Key(key), envelope: env }
         };
         if rec.topic == self.policies {
-            let scope_text = rec
-                .key
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .ok_or("policy record has no key (the key is the scope)")?;
+            let scope_text = rec.key.map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("policy record has no key (the key is the scope)")?;
             let scope = Scope::parse(&scope_text)?;
             let spec_json = match rec.payload {
                 None => None, // tombstone: the scope's document is removed
                 Some(bytes) => {
-                    let doc: PolicyDocument = codec::decode(RecordType::PolicyDocument, bytes)
-                        .map_err(|e| e.to_string())?;
+                    let doc: PolicyDocument = codec::decode(RecordType::PolicyDocument, bytes).map_err(|e| e.to_string())?;
                     if Scope::parse(&doc.scope)? != scope {
-                        return Err(format!(
-                            "policy document scope {:?} does not match its key {scope_text:?}",
-                            doc.scope
-                        ));
+                        return Err(format!("policy document scope {:?} does not match its key {scope_text:?}", doc.scope));
                     }
                     let spec = PolicySpec::from_json(&doc.spec_json)?;
                     Some(spec.to_canonical_json())
                 }
             };
-            env.policy = Some(PolicyChange {
-                scope: scope.to_string(),
-                version: rec.offset + 1,
-                spec_json,
-            });
-            return Ok(StageKind::ALL
-                .iter()
-                .map(|&stage| Routed {
-                    stage,
-                    target: Target::All,
-                    envelope: env.clone(),
-                })
-                .collect());
+            env.policy = Some(PolicyChange { scope: scope.to_string(), version: rec.offset + 1, spec_json });
+            return Ok(StageKind::ALL.iter().map(|&stage| Routed { stage, target: Target::All, envelope: env.clone() }).collect());
         }
         let payload = rec.payload.ok_or("empty record (no value)")?;
         if rec.topic == self.intents {
-            let mut i: SendIntent =
-                codec::decode(RecordType::SendIntent, payload).map_err(|e| e.to_string())?;
+            let mut i: SendIntent = codec::decode(RecordType::SendIntent, payload).map_err(|e| e.to_string())?;
             for (name, v) in [("intent_id", &i.intent_id), ("tenant", &i.tenant)] {
                 if v.trim().is_empty() {
                     return Err(format!("{name} is empty"));
@@ -117,14 +83,9 @@ impl Ingress {
             i.sender = sender.to_string();
             i.recipient = recipient.to_string();
             env.intent = Some(i);
-            Ok(vec![one(
-                StageKind::Sender,
-                sender.domain().to_string(),
-                env,
-            )])
+            Ok(vec![one(StageKind::Sender, sender.domain().to_string(), env)])
         } else if rec.topic == self.delivery {
-            let mut d: DeliveryEvent =
-                codec::decode(RecordType::DeliveryEvent, payload).map_err(|e| e.to_string())?;
+            let mut d: DeliveryEvent = codec::decode(RecordType::DeliveryEvent, payload).map_err(|e| e.to_string())?;
             if d.event_id.trim().is_empty() || d.tenant.trim().is_empty() {
                 return Err("event_id and tenant must not be empty".into());
             }
@@ -133,22 +94,14 @@ impl Ingress {
             d.sender = sender.to_string();
             d.recipient = recipient.to_string();
             env.delivery = Some(d);
-            Ok(vec![
-                one(StageKind::Sender, sender.domain().to_string(), env.clone()),
-                one(StageKind::Recipient, recipient.to_string(), env),
-            ])
+            Ok(vec![one(StageKind::Sender, sender.domain().to_string(), env.clone()), one(StageKind::Recipient, recipient.to_string(), env)])
         } else if rec.topic == self.commands {
-            let c: Command =
-                codec::decode(RecordType::Command, payload).map_err(|e| e.to_string())?;
+            let c: Command = codec::decode(RecordType::Command, payload).map_err(|e| e.to_string())?;
             let (c, stage, target) = normalise_command(c)?;
             env.command = Some(c);
             Ok(vec![match target {
                 Target::Key(k) => one(stage, k, env),
-                Target::All => Routed {
-                    stage,
-                    target,
-                    envelope: env,
-                },
+                Target::All => Routed { stage, target, envelope: env },
             }])
         } else {
             Err(format!("ingress does not read topic {}", rec.topic))
@@ -163,17 +116,10 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
     }
     match c.kind {
         CommandKind::Approve | CommandKind::Reject => {
-            let sender = c
-                .sender
-                .as_deref()
-                .ok_or("APPROVE/REJECT needs the held intent's sender")?;
+            let sender = c.sender.as_deref().ok_or("APPROVE/REJECT needs the held intent's sender")?;
             let sender = Address::parse(sender).map_err(|e| format!("sender: {e}"))?;
             c.sender = Some(sender.to_string());
-            Ok((
-                c,
-                StageKind::Sender,
-                Target::Key(sender.domain().to_string()),
-            ))
+            Ok((c, StageKind::Sender, Target::Key(sender.domain().to_string())))
         }
         CommandKind::Pause | CommandKind::Resume => match Scope::parse(&c.target)? {
             Scope::SenderDomain(d) => {
@@ -181,34 +127,18 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
                 Ok((c, StageKind::Sender, Target::Key(d)))
             }
             Scope::Mailbox(m) => {
-                let domain = m
-                    .rsplit_once('@')
-                    .map(|(_, d)| d.to_string())
-                    .unwrap_or_default();
+                let domain = m.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
                 c.target = format!("mailbox:{m}");
                 Ok((c, StageKind::Sender, Target::Key(domain)))
             }
-            other => Err(format!(
-                "PAUSE/RESUME target must be sender_domain:D or mailbox:A, not {other}"
-            )),
+            other => Err(format!("PAUSE/RESUME target must be sender_domain:D or mailbox:A, not {other}")),
         },
         CommandKind::AddRestriction | CommandKind::LiftRestriction => {
-            let help =
-                "restriction targets are address:A, domain:D (with its subdomains) or tenant:T";
-            let (kind, value) = c
-                .target
-                .split_once(':')
-                .ok_or_else(|| format!("restriction target {:?}: {help}", c.target))?;
+            let help = "restriction targets are address:A, domain:D (with its subdomains) or tenant:T";
+            let (kind, value) = c.target.split_once(':').ok_or_else(|| format!("restriction target {:?}: {help}", c.target))?;
             c.target = match kind {
-                "address" | "mailbox" => format!(
-                    "address:{}",
-                    Address::parse(value).map_err(|e| e.to_string())?
-                ),
-                "domain" | "sender_domain" => format!(
-                    "domain:{}",
-                    normalise_domain(value)
-                        .map_err(|e| format!("restriction target {value:?}: {e}"))?
-                ),
+                "address" | "mailbox" => format!("address:{}", Address::parse(value).map_err(|e| e.to_string())?),
+                "domain" | "sender_domain" => format!("domain:{}", normalise_domain(value).map_err(|e| format!("restriction target {value:?}: {e}"))?),
                 "tenant" if !value.is_empty() => format!("tenant:{value}"),
                 _ => return Err(format!("restriction target {:?}: {help}", c.target)),
             };
@@ -216,31 +146,20 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
                 match c.mode.as_deref() {
                     None | Some("deny") => c.mode = Some("deny".into()),
                     Some("allow") => {}
-                    Some(other) => {
-                        return Err(format!("restriction mode {other:?}: use deny or allow"))
-                    }
+                    Some(other) => return Err(format!("restriction mode {other:?}: use deny or allow")),
                 }
             }
             // Domain and tenant restrictions reach senders in every partition.
             Ok((c, StageKind::Sender, Target::All))
         }
         CommandKind::AddListEntry | CommandKind::RemoveListEntry => {
-            let list = c
-                .list
-                .clone()
-                .ok_or("list commands need list = allow, block or suppression")?;
+            let list = c.list.clone().ok_or("list commands need list = allow, block or suppression")?;
             let entry = c.target.trim();
             if entry.contains('@') {
-                c.target = Address::parse(entry)
-                    .map_err(|e| e.to_string())?
-                    .to_string();
+                c.target = Address::parse(entry).map_err(|e| e.to_string())?.to_string();
             } else if let Some(tld) = entry.strip_prefix('.') {
                 let tld = tld.to_ascii_lowercase();
-                if tld.is_empty()
-                    || !tld
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-                {
+                if tld.is_empty() || !tld.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
                     return Err(format!("list entry {entry:?} is not a TLD such as .zip"));
                 }
                 c.target = format!(".{tld}");
@@ -255,9 +174,7 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
                 "suppression" => Err("suppression entries are addresses".into()),
                 // Domain and TLD entries apply to recipients in every partition.
                 "allow" | "block" => Ok((c, StageKind::Recipient, Target::All)),
-                other => Err(format!(
-                    "list {other:?} is unknown; use allow, block or suppression"
-                )),
+                other => Err(format!("list {other:?} is unknown; use allow, block or suppression")),
             }
         }
     }

@@ -30,12 +30,7 @@ pub enum StageKind {
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 4] = [
-        StageKind::Sender,
-        StageKind::Tenant,
-        StageKind::Recipient,
-        StageKind::RecipientDomain,
-    ];
+    pub const ALL: [StageKind; 4] = [StageKind::Sender, StageKind::Tenant, StageKind::Recipient, StageKind::RecipientDomain];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -112,18 +107,8 @@ pub enum StageError {
 /// A stage's answer to an intent passed on to it.
 pub enum Verdict {
     /// Every check passed and `undo` reverses what was reserved.
-    Pass {
-        undo: Vec<Undo>,
-        usage: Vec<Usage>,
-        version: i64,
-    },
-    Deny {
-        status: DecisionStatus,
-        reason: String,
-        retry_at_ms: Option<i64>,
-        usage: Vec<Usage>,
-        version: i64,
-    },
+    Pass { undo: Vec<Undo>, usage: Vec<Usage>, version: i64 },
+    Deny { status: DecisionStatus, reason: String, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64 },
 }
 
 /// What a stage's handlers work with while handling one record.
@@ -163,71 +148,33 @@ impl Cx<'_, '_> {
     }
 
     /// Records a check (only when an audit asked for a trace).
-    pub fn note(
-        &mut self,
-        intent_id: &str,
-        check: &str,
-        outcome: impl Into<String>,
-        detail: impl FnOnce() -> String,
-    ) {
+    pub fn note(&mut self, intent_id: &str, check: &str, outcome: impl Into<String>, detail: impl FnOnce() -> String) {
         if let Some(t) = &mut self.out.trace {
-            t.push(Trace {
-                stage: self.kind,
-                intent_id: intent_id.to_string(),
-                check: check.to_string(),
-                outcome: outcome.into(),
-                detail: detail(),
-            });
+            t.push(Trace { stage: self.kind, intent_id: intent_id.to_string(), check: check.to_string(), outcome: outcome.into(), detail: detail() });
         }
     }
 
     /// Raises an alert whose id derives from the record that raised it.
-    pub fn alert(
-        &mut self,
-        tenant: &str,
-        scope: &str,
-        kind: &str,
-        message: String,
-        details: &[(&str, String)],
-    ) {
+    pub fn alert(&mut self, tenant: &str, scope: &str, kind: &str, message: String, details: &[(&str, String)]) {
         let n = self.out.alerts.len();
         let s = &self.source;
         self.out.alerts.push(Alert {
-            alert_id: format!(
-                "{}/{}/{}/{}/{}/{n}",
-                self.kind.name(),
-                self.phase(),
-                s.topic,
-                s.partition,
-                s.offset
-            ),
+            alert_id: format!("{}/{}/{}/{}/{}/{n}", self.kind.name(), self.phase(), s.topic, s.partition, s.offset),
             tenant: tenant.to_string(),
             scope: scope.to_string(),
             kind: kind.to_string(),
             message,
             at_ms: self.now,
-            details: details
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
+            details: details.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
         });
     }
 
     /// Sends an envelope to another stage, keeping this record's log time and origin.
-    pub fn forward(
-        &mut self,
-        stage: StageKind,
-        key: String,
-        fill: impl FnOnce(&mut StageEnvelope),
-    ) {
+    pub fn forward(&mut self, stage: StageKind, key: String, fill: impl FnOnce(&mut StageEnvelope)) {
         let mut env = StageEnvelope::new(self.log_time_ms, self.source.clone());
         env.route_key = Some(key.clone());
         fill(&mut env);
-        self.out.forwards.push(Forward {
-            stage,
-            key,
-            envelope: env,
-        });
+        self.out.forwards.push(Forward { stage, key, envelope: env });
     }
 
     /// Adds an expiry index entry: at `at_ms`, `key` is deleted if its value
@@ -250,11 +197,7 @@ pub trait Stage {
 
     /// A fresh intent from the router (the first stage only).
     fn on_intent(&self, _cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
-        Err(StageError::BadRecord(format!(
-            "stage {} does not take fresh intents ({})",
-            self.kind().name(),
-            intent.intent_id
-        )))
+        Err(StageError::BadRecord(format!("stage {} does not take fresh intents ({})", self.kind().name(), intent.intent_id)))
     }
 
     /// An intent an earlier stage passed on: check it and reserve.
@@ -263,11 +206,7 @@ pub trait Stage {
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError>;
 
     fn on_command(&self, _cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
-        Err(StageError::BadRecord(format!(
-            "command {:?} does not belong to stage {}",
-            cmd.kind,
-            self.kind().name()
-        )))
+        Err(StageError::BadRecord(format!("command {:?} does not belong to stage {}", cmd.kind, self.kind().name())))
     }
 
     /// After a release's undo is applied: the sender stage records the outcome.
@@ -283,13 +222,7 @@ const EXPIRY_SWEEP_MAX: usize = 8;
 
 /// Handles one stage record. A pure function of (state, record, policy):
 /// the runtime does all I/O, and the same stage log gives the same outputs.
-pub fn process(
-    stage: &dyn Stage,
-    view: &mut PartitionView<'_>,
-    book: &mut PolicyBook,
-    env: &StageEnvelope,
-    out: &mut StageOutput,
-) -> Result<(), StageError> {
+pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     // The stream clock only moves forward, and it is part of the state, so a
     // replay sees the same.
     let clock = view.get_time(keys::CLOCK)?.unwrap_or(i64::MIN);
@@ -298,74 +231,27 @@ pub fn process(
         view.put(keys::CLOCK, StateValue::Clock(now));
     }
     sweep_expired(view, now)?;
-    let mut cx = Cx {
-        view,
-        book,
-        now,
-        env,
-        out,
-        kind: stage.kind(),
-        source: env.source.clone(),
-        log_time_ms: env.log_time_ms,
-    };
+    let mut cx = Cx { view, book, now, env, out, kind: stage.kind(), source: env.source.clone(), log_time_ms: env.log_time_ms };
     if let Some(change) = &env.policy {
-        cx.view.put(
-            &keys::policy(&change.scope),
-            StateValue::Policy(change.clone()),
-        );
+        cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
         apply_policy_to_book(cx.book, change);
         Ok(())
     } else if let Some(release) = &env.release {
-        let confirmed = release
-            .outcome
-            .as_ref()
-            .is_some_and(|d| d.status == DecisionStatus::Allowed);
-        let tenant = release
-            .outcome
-            .as_ref()
-            .map(|d| d.tenant.clone())
-            .unwrap_or_default();
-        settle(
-            &mut cx,
-            &release.undo,
-            &release.intent_id,
-            &tenant,
-            confirmed,
-        )?;
+        let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
+        let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
+        settle(&mut cx, &release.undo, &release.intent_id, &tenant, confirmed)?;
         stage.on_released(&mut cx, release)
     } else if let Some(hop) = &env.hop {
         match stage.check(&mut cx, hop)? {
-            Verdict::Pass {
-                undo,
-                usage,
-                version,
-            } => {
-                cx.note(&hop.intent.intent_id, "verdict", "pass", || {
-                    format!("policy version {version}; {} reservation(s)", undo.len())
-                });
+            Verdict::Pass { undo, usage, version } => {
+                cx.note(&hop.intent.intent_id, "verdict", "pass", || format!("policy version {version}; {} reservation(s)", undo.len()));
                 let key = env.route_key.clone().unwrap_or_default();
                 pass_on(&mut cx, hop.clone(), key, undo, usage, version);
                 Ok(())
             }
-            Verdict::Deny {
-                status,
-                reason,
-                retry_at_ms,
-                usage,
-                version,
-            } => {
+            Verdict::Deny { status, reason, retry_at_ms, usage, version } => {
                 if cx.tracing() {
-                    cx.note(
-                        &hop.intent.intent_id,
-                        "verdict",
-                        format!("{} {reason}", status.as_str()),
-                        || {
-                            format!(
-                                "policy version {version}; releases go to {} earlier stage(s)",
-                                hop.reservations.len()
-                            )
-                        },
-                    );
+                    cx.note(&hop.intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("policy version {version}; releases go to {} earlier stage(s)", hop.reservations.len()));
                 }
                 finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
                 Ok(())
@@ -378,9 +264,7 @@ pub fn process(
     } else if let Some(cmd) = &env.command {
         stage.on_command(&mut cx, cmd)
     } else {
-        Err(StageError::BadRecord(
-            "stage envelope carries no payload".into(),
-        ))
+        Err(StageError::BadRecord("stage envelope carries no payload".into()))
     }
 }
 
@@ -395,15 +279,10 @@ pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<
 }
 
 fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) {
-    let Ok(scope) = Scope::parse(&change.scope) else {
-        return;
-    };
+    let Ok(scope) = Scope::parse(&change.scope) else { return };
     // The router validated the document; one that fails here (a newer format
     // read by an older binary) is treated as removed rather than half-applied.
-    let spec = change
-        .spec_json
-        .as_deref()
-        .and_then(|j| PolicySpec::from_json(j).ok());
+    let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
     book.set(scope, change.version, spec);
 }
 
@@ -428,38 +307,23 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
     }
     let cursor = view.get_time(keys::EXPIRY_CURSOR)?.unwrap_or(0);
     let mut reached = cursor;
-    let entries = view.scan_from(
-        keys::EXPIRY_PREFIX,
-        &keys::expiry(cursor, b""),
-        EXPIRY_SWEEP_MAX,
-    )?;
+    let entries = view.scan_from(keys::EXPIRY_PREFIX, &keys::expiry(cursor, b""), EXPIRY_SWEEP_MAX)?;
     // What the scan shows about the rest: the first entry not yet due, none
     // left at all, or (a full batch, all due) unknown.
-    let floor = match entries
-        .iter()
-        .filter_map(|e| keys::parse_expiry(e))
-        .map(|(at, _)| at)
-        .find(|at| *at > now)
-    {
+    let floor = match entries.iter().filter_map(|e| keys::parse_expiry(e)).map(|(at, _)| at).find(|at| *at > now) {
         Some(at) => Some(at),
         None if entries.len() < EXPIRY_SWEEP_MAX => Some(i64::MAX),
         None => None,
     };
     for entry in entries {
-        let Some((at, key)) = keys::parse_expiry(&entry) else {
-            continue;
-        };
+        let Some((at, key)) = keys::parse_expiry(&entry) else { continue };
         if at > now {
             break;
         }
         reached = at;
         let stamp = view.get_time(&entry)?;
         // The first release indexed idempotency entries by bare intent id.
-        let key = if key.contains(&b'/') {
-            key.to_vec()
-        } else {
-            keys::final_decision(&String::from_utf8_lossy(key))
-        };
+        let key = if key.contains(&b'/') { key.to_vec() } else { keys::final_decision(&String::from_utf8_lossy(key)) };
         view.delete(&entry);
         let expired = match stamp {
             None => true,
@@ -481,45 +345,21 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
 /// the same window go down by one, marks this intent set are removed;
 /// anything changed since is left. Confirmed: the counts stay, are no longer
 /// in flight, and may now cross a quota alert threshold.
-pub fn settle(
-    cx: &mut Cx<'_, '_>,
-    undo: &[Undo],
-    intent_id: &str,
-    tenant: &str,
-    confirmed: bool,
-) -> Result<(), StoreError> {
+pub fn settle(cx: &mut Cx<'_, '_>, undo: &[Undo], intent_id: &str, tenant: &str, confirmed: bool) -> Result<(), StoreError> {
     for u in undo {
         let key = u.key.as_bytes();
         match (u.kind, cx.view.get(key)?) {
-            (UndoKind::Counter, Some(StateValue::Counter(c)))
-                if c.bucket_start_ms == u.bucket_start_ms =>
-            {
-                let mut c = WindowCounter {
-                    count: if confirmed {
-                        c.count
-                    } else {
-                        (c.count - 1).max(0)
-                    },
-                    pending: (c.pending - 1).max(0),
-                    ..c
-                };
+            (UndoKind::Counter, Some(StateValue::Counter(c))) if c.bucket_start_ms == u.bucket_start_ms => {
+                let mut c = WindowCounter { count: if confirmed { c.count } else { (c.count - 1).max(0) }, pending: (c.pending - 1).max(0), ..c };
                 if confirmed && u.limit > 0 {
                     // Counter keys are ctr/{scope}/{class}/{window}.
                     let mut parts = u.key.trim_start_matches("ctr/").rsplitn(3, '/');
-                    let (window, _class, scope) = (
-                        parts.next().unwrap_or(""),
-                        parts.next(),
-                        parts.next().unwrap_or(""),
-                    );
+                    let (window, _class, scope) = (parts.next().unwrap_or(""), parts.next(), parts.next().unwrap_or(""));
                     super::windows::quota_alerts(cx, scope, window, &mut c, u.limit as u64, tenant);
                 }
                 cx.view.put(key, StateValue::Counter(c));
             }
-            (UndoKind::Mark, Some(StateValue::Mark(m)))
-                if m.intent_id == intent_id && !confirmed =>
-            {
-                cx.view.delete(key)
-            }
+            (UndoKind::Mark, Some(StateValue::Mark(m))) if m.intent_id == intent_id && !confirmed => cx.view.delete(key),
             _ => {}
         }
     }
@@ -532,56 +372,29 @@ pub fn route_key(stage: StageKind, intent: &SendIntent, book: &mut PolicyBook) -
         StageKind::Sender => domain_of(&intent.sender).to_string(),
         StageKind::Tenant => intent.tenant.clone(),
         StageKind::Recipient => intent.recipient.clone(),
-        StageKind::RecipientDomain => {
-            recipient_group(book, &intent.tenant, &intent.sender, &intent.recipient)
-        }
+        StageKind::RecipientDomain => recipient_group(book, &intent.tenant, &intent.sender, &intent.recipient),
     }
 }
 
 /// The key of the recipient-domain stage: the recipient domain's provider
 /// group under the policy in force, or the domain itself.
-pub fn recipient_group(
-    book: &mut PolicyBook,
-    tenant: &str,
-    sender: &str,
-    recipient: &str,
-) -> String {
+pub fn recipient_group(book: &mut PolicyBook, tenant: &str, sender: &str, recipient: &str) -> String {
     let rd = domain_of(recipient);
-    book.effective(tenant, domain_of(sender), sender, Some(rd))
-        .recipient_group(rd)
+    book.effective(tenant, domain_of(sender), sender, Some(rd)).recipient_group(rd)
 }
 
 /// Passes an intent this stage allowed to the next stage on its route, or
 /// allows it when this was the last.
-pub fn pass_on(
-    cx: &mut Cx<'_, '_>,
-    mut hop: IntentHop,
-    key: String,
-    undo: Vec<Undo>,
-    usage: Vec<Usage>,
-    version: i64,
-) {
+pub fn pass_on(cx: &mut Cx<'_, '_>, mut hop: IntentHop, key: String, undo: Vec<Undo>, usage: Vec<Usage>, version: i64) {
     // The sender stage is always told the outcome, even with nothing to undo.
     if !undo.is_empty() || cx.kind == StageKind::Sender {
-        hop.reservations.push(Reservation {
-            stage: cx.kind.name().to_string(),
-            key,
-            undo,
-        });
+        hop.reservations.push(Reservation { stage: cx.kind.name().to_string(), key, undo });
     }
     hop.usage.extend(usage);
     hop.policy_version = hop.policy_version.max(version);
     if hop.route.is_empty() {
         let version = hop.policy_version;
-        finish(
-            cx,
-            &hop,
-            DecisionStatus::Allowed,
-            "ok",
-            None,
-            Vec::new(),
-            version,
-        );
+        finish(cx, &hop, DecisionStatus::Allowed, "ok", None, Vec::new(), version);
         return;
     }
     let next_name = hop.route.remove(0);
@@ -593,83 +406,35 @@ pub fn pass_on(
 /// Emits the decision on an intent that reached this stage, and sends each
 /// reserving stage its release (the undo only when the intent is denied).
 #[allow(clippy::too_many_arguments)]
-pub fn finish(
-    cx: &mut Cx<'_, '_>,
-    hop: &IntentHop,
-    status: DecisionStatus,
-    reason: &str,
-    retry_at_ms: Option<i64>,
-    own_usage: Vec<Usage>,
-    version: i64,
-) {
+pub fn finish(cx: &mut Cx<'_, '_>, hop: &IntentHop, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, own_usage: Vec<Usage>, version: i64) {
     let allowed = status == DecisionStatus::Allowed;
     // Earlier stages reported usage with this intent reserved; a denied
     // intent does not keep it.
-    let mut usage: Vec<Usage> = hop
-        .usage
-        .iter()
-        .map(|u| if allowed { u.clone() } else { unreserved(u) })
-        .collect();
+    let mut usage: Vec<Usage> = hop.usage.iter().map(|u| if allowed { u.clone() } else { unreserved(u) }).collect();
     usage.extend(own_usage);
-    let decision = new_decision(
-        &hop.intent,
-        cx.now,
-        &cx.source,
-        cx.kind,
-        status,
-        reason,
-        retry_at_ms,
-        usage,
-        hop.policy_version.max(version),
-    );
+    let decision = new_decision(&hop.intent, cx.now, &cx.source, cx.kind, status, reason, retry_at_ms, usage, hop.policy_version.max(version));
     for r in &hop.reservations {
-        let Some(stage) = StageKind::parse(&r.stage) else {
-            continue;
-        };
+        let Some(stage) = StageKind::parse(&r.stage) else { continue };
         // The sender stage settles its reservation either way (it tracks
         // what is in flight); the others only need a release.
-        let undo = if allowed && stage != StageKind::Sender {
-            Vec::new()
-        } else {
-            r.undo.clone()
-        };
+        let undo = if allowed && stage != StageKind::Sender { Vec::new() } else { r.undo.clone() };
         let outcome = (stage == StageKind::Sender).then(|| decision.clone());
         if undo.is_empty() && outcome.is_none() {
             continue;
         }
         let intent_id = hop.intent.intent_id.clone();
-        cx.forward(stage, r.key.clone(), |e| {
-            e.release = Some(Release {
-                intent_id,
-                undo,
-                outcome,
-            })
-        });
+        cx.forward(stage, r.key.clone(), |e| e.release = Some(Release { intent_id, undo, outcome }));
     }
     cx.out.decisions.push(decision);
 }
 
 fn unreserved(u: &Usage) -> Usage {
     let used = (u.used - 1).max(0);
-    Usage {
-        used,
-        remaining: (u.limit - used).max(0),
-        ..u.clone()
-    }
+    Usage { used, remaining: (u.limit - used).max(0), ..u.clone() }
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn new_decision(
-    intent: &SendIntent,
-    now: i64,
-    source: &SourceRef,
-    stage: StageKind,
-    status: DecisionStatus,
-    reason: &str,
-    retry_at_ms: Option<i64>,
-    usage: Vec<Usage>,
-    policy_version: i64,
-) -> Decision {
+pub fn new_decision(intent: &SendIntent, now: i64, source: &SourceRef, stage: StageKind, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, policy_version: i64) -> Decision {
     Decision {
         intent_id: intent.intent_id.clone(),
         tenant: intent.tenant.clone(),
@@ -693,10 +458,7 @@ pub fn encode_intent(intent: &SendIntent) -> Vec<u8> {
 }
 
 pub fn decode_intent(key: &str, bytes: &[u8]) -> Result<SendIntent, StoreError> {
-    codec::decode(RecordType::SendIntent, bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        why: e.to_string(),
-    })
+    codec::decode(RecordType::SendIntent, bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), why: e.to_string() })
 }
 
 /// The domain of a normalised address.

@@ -32,41 +32,16 @@ impl Stage for RecipientDomainStage {
 
     fn check(&self, cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {
         let i = &hop.intent;
-        let group = cx
-            .env
-            .route_key
-            .clone()
-            .unwrap_or_else(|| domain_of(&i.recipient).to_string());
+        let group = cx.env.route_key.clone().unwrap_or_else(|| domain_of(&i.recipient).to_string());
         let sd = domain_of(&i.sender);
         let rd = domain_of(&i.recipient);
         let policy = cx.book.effective(&i.tenant, sd, &i.sender, Some(rd));
         let v = policy.version;
 
         if let Some(StateValue::Backoff(b)) = cx.view.get(&keys::backoff(sd, &group))? {
-            cx.note(
-                &i.intent_id,
-                "isp_backoff",
-                if b.until_ms > cx.now {
-                    "denied"
-                } else {
-                    "pass"
-                },
-                || {
-                    format!(
-                        "{group}: {} throttles in a row, backing off until {}",
-                        b.consecutive,
-                        crate::clock::format_ms(b.until_ms)
-                    )
-                },
-            );
+            cx.note(&i.intent_id, "isp_backoff", if b.until_ms > cx.now { "denied" } else { "pass" }, || format!("{group}: {} throttles in a row, backing off until {}", b.consecutive, crate::clock::format_ms(b.until_ms)));
             if b.until_ms > cx.now {
-                return Ok(Verdict::Deny {
-                    status: DecisionStatus::Deferred,
-                    reason: "isp_backoff".into(),
-                    retry_at_ms: Some(b.until_ms),
-                    usage: Vec::new(),
-                    version: v,
-                });
+                return Ok(Verdict::Deny { status: DecisionStatus::Deferred, reason: "isp_backoff".into(), retry_at_ms: Some(b.until_ms), usage: Vec::new(), version: v });
             }
         }
 
@@ -78,62 +53,27 @@ impl Stage for RecipientDomainStage {
             // domain's, or the tenant's.
             let sd_tz = cx.book.effective(&i.tenant, sd, "", None).tz;
             let tenant_tz = cx.book.effective(&i.tenant, "", "", None).tz;
-            for limit in policy.limits_at(
-                i.class,
-                &[
-                    LimitScope::RecipientDomain,
-                    LimitScope::TenantRecipientDomain,
-                ],
-            ) {
+            for limit in policy.limits_at(i.class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]) {
                 let (scope, tz) = match limit.key.scope {
-                    LimitScope::RecipientDomain => {
-                        (format!("sender_domain:{sd}/{}", group_label(&group)), sd_tz)
-                    }
-                    _ => (
-                        format!("tenant:{}/{}", i.tenant, group_label(&group)),
-                        tenant_tz,
-                    ),
+                    LimitScope::RecipientDomain => (format!("sender_domain:{sd}/{}", group_label(&group)), sd_tz),
+                    _ => (format!("tenant:{}/{}", i.tenant, group_label(&group)), tenant_tz),
                 };
-                checks.push(WindowCheck::load(
-                    cx,
-                    tz,
-                    limit,
-                    scope,
-                    i.class.as_str(),
-                    limit.max,
-                    limit.key.window.breach_reason(),
-                )?);
+                checks.push(WindowCheck::load(cx, tz, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
             }
         }
         windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
-            return Ok(Verdict::Deny {
-                status,
-                reason: reason.into(),
-                retry_at_ms,
-                usage,
-                version: v,
-            });
+            return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: v });
         }
         let undo = windows::reserve(cx, &mut checks, &i.tenant, &i.intent_id);
-        Ok(Verdict::Pass {
-            undo,
-            usage: checks.iter().map(WindowCheck::usage).collect(),
-            version: v,
-        })
+        Ok(Verdict::Pass { undo, usage: checks.iter().map(WindowCheck::usage).collect(), version: v })
     }
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {
-        let group = cx
-            .env
-            .route_key
-            .clone()
-            .unwrap_or_else(|| domain_of(&ev.recipient).to_string());
+        let group = cx.env.route_key.clone().unwrap_or_else(|| domain_of(&ev.recipient).to_string());
         let sd = domain_of(&ev.sender);
-        let policy = cx
-            .book
-            .effective(&ev.tenant, sd, &ev.sender, Some(domain_of(&ev.recipient)));
+        let policy = cx.book.effective(&ev.tenant, sd, &ev.sender, Some(domain_of(&ev.recipient)));
         let key = keys::backoff(sd, &group);
         let scope = format!("sender_domain:{sd}/{}", group_label(&group));
         let current = match cx.view.get(&key)? {
@@ -144,13 +84,7 @@ impl Stage for RecipientDomainStage {
             // A successful delivery means the provider accepts mail again.
             if current.is_some() {
                 cx.view.delete(&key);
-                cx.alert(
-                    &ev.tenant,
-                    &scope,
-                    "isp_backoff_cleared",
-                    format!("{scope}: a delivery succeeded; backoff reset"),
-                    &[],
-                );
+                cx.alert(&ev.tenant, &scope, "isp_backoff_cleared", format!("{scope}: a delivery succeeded; backoff reset"), &[]);
             }
             return Ok(());
         }
@@ -158,53 +92,19 @@ impl Stage for RecipientDomainStage {
             return Ok(());
         }
         let b = &policy.backoff;
-        let consecutive = current
-            .map(|c| c.consecutive)
-            .unwrap_or(0)
-            .saturating_add(1);
+        let consecutive = current.map(|c| c.consecutive).unwrap_or(0).saturating_add(1);
         // 60 s, 120 s, 240 s ... up to the ceiling.
-        let delay = b
-            .initial_ms
-            .saturating_mul(1i64 << (consecutive - 1).clamp(0, 30))
-            .min(b.max_ms);
-        let state = Backoff {
-            consecutive,
-            until_ms: cx.now + delay,
-            last_ms: cx.now,
-        };
+        let delay = b.initial_ms.saturating_mul(1i64 << (consecutive - 1).clamp(0, 30)).min(b.max_ms);
+        let state = Backoff { consecutive, until_ms: cx.now + delay, last_ms: cx.now };
         cx.view.put(&key, StateValue::Backoff(state));
         // With no news for a whole ceiling after it ends, the sequence is over.
         cx.expire_at(state.until_ms + b.max_ms, &key, Some(state.last_ms));
         let code = ev.smtp_code.map(|c| c.to_string()).unwrap_or_default();
-        let details = [
-            ("consecutive", consecutive.to_string()),
-            ("backoff_ms", delay.to_string()),
-            ("until_ms", state.until_ms.to_string()),
-            ("smtp_code", code.clone()),
-        ];
+        let details = [("consecutive", consecutive.to_string()), ("backoff_ms", delay.to_string()), ("until_ms", state.until_ms.to_string()), ("smtp_code", code.clone())];
         if consecutive == 1 {
-            cx.alert(
-                &ev.tenant,
-                &scope,
-                "isp_throttling",
-                format!(
-                    "{scope}: throttled ({code} {}); backing off {} s",
-                    ev.enhanced_code.as_deref().unwrap_or(""),
-                    delay / 1000
-                ),
-                &details,
-            );
+            cx.alert(&ev.tenant, &scope, "isp_throttling", format!("{scope}: throttled ({code} {}); backing off {} s", ev.enhanced_code.as_deref().unwrap_or(""), delay / 1000), &details);
         } else if consecutive as u32 == b.escalate_after {
-            cx.alert(
-                &ev.tenant,
-                &scope,
-                "isp_backoff_escalated",
-                format!(
-                    "{scope}: {consecutive} throttles in a row; backing off {} s",
-                    delay / 1000
-                ),
-                &details,
-            );
+            cx.alert(&ev.tenant, &scope, "isp_backoff_escalated", format!("{scope}: {consecutive} throttles in a row; backing off {} s", delay / 1000), &details);
         }
         Ok(())
     }

@@ -34,17 +34,13 @@ pub struct SenderConfig {
 
 impl SenderConfig {
     pub fn from_config(cfg: &crate::config::Config) -> Self {
-        SenderConfig {
-            idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000,
-        }
+        SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 }
     }
 }
 
 impl Default for SenderConfig {
     fn default() -> Self {
-        SenderConfig {
-            idempotency_retention_ms: 7 * 24 * 3_600_000,
-        }
+        SenderConfig { idempotency_retention_ms: 7 * 24 * 3_600_000 }
     }
 }
 
@@ -57,35 +53,11 @@ impl SenderStage {
         SenderStage { config }
     }
 
-    fn decide_here(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        intent: &SendIntent,
-        status: DecisionStatus,
-        reason: &str,
-        retry_at_ms: Option<i64>,
-        usage: Vec<Usage>,
-        version: i64,
-    ) {
+    fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
         if cx.tracing() {
-            cx.note(
-                &intent.intent_id,
-                "verdict",
-                format!("{} {reason}", status.as_str()),
-                || format!("decided by the sender stage under policy version {version}"),
-            );
+            cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
         }
-        let d = pipeline::new_decision(
-            intent,
-            cx.now,
-            &cx.source,
-            StageKind::Sender,
-            status,
-            reason,
-            retry_at_ms,
-            usage,
-            version,
-        );
+        let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
         self.record_outcome(cx, intent, &d);
         cx.out.decisions.push(d);
     }
@@ -95,128 +67,48 @@ impl SenderStage {
     fn record_outcome(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, d: &Decision) {
         match d.status {
             s if s.is_final() => {
-                let bytes = codec::encode(RecordType::Decision, d)
-                    .expect("a decision always fits its schema");
+                let bytes = codec::encode(RecordType::Decision, d).expect("a decision always fits its schema");
                 let key = keys::final_decision(&d.intent_id);
                 cx.view.put(&key, StateValue::FinalDecision(bytes));
                 cx.expire_at(cx.now + self.config.idempotency_retention_ms, &key, None);
                 cx.view.delete(&keys::held_intent(&d.intent_id));
             }
-            DecisionStatus::Held => cx.view.put(
-                &keys::held_intent(&d.intent_id),
-                StateValue::Intent(pipeline::encode_intent(intent)),
-            ),
+            DecisionStatus::Held => cx.view.put(&keys::held_intent(&d.intent_id), StateValue::Intent(pipeline::encode_intent(intent))),
             _ => {}
         }
     }
 
-    fn evaluate(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        intent: &SendIntent,
-        approved: bool,
-    ) -> Result<(), StageError> {
+    fn evaluate(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<(), StageError> {
         // Idempotency: a final decision is repeated, and touches no counter.
-        if let Some(StateValue::FinalDecision(bytes)) =
-            cx.view.get(&keys::final_decision(&intent.intent_id))?
-        {
-            let mut d: Decision =
-                codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt {
-                    key: intent.intent_id.clone(),
-                    why: e.to_string(),
-                })?;
+        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(&intent.intent_id))? {
+            let mut d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent.intent_id.clone(), why: e.to_string() })?;
             d.replayed = true;
             d.source = cx.source.clone();
             cx.out.decisions.push(d);
             return Ok(());
         }
-        if cx
-            .view
-            .get(&keys::pending_intent(&intent.intent_id))?
-            .is_some()
-        {
-            let version = cx
-                .book
-                .effective(
-                    &intent.tenant,
-                    domain_of(&intent.sender),
-                    &intent.sender,
-                    None,
-                )
-                .version;
-            let d = pipeline::new_decision(
-                intent,
-                cx.now,
-                &cx.source,
-                StageKind::Sender,
-                DecisionStatus::Deferred,
-                "decision_pending",
-                Some(cx.now + PENDING_RETRY_MS),
-                Vec::new(),
-                version,
-            );
+        if cx.view.get(&keys::pending_intent(&intent.intent_id))?.is_some() {
+            let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
+            let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), version);
             cx.out.decisions.push(d);
             return Ok(());
         }
-        let sender = Address::from_normalised(&intent.sender).ok_or_else(|| {
-            StageError::BadRecord(format!(
-                "sender {:?} is not a normalised address",
-                intent.sender
-            ))
-        })?;
+        let sender = Address::from_normalised(&intent.sender).ok_or_else(|| StageError::BadRecord(format!("sender {:?} is not a normalised address", intent.sender)))?;
         let domain = sender.domain().to_string();
-        let policy = cx
-            .book
-            .effective(&intent.tenant, &domain, sender.as_str(), None);
+        let policy = cx.book.effective(&intent.tenant, &domain, sender.as_str(), None);
         let v = policy.version;
         let capped = intent.class != IntentClass::Reply;
 
         cx.note(&intent.intent_id, "policy", "pass", || {
-            let rules: Vec<String> = policy
-                .limits_for(intent.class)
-                .map(|l| format!("{}={}({})", l.key, l.max, l.on_breach.as_str()))
-                .collect();
-            format!(
-                "version {v}; zone {}; business hours {}; limits {}",
-                policy.tz,
-                if policy.business_hours.is_some() {
-                    "on"
-                } else {
-                    "off"
-                },
-                rules.join(", ")
-            )
+            let rules: Vec<String> = policy.limits_for(intent.class).map(|l| format!("{}={}({})", l.key, l.max, l.on_breach.as_str())).collect();
+            format!("version {v}; zone {}; business hours {}; limits {}", policy.tz, if policy.business_hours.is_some() { "on" } else { "off" }, rules.join(", "))
         });
         // 1. Restrictions: the most specific match wins.
         if let Some(r) = self.restriction(cx, &intent.tenant, &sender)? {
-            cx.note(&intent.intent_id, "restriction", "denied", || {
-                format!(
-                    "{} since {} by {}: {}",
-                    r.kind,
-                    crate::clock::format_ms(r.since_ms),
-                    r.by,
-                    r.reason
-                )
-            });
+            cx.note(&intent.intent_id, "restriction", "denied", || format!("{} since {} by {}: {}", r.kind, crate::clock::format_ms(r.since_ms), r.by, r.reason));
             match r.until_ms {
-                Some(until) => self.decide_here(
-                    cx,
-                    intent,
-                    DecisionStatus::Deferred,
-                    "sender_restricted",
-                    Some(until),
-                    Vec::new(),
-                    v,
-                ),
-                None => self.decide_here(
-                    cx,
-                    intent,
-                    DecisionStatus::Paused,
-                    "sender_restricted",
-                    None,
-                    Vec::new(),
-                    v,
-                ),
+                Some(until) => self.decide_here(cx, intent, DecisionStatus::Deferred, "sender_restricted", Some(until), Vec::new(), v),
+                None => self.decide_here(cx, intent, DecisionStatus::Paused, "sender_restricted", None, Vec::new(), v),
             }
             return Ok(());
         }
@@ -227,20 +119,8 @@ impl SenderStage {
             self.auto_resume(cx, &policy, &intent.tenant, &domain_scope, &domain)?;
             for scope in [&domain_scope, &format!("mailbox:{}", sender.as_str())] {
                 if cx.view.get(&keys::pause(scope))?.is_some() {
-                    let reason = if scope == &domain_scope {
-                        "sender_domain_paused"
-                    } else {
-                        "mailbox_paused"
-                    };
-                    self.decide_here(
-                        cx,
-                        intent,
-                        DecisionStatus::Paused,
-                        reason,
-                        None,
-                        Vec::new(),
-                        v,
-                    );
+                    let reason = if scope == &domain_scope { "sender_domain_paused" } else { "mailbox_paused" };
+                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v);
                     return Ok(());
                 }
             }
@@ -248,15 +128,7 @@ impl SenderStage {
 
         // 3. Approval: a person sees a risky send before any capacity is spent.
         if intent.requires_approval && !approved {
-            self.decide_here(
-                cx,
-                intent,
-                DecisionStatus::Held,
-                "pending_approval",
-                None,
-                Vec::new(),
-                v,
-            );
+            self.decide_here(cx, intent, DecisionStatus::Held, "pending_approval", None, Vec::new(), v);
             return Ok(());
         }
 
@@ -264,15 +136,7 @@ impl SenderStage {
         if intent.class == IntentClass::Outbound {
             if let Some(bh) = &policy.business_hours {
                 if !bh.is_open(policy.tz, cx.now) {
-                    self.decide_here(
-                        cx,
-                        intent,
-                        DecisionStatus::Deferred,
-                        "outside_business_hours",
-                        bh.next_opening(policy.tz, cx.now),
-                        Vec::new(),
-                        v,
-                    );
+                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now), Vec::new(), v);
                     return Ok(());
                 }
             }
@@ -297,47 +161,22 @@ impl SenderStage {
             )
         });
         // The slow tier halves every sender limit (never below one send).
-        let halve = |max: u64| {
-            if bt.max(ct) >= Tier::Slow && max > 0 {
-                (max / 2).max(1)
-            } else {
-                max
-            }
-        };
+        let halve = |max: u64| if bt.max(ct) >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
         // A mailbox's windows follow its own zone; the domain's, the zone of
         // the domain's policy (not of the mailbox that happens to send).
         let domain_tz = cx.book.effective(&intent.tenant, &domain, "", None).tz;
         let mut checks = Vec::new();
-        for limit in policy.limits_at(
-            intent.class,
-            &[LimitScope::Mailbox, LimitScope::SenderDomain],
-        ) {
+        for limit in policy.limits_at(intent.class, &[LimitScope::Mailbox, LimitScope::SenderDomain]) {
             let (scope, tz) = match limit.key.scope {
                 LimitScope::Mailbox => (format!("mailbox:{}", sender.as_str()), policy.tz),
                 _ => (format!("sender_domain:{domain}"), domain_tz),
             };
             let reason = limit.key.window.breach_reason();
-            checks.push(WindowCheck::load(
-                cx,
-                tz,
-                limit,
-                scope,
-                intent.class.as_str(),
-                halve(limit.max),
-                reason,
-            )?);
+            checks.push(WindowCheck::load(cx, tz, limit, scope, intent.class.as_str(), halve(limit.max), reason)?);
         }
         if capped {
             for (limit, max) in self.warmup_limits(cx, &policy, &domain, intent.class)? {
-                checks.push(WindowCheck::load(
-                    cx,
-                    domain_tz,
-                    &limit,
-                    format!("warmup:sender_domain:{domain}"),
-                    "all",
-                    halve(max),
-                    "warmup_limit",
-                )?);
+                checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
         }
         let verdict = windows::judge(&checks, approved);
@@ -359,88 +198,42 @@ impl SenderStage {
         let mut undo = windows::reserve(cx, &mut checks, &intent.tenant, &intent.intent_id);
         if !capped {
             // Replies are never capped, but they are counted.
-            for (scope, tz) in [
-                (format!("mailbox:{}", sender.as_str()), policy.tz),
-                (format!("sender_domain:{domain}"), domain_tz),
-            ] {
-                undo.push(windows::count_uncapped(
-                    cx,
-                    tz,
-                    &scope,
-                    IntentClass::Reply.as_str(),
-                    Window::Day,
-                )?);
+            for (scope, tz) in [(format!("mailbox:{}", sender.as_str()), policy.tz), (format!("sender_domain:{domain}"), domain_tz)] {
+                undo.push(windows::count_uncapped(cx, tz, &scope, IntentClass::Reply.as_str(), Window::Day)?);
             }
         }
         let usage = checks.iter().map(WindowCheck::usage).collect();
 
         // 6. Pass it on; the outcome comes back here.
         let mut route = Vec::new();
-        if capped
-            && policy
-                .limits_at(intent.class, &[LimitScope::Tenant])
-                .next()
-                .is_some()
-        {
+        if capped && policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
             route.push(StageKind::Tenant.name().to_string());
         }
-        route.extend([
-            StageKind::Recipient.name().to_string(),
-            StageKind::RecipientDomain.name().to_string(),
-        ]);
+        route.extend([StageKind::Recipient.name().to_string(), StageKind::RecipientDomain.name().to_string()]);
         // No expiry: the outcome always comes back (it travels in the same
         // transactions), and it removes the key.
-        cx.view.put(
-            &keys::pending_intent(&intent.intent_id),
-            StateValue::Intent(pipeline::encode_intent(intent)),
-        );
-        let hop = IntentHop {
-            intent: intent.clone(),
-            approved,
-            usage: Vec::new(),
-            policy_version: 0,
-            route,
-            reservations: Vec::new(),
-        };
+        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
         Ok(())
     }
 
     /// Keeps an intent until the reservations in flight resolve. False when
     /// the partition already keeps as many as it may.
-    fn park(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        intent: &SendIntent,
-        approved: bool,
-        counter: &str,
-    ) -> Result<bool, StoreError> {
+    fn park(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool, counter: &str) -> Result<bool, StoreError> {
         let count = clock_value(cx, keys::PARKED_COUNT)?;
         if count >= PARK_MAX {
             return Ok(false);
         }
         let seq = clock_value(cx, keys::PARKED_SEQ)?;
         let mut env = StageEnvelope::new(cx.log_time_ms, cx.source.clone());
-        env.hop = Some(IntentHop {
-            intent: intent.clone(),
-            approved,
-            usage: Vec::new(),
-            policy_version: 0,
-            route: Vec::new(),
-            reservations: Vec::new(),
-        });
-        let bytes = codec::encode(RecordType::StageEnvelope, &env)
-            .expect("an envelope always fits its schema");
-        cx.view
-            .put(&keys::parked(counter, seq), StateValue::Parked(bytes));
+        env.hop = Some(IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route: Vec::new(), reservations: Vec::new() });
+        let bytes = codec::encode(RecordType::StageEnvelope, &env).expect("an envelope always fits its schema");
+        cx.view.put(&keys::parked(counter, seq), StateValue::Parked(bytes));
         cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
-        cx.view
-            .put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
+        cx.view.put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
         // A resubmission meanwhile is told the decision is pending.
-        cx.view.put(
-            &keys::pending_intent(&intent.intent_id),
-            StateValue::Intent(pipeline::encode_intent(intent)),
-        );
+        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         Ok(true)
     }
 
@@ -449,12 +242,7 @@ impl SenderStage {
     /// place: the oldest waiting intent is decided again. When nothing is in
     /// flight any more, or what is confirmed already fills the window, no
     /// waiting intent can be helped by waiting: they are all decided again.
-    fn unpark(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        release: &Release,
-        confirmed: bool,
-    ) -> Result<(), StageError> {
+    fn unpark(&self, cx: &mut Cx<'_, '_>, release: &Release, confirmed: bool) -> Result<(), StageError> {
         if clock_value(cx, keys::PARKED_COUNT)? == 0 {
             return Ok(());
         }
@@ -474,46 +262,23 @@ impl SenderStage {
 
     /// Decides again, oldest first, up to `n` intents parked on a counter,
     /// each at its own origin and under the state as it is now.
-    fn decide_parked(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        counter: &str,
-        n: usize,
-    ) -> Result<(), StageError> {
+    fn decide_parked(&self, cx: &mut Cx<'_, '_>, counter: &str, n: usize) -> Result<(), StageError> {
         // A queue: read from its head, never over the entries already taken.
         let head_key = keys::parked_head(counter);
         let head = clock_value(cx, &head_key)?;
-        let waiting =
-            cx.view
-                .scan_from(&keys::parked_on(counter), &keys::parked(counter, head), n)?;
-        let Some(last) = waiting.last() else {
-            return Ok(());
-        };
-        let last_seq = std::str::from_utf8(last)
-            .ok()
-            .and_then(|k| k.rsplit('/').next()?.parse::<i64>().ok())
-            .unwrap_or(head);
+        let waiting = cx.view.scan_from(&keys::parked_on(counter), &keys::parked(counter, head), n)?;
+        let Some(last) = waiting.last() else { return Ok(()) };
+        let last_seq = std::str::from_utf8(last).ok().and_then(|k| k.rsplit('/').next()?.parse::<i64>().ok()).unwrap_or(head);
         cx.view.put(&head_key, StateValue::Clock(last_seq + 1));
         // A queue idle for a week holds nothing: its head goes too.
         cx.expire_at(cx.now + 7 * DAY_MS, &head_key, Some(last_seq + 1));
         let count = clock_value(cx, keys::PARKED_COUNT)?;
-        cx.view.put(
-            keys::PARKED_COUNT,
-            StateValue::Clock((count - waiting.len() as i64).max(0)),
-        );
+        cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
         let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
         for key in waiting {
-            let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else {
-                continue;
-            };
+            let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };
             cx.view.delete(&key);
-            let env: StageEnvelope =
-                codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| {
-                    StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        why: e.to_string(),
-                    }
-                })?;
+            let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
             let Some(hop) = env.hop else { continue };
             cx.view.delete(&keys::pending_intent(&hop.intent.intent_id));
             cx.source = env.source;
@@ -527,21 +292,10 @@ impl SenderStage {
     }
 
     /// The warm-up limits of a sender domain at its age now, if it is warming up.
-    fn warmup_limits(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        policy: &EffectivePolicy,
-        domain: &str,
-        class: IntentClass,
-    ) -> Result<Vec<(Limit, u64)>, StoreError> {
-        let Some(w) = &policy.warmup else {
-            return Ok(Vec::new());
-        };
+    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, domain: &str, class: IntentClass) -> Result<Vec<(Limit, u64)>, StoreError> {
+        let Some(w) = &policy.warmup else { return Ok(Vec::new()) };
         let start = match w.started_on {
-            Some(date) => resolve_local(
-                policy.tz,
-                date.and_hms_opt(0, 0, 0).expect("midnight exists"),
-            ),
+            Some(date) => resolve_local(policy.tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
             None => {
                 let key = keys::first_seen(domain);
                 match cx.view.get_time(&key)? {
@@ -554,38 +308,15 @@ impl SenderStage {
             }
         };
         let age_day = ((cx.now - start).div_euclid(DAY_MS) + 1).max(1);
-        let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else {
-            return Ok(Vec::new());
-        };
-        let limit = |window, max: u64| {
-            (
-                Limit {
-                    key: LimitKey {
-                        scope: LimitScope::SenderDomain,
-                        class,
-                        window,
-                    },
-                    max,
-                    on_breach: BreachAction::Defer,
-                },
-                max,
-            )
-        };
-        Ok([(Window::Day, step.day), (Window::Hour, step.hour)]
-            .into_iter()
-            .filter_map(|(win, max)| max.map(|m| limit(win, m)))
-            .collect())
+        let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Ok(Vec::new()) };
+        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class, window }, max, on_breach: BreachAction::Defer }, max);
+        Ok([(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| limit(win, m))).collect())
     }
 
     /// The restriction that applies to a sender: address, then its domain
     /// and parent domains, then the tenant. The first found decides; an
     /// allow entry is an exemption.
-    fn restriction(
-        &self,
-        cx: &Cx<'_, '_>,
-        tenant: &str,
-        sender: &Address,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn restriction(&self, cx: &Cx<'_, '_>, tenant: &str, sender: &Address) -> Result<Option<Entry>, StoreError> {
         let mut scopes = vec![format!("address:{}", sender.as_str())];
         let mut d = sender.domain();
         loop {
@@ -608,115 +339,43 @@ impl SenderStage {
     }
 
     /// Opt-in: a pause the signals set lifts itself after the policy's delay.
-    fn auto_resume(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        policy: &EffectivePolicy,
-        tenant: &str,
-        scope: &str,
-        domain: &str,
-    ) -> Result<(), StoreError> {
-        let Some(after) = policy.signals.auto_resume_ms else {
-            return Ok(());
-        };
+    fn auto_resume(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, tenant: &str, scope: &str, domain: &str) -> Result<(), StoreError> {
+        let Some(after) = policy.signals.auto_resume_ms else { return Ok(()) };
         if let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(scope))? {
             if p.by == "signals" && cx.now >= p.since_ms + after {
                 cx.view.delete(&keys::pause(scope));
                 cx.view.delete(&keys::signals(domain));
                 cx.view.delete(&keys::throttles(domain));
-                cx.alert(
-                    tenant,
-                    scope,
-                    "sender_resumed",
-                    format!(
-                        "{scope} resumed automatically {} min after its {} pause",
-                        after / 60_000,
-                        p.reason
-                    ),
-                    &[("by", "auto_resume".into())],
-                );
+                cx.alert(tenant, scope, "sender_resumed", format!("{scope} resumed automatically {} min after its {} pause", after / 60_000, p.reason), &[("by", "auto_resume".into())]);
             }
         }
         Ok(())
     }
 
-    fn pause(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        tenant: &str,
-        scope: &str,
-        reason: &str,
-        by: &str,
-        message: String,
-    ) -> Result<(), StoreError> {
+    fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
         let key = keys::pause(scope);
         if cx.view.get(&key)?.is_none() {
-            cx.view.put(
-                &key,
-                StateValue::Pause(PauseState {
-                    reason: reason.into(),
-                    since_ms: cx.now,
-                    by: by.into(),
-                }),
-            );
-            cx.alert(
-                tenant,
-                scope,
-                "sender_paused",
-                message,
-                &[("reason", reason.into()), ("by", by.into())],
-            );
+            cx.view.put(&key, StateValue::Pause(PauseState { reason: reason.into(), since_ms: cx.now, by: by.into() }));
+            cx.alert(tenant, scope, "sender_paused", message, &[("reason", reason.into()), ("by", by.into())]);
         }
         Ok(())
     }
 
-    fn on_signal(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        ev: &DeliveryEvent,
-        domain: &str,
-        policy: &EffectivePolicy,
-        signal: Signal,
-    ) -> Result<(), StageError> {
+    fn on_signal(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy, signal: Signal) -> Result<(), StageError> {
         let key = keys::signals(domain);
         let mut ring = signals::load(cx.view, &domain)?;
         signals::record(&mut ring, signal, cx.now, policy.signals.window_hours);
         let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
         let scope = format!("sender_domain:{domain}");
-        for (name, old, new, rate) in [
-            (
-                "hard_bounce",
-                Tier::parse(&ring.bounce_tier),
-                bt,
-                rates.bounce_rate(),
-            ),
-            (
-                "complaint",
-                Tier::parse(&ring.complaint_tier),
-                ct,
-                rates.complaint_rate(),
-            ),
-        ] {
+        for (name, old, new, rate) in [("hard_bounce", Tier::parse(&ring.bounce_tier), bt, rates.bounce_rate()), ("complaint", Tier::parse(&ring.complaint_tier), ct, rates.complaint_rate())] {
             if old != new {
                 cx.alert(
                     &ev.tenant,
                     &scope,
                     "signal_tier_changed",
-                    format!(
-                        "{scope} {name} rate {:.3}% over {} sends: {} -> {}",
-                        rate * 100.0,
-                        rates.sends,
-                        old.as_str(),
-                        new.as_str()
-                    ),
-                    &[
-                        ("signal", name.into()),
-                        ("from", old.as_str().into()),
-                        ("to", new.as_str().into()),
-                        ("rate", format!("{rate:.6}")),
-                        ("sends", rates.sends.to_string()),
-                    ],
+                    format!("{scope} {name} rate {:.3}% over {} sends: {} -> {}", rate * 100.0, rates.sends, old.as_str(), new.as_str()),
+                    &[("signal", name.into()), ("from", old.as_str().into()), ("to", new.as_str().into()), ("rate", format!("{rate:.6}")), ("sends", rates.sends.to_string())],
                 );
             }
         }
@@ -724,11 +383,7 @@ impl SenderStage {
         ring.complaint_tier = ct.as_str().into();
         cx.view.put(&key, StateValue::Signals(ring));
         if bt.max(ct) == Tier::Pause {
-            let why = if bt == Tier::Pause {
-                "hard_bounce_rate"
-            } else {
-                "complaint_rate"
-            };
+            let why = if bt == Tier::Pause { "hard_bounce_rate" } else { "complaint_rate" };
             let msg = format!(
                 "{scope} paused: {why} over the pause threshold ({:.3}% bounces, {:.3}% complaints over {} sends); a resume command lifts it",
                 rates.bounce_rate() * 100.0,
@@ -742,13 +397,7 @@ impl SenderStage {
 
     /// Throttling from several recipient domains at once means the sender's
     /// reputation is slipping everywhere, not with one provider: pause it.
-    fn on_throttle(
-        &self,
-        cx: &mut Cx<'_, '_>,
-        ev: &DeliveryEvent,
-        domain: &str,
-        policy: &EffectivePolicy,
-    ) -> Result<(), StageError> {
+    fn on_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy) -> Result<(), StageError> {
         let b = &policy.backoff;
         if b.pause_after_domains == 0 {
             return Ok(());
@@ -761,10 +410,7 @@ impl SenderStage {
         };
         let since = cx.now - b.pause_window_ms;
         seen.retain(|t| t.at_ms > since && t.group != group);
-        seen.push(ThrottleSeen {
-            group,
-            at_ms: cx.now,
-        });
+        seen.push(ThrottleSeen { group, at_ms: cx.now });
         // Bounded: only the threshold's worth of most recent groups matter.
         while seen.len() > b.pause_after_domains as usize {
             seen.remove(0);
@@ -781,16 +427,11 @@ impl SenderStage {
 
     fn on_held_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
         // The first release kept held intents as plain bytes too.
-        let (Some(StateValue::Intent(bytes)) | Some(StateValue::FinalDecision(bytes))) =
-            cx.view.get(&keys::held_intent(&cmd.target))?
-        else {
+        let (Some(StateValue::Intent(bytes)) | Some(StateValue::FinalDecision(bytes))) = cx.view.get(&keys::held_intent(&cmd.target))? else {
             return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
         };
         if cx.view.get(&keys::pending_intent(&cmd.target))?.is_some() {
-            return Err(StageError::BadRecord(format!(
-                "intent {:?} is being decided after an earlier approval; wait for its decision",
-                cmd.target
-            )));
+            return Err(StageError::BadRecord(format!("intent {:?} is being decided after an earlier approval; wait for its decision", cmd.target)));
         }
         let intent = pipeline::decode_intent(&cmd.target, &bytes)?;
         if cmd.kind == CommandKind::Approve {
@@ -798,24 +439,8 @@ impl SenderStage {
             // unless the approved evaluation ends final.
             return self.evaluate(cx, &intent, true);
         }
-        let version = cx
-            .book
-            .effective(
-                &intent.tenant,
-                domain_of(&intent.sender),
-                &intent.sender,
-                None,
-            )
-            .version;
-        self.decide_here(
-            cx,
-            &intent,
-            DecisionStatus::Blocked,
-            "rejected_by_operator",
-            None,
-            Vec::new(),
-            version,
-        );
+        let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), version);
         Ok(())
     }
 }
@@ -830,16 +455,11 @@ impl Stage for SenderStage {
     }
 
     fn check(&self, _cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {
-        Err(StageError::BadRecord(format!(
-            "the sender stage is first; it is never passed an intent ({})",
-            hop.intent.intent_id
-        )))
+        Err(StageError::BadRecord(format!("the sender stage is first; it is never passed an intent ({})", hop.intent.intent_id)))
     }
 
     fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
-        let Some(d) = &release.outcome else {
-            return Ok(());
-        };
+        let Some(d) = &release.outcome else { return Ok(()) };
         let pend = keys::pending_intent(&release.intent_id);
         let intent = match cx.view.get(&pend)? {
             Some(StateValue::Intent(bytes)) => pipeline::decode_intent(&release.intent_id, &bytes)?,
@@ -847,22 +467,14 @@ impl Stage for SenderStage {
             // does, the outcome still counts, from what the decision says.
             _ => {
                 tracing::warn!(intent_id = %release.intent_id, "outcome of an intent not in flight");
-                SendIntent::new(
-                    &d.intent_id,
-                    &d.tenant,
-                    &d.sender,
-                    &d.recipient,
-                    IntentClass::Outbound,
-                )
+                SendIntent::new(&d.intent_id, &d.tenant, &d.sender, &d.recipient, IntentClass::Outbound)
             }
         };
         cx.view.delete(&pend);
         if d.status == DecisionStatus::Allowed {
             // The send counts toward the signal denominator.
             let domain = domain_of(&intent.sender).to_string();
-            let policy = cx
-                .book
-                .effective(&intent.tenant, &domain, &intent.sender, None);
+            let policy = cx.book.effective(&intent.tenant, &domain, &intent.sender, None);
             let key = keys::signals(&domain);
             let mut ring = signals::load(cx.view, &domain)?;
             signals::record(&mut ring, Signal::Send, cx.now, policy.signals.window_hours);
@@ -876,9 +488,7 @@ impl Stage for SenderStage {
         let domain = domain_of(&ev.sender).to_string();
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
         match ev.kind {
-            DeliveryKind::BounceHard => {
-                self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce)
-            }
+            DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce),
             DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, &policy, Signal::Complaint),
             _ if is_throttle(ev, &policy) => self.on_throttle(cx, ev, &domain, &policy),
             // Soft bounces, 5xx rejections and engagement move no budget here.
@@ -895,14 +505,7 @@ impl Stage for SenderStage {
                 if cmd.kind == CommandKind::Pause {
                     let by = cmd.operator.clone().unwrap_or_else(|| "operator".into());
                     let reason = cmd.reason.clone().unwrap_or_else(|| "operator".into());
-                    self.pause(
-                        cx,
-                        &cmd.tenant,
-                        &scope_str,
-                        &reason,
-                        &by,
-                        format!("{scope_str} paused by {by}"),
-                    )?;
+                    self.pause(cx, &cmd.tenant, &scope_str, &reason, &by, format!("{scope_str} paused by {by}"))?;
                 } else if cx.view.get(&key)?.is_some() {
                     cx.view.delete(&key);
                     // A resume starts a fresh observation: the old rates led to the pause.
@@ -910,13 +513,7 @@ impl Stage for SenderStage {
                         cx.view.delete(&keys::signals(d));
                         cx.view.delete(&keys::throttles(d));
                     }
-                    cx.alert(
-                        &cmd.tenant,
-                        &scope_str,
-                        "sender_resumed",
-                        format!("{scope_str} resumed by an operator"),
-                        &[("command_id", cmd.command_id.clone())],
-                    );
+                    cx.alert(&cmd.tenant, &scope_str, "sender_resumed", format!("{scope_str} resumed by an operator"), &[("command_id", cmd.command_id.clone())]);
                 }
                 Ok(())
             }
@@ -928,22 +525,14 @@ impl Stage for SenderStage {
                     return Ok(());
                 }
                 let mode = cmd.mode.clone().unwrap_or_else(|| "deny".into());
-                let entry = Entry {
-                    kind: mode,
-                    reason: cmd.reason.clone().unwrap_or_default(),
-                    since_ms: cx.now,
-                    by: cmd.operator.clone().unwrap_or_else(|| "operator".into()),
-                    until_ms: cmd.until_ms,
-                };
+                let entry = Entry { kind: mode, reason: cmd.reason.clone().unwrap_or_default(), since_ms: cx.now, by: cmd.operator.clone().unwrap_or_else(|| "operator".into()), until_ms: cmd.until_ms };
                 if let Some(until) = cmd.until_ms {
                     cx.expire_at(until, &key, Some(cx.now));
                 }
                 cx.view.put(&key, StateValue::Entry(entry));
                 Ok(())
             }
-            other => Err(StageError::BadRecord(format!(
-                "command {other:?} does not belong to the sender stage"
-            ))),
+            other => Err(StageError::BadRecord(format!("command {other:?} does not belong to the sender stage"))),
         }
     }
 }
@@ -956,8 +545,5 @@ fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
 /// A throttling deferral: a 4xx the policy names (421, 450, 452 by
 /// default). A 5xx is a rejection, never a throttle.
 pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
-    matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft)
-        && ev
-            .smtp_code
-            .is_some_and(|c| policy.backoff.throttle_codes.contains(&c))
+    matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) && ev.smtp_code.is_some_and(|c| policy.backoff.throttle_codes.contains(&c))
 }

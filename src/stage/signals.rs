@@ -4,8 +4,8 @@
 //! a rate counts once the window holds `min_volume` sends. Tiers: healthy,
 //! warn, slow (limits halved), pause. The most restrictive signal wins.
 
-use crate::policy::spec::TierThresholds;
 use crate::policy::SignalPolicy;
+use crate::policy::spec::TierThresholds;
 use crate::state::{SignalBucket, SignalRing};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -47,10 +47,7 @@ pub enum Signal {
 }
 
 /// A sender domain's signal ring as the state holds it (empty if none).
-pub fn load(
-    view: &crate::state::PartitionView<'_>,
-    sender_domain: &str,
-) -> Result<SignalRing, crate::state::StoreError> {
+pub fn load(view: &crate::state::PartitionView<'_>, sender_domain: &str) -> Result<SignalRing, crate::state::StoreError> {
     Ok(match view.get(&super::keys::signals(sender_domain))? {
         Some(crate::state::StateValue::Signals(r)) => r,
         _ => empty_ring(),
@@ -58,11 +55,7 @@ pub fn load(
 }
 
 pub fn empty_ring() -> SignalRing {
-    SignalRing {
-        buckets: Vec::new(),
-        bounce_tier: "healthy".into(),
-        complaint_tier: "healthy".into(),
-    }
+    SignalRing { buckets: Vec::new(), bounce_tier: "healthy".into(), complaint_tier: "healthy".into() }
 }
 
 /// Adds one observation at `now`, dropping buckets older than the window.
@@ -74,15 +67,7 @@ pub fn record(ring: &mut SignalRing, signal: Signal, now: i64, window_hours: u32
         None => {
             // Buckets stay in start order; a late record lands in its own hour.
             let pos = ring.buckets.partition_point(|b| b.start_ms < start);
-            ring.buckets.insert(
-                pos,
-                SignalBucket {
-                    start_ms: start,
-                    sends: 0,
-                    hard_bounces: 0,
-                    complaints: 0,
-                },
-            );
+            ring.buckets.insert(pos, SignalBucket { start_ms: start, sends: 0, hard_bounces: 0, complaints: 0 });
             pos
         }
     };
@@ -111,33 +96,17 @@ pub struct Rates {
 
 impl Rates {
     pub fn bounce_rate(&self) -> f64 {
-        if self.sends == 0 {
-            0.0
-        } else {
-            self.hard_bounces as f64 / self.sends as f64
-        }
+        if self.sends == 0 { 0.0 } else { self.hard_bounces as f64 / self.sends as f64 }
     }
     pub fn complaint_rate(&self) -> f64 {
-        if self.sends == 0 {
-            0.0
-        } else {
-            self.complaints as f64 / self.sends as f64
-        }
+        if self.sends == 0 { 0.0 } else { self.complaints as f64 / self.sends as f64 }
     }
 }
 
 pub fn totals(ring: &SignalRing, now: i64, window_hours: u32) -> Rates {
     let oldest = now - now.rem_euclid(HOUR_MS) - (window_hours.max(1) as i64 - 1) * HOUR_MS;
-    let mut r = Rates {
-        sends: 0,
-        hard_bounces: 0,
-        complaints: 0,
-    };
-    for b in ring
-        .buckets
-        .iter()
-        .filter(|b| b.start_ms >= oldest && b.start_ms <= now)
-    {
+    let mut r = Rates { sends: 0, hard_bounces: 0, complaints: 0 };
+    for b in ring.buckets.iter().filter(|b| b.start_ms >= oldest && b.start_ms <= now) {
         r.sends += b.sends;
         r.hard_bounces += b.hard_bounces;
         r.complaints += b.complaints;
@@ -162,10 +131,7 @@ pub fn tiers(rates: &Rates, policy: &SignalPolicy) -> (Tier, Tier) {
     if (rates.sends as u64) < policy.min_volume {
         return (Tier::Healthy, Tier::Healthy);
     }
-    (
-        tier_of(rates.bounce_rate(), &policy.hard_bounce),
-        tier_of(rates.complaint_rate(), &policy.complaint),
-    )
+    (tier_of(rates.bounce_rate(), &policy.hard_bounce), tier_of(rates.complaint_rate(), &policy.complaint))
 }
 
 #[cfg(test)]
@@ -174,16 +140,8 @@ mod tests {
 
     fn policy(min_volume: u64) -> SignalPolicy {
         SignalPolicy {
-            hard_bounce: TierThresholds {
-                warn: 0.02,
-                slow: 0.03,
-                pause: 0.05,
-            },
-            complaint: TierThresholds {
-                warn: 0.0005,
-                slow: 0.0008,
-                pause: 0.001,
-            },
+            hard_bounce: TierThresholds { warn: 0.02, slow: 0.03, pause: 0.05 },
+            complaint: TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 },
             min_volume,
             window_hours: 24,
             auto_resume_ms: None,

@@ -18,40 +18,20 @@ impl Stage for TenantStage {
 
     fn check(&self, cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {
         let i = &hop.intent;
-        let policy = cx
-            .book
-            .effective(&i.tenant, domain_of(&i.sender), &i.sender, None);
+        let policy = cx.book.effective(&i.tenant, domain_of(&i.sender), &i.sender, None);
         // The tenant's windows follow the tenant's zone, whoever sends.
         let tz = cx.book.effective(&i.tenant, "", "", None).tz;
         let mut checks = Vec::new();
         for limit in policy.limits_at(i.class, &[LimitScope::Tenant]) {
-            checks.push(WindowCheck::load(
-                cx,
-                tz,
-                limit,
-                format!("tenant:{}", i.tenant),
-                i.class.as_str(),
-                limit.max,
-                limit.key.window.breach_reason(),
-            )?);
+            checks.push(WindowCheck::load(cx, tz, limit, format!("tenant:{}", i.tenant), i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
         windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
-            return Ok(Verdict::Deny {
-                status,
-                reason: reason.into(),
-                retry_at_ms,
-                usage,
-                version: policy.version,
-            });
+            return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: policy.version });
         }
         let undo = windows::reserve(cx, &mut checks, &i.tenant, &i.intent_id);
-        Ok(Verdict::Pass {
-            undo,
-            usage: checks.iter().map(WindowCheck::usage).collect(),
-            version: policy.version,
-        })
+        Ok(Verdict::Pass { undo, usage: checks.iter().map(WindowCheck::usage).collect(), version: policy.version })
     }
 
     fn on_delivery(&self, _cx: &mut Cx<'_, '_>, _ev: &DeliveryEvent) -> Result<(), StageError> {

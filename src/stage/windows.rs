@@ -6,8 +6,8 @@ use super::pipeline::Cx;
 use crate::clock::{window_end, window_start};
 use crate::model::{DecisionStatus, Undo, UndoKind, Usage};
 use crate::policy::{BreachAction, Limit};
-use crate::state::{StateValue, StoreError, WindowCounter};
 use chrono_tz::Tz;
+use crate::state::{StateValue, StoreError, WindowCounter};
 
 /// One window an intent was checked against.
 pub struct WindowCheck {
@@ -26,27 +26,11 @@ impl WindowCheck {
     /// Loads the current window's counter of `scope` for `limit`. `tz` is
     /// the zone of the scope that owns the counter (a shared counter must
     /// not see its windows move with the zone of whoever sends).
-    pub fn load(
-        cx: &Cx<'_, '_>,
-        tz: Tz,
-        limit: &Limit,
-        scope: String,
-        counter_name: &str,
-        max: u64,
-        reason: &'static str,
-    ) -> Result<WindowCheck, StoreError> {
+    pub fn load(cx: &Cx<'_, '_>, tz: Tz, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
         let w = limit.key.window;
         let key = keys::counter(&scope, counter_name, w.as_str());
         let counter = cx.view.get_counter(&key, window_start(w, tz, cx.now))?;
-        Ok(WindowCheck {
-            limit: limit.clone(),
-            scope,
-            key,
-            counter,
-            max,
-            end_ms: window_end(w, tz, cx.now),
-            reason,
-        })
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, tz, cx.now), reason })
     }
 
     fn breached(&self) -> bool {
@@ -77,30 +61,11 @@ pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserv
         return;
     }
     for c in checks {
-        let before = if reserved {
-            c.counter.count - 1
-        } else {
-            c.counter.count
-        };
-        let outcome = if before as u64 + 1 > c.max {
-            format!("breached (on_breach {})", c.limit.on_breach.as_str())
-        } else {
-            "pass".into()
-        };
+        let before = if reserved { c.counter.count - 1 } else { c.counter.count };
+        let outcome = if before as u64 + 1 > c.max { format!("breached (on_breach {})", c.limit.on_breach.as_str()) } else { "pass".into() };
         cx.note(intent_id, "window", outcome, || {
-            let after = if reserved {
-                format!(" -> {}", c.counter.count)
-            } else {
-                String::new()
-            };
-            format!(
-                "{} {} ({}): used {before}{after} of {}, window ends {}",
-                c.scope,
-                c.limit.key.window.as_str(),
-                c.reason,
-                c.max,
-                crate::clock::format_ms(c.end_ms)
-            )
+            let after = if reserved { format!(" -> {}", c.counter.count) } else { String::new() };
+            format!("{} {} ({}): used {before}{after} of {}, window ends {}", c.scope, c.limit.key.window.as_str(), c.reason, c.max, crate::clock::format_ms(c.end_ms))
         });
     }
 }
@@ -110,15 +75,9 @@ pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserv
 /// Returns the counter to wait on (the first binding breach) when every
 /// binding breach could still fit.
 pub fn waiting_on_in_flight(checks: &[WindowCheck], approved: bool) -> Option<&WindowCheck> {
-    let mut binding = checks
-        .iter()
-        .filter(|c| c.breached() && binds(c, approved))
-        .peekable();
+    let mut binding = checks.iter().filter(|c| c.breached() && binds(c, approved)).peekable();
     let first = binding.peek().copied();
-    binding
-        .all(WindowCheck::could_fit)
-        .then_some(first)
-        .flatten()
+    binding.all(WindowCheck::could_fit).then_some(first).flatten()
 }
 
 /// Whether a breach of this window stops the intent (alert-only never does;
@@ -132,20 +91,11 @@ fn binds(c: &WindowCheck, approved: bool) -> bool {
 }
 
 /// The verdict of a set of windows: None = allow.
-pub fn judge(
-    checks: &[WindowCheck],
-    approved: bool,
-) -> Option<(DecisionStatus, &'static str, Option<i64>)> {
+pub fn judge(checks: &[WindowCheck], approved: bool) -> Option<(DecisionStatus, &'static str, Option<i64>)> {
     let breached: Vec<&WindowCheck> = checks.iter().filter(|c| c.breached()).collect();
     // The binding breach is the one whose capacity returns last. An approved
     // intent was held for exactly the review a hold asks for.
-    let binding = |action: BreachAction| {
-        breached
-            .iter()
-            .filter(|c| c.limit.on_breach == action)
-            .max_by_key(|c| c.end_ms)
-            .copied()
-    };
+    let binding = |action: BreachAction| breached.iter().filter(|c| c.limit.on_breach == action).max_by_key(|c| c.end_ms).copied();
     if let Some(c) = binding(BreachAction::Defer) {
         return Some((DecisionStatus::Deferred, c.reason, Some(c.end_ms)));
     }
@@ -158,12 +108,7 @@ pub fn judge(
 /// Reserves one unit in every window; returns how to undo it. Raises the
 /// 80% / 100% quota alerts (once per window period) and the alert of an
 /// alert-only breach.
-pub fn reserve(
-    cx: &mut Cx<'_, '_>,
-    checks: &mut [WindowCheck],
-    tenant: &str,
-    intent_id: &str,
-) -> Vec<Undo> {
+pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, intent_id: &str) -> Vec<Undo> {
     let mut undo = Vec::with_capacity(checks.len());
     for c in checks.iter_mut() {
         // Over an alert-only limit by confirmed sends, not by ones in flight.
@@ -175,26 +120,14 @@ pub fn reserve(
             // then, and its quota alerts wait for it (see `confirm`).
             c.counter.pending += 1;
         } else {
-            quota_alerts(
-                cx,
-                &c.scope,
-                c.limit.key.window.as_str(),
-                &mut c.counter,
-                c.max,
-                tenant,
-            );
+            quota_alerts(cx, &c.scope, c.limit.key.window.as_str(), &mut c.counter, c.max, tenant);
         }
         if over {
             cx.alert(
                 tenant,
                 &c.scope,
                 "limit_exceeded_allowed",
-                format!(
-                    "{} exceeded its {} limit of {}; allowed by policy (alert only)",
-                    c.scope,
-                    c.limit.key.window.as_str(),
-                    c.max
-                ),
+                format!("{} exceeded its {} limit of {}; allowed by policy (alert only)", c.scope, c.limit.key.window.as_str(), c.max),
                 &[("intent_id", intent_id.to_string())],
             );
         }
@@ -204,25 +137,13 @@ pub fn reserve(
         }
         cx.view.put(&c.key, StateValue::Counter(c.counter));
         let limit = if sender { c.max as i64 } else { 0 };
-        undo.push(Undo {
-            key: String::from_utf8_lossy(&c.key).into_owned(),
-            kind: UndoKind::Counter,
-            bucket_start_ms: c.counter.bucket_start_ms,
-            limit,
-        });
+        undo.push(Undo { key: String::from_utf8_lossy(&c.key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: c.counter.bucket_start_ms, limit });
     }
     undo
 }
 
 /// The 80% and 100% alerts of a window, once per window period.
-pub fn quota_alerts(
-    cx: &mut Cx<'_, '_>,
-    scope: &str,
-    window: &str,
-    counter: &mut WindowCounter,
-    max: u64,
-    tenant: &str,
-) {
+pub fn quota_alerts(cx: &mut Cx<'_, '_>, scope: &str, window: &str, counter: &mut WindowCounter, max: u64, tenant: &str) {
     if max == 0 {
         return;
     }
@@ -235,30 +156,16 @@ pub fn quota_alerts(
             cx.alert(
                 tenant,
                 scope,
-                if threshold == 80 {
-                    "quota_80"
-                } else {
-                    "quota_100"
-                },
+                if threshold == 80 { "quota_80" } else { "quota_100" },
                 format!("{scope} has used {used} of its {max} {window} limit ({pct}%)"),
-                &[
-                    ("window", window.into()),
-                    ("used", used.to_string()),
-                    ("limit", max.to_string()),
-                ],
+                &[("window", window.into()), ("used", used.to_string()), ("limit", max.to_string())],
             );
         }
     }
 }
 
 /// Counts one unit in a window that has no limit (replies).
-pub fn count_uncapped(
-    cx: &mut Cx<'_, '_>,
-    tz: Tz,
-    scope: &str,
-    counter_name: &str,
-    window: crate::clock::Window,
-) -> Result<Undo, StoreError> {
+pub fn count_uncapped(cx: &mut Cx<'_, '_>, tz: Tz, scope: &str, counter_name: &str, window: crate::clock::Window) -> Result<Undo, StoreError> {
     let key = keys::counter(scope, counter_name, window.as_str());
     let start = window_start(window, tz, cx.now);
     let mut c = cx.view.get_counter(&key, start)?;
@@ -270,10 +177,5 @@ pub fn count_uncapped(
         cx.expire_at(window_end(window, tz, cx.now), &key, Some(start));
     }
     cx.view.put(&key, StateValue::Counter(c));
-    Ok(Undo {
-        key: String::from_utf8_lossy(&key).into_owned(),
-        kind: UndoKind::Counter,
-        bucket_start_ms: start,
-        limit: 0,
-    })
+    Ok(Undo { key: String::from_utf8_lossy(&key).into_owned(), kind: UndoKind::Counter, bucket_start_ms: start, limit: 0 })
 }

@@ -28,22 +28,13 @@ impl RocksStore {
     /// Opens the store; returns whether it was wiped because the last stop
     /// was not clean.
     pub fn open(path: &Path) -> Result<(Self, bool), StoreError> {
-        let clean_marker = path.with_file_name(format!(
-            "{}.{CLEAN_MARKER}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-        ));
+        let clean_marker = path.with_file_name(format!("{}.{CLEAN_MARKER}", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
         let wiped = path.exists() && !clean_marker.exists();
         if wiped {
-            std::fs::remove_dir_all(path).map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot wipe {} after an unclean stop: {e}",
-                    path.display()
-                ))
-            })?;
+            std::fs::remove_dir_all(path).map_err(|e| StoreError::Io(format!("cannot wipe {} after an unclean stop: {e}", path.display())))?;
         }
         let _ = std::fs::remove_file(&clean_marker);
-        std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         // Two cores: one background job each for flush and compaction is plenty.
@@ -52,9 +43,7 @@ impl RocksStore {
         opts.set_write_buffer_size(64 << 20);
         opts.set_max_write_buffer_number(2);
         opts.set_max_open_files(256);
-        let db = DB::open(&opts, path).map_err(|e| {
-            StoreError::Io(format!("cannot open RocksDB at {}: {e}", path.display()))
-        })?;
+        let db = DB::open(&opts, path).map_err(|e| StoreError::Io(format!("cannot open RocksDB at {}: {e}", path.display())))?;
         Ok((RocksStore { db, clean_marker }, wiped))
     }
 }
@@ -73,16 +62,9 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl RocksStore {
     /// Keys and values from `start` on, in key order, at most `limit`.
-    pub fn scan_from(
-        &self,
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator(rocksdb::IteratorMode::From(
-            start,
-            rocksdb::Direction::Forward,
-        )) {
+        for item in self.db.iterator(rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward)) {
             if out.len() >= limit {
                 break;
             }
@@ -111,12 +93,7 @@ impl BaseStore for RocksStore {
         self.db.write_opt(wb, &wo).map_err(io)
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         // Bounded above by the prefix's successor, so the iterator never
         // walks past the range (over other keys' tombstones).
         let mut ro = rocksdb::ReadOptions::default();
@@ -124,10 +101,7 @@ impl BaseStore for RocksStore {
             ro.set_iterate_upper_bound(upper);
         }
         let mut out = Vec::new();
-        for item in self.db.iterator_opt(
-            rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward),
-            ro,
-        ) {
+        for item in self.db.iterator_opt(rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward), ro) {
             let (k, v) = item.map_err(io)?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -149,8 +123,6 @@ impl BaseStore for RocksStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
-        std::fs::write(&self.clean_marker, b"").map_err(|e| {
-            StoreError::Io(format!("cannot write {}: {e}", self.clean_marker.display()))
-        })
+        std::fs::write(&self.clean_marker, b"").map_err(|e| StoreError::Io(format!("cannot write {}: {e}", self.clean_marker.display())))
     }
 }

@@ -36,22 +36,14 @@ pub trait BaseStore: Send + Sync {
     fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
     /// Keys and values with this prefix, from `from` (itself under the
     /// prefix) on, in key order, at most `limit`.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     /// Removes every key of a partition (state handed to another instance, or wiped).
     fn drop_partition(&self, partition: i32) -> Result<(), StoreError>;
     /// Makes everything written so far durable (clean shutdown).
     fn flush(&self) -> Result<(), StoreError>;
 
     fn checkpoint(&self, partition: i32) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .get(&full_key(partition, CHECKPOINT_KEY))?
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_be_bytes))
+        Ok(self.get(&full_key(partition, CHECKPOINT_KEY))?.and_then(|b| b.try_into().ok()).map(i64::from_be_bytes))
     }
 }
 
@@ -75,25 +67,13 @@ impl BaseStore for MemStore {
         }
         Ok(())
     }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let m = self.map.lock().expect("not poisoned");
-        Ok(m.range(from.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(m.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
     fn drop_partition(&self, partition: i32) -> Result<(), StoreError> {
         let prefix = full_key(partition, b"");
-        self.map
-            .lock()
-            .expect("not poisoned")
-            .retain(|k, _| !k.starts_with(&prefix));
+        self.map.lock().expect("not poisoned").retain(|k, _| !k.starts_with(&prefix));
         Ok(())
     }
     fn flush(&self) -> Result<(), StoreError> {
@@ -151,12 +131,7 @@ impl Overlay {
     fn take(&mut self) -> Vec<(Vec<u8>, Option<StateValue>)> {
         let index = std::mem::take(&mut self.index);
         self.journal.clear();
-        std::mem::take(&mut self.entries)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (k, _))| index.get(k) == Some(i))
-            .map(|(_, e)| e)
-            .collect()
+        std::mem::take(&mut self.entries).into_iter().enumerate().filter(|(i, (k, _))| index.get(k) == Some(i)).map(|(_, e)| e).collect()
     }
 }
 
@@ -202,14 +177,7 @@ impl StageStore {
             self.cache.borrow_mut().clear();
             self.cached.set(0);
         }
-        if self
-            .cache
-            .borrow_mut()
-            .entry(partition)
-            .or_default()
-            .insert(key.to_vec(), value)
-            .is_none()
-        {
+        if self.cache.borrow_mut().entry(partition).or_default().insert(key.to_vec(), value).is_none() {
             self.cached.set(self.cached.get() + 1);
         }
     }
@@ -232,10 +200,7 @@ impl StageStore {
     }
 
     pub fn view(&mut self, partition: i32) -> PartitionView<'_> {
-        PartitionView {
-            store: self,
-            partition,
-        }
+        PartitionView { store: self, partition }
     }
 
     /// Moves every partition's overlay into encoded pending writes and returns
@@ -264,10 +229,7 @@ impl StageStore {
             batch.extend(writes.into_iter().map(|(k, v)| (full_key(p, &k), v)));
         }
         for (p, next) in checkpoints {
-            batch.push((
-                full_key(*p, CHECKPOINT_KEY),
-                Some(next.to_be_bytes().to_vec()),
-            ));
+            batch.push((full_key(*p, CHECKPOINT_KEY), Some(next.to_be_bytes().to_vec())));
         }
         if !batch.is_empty() {
             self.base.write(batch)?;
@@ -305,21 +267,10 @@ impl StageStore {
     }
 
     /// Restore: applies committed changelog records straight to the base store.
-    pub fn restore_batch(
-        &mut self,
-        partition: i32,
-        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        next_offset: i64,
-    ) -> Result<(), StoreError> {
+    pub fn restore_batch(&mut self, partition: i32, records: Vec<(Vec<u8>, Option<Vec<u8>>)>, next_offset: i64) -> Result<(), StoreError> {
         self.forget_partition(partition);
-        let mut batch: Vec<_> = records
-            .into_iter()
-            .map(|(k, v)| (full_key(partition, &k), v))
-            .collect();
-        batch.push((
-            full_key(partition, CHECKPOINT_KEY),
-            Some(next_offset.to_be_bytes().to_vec()),
-        ));
+        let mut batch: Vec<_> = records.into_iter().map(|(k, v)| (full_key(partition, &k), v)).collect();
+        batch.push((full_key(partition, CHECKPOINT_KEY), Some(next_offset.to_be_bytes().to_vec())));
         self.base.write(batch)
     }
 
@@ -355,29 +306,15 @@ pub struct PartitionView<'a> {
 
 impl PartitionView<'_> {
     pub fn get(&self, key: &[u8]) -> Result<Option<StateValue>, StoreError> {
-        if let Some(v) = self
-            .store
-            .overlays
-            .get(&self.partition)
-            .and_then(|o| o.get(key))
-        {
+        if let Some(v) = self.store.overlays.get(&self.partition).and_then(|o| o.get(key)) {
             return Ok(v.clone());
         }
-        if let Some(v) = self
-            .store
-            .cache
-            .borrow()
-            .get(&self.partition)
-            .and_then(|m| m.get(key))
-        {
+        if let Some(v) = self.store.cache.borrow().get(&self.partition).and_then(|m| m.get(key)) {
             return Ok(v.clone());
         }
         let value = match self.store.base.get(&full_key(self.partition, key))? {
             None => None,
-            Some(bytes) => Some(StateValue::decode(&bytes).map_err(|e| StoreError::Corrupt {
-                key: String::from_utf8_lossy(key).into_owned(),
-                why: e.to_string(),
-            })?),
+            Some(bytes) => Some(StateValue::decode(&bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), why: e.to_string() })?),
         };
         self.store.cache_put(self.partition, key, value.clone());
         Ok(value)
@@ -415,36 +352,19 @@ impl PartitionView<'_> {
 
     /// The counter under `key` if it is in the window starting at
     /// `bucket_start_ms`; a fresh one otherwise (a past window's count is over).
-    pub fn get_counter(
-        &self,
-        key: &[u8],
-        bucket_start_ms: i64,
-    ) -> Result<super::WindowCounter, StoreError> {
+    pub fn get_counter(&self, key: &[u8], bucket_start_ms: i64) -> Result<super::WindowCounter, StoreError> {
         Ok(match self.get(key)? {
             Some(StateValue::Counter(c)) if c.bucket_start_ms == bucket_start_ms => c,
-            _ => super::WindowCounter {
-                bucket_start_ms,
-                count: 0,
-                alerted_pct: 0,
-                pending: 0,
-            },
+            _ => super::WindowCounter { bucket_start_ms, count: 0, alerted_pct: 0, pending: 0 },
         })
     }
 
     pub fn put(&mut self, key: &[u8], value: StateValue) {
-        self.store
-            .overlays
-            .entry(self.partition)
-            .or_default()
-            .set(key, Some(value));
+        self.store.overlays.entry(self.partition).or_default().set(key, Some(value));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.store
-            .overlays
-            .entry(self.partition)
-            .or_default()
-            .set(key, None);
+        self.store.overlays.entry(self.partition).or_default().set(key, None);
     }
 
     /// The first `limit` keys under a prefix (without the partition prefix),
@@ -458,12 +378,7 @@ impl PartitionView<'_> {
     /// As `scan`, from the key `from` on. Keys removed in order (an index
     /// swept from its start, a queue) should be scanned from a cursor past
     /// them: the store then never walks over their tombstones.
-    pub fn scan_from(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         // A merge of two ordered streams that stops at `limit` keys: the
         // overlay's range is walked lazily, never collected whole (within a
         // busy transaction it holds thousands of index entries), and the
@@ -472,23 +387,12 @@ impl PartitionView<'_> {
         let overlay = self.store.overlays.get(&self.partition);
         let mut chunk = limit.max(1);
         loop {
-            let rows = self.store.base.scan(
-                &full_key(self.partition, prefix),
-                &full_key(self.partition, from),
-                chunk,
-            )?;
+            let rows = self.store.base.scan(&full_key(self.partition, prefix), &full_key(self.partition, from), chunk)?;
             let base_done = rows.len() < chunk;
             let mut base = rows.iter().map(|(k, _)| &k[4..]).peekable();
             let mut ov = overlay
                 .into_iter()
-                .flat_map(|o| {
-                    o.index
-                        .range::<[u8], _>((
-                            std::ops::Bound::Included(from),
-                            std::ops::Bound::Unbounded,
-                        ))
-                        .map(move |(k, &i)| (k.as_slice(), o.entries[i].1.is_some()))
-                })
+                .flat_map(|o| o.index.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded)).map(move |(k, &i)| (k.as_slice(), o.entries[i].1.is_some())))
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .peekable();
             let mut out: Vec<Vec<u8>> = Vec::with_capacity(limit.min(64));
@@ -540,10 +444,7 @@ pub struct CopyOnWrite {
 
 impl CopyOnWrite {
     pub fn new(shared: Arc<dyn BaseStore>) -> Self {
-        CopyOnWrite {
-            shared,
-            local: Mutex::new(BTreeMap::new()),
-        }
+        CopyOnWrite { shared, local: Mutex::new(BTreeMap::new()) }
     }
 }
 
@@ -561,27 +462,11 @@ impl BaseStore for CopyOnWrite {
         }
         Ok(())
     }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let local = self.local.lock().expect("not poisoned");
-        let deleted = local
-            .range(from.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, v)| v.is_none())
-            .count();
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .shared
-            .scan(prefix, from, limit.saturating_add(deleted))?
-            .into_iter()
-            .collect();
-        for (k, v) in local
-            .range(from.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
+        let deleted = local.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.shared.scan(prefix, from, limit.saturating_add(deleted))?.into_iter().collect();
+        for (k, v) in local.range(from.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
                 None => merged.remove(k),

@@ -181,56 +181,18 @@ mod tests {
     #[test]
     fn every_variant_round_trips() {
         let values = vec![
-            StateValue::Counter(WindowCounter {
-                bucket_start_ms: 5,
-                count: 3,
-                alerted_pct: 80,
-                pending: 2,
-            }),
+            StateValue::Counter(WindowCounter { bucket_start_ms: 5, count: 3, alerted_pct: 80, pending: 2 }),
             StateValue::Parked(vec![7]),
             StateValue::FinalDecision(vec![1, 2, 3]),
-            StateValue::Signals(SignalRing {
-                buckets: vec![SignalBucket {
-                    start_ms: 1,
-                    sends: 2,
-                    hard_bounces: 3,
-                    complaints: 4,
-                }],
-                bounce_tier: "warn".into(),
-                complaint_tier: "healthy".into(),
-            }),
-            StateValue::Pause(PauseState {
-                reason: "r".into(),
-                since_ms: 9,
-                by: "signals".into(),
-            }),
-            StateValue::Policy(PolicyChange {
-                scope: "default".into(),
-                version: 2,
-                spec_json: Some("{}".into()),
-            }),
+            StateValue::Signals(SignalRing { buckets: vec![SignalBucket { start_ms: 1, sends: 2, hard_bounces: 3, complaints: 4 }], bounce_tier: "warn".into(), complaint_tier: "healthy".into() }),
+            StateValue::Pause(PauseState { reason: "r".into(), since_ms: 9, by: "signals".into() }),
+            StateValue::Policy(PolicyChange { scope: "default".into(), version: 2, spec_json: Some("{}".into()) }),
             StateValue::Clock(77),
             StateValue::Intent(vec![4, 5]),
-            StateValue::Mark(Mark {
-                at_ms: 3,
-                intent_id: "i1".into(),
-            }),
-            StateValue::Entry(Entry {
-                kind: "block".into(),
-                reason: "r".into(),
-                since_ms: 1,
-                by: "ops".into(),
-                until_ms: Some(9),
-            }),
-            StateValue::Backoff(Backoff {
-                consecutive: 2,
-                until_ms: 120,
-                last_ms: 60,
-            }),
-            StateValue::Throttles(vec![ThrottleSeen {
-                group: "google".into(),
-                at_ms: 5,
-            }]),
+            StateValue::Mark(Mark { at_ms: 3, intent_id: "i1".into() }),
+            StateValue::Entry(Entry { kind: "block".into(), reason: "r".into(), since_ms: 1, by: "ops".into(), until_ms: Some(9) }),
+            StateValue::Backoff(Backoff { consecutive: 2, until_ms: 120, last_ms: 60 }),
+            StateValue::Throttles(vec![ThrottleSeen { group: "google".into(), at_ms: 5 }]),
             StateValue::Marker,
         ];
         for v in values {

@@ -36,16 +36,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 impl TestEnv {
     pub fn new(name: &str) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
-        let unique = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                % 1_000_000_000
-        );
+        let unique = format!("{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 1_000_000_000);
         let cfg = Config {
             bootstrap: bootstrap(),
             namespace: format!("t-{name}-{unique}"),
@@ -54,33 +45,11 @@ impl TestEnv {
             api_addr: String::new(),
             ..Config::default()
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let topo = cfg.topology().unwrap();
-        let report = rt
-            .block_on(sendgate::topology::apply(
-                &topo,
-                &cfg.bootstrap,
-                &cfg.kafka,
-                1,
-            ))
-            .expect("the broker must be reachable: is scripts/test.sh running it?");
-        assert!(
-            report
-                .iter()
-                .all(|(_, s)| *s == sendgate::topology::TopicStatus::Created),
-            "{report:?}"
-        );
-        TestEnv {
-            cfg,
-            dir,
-            rt,
-            processor: None,
-            starts: 0,
-        }
+        let report = rt.block_on(sendgate::topology::apply(&topo, &cfg.bootstrap, &cfg.kafka, 1)).expect("the broker must be reachable: is scripts/test.sh running it?");
+        assert!(report.iter().all(|(_, s)| *s == sendgate::topology::TopicStatus::Created), "{report:?}");
+        TestEnv { cfg, dir, rt, processor: None, starts: 0 }
     }
 
     pub fn topic(&self, suffix: &str) -> String {
@@ -95,12 +64,7 @@ impl TestEnv {
     pub fn start(&mut self) {
         assert!(self.processor.is_none(), "already running");
         self.starts += 1;
-        let log = std::fs::File::create(
-            self.dir
-                .path()
-                .join(format!("sendgate-{}.log", self.starts)),
-        )
-        .unwrap();
+        let log = std::fs::File::create(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_sendgate"))
             .arg("run")
             .env("SENDGATE_BOOTSTRAP", &self.cfg.bootstrap)
@@ -128,11 +92,7 @@ impl TestEnv {
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         for _ in 0..600 {
             if let Some(status) = c.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "sendgate exited with {status} on SIGTERM; log: {}",
-                    self.log_tail()
-                );
+                assert!(status.success(), "sendgate exited with {status} on SIGTERM; log: {}", self.log_tail());
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -142,76 +102,39 @@ impl TestEnv {
 
     /// The whole log of the current (or last) processor run.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(
-            self.dir
-                .path()
-                .join(format!("sendgate-{}.log", self.starts)),
-        )
-        .unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {
-        let path = self
-            .dir
-            .path()
-            .join(format!("sendgate-{}.log", self.starts));
+        let path = self.dir.path().join(format!("sendgate-{}.log", self.starts));
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     pub fn apply_policy(&self, toml_text: &str) {
-        let docs =
-            parse_policy_file(toml_text).unwrap_or_else(|e| panic!("test policy invalid: {e:?}"));
-        self.rt
-            .block_on(sendgate::cli::ops::publish_policies(
-                &self.cfg, docs, "test",
-            ))
-            .unwrap();
+        let docs = parse_policy_file(toml_text).unwrap_or_else(|e| panic!("test policy invalid: {e:?}"));
+        self.rt.block_on(sendgate::cli::ops::publish_policies(&self.cfg, docs, "test")).unwrap();
     }
 
     pub fn send_intents(&self, intents: &[SendIntent]) {
-        let records = intents
-            .iter()
-            .map(|i| {
-                (
-                    i.sender.clone().into_bytes(),
-                    Some(codec::encode(RecordType::SendIntent, i).unwrap()),
-                )
-            })
-            .collect();
+        let records = intents.iter().map(|i| (i.sender.clone().into_bytes(), Some(codec::encode(RecordType::SendIntent, i).unwrap()))).collect();
         self.send_raw("intents", records);
     }
 
     pub fn send_delivery(&self, events: &[DeliveryEvent]) {
-        let records = events
-            .iter()
-            .map(|e| {
-                (
-                    e.sender.clone().into_bytes(),
-                    Some(codec::encode(RecordType::DeliveryEvent, e).unwrap()),
-                )
-            })
-            .collect();
+        let records = events.iter().map(|e| (e.sender.clone().into_bytes(), Some(codec::encode(RecordType::DeliveryEvent, e).unwrap()))).collect();
         self.send_raw("delivery", records);
     }
 
     pub fn send_raw(&self, suffix: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
         let producer = kafka_io::producer(&self.cfg).unwrap();
-        let failures =
-            self.rt
-                .block_on(kafka_io::send_all(&producer, &self.topic(suffix), records));
+        let failures = self.rt.block_on(kafka_io::send_all(&producer, &self.topic(suffix), records));
         assert!(failures.is_empty(), "{failures:?}");
     }
 
     pub fn send_command(&self, cmd: &Command) {
-        self.send_raw(
-            "commands",
-            vec![(
-                cmd.target.clone().into_bytes(),
-                Some(codec::encode(RecordType::Command, cmd).unwrap()),
-            )],
-        );
+        self.send_raw("commands", vec![(cmd.target.clone().into_bytes(), Some(codec::encode(RecordType::Command, cmd).unwrap()))]);
     }
 
     /// Waits for a decision for every intent (fails the test if any is missing).
@@ -222,17 +145,8 @@ impl TestEnv {
         for d in got {
             by_id.entry(d.intent_id.clone()).or_insert(d);
         }
-        let missing: Vec<&String> = ids
-            .iter()
-            .filter(|i| !by_id.contains_key(*i))
-            .take(5)
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "no decision for {missing:?} (of {}) after {timeout:?}; processor log:\n{}",
-            ids.len(),
-            self.log_tail()
-        );
+        let missing: Vec<&String> = ids.iter().filter(|i| !by_id.contains_key(*i)).take(5).collect();
+        assert!(missing.is_empty(), "no decision for {missing:?} (of {}) after {timeout:?}; processor log:\n{}", ids.len(), self.log_tail());
         by_id
     }
 
@@ -251,17 +165,9 @@ impl TestEnv {
 
     fn read_all<T: serde::de::DeserializeOwned>(&self, suffix: &str, rt: RecordType) -> Vec<T> {
         let mut out = Vec::new();
-        let opts = ReadOptions {
-            from_beginning: true,
-            start_offsets: None,
-            max: None,
-            idle_timeout: Some(Duration::from_secs(2)),
-        };
+        let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
         read_topic(&self.cfg, &self.topic(suffix), &opts, |r| {
-            out.push(
-                codec::decode(rt, r.payload.as_deref().unwrap_or_default())
-                    .map_err(|e| e.to_string())?,
-            );
+            out.push(codec::decode(rt, r.payload.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?);
             Ok(())
         })
         .unwrap();
@@ -278,61 +184,33 @@ impl TestEnv {
             .env("SENDGATE_API_ADDR", &self.cfg.api_addr)
             .output()
             .expect("run sendgate");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// Creates one more topic in this namespace (as an output topic).
     pub fn create_topic(&self, suffix: &str, partitions: i32) {
         let text = format!("{}\n[[topic]]\nname = \"{suffix}\"\nrole = \"output\"\npartitions = {partitions}\ncleanup_policy = \"delete\"\ntimestamp_type = \"CreateTime\"\n", sendgate::topology::DEFAULT_TOPOLOGY);
         let topo = sendgate::topology::Topology::parse(&text, &self.cfg.namespace).unwrap();
-        self.rt
-            .block_on(sendgate::topology::apply(
-                &topo,
-                &self.cfg.bootstrap,
-                &self.cfg.kafka,
-                1,
-            ))
-            .unwrap();
+        self.rt.block_on(sendgate::topology::apply(&topo, &self.cfg.bootstrap, &self.cfg.kafka, 1)).unwrap();
     }
 
     /// Records the last restore of a stage read from its changelog (from the log).
     pub fn last_restore(&self, stage: &str) -> Option<u64> {
         let text = self.log_text();
-        let line = text.lines().rev().find(|l| {
-            l.contains("state restored from changelog") && l.contains(&format!("stage={stage} "))
-        })?;
-        line.split("records=")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        let line = text.lines().rev().find(|l| l.contains("state restored from changelog") && l.contains(&format!("stage={stage} ")))?;
+        line.split("records=").nth(1)?.split_whitespace().next()?.parse().ok()
     }
 
     /// The current value of every window counter in a stage's changelog.
     pub fn changelog_counters(&self, stage: &str) -> HashMap<String, i64> {
         let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
-        let opts = ReadOptions {
-            from_beginning: true,
-            start_offsets: None,
-            max: None,
-            idle_timeout: Some(Duration::from_secs(2)),
-        };
-        read_topic(
-            &self.cfg,
-            &self.topic(&format!("stage.{stage}.changelog")),
-            &opts,
-            |r| {
-                if let Some(k) = r.key {
-                    latest.insert(String::from_utf8_lossy(&k).into_owned(), r.payload);
-                }
-                Ok(())
-            },
-        )
+        let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
+        read_topic(&self.cfg, &self.topic(&format!("stage.{stage}.changelog")), &opts, |r| {
+            if let Some(k) = r.key {
+                latest.insert(String::from_utf8_lossy(&k).into_owned(), r.payload);
+            }
+            Ok(())
+        })
         .unwrap();
         latest
             .into_iter()
@@ -351,11 +229,7 @@ impl TestEnv {
             if let Some(a) = self.all_alerts().into_iter().find(|a| pred(a)) {
                 return a;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no matching alert within {timeout:?}; log:\n{}",
-                self.log_tail()
-            );
+            assert!(std::time::Instant::now() < deadline, "no matching alert within {timeout:?}; log:\n{}", self.log_tail());
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -389,13 +263,8 @@ pub fn hard_bounce(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {
     }
 }
 
-pub fn count_status(
-    ds: impl IntoIterator<Item = impl std::borrow::Borrow<Decision>>,
-    status: DecisionStatus,
-) -> usize {
-    ds.into_iter()
-        .filter(|d| d.borrow().status == status)
-        .count()
+pub fn count_status(ds: impl IntoIterator<Item = impl std::borrow::Borrow<Decision>>, status: DecisionStatus) -> usize {
+    ds.into_iter().filter(|d| d.borrow().status == status).count()
 }
 
 /// Exactly one decision per intent, and `n` intents in all.
@@ -410,19 +279,12 @@ pub fn assert_one_decision_per_intent(all: &[Decision], n: usize) {
 }
 
 pub fn command(kind: CommandKind, target: &str) -> Command {
-    Command {
-        operator: Some("test".into()),
-        ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}"))
-    }
+    Command { operator: Some("test".into()), ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}")) }
 }
 
 /// A free local port (for the API of a test's processor).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One HTTP/1.1 request to 127.0.0.1; (status, body). Retries the connect

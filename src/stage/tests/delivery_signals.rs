@@ -8,22 +8,10 @@ const HIGH: &str = "business_hours = \"off\"\nwarmup = \"off\"\nlimits = { \"mai
 /// `n` allowed sends from acme.com to distinct consumer addresses.
 fn sends(h: &mut H, at: i64, n: usize, tag: &str) {
     for i in 0..n {
-        h.d.intent(
-            &intent(
-                &format!("{tag}{i}"),
-                &format!("m{}@acme.com", i % 10),
-                &format!("p{i}@gmail.com"),
-                IntentClass::Outbound,
-            ),
-            at + i as i64,
-        );
+        h.d.intent(&intent(&format!("{tag}{i}"), &format!("m{}@acme.com", i % 10), &format!("p{i}@gmail.com"), IntentClass::Outbound), at + i as i64);
     }
     h.d.run();
-    let allowed =
-        h.d.decisions
-            .iter()
-            .filter(|d| d.intent_id.starts_with(tag) && d.status == DecisionStatus::Allowed)
-            .count();
+    let allowed = h.d.decisions.iter().filter(|d| d.intent_id.starts_with(tag) && d.status == DecisionStatus::Allowed).count();
     assert_eq!(allowed, n);
 }
 
@@ -35,47 +23,20 @@ fn complaints_warn_at_five_hundredths_of_a_percent_and_pause_at_a_tenth() {
     sends(&mut h, now, 2000, "c");
     h.new_alerts();
     // 1 in 2,000 = 0.05%: the warn tier, an alert and nothing else.
-    h.deliver(
-        now + 5_000,
-        &event("m1@acme.com", "p1@gmail.com", DeliveryKind::Complaint, None),
-    );
+    h.deliver(now + 5_000, &event("m1@acme.com", "p1@gmail.com", DeliveryKind::Complaint, None));
     let a = h.new_alerts();
-    assert!(
-        a.iter().any(|a| a.kind == "signal_tier_changed"
-            && a.details.get("to").map(String::as_str) == Some("warn")),
-        "{a:?}"
-    );
+    assert!(a.iter().any(|a| a.kind == "signal_tier_changed" && a.details.get("to").map(String::as_str) == Some("warn")), "{a:?}");
     assert!(!a.iter().any(|a| a.kind == "sender_paused"));
     // 2 in 2,000 = 0.1%: paused.
-    h.deliver(
-        now + 6_000,
-        &event("m2@acme.com", "p2@gmail.com", DeliveryKind::Complaint, None),
-    );
+    h.deliver(now + 6_000, &event("m2@acme.com", "p2@gmail.com", DeliveryKind::Complaint, None));
     assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused"));
     let d = h.send_outbound(now + 7_000, "after-pause", "m4@acme.com", "q2@gmail.com");
-    assert_eq!(
-        (d.status, d.reason.as_str()),
-        (DecisionStatus::Paused, "sender_domain_paused")
-    );
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     // Replies still flow; a resume lets outbound through again.
-    assert_eq!(
-        h.send(
-            now + 7_001,
-            &intent("rep", "m4@acme.com", "q3@gmail.com", IntentClass::Reply)
-        )
-        .status,
-        DecisionStatus::Allowed
-    );
-    h.command(
-        now + 8_000,
-        &command(CommandKind::Resume, "sender_domain:acme.com"),
-    );
+    assert_eq!(h.send(now + 7_001, &intent("rep", "m4@acme.com", "q3@gmail.com", IntentClass::Reply)).status, DecisionStatus::Allowed);
+    h.command(now + 8_000, &command(CommandKind::Resume, "sender_domain:acme.com"));
     assert!(h.new_alerts().iter().any(|a| a.kind == "sender_resumed"));
-    assert_eq!(
-        h.send_outbound(now + 8_001, "after-resume", "m4@acme.com", "q4@gmail.com")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now + 8_001, "after-resume", "m4@acme.com", "q4@gmail.com").status, DecisionStatus::Allowed);
 }
 
 #[test]
@@ -86,27 +47,12 @@ fn rates_need_the_minimum_volume_and_the_most_restrictive_signal_wins() {
     sends(&mut h, now, 60, "b");
     // 3 bounces in 60 sends is 5%, but 60 is under the minimum of 100.
     for i in 0..3 {
-        h.deliver(
-            now + 1_000 + i,
-            &event(
-                "m1@acme.com",
-                &format!("x{i}@gmail.com"),
-                DeliveryKind::BounceHard,
-                Some(550),
-            ),
-        );
+        h.deliver(now + 1_000 + i, &event("m1@acme.com", &format!("x{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
     }
-    assert_eq!(
-        h.send_outbound(now + 2_000, "ok", "m1@acme.com", "z@gmail.com")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now + 2_000, "ok", "m1@acme.com", "z@gmail.com").status, DecisionStatus::Allowed);
     sends(&mut h, now + 3_000, 60, "more");
     // 121 sends, 3 bounces (2.5%: warn) and 1 complaint (0.8%: pause): pause wins.
-    h.deliver(
-        now + 4_000,
-        &event("m1@acme.com", "p5@gmail.com", DeliveryKind::Complaint, None),
-    );
+    h.deliver(now + 4_000, &event("m1@acme.com", "p5@gmail.com", DeliveryKind::Complaint, None));
     let d = h.send_outbound(now + 4_001, "worst", "m1@acme.com", "z2@gmail.com");
     assert_eq!(d.status, DecisionStatus::Paused);
 }
@@ -119,49 +65,19 @@ fn the_slow_tier_halves_sender_limits_and_auto_resume_is_opt_in() {
     sends(&mut h, now, 100, "s");
     // 3% bounces: slow.
     for i in 0..3 {
-        h.deliver(
-            now + 1_000 + i,
-            &event(
-                "m1@acme.com",
-                &format!("x{i}@gmail.com"),
-                DeliveryKind::BounceHard,
-                Some(550),
-            ),
-        );
+        h.deliver(now + 1_000 + i, &event("m1@acme.com", &format!("x{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
     }
     let d = h.send_outbound(now + 2_000, "slow", "m1@acme.com", "z@gmail.com");
-    let hour = d
-        .usage
-        .iter()
-        .find(|u| u.scope == "sender_domain:acme.com" && u.window == "hour")
-        .unwrap();
+    let hour = d.usage.iter().find(|u| u.scope == "sender_domain:acme.com" && u.window == "hour").unwrap();
     assert_eq!(hour.limit, 500);
     for i in 0..3 {
-        h.deliver(
-            now + 3_000 + i,
-            &event(
-                "m1@acme.com",
-                &format!("q{i}@gmail.com"),
-                DeliveryKind::BounceHard,
-                Some(550),
-            ),
-        );
+        h.deliver(now + 3_000 + i, &event("m1@acme.com", &format!("q{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
     }
-    assert_eq!(
-        h.send_outbound(now + 4_000, "paused", "m1@acme.com", "z3@gmail.com")
-            .status,
-        DecisionStatus::Paused
-    );
+    assert_eq!(h.send_outbound(now + 4_000, "paused", "m1@acme.com", "z3@gmail.com").status, DecisionStatus::Paused);
     // 30 minutes later the opt-in auto-resume lifts a signal pause.
-    let d = h.send_outbound(
-        now + 4_000 + 30 * 60_000,
-        "resumed",
-        "m1@acme.com",
-        "z4@gmail.com",
-    );
+    let d = h.send_outbound(now + 4_000 + 30 * 60_000, "resumed", "m1@acme.com", "z4@gmail.com");
     assert_eq!(d.status, DecisionStatus::Allowed);
-    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_resumed"
-        && a.details.get("by").map(String::as_str) == Some("auto_resume")));
+    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_resumed" && a.details.get("by").map(String::as_str) == Some("auto_resume")));
 }
 
 #[test]
@@ -169,59 +85,25 @@ fn throttling_backs_off_60_s_doubling_to_a_30_min_ceiling() {
     let mut h = H::new();
     let mut now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", HIGH);
-    let mut throttle = event(
-        "ana@acme.com",
-        "x@gmail.com",
-        DeliveryKind::Deferred,
-        Some(421),
-    );
+    let mut throttle = event("ana@acme.com", "x@gmail.com", DeliveryKind::Deferred, Some(421));
     throttle.enhanced_code = Some("4.7.28".into());
     let mut waits = Vec::new();
     for n in 0..7 {
         now += 1_000;
         h.deliver(now, &throttle);
         // googlemail.com is in the same provider group as gmail.com.
-        let d = h.send_outbound(
-            now + 1,
-            &format!("b{n}"),
-            "ana@acme.com",
-            &format!("y{n}@googlemail.com"),
-        );
-        assert_eq!(
-            (d.status, d.reason.as_str(), d.stage.as_deref()),
-            (
-                DecisionStatus::Deferred,
-                "isp_backoff",
-                Some("recipient_domain")
-            )
-        );
+        let d = h.send_outbound(now + 1, &format!("b{n}"), "ana@acme.com", &format!("y{n}@googlemail.com"));
+        assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Deferred, "isp_backoff", Some("recipient_domain")));
         waits.push((d.retry_at_ms.unwrap() - now) / 1000);
     }
     assert_eq!(waits, vec![60, 120, 240, 480, 960, 1800, 1800]);
     let a = h.new_alerts();
     assert!(a.iter().any(|a| a.kind == "isp_throttling"));
-    assert!(a.iter().any(|a| a.kind == "isp_backoff_escalated"
-        && a.details.get("consecutive").map(String::as_str) == Some("6")));
+    assert!(a.iter().any(|a| a.kind == "isp_backoff_escalated" && a.details.get("consecutive").map(String::as_str) == Some("6")));
     // Other providers are unaffected; a successful delivery resets the backoff.
-    assert_eq!(
-        h.send_outbound(now + 2, "other", "ana@acme.com", "z@corp.example")
-            .status,
-        DecisionStatus::Allowed
-    );
-    h.deliver(
-        now + 3,
-        &event(
-            "ana@acme.com",
-            "x@gmail.com",
-            DeliveryKind::Delivered,
-            Some(250),
-        ),
-    );
-    assert_eq!(
-        h.send_outbound(now + 4, "reset", "ana@acme.com", "y9@gmail.com")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now + 2, "other", "ana@acme.com", "z@corp.example").status, DecisionStatus::Allowed);
+    h.deliver(now + 3, &event("ana@acme.com", "x@gmail.com", DeliveryKind::Delivered, Some(250)));
+    assert_eq!(h.send_outbound(now + 4, "reset", "ana@acme.com", "y9@gmail.com").status, DecisionStatus::Allowed);
 }
 
 #[test]
@@ -229,29 +111,9 @@ fn a_5xx_is_a_rejection_not_a_throttle() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", HIGH);
-    h.deliver(
-        now,
-        &event(
-            "ana@acme.com",
-            "x@gmail.com",
-            DeliveryKind::Deferred,
-            Some(550),
-        ),
-    );
-    h.deliver(
-        now + 1,
-        &event(
-            "ana@acme.com",
-            "x@gmail.com",
-            DeliveryKind::Rejected,
-            Some(554),
-        ),
-    );
-    assert_eq!(
-        h.send_outbound(now + 2, "r", "ana@acme.com", "y@gmail.com")
-            .status,
-        DecisionStatus::Allowed
-    );
+    h.deliver(now, &event("ana@acme.com", "x@gmail.com", DeliveryKind::Deferred, Some(550)));
+    h.deliver(now + 1, &event("ana@acme.com", "x@gmail.com", DeliveryKind::Rejected, Some(554)));
+    assert_eq!(h.send_outbound(now + 2, "r", "ana@acme.com", "y@gmail.com").status, DecisionStatus::Allowed);
 }
 
 #[test]
@@ -259,69 +121,20 @@ fn throttling_from_three_recipient_domains_within_an_hour_pauses_the_sender_doma
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", HIGH);
-    h.deliver(
-        now,
-        &event(
-            "ana@acme.com",
-            "a@gmail.com",
-            DeliveryKind::Deferred,
-            Some(421),
-        ),
-    );
-    h.deliver(
-        now + 60_000,
-        &event(
-            "ana@acme.com",
-            "b@outlook.com",
-            DeliveryKind::Deferred,
-            Some(452),
-        ),
-    );
+    h.deliver(now, &event("ana@acme.com", "a@gmail.com", DeliveryKind::Deferred, Some(421)));
+    h.deliver(now + 60_000, &event("ana@acme.com", "b@outlook.com", DeliveryKind::Deferred, Some(452)));
     // Two providers: not yet.
-    assert_eq!(
-        h.send_outbound(now + 60_001, "p0", "bo@acme.com", "c@corp.example")
-            .status,
-        DecisionStatus::Allowed
-    );
-    h.deliver(
-        now + 120_000,
-        &event(
-            "ana@acme.com",
-            "c@yahoo.com",
-            DeliveryKind::BounceSoft,
-            Some(450),
-        ),
-    );
-    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused"
-        && a.details.get("reason").map(String::as_str) == Some("isp_throttling")));
+    assert_eq!(h.send_outbound(now + 60_001, "p0", "bo@acme.com", "c@corp.example").status, DecisionStatus::Allowed);
+    h.deliver(now + 120_000, &event("ana@acme.com", "c@yahoo.com", DeliveryKind::BounceSoft, Some(450)));
+    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused" && a.details.get("reason").map(String::as_str) == Some("isp_throttling")));
     let d = h.send_outbound(now + 120_001, "p1", "bo@acme.com", "d@corp.example");
-    assert_eq!(
-        (d.status, d.reason.as_str()),
-        (DecisionStatus::Paused, "sender_domain_paused")
-    );
-    h.command(
-        now + 130_000,
-        &command(CommandKind::Resume, "sender_domain:acme.com"),
-    );
-    assert_eq!(
-        h.send_outbound(now + 130_001, "p2", "bo@acme.com", "e@corp.example")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+    h.command(now + 130_000, &command(CommandKind::Resume, "sender_domain:acme.com"));
+    assert_eq!(h.send_outbound(now + 130_001, "p2", "bo@acme.com", "e@corp.example").status, DecisionStatus::Allowed);
     // Throttles spread over more than an hour do not add up.
     let later = now + 10 * 3_600_000;
-    for (i, to) in ["a@gmail.com", "b@outlook.com", "c@yahoo.com"]
-        .iter()
-        .enumerate()
-    {
-        h.deliver(
-            later + i as i64 * 3_600_000,
-            &event("ana@acme.com", to, DeliveryKind::Deferred, Some(421)),
-        );
+    for (i, to) in ["a@gmail.com", "b@outlook.com", "c@yahoo.com"].iter().enumerate() {
+        h.deliver(later + i as i64 * 3_600_000, &event("ana@acme.com", to, DeliveryKind::Deferred, Some(421)));
     }
-    assert_eq!(
-        h.send_outbound(later + 3 * 3_600_000, "p3", "bo@acme.com", "f@corp.example")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(later + 3 * 3_600_000, "p3", "bo@acme.com", "f@corp.example").status, DecisionStatus::Allowed);
 }

@@ -18,25 +18,14 @@ pub const QUIET: &str = "business_hours = \"off\"\nwarmup = \"off\"";
 
 /// A UTC time.
 pub fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    resolve_local(
-        chrono_tz::UTC,
-        NaiveDate::from_ymd_opt(y, mo, d)
-            .unwrap()
-            .and_hms_opt(h, mi, 0)
-            .unwrap(),
-    )
+    resolve_local(chrono_tz::UTC, NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, 0).unwrap())
 }
 
 pub fn intent(id: &str, sender: &str, recipient: &str, class: IntentClass) -> SendIntent {
     SendIntent::new(id, "acme", sender, recipient, class)
 }
 
-pub fn event(
-    sender: &str,
-    recipient: &str,
-    kind: DeliveryKind,
-    smtp_code: Option<i32>,
-) -> DeliveryEvent {
+pub fn event(sender: &str, recipient: &str, kind: DeliveryKind, smtp_code: Option<i32>) -> DeliveryEvent {
     DeliveryEvent {
         event_id: format!("e-{sender}-{recipient}-{kind:?}"),
         intent_id: None,
@@ -52,10 +41,7 @@ pub fn event(
 }
 
 pub fn command(kind: CommandKind, target: &str) -> Command {
-    Command {
-        operator: Some("ops".into()),
-        ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}"))
-    }
+    Command { operator: Some("ops".into()), ..Command::new(kind, "acme", target, format!("c-{kind:?}-{target}")) }
 }
 
 pub struct H {
@@ -69,10 +55,7 @@ impl H {
     }
 
     pub fn with(cfg: SenderConfig) -> Self {
-        H {
-            d: Driver::new(3, cfg),
-            alerts_seen: 0,
-        }
+        H { d: Driver::new(3, cfg), alerts_seen: 0 }
     }
 
     /// A policy document for a scope, in force from `at`.
@@ -86,10 +69,7 @@ impl H {
         let before = self.d.decisions.len();
         self.d.intent(i, at);
         self.d.run();
-        let new: Vec<&Decision> = self.d.decisions[before..]
-            .iter()
-            .filter(|d| d.intent_id == i.intent_id)
-            .collect();
+        let new: Vec<&Decision> = self.d.decisions[before..].iter().filter(|d| d.intent_id == i.intent_id).collect();
         assert_eq!(new.len(), 1, "exactly one decision per intent, got {new:?}");
         new[0].clone()
     }
@@ -120,11 +100,6 @@ impl H {
 
     /// The sum of a stage's counters whose key contains `needle`.
     pub fn counted(&mut self, kind: super::StageKind, needle: &str) -> i64 {
-        self.d
-            .counters(kind)
-            .iter()
-            .filter(|(k, _)| k.contains(needle))
-            .map(|(_, c)| c.count)
-            .sum()
+        self.d.counters(kind).iter().filter(|(k, _)| k.contains(needle)).map(|(_, c)| c.count).sum()
     }
 }

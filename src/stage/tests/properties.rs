@@ -15,40 +15,18 @@ fn expected_keys(d: &Decision) -> Vec<(StageKind, String)> {
     let sd = d.sender.rsplit_once('@').unwrap().1;
     let rd = d.recipient.rsplit_once('@').unwrap().1;
     vec![
-        (
-            StageKind::Sender,
-            format!("ctr/mailbox:{}/outbound/hour", d.sender),
-        ),
-        (
-            StageKind::Sender,
-            format!("ctr/sender_domain:{sd}/outbound/hour"),
-        ),
-        (
-            StageKind::Tenant,
-            "ctr/tenant:acme/outbound/hour".to_string(),
-        ),
-        (
-            StageKind::Recipient,
-            format!("ctr/tenant:acme/recipient:{}/outbound/day", d.recipient),
-        ),
-        (
-            StageKind::RecipientDomain,
-            format!("ctr/sender_domain:{sd}/recipient_domain:{rd}/outbound/hour"),
-        ),
+        (StageKind::Sender, format!("ctr/mailbox:{}/outbound/hour", d.sender)),
+        (StageKind::Sender, format!("ctr/sender_domain:{sd}/outbound/hour")),
+        (StageKind::Tenant, "ctr/tenant:acme/outbound/hour".to_string()),
+        (StageKind::Recipient, format!("ctr/tenant:acme/recipient:{}/outbound/day", d.recipient)),
+        (StageKind::RecipientDomain, format!("ctr/sender_domain:{sd}/recipient_domain:{rd}/outbound/hour")),
     ]
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Intent {
-        mailbox: u8,
-        recipient: u8,
-        template: Option<u8>,
-    },
-    Delivery {
-        recipient: u8,
-        kind: u8,
-    },
+    Intent { mailbox: u8, recipient: u8, template: Option<u8> },
+    Delivery { recipient: u8, kind: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {

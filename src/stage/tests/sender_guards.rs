@@ -23,11 +23,7 @@ fn daily_cap_defers_to_the_next_local_midnight() {
                 assert_eq!(d.reason, "daily_cap_reached");
                 // 10:00 UTC on 3 June is 06:00 in New York (EDT): the next day starts at 04:00 UTC on 4 June.
                 assert_eq!(d.retry_at_ms, Some(t(2026, 6, 4, 4, 0)));
-                let u = d
-                    .usage
-                    .iter()
-                    .find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "day")
-                    .unwrap();
+                let u = d.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "day").unwrap();
                 assert_eq!((u.used, u.limit, u.remaining), (25, 25, 0));
             }
             s => panic!("unexpected {s:?}"),
@@ -35,10 +31,7 @@ fn daily_cap_defers_to_the_next_local_midnight() {
         assert!(d.policy_version > 0);
     }
     assert_eq!(allowed, 25);
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"),
-        25
-    );
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 25);
 }
 
 #[test]
@@ -50,85 +43,33 @@ fn minute_hour_day_and_month_windows_bind_per_class() {
         "default",
         &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.minute\" = 2, \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = \"off\", \"sender_domain.outbound.month\" = 5, \"mailbox.transactional.day\" = 1 }}"),
     );
-    let d: Vec<Decision> = (0..3)
-        .map(|i| h.send_outbound(now + i, &format!("m{i}"), "ana@acme.com", &to(i as usize)))
-        .collect();
+    let d: Vec<Decision> = (0..3).map(|i| h.send_outbound(now + i, &format!("m{i}"), "ana@acme.com", &to(i as usize))).collect();
     assert_eq!(d[2].reason, "minute_limit_exceeded");
     assert_eq!(d[2].retry_at_ms, Some(now + 60_000));
     for i in 3..6 {
-        h.send_outbound(
-            now + i * 60_000,
-            &format!("m{i}"),
-            "ana@acme.com",
-            &to(i as usize),
-        );
+        h.send_outbound(now + i * 60_000, &format!("m{i}"), "ana@acme.com", &to(i as usize));
     }
     let d = h.send_outbound(now + 10 * 60_000, "m10", "ana@acme.com", &to(10));
-    assert_eq!(
-        (d.status, d.reason.as_str(), d.retry_at_ms),
-        (
-            DecisionStatus::Deferred,
-            "monthly_cap_reached",
-            Some(t(2026, 7, 1, 0, 0))
-        )
-    );
+    assert_eq!((d.status, d.reason.as_str(), d.retry_at_ms), (DecisionStatus::Deferred, "monthly_cap_reached", Some(t(2026, 7, 1, 0, 0))));
     // Transactional mail has its own budget, untouched by the outbound caps.
-    let tx = |id: &str| {
-        intent(
-            id,
-            "ana@acme.com",
-            "bob@gmail.com",
-            IntentClass::Transactional,
-        )
-    };
-    assert_eq!(
-        h.send(now + 11 * 60_000, &tx("t1")).status,
-        DecisionStatus::Allowed
-    );
-    assert_eq!(
-        h.send(now + 12 * 60_000, &tx("t2")).reason,
-        "daily_cap_reached"
-    );
+    let tx = |id: &str| intent(id, "ana@acme.com", "bob@gmail.com", IntentClass::Transactional);
+    assert_eq!(h.send(now + 11 * 60_000, &tx("t1")).status, DecisionStatus::Allowed);
+    assert_eq!(h.send(now + 12 * 60_000, &tx("t2")).reason, "daily_cap_reached");
 }
 
 #[test]
 fn tenant_windows_span_all_of_a_tenants_sender_domains() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
-    h.policy(
-        now,
-        "tenant:acme",
-        &format!("{QUIET}\nlimits = {{ \"tenant.outbound.hour\" = 4 }}"),
-    );
+    h.policy(now, "tenant:acme", &format!("{QUIET}\nlimits = {{ \"tenant.outbound.hour\" = 4 }}"));
     let senders = ["a@one.example", "b@two.example", "c@three.example"];
-    let decisions: Vec<Decision> = (0..9)
-        .map(|i| h.send_outbound(now + i as i64, &format!("t{i}"), senders[i % 3], &to(i)))
-        .collect();
-    assert_eq!(
-        decisions
-            .iter()
-            .filter(|d| d.status == DecisionStatus::Allowed)
-            .count(),
-        4
-    );
-    let denied = decisions
-        .iter()
-        .find(|d| d.status != DecisionStatus::Allowed)
-        .unwrap();
-    assert_eq!(
-        (denied.reason.as_str(), denied.stage.as_deref()),
-        ("hourly_limit_exceeded", Some("tenant"))
-    );
-    assert!(denied
-        .usage
-        .iter()
-        .any(|u| u.scope == "tenant:acme" && u.used == 4 && u.limit == 4));
+    let decisions: Vec<Decision> = (0..9).map(|i| h.send_outbound(now + i as i64, &format!("t{i}"), senders[i % 3], &to(i))).collect();
+    assert_eq!(decisions.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 4);
+    let denied = decisions.iter().find(|d| d.status != DecisionStatus::Allowed).unwrap();
+    assert_eq!((denied.reason.as_str(), denied.stage.as_deref()), ("hourly_limit_exceeded", Some("tenant")));
+    assert!(denied.usage.iter().any(|u| u.scope == "tenant:acme" && u.used == 4 && u.limit == 4));
     // Released: the sender stage kept only what was allowed.
-    assert_eq!(
-        h.counted(StageKind::Sender, "sender_domain:"),
-        4 * 2,
-        "hour and day counters per allowed intent"
-    );
+    assert_eq!(h.counted(StageKind::Sender, "sender_domain:"), 4 * 2, "hour and day counters per allowed intent");
     assert_eq!(h.counted(StageKind::Tenant, "tenant:acme"), 4);
 }
 
@@ -140,50 +81,19 @@ fn business_hours_defer_to_the_next_opening_across_dst() {
     // Friday 6 March 2026, 19:00 EST (00:00 UTC Saturday). DST starts on
     // Sunday 8 March: Monday 08:00 is EDT, 12:00 UTC.
     let d = h.send_outbound(t(2026, 3, 7, 0, 0), "spring", "ana@acme.com", &to(1));
-    assert_eq!(
-        (d.status, d.reason.as_str(), d.retry_at_ms),
-        (
-            DecisionStatus::Deferred,
-            "outside_business_hours",
-            Some(t(2026, 3, 9, 12, 0))
-        )
-    );
+    assert_eq!((d.status, d.reason.as_str(), d.retry_at_ms), (DecisionStatus::Deferred, "outside_business_hours", Some(t(2026, 3, 9, 12, 0))));
     // Replies ignore business hours and caps, and are still counted.
-    let d = h.send(
-        t(2026, 3, 7, 0, 1),
-        &intent("reply", "ana@acme.com", "bob@gmail.com", IntentClass::Reply),
-    );
+    let d = h.send(t(2026, 3, 7, 0, 1), &intent("reply", "ana@acme.com", "bob@gmail.com", IntentClass::Reply));
     assert_eq!(d.status, DecisionStatus::Allowed);
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/reply/day"),
-        1
-    );
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/reply/day"), 1);
     // Tuesday 19:00 EDT: Wednesday 08:00.
     let d = h.send_outbound(t(2026, 6, 2, 23, 0), "weekday", "ana@acme.com", &to(3));
     assert_eq!(d.retry_at_ms, Some(t(2026, 6, 3, 12, 0)));
     // Inside the hours, the default pacing is 3 per hour per mailbox.
     let open = t(2026, 6, 3, 13, 0);
-    let paced: Vec<Decision> = (0..4)
-        .map(|i| {
-            h.send_outbound(
-                open + i,
-                &format!("p{i}"),
-                "ana@acme.com",
-                &to(10 + i as usize),
-            )
-        })
-        .collect();
-    assert_eq!(
-        paced
-            .iter()
-            .filter(|d| d.status == DecisionStatus::Allowed)
-            .count(),
-        3
-    );
-    assert_eq!(
-        (paced[3].reason.as_str(), paced[3].retry_at_ms),
-        ("hourly_limit_exceeded", Some(t(2026, 6, 3, 14, 0)))
-    );
+    let paced: Vec<Decision> = (0..4).map(|i| h.send_outbound(open + i, &format!("p{i}"), "ana@acme.com", &to(10 + i as usize))).collect();
+    assert_eq!(paced.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 3);
+    assert_eq!((paced[3].reason.as_str(), paced[3].retry_at_ms), ("hourly_limit_exceeded", Some(t(2026, 6, 3, 14, 0))));
     // Friday 30 October 2026, 19:00 EDT (23:00 UTC). DST ends on Sunday 1
     // November: Monday 08:00 is EST, 13:00 UTC.
     let d = h.send_outbound(t(2026, 10, 30, 23, 0), "autumn", "ana@acme.com", &to(2));
@@ -195,52 +105,17 @@ fn a_new_sender_domain_warms_up_at_20_per_hour_for_7_days() {
     let mut h = H::new();
     let day1 = t(2026, 6, 1, 9, 0);
     h.policy(day1, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = \"off\", \"sender_domain.outbound.hour\" = 100, \"sender_domain.outbound.day\" = 1000 }");
-    let burst = |h: &mut H, at: i64, tag: &str| -> Vec<Decision> {
-        (0..30)
-            .map(|i| {
-                h.send_outbound(
-                    at + i as i64,
-                    &format!("{tag}{i}"),
-                    &format!("m{}@new.example", i % 5),
-                    &to(i),
-                )
-            })
-            .collect()
-    };
+    let burst = |h: &mut H, at: i64, tag: &str| -> Vec<Decision> { (0..30).map(|i| h.send_outbound(at + i as i64, &format!("{tag}{i}"), &format!("m{}@new.example", i % 5), &to(i))).collect() };
     let d = burst(&mut h, day1, "a");
-    assert_eq!(
-        d.iter()
-            .filter(|d| d.status == DecisionStatus::Allowed)
-            .count(),
-        20
-    );
-    let denied = d
-        .iter()
-        .find(|d| d.status == DecisionStatus::Deferred)
-        .unwrap();
-    assert_eq!(
-        (denied.reason.as_str(), denied.retry_at_ms),
-        ("warmup_limit", Some(t(2026, 6, 1, 10, 0)))
-    );
-    assert!(denied
-        .usage
-        .iter()
-        .any(|u| u.scope == "warmup:sender_domain:new.example" && u.limit == 20));
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 20);
+    let denied = d.iter().find(|d| d.status == DecisionStatus::Deferred).unwrap();
+    assert_eq!((denied.reason.as_str(), denied.retry_at_ms), ("warmup_limit", Some(t(2026, 6, 1, 10, 0))));
+    assert!(denied.usage.iter().any(|u| u.scope == "warmup:sender_domain:new.example" && u.limit == 20));
     // Day 7, still warming up; day 8, the configured limits apply on their own.
     let d = burst(&mut h, t(2026, 6, 7, 9, 0), "b");
-    assert_eq!(
-        d.iter()
-            .filter(|d| d.status == DecisionStatus::Allowed)
-            .count(),
-        20
-    );
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 20);
     let d = burst(&mut h, t(2026, 6, 8, 9, 30), "c");
-    assert_eq!(
-        d.iter()
-            .filter(|d| d.status == DecisionStatus::Allowed)
-            .count(),
-        30
-    );
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 30);
 }
 
 #[test]
@@ -249,27 +124,12 @@ fn a_warmup_ramp_table_steps_up_by_age() {
     let day1 = t(2026, 6, 1, 0, 0);
     h.policy(day1, "sender_domain:new.example", "business_hours = \"off\"\nwarmup = { preset = \"shared\", started_on = \"2026-06-01\" }\nlimits = { \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = \"off\" }");
     let allowed_on = |h: &mut H, day: u32| -> usize {
-        (0..120)
-            .filter(|i| {
-                h.send_outbound(
-                    t(2026, 6, day, 1, 0) + *i as i64,
-                    &format!("d{day}-{i}"),
-                    "ana@new.example",
-                    &to(*i),
-                )
-                .status
-                    == DecisionStatus::Allowed
-            })
-            .count()
+        (0..120).filter(|i| h.send_outbound(t(2026, 6, day, 1, 0) + *i as i64, &format!("d{day}-{i}"), "ana@new.example", &to(*i)).status == DecisionStatus::Allowed).count()
     };
     // Shared infrastructure: 20 on day 1, 50 a day in week 1, 100 in week 2.
     assert_eq!(allowed_on(&mut h, 1), 20);
     assert_eq!(allowed_on(&mut h, 3), 50);
-    assert_eq!(
-        allowed_on(&mut h, 10),
-        100,
-        "week 2 steps up (the sender-domain hour limit of 100 binds too)"
-    );
+    assert_eq!(allowed_on(&mut h, 10), 100, "week 2 steps up (the sender-domain hour limit of 100 binds too)");
 }
 
 #[test]
@@ -281,25 +141,11 @@ fn a_final_decision_is_repeated_without_touching_counters() {
     assert_eq!(first.status, DecisionStatus::Allowed);
     let again = h.send_outbound(now + 5, "same", "ana@acme.com", &to(1));
     assert!(again.replayed);
-    assert_eq!(
-        (again.status, &again.usage),
-        (DecisionStatus::Allowed, &first.usage)
-    );
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"),
-        1
-    );
+    assert_eq!((again.status, &again.usage), (DecisionStatus::Allowed, &first.usage));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 1);
     assert_eq!(h.counted(StageKind::Recipient, "r1@gmail.com"), 1);
-    assert_eq!(
-        h.send_outbound(now + 6, "other", "ana@acme.com", &to(2))
-            .status,
-        DecisionStatus::Allowed
-    );
-    assert_eq!(
-        h.send_outbound(now + 7, "third", "ana@acme.com", &to(3))
-            .status,
-        DecisionStatus::Deferred
-    );
+    assert_eq!(h.send_outbound(now + 6, "other", "ana@acme.com", &to(2)).status, DecisionStatus::Allowed);
+    assert_eq!(h.send_outbound(now + 7, "third", "ana@acme.com", &to(3)).status, DecisionStatus::Deferred);
 }
 
 #[test]
@@ -307,47 +153,25 @@ fn a_resubmission_while_the_first_is_in_flight_is_told_to_retry() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", QUIET);
-    let i = intent(
-        "twice",
-        "ana@acme.com",
-        "bob@gmail.com",
-        IntentClass::Outbound,
-    );
+    let i = intent("twice", "ana@acme.com", "bob@gmail.com", IntentClass::Outbound);
     // Both reach the sender stage before the first one's outcome comes back.
     h.d.intent(&i, now);
     h.d.intent(&i, now + 1);
     h.d.run();
-    let ds: Vec<&Decision> =
-        h.d.decisions
-            .iter()
-            .filter(|d| d.intent_id == "twice")
-            .collect();
+    let ds: Vec<&Decision> = h.d.decisions.iter().filter(|d| d.intent_id == "twice").collect();
     assert_eq!(ds.len(), 2);
     assert!(ds.iter().any(|d| d.status == DecisionStatus::Allowed));
-    assert!(ds
-        .iter()
-        .any(|d| d.reason == "decision_pending" && d.retry_at_ms == Some(now + 1 + 1_000)));
-    assert!(
-        h.send_outbound(now + 5, "twice", "ana@acme.com", "bob@gmail.com")
-            .replayed
-    );
+    assert!(ds.iter().any(|d| d.reason == "decision_pending" && d.retry_at_ms == Some(now + 1 + 1_000)));
+    assert!(h.send_outbound(now + 5, "twice", "ana@acme.com", "bob@gmail.com").replayed);
 }
 
 #[test]
 fn remembered_intent_ids_expire_after_the_retention() {
-    let mut h = H::with(SenderConfig {
-        idempotency_retention_ms: 3_600_000,
-    });
+    let mut h = H::with(SenderConfig { idempotency_retention_ms: 3_600_000 });
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", QUIET);
-    assert_eq!(
-        h.send_outbound(now, "old", "ana@acme.com", &to(1)).status,
-        DecisionStatus::Allowed
-    );
-    assert!(
-        h.send_outbound(now + 60_000, "old", "ana@acme.com", &to(1))
-            .replayed
-    );
+    assert_eq!(h.send_outbound(now, "old", "ana@acme.com", &to(1)).status, DecisionStatus::Allowed);
+    assert!(h.send_outbound(now + 60_000, "old", "ana@acme.com", &to(1)).replayed);
     let d = h.send_outbound(now + 2 * 3_600_000, "old", "ana@acme.com", &to(1));
     assert!(!d.replayed);
     assert_eq!(d.status, DecisionStatus::Allowed);
@@ -358,23 +182,11 @@ fn approval_holds_then_decides_under_the_guards() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", QUIET);
-    let mut i = intent(
-        "risky",
-        "ana@acme.com",
-        "cfo@corp.example",
-        IntentClass::Outbound,
-    );
+    let mut i = intent("risky", "ana@acme.com", "cfo@corp.example", IntentClass::Outbound);
     i.requires_approval = true;
     let d = h.send(now, &i);
-    assert_eq!(
-        (d.status, d.reason.as_str()),
-        (DecisionStatus::Held, "pending_approval")
-    );
-    assert_eq!(
-        h.counted(StageKind::Sender, "ana@acme.com"),
-        0,
-        "a held intent spends nothing"
-    );
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Held, "pending_approval"));
+    assert_eq!(h.counted(StageKind::Sender, "ana@acme.com"), 0, "a held intent spends nothing");
     let mut approve = command(CommandKind::Approve, "risky");
     approve.sender = Some("ana@acme.com".into());
     let d = h.command(now + 1, &approve);
@@ -383,15 +195,8 @@ fn approval_holds_then_decides_under_the_guards() {
     h.send(now + 2, &i);
     let mut reject = command(CommandKind::Reject, "risky2");
     reject.sender = Some("ana@acme.com".into());
-    assert_eq!(
-        h.command(now + 3, &reject)[0].status,
-        DecisionStatus::Blocked
-    );
-    assert_eq!(
-        h.send(now + 4, &i).status,
-        DecisionStatus::Blocked,
-        "final: a resubmission is BLOCKED again"
-    );
+    assert_eq!(h.command(now + 3, &reject)[0].status, DecisionStatus::Blocked);
+    assert_eq!(h.send(now + 4, &i).status, DecisionStatus::Blocked, "final: a resubmission is BLOCKED again");
 }
 
 #[test]
@@ -399,31 +204,13 @@ fn a_hold_breach_action_in_a_later_stage_holds_and_approval_sends_it() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"recipient_domain.outbound.hour\" = {{ max = 1, on_breach = \"hold\" }} }}"));
-    assert_eq!(
-        h.send_outbound(now, "h1", "ana@acme.com", "a@corp.example")
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now, "h1", "ana@acme.com", "a@corp.example").status, DecisionStatus::Allowed);
     let d = h.send_outbound(now + 1, "h2", "ana@acme.com", "b@corp.example");
-    assert_eq!(
-        (d.status, d.reason.as_str(), d.stage.as_deref()),
-        (
-            DecisionStatus::Held,
-            "hourly_limit_exceeded",
-            Some("recipient_domain")
-        )
-    );
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"),
-        1,
-        "the held intent's reservation was released"
-    );
+    assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Held, "hourly_limit_exceeded", Some("recipient_domain")));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 1, "the held intent's reservation was released");
     let mut approve = command(CommandKind::Approve, "h2");
     approve.sender = Some("ana@acme.com".into());
-    assert_eq!(
-        h.command(now + 2, &approve)[0].status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.command(now + 2, &approve)[0].status, DecisionStatus::Allowed);
     assert_eq!(h.counted(StageKind::RecipientDomain, "corp.example"), 2);
 }
 
@@ -434,15 +221,8 @@ fn limits_can_alert_and_allow() {
     h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = {{ max = 1, on_breach = \"alert\" }} }}"));
     h.send_outbound(now, "a1", "ana@acme.com", &to(1));
     h.new_alerts();
-    assert_eq!(
-        h.send_outbound(now + 1, "a2", "ana@acme.com", &to(2))
-            .status,
-        DecisionStatus::Allowed
-    );
-    assert!(h
-        .new_alerts()
-        .iter()
-        .any(|a| a.kind == "limit_exceeded_allowed"));
+    assert_eq!(h.send_outbound(now + 1, "a2", "ana@acme.com", &to(2)).status, DecisionStatus::Allowed);
+    assert!(h.new_alerts().iter().any(|a| a.kind == "limit_exceeded_allowed"));
 }
 
 #[test]
@@ -450,53 +230,25 @@ fn restrictions_apply_by_scope_and_the_most_specific_wins() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", QUIET);
-    h.command(
-        now,
-        &command(CommandKind::AddRestriction, "domain:acme.com"),
-    );
+    h.command(now, &command(CommandKind::AddRestriction, "domain:acme.com"));
     // The domain and its subdomains.
     let d = h.send_outbound(now + 1, "r1", "ana@acme.com", &to(1));
-    assert_eq!(
-        (d.status, d.reason.as_str()),
-        (DecisionStatus::Paused, "sender_restricted")
-    );
-    assert_eq!(
-        h.send_outbound(now + 2, "r2", "bo@mail.acme.com", &to(2))
-            .reason,
-        "sender_restricted"
-    );
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_restricted"));
+    assert_eq!(h.send_outbound(now + 2, "r2", "bo@mail.acme.com", &to(2)).reason, "sender_restricted");
     // An address exemption is more specific than the domain's deny.
     let mut allow = command(CommandKind::AddRestriction, "address:ceo@acme.com");
     allow.mode = Some("allow".into());
     h.command(now + 3, &allow);
-    assert_eq!(
-        h.send_outbound(now + 4, "r3", "CEO@acme.com", &to(3))
-            .status,
-        DecisionStatus::Allowed
-    );
-    h.command(
-        now + 5,
-        &command(CommandKind::LiftRestriction, "domain:acme.com"),
-    );
-    assert_eq!(
-        h.send_outbound(now + 6, "r4", "ana@acme.com", &to(4))
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now + 4, "r3", "CEO@acme.com", &to(3)).status, DecisionStatus::Allowed);
+    h.command(now + 5, &command(CommandKind::LiftRestriction, "domain:acme.com"));
+    assert_eq!(h.send_outbound(now + 6, "r4", "ana@acme.com", &to(4)).status, DecisionStatus::Allowed);
     // A tenant-wide deny that ends by itself defers until then.
     let mut timed = command(CommandKind::AddRestriction, "tenant:acme");
     timed.until_ms = Some(now + 3_600_000);
     h.command(now + 7, &timed);
     let d = h.send_outbound(now + 8, "r5", "zed@other.example", &to(5));
-    assert_eq!(
-        (d.status, d.retry_at_ms),
-        (DecisionStatus::Deferred, Some(now + 3_600_000))
-    );
-    assert_eq!(
-        h.send_outbound(now + 3_600_000, "r6", "zed@other.example", &to(6))
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!((d.status, d.retry_at_ms), (DecisionStatus::Deferred, Some(now + 3_600_000)));
+    assert_eq!(h.send_outbound(now + 3_600_000, "r6", "zed@other.example", &to(6)).status, DecisionStatus::Allowed);
 }
 
 #[test]
@@ -507,24 +259,11 @@ fn quota_alerts_fire_once_per_window_period() {
     let mut kinds = Vec::new();
     for day in 0..2 {
         for i in 0..15 {
-            h.send_outbound(
-                now + day * 86_400_000 + i,
-                &format!("q{day}-{i}"),
-                "ana@acme.com",
-                &to(i as usize),
-            );
-            kinds.extend(
-                h.new_alerts()
-                    .into_iter()
-                    .filter(|a| a.scope == "mailbox:ana@acme.com")
-                    .map(|a| a.kind),
-            );
+            h.send_outbound(now + day * 86_400_000 + i, &format!("q{day}-{i}"), "ana@acme.com", &to(i as usize));
+            kinds.extend(h.new_alerts().into_iter().filter(|a| a.scope == "mailbox:ana@acme.com").map(|a| a.kind));
         }
     }
-    assert_eq!(
-        kinds,
-        vec!["quota_80", "quota_100", "quota_80", "quota_100"]
-    );
+    assert_eq!(kinds, vec!["quota_80", "quota_100", "quota_80", "quota_100"]);
 }
 
 #[test]
@@ -533,11 +272,7 @@ fn a_live_policy_change_applies_to_the_next_intent_with_its_version() {
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", QUIET);
     let before = h.send_outbound(now + 1, "v1", "ana@acme.com", &to(1));
-    h.policy(
-        now + 2,
-        "mailbox:ana@acme.com",
-        "limits = { \"mailbox.outbound.hour\" = 1 }",
-    );
+    h.policy(now + 2, "mailbox:ana@acme.com", "limits = { \"mailbox.outbound.hour\" = 1 }");
     let after = h.send_outbound(now + 3, "v2", "ana@acme.com", &to(2));
     assert_eq!(after.reason, "hourly_limit_exceeded");
     assert!(after.policy_version > before.policy_version);
@@ -547,35 +282,13 @@ fn a_live_policy_change_applies_to_the_next_intent_with_its_version() {
 fn address_variants_share_counters() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
-    h.policy(
-        now,
-        "default",
-        &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = 2 }}"),
-    );
-    for (i, s) in ["Ana@ACME.com", " ana@acme.com.", "ana@Acme.Com"]
-        .iter()
-        .enumerate()
-    {
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = 2 }}"));
+    for (i, s) in ["Ana@ACME.com", " ana@acme.com.", "ana@Acme.Com"].iter().enumerate() {
         h.send_outbound(now + i as i64, &format!("v{i}"), s, &to(i));
     }
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/hour"),
-        2
-    );
-    h.d.intent(
-        &intent(
-            "bad",
-            "not an address",
-            "x@y.example",
-            IntentClass::Outbound,
-        ),
-        now,
-    );
-    assert!(h
-        .d
-        .refused
-        .iter()
-        .any(|r| r.stage == "ingress" && r.reason.contains("sender")));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/hour"), 2);
+    h.d.intent(&intent("bad", "not an address", "x@y.example", IntentClass::Outbound), now);
+    assert!(h.d.refused.iter().any(|r| r.stage == "ingress" && r.reason.contains("sender")));
 }
 
 #[test]
@@ -585,20 +298,12 @@ fn the_same_log_gives_byte_identical_decisions() {
         let now = t(2026, 6, 3, 10, 0);
         h.policy(now, "default", "business_hours = \"off\"");
         for i in 0..200 {
-            let mut it = intent(
-                &format!("d{}", i % 150),
-                &format!("m{}@acme.com", i % 4),
-                &format!("r{}@corp{}.example", i % 30, i % 3),
-                IntentClass::Outbound,
-            );
+            let mut it = intent(&format!("d{}", i % 150), &format!("m{}@acme.com", i % 4), &format!("r{}@corp{}.example", i % 30, i % 3), IntentClass::Outbound);
             it.template_id = Some(format!("t{}", i % 5));
             h.d.intent(&it, now + i * 7_000);
         }
         h.d.run();
-        h.d.decisions
-            .iter()
-            .flat_map(|d| crate::codec::encode(crate::codec::RecordType::Decision, d).unwrap())
-            .collect::<Vec<u8>>()
+        h.d.decisions.iter().flat_map(|d| crate::codec::encode(crate::codec::RecordType::Decision, d).unwrap()).collect::<Vec<u8>>()
     };
     assert_eq!(run(), run());
 }
@@ -611,18 +316,9 @@ fn alert_ids_are_unique_across_an_intents_evaluation_and_outcome() {
     h.send_outbound(now, "a1", "ana@acme.com", &to(1));
     h.send_outbound(now + 1, "a2", "ana@acme.com", &to(2));
     let kinds: Vec<&str> = h.d.alerts.iter().map(|a| a.kind.as_str()).collect();
-    assert!(
-        kinds.contains(&"limit_exceeded_allowed") && kinds.contains(&"quota_80"),
-        "{kinds:?}"
-    );
-    let ids: std::collections::HashSet<&str> =
-        h.d.alerts.iter().map(|a| a.alert_id.as_str()).collect();
-    assert_eq!(
-        ids.len(),
-        h.d.alerts.len(),
-        "{:?}",
-        h.d.alerts.iter().map(|a| &a.alert_id).collect::<Vec<_>>()
-    );
+    assert!(kinds.contains(&"limit_exceeded_allowed") && kinds.contains(&"quota_80"), "{kinds:?}");
+    let ids: std::collections::HashSet<&str> = h.d.alerts.iter().map(|a| a.alert_id.as_str()).collect();
+    assert_eq!(ids.len(), h.d.alerts.len(), "{:?}", h.d.alerts.iter().map(|a| &a.alert_id).collect::<Vec<_>>());
 }
 
 #[test]
@@ -631,39 +327,15 @@ fn a_shared_counter_keeps_its_windows_whatever_the_senders_zone() {
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "tenant:acme", &format!("{QUIET}\nlimits = {{ \"sender_domain.outbound.day\" = 2, \"mailbox.outbound.day\" = \"off\", \"mailbox.outbound.hour\" = \"off\", \"sender_domain.outbound.hour\" = \"off\" }}"));
     h.policy(now, "mailbox:ana@acme.com", "timezone = \"Europe/Berlin\"");
-    let allowed = (0..10)
-        .filter(|i| {
-            h.send_outbound(
-                now + 1 + i,
-                &format!("z{i}"),
-                if i % 2 == 0 {
-                    "ana@acme.com"
-                } else {
-                    "bo@acme.com"
-                },
-                &to(*i as usize),
-            )
-            .status
-                == DecisionStatus::Allowed
-        })
-        .count();
-    assert_eq!(
-        allowed, 2,
-        "the sender domain's day cap holds across mailboxes in other zones"
-    );
+    let allowed = (0..10).filter(|i| h.send_outbound(now + 1 + i, &format!("z{i}"), if i % 2 == 0 { "ana@acme.com" } else { "bo@acme.com" }, &to(*i as usize)).status == DecisionStatus::Allowed).count();
+    assert_eq!(allowed, 2, "the sender domain's day cap holds across mailboxes in other zones");
 }
 
 #[test]
 fn a_resubmission_long_after_the_first_gets_exactly_one_final_decision() {
-    let mut h = H::with(SenderConfig {
-        idempotency_retention_ms: 3_600_000,
-    });
+    let mut h = H::with(SenderConfig { idempotency_retention_ms: 3_600_000 });
     let now = t(2026, 6, 3, 10, 0);
-    h.policy(
-        now,
-        "default",
-        &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 10 }}"),
-    );
+    h.policy(now, "default", &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 10 }}"));
     let mut a = intent("A", "ana@acme.com", "r@corp.example", IntentClass::Outbound);
     a.template_id = Some("t".into());
     let mut x = a.clone();
@@ -673,28 +345,13 @@ fn a_resubmission_long_after_the_first_gets_exactly_one_final_decision() {
     // Resubmitted just before the first submission's retention ends, with
     // another record right after it.
     h.d.intent(&x, now + 60_000 + 3_600_000 - 1);
-    h.d.intent(
-        &intent("Y", "bo@acme.com", "q@corp2.example", IntentClass::Outbound),
-        now + 60_000 + 3_600_000,
-    );
+    h.d.intent(&intent("Y", "bo@acme.com", "q@corp2.example", IntentClass::Outbound), now + 60_000 + 3_600_000);
     h.d.run();
     assert!(h.d.refused.is_empty(), "{:?}", h.d.refused);
-    assert_eq!(
-        h.d.decisions
-            .iter()
-            .filter(|d| d.intent_id == "X" && d.status == DecisionStatus::Allowed)
-            .count(),
-        1
-    );
+    assert_eq!(h.d.decisions.iter().filter(|d| d.intent_id == "X" && d.status == DecisionStatus::Allowed).count(), 1);
     let again = h.send(now + 2 * 3_600_000, &x);
-    assert!(
-        again.replayed,
-        "the final decision is remembered: {again:?}"
-    );
-    assert_eq!(
-        h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"),
-        2
-    );
+    assert!(again.replayed, "the final decision is remembered: {again:?}");
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 2);
 }
 
 #[test]
@@ -705,12 +362,7 @@ fn restrictions_belong_to_the_tenant_that_set_them() {
     let mut deny = command(CommandKind::AddRestriction, "domain:shared.example");
     deny.tenant = "globex".into();
     h.command(now, &deny);
-    assert_eq!(
-        h.send_outbound(now + 1, "t1", "ana@shared.example", &to(1))
-            .status,
-        DecisionStatus::Allowed,
-        "acme is not restricted by globex"
-    );
+    assert_eq!(h.send_outbound(now + 1, "t1", "ana@shared.example", &to(1)).status, DecisionStatus::Allowed, "acme is not restricted by globex");
     let mut other = intent("t2", "ana@shared.example", &to(2), IntentClass::Outbound);
     other.tenant = "globex".into();
     assert_eq!(h.send(now + 2, &other).reason, "sender_restricted");
@@ -727,9 +379,5 @@ fn a_stage_record_that_cannot_be_acted_on_changes_no_state() {
     h.command(now + 1, &approve);
     assert!(h.d.refused.iter().any(|r| r.stage == "sender"));
     // ...and everything goes on as before.
-    assert_eq!(
-        h.send_outbound(now + 2, "after", "ana@acme.com", &to(1))
-            .status,
-        DecisionStatus::Allowed
-    );
+    assert_eq!(h.send_outbound(now + 2, "after", "ana@acme.com", &to(1)).status, DecisionStatus::Allowed);
 }
