@@ -239,14 +239,12 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
             }),
             Schema::Array(a) => visitor.visit_seq(Items {
                 items: &a.items,
-                left: 0,
-                done: false,
+                blocks: Blocks::default(),
                 input: self.input,
             }),
             Schema::Map(m) => visitor.visit_map(Entries {
                 values: &m.types,
-                left: 0,
-                done: false,
+                blocks: Blocks::default(),
                 input: self.input,
             }),
             other => Err(Error(format!(
@@ -341,11 +339,36 @@ impl<'de> de::MapAccess<'de> for Fields<'_, '_, 'de> {
     }
 }
 
-/// An array's items, block by block.
-struct Items<'s, 'a, 'de> {
-    items: &'s Schema,
+/// Where a reader is in the blocks of an array or a map.
+#[derive(Default)]
+struct Blocks {
     left: usize,
     done: bool,
+}
+
+impl Blocks {
+    /// Whether another item follows, reading the next block's count when
+    /// the current block is used up (a count of 0 ends the value).
+    fn another(&mut self, input: &mut &[u8]) -> Result<bool, Error> {
+        if self.done {
+            return Ok(false);
+        }
+        if self.left == 0 {
+            self.left = read_block_count(input)?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(false);
+            }
+        }
+        self.left -= 1;
+        Ok(true)
+    }
+}
+
+/// An array's items.
+struct Items<'s, 'a, 'de> {
+    items: &'s Schema,
+    blocks: Blocks,
     input: &'a mut &'de [u8],
 }
 
@@ -356,17 +379,9 @@ impl<'de> de::SeqAccess<'de> for Items<'_, '_, 'de> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Error> {
-        if self.done {
+        if !self.blocks.another(self.input)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = read_block_count(self.input)?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         seed.deserialize(Datum {
             schema: self.items,
             input: self.input,
@@ -375,11 +390,10 @@ impl<'de> de::SeqAccess<'de> for Items<'_, '_, 'de> {
     }
 }
 
-/// A map's entries (string keys), block by block.
+/// A map's entries (string keys).
 struct Entries<'s, 'a, 'de> {
     values: &'s Schema,
-    left: usize,
-    done: bool,
+    blocks: Blocks,
     input: &'a mut &'de [u8],
 }
 
@@ -390,17 +404,9 @@ impl<'de> de::MapAccess<'de> for Entries<'_, '_, 'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        if self.done {
+        if !self.blocks.another(self.input)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = read_block_count(self.input)?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         let key = read_str(self.input)?;
         seed.deserialize(de::value::BorrowedStrDeserializer::new(key))
             .map(Some)
