@@ -159,7 +159,7 @@ pub fn replay(
             .unwrap_or_else(|| topo.full("decisions"));
         let marks = kafka_io::watermarks(cfg, &decisions_topic)?;
         let recorded_n = AtomicU64::new(0);
-        on_workers(marks.into_iter().collect(), |(p, range)| {
+        on_workers(marks.into_iter().collect(), |(_, (s, e))| e - s, |(p, range)| {
             let mut batch = Vec::new();
             kafka_io::read_ranges(
                 cfg,
@@ -214,7 +214,7 @@ pub fn replay(
             ..ReplayReport::default()
         });
         let found: Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>> = Mutex::new(Vec::new());
-        on_workers(units, |(kind, topic, p, range)| {
+        on_workers(units, |(_, _, _, (s, e))| e - s, |(kind, topic, p, range)| {
             replay_stage(
                 cfg,
                 opts,
@@ -434,17 +434,15 @@ pub fn committed_ranges(
     Ok(ranges)
 }
 
-/// Runs `work` on every unit, on a thread per core, longest first (by the
-/// unit's offset range) so that no long one starts last; stops at the first
+/// Runs `work` on every unit, on a thread per core, longest first (by `len`,
+/// its offset range) so that no long one starts last; stops at the first
 /// error.
-fn on_workers<U: Send + Sync>(
+fn on_workers<U: Clone + Send + Sync>(
     mut units: Vec<U>,
+    len: impl Fn(&U) -> i64,
     work: impl Fn(U) -> Result<(), String> + Sync,
-) -> Result<(), String>
-where
-    U: Clone + RangeLen,
-{
-    units.sort_by_key(|u| std::cmp::Reverse(u.range_len()));
+) -> Result<(), String> {
+    units.sort_by_key(|u| std::cmp::Reverse(len(u)));
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, units.len().max(1));
@@ -469,23 +467,6 @@ where
     match failed.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// How many offsets a work unit covers.
-trait RangeLen {
-    fn range_len(&self) -> i64;
-}
-
-impl RangeLen for (i32, (i64, i64)) {
-    fn range_len(&self) -> i64 {
-        self.1 .1 - self.1 .0
-    }
-}
-
-impl RangeLen for (StageKind, &str, i32, (i64, i64)) {
-    fn range_len(&self) -> i64 {
-        self.3 .1 - self.3 .0
     }
 }
 

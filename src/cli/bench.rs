@@ -73,7 +73,7 @@ impl Processor for PassThrough {
 /// floor of a topology of that many transactional hops.
 pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let topo = cfg.topology()?;
-    cfg.require_bootstrap()?;
+    let bootstrap = cfg.require_bootstrap()?;
     let hops = hops.max(1);
     let hop_topic = |h: usize| format!("bench.hop{h}");
     if hops > 1 {
@@ -83,7 +83,7 @@ pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<Atomic
             topics: (1..hops).map(|h| crate::topology::TopicSpec { name: hop_topic(h), role: "benchmark".into(), ..intents.clone() }).collect(),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(crate::topology::apply(&chain, cfg.require_bootstrap()?, &cfg.kafka, cfg.replication_factor))?;
+        rt.block_on(crate::topology::apply(&chain, bootstrap, &cfg.kafka, cfg.replication_factor))?;
     }
     let mut handles = Vec::new();
     for h in 0..hops {

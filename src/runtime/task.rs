@@ -249,7 +249,8 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 Some(started) => {
                     // Drained, a transaction open: wake for the idle commit.
                     let until = match s.idle_commit {
-                        Some(d) if drained => d.min(s.commit_interval),
+                        // Shorter than the interval (checked at start-up).
+                        Some(d) if drained => d,
                         _ => s.commit_interval,
                     };
                     until.saturating_sub(started.elapsed()).min(Duration::from_millis(100))
