@@ -166,6 +166,10 @@ enum AuditCmd {
         /// decodes them, and print the ratios.
         #[arg(long)]
         baseline: bool,
+        /// Keep up to this many recorded decisions in memory (about 60
+        /// bytes each); past it, they go to the scratch directory.
+        #[arg(long, default_value_t = 4_000_000)]
+        in_memory_decisions: u64,
     },
     /// Why an intent got its decision: the policy and the rules in force,
     /// every check with its window, used and limit, the check that decided,
@@ -333,8 +337,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
         Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
-        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline } } => {
-            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline })
+        Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions } } => {
+            sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions })
         }
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {

@@ -65,10 +65,14 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
         .collect();
     env.send_raw("decisions-copy", records);
     let copy = env.topic("decisions-copy");
-    let (ok, out, _) = env.cli(&["audit", "replay", "--decisions-topic", &copy]);
-    assert!(!ok, "an altered decision must fail the replay:\n{out}");
-    assert!(out.contains("differences          1"), "{out}");
-    assert!(out.contains(&format!("{victim} (")) && out.contains("status: recorded DEFERRED, replayed ALLOWED"), "{out}");
+    // Both ways of keeping the recorded decisions: in memory, and in the
+    // scratch directory (an audit too long for memory).
+    for in_memory in ["4000000", "0"] {
+        let (ok, out, _) = env.cli(&["audit", "replay", "--decisions-topic", &copy, "--in-memory-decisions", in_memory]);
+        assert!(!ok, "an altered decision must fail the replay ({in_memory} in memory):\n{out}");
+        assert!(out.contains("differences          1"), "{out}");
+        assert!(out.contains(&format!("{victim} (")) && out.contains("status: recorded DEFERRED, replayed ALLOWED"), "{out}");
+    }
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //!
 //! - [`replay`]: rebuild every stage's state from its recorded input log in
 //!   a scratch directory, with the live processor's code, re-derive each
-//!   decision and compare it field by field with the decisions topic.
+//!   decision and compare it field by field with the decisions topic;
+//!   `recorded` keeps the recorded decisions it compares with.
 //! - [`explain`]: one intent's decision, check by check.
 //! - [`backtest`]: the recorded inputs under a candidate policy.
 
 pub mod backtest;
 pub mod explain;
+mod recorded;
 pub mod replay;

@@ -8,6 +8,7 @@
 //! decision it derives with the one on the decisions topic, by the intent
 //! record it answers. It only reads live topics; it writes nothing to them.
 
+use super::recorded::{digest, RecordedIndex, RecordedLookup, RecordedRef};
 use crate::cli::kafka_io::{self, ReadRecord};
 use crate::codec::{self, RecordType};
 use crate::config::Config;
@@ -16,11 +17,11 @@ use crate::policy::PolicyBook;
 use crate::stage::pipeline::{self, StageOutput};
 use crate::stage::{make_stage, SenderConfig, StageError, StageKind};
 use crate::state::rocks::RocksStore;
-use crate::state::{BaseStore, StageStore};
+use crate::state::StageStore;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Which decisions are compared: by decision time, or by the offsets of the
@@ -82,6 +83,16 @@ pub struct ReplayOptions {
     /// Also time a plain read of the same stage records (the baseline the
     /// replay's rate is compared with).
     pub baseline: bool,
+    /// At most this many recorded decisions are kept in memory; an audit
+    /// with more keeps them in the scratch directory.
+    pub in_memory_decisions: u64,
+}
+
+/// Where a recorded decision points: all the look-up needs of it (the rest
+/// of the record is skipped, not decoded).
+#[derive(serde::Deserialize)]
+struct Answers {
+    source: SourceRef,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +115,8 @@ pub struct ReplayReport {
     pub differences: u64,
     pub first: Vec<Difference>,
     pub elapsed: Duration,
+    /// The part of `elapsed` spent reading the recorded decisions.
+    pub recorded_elapsed: Duration,
     /// With `baseline`: the same stage records read without processing.
     pub raw: Option<(u64, Duration)>,
     /// With `baseline`: the same stage records read and Avro-decoded, with
@@ -115,10 +128,6 @@ pub struct ReplayReport {
 pub struct Progress {
     pub read: u64,
     pub total: u64,
-}
-
-fn source_key(s: &SourceRef) -> Vec<u8> {
-    format!("{}\u{0}{}\u{0}{:020}", s.topic, s.partition, s.offset).into_bytes()
 }
 
 pub fn replay(
@@ -151,13 +160,13 @@ pub fn replay(
         // The recorded decisions, by the intent record they answer: a digest
         // of each and where it is, not its bytes (a tenth of the size to
         // write; a differing one is read again for its fields).
-        let (recorded, _) =
-            RocksStore::open(&opts.scratch.join("recorded")).map_err(|e| e.to_string())?;
         let decisions_topic = opts
             .decisions_topic
             .clone()
             .unwrap_or_else(|| topo.full("decisions"));
         let marks = kafka_io::watermarks(cfg, &decisions_topic)?;
+        let expected = marks.values().map(|(s, e)| (e - s).max(0) as u64).sum();
+        let recorded = RecordedIndex::new(expected, opts.in_memory_decisions, &opts.scratch.join("recorded"))?;
         let recorded_n = AtomicU64::new(0);
         on_workers(marks.into_iter().collect(), |(_, (s, e))| e - s, |(p, range)| {
             let mut batch = Vec::new();
@@ -167,35 +176,23 @@ pub fn replay(
                 &HashMap::from([(p, range)]),
                 |r: ReadRecord| {
                     let bytes = r.payload.unwrap_or_default();
-                    let d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| {
+                    let d: Answers = codec::decode(RecordType::Decision, &bytes).map_err(|e| {
                         format!("{decisions_topic} [{}] @{}: {e}", r.partition, r.offset)
                     })?;
-                    batch.push((
-                        source_key(&d.source),
-                        Some(
-                            RecordedRef {
-                                digest: digest(&bytes),
-                                partition: r.partition,
-                                offset: r.offset,
-                            }
-                            .to_bytes(),
-                        ),
-                    ));
+                    let at = RecordedRef { digest: digest(&bytes), partition: r.partition, offset: r.offset };
+                    batch.push((d.source, at));
                     if batch.len() >= 10_000 {
-                        recorded
-                            .write(std::mem::take(&mut batch))
-                            .map_err(|e| e.to_string())?;
+                        recorded.add(std::mem::take(&mut batch))?;
                     }
                     Ok(())
                 },
             )
             .and_then(|n| {
                 recorded_n.fetch_add(n, Ordering::Relaxed);
-                recorded.write(batch).map_err(|e| e.to_string())
+                recorded.add(batch)
             })
             .map_err(|e| format!("{decisions_topic} [{p}]: {e}"))
         })?;
-        let recorded = Arc::new(recorded);
 
         // Every stage partition's log is independent of the others (its own
         // state, its own clock): work units for a thread per core, longest
@@ -208,34 +205,53 @@ pub fn replay(
                     .map(move |(p, range)| (*kind, topic.as_str(), *p, *range))
             })
             .collect();
+        let recorded = recorded.into_lookup();
+        let recorded_elapsed = started.elapsed();
+        // The derived decisions go to one comparing thread, so that a long
+        // stage partition (a busy sender domain) is not also held up by the
+        // look-ups: the processing of a partition is sequential, its
+        // comparison need not be.
         let read = AtomicU64::new(0);
-        let report = Mutex::new(ReplayReport {
-            recorded_decisions: recorded_n.load(Ordering::Relaxed),
-            ..ReplayReport::default()
+        let undecodable = AtomicU64::new(0);
+        let (to_compare, derived) = std::sync::mpsc::sync_channel::<Vec<Decision>>(COMPARE_QUEUE);
+        let (replayed, compared) = std::thread::scope(|s| {
+            let comparer = s.spawn(|| {
+                let mut c = Comparison::new(opts, &recorded);
+                for batch in derived {
+                    batch.iter().try_for_each(|d| c.add(d))?;
+                }
+                Ok::<_, String>(c)
+            });
+            let replayed = on_workers(units, |(_, _, _, (s, e))| e - s, |(kind, topic, p, range)| {
+                replay_stage(
+                    cfg,
+                    opts,
+                    kind,
+                    topic,
+                    &HashMap::from([(p, range)]),
+                    &to_compare,
+                    &read,
+                    &undecodable,
+                    progress,
+                    total,
+                )
+                .map_err(|e| format!("{} [{p}]: {e}", kind.name()))
+            });
+            drop(to_compare);
+            (replayed, comparer.join().expect("the comparing thread does not panic"))
         });
-        let found: Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>> = Mutex::new(Vec::new());
-        on_workers(units, |(_, _, _, (s, e))| e - s, |(kind, topic, p, range)| {
-            replay_stage(
-                cfg,
-                opts,
-                kind,
-                topic,
-                &HashMap::from([(p, range)]),
-                &recorded,
-                &read,
-                &report,
-                &found,
-                progress,
-                total,
-            )
-            .map_err(|e| format!("{} [{p}]: {e}", kind.name()))
-        })?;
-        let mut report = report.into_inner().expect("not poisoned");
-        report.first = with_fields(
-            cfg,
-            &decisions_topic,
-            found.into_inner().expect("not poisoned"),
-        )?;
+        // A comparison that failed stopped the replay: its error is the cause.
+        let compared = compared?;
+        replayed?;
+        let mut report = ReplayReport {
+            recorded_decisions: recorded_n.load(Ordering::Relaxed),
+            undecodable: undecodable.load(Ordering::Relaxed),
+            compared: compared.compared,
+            differences: compared.differences,
+            recorded_elapsed,
+            ..ReplayReport::default()
+        };
+        report.first = with_fields(cfg, &decisions_topic, compared.found)?;
         report.stage_records = read.load(Ordering::Relaxed);
         report.elapsed = started.elapsed();
         report.raw = raw;
@@ -285,6 +301,11 @@ fn raw_read(
     Ok((n.load(Ordering::Relaxed), started.elapsed()))
 }
 
+/// Derived decisions per message to the comparing thread.
+const COMPARE_BATCH: usize = 512;
+/// Messages the comparing thread may have waiting (bounded memory).
+const COMPARE_QUEUE: usize = 16;
+
 #[allow(clippy::too_many_arguments)]
 fn replay_stage(
     cfg: &Config,
@@ -292,42 +313,53 @@ fn replay_stage(
     kind: StageKind,
     topic: &str,
     ranges: &HashMap<i32, (i64, i64)>,
-    recorded: &RocksStore,
+    to_compare: &std::sync::mpsc::SyncSender<Vec<Decision>>,
     read: &AtomicU64,
-    report: &Mutex<ReplayReport>,
-    found: &Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>>,
+    undecodable: &AtomicU64,
     progress: &(dyn Fn(Progress) + Sync),
     total: u64,
 ) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(512);
+    const STOPPED: &str = "the comparison stopped";
     let mut last_progress = Instant::now();
     let parts: Vec<String> = ranges.keys().map(|p| p.to_string()).collect();
-    let dir = opts
-        .scratch
-        .join(format!("{}-{}", kind.name(), parts.join("-")));
-    let log = StageLog {
-        cfg,
-        kind,
-        topic,
-        ranges,
-        state_dir: &dir,
-        sender: &opts.sender,
-        trace: false,
-    };
-    let undecodable = log.run(|step| {
-        let n = read.fetch_add(1, Ordering::Relaxed) + 1;
-        if last_progress.elapsed() > Duration::from_millis(250) {
-            progress(Progress { read: n, total });
-            last_progress = Instant::now();
+    let dir = opts.scratch.join(format!("{}-{}", kind.name(), parts.join("-")));
+    let log = StageLog { cfg, kind, topic, ranges, state_dir: &dir, sender: &opts.sender, trace: false };
+    let mut batch = Vec::with_capacity(COMPARE_BATCH);
+    let mut since_progress = 0u32;
+    let bad = log.run(|step| {
+        since_progress += 1;
+        if since_progress == 1024 {
+            let n = read.fetch_add(1024, Ordering::Relaxed) + 1024;
+            since_progress = 0;
+            if last_progress.elapsed() > Duration::from_millis(250) {
+                progress(Progress { read: n, total });
+                last_progress = Instant::now();
+            }
         }
-        for d in &step.out.decisions {
-            compare(opts, d, recorded, report, found, &mut buf)?;
+        batch.extend(step.out.decisions.iter().cloned());
+        if batch.len() >= COMPARE_BATCH {
+            to_compare.send(std::mem::replace(&mut batch, Vec::with_capacity(COMPARE_BATCH))).map_err(|_| STOPPED)?;
         }
         Ok(())
     })?;
-    report.lock().expect("not poisoned").undecodable += undecodable;
+    read.fetch_add(u64::from(since_progress), Ordering::Relaxed);
+    to_compare.send(batch).map_err(|_| STOPPED)?;
+    undecodable.fetch_add(bad, Ordering::Relaxed);
     Ok(())
 }
+
+/// A stage record as read, decoded (None: it does not decode).
+struct Decoded {
+    partition: i32,
+    offset: i64,
+    env: Option<StageEnvelope>,
+}
+
+/// Records per message from the reading thread to the stage code.
+const DECODED_BATCH: usize = 1024;
+/// Messages the stage code may have waiting (bounded memory).
+const DECODED_QUEUE: usize = 8;
+const PROCESSING_STOPPED: &str = "the processing stopped";
 
 /// One record of a stage log as the replay processed it.
 pub struct Step<'a> {
@@ -369,42 +401,60 @@ impl StageLog<'_> {
         };
         let mut pending = 0usize;
         let mut undecodable = 0u64;
-        kafka_io::read_ranges(self.cfg, self.topic, self.ranges, |r: ReadRecord| {
-            let Some(Ok(env)) = r
-                .payload
-                .as_deref()
-                .map(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b))
-            else {
-                undecodable += 1;
-                return Ok(());
-            };
-            let book = books.entry(r.partition).or_default();
-            store.begin_record(r.partition);
-            let mut view = store.view(r.partition);
-            out.clear();
-            match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
-                Ok(()) => {}
-                // As the live task: a dead letter, with none of its writes kept.
-                Err(StageError::BadRecord(_)) => {
-                    out.clear();
-                    store.rollback_record(r.partition);
+        // Reading and decoding run on a thread of their own, a batch ahead
+        // of the stage code: a stage partition is processed in order, but
+        // its decoding need not wait for it.
+        let (to_process, decoded) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(DECODED_QUEUE);
+        std::thread::scope(|s| {
+            // Owns the sender: the batches end when the reader does.
+            let reader = s.spawn(move || {
+                let mut batch = Vec::with_capacity(DECODED_BATCH);
+                kafka_io::read_ranges(self.cfg, self.topic, self.ranges, |r: ReadRecord| {
+                    let env = r.payload.as_deref().and_then(|b| codec::decode::<StageEnvelope>(RecordType::StageEnvelope, b).ok());
+                    batch.push(Decoded { partition: r.partition, offset: r.offset, env });
+                    if batch.len() >= DECODED_BATCH {
+                        to_process.send(std::mem::replace(&mut batch, Vec::with_capacity(DECODED_BATCH))).map_err(|_| PROCESSING_STOPPED.to_string())?;
+                    }
+                    Ok(())
+                })?;
+                to_process.send(batch).map_err(|_| PROCESSING_STOPPED.to_string())
+            });
+            let processed = decoded.iter().flatten().try_for_each(|Decoded { partition, offset, env }| {
+                let Some(env) = env else {
+                    undecodable += 1;
+                    return Ok(());
+                };
+                let book = books.entry(partition).or_default();
+                store.begin_record(partition);
+                let mut view = store.view(partition);
+                out.clear();
+                match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
+                    Ok(()) => {}
+                    // As the live task: a dead letter, with none of its writes kept.
+                    Err(StageError::BadRecord(_)) => {
+                        out.clear();
+                        store.rollback_record(partition);
+                    }
+                    Err(StageError::Store(e)) => return Err(e.to_string()),
                 }
-                Err(StageError::Store(e)) => return Err(e.to_string()),
+                pending += 1;
+                // Bounded memory: move the overlay into the scratch store now and then.
+                if pending >= 5_000 {
+                    store.prepare_commit();
+                    store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
+                    pending = 0;
+                }
+                visit(Step { partition, offset, env: &env, out: &out, book })
+            });
+            // Stops the reader (its next send fails) if processing failed.
+            drop(decoded);
+            let read = reader.join().expect("the reading thread does not panic");
+            match (read, processed) {
+                // A failed read ends the batches early: its error is the cause.
+                (Err(e), _) if e != PROCESSING_STOPPED => Err(e),
+                (_, Err(e)) => Err(e),
+                (read, Ok(())) => read,
             }
-            pending += 1;
-            // Bounded memory: move the overlay into the scratch store now and then.
-            if pending >= 5_000 {
-                store.prepare_commit();
-                store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
-                pending = 0;
-            }
-            visit(Step {
-                partition: r.partition,
-                offset: r.offset,
-                env: &env,
-                out: &out,
-                book,
-            })
         })?;
         Ok(undecodable)
     }
@@ -470,83 +520,46 @@ fn on_workers<U: Clone + Send + Sync>(
     }
 }
 
-/// A 128-bit SipHash of a record's bytes: equal digests stand for equal
-/// bytes (a chance collision is about 2^-128).
-fn digest(bytes: &[u8]) -> [u8; 16] {
-    use std::hash::Hasher;
-    let mut h = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
-    h.write(bytes);
-    siphasher::sip128::Hasher128::finish128(&h).as_bytes()
+/// The comparison of derived decisions with the recorded ones.
+struct Comparison<'a> {
+    opts: &'a ReplayOptions,
+    recorded: &'a RecordedLookup,
+    compared: u64,
+    differences: u64,
+    /// The first differences (at most `opts.keep`): the difference, where
+    /// the recorded decision is (None: missing), and the derived decision.
+    found: Vec<(Difference, Option<(i32, i64)>, Decision)>,
+    buf: Vec<u8>,
 }
 
-/// A recorded decision as the replay keeps it.
-struct RecordedRef {
-    digest: [u8; 16],
-    partition: i32,
-    offset: i64,
-}
-
-impl RecordedRef {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(28);
-        v.extend_from_slice(&self.digest);
-        v.extend_from_slice(&self.partition.to_be_bytes());
-        v.extend_from_slice(&self.offset.to_be_bytes());
-        v
+impl<'a> Comparison<'a> {
+    fn new(opts: &'a ReplayOptions, recorded: &'a RecordedLookup) -> Self {
+        Comparison { opts, recorded, compared: 0, differences: 0, found: Vec::new(), buf: Vec::with_capacity(512) }
     }
 
-    fn from_bytes(b: &[u8]) -> Option<RecordedRef> {
-        Some(RecordedRef {
-            digest: b.get(..16)?.try_into().ok()?,
-            partition: i32::from_be_bytes(b.get(16..20)?.try_into().ok()?),
-            offset: i64::from_be_bytes(b.get(20..28)?.try_into().ok()?),
-        })
-    }
-}
-
-fn compare(
-    opts: &ReplayOptions,
-    d: &Decision,
-    recorded: &RocksStore,
-    report: &Mutex<ReplayReport>,
-    found: &Mutex<Vec<(Difference, Option<(i32, i64)>, Decision)>>,
-    buf: &mut Vec<u8>,
-) -> Result<(), String> {
-    if !within(&opts.from, &opts.to, d) {
-        return Ok(());
-    }
-    buf.clear();
-    codec::encode_into(RecordType::Decision, d, buf).map_err(|e| e.to_string())?;
-    let at = match recorded
-        .get(&source_key(&d.source))
-        .map_err(|e| e.to_string())?
-    {
-        Some(v) => {
-            let r = RecordedRef::from_bytes(&v)
-                .ok_or("a scratch entry of the recorded decisions is cut short")?;
-            if r.digest == digest(buf) {
-                let mut rep = report.lock().expect("not poisoned");
-                rep.compared += 1;
-                return Ok(());
-            }
-            Some((r.partition, r.offset))
+    fn add(&mut self, d: &Decision) -> Result<(), String> {
+        if !within(&self.opts.from, &self.opts.to, d) {
+            return Ok(());
         }
-        None => None,
-    };
-    let mut rep = report.lock().expect("not poisoned");
-    rep.compared += 1;
-    rep.differences += 1;
-    let mut found = found.lock().expect("not poisoned");
-    if found.len() < opts.keep {
-        let diff = Difference {
-            intent_id: d.intent_id.clone(),
-            source: d.source.clone(),
-            fields: Vec::new(),
-            missing: at.is_none(),
+        self.compared += 1;
+        self.buf.clear();
+        codec::encode_into(RecordType::Decision, d, &mut self.buf).map_err(|e| e.to_string())?;
+        let at = match self.recorded.get(&d.source)? {
+            Some(r) => {
+                if r.digest == digest(&self.buf) {
+                    return Ok(());
+                }
+                Some((r.partition, r.offset))
+            }
+            None => None,
         };
-        found.push((diff, at, d.clone()));
+        self.differences += 1;
+        if self.found.len() < self.opts.keep {
+            let diff = Difference { intent_id: d.intent_id.clone(), source: d.source.clone(), fields: Vec::new(), missing: at.is_none() };
+            self.found.push((diff, at, d.clone()));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Reads the recorded decisions that differ again, for their fields.

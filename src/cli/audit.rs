@@ -13,6 +13,7 @@ pub struct ReplayArgs {
     pub scratch: Option<PathBuf>,
     pub show: usize,
     pub baseline: bool,
+    pub in_memory_decisions: u64,
 }
 
 pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
@@ -24,6 +25,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         sender: SenderConfig::from_config(cfg),
         keep: a.show,
         baseline: a.baseline,
+        in_memory_decisions: a.in_memory_decisions,
     };
     let terminal = std::io::stderr().is_terminal();
     let progress = move |p: Progress| {
@@ -48,6 +50,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     println!("differences          {}", report.differences);
     let rate = report.stage_records as f64 / secs;
     println!("time                 {:.1} s ({:.0} stage records/s)", secs, rate);
+    println!("  of which           {:.1} s reading the recorded decisions", report.recorded_elapsed.as_secs_f64());
     if let Some((n, d)) = report.raw {
         let raw = n as f64 / d.as_secs_f64().max(1e-9);
         println!("raw read             {n} records in {:.1} s ({raw:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / raw * 100.0);

@@ -158,13 +158,25 @@ pub fn builtin_defaults() -> PolicySpec {
 #[derive(Debug, Default)]
 pub struct PolicyBook {
     docs: HashMap<Scope, (i64, PolicySpec)>,
-    cache: HashMap<(String, String, Option<String>), Arc<EffectivePolicy>>,
+    /// The recipient domains with a document of their own (asked on every
+    /// record, by `&str`).
+    recipient_domains: std::collections::HashSet<String>,
+    /// By tenant, mailbox and recipient domain, length-prefixed (so no two
+    /// triples share a key), built in `key_buf`: a hit allocates nothing.
+    cache: HashMap<Vec<u8>, Arc<EffectivePolicy>, foldhash::fast::RandomState>,
+    key_buf: Vec<u8>,
 }
 
 const CACHE_MAX: usize = 10_000;
 
 impl PolicyBook {
     pub fn set(&mut self, scope: Scope, version: i64, spec: Option<PolicySpec>) {
+        if let Scope::RecipientDomain(d) = &scope {
+            match spec {
+                Some(_) => self.recipient_domains.insert(d.clone()),
+                None => self.recipient_domains.remove(d),
+            };
+        }
         match spec {
             Some(s) => {
                 self.docs.insert(scope, (version, s));
@@ -181,23 +193,27 @@ impl PolicyBook {
     /// it is the most specific word on traffic to that destination.
     pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> Arc<EffectivePolicy> {
         // Only a recipient domain with a document of its own needs its own entry.
-        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
-        let key = (tenant.to_string(), mailbox.to_string(), rd.map(str::to_string));
-        if let Some(p) = self.cache.get(&key) {
+        let rd = recipient_domain.filter(|d| self.recipient_domains.contains(*d));
+        self.key_buf.clear();
+        for part in [Some(tenant), Some(mailbox), rd].into_iter().flatten() {
+            self.key_buf.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            self.key_buf.extend_from_slice(part.as_bytes());
+        }
+        if let Some(p) = self.cache.get(self.key_buf.as_slice()) {
             return p.clone();
         }
         let eff = Arc::new(self.resolve(tenant, sender_domain, mailbox, rd));
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        self.cache.insert(key, eff.clone());
+        self.cache.insert(self.key_buf.clone(), eff.clone());
         eff
     }
 
     /// The effective policy, merged afresh (no cache: for readers that only
     /// borrow the book).
     pub fn resolve(&self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> EffectivePolicy {
-        let rd = recipient_domain.filter(|d| self.docs.contains_key(&Scope::RecipientDomain(d.to_string())));
+        let rd = recipient_domain.filter(|d| self.recipient_domains.contains(*d));
         let mut scopes = vec![Scope::Mailbox(mailbox.to_string())];
         if let Some(d) = rd {
             scopes.push(Scope::RecipientDomain(d.to_string()));
@@ -348,6 +364,21 @@ mod tests {
         assert!(p.business_hours.is_some());
         assert_eq!(p.signals.hard_bounce.pause, 0.05);
         assert_eq!(p.signals.complaint.pause, 0.001);
+    }
+
+    #[test]
+    fn the_cache_keeps_each_scope_apart() {
+        let mut book = PolicyBook::default();
+        book.set(Scope::Tenant("a".into()), 2, Some(spec("timezone = \"Europe/Berlin\"")));
+        book.set(Scope::RecipientDomain("gmail.com".into()), 4, Some(spec("timezone = \"Asia/Tokyo\"")));
+        // Run together, these two (tenant, mailbox) pairs would read alike.
+        assert_eq!(book.effective("a", "x.com", "bc@x.com", None).version, 2);
+        assert_eq!(book.effective("ab", "x.com", "c@x.com", None).version, 0);
+        assert_eq!(book.effective("a", "x.com", "bc@x.com", Some("gmail.com")).version, 4);
+        assert_eq!(book.effective("a", "x.com", "bc@x.com", Some("yahoo.com")).version, 2);
+        // A withdrawn recipient-domain document no longer applies.
+        book.set(Scope::RecipientDomain("gmail.com".into()), 5, None);
+        assert_eq!(book.effective("a", "x.com", "bc@x.com", Some("gmail.com")).version, 2);
     }
 
     #[test]

@@ -141,17 +141,68 @@ pub type PendingWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// Most decoded committed values a stage keeps in memory.
 const VALUE_CACHE_MAX: usize = 100_000;
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Decoded committed values by partition and key (None: known absent).
+///
+/// Two generations, each up to half the bound: when the young one fills it
+/// becomes the old one and the old one is dropped, and a key found in the
+/// old one moves back into the young. So keys in use stay cached across a
+/// turnover (a cache that started over when full made every hot key miss
+/// at once), at the cost of one more lookup on a miss.
+#[derive(Default)]
+struct ValueCache {
+    young: FastMap<i32, FastMap<Vec<u8>, Option<StateValue>>>,
+    old: FastMap<i32, FastMap<Vec<u8>, Option<StateValue>>>,
+    young_len: usize,
+}
+
+impl ValueCache {
+    fn get(&mut self, partition: i32, key: &[u8]) -> Option<Option<StateValue>> {
+        if let Some(v) = self.young.get(&partition).and_then(|m| m.get(key)) {
+            return Some(v.clone());
+        }
+        let v = self.old.get_mut(&partition).and_then(|m| m.remove(key))?;
+        self.put(partition, key, v.clone());
+        Some(v)
+    }
+
+    fn put(&mut self, partition: i32, key: &[u8], value: Option<StateValue>) {
+        if self.young_len >= VALUE_CACHE_MAX / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_len = 0;
+        }
+        let young = self.young.entry(partition).or_default();
+        match young.get_mut(key) {
+            Some(v) => *v = value,
+            None => {
+                young.insert(key.to_vec(), value);
+                self.young_len += 1;
+            }
+        }
+        // A stale copy in the old generation must not come back later.
+        if let Some(m) = self.old.get_mut(&partition) {
+            m.remove(key);
+        }
+    }
+
+    fn forget_partition(&mut self, partition: i32) {
+        self.old.remove(&partition);
+        if let Some(m) = self.young.remove(&partition) {
+            self.young_len = self.young_len.saturating_sub(m.len());
+        }
+    }
+}
+
 /// A stage's state: the base store plus one overlay per partition.
 pub struct StageStore {
     base: Arc<dyn BaseStore>,
     overlays: HashMap<i32, Overlay>,
     pending: HashMap<i32, PendingWrites>,
-    /// Decoded committed values (None: known absent), so that a hot key is
-    /// not read from RocksDB and Avro-decoded on every record. A cache of
-    /// the base store only: it changes no answer. Bounded; when full it
-    /// starts over.
-    cache: std::cell::RefCell<HashMap<i32, HashMap<Vec<u8>, Option<StateValue>>>>,
-    cached: std::cell::Cell<usize>,
+    /// Decoded committed values, so that a hot key is not read from RocksDB
+    /// and Avro-decoded on every record. A cache of the base store only: it
+    /// changes no answer. Bounded.
+    cache: std::cell::RefCell<ValueCache>,
     /// The decoded values of `pending`, for the cache once they commit.
     pending_values: Vec<(i32, Vec<u8>, Option<StateValue>)>,
     /// Per partition, a time before which no expiry entry is due (see
@@ -166,27 +217,18 @@ impl StageStore {
             overlays: HashMap::new(),
             pending: HashMap::new(),
             cache: Default::default(),
-            cached: Default::default(),
             pending_values: Vec::new(),
             sweep_floors: HashMap::new(),
         }
     }
 
     fn cache_put(&self, partition: i32, key: &[u8], value: Option<StateValue>) {
-        if self.cached.get() >= VALUE_CACHE_MAX {
-            self.cache.borrow_mut().clear();
-            self.cached.set(0);
-        }
-        if self.cache.borrow_mut().entry(partition).or_default().insert(key.to_vec(), value).is_none() {
-            self.cached.set(self.cached.get() + 1);
-        }
+        self.cache.borrow_mut().put(partition, key, value);
     }
 
     fn forget_partition(&mut self, partition: i32) {
         self.sweep_floors.remove(&partition);
-        if let Some(m) = self.cache.get_mut().remove(&partition) {
-            self.cached.set(self.cached.get().saturating_sub(m.len()));
-        }
+        self.cache.get_mut().forget_partition(partition);
     }
 
     pub fn base(&self) -> &dyn BaseStore {
@@ -309,8 +351,8 @@ impl PartitionView<'_> {
         if let Some(v) = self.store.overlays.get(&self.partition).and_then(|o| o.get(key)) {
             return Ok(v.clone());
         }
-        if let Some(v) = self.store.cache.borrow().get(&self.partition).and_then(|m| m.get(key)) {
-            return Ok(v.clone());
+        if let Some(v) = self.store.cache.borrow_mut().get(self.partition, key) {
+            return Ok(v);
         }
         let value = match self.store.base.get(&full_key(self.partition, key))? {
             None => None,
@@ -520,5 +562,37 @@ mod tests {
             let want: Vec<Vec<u8>> = model.range(from..).take(limit).map(|n| key(*n)).collect();
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn the_value_cache_keeps_keys_in_use_across_a_turnover_and_never_a_stale_one() {
+        let mut c = ValueCache::default();
+        let key = |n: usize| format!("k{n}").into_bytes();
+        c.put(1, b"hot", Some(StateValue::Clock(1)));
+        c.put(1, b"stale", Some(StateValue::Clock(1)));
+        // Fill the young generation to the brim, reading "hot" on the way:
+        // it is promoted each time it is found in the old one.
+        for n in 0..VALUE_CACHE_MAX * 2 {
+            c.put(2, &key(n), None);
+            assert_eq!(c.get(1, b"hot"), Some(Some(StateValue::Clock(1))), "after {n} puts");
+        }
+        assert!(c.young_len <= VALUE_CACHE_MAX / 2);
+        let total: usize = c.young.values().chain(c.old.values()).map(|m| m.len()).sum();
+        assert!(total <= VALUE_CACHE_MAX, "bounded: {total}");
+        // Untouched keys age out.
+        assert_eq!(c.get(1, b"stale"), None);
+        // A newer value replaces an old-generation copy for good.
+        c.put(3, b"x", Some(StateValue::Clock(1)));
+        for n in 0..VALUE_CACHE_MAX / 2 {
+            c.put(4, &key(n), None);
+        }
+        c.put(3, b"x", Some(StateValue::Clock(2)));
+        assert_eq!(c.get(3, b"x"), Some(Some(StateValue::Clock(2))));
+        for n in 0..VALUE_CACHE_MAX / 2 {
+            c.put(5, &key(n), None);
+        }
+        assert_eq!(c.get(3, b"x"), Some(Some(StateValue::Clock(2))));
+        c.forget_partition(3);
+        assert_eq!(c.get(3, b"x"), None);
     }
 }
