@@ -419,7 +419,9 @@ impl StageLog<'_> {
                 })?;
                 to_process.send(batch).map_err(|_| PROCESSING_STOPPED.to_string())
             });
-            let processed = decoded.iter().flatten().try_for_each(|Decoded { partition, offset, env }| {
+            // By reference: a stage envelope is large, and moving each one
+            // out of its batch was a visible copy.
+            let processed = decoded.iter().try_for_each(|batch| batch.iter().try_for_each(|&Decoded { partition, offset, ref env }| {
                 let Some(env) = env else {
                     undecodable += 1;
                     return Ok(());
@@ -428,7 +430,7 @@ impl StageLog<'_> {
                 store.begin_record(partition);
                 let mut view = store.view(partition);
                 out.clear();
-                match pipeline::process(stage.as_ref(), &mut view, book, &env, &mut out) {
+                match pipeline::process(stage.as_ref(), &mut view, book, env, &mut out) {
                     Ok(()) => {}
                     // As the live task: a dead letter, with none of its writes kept.
                     Err(StageError::BadRecord(_)) => {
@@ -439,13 +441,13 @@ impl StageLog<'_> {
                 }
                 pending += 1;
                 // Bounded memory: move the overlay into the scratch store now and then.
-                if pending >= 5_000 {
+                if pending >= 20_000 {
                     store.prepare_commit();
                     store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
                     pending = 0;
                 }
-                visit(Step { partition, offset, env: &env, out: &out, book })
-            });
+                visit(Step { partition, offset, env, out: &out, book })
+            }));
             // Stops the reader (its next send fails) if processing failed.
             drop(decoded);
             let read = reader.join().expect("the reading thread does not panic");
