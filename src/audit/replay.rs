@@ -158,8 +158,8 @@ pub fn replay(
         .map_err(|e| format!("cannot create {}: {e}", opts.scratch.display()))?;
     let result = (|| {
         // The recorded decisions, by the intent record they answer: a digest
-        // of each and where it is, not its bytes (a tenth of the size to
-        // write; a differing one is read again for its fields).
+        // of each and where it is, not its bytes (a differing one is read
+        // again for its fields); see `super::recorded` for where they live.
         let decisions_topic = opts
             .decisions_topic
             .clone()
