@@ -56,12 +56,14 @@ pub async fn send_all(producer: &FutureProducer, topic: &str, records: Vec<(Vec<
 }
 
 /// One record read from a topic.
-pub struct ReadRecord {
+pub struct ReadRecord<'a> {
     pub partition: i32,
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    /// Borrowed from the consumer's message: a reader that keeps them
+    /// copies them (copying every record's bytes was a visible cost).
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
 }
 
 pub struct ReadOptions {
@@ -76,7 +78,7 @@ pub struct ReadOptions {
 
 /// Reads a whole topic (every partition) read-committed, outside any group,
 /// calling `f` per record until a stop condition holds.
-pub fn read_topic(cfg: &Config, topic: &str, opts: &ReadOptions, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
+pub fn read_topic(cfg: &Config, topic: &str, opts: &ReadOptions, mut f: impl FnMut(ReadRecord<'_>) -> Result<(), String>) -> Result<u64, String> {
     let consumer: BaseConsumer = base(cfg)?
         .set("group.id", format!("{}.cli-reader", cfg.namespace))
         .set("enable.auto.commit", "false")
@@ -117,7 +119,7 @@ pub fn read_topic(cfg: &Config, topic: &str, opts: &ReadOptions, mut f: impl FnM
                     Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
                     Timestamp::NotAvailable => None,
                 };
-                f(ReadRecord { partition: m.partition(), offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
+                f(ReadRecord { partition: m.partition(), offset: m.offset(), timestamp_ms, key: m.key(), payload: m.payload() })?;
             }
         }
     }
@@ -156,7 +158,7 @@ impl rdkafka::consumer::ConsumerContext for EndAware {}
 /// Reads exactly the offsets `[start, end)` of each given partition,
 /// read-committed, outside any group; returns when every range is done
 /// (a transaction marker may hold the last offsets of a range).
-pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap<i32, (i64, i64)>, mut f: impl FnMut(ReadRecord) -> Result<(), String>) -> Result<u64, String> {
+pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap<i32, (i64, i64)>, mut f: impl FnMut(ReadRecord<'_>) -> Result<(), String>) -> Result<u64, String> {
     let mut todo: std::collections::HashMap<i32, i64> = ranges.iter().filter(|(_, (s, e))| s < e).map(|(p, (_, e))| (*p, *e)).collect();
     if todo.is_empty() {
         return Ok(0);
@@ -216,7 +218,7 @@ pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap
                     Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
                     Timestamp::NotAvailable => None,
                 };
-                f(ReadRecord { partition: p, offset: m.offset(), timestamp_ms, key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) })?;
+                f(ReadRecord { partition: p, offset: m.offset(), timestamp_ms, key: m.key(), payload: m.payload() })?;
                 if m.offset() + 1 >= end {
                     todo.remove(&p);
                 }

@@ -169,7 +169,11 @@ impl ValueCache {
 
     fn put(&mut self, partition: i32, key: &[u8], value: Option<StateValue>) {
         if self.young_len >= VALUE_CACHE_MAX / 2 {
-            self.old = std::mem::take(&mut self.young);
+            // The dropped generation's tables become the new young one's,
+            // emptied but with their capacity: growing fresh tables anew at
+            // every turnover was a visible cost (rehashing, page faults).
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.values_mut().for_each(FastMap::clear);
             self.young_len = 0;
         }
         let young = self.young.entry(partition).or_default();

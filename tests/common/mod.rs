@@ -207,7 +207,7 @@ impl TestEnv {
         let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
         read_topic(&self.cfg, &self.topic(&format!("stage.{stage}.changelog")), &opts, |r| {
             if let Some(k) = r.key {
-                latest.insert(String::from_utf8_lossy(&k).into_owned(), r.payload);
+                latest.insert(String::from_utf8_lossy(&k).into_owned(), r.payload.map(<[u8]>::to_vec));
             }
             Ok(())
         })
