@@ -158,11 +158,15 @@ pub fn builtin_defaults() -> PolicySpec {
 #[derive(Debug, Default)]
 pub struct PolicyBook {
     docs: HashMap<Scope, (i64, PolicySpec)>,
-    /// The recipient domains with a document of their own (asked on every
-    /// record, by `&str`).
+    /// The mailboxes and recipient domains with a document of their own
+    /// (asked on every record, by `&str`).
+    mailboxes: std::collections::HashSet<String>,
     recipient_domains: std::collections::HashSet<String>,
-    /// By tenant, mailbox and recipient domain, length-prefixed (so no two
-    /// triples share a key), built in `key_buf`: a hit allocates nothing.
+    /// By the scopes that have documents: tenant, sender domain, and the
+    /// mailbox and recipient domain only when they have one of their own
+    /// (so the many mailboxes without one share their domain's entry),
+    /// built in `key_buf` (tagged and length-prefixed, so no two scope
+    /// lists share a key): a hit allocates nothing.
     cache: HashMap<Vec<u8>, Arc<EffectivePolicy>, foldhash::fast::RandomState>,
     key_buf: Vec<u8>,
 }
@@ -171,10 +175,15 @@ const CACHE_MAX: usize = 10_000;
 
 impl PolicyBook {
     pub fn set(&mut self, scope: Scope, version: i64, spec: Option<PolicySpec>) {
-        if let Scope::RecipientDomain(d) = &scope {
+        let own = match &scope {
+            Scope::Mailbox(m) => Some((&mut self.mailboxes, m)),
+            Scope::RecipientDomain(d) => Some((&mut self.recipient_domains, d)),
+            _ => None,
+        };
+        if let Some((set, name)) = own {
             match spec {
-                Some(_) => self.recipient_domains.insert(d.clone()),
-                None => self.recipient_domains.remove(d),
+                Some(_) => set.insert(name.clone()),
+                None => set.remove(name),
             };
         }
         match spec {
@@ -194,10 +203,17 @@ impl PolicyBook {
     pub fn effective(&mut self, tenant: &str, sender_domain: &str, mailbox: &str, recipient_domain: Option<&str>) -> Arc<EffectivePolicy> {
         // Only a recipient domain with a document of its own needs its own entry.
         let rd = recipient_domain.filter(|d| self.recipient_domains.contains(*d));
+        let mb = Some(mailbox).filter(|m| self.mailboxes.contains(*m));
         self.key_buf.clear();
-        for part in [Some(tenant), Some(mailbox), rd].into_iter().flatten() {
-            self.key_buf.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            self.key_buf.extend_from_slice(part.as_bytes());
+        for part in [Some(tenant), Some(sender_domain), mb, rd] {
+            match part {
+                None => self.key_buf.push(0),
+                Some(p) => {
+                    self.key_buf.push(1);
+                    self.key_buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
+                    self.key_buf.extend_from_slice(p.as_bytes());
+                }
+            }
         }
         if let Some(p) = self.cache.get(self.key_buf.as_slice()) {
             return p.clone();
@@ -379,6 +395,17 @@ mod tests {
         // A withdrawn recipient-domain document no longer applies.
         book.set(Scope::RecipientDomain("gmail.com".into()), 5, None);
         assert_eq!(book.effective("a", "x.com", "bc@x.com", Some("gmail.com")).version, 2);
+        // A mailbox with a document of its own has its own entry; the others
+        // of its domain share one, and the domain's document applies to them.
+        book.set(Scope::SenderDomain("x.com".into()), 6, Some(spec("timezone = \"Europe/Paris\"")));
+        book.set(Scope::Mailbox("own@x.com".into()), 7, Some(spec("timezone = \"Asia/Tokyo\"")));
+        assert_eq!(book.effective("a", "x.com", "own@x.com", None).version, 7);
+        let (one, two) = (book.effective("a", "x.com", "bc@x.com", None), book.effective("a", "x.com", "de@x.com", None));
+        assert_eq!((one.version, one.tz), (6, chrono_tz::Europe::Paris));
+        assert!(Arc::ptr_eq(&one, &two));
+        assert_eq!(book.effective("a", "y.com", "bc@y.com", None).version, 2);
+        book.set(Scope::Mailbox("own@x.com".into()), 8, None);
+        assert_eq!(book.effective("a", "x.com", "own@x.com", None).version, 6);
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl ValueCache {
 /// A stage's state: the base store plus one overlay per partition.
 pub struct StageStore {
     base: Arc<dyn BaseStore>,
-    overlays: HashMap<i32, Overlay>,
+    overlays: FastMap<i32, Overlay>,
     pending: HashMap<i32, PendingWrites>,
     /// Decoded committed values, so that a hot key is not read from RocksDB
     /// and Avro-decoded on every record. A cache of the base store only: it
@@ -211,18 +211,18 @@ pub struct StageStore {
     pending_values: Vec<(i32, Vec<u8>, Option<StateValue>)>,
     /// Per partition, a time before which no expiry entry is due (see
     /// `PartitionView::sweep_floor`). A hint only: absent means unknown.
-    sweep_floors: HashMap<i32, i64>,
+    sweep_floors: FastMap<i32, i64>,
 }
 
 impl StageStore {
     pub fn new(base: Box<dyn BaseStore>) -> Self {
         StageStore {
             base: Arc::from(base),
-            overlays: HashMap::new(),
+            overlays: FastMap::default(),
             pending: HashMap::new(),
             cache: Default::default(),
             pending_values: Vec::new(),
-            sweep_floors: HashMap::new(),
+            sweep_floors: FastMap::default(),
         }
     }
 
