@@ -8,8 +8,8 @@
 
 use crate::model::SourceRef;
 use crate::state::rocks::RocksStore;
+use crate::state::store::FastMap;
 use crate::state::BaseStore;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -58,8 +58,6 @@ fn scratch_key(s: &SourceRef) -> Vec<u8> {
     k.extend_from_slice(&s.offset.to_be_bytes());
     k
 }
-
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// In memory: source topics are few (one intents topic), so each is kept
 /// once and a key is its index with the partition and offset.
@@ -116,30 +114,16 @@ impl RecordedIndex {
         }
     }
 
-    /// Done adding: the look-ups need no lock.
-    pub fn into_lookup(self) -> RecordedLookup {
-        match self {
-            RecordedIndex::Memory(m) => RecordedLookup::Memory(m.into_inner().expect("not poisoned")),
-            RecordedIndex::Scratch(s) => RecordedLookup::Scratch(s),
-        }
-    }
-}
-
-pub enum RecordedLookup {
-    Memory(InMemory),
-    Scratch(RocksStore),
-}
-
-impl RecordedLookup {
-    /// The recorded decision that answers this intent record, if any.
+    /// The recorded decision that answers this intent record, if any (the
+    /// lock is uncontended: one thread compares).
     pub fn get(&self, source: &SourceRef) -> Result<Option<RecordedRef>, String> {
         match self {
-            RecordedLookup::Memory(m) => Ok(m
-                .topics
-                .iter()
-                .position(|t| *t == source.topic)
-                .and_then(|t| m.by_source.get(&(t as u32, source.partition, source.offset)).copied())),
-            RecordedLookup::Scratch(store) => match store.get(&scratch_key(source)).map_err(|e| e.to_string())? {
+            RecordedIndex::Memory(m) => {
+                let m = m.lock().expect("not poisoned");
+                let topic = m.topics.iter().position(|t| *t == source.topic);
+                Ok(topic.and_then(|t| m.by_source.get(&(t as u32, source.partition, source.offset)).copied()))
+            }
+            RecordedIndex::Scratch(store) => match store.get(&scratch_key(source)).map_err(|e| e.to_string())? {
                 None => Ok(None),
                 Some(v) => RecordedRef::from_bytes(&v).map(Some).ok_or_else(|| "a scratch entry of the recorded decisions is cut short".to_string()),
             },
@@ -167,12 +151,11 @@ mod tests {
             assert_eq!(matches!(index, RecordedIndex::Memory(_)), what == "memory");
             index.add(entries[..500].to_vec()).unwrap();
             index.add(entries[500..].to_vec()).unwrap();
-            let lookup = index.into_lookup();
             for (s, r) in &entries {
-                assert_eq!(lookup.get(s).unwrap(), Some(*r), "{what}: {s:?}");
+                assert_eq!(index.get(s).unwrap(), Some(*r), "{what}: {s:?}");
             }
-            assert_eq!(lookup.get(&source("a.intents", 0, 1)).unwrap(), None, "{what}");
-            assert_eq!(lookup.get(&source("c.intents", 0, 0)).unwrap(), None, "{what}");
+            assert_eq!(index.get(&source("a.intents", 0, 1)).unwrap(), None, "{what}");
+            assert_eq!(index.get(&source("c.intents", 0, 0)).unwrap(), None, "{what}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -8,7 +8,7 @@
 //! decision it derives with the one on the decisions topic, by the intent
 //! record it answers. It only reads live topics; it writes nothing to them.
 
-use super::recorded::{digest, RecordedIndex, RecordedLookup, RecordedRef};
+use super::recorded::{digest, RecordedIndex, RecordedRef};
 use crate::cli::kafka_io::{self, ReadRecord};
 use crate::codec::{self, RecordType};
 use crate::config::Config;
@@ -205,7 +205,6 @@ pub fn replay(
                     .map(move |(p, range)| (*kind, topic.as_str(), *p, *range))
             })
             .collect();
-        let recorded = recorded.into_lookup();
         let recorded_elapsed = started.elapsed();
         // The derived decisions go to one comparing thread, so that a long
         // stage partition (a busy sender domain) is not also held up by the
@@ -525,7 +524,7 @@ fn on_workers<U: Clone + Send + Sync>(
 /// The comparison of derived decisions with the recorded ones.
 struct Comparison<'a> {
     opts: &'a ReplayOptions,
-    recorded: &'a RecordedLookup,
+    recorded: &'a RecordedIndex,
     compared: u64,
     differences: u64,
     /// The first differences (at most `opts.keep`): the difference, where
@@ -535,7 +534,7 @@ struct Comparison<'a> {
 }
 
 impl<'a> Comparison<'a> {
-    fn new(opts: &'a ReplayOptions, recorded: &'a RecordedLookup) -> Self {
+    fn new(opts: &'a ReplayOptions, recorded: &'a RecordedIndex) -> Self {
         Comparison { opts, recorded, compared: 0, differences: 0, found: Vec::new(), buf: Vec::with_capacity(512) }
     }
 

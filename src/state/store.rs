@@ -141,7 +141,9 @@ pub type PendingWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// Most decoded committed values a stage keeps in memory.
 const VALUE_CACHE_MAX: usize = 100_000;
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash map with foldhash: the standard SipHash was a visible cost for
+/// the short keys of the hot path.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Decoded committed values by partition and key (None: known absent).
 ///
@@ -162,12 +164,28 @@ impl ValueCache {
         if let Some(v) = self.young.get(&partition).and_then(|m| m.get(key)) {
             return Some(v.clone());
         }
-        let v = self.old.get_mut(&partition).and_then(|m| m.remove(key))?;
-        self.put(partition, key, v.clone());
+        // A key is in one generation at most: moving it from the old one
+        // leaves no copy behind.
+        let (key, v) = self.old.get_mut(&partition).and_then(|m| m.remove_entry(key))?;
+        self.insert_young(partition, key, v.clone());
         Some(v)
     }
 
     fn put(&mut self, partition: i32, key: &[u8], value: Option<StateValue>) {
+        if let Some(v) = self.young.get_mut(&partition).and_then(|m| m.get_mut(key)) {
+            *v = value;
+            return;
+        }
+        // A stale copy in the old generation must not come back later.
+        if let Some(m) = self.old.get_mut(&partition) {
+            m.remove(key);
+        }
+        self.insert_young(partition, key.to_vec(), value);
+    }
+
+    /// Adds a key the young generation does not hold, turning the
+    /// generations over first if it is full.
+    fn insert_young(&mut self, partition: i32, key: Vec<u8>, value: Option<StateValue>) {
         if self.young_len >= VALUE_CACHE_MAX / 2 {
             // The dropped generation's tables become the new young one's,
             // emptied but with their capacity: growing fresh tables anew at
@@ -176,18 +194,8 @@ impl ValueCache {
             self.young.values_mut().for_each(FastMap::clear);
             self.young_len = 0;
         }
-        let young = self.young.entry(partition).or_default();
-        match young.get_mut(key) {
-            Some(v) => *v = value,
-            None => {
-                young.insert(key.to_vec(), value);
-                self.young_len += 1;
-            }
-        }
-        // A stale copy in the old generation must not come back later.
-        if let Some(m) = self.old.get_mut(&partition) {
-            m.remove(key);
-        }
+        self.young.entry(partition).or_default().insert(key, value);
+        self.young_len += 1;
     }
 
     fn forget_partition(&mut self, partition: i32) {
