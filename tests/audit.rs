@@ -86,9 +86,27 @@ scope = "mailbox:ana@acme.com"
 business_hours = "off"
 warmup = "off"
 limits = { "mailbox.outbound.hour" = 2 }
+
+[[policy]]
+scope = "sender_domain:beta.example"
+business_hours = "off"
+warmup = "off"
+limits = { "recipient_domain.outbound.hour" = 1 }
 "#,
     );
     env.send_intents(&[intent("x-1", "ana@acme.com", "a@corp.example"), intent("x-2", "ana@acme.com", "b@corp.example")]);
+    // Decided past the sender stage: explain follows the intent to the
+    // partitions it was passed on to.
+    env.send_intents(&[intent("y-1", "ben@beta.example", "q1@far.example"), intent("y-2", "ben@beta.example", "q2@far.example")]);
+    let y = env.await_decisions(&["y-1".into(), "y-2".into()], WAIT).remove("y-2").unwrap();
+    assert_eq!((y.status, y.stage.as_deref()), (DecisionStatus::Deferred, Some("recipient_domain")), "{y:?}");
+    let (ok, out, err) = env.cli(&["audit", "explain", "y-2"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains(&format!("intent y-2: DEFERRED {}", y.reason)), "{out}");
+    assert!(out.contains("sender stage:") && out.contains("recipient_domain stage:"), "{out}");
+    let decided_by = out.lines().find(|l| l.starts_with("decided by:")).unwrap_or_default();
+    assert!(decided_by.contains("recipient_domain stage, window") && decided_by.contains("used 1 of 1"), "{out}");
+
     env.await_decisions(&["x-1".into(), "x-2".into()], WAIT);
     env.send_delivery(&[hard_bounce("hb-x", "ana@acme.com", "a@corp.example")]);
     std::thread::sleep(Duration::from_millis(1000));

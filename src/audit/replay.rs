@@ -322,7 +322,7 @@ fn replay_stage(
     let mut last_progress = Instant::now();
     let parts: Vec<String> = ranges.keys().map(|p| p.to_string()).collect();
     let dir = opts.scratch.join(format!("{}-{}", kind.name(), parts.join("-")));
-    let log = StageLog { cfg, kind, topic, ranges, state_dir: &dir, sender: &opts.sender, trace: false };
+    let log = StageLog { cfg, kind, topic, ranges, state_dir: &dir, sender: &opts.sender, trace: None };
     let mut batch = Vec::with_capacity(COMPARE_BATCH);
     let mut since_progress = 0u32;
     let bad = log.run(|step| {
@@ -378,8 +378,8 @@ pub struct StageLog<'a> {
     /// Where the replayed state goes (a fresh directory).
     pub state_dir: &'a std::path::Path,
     pub sender: &'a SenderConfig,
-    /// Record every check (for explanations).
-    pub trace: bool,
+    /// Record every check of this intent (for explanations).
+    pub trace: Option<&'a str>,
 }
 
 impl StageLog<'_> {
@@ -395,7 +395,8 @@ impl StageLog<'_> {
         let mut store = StageStore::new(Box::new(base));
         let mut books: HashMap<i32, PolicyBook> = HashMap::new();
         let mut out = StageOutput {
-            trace: self.trace.then(Vec::new),
+            trace: self.trace.map(|_| Vec::new()),
+            trace_only: self.trace.map(str::to_string),
             ..StageOutput::default()
         };
         let mut pending = 0usize;

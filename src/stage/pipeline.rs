@@ -70,6 +70,9 @@ pub struct StageOutput {
     pub forwards: Vec<Forward>,
     /// When set (audits), every check the stage made, in order.
     pub trace: Option<Vec<Trace>>,
+    /// With a trace, only this intent's checks are recorded: an explanation
+    /// of one intent need not build the text of every other's.
+    pub trace_only: Option<String>,
 }
 
 impl StageOutput {
@@ -142,13 +145,16 @@ impl Cx<'_, '_> {
         }
     }
 
-    /// Whether an audit asked for the checks to be recorded.
-    pub fn tracing(&self) -> bool {
-        self.out.trace.is_some()
+    /// Whether an audit asked for this intent's checks to be recorded.
+    pub fn tracing(&self, intent_id: &str) -> bool {
+        self.out.trace.is_some() && self.out.trace_only.as_deref().is_none_or(|only| only == intent_id)
     }
 
-    /// Records a check (only when an audit asked for a trace).
+    /// Records a check (only when an audit asked for a trace of the intent).
     pub fn note(&mut self, intent_id: &str, check: &str, outcome: impl Into<String>, detail: impl FnOnce() -> String) {
+        if !self.tracing(intent_id) {
+            return;
+        }
         if let Some(t) = &mut self.out.trace {
             t.push(Trace { stage: self.kind, intent_id: intent_id.to_string(), check: check.to_string(), outcome: outcome.into(), detail: detail() });
         }
@@ -250,7 +256,7 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
                 Ok(())
             }
             Verdict::Deny { status, reason, retry_at_ms, usage, version } => {
-                if cx.tracing() {
+                if cx.tracing(&hop.intent.intent_id) {
                     cx.note(&hop.intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("policy version {version}; releases go to {} earlier stage(s)", hop.reservations.len()));
                 }
                 finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
@@ -464,4 +470,41 @@ pub fn decode_intent(key: &str, bytes: &[u8]) -> Result<SendIntent, StoreError> 
 /// The domain of a normalised address.
 pub fn domain_of(address: &str) -> &str {
     address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MemStore, StageStore};
+
+    /// The checks each intent gets, with a trace of `only` (None: all).
+    fn traced(only: Option<&str>) -> Vec<(String, usize)> {
+        let stage = super::super::make_stage(StageKind::Sender, super::super::SenderConfig::default());
+        let mut store = StageStore::new(Box::new(MemStore::default()));
+        let mut book = PolicyBook::default();
+        let mut out = StageOutput { trace: Some(Vec::new()), trace_only: only.map(str::to_string), ..StageOutput::default() };
+        let mut counts = Vec::new();
+        for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let mut env = StageEnvelope::new(1_800_000_000_000 + n as i64, SourceRef { topic: "intents".into(), partition: 0, offset: n as i64 });
+            env.route_key = Some("acme.com".into());
+            env.intent = Some(SendIntent::new(id, "acme", "m@acme.com", &format!("p{n}@x.example"), IntentClass::Outbound));
+            store.begin_record(0);
+            out.clear();
+            process(stage.as_ref(), &mut store.view(0), &mut book, &env, &mut out).unwrap();
+            let trace = out.trace.as_ref().unwrap();
+            assert!(trace.iter().all(|t| t.intent_id == id), "a record's trace is its own intent's");
+            counts.push((id.to_string(), trace.len()));
+        }
+        counts
+    }
+
+    #[test]
+    fn a_trace_of_one_intent_records_its_checks_alone_and_all_of_them() {
+        let all = traced(None);
+        assert!(all.iter().all(|(_, n)| *n > 0), "{all:?}");
+        let only_b = traced(Some("b"));
+        for ((id, n_all), (_, n_only)) in all.iter().zip(&only_b) {
+            assert_eq!(*n_only, if id == "b" { *n_all } else { 0 }, "{id}: {only_b:?} against {all:?}");
+        }
+    }
 }

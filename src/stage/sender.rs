@@ -54,7 +54,7 @@ impl SenderStage {
     }
 
     fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
-        if cx.tracing() {
+        if cx.tracing(&intent.intent_id) {
             cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
         }
         let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);

@@ -57,7 +57,7 @@ impl WindowCheck {
 /// Records every window of a check in the audit trace: used before (and
 /// after, when reserved) against the limit in force.
 pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserved: bool) {
-    if cx.out.trace.is_none() {
+    if !cx.tracing(intent_id) {
         return;
     }
     for c in checks {
