@@ -125,11 +125,11 @@ limits = { "recipient_domain.outbound.hour" = 1 }
     assert!(out.contains("behind the signal rates: 1") && out.contains("hb-x BounceHard"), "{out}");
 }
 
-/// The deferred count of a backtest report: (recorded, candidate).
-fn deferred(out: &str) -> (u64, u64) {
-    let line = out.lines().find(|l| l.starts_with("total DEFERRED")).unwrap_or("total DEFERRED recorded 0 candidate 0");
+/// The deferred count of a backtest report: (recorded, baseline, candidate).
+fn deferred(out: &str) -> (u64, u64, u64) {
+    let line = out.lines().find(|l| l.starts_with("total DEFERRED")).unwrap_or("total DEFERRED recorded 0 baseline 0 candidate 0");
     let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    (n[0], n[1])
+    (n[0], n[1], n[2])
 }
 
 #[test]
@@ -151,16 +151,19 @@ fn backtest_shows_no_change_under_the_live_policy_and_moves_with_a_stricter_or_l
     let (ok, out, err) = env.cli(&["backtest", "--policy", &file("same.toml", policy(10))]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("decisions compared   60") && out.contains("decisions changed    0"), "{out}");
-    assert_eq!(deferred(&out), (40, 40), "{out}");
+    // Intents published one after another, decided in the same order live:
+    // the baseline is what the live processor recorded.
+    assert_eq!(deferred(&out), (40, 40, 40), "{out}");
+    assert!(out.contains("baseline agrees      60 of 60 with the recorded decisions (100.0 %)"), "{out}");
 
     let (ok, out, _) = env.cli(&["backtest", "--policy", &file("strict.toml", policy(5))]);
     assert!(ok);
-    let (rec, cand) = deferred(&out);
-    assert!(cand > rec, "a stricter policy defers more: {out}");
-    assert!(out.contains("first changes:") && out.contains("ALLOWED ok -> DEFERRED hourly_limit_exceeded"), "{out}");
+    let (_, base, cand) = deferred(&out);
+    assert!(cand > base, "a stricter policy defers more: {out}");
+    assert!(out.contains("first changes (baseline -> candidate):") && out.contains("ALLOWED ok -> DEFERRED hourly_limit_exceeded"), "{out}");
 
     let (ok, out, _) = env.cli(&["backtest", "--policy", &file("loose.toml", policy(25))]);
     assert!(ok);
-    let (rec, cand) = deferred(&out);
-    assert!(cand < rec, "a looser policy defers less: {out}");
+    let (_, base, cand) = deferred(&out);
+    assert!(cand < base, "a looser policy defers less: {out}");
 }

@@ -8,6 +8,15 @@
 //! place of the recorded ones for their scopes — each intent decided before
 //! the next is fed, and compares the two runs intent by intent. Both runs
 //! use the same schedule, so every difference comes from the policy.
+//!
+//! That schedule is not the live one: live, the stages run side by side
+//! and a stage partition's log interleaves hops and delivery events as
+//! they happened to arrive. So the first run (the baseline) can differ
+//! from the decisions the live processor recorded, most where a signal
+//! crossed a threshold around an intent. The report shows the recorded
+//! decisions beside the two runs, and for how many intents the baseline
+//! agrees with them, so that a reader can tell the policy's effect from
+//! the schedule's.
 
 use super::replay::{within, Bound};
 use crate::cli::kafka_io::{self, ReadRecord};
@@ -33,7 +42,7 @@ pub struct BacktestOptions {
     pub keep: usize,
 }
 
-/// Counts of one sender domain: (allowed, denied) as recorded and under the candidate.
+/// Counts of one sender domain: (allowed, denied) in the baseline and under the candidate.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct DomainCounts {
     pub allowed: (u64, u64),
@@ -53,8 +62,14 @@ pub struct BacktestReport {
     pub inputs: u64,
     pub compared: u64,
     pub changed: u64,
-    /// (status, reason) -> (as recorded, under the candidate).
+    /// (status, reason) -> (baseline: the recorded policies, under the candidate).
     pub by_outcome: BTreeMap<(DecisionStatus, String), (u64, u64)>,
+    /// (status, reason) -> decisions the live processor recorded (in the
+    /// same bounds).
+    pub recorded: BTreeMap<(DecisionStatus, String), u64>,
+    /// Compared intents whose baseline decision is one the live processor
+    /// recorded for the same intent record.
+    pub agreeing: u64,
     pub by_sender_domain: BTreeMap<String, DomainCounts>,
     pub first: Vec<Change>,
 }
@@ -94,7 +109,28 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
         inputs.write(batch).map_err(|e| e.to_string())?;
     }
 
-    // 2. Two pipelines, fed the same records.
+    // 2. The recorded decisions, by the intent record they answer (an
+    //    intent held and then approved has two), in the scratch store.
+    let decisions_topic = topo.full("decisions");
+    let (recorded_store, _) = RocksStore::open(&opts.scratch.join("decisions")).map_err(|e| e.to_string())?;
+    let mut recorded_counts: BTreeMap<(DecisionStatus, String), u64> = BTreeMap::new();
+    let mut batch = Vec::new();
+    kafka_io::read_ranges(cfg, &decisions_topic, &kafka_io::watermarks(cfg, &decisions_topic)?, |r: ReadRecord| {
+        let d: Decision = codec::decode(RecordType::Decision, r.payload.unwrap_or_default()).map_err(|e| format!("{decisions_topic} [{}] @{}: {e}", r.partition, r.offset))?;
+        if within(&opts.from, &opts.to, &d) {
+            let mut key = recorded_prefix(&d.source);
+            key.extend_from_slice(format!("{:010}{:020}", r.partition, r.offset).as_bytes());
+            batch.push((key, Some(format!("{} {}", d.status.as_str(), d.reason).into_bytes())));
+            *recorded_counts.entry((d.status, d.reason)).or_default() += 1;
+        }
+        if batch.len() >= 10_000 {
+            recorded_store.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    recorded_store.write(batch).map_err(|e| e.to_string())?;
+
+    // 3. Two pipelines, fed the same records.
     let partitions = topo.partitions("stage.sender");
     let stores = |name: &'static str| {
         let dir = opts.scratch.join(name);
@@ -103,7 +139,7 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let mut recorded = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("recorded"));
     let mut candidate = Driver::with_stores(ingress.clone(), partitions, opts.sender.clone(), stores("candidate"));
     let overridden: Vec<String> = opts.candidate.iter().map(|(s, _)| s.to_string()).collect();
-    let mut report = BacktestReport { inputs: n_inputs, ..BacktestReport::default() };
+    let mut report = BacktestReport { inputs: n_inputs, recorded: recorded_counts, ..BacktestReport::default() };
     let mut waiting: (HashMap<(String, i32, i64), Decision>, HashMap<(String, i32, i64), Decision>) = (HashMap::new(), HashMap::new());
     let mut started = false;
     let mut cursor: Vec<u8> = Vec::new();
@@ -145,7 +181,7 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
             let both: Vec<(String, i32, i64)> = waiting.0.keys().filter(|k| waiting.1.contains_key(*k)).cloned().collect();
             for k in both {
                 let (a, b) = (waiting.0.remove(&k).expect("present"), waiting.1.remove(&k).expect("present"));
-                tally(&mut report, opts, a, b);
+                tally(&mut report, opts, &recorded_store, a, b)?;
             }
         }
         let mut next = rows.last().expect("not empty").0.clone();
@@ -155,11 +191,21 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     Ok(report)
 }
 
-fn tally(report: &mut BacktestReport, opts: &BacktestOptions, a: Decision, b: Decision) {
+/// Where the recorded decisions of one intent record are kept.
+fn recorded_prefix(source: &SourceRef) -> Vec<u8> {
+    format!("{}\0{:010}{:020}\0", source.topic, source.partition, source.offset).into_bytes()
+}
+
+fn tally(report: &mut BacktestReport, opts: &BacktestOptions, recorded: &RocksStore, a: Decision, b: Decision) -> Result<(), String> {
     if !within(&opts.from, &opts.to, &a) {
-        return;
+        return Ok(());
     }
     report.compared += 1;
+    let prefix = recorded_prefix(&a.source);
+    let baseline = format!("{} {}", a.status.as_str(), a.reason);
+    if recorded.scan(&prefix, &prefix, usize::MAX).map_err(|e| e.to_string())?.iter().any(|(_, v)| *v == baseline.as_bytes()) {
+        report.agreeing += 1;
+    }
     report.by_outcome.entry((a.status, a.reason.clone())).or_default().0 += 1;
     report.by_outcome.entry((b.status, b.reason.clone())).or_default().1 += 1;
     let dc = report.by_sender_domain.entry(domain_of(&a.sender).to_string()).or_default();
@@ -172,6 +218,7 @@ fn tally(report: &mut BacktestReport, opts: &BacktestOptions, a: Decision, b: De
             report.first.push(Change { intent_id: a.intent_id.clone(), source: a.source.clone(), before: (a.status, a.reason), after: (b.status, b.reason) });
         }
     }
+    Ok(())
 }
 
 /// partition, offset, timestamp, key, payload of an input record, as stored.

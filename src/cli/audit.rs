@@ -124,25 +124,34 @@ pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to
     let r = crate::audit::backtest::backtest(cfg, &opts)?;
     println!("input records        {}", r.inputs);
     println!("decisions compared   {}", r.compared);
-    println!("decisions changed    {}", r.changed);
-    println!("\n{:<10} {:<28} {:>10} {:>10}", "status", "reason", "recorded", "candidate");
-    let mut by_status: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
-    for ((status, reason), (a, b)) in &r.by_outcome {
-        println!("{:<10} {:<28} {:>10} {:>10}", status.as_str(), reason, a, b);
+    println!("decisions changed    {} (the candidate against the baseline)", r.changed);
+    let pct = if r.compared == 0 { 100.0 } else { r.agreeing as f64 * 100.0 / r.compared as f64 };
+    println!("baseline agrees      {} of {} with the recorded decisions ({pct:.1} %)", r.agreeing, r.compared);
+    println!("  (baseline: the recorded inputs under the recorded policies, each intent decided before the next is fed;");
+    println!("   the live stages interleaved their inputs as they arrived, so a signal can cross a threshold at another intent)");
+    println!("\n{:<10} {:<28} {:>10} {:>10} {:>10}", "status", "reason", "recorded", "baseline", "candidate");
+    let outcomes: std::collections::BTreeSet<&(crate::model::DecisionStatus, String)> = r.by_outcome.keys().chain(r.recorded.keys()).collect();
+    let mut by_status: std::collections::BTreeMap<&str, (u64, u64, u64)> = std::collections::BTreeMap::new();
+    for outcome in outcomes {
+        let (status, reason) = outcome;
+        let rec = r.recorded.get(outcome).copied().unwrap_or(0);
+        let (a, b) = r.by_outcome.get(outcome).copied().unwrap_or((0, 0));
+        println!("{:<10} {:<28} {:>10} {:>10} {:>10}", status.as_str(), reason, rec, a, b);
         let e = by_status.entry(status.as_str()).or_default();
-        e.0 += a;
-        e.1 += b;
+        e.0 += rec;
+        e.1 += a;
+        e.2 += b;
     }
     println!();
-    for (status, (a, b)) in &by_status {
-        println!("total {status:<10} recorded {a} candidate {b}");
+    for (status, (rec, a, b)) in &by_status {
+        println!("total {status:<10} recorded {rec} baseline {a} candidate {b}");
     }
-    println!("\n{:<40} {:>17} {:>17}", "sender domain", "allowed rec/cand", "denied rec/cand");
+    println!("\n{:<40} {:>17} {:>17}", "sender domain", "allowed base/cand", "denied base/cand");
     for (domain, c) in &r.by_sender_domain {
         println!("{:<40} {:>8}/{:<8} {:>8}/{:<8}", domain, c.allowed.0, c.allowed.1, c.denied.0, c.denied.1);
     }
     if !r.first.is_empty() {
-        println!("\nfirst changes:");
+        println!("\nfirst changes (baseline -> candidate):");
         for c in &r.first {
             println!("  {} ({} [{}] @{}): {} {} -> {} {}", c.intent_id, c.source.topic, c.source.partition, c.source.offset, c.before.0.as_str(), c.before.1, c.after.0.as_str(), c.after.1);
         }
