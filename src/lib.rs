@@ -17,7 +17,7 @@
 //!   and state changes; the reserve/release protocol between them; the
 //!   whole pipeline in memory for tests.
 //! - [`runtime`]: Kafka clients and rebalances, the exactly-once task loop,
-//!   the router task, the stage tasks and their standby replicas.
+//!   the router task (intents and delivery events merged by log time), the stage tasks and their standby replicas.
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
 //! - [`metrics`]: Prometheus metric names and the exporter.

@@ -25,6 +25,7 @@ fn describe() {
     describe_counter!("sendgate_alerts_total", Unit::Count, "Alerts emitted, by kind");
     describe_counter!("sendgate_dead_letters_total", Unit::Count, "Input records sent to the dead-letter topic, by input topic");
     describe_counter!("sendgate_transactions_total", Unit::Count, "Kafka transactions, by outcome (committed, failed, aborted)");
+    describe_counter!("sendgate_router_merge_waits_expired_total", Unit::Count, "Times the router stopped waiting for a lagging input partition and went on in fetch order instead of log-time order");
     describe_counter!("sendgate_task_restarts_total", Unit::Count, "Task restarts after retriable failures");
     describe_histogram!("sendgate_processing_seconds", Unit::Seconds, "Time to decide one stage record");
     describe_histogram!("sendgate_transaction_commit_seconds", Unit::Seconds, "Time to commit one transaction");

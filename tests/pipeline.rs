@@ -208,6 +208,59 @@ signals = { min_volume = 40 }
 }
 
 #[test]
+fn a_backlog_is_routed_in_log_time_order_across_intents_and_delivery_events() {
+    // Two domains with 40 sends each counted. Then, published while no
+    // processor runs, in this log-time order: 3 hard bounces of the first
+    // (7.5 %: a pause), 5 sends from the first, 5 from the second, 3 hard
+    // bounces of the second. In log-time order the first domain's 5 are
+    // paused and the second's allowed. In the order the client fetches a
+    // backlog, one topic's run comes before the other's, and either way a
+    // decision changes: the intents first, the first domain's 5 go out; the
+    // bounces first, the second domain's 5 are paused too.
+    let mut env = TestEnv::new("backlog");
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = "off"
+limits = { "mailbox.outbound.day" = 1000, "mailbox.outbound.hour" = "off" }
+signals = { min_volume = 40 }
+"#,
+    );
+    let sends = |domain: &str, prefix: &str, n: usize| -> Vec<SendIntent> { (0..n).map(|i| intent(&format!("{prefix}-{i}"), &format!("m{}@{domain}", i % 2), &format!("r{i}-{prefix}@list{}.example", i % 10))).collect() };
+    let bounces = |domain: &str| -> Vec<DeliveryEvent> { (0..3).map(|i| hard_bounce(&format!("hb-{domain}-{i}"), &format!("m{}@{domain}", i % 2), &format!("gone{i}@old.example"))).collect() };
+    let ids = |intents: &[SendIntent]| -> Vec<String> { intents.iter().map(|i| i.intent_id.clone()).collect() };
+    env.start();
+    let counted: Vec<SendIntent> = sends("one.example", "one", 40).into_iter().chain(sends("two.example", "two", 40)).collect();
+    env.send_intents(&counted);
+    // A decision commits with the outcome sent back to the sender stage,
+    // which counts the send: once every decision is out, the 80 sends come
+    // before anything published below in the sender stage's log.
+    assert_eq!(count_status(env.await_decisions(&ids(&counted), WAIT).values(), DecisionStatus::Allowed), 80);
+    env.stop();
+
+    let (later_one, later_two) = (sends("one.example", "later-one", 5), sends("two.example", "later-two", 5));
+    // Log-append times are milliseconds: a pause keeps the groups apart.
+    let gap = || std::thread::sleep(Duration::from_millis(50));
+    gap();
+    env.send_delivery(&bounces("one.example"));
+    gap();
+    env.send_intents(&later_one);
+    gap();
+    env.send_intents(&later_two);
+    gap();
+    env.send_delivery(&bounces("two.example"));
+    env.start();
+    let decided = env.await_decisions(&ids(&later_one).into_iter().chain(ids(&later_two)).collect::<Vec<_>>(), WAIT);
+    let outcomes: std::collections::BTreeMap<&String, (DecisionStatus, &str)> = decided.iter().map(|(id, d)| (id, (d.status, d.reason.as_str()))).collect();
+    for (id, outcome) in &outcomes {
+        let expected = if id.starts_with("later-one") { (DecisionStatus::Paused, "sender_domain_paused") } else { (DecisionStatus::Allowed, "ok") };
+        assert_eq!(*outcome, expected, "{id}: {outcomes:?}\n{}", env.log_tail());
+    }
+}
+
+#[test]
 fn topics_apply_is_idempotent_and_names_every_difference() {
     let env = TestEnv::new("topics");
     let topo = env.cfg.topology().unwrap();

@@ -1,8 +1,9 @@
 //! The processor process: Kafka clients, the exactly-once task loop, the
-//! router and the stage tasks, the stages' standby replicas, and their
-//! start-up and shutdown.
+//! router (with the log-time merge of its inputs) and the stage tasks, the
+//! stages' standby replicas, and their start-up and shutdown.
 
 pub mod clients;
+pub mod merge;
 pub mod router;
 pub mod standby;
 pub mod stage_task;

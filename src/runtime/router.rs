@@ -1,7 +1,9 @@
 //! The router task: reads the four input topics and writes each record,
 //! validated and normalised by [`crate::stage::ingress`], to the stage
-//! partitions it belongs to, stamped with its log time and origin. Anything
-//! that fails goes to the dead-letter topic with its reason.
+//! partitions it belongs to, stamped with its log time and origin; intents
+//! and delivery events in log-time order across their partitions
+//! ([`super::merge`]). Anything that fails goes to the dead-letter topic
+//! with its reason.
 
 use super::task::{InputRecord, Outbox, Processor, TaskError};
 use crate::codec::{self, RecordType};
@@ -43,6 +45,13 @@ impl Processor for Router {
     fn priority_partitions(&self) -> Vec<(String, i32)> {
         // Both topics have one partition (topology/topics.toml).
         vec![(self.ingress.policies.clone(), 0), (self.ingress.commands.clone(), 0)]
+    }
+
+    fn merged_topics(&self) -> Vec<String> {
+        // Intents and the delivery events behind the signals meet in the
+        // sender stage: routed in log-time order, a backlog does not let
+        // either run ahead of the other.
+        vec![self.ingress.intents.clone(), self.ingress.delivery.clone()]
     }
 
     fn on_assigned(&mut self, _: &[(String, i32)]) -> Result<(), TaskError> {

@@ -16,6 +16,7 @@
 //! to measure what exactly-once costs, and for users who accept repeats.
 
 use super::clients::{self, RebalanceEvent, TaskConsumerContext, TxnProducerContext};
+use super::merge::LogTimeMerge;
 use crate::config::Config;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -136,6 +137,11 @@ pub trait Processor {
     fn priority_partitions(&self) -> Vec<(String, i32)> {
         Vec::new()
     }
+    /// Input topics whose partitions are handled merged by log time rather
+    /// than in the order they were fetched (see [`super::merge`]).
+    fn merged_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The changelog topic whose delivered offsets become checkpoints.
     fn changelog_topic(&self) -> Option<String> {
         None
@@ -192,6 +198,8 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Most records taken from the consumer's buffer in one go.
 const POLL_BATCH: usize = 500;
+/// How soon the loop looks again at records the merge holds back.
+const MERGE_RECHECK: Duration = Duration::from_millis(5);
 
 /// Runs until `shutdown` is set (Ok) or something fails (Err).
 fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
@@ -223,6 +231,9 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     // they would queue behind its long-polling fetches.
     let watermarks: BaseConsumer = clients::restore_consumer_config(cfg, &s.group).create().map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
     let mut batch = Vec::with_capacity(POLL_BATCH);
+    let merged = p.merged_topics();
+    let merging = !merged.is_empty();
+    let mut merge = LogTimeMerge::new(merged);
     let mut st = TxnState { exactly_once: s.exactly_once, ..TxnState::default() };
     let mut assigned: HashSet<(String, i32)> = HashSet::new();
     // Rebalance events taken from the client and not yet acted on.
@@ -257,6 +268,8 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 }
                 None => Duration::from_millis(100),
             };
+            // Records held back by the merge: look again soon.
+            let wait = if merge.is_empty() { wait } else { wait.min(MERGE_RECHECK) };
             let polled = consumer.poll(wait);
             drained = polled.is_none();
             if let Some(msg) = polled {
@@ -272,6 +285,16 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         }
                     }
                 }
+            }
+            if merging {
+                // The merged topics' records go through the merge; what it
+                // can hand out now follows anything else polled.
+                let polled: Vec<_> = batch.drain(..).collect();
+                batch.extend(polled.into_iter().filter_map(|m| merge.push(m)));
+                let room = s.max_batch_records.saturating_sub(st.records).max(1).saturating_sub(batch.len()).max(1);
+                batch.extend(merge.take_ready(&consumer, &assigned, &st.positions, room, Instant::now()));
+            }
+            if !batch.is_empty() {
                 // The ordering barrier: every control record appended before a
                 // record is handled before it. One catch-up covers the batch (its
                 // latest timestamp), so a live stream costs one watermark query
@@ -289,7 +312,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 for msg in batch.drain(..) {
                     handle(p, &producer, &msg, &mut st)?;
                 }
-            } else {
+            } else if drained {
                 // Idle: take any control records that arrived.
                 for pp in &priority {
                     if assigned.contains(&(pp.topic.clone(), pp.partition)) {
@@ -319,6 +342,8 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                             assigned.remove(part);
                             st.positions.remove(part);
                         }
+                        // Polled, not handled, not committed: the next owner reads them.
+                        merge.forget(parts);
                         for pp in priority.iter_mut() {
                             pp.covered_until_ms = i64::MIN;
                         }
