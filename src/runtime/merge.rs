@@ -163,6 +163,11 @@ impl<'c> LogTimeMerge<'c> {
                 break;
             }
         }
+        if !lagging {
+            // Whatever held the merge back has arrived: a later wait is a new one.
+            self.waiting_since = None;
+            self.gave_up = false;
+        }
         while out.len() < max {
             let Some(part) = self.queues.iter().filter_map(|(part, q)| q.front().map(|m| (timestamp_of(m), *part))).min().map(|(_, part)| part) else {
                 break;
@@ -183,10 +188,6 @@ impl<'c> LogTimeMerge<'c> {
             if q.is_empty() && !lagging && !self.caught_up(consumer, handled, part) {
                 lagging = true;
             }
-        }
-        if !lagging {
-            self.waiting_since = None;
-            self.gave_up = false;
         }
         out
     }
