@@ -106,9 +106,8 @@ impl<'c> LogTimeMerge<'c> {
     }
 
     /// Whether a partition with nothing buffered has nothing more at the
-    /// broker either, as of the client's last fetch of it. `handled` is the
-    /// task's position per partition (records handled this session).
-    fn caught_up<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, handled: &HashMap<(String, i32), i64>, part: Part) -> bool {
+    /// broker either, as of the client's last fetch of it.
+    fn caught_up<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, part: Part) -> bool {
         let (topic, c_topic) = &self.topics[part.0];
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client pointer is valid while `consumer` lives, the
@@ -120,7 +119,9 @@ impl<'c> LogTimeMerge<'c> {
             // Not fetched yet: unknown.
             return false;
         }
-        let next = match self.next.get(&part).copied().or_else(|| handled.get(&(topic.clone(), part.1)).copied()) {
+        // Every record of a merged topic passes `push`, so this is as far
+        // as the task has read the partition, handled or not.
+        let next = match self.next.get(&part).copied() {
             Some(n) => n,
             None => {
                 // Nothing read from it in this session: it starts at the
@@ -146,7 +147,7 @@ impl<'c> LogTimeMerge<'c> {
     /// The records that can go now, earliest log time first, at most `max`:
     /// a head goes when no assigned partition with nothing buffered may
     /// still hold an earlier record (or the wait or the buffer ran out).
-    pub fn take_ready<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, assigned: &HashSet<(String, i32)>, handled: &HashMap<(String, i32), i64>, max: usize, now: Instant) -> Vec<BorrowedMessage<'c>> {
+    pub fn take_ready<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, assigned: &HashSet<(String, i32)>, max: usize, now: Instant) -> Vec<BorrowedMessage<'c>> {
         let mut out = Vec::new();
         if self.buffered == 0 {
             return out;
@@ -158,7 +159,7 @@ impl<'c> LogTimeMerge<'c> {
             .collect();
         let mut lagging = false;
         for part in empty {
-            if !self.caught_up(consumer, handled, part) {
+            if !self.caught_up(consumer, part) {
                 lagging = true;
                 break;
             }
@@ -185,7 +186,7 @@ impl<'c> LogTimeMerge<'c> {
             let q = self.queues.get_mut(&part).expect("the head's partition");
             out.push(q.pop_front().expect("a head"));
             self.buffered -= 1;
-            if q.is_empty() && !lagging && !self.caught_up(consumer, handled, part) {
+            if q.is_empty() && !lagging && !self.caught_up(consumer, part) {
                 lagging = true;
             }
         }

@@ -289,10 +289,10 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             if merging {
                 // The merged topics' records go through the merge; what it
                 // can hand out now follows anything else polled.
-                let polled: Vec<_> = batch.drain(..).collect();
-                batch.extend(polled.into_iter().filter_map(|m| merge.push(m)));
+                let fetched = std::mem::replace(&mut batch, Vec::with_capacity(POLL_BATCH));
+                batch.extend(fetched.into_iter().filter_map(|m| merge.push(m)));
                 let room = s.max_batch_records.saturating_sub(st.records).max(1).saturating_sub(batch.len()).max(1);
-                batch.extend(merge.take_ready(&consumer, &assigned, &st.positions, room, Instant::now()));
+                batch.extend(merge.take_ready(&consumer, &assigned, room, Instant::now()));
             }
             if !batch.is_empty() {
                 // The ordering barrier: every control record appended before a
