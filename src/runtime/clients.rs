@@ -138,6 +138,14 @@ impl TaskConsumerContext {
     }
 }
 
+/// The group's committed offset of a partition; None when it has none.
+pub fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> rdkafka::error::KafkaResult<Option<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(tpl, std::time::Duration::from_secs(2))?;
+    Ok(committed.find_partition(topic, partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0))
+}
+
 /// Takes partitions on (`add`) or hands them over, incrementally under the
 /// cooperative protocol and wholesale under the eager one.
 pub fn apply<C: ConsumerContext>(consumer: &BaseConsumer<C>, partitions: &[(String, i32)], add: bool) -> rdkafka::error::KafkaResult<()> {

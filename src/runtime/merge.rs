@@ -24,8 +24,8 @@
 //! exact whatever the merge did.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use rdkafka::TopicPartitionList;
+use super::task::timestamp_of;
+use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -56,14 +56,6 @@ pub struct LogTimeMerge<'c> {
     /// The wait ran out and the merge went on in fetch order (counted once
     /// per wait).
     gave_up: bool,
-}
-
-fn timestamp_of(msg: &BorrowedMessage<'_>) -> i64 {
-    match msg.timestamp() {
-        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => t,
-        // No time: nothing to order by, so it goes first.
-        Timestamp::NotAvailable => i64::MIN,
-    }
 }
 
 impl<'c> LogTimeMerge<'c> {
@@ -126,10 +118,7 @@ impl<'c> LogTimeMerge<'c> {
             None => {
                 // Nothing read from it in this session: it starts at the
                 // group's committed offset (or the log start).
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(topic, part.1);
-                let committed = consumer.committed_offsets(tpl, Duration::from_secs(2)).ok().and_then(|c| c.find_partition(topic, part.1).and_then(|e| e.offset().to_raw())).filter(|o| *o >= 0);
-                let start = match committed {
+                let start = match super::clients::committed_offset(consumer, topic, part.1).ok().flatten() {
                     Some(c) => c,
                     // None committed: the log start (auto.offset.reset is earliest).
                     None => match consumer.fetch_watermarks(topic, part.1, Duration::from_secs(2)) {
@@ -170,7 +159,8 @@ impl<'c> LogTimeMerge<'c> {
             self.gave_up = false;
         }
         while out.len() < max {
-            let Some(part) = self.queues.iter().filter_map(|(part, q)| q.front().map(|m| (timestamp_of(m), *part))).min().map(|(_, part)| part) else {
+            // A record without a time has nothing to order by: it goes first.
+            let Some(part) = self.queues.iter().filter_map(|(part, q)| q.front().map(|m| (timestamp_of(m).unwrap_or(i64::MIN), *part))).min().map(|(_, part)| part) else {
                 break;
             };
             if lagging && self.buffered < MAX_BUFFERED {

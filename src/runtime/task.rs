@@ -437,7 +437,7 @@ struct PriorityPartition {
     covered_until_ms: i64,
 }
 
-fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
+pub(super) fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
     match msg.timestamp() {
         Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(t),
         Timestamp::NotAvailable => None,
@@ -480,16 +480,13 @@ fn catch_up<P: Processor>(
             None => {
                 // Nothing read from it yet in this session: start from the
                 // group's committed offset (or the log start, as auto.offset.reset says).
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&pp.topic, pp.partition);
-                let committed = match consumer.committed_offsets(tpl, Duration::from_secs(2)) {
-                    Ok(c) => c,
+                let pos = match clients::committed_offset(consumer, &pp.topic, pp.partition) {
+                    Ok(committed) => committed.unwrap_or(low),
                     Err(e) => {
                         tracing::warn!(topic = %pp.topic, partition = pp.partition, error = %e, "control partition offsets unreadable; going on without it");
                         return Ok(());
                     }
                 };
-                let pos = committed.find_partition(&pp.topic, pp.partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(low);
                 st.positions.insert(key.clone(), pos);
                 pos
             }
