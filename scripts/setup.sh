@@ -1,19 +1,127 @@
 #!/usr/bin/env bash
-# Installs what building and running sendgate needs, once: libclang (bindgen
-# for RocksDB), a C/C++ toolchain and make (RocksDB, librdkafka), and checks
-# for Rust, Java 17+ and Maven (the local Kafka broker).
+# Installs what building and running sendgate needs, once, and checks for
+# Rust, Java 17+ and Maven (the local Kafka broker).
+#
+#   scripts/setup.sh            detect, install what is missing (apt), verify
+#   scripts/setup.sh --report   print one line per need: name, package, state
+#                               and the file or command that satisfied it;
+#                               installs nothing (scripts/check-setup.sh)
+#
+# Each need is detected by the exact thing the build loads, not by a package
+# that merely looks alike: bindgen (RocksDB's bindings) dlopens the libclang
+# C library, which exports clang_createIndex; libclang-cpp, which Debian
+# images often ship alone, is a different library and does not count.
+# SENDGATE_SETUP_ROOT prefixes every searched path (the check's fixtures).
 set -euo pipefail
 
-missing_pkgs=()
-have_libclang() {
-  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
+ROOT="${SENDGATE_SETUP_ROOT:-}"
+report=0
+case "${1:-}" in
+  --report) report=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--report]" >&2; exit 2 ;;
+esac
+
+# The directories clang-sys searches for libclang, in its order (after
+# LIBCLANG_PATH), on Debian and Ubuntu.
+libclang_dirs() {
+  [ -n "${LIBCLANG_PATH:-}" ] && echo "$ROOT$LIBCLANG_PATH"
+  local d
+  for d in "$ROOT"/usr/lib/llvm-*/lib "$ROOT"/usr/lib/x86_64-linux-gnu "$ROOT"/usr/lib/aarch64-linux-gnu \
+           "$ROOT"/usr/lib64 "$ROOT"/usr/lib "$ROOT"/usr/local/lib; do
+    [ -d "$d" ] && echo "$d"
+  done
+  return 0
 }
-have_libclang || missing_pkgs+=(libclang-dev)
-command -v c++ >/dev/null 2>&1 || missing_pkgs+=(g++)
-command -v make >/dev/null 2>&1 || missing_pkgs+=(make)
-command -v perl >/dev/null 2>&1 || missing_pkgs+=(perl)
-command -v java >/dev/null 2>&1 || missing_pkgs+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null 2>&1 || missing_pkgs+=(maven)
+
+# Prints the first libclang that bindgen would accept: named like clang-sys
+# names it (libclang.so, libclang.so.N, libclang-N.so[.M]) and exporting the
+# C API. Fails when there is none.
+find_libclang() {
+  local dir f
+  while IFS= read -r dir; do
+    for f in "$dir"/libclang.so "$dir"/libclang.so.[0-9]* "$dir"/libclang-[0-9]*.so*; do
+      [ -e "$f" ] || continue
+      if exports_clang_c_api "$f"; then
+        echo "$f"
+        return 0
+      fi
+    done
+  done < <(libclang_dirs)
+  return 1
+}
+
+exports_clang_c_api() {
+  if command -v nm >/dev/null 2>&1; then
+    nm -D --defined-only "$1" 2>/dev/null | grep -qw clang_createIndex
+  else
+    # No binutils yet (g++ brings them): the name alone has to do; the
+    # check after installing g++ looks again.
+    return 0
+  fi
+}
+
+# bindgen also needs clang's own headers (stddef.h and friends) beside it.
+find_clang_headers() {
+  local f
+  for f in "$ROOT"/usr/lib/llvm-*/lib/clang/*/include/stddef.h; do
+    [ -e "$f" ] && { echo "$f"; return 0; }
+  done
+  return 1
+}
+
+find_command() { command -v "$1" 2>/dev/null; }
+
+# A development library: its header and the unversioned .so the linker takes.
+find_dev_lib() {
+  local header="$1" lib="$2" d
+  [ -e "$ROOT/usr/include/$header" ] || return 1
+  for d in "$ROOT"/usr/lib/x86_64-linux-gnu "$ROOT"/usr/lib/aarch64-linux-gnu "$ROOT"/usr/lib64 "$ROOT"/usr/lib; do
+    if [ -e "$d/$lib" ]; then
+      echo "$ROOT/usr/include/$header $d/$lib"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# name | Debian package | detector. The order is the order of the report.
+NEEDS=(
+  "libclang|libclang-dev|find_libclang"
+  "clang-headers|libclang-dev|find_clang_headers"
+  "c-compiler|g++|find_command cc"
+  "c++-compiler|g++|find_command c++"
+  "nm|binutils|find_command nm"
+  "make|make|find_command make"
+  "perl|perl|find_command perl"
+  "pkg-config|pkg-config|find_command pkg-config"
+  "openssl|libssl-dev|find_dev_lib openssl/ssl.h libssl.so"
+  "libcurl|libcurl4-openssl-dev|find_dev_lib curl/curl.h libcurl.so"
+  "zlib|zlib1g-dev|find_dev_lib zlib.h libz.so"
+  "java|openjdk-17-jre-headless|find_command java"
+  "maven|maven|find_command mvn"
+)
+
+detect_all() {
+  missing_pkgs=()
+  local need name pkg detector found
+  for need in "${NEEDS[@]}"; do
+    IFS='|' read -r name pkg detector <<<"$need"
+    # shellcheck disable=SC2086  # the detector is a command with arguments
+    if found="$($detector)"; then
+      [ "$report" = 1 ] && printf '%s\t%s\tpresent\t%s\n' "$name" "$pkg" "$found"
+    else
+      [ "$report" = 1 ] && printf '%s\t%s\tmissing\t-\n' "$name" "$pkg"
+      case " ${missing_pkgs[*]-} " in *" $pkg "*) ;; *) missing_pkgs+=("$pkg") ;; esac
+    fi
+  done
+  return 0
+}
+
+detect_all
+if [ "$report" = 1 ]; then
+  exit 0
+fi
 
 if ((${#missing_pkgs[@]})); then
   if command -v apt-get >/dev/null 2>&1; then
@@ -21,9 +129,16 @@ if ((${#missing_pkgs[@]})); then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "setup: installing ${missing_pkgs[*]}" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing_pkgs[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
   else
-    echo "setup: please install: ${missing_pkgs[*]} (no apt-get here)" >&2
+    echo "setup: please install the equivalents of these Debian packages: ${missing_pkgs[*]} (no apt-get here)" >&2
+    exit 1
+  fi
+  # Look again: an install that did not bring what the build loads is an
+  # error here, not twenty minutes later in the middle of the build.
+  detect_all
+  if ((${#missing_pkgs[@]})); then
+    echo "setup: still missing after installing: ${missing_pkgs[*]}; see 'scripts/setup.sh --report'" >&2
     exit 1
   fi
 fi
