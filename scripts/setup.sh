@@ -72,13 +72,20 @@ find_clang_headers() {
 
 find_command() { command -v "$1" 2>/dev/null; }
 
-# A development library: its header and the unversioned .so the linker takes.
+# A development library: its header (Debian puts some under the multiarch
+# include directory, e.g. curl/curl.h) and the unversioned .so the linker takes.
 find_dev_lib() {
-  local header="$1" lib="$2" d
-  [ -e "$ROOT/usr/include/$header" ] || return 1
+  local header="$1" lib="$2" d h="" inc
+  for inc in "$ROOT"/usr/include "$ROOT"/usr/include/x86_64-linux-gnu "$ROOT"/usr/include/aarch64-linux-gnu; do
+    if [ -e "$inc/$header" ]; then
+      h="$inc/$header"
+      break
+    fi
+  done
+  [ -n "$h" ] || return 1
   for d in "$ROOT"/usr/lib/x86_64-linux-gnu "$ROOT"/usr/lib/aarch64-linux-gnu "$ROOT"/usr/lib64 "$ROOT"/usr/lib; do
     if [ -e "$d/$lib" ]; then
-      echo "$ROOT/usr/include/$header $d/$lib"
+      echo "$h $d/$lib"
       return 0
     fi
   done
