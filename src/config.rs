@@ -70,7 +70,18 @@ pub struct Config {
     pub topology_file: String,
     /// Replication factor for topics that `topics apply` creates.
     pub replication_factor: i32,
-    /// Extra librdkafka properties for every client (security.protocol, sasl.*, ...).
+    /// How the clients connect: TLS, SASL and where the secrets come from
+    /// (`[security]`, SENDGATE_KAFKA_* variables; see [`crate::connection`]).
+    pub security: crate::connection::Security,
+    /// The compression of every record sendgate writes: none, gzip, snappy,
+    /// lz4 (the default, docs/benchmarks.md) or zstd. Input compressed with
+    /// any of them is read whatever this says.
+    pub compression: String,
+    /// Where writer schemas of input in the Confluent Schema Registry wire
+    /// format come from (`[schema_registry]`; see [`crate::registry`]).
+    pub schema_registry: crate::registry::RegistrySettings,
+    /// Extra librdkafka properties for every client (tuning; no secrets:
+    /// those go through `[security]`).
     pub kafka: BTreeMap<String, String>,
 }
 
@@ -95,6 +106,9 @@ impl Default for Config {
             idempotency_retention_hours: 168,
             topology_file: String::new(),
             replication_factor: 1,
+            security: crate::connection::Security::default(),
+            compression: "lz4".into(),
+            schema_registry: crate::registry::RegistrySettings::default(),
             kafka: BTreeMap::new(),
         }
     }
@@ -120,6 +134,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_IDEMPOTENCY_RETENTION_HOURS", "idempotency_retention_hours"),
     ("SENDGATE_TOPOLOGY_FILE", "topology_file"),
     ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
+    ("SENDGATE_COMPRESSION", "compression"),
 ];
 
 impl Config {
@@ -137,6 +152,18 @@ impl Config {
                 cfg.set(field, &v).map_err(|e| format!("{var}={v:?}: {e}"))?;
             }
         }
+        for (var, field) in crate::connection::SECURITY_ENV_VARS {
+            if let Ok(v) = std::env::var(var) {
+                cfg.security.set(field, &v).map_err(|e| format!("{var}={v:?}: {e}"))?;
+            }
+        }
+        for (var, field) in crate::registry::REGISTRY_ENV_VARS {
+            if let Ok(v) = std::env::var(var) {
+                cfg.schema_registry.set(field, &v).map_err(|e| format!("{var}={v:?}: {e}"))?;
+            }
+        }
+        cfg.security.load_secrets(&|k| std::env::var(k).ok())?;
+        cfg.schema_registry.load_secrets(&|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -167,6 +194,7 @@ impl Config {
             "idempotency_retention_hours" => self.idempotency_retention_hours = num(v)?,
             "topology_file" => self.topology_file = v.to_string(),
             "replication_factor" => self.replication_factor = num(v)? as i32,
+            "compression" => self.compression = v.trim().to_ascii_lowercase(),
             _ => unreachable!("ENV_VARS names only known fields"),
         }
         Ok(())
@@ -231,11 +259,40 @@ impl Config {
                 errors.push(format!("kafka.{k} is set by sendgate itself and cannot be overridden"));
             }
         }
+        if !crate::connection::COMPRESSIONS.contains(&self.compression.as_str()) {
+            errors.push(format!("compression {:?} must be one of {} (SENDGATE_COMPRESSION)", self.compression, crate::connection::COMPRESSIONS.join(", ")));
+        }
+        if self.kafka.contains_key("compression.codec") || self.kafka.contains_key("compression.type") {
+            errors.push("kafka.compression.codec/type: set `compression` instead".into());
+        }
+        errors.extend(self.security.problems(&self.kafka));
+        errors.extend(self.schema_registry.problems());
         if errors.is_empty() {
             Ok(())
         } else {
             Err(format!("invalid configuration:\n  - {}", errors.join("\n  - ")))
         }
+    }
+
+    /// The settings every Kafka client of the process starts from: the
+    /// bootstrap servers, the security settings and the `[kafka]` table. Empty bootstrap servers are refused by the
+    /// commands that connect ([`Config::require_bootstrap`]).
+    pub fn client_config(&self) -> rdkafka::config::ClientConfig {
+        let mut c = rdkafka::config::ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        self.security.apply(&mut c);
+        for (k, v) in &self.kafka {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// [`Config::client_config`] with the output compression: the start of
+    /// every producer.
+    pub fn producer_config(&self) -> rdkafka::config::ClientConfig {
+        let mut c = self.client_config();
+        c.set("compression.codec", &self.compression);
+        c
     }
 
     pub fn exactly_once(&self) -> bool {

@@ -20,7 +20,12 @@
 //!   the router task (intents and delivery events merged by log time), the stage tasks and their standby replicas.
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
+//! - [`connection`]: how clients connect (TLS, SASL, OIDC, secrets from the
+//!   environment or files), the output compression, and the start-up check
+//!   that says what is wrong with a connection.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`registry`]: input in the Confluent Schema Registry wire format: the
+//!   writer schema fetched by id (bounded cache) and converted to single object.
 //! - [`api`]: the processor's HTTP API: simulate intents, read usage.
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`, including the
@@ -32,9 +37,11 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod registry;
 pub mod runtime;
 pub mod stage;
 pub mod state;

@@ -139,6 +139,26 @@ enum Cmd {
     },
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
+    /// The configuration: check it and print what it resolves to.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration (file and SENDGATE_* variables), print
+    /// what it resolves to (no secret) and the client library's features;
+    /// with --connect, also connect to Kafka and say what is wrong if it
+    /// cannot. Exits 1 on any problem.
+    Check {
+        #[arg(long)]
+        connect: bool,
+        /// How long --connect waits for an unreachable cluster.
+        #[arg(long, default_value_t = 15)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,11 +323,11 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Run { no_create_topics } => {
             sendgate::codec::check_schemas()?;
             let topo = cfg.topology()?;
-            let bootstrap = cfg.require_bootstrap()?.to_string();
+            connect_or_explain(&cfg, None)?;
             rt.block_on(async {
                 if !no_create_topics {
                     // The processor waits for a broker that is not up yet.
-                    apply_topics(&cfg, &topo, &bootstrap, None).await?;
+                    apply_topics(&cfg, &topo, None).await?;
                 }
                 sendgate::metrics::install(&cfg.metrics_addr)
             })?;
@@ -315,8 +335,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
         }
         Cmd::Topics { action: TopicsCmd::Apply } => {
             let topo = cfg.topology()?;
-            let bootstrap = cfg.require_bootstrap()?.to_string();
-            rt.block_on(apply_topics(&cfg, &topo, &bootstrap, Some(Duration::from_secs(120))))
+            connect_or_explain(&cfg, Some(Duration::from_secs(120)))?;
+            rt.block_on(apply_topics(&cfg, &topo, Some(Duration::from_secs(120))))
         }
         Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind, file.as_deref())),
         Cmd::Decisions(a) => ops::follow(&cfg, OutputKind::Decisions, &a.options()),
@@ -340,6 +360,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions } } => {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions })
         }
+        Cmd::Config { action: ConfigCmd::Check { connect, timeout_secs } } => config_check(&cfg, connect, Duration::from_secs(timeout_secs)),
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {
                 println!("// {name}\n{text}");
@@ -404,6 +425,55 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
     }
 }
 
+/// Connects before anything starts: refused credentials or a failed TLS
+/// handshake stop the process at once with what to fix; an unreachable
+/// cluster is waited for (`wait_at_most`, or for ever), as it may be starting.
+fn connect_or_explain(cfg: &Config, wait_at_most: Option<Duration>) -> Result<(), String> {
+    use sendgate::connection::{check_connection, ConnectionError};
+    cfg.require_bootstrap()?;
+    let started = std::time::Instant::now();
+    loop {
+        match check_connection(&cfg.client_config(), &cfg.security.describe(), Duration::from_secs(10)) {
+            Ok(r) => {
+                tracing::info!(brokers = r.brokers, security = %cfg.security.describe(), took_ms = r.took.as_millis() as u64, "connected to Kafka");
+                return Ok(());
+            }
+            Err(ConnectionError::Refused(m)) => return Err(m),
+            Err(ConnectionError::Unreachable(m)) if wait_at_most.is_none_or(|w| started.elapsed() < w) => {
+                tracing::warn!(error = %m, "waiting for Kafka");
+            }
+            Err(ConnectionError::Unreachable(m)) => return Err(m),
+        }
+    }
+}
+
+/// `sendgate config check`.
+fn config_check(cfg: &Config, connect: bool, timeout: Duration) -> Result<(), String> {
+    use sendgate::connection;
+    // Loading validated the file and the environment already.
+    println!("configuration: valid");
+    println!("bootstrap:     {}", if cfg.bootstrap.is_empty() { "(not set: SENDGATE_BOOTSTRAP)" } else { &cfg.bootstrap });
+    println!("security:      {}", cfg.security.describe());
+    println!("compression:   {} (output)", cfg.compression);
+    println!("namespace:     {}", cfg.namespace);
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    println!("librdkafka:    {version} ({})", connection::builtin_features().join(","));
+    let missing = connection::missing_features();
+    if !missing.is_empty() {
+        return Err(format!("this build's librdkafka lacks {}: rebuild with the features in Cargo.toml (scripts/setup.sh installs what they need)", missing.join(", ")));
+    }
+    if connect {
+        cfg.require_bootstrap()?;
+        let r = connection::check_connection(&cfg.client_config(), &cfg.security.describe(), timeout).map_err(|e| e.to_string())?;
+        println!("connected:     {} broker(s), {} topic(s) visible, in {} ms", r.brokers, r.topics, r.took.as_millis());
+        if let Some(registry) = sendgate::registry::SchemaRegistry::from_settings(&cfg.schema_registry)? {
+            registry.check()?;
+            println!("registry:      {} answers", cfg.schema_registry.url);
+        }
+    }
+    Ok(())
+}
+
 /// Sets the returned flag on SIGTERM or Ctrl-C.
 fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -422,12 +492,12 @@ fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 
 /// Creates missing topics, verifies the rest; a mismatch is an error that
 /// lists every difference.
-async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, bootstrap: &str, wait_at_most: Option<Duration>) -> Result<(), String> {
+async fn apply_topics(cfg: &Config, topo: &sendgate::topology::Topology, wait_at_most: Option<Duration>) -> Result<(), String> {
     use sendgate::topology::TopicStatus;
     // The broker may still be starting: wait for it, and say so.
     let started = std::time::Instant::now();
     let report = loop {
-        match sendgate::topology::apply(topo, bootstrap, &cfg.kafka, cfg.replication_factor).await {
+        match sendgate::topology::apply(topo, &cfg.client_config(), cfg.replication_factor).await {
             Ok(r) => break r,
             Err(e) if e.starts_with("cannot reach Kafka") && wait_at_most.is_none_or(|w| started.elapsed() < w) => {
                 tracing::warn!(error = %e, "waiting for Kafka");

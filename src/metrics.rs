@@ -1,7 +1,15 @@
 //! Prometheus metrics. Names follow `sendgate_<name>_<unit>`; labels come
 //! from small fixed sets (status, reason code, task), never from addresses.
 
-use metrics::{describe_counter, describe_histogram, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Writer schemas of registry-framed input held in the cache.
+pub const REGISTRY_SCHEMAS_CACHED: &str = "sendgate_registry_schemas_cached";
+/// Registry-framed input records converted to single object.
+pub const REGISTRY_RECORDS: &str = "sendgate_registry_records_total";
+/// Input records the client could not consume (a batch that does not
+/// decompress or parse), skipped and dead-lettered.
+pub const UNREADABLE_RECORDS: &str = "sendgate_unreadable_records_total";
 use std::net::SocketAddr;
 
 pub fn install(addr: &str) -> Result<(), String> {
@@ -27,6 +35,9 @@ fn describe() {
     describe_counter!("sendgate_transactions_total", Unit::Count, "Kafka transactions, by outcome (committed, failed, aborted)");
     describe_counter!("sendgate_router_merge_waits_expired_total", Unit::Count, "Times the router stopped waiting for a lagging input partition and went on in fetch order instead of log-time order");
     describe_counter!("sendgate_task_restarts_total", Unit::Count, "Task restarts after retriable failures");
+    describe_gauge!(REGISTRY_SCHEMAS_CACHED, Unit::Count, "Writer schemas of registry-framed input held in the bounded cache");
+    describe_counter!(REGISTRY_RECORDS, Unit::Count, "Input records in the schema registry's wire format, converted to single object");
+    describe_counter!(UNREADABLE_RECORDS, Unit::Count, "Input offsets the Kafka client could not consume (a batch that does not decompress or parse), skipped and dead-lettered");
     describe_histogram!("sendgate_processing_seconds", Unit::Seconds, "Time to decide one stage record");
     describe_histogram!("sendgate_transaction_commit_seconds", Unit::Seconds, "Time to commit one transaction");
     describe_histogram!("sendgate_restore_seconds", Unit::Seconds, "Time to restore one partition's state from its changelog");

@@ -128,18 +128,11 @@ pub enum TopicStatus {
     Differs(Vec<String>),
 }
 
-fn admin(bootstrap: &str, extra: &BTreeMap<String, String>) -> Result<AdminClient<DefaultClientContext>, String> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap);
-    for (k, v) in extra {
-        cfg.set(k, v);
-    }
-    cfg.create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))
-}
-
-/// Creates missing topics and verifies existing ones. Idempotent.
-pub async fn apply(topo: &Topology, bootstrap: &str, extra: &BTreeMap<String, String>, replication: i32) -> Result<Vec<(String, TopicStatus)>, String> {
-    let admin = admin(bootstrap, extra)?;
+/// Creates missing topics and verifies existing ones. Idempotent. `client`:
+/// the process's client settings ([`crate::config::Config::client_config`]).
+pub async fn apply(topo: &Topology, client: &ClientConfig, replication: i32) -> Result<Vec<(String, TopicStatus)>, String> {
+    let bootstrap = client.get("bootstrap.servers").unwrap_or_default().to_string();
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(15))

@@ -264,14 +264,14 @@ signals = { min_volume = 40 }
 fn topics_apply_is_idempotent_and_names_every_difference() {
     let env = TestEnv::new("topics");
     let topo = env.cfg.topology().unwrap();
-    let again = env.rt.block_on(sendgate::topology::apply(&topo, &env.cfg.bootstrap, &env.cfg.kafka, 1)).unwrap();
+    let again = env.rt.block_on(sendgate::topology::apply(&topo, &env.cfg.client_config(), 1)).unwrap();
     assert!(again.iter().all(|(_, s)| *s == sendgate::topology::TopicStatus::Matches), "{again:?}");
     // A topology that disagrees with what exists: partitions and timestamp type.
     let text = sendgate::topology::DEFAULT_TOPOLOGY
         .replacen("name = \"alerts\"\nrole = \"output\"\npartitions = 1", "name = \"alerts\"\nrole = \"output\"\npartitions = 3", 1)
         .replacen("name = \"decisions\"\nrole = \"output\"\npartitions = 6\ncleanup_policy = \"delete\"\ntimestamp_type = \"CreateTime\"", "name = \"decisions\"\nrole = \"output\"\npartitions = 6\ncleanup_policy = \"delete\"\ntimestamp_type = \"LogAppendTime\"", 1);
     let changed = sendgate::topology::Topology::parse(&text, &env.cfg.namespace).unwrap();
-    let report = env.rt.block_on(sendgate::topology::apply(&changed, &env.cfg.bootstrap, &env.cfg.kafka, 1)).unwrap();
+    let report = env.rt.block_on(sendgate::topology::apply(&changed, &env.cfg.client_config(), 1)).unwrap();
     let differs: HashMap<String, Vec<String>> = report
         .into_iter()
         .filter_map(|(n, s)| match s {

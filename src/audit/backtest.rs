@@ -94,10 +94,23 @@ fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     //    first, then topic, partition and offset), in a scratch store.
     let (inputs, _) = RocksStore::open(&opts.scratch.join("inputs")).map_err(|e| e.to_string())?;
     let mut n_inputs = 0u64;
+    // Registry-framed input is converted as the router converts it; a
+    // record the router refused stays as it is and is refused here too.
+    let registry = crate::registry::SchemaRegistry::from_settings(&cfg.schema_registry)?;
+    let record_types = [RecordType::PolicyDocument, RecordType::Command, RecordType::SendIntent, RecordType::DeliveryEvent];
     for (rank, topic) in topics.iter().enumerate() {
         let marks = kafka_io::watermarks(cfg, topic)?;
         let mut batch = Vec::new();
         kafka_io::read_ranges(cfg, topic, &marks, |r: ReadRecord| {
+            let converted = match (&registry, r.payload) {
+                (Some(reg), Some(p)) => match reg.to_single_object(record_types[rank], p) {
+                    Some(Ok(bytes)) => Some(bytes),
+                    Some(Err(crate::registry::Refusal::Unavailable(e))) => return Err(e),
+                    Some(Err(crate::registry::Refusal::Record(_))) | None => None,
+                },
+                _ => None,
+            };
+            let r = ReadRecord { payload: converted.as_deref().or(r.payload), ..r };
             let key = format!("{:020}{rank}{:010}{:020}", r.timestamp_ms.unwrap_or(0).max(0), r.partition, r.offset).into_bytes();
             batch.push((key, Some(encode_input(&r))));
             n_inputs += 1;

@@ -21,7 +21,6 @@ use crate::codec::{self, RecordType};
 use crate::config::Config;
 use crate::model::*;
 use crate::runtime::task::{supervise, Outbox, Processor, TaskError, TaskSettings};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -38,6 +37,7 @@ use std::time::{Duration, Instant};
 struct PassThrough {
     input: String,
     output: String,
+    dead_letters: String,
 }
 
 impl Processor for PassThrough {
@@ -46,6 +46,9 @@ impl Processor for PassThrough {
     }
     fn input_topics(&self) -> Vec<String> {
         vec![self.input.clone()]
+    }
+    fn dead_letter_topic(&self) -> String {
+        self.dead_letters.clone()
     }
     fn on_assigned(&mut self, _: &[(String, i32)]) -> Result<(), TaskError> {
         Ok(())
@@ -73,7 +76,7 @@ impl Processor for PassThrough {
 /// floor of a topology of that many transactional hops.
 pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let topo = cfg.topology()?;
-    let bootstrap = cfg.require_bootstrap()?;
+    cfg.require_bootstrap()?;
     let hops = hops.max(1);
     let hop_topic = |h: usize| format!("bench.hop{h}");
     if hops > 1 {
@@ -83,7 +86,7 @@ pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<Atomic
             topics: (1..hops).map(|h| crate::topology::TopicSpec { name: hop_topic(h), role: "benchmark".into(), ..intents.clone() }).collect(),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(crate::topology::apply(&chain, bootstrap, &cfg.kafka, cfg.replication_factor))?;
+        rt.block_on(crate::topology::apply(&chain, &cfg.client_config(), cfg.replication_factor))?;
     }
     let mut handles = Vec::new();
     for h in 0..hops {
@@ -91,6 +94,7 @@ pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<Atomic
             let p = PassThrough {
                 input: topo.full(&if h == 0 { "intents".to_string() } else { hop_topic(h) }),
                 output: topo.full(&if h + 1 == hops { "decisions".to_string() } else { hop_topic(h + 1) }),
+                dead_letters: topo.full("dead-letters"),
             };
             let task = if h == 0 { "passthrough".to_string() } else { format!("passthrough.hop{h}") };
             let s = TaskSettings::from_config(cfg, &task, &format!("{}.{i}", cfg.instance_id));
@@ -130,9 +134,9 @@ fn output_of(bytes: &[u8]) -> Option<(String, String, String)> {
 /// A consumer of an output topic that hands over records as soon as they
 /// are committed (latency is measured with it).
 fn output_consumer(cfg: &Config, topic: &str, from_end: bool) -> Result<BaseConsumer, String> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", cfg.require_bootstrap()?)
-        .set("group.id", format!("{}.bench-reader", cfg.namespace))
+    cfg.require_bootstrap()?;
+    let mut c = cfg.client_config();
+    c.set("group.id", format!("{}.bench-reader", cfg.namespace))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "5")
@@ -432,8 +436,8 @@ type BenchProducer = ThreadedProducer<rdkafka::producer::DefaultProducerContext>
 /// An idempotent producer for the generators; `linger_ms` trades latency
 /// (the latency run) against batching (filling a changelog).
 fn bench_producer(cfg: &Config, linger_ms: u32) -> Result<BenchProducer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", cfg.require_bootstrap()?)
+    cfg.require_bootstrap()?;
+    cfg.producer_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", linger_ms.to_string())

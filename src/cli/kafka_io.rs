@@ -9,17 +9,16 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 fn base(cfg: &Config) -> Result<ClientConfig, String> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", cfg.require_bootstrap()?);
+    cfg.require_bootstrap()?;
+    let mut c = cfg.client_config();
     c.set("log_level", "3");
-    for (k, v) in &cfg.kafka {
-        c.set(k, v);
-    }
     Ok(c)
 }
 
 pub fn producer(cfg: &Config) -> Result<FutureProducer, String> {
-    base(cfg)?
+    cfg.require_bootstrap()?;
+    let mut c = cfg.producer_config();
+    c.set("log_level", "3")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")

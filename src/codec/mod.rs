@@ -245,6 +245,28 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
     apache_avro::from_value::<T>(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))
 }
 
+/// A datum written with `writer` (a schema from a registry, say), resolved
+/// against the current schema of `t` and re-encoded as single object. The
+/// usual Avro resolution rules apply: fields the reader lacks are dropped,
+/// fields the writer lacks take their defaults, names must agree.
+pub fn reencode_from_writer(t: RecordType, writer: &Schema, datum: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let c = compiled(t);
+    let mut reader = datum;
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
+        .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    no_trailing_bytes(t, reader)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + datum.len() + 16);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&c.fingerprint);
+    out.extend(apache_avro::to_avro_datum(&c.schema, value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))?);
+    Ok(out)
+}
+
+/// The current schema of a record type, as the binary uses it.
+pub fn schema_of(t: RecordType) -> &'static Schema {
+    &compiled(t).schema
+}
+
 fn no_trailing_bytes(t: RecordType, rest: &[u8]) -> Result<(), CodecError> {
     if rest.is_empty() {
         Ok(())
@@ -302,6 +324,37 @@ mod tests {
             requires_approval: false,
             requested_at_ms: 42,
         }
+    }
+
+    #[test]
+    fn a_writer_schema_with_fewer_and_extra_fields_resolves() {
+        // What a producer with its own copy of the schema might register:
+        // an extra field sendgate does not know, and no optional fields.
+        let writer = Schema::parse_str(r#"{"type":"record","name":"SendIntent","namespace":"sendgate","fields":[
+            {"name":"intent_id","type":"string"},{"name":"tenant","type":"string"},
+            {"name":"sender","type":"string"},{"name":"recipient","type":"string"},
+            {"name":"class","type":{"type":"enum","name":"IntentClass","symbols":["OUTBOUND","REPLY","TRANSACTIONAL"]}},
+            {"name":"campaign","type":"string"},
+            {"name":"requested_at_ms","type":"long"}]}"#).unwrap();
+        let mut datum = Vec::new();
+        let v = apache_avro::types::Value::Record(vec![
+            ("intent_id".into(), "i-9".into()),
+            ("tenant".into(), "acme".into()),
+            ("sender".into(), "ana@acme.com".into()),
+            ("recipient".into(), "bo@corp.example".into()),
+            ("class".into(), apache_avro::types::Value::Enum(0, "OUTBOUND".into())),
+            ("campaign".into(), "spring".into()),
+            ("requested_at_ms".into(), apache_avro::types::Value::Long(42)),
+        ]);
+        datum.extend(apache_avro::to_avro_datum(&writer, v).unwrap());
+        let bytes = reencode_from_writer(RecordType::SendIntent, &writer, &datum).unwrap();
+        let back: SendIntent = decode(RecordType::SendIntent, &bytes).unwrap();
+        assert_eq!(back.intent_id, "i-9");
+        assert_eq!(back.template_id, None);
+        assert!(!back.requires_approval);
+        let wrong = Schema::parse_str(r#"{"type":"record","name":"SendIntent","namespace":"sendgate","fields":[{"name":"intent_id","type":"long"}]}"#).unwrap();
+        let datum = apache_avro::to_avro_datum(&wrong, apache_avro::types::Value::Record(vec![("intent_id".into(), apache_avro::types::Value::Long(1))])).unwrap();
+        assert!(reencode_from_writer(RecordType::SendIntent, &wrong, &datum).is_err(), "a writer schema that does not resolve is refused");
     }
 
     #[test]
@@ -476,6 +529,7 @@ mod tests {
             value: Some((0..=255).collect()),
             reason: "bad".into(),
             stage: "router".into(),
+            original_size: None,
         };
         check_against_apache_avro(RecordType::DeadLetter, &dl);
         let doc = PolicyDocument {
@@ -563,6 +617,7 @@ mod tests {
             value: Some(vec![0, 1, 2, 255]),
             reason: "bad".into(),
             stage: "router".into(),
+            original_size: None,
         };
         let back: DeadLetter = decode(
             RecordType::DeadLetter,

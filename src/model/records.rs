@@ -161,6 +161,9 @@ pub struct DeadLetter {
     pub value: Option<Vec<u8>>,
     pub reason: String,
     pub stage: String,
+    /// Set when `value` holds only the beginning of the original.
+    #[serde(default)]
+    pub original_size: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,13 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 fn base(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.bootstrap);
+    let mut c = cfg.client_config();
     // librdkafka logs through `log`; errors we act on are surfaced as results.
     c.set("log_level", "4");
-    for (k, v) in &cfg.kafka {
-        c.set(k, v);
-    }
     c
 }
 
@@ -79,7 +75,8 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// The task's producer: transactional under exactly-once; idempotent (no
 /// duplicates from its own retries) under at-least-once.
 pub fn task_producer_config(cfg: &Config, transactional_id: &str) -> ClientConfig {
-    let mut c = base(cfg);
+    let mut c = cfg.producer_config();
+    c.set("log_level", "4");
     if cfg.exactly_once() {
         c.set("transactional.id", transactional_id);
     }

@@ -8,6 +8,7 @@ pub mod router;
 pub mod standby;
 pub mod stage_task;
 pub mod task;
+pub mod unreadable;
 
 use crate::config::Config;
 use crate::stage::{make_stage, SenderConfig, StageKind};
@@ -22,6 +23,13 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     crate::codec::check_schemas()?;
     let topo = cfg.topology()?;
     cfg.require_bootstrap()?;
+    let registry = crate::registry::SchemaRegistry::from_settings(&cfg.schema_registry)?.map(Arc::new);
+    if let Some(r) = &registry {
+        // A wrong URL, credential or CA fails here, not at the first
+        // framed record.
+        r.check()?;
+        tracing::info!(url = %cfg.schema_registry.url, "schema registry configured");
+    }
     let settings = |task: &str| TaskSettings::from_config(cfg, task, &cfg.instance_id);
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();
@@ -53,7 +61,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {
-        let router = router::Router::new(&topo);
+        let router = router::Router::new(&topo, registry);
         let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());
         handles.push(("router", std::thread::Builder::new().name("router".into()).spawn(move || guard(supervise(router, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }

@@ -3,18 +3,23 @@
 //! partitions it belongs to, stamped with its log time and origin; intents
 //! and delivery events in log-time order across their partitions
 //! ([`super::merge`]). Anything that fails goes to the dead-letter topic
-//! with its reason.
+//! with its reason. Input in the schema registry's wire format is converted
+//! to single object first ([`crate::registry`]).
 
 use super::task::{InputRecord, Outbox, Processor, TaskError};
 use crate::codec::{self, RecordType};
 use crate::stage::driver::partition_for;
 use crate::stage::ingress::{Ingress, Target};
 use crate::stage::StageKind;
+use crate::registry::{Refusal, SchemaRegistry};
 use crate::topology::Topology;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub struct Router {
     ingress: Ingress,
+    /// Where writer schemas of registry-framed input come from, if configured.
+    registry: Option<Arc<SchemaRegistry>>,
     /// (topic, partitions) per stage kind.
     stage_topics: HashMap<StageKind, (String, i32)>,
     dead_letters: String,
@@ -22,13 +27,25 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(topo: &Topology) -> Self {
+    pub fn new(topo: &Topology, registry: Option<Arc<SchemaRegistry>>) -> Self {
         Router {
             ingress: Ingress::from_topology(topo),
+            registry,
             stage_topics: topo.stage_topics(),
             dead_letters: topo.full("dead-letters"),
             buf: Vec::with_capacity(512),
         }
+    }
+}
+
+impl Router {
+    /// The record type an input topic carries.
+    fn record_type(&self, topic: &str) -> Option<RecordType> {
+        let i = &self.ingress;
+        [(&i.intents, RecordType::SendIntent), (&i.delivery, RecordType::DeliveryEvent), (&i.commands, RecordType::Command), (&i.policies, RecordType::PolicyDocument)]
+            .into_iter()
+            .find(|(t, _)| t.as_str() == topic)
+            .map(|(_, rt)| rt)
     }
 }
 
@@ -40,6 +57,10 @@ impl Processor for Router {
     fn input_topics(&self) -> Vec<String> {
         let i = &self.ingress;
         vec![i.intents.clone(), i.delivery.clone(), i.policies.clone(), i.commands.clone()]
+    }
+
+    fn dead_letter_topic(&self) -> String {
+        self.dead_letters.clone()
     }
 
     fn priority_partitions(&self) -> Vec<(String, i32)> {
@@ -61,6 +82,30 @@ impl Processor for Router {
     fn on_revoked(&mut self, _: &[(String, i32)], _: bool) {}
 
     fn process(&mut self, rec: &InputRecord<'_>, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        let converted;
+        let mut rec = InputRecord { ..*rec };
+        if let Some(payload) = rec.payload.filter(|p| crate::registry::framed_schema_id(p).is_some()) {
+            let Some(t) = self.record_type(rec.topic) else {
+                return out.dead_letter(&self.dead_letters, &rec, format!("schema registry framing on topic {}, which sendgate does not read", rec.topic), "router");
+            };
+            let Some(registry) = &self.registry else {
+                let id = crate::registry::framed_schema_id(payload).unwrap_or_default();
+                return out.dead_letter(&self.dead_letters, &rec, format!("record in the schema registry's wire format (schema id {id}) but no registry is configured: set SENDGATE_SCHEMA_REGISTRY_URL"), "router");
+            };
+            match registry.to_single_object(t, payload) {
+                Some(Ok(bytes)) => {
+                    converted = bytes;
+                    rec.payload = Some(&converted);
+                    out.counts.add(crate::metrics::REGISTRY_RECORDS, [("", ""); 2]);
+                }
+                Some(Err(Refusal::Record(reason))) => return out.dead_letter(&self.dead_letters, &rec, reason, "router"),
+                // The registry is away: hold the partition back (the task
+                // retries from its last commit) rather than lose the record.
+                Some(Err(Refusal::Unavailable(reason))) => return Err(TaskError::Retriable(reason)),
+                None => {}
+            }
+        }
+        let rec = &rec;
         let routed = match self.ingress.route(rec) {
             Ok(r) => r,
             Err(reason) => return out.dead_letter(&self.dead_letters, rec, reason, "router"),

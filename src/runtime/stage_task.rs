@@ -232,6 +232,10 @@ fn alert_label(kind: &str) -> &'static str {
 }
 
 impl Processor for StageTask {
+    fn dead_letter_topic(&self) -> String {
+        self.dead_letters.clone()
+    }
+
     fn name(&self) -> &'static str {
         self.kind.name()
     }

@@ -17,6 +17,7 @@
 
 use super::clients::{self, RebalanceEvent, TaskConsumerContext, TxnProducerContext};
 use super::merge::LogTimeMerge;
+use super::unreadable;
 use crate::config::Config;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -107,24 +108,35 @@ impl Outbox<'_> {
     }
 }
 
+/// The most of an original value a dead letter carries: a dead letter must
+/// itself fit the producer's and the topic's 1 MB limit, whatever the
+/// input's size was (DeadLetter.original_size then says how large it was).
+pub const DEAD_LETTER_VALUE_MAX: usize = 64 * 1024;
+/// Keys longer than this are cut too (the key of the dead letter itself).
+pub const DEAD_LETTER_KEY_MAX: usize = 1024;
+
 impl Outbox<'_> {
     /// Sends an input record that could not be used to the dead-letter
-    /// topic, with the reason and its original key and bytes.
+    /// topic, with the reason and its original key and bytes (cut to
+    /// [`DEAD_LETTER_VALUE_MAX`]).
     pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
         tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, %reason, "dead letter");
         self.counts.add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
+        let key = rec.key.map(|k| &k[..k.len().min(DEAD_LETTER_KEY_MAX)]);
+        let original_size = rec.payload.filter(|v| v.len() > DEAD_LETTER_VALUE_MAX).map(|v| v.len() as i64);
         let dl = crate::model::DeadLetter {
             topic: rec.topic.to_string(),
             partition: rec.partition,
             offset: rec.offset,
             timestamp_ms: rec.timestamp_ms,
-            key: rec.key.map(<[u8]>::to_vec),
-            value: rec.payload.map(<[u8]>::to_vec),
+            key: key.map(<[u8]>::to_vec),
+            value: rec.payload.map(|v| v[..v.len().min(DEAD_LETTER_VALUE_MAX)].to_vec()),
             reason,
             stage: stage.to_string(),
+            original_size,
         };
         let bytes = crate::codec::encode(crate::codec::RecordType::DeadLetter, &dl).map_err(|e| TaskError::Fatal(e.to_string()))?;
-        self.send(dead_letter_topic, None, rec.key.unwrap_or_default(), Some(&bytes), None)
+        self.send(dead_letter_topic, None, key.unwrap_or_default(), Some(&bytes), None)
     }
 }
 
@@ -146,6 +158,9 @@ pub trait Processor {
     fn changelog_topic(&self) -> Option<String> {
         None
     }
+    /// Where input the client cannot read at all is reported
+    /// ([`super::unreadable`]).
+    fn dead_letter_topic(&self) -> String;
     /// Newly assigned input partitions: bring their state up to date before
     /// any of their records is processed.
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), TaskError>;
@@ -272,17 +287,28 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let wait = if merge.is_empty() { wait } else { wait.min(MERGE_RECHECK) };
             let polled = consumer.poll(wait);
             drained = polled.is_none();
+            // A batch the client cannot read: handled after what was
+            // fetched before it.
+            let mut unreadable_error = None;
             if let Some(msg) = polled {
                 // Take what is already fetched, up to a batch, without waiting.
-                batch.push(msg?);
                 let room = s.max_batch_records.saturating_sub(st.records).clamp(1, POLL_BATCH);
-                while batch.len() < room {
-                    match consumer.poll(Duration::ZERO) {
-                        Some(m) => batch.push(m?),
-                        None => {
-                            drained = true;
+                let mut next = Some(msg);
+                while let Some(m) = next.take() {
+                    match m {
+                        Ok(m) => batch.push(m),
+                        Err(e) if unreadable::is_unreadable(&e) => {
+                            unreadable_error = Some(e);
                             break;
                         }
+                        Err(e) => return Err(e.into()),
+                    }
+                    if batch.len() >= room {
+                        break;
+                    }
+                    next = consumer.poll(Duration::ZERO);
+                    if next.is_none() {
+                        drained = true;
                     }
                 }
             }
@@ -294,6 +320,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 let room = s.max_batch_records.saturating_sub(st.records).max(1).saturating_sub(batch.len()).max(1);
                 batch.extend(merge.take_ready(&consumer, &assigned, room, Instant::now()));
             }
+            let batch_was_empty = batch.is_empty();
             if !batch.is_empty() {
                 // The ordering barrier: every control record appended before a
                 // record is handled before it. One catch-up covers the batch (its
@@ -312,7 +339,10 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                 for msg in batch.drain(..) {
                     handle(p, &producer, &msg, &mut st)?;
                 }
-            } else if drained {
+            }
+            if let Some(e) = unreadable_error {
+                skip_unreadable(p, &producer, &consumer, &watermarks, cfg, s, &assigned, &priority, &mut st, &e)?;
+            } else if batch_was_empty && drained {
                 // Idle: take any control records that arrived.
                 for pp in &priority {
                     if assigned.contains(&(pp.topic.clone(), pp.partition)) {
@@ -504,6 +534,51 @@ fn catch_up<P: Processor>(
             handle(p, producer, &m?, st)?;
         }
     }
+}
+
+/// Dead-letters the range of offsets the client cannot read and seeks past
+/// it, inside the open transaction. Priority partitions are read through
+/// their own queues and are not searched here.
+#[allow(clippy::too_many_arguments)]
+fn skip_unreadable<P: Processor>(
+    p: &mut P,
+    producer: &ThreadedProducer<TxnProducerContext>,
+    consumer: &BaseConsumer<TaskConsumerContext>,
+    watermarks: &BaseConsumer,
+    cfg: &Config,
+    s: &TaskSettings,
+    assigned: &HashSet<(String, i32)>,
+    priority: &[PriorityPartition],
+    st: &mut TxnState,
+    error: &KafkaError,
+) -> Result<(), TaskError> {
+    let parts: Vec<(String, i32)> = assigned.iter().filter(|(t, n)| !priority.iter().any(|pp| &pp.topic == t && pp.partition == *n)).cloned().collect();
+    let candidates = unreadable::next_offsets(consumer, watermarks, &parts);
+    let Some(range) = unreadable::locate(cfg, &s.group, &candidates)? else {
+        // Reported, then not reproduced (an error queued before an earlier
+        // skip, say): nothing is stuck.
+        tracing::warn!(task = p.name(), %error, "the client reported an unreadable batch that no partition reproduces; going on");
+        return Ok(());
+    };
+    if st.started.is_none() {
+        producer.context().take_log();
+        if st.exactly_once {
+            producer.begin_transaction()?;
+        }
+        st.started = Some(Instant::now());
+    }
+    let rec = InputRecord { topic: &range.topic, partition: range.partition, offset: range.from, key: None, payload: None, timestamp_ms: None };
+    let reason = format!("offsets {} to {} could not be read by the Kafka client and were skipped: {}", range.from, range.next - 1, range.reason);
+    tracing::error!(task = p.name(), topic = %range.topic, partition = range.partition, from = range.from, next = range.next, reason = %range.reason, "skipping records the client cannot read");
+    let mut out = Outbox { producer, counts: &mut st.counts };
+    out.dead_letter(&p.dead_letter_topic(), &rec, reason, p.name())?;
+    out.counts.add(crate::metrics::UNREADABLE_RECORDS, [("", ""); 2]);
+    let key = (range.topic.clone(), range.partition);
+    st.offsets.insert(key.clone(), range.next);
+    st.positions.insert(key, range.next);
+    st.records += 1;
+    consumer.seek(&range.topic, range.partition, Offset::Offset(range.next), Duration::from_secs(5))?;
+    Ok(())
 }
 
 fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, msg: &BorrowedMessage<'_>, st: &mut TxnState) -> Result<(), TaskError> {

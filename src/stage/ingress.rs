@@ -11,10 +11,38 @@
 //! what they change.
 
 use super::pipeline::StageKind;
+pub use limits::*;
 use crate::codec::{self, RecordType};
 use crate::model::address::normalise_domain;
 use crate::model::*;
 use crate::policy::{PolicySpec, Scope};
+
+/// The documented limits of input records (docs/design.md, "Input
+/// limits"). They keep every record sendgate derives from an input (a stage
+/// hop carries the intent; a decision names it) far below the producer's
+/// and the topics' 1 MB limit, so no valid input can make a stage fail to
+/// write its output; an input over a limit is a dead letter.
+pub mod limits {
+    /// Whole records, checked before decoding.
+    pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+    /// Policy documents are broadcast to every stage partition.
+    pub const MAX_POLICY_RECORD_BYTES: usize = 256 * 1024;
+    pub const MAX_ID_LEN: usize = 256;
+    pub const MAX_TENANT_LEN: usize = 128;
+    pub const MAX_TEMPLATE_ID_LEN: usize = 256;
+    pub const MAX_CONTENT_HASH_LEN: usize = 256;
+    pub const MAX_THREAD_ID_LEN: usize = 1_024;
+    pub const MAX_TEXT_LEN: usize = 2_048;
+    pub const MAX_SHORT_TEXT_LEN: usize = 256;
+
+    /// Refuses a field longer than `max` bytes, naming it.
+    pub fn check_len(name: &str, value: Option<&str>, max: usize) -> Result<(), String> {
+        match value {
+            Some(v) if v.len() > max => Err(format!("{name} is {} bytes; at most {max} are accepted", v.len())),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// Which partitions of a stage receive a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +81,12 @@ impl Ingress {
             env.route_key = Some(key.clone());
             Routed { stage, target: Target::Key(key), envelope: env }
         };
+        if let Some(p) = rec.payload {
+            let max = if rec.topic == self.policies { MAX_POLICY_RECORD_BYTES } else { MAX_RECORD_BYTES };
+            if p.len() > max {
+                return Err(format!("record is {} bytes; at most {max} are accepted on this topic", p.len()));
+            }
+        }
         if rec.topic == self.policies {
             let scope_text = rec.key.map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("policy record has no key (the key is the scope)")?;
             let scope = Scope::parse(&scope_text)?;
@@ -78,6 +112,11 @@ impl Ingress {
                     return Err(format!("{name} is empty"));
                 }
             }
+            check_len("intent_id", Some(&i.intent_id), MAX_ID_LEN)?;
+            check_len("tenant", Some(&i.tenant), MAX_TENANT_LEN)?;
+            check_len("template_id", i.template_id.as_deref(), MAX_TEMPLATE_ID_LEN)?;
+            check_len("content_hash", i.content_hash.as_deref(), MAX_CONTENT_HASH_LEN)?;
+            check_len("thread_id", i.thread_id.as_deref(), MAX_THREAD_ID_LEN)?;
             let sender = Address::parse(&i.sender).map_err(|e| format!("sender: {e}"))?;
             let recipient = Address::parse(&i.recipient).map_err(|e| format!("recipient: {e}"))?;
             i.sender = sender.to_string();
@@ -89,6 +128,11 @@ impl Ingress {
             if d.event_id.trim().is_empty() || d.tenant.trim().is_empty() {
                 return Err("event_id and tenant must not be empty".into());
             }
+            check_len("event_id", Some(&d.event_id), MAX_ID_LEN)?;
+            check_len("intent_id", d.intent_id.as_deref(), MAX_ID_LEN)?;
+            check_len("tenant", Some(&d.tenant), MAX_TENANT_LEN)?;
+            check_len("enhanced_code", d.enhanced_code.as_deref(), MAX_SHORT_TEXT_LEN)?;
+            check_len("response", d.response.as_deref(), MAX_TEXT_LEN)?;
             let sender = Address::parse(&d.sender).map_err(|e| format!("sender: {e}"))?;
             let recipient = Address::parse(&d.recipient).map_err(|e| format!("recipient: {e}"))?;
             d.sender = sender.to_string();
@@ -114,6 +158,11 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
     if c.command_id.trim().is_empty() || c.tenant.trim().is_empty() {
         return Err("command_id and tenant must not be empty".into());
     }
+    check_len("command_id", Some(&c.command_id), MAX_ID_LEN)?;
+    check_len("tenant", Some(&c.tenant), MAX_TENANT_LEN)?;
+    check_len("target", Some(&c.target), MAX_TEXT_LEN)?;
+    check_len("reason", c.reason.as_deref(), MAX_TEXT_LEN)?;
+    check_len("operator", c.operator.as_deref(), MAX_SHORT_TEXT_LEN)?;
     match c.kind {
         CommandKind::Approve | CommandKind::Reject => {
             let sender = c.sender.as_deref().ok_or("APPROVE/REJECT needs the held intent's sender")?;
@@ -177,5 +226,70 @@ pub fn normalise_command(mut c: Command) -> Result<(Command, StageKind, Target),
                 other => Err(format!("list {other:?} is unknown; use allow, block or suppression")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress() -> Ingress {
+        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into() }
+    }
+
+    fn route(i: &SendIntent) -> Result<Vec<Routed>, String> {
+        let bytes = codec::encode(RecordType::SendIntent, i).unwrap();
+        ingress().route(&InputRecord { topic: "ns.intents", partition: 0, offset: 0, key: None, payload: Some(&bytes), timestamp_ms: Some(1) })
+    }
+
+    /// An intent with every field at its limit.
+    fn largest() -> SendIntent {
+        let local = "l".repeat(64);
+        let domain = format!("{}.{}.{}.com", "a".repeat(60), "b".repeat(60), "c".repeat(60));
+        SendIntent {
+            intent_id: "i".repeat(MAX_ID_LEN),
+            tenant: "t".repeat(MAX_TENANT_LEN),
+            sender: format!("{local}@{domain}"),
+            recipient: format!("{local}@{domain}"),
+            class: IntentClass::Outbound,
+            template_id: Some("x".repeat(MAX_TEMPLATE_ID_LEN)),
+            content_hash: Some("h".repeat(MAX_CONTENT_HASH_LEN)),
+            thread_id: Some("m".repeat(MAX_THREAD_ID_LEN)),
+            requires_approval: true,
+            requested_at_ms: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_largest_valid_intent_passes_and_its_stage_record_is_far_below_the_topic_limit() {
+        let routed = route(&largest()).unwrap();
+        let bytes = codec::encode(RecordType::StageEnvelope, &routed[0].envelope).unwrap();
+        // A stage hop carries this envelope plus a handful of usage rows and
+        // undo keys of the same fields: far below 1 MB.
+        assert!(bytes.len() < 8 * 1024, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn each_field_one_byte_over_its_limit_is_refused_with_its_name() {
+        let cases: [(&str, fn(&mut SendIntent)); 5] = [
+            ("intent_id", |i| i.intent_id.push('x')),
+            ("tenant", |i| i.tenant.push('x')),
+            ("template_id", |i| i.template_id.as_mut().unwrap().push('x')),
+            ("content_hash", |i| i.content_hash.as_mut().unwrap().push('x')),
+            ("thread_id", |i| i.thread_id.as_mut().unwrap().push('x')),
+        ];
+        for (name, grow) in cases {
+            let mut i = largest();
+            grow(&mut i);
+            let e = route(&i).unwrap_err();
+            assert!(e.starts_with(&format!("{name} is ")) && e.contains("at most"), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_size_limit_is_refused_before_it_is_decoded() {
+        let big = vec![0xC3; MAX_RECORD_BYTES + 1];
+        let e = ingress().route(&InputRecord { topic: "ns.intents", partition: 0, offset: 0, key: None, payload: Some(&big), timestamp_ms: Some(1) }).unwrap_err();
+        assert!(e.contains(&format!("at most {MAX_RECORD_BYTES}")), "{e}");
     }
 }

@@ -29,12 +29,20 @@ pub struct TestEnv {
     pub rt: tokio::runtime::Runtime,
     processor: Option<Child>,
     starts: u32,
+    /// More environment for the processor and the CLI (security settings, say).
+    pub extra_env: Vec<(String, String)>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl TestEnv {
     pub fn new(name: &str) -> TestEnv {
+        TestEnv::with(name, |_| {}, Vec::new())
+    }
+
+    /// A test environment whose configuration `adjust` changes (the in-test
+    /// clients use it), and whose processor and CLI get `extra_env`.
+    pub fn with(name: &str, adjust: impl FnOnce(&mut Config), extra_env: Vec<(String, String)>) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let unique = format!("{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 1_000_000_000);
         let cfg = Config {
@@ -45,11 +53,13 @@ impl TestEnv {
             api_addr: String::new(),
             ..Config::default()
         };
+        let mut cfg = cfg;
+        adjust(&mut cfg);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let topo = cfg.topology().unwrap();
-        let report = rt.block_on(sendgate::topology::apply(&topo, &cfg.bootstrap, &cfg.kafka, 1)).expect("the broker must be reachable: is scripts/test.sh running it?");
+        let report = rt.block_on(sendgate::topology::apply(&topo, &cfg.client_config(), 1)).expect("the broker must be reachable: is scripts/test.sh running it?");
         assert!(report.iter().all(|(_, s)| *s == sendgate::topology::TopicStatus::Created), "{report:?}");
-        TestEnv { cfg, dir, rt, processor: None, starts: 0 }
+        TestEnv { cfg, dir, rt, processor: None, starts: 0, extra_env }
     }
 
     pub fn topic(&self, suffix: &str) -> String {
@@ -73,11 +83,25 @@ impl TestEnv {
             .env("SENDGATE_METRICS_ADDR", "")
             .env("SENDGATE_API_ADDR", &self.cfg.api_addr)
             .env("SENDGATE_LOG", "info,librdkafka=warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn sendgate");
         self.processor = Some(child);
+    }
+
+    /// Waits up to `timeout` for the processor to exit by itself; its status.
+    pub fn await_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.processor.as_mut().expect("running").try_wait().unwrap() {
+                self.processor = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     pub fn kill9(&mut self) {
@@ -182,6 +206,7 @@ impl TestEnv {
             .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
             .env("SENDGATE_LOG", "warn")
             .env("SENDGATE_API_ADDR", &self.cfg.api_addr)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run sendgate");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -191,7 +216,7 @@ impl TestEnv {
     pub fn create_topic(&self, suffix: &str, partitions: i32) {
         let text = format!("{}\n[[topic]]\nname = \"{suffix}\"\nrole = \"output\"\npartitions = {partitions}\ncleanup_policy = \"delete\"\ntimestamp_type = \"CreateTime\"\n", sendgate::topology::DEFAULT_TOPOLOGY);
         let topo = sendgate::topology::Topology::parse(&text, &self.cfg.namespace).unwrap();
-        self.rt.block_on(sendgate::topology::apply(&topo, &self.cfg.bootstrap, &self.cfg.kafka, 1)).unwrap();
+        self.rt.block_on(sendgate::topology::apply(&topo, &self.cfg.client_config(), 1)).unwrap();
     }
 
     /// Records the last restore of a stage read from its changelog (from the log).
