@@ -53,7 +53,9 @@ find_libclang() {
 
 exports_clang_c_api() {
   if command -v nm >/dev/null 2>&1; then
-    nm -D --defined-only "$1" 2>/dev/null | grep -qw clang_createIndex
+    # grep reads to the end (no -q): an early exit would SIGPIPE nm and,
+    # under pipefail, fail the check at random.
+    nm -D --defined-only "$1" 2>/dev/null | grep -w clang_createIndex >/dev/null
   else
     # No binutils yet (g++ brings them): the name alone has to do; the
     # check after installing g++ looks again.
@@ -71,6 +73,14 @@ find_clang_headers() {
 }
 
 find_command() { command -v "$1" 2>/dev/null; }
+
+# The tests' Python side (the token server of the secured test broker, the
+# standard Python client in a venv): Debian splits venv and ensurepip off.
+find_python_venv() {
+  command -v python3 >/dev/null 2>&1 || return 1
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || return 1
+  command -v python3
+}
 
 # A development library: its header (Debian puts some under the multiarch
 # include directory, e.g. curl/curl.h) and the unversioned .so the linker takes.
@@ -102,10 +112,13 @@ NEEDS=(
   "make|make|find_command make"
   "perl|perl|find_command perl"
   "pkg-config|pkg-config|find_command pkg-config"
-  "openssl|libssl-dev|find_dev_lib openssl/ssl.h libssl.so"
+  "openssl-dev|libssl-dev|find_dev_lib openssl/ssl.h libssl.so"
   "libcurl|libcurl4-openssl-dev|find_dev_lib curl/curl.h libcurl.so"
   "zlib|zlib1g-dev|find_dev_lib zlib.h libz.so"
-  "java|openjdk-17-jre-headless|find_command java"
+  "openssl-cli|openssl|find_command openssl"
+  "python3-venv|python3-venv|find_python_venv"
+  "java|openjdk-17-jdk-headless|find_command java"
+  "javac|openjdk-17-jdk-headless|find_command javac"
   "maven|maven|find_command mvn"
 )
 
