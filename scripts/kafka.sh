@@ -11,7 +11,8 @@
 #   restart        stop, then start
 #   status         say whether the broker runs (exit 0) or not (exit 3)
 #   wipe           stop and delete the data directory
-#   env            print KAFKA_BOOTSTRAP=127.0.0.1:<port>
+#   env            print KAFKA_BOOTSTRAP=127.0.0.1:<port> (with KAFKA_SECURE=1
+#                  also the secured listeners' client settings)
 #   log            print the last lines of the broker log
 #   topics ARGS    run the topic tool against the broker (e.g. `topics --list`)
 #   tool CLASS ARGS  run any Kafka tool class with the broker's classpath,
@@ -30,6 +31,11 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds to wait for a clean stop (default 60)
 #   JAVA_HOME, MVN         Java 17+ installation, Maven command (default mvn)
+#   KAFKA_SECURE           1: also SASL_SSL (PLAIN, SCRAM, OAUTHBEARER/OIDC) on
+#                          KAFKA_PORT+2 and mutual TLS on KAFKA_PORT+3, with a
+#                          test CA, users and an OIDC token server; see
+#                          scripts/kafka/secure.sh (client settings go to
+#                          $KAFKA_DATA_DIR/tls/credentials.env)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,24 +74,15 @@ MARKER="$DATA_DIR/.sendgate-kafka"
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-require_java() {
-  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install Java 17+ or set JAVA_HOME)"
-  local spec
-  spec="$("$JAVA" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2; exit}')"
-  # Kafka 4 brokers need Java 17; "1.8" style versions are older still.
-  [[ "$spec" =~ ^[0-9]+$ && "$spec" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found '${spec:-unknown}' ($JAVA)"
-}
+# Locking, pid files, starting and stopping a background process; shared
+# with scripts/registry.sh.
+# shellcheck source=SCRIPTDIR/lib/service.sh
+. "$SCRIPT_DIR/lib/service.sh"
 
-# Serialise start/stop/wipe (and install) between concurrent invocations. The
-# lock file sits beside the directory it guards so that `wipe` can delete the
-# directory while holding it. fd 9 is closed for the broker (see launch).
-take_lock() {
-  local file="$1"
-  command -v flock >/dev/null 2>&1 || return 0   # e.g. macOS: run unlocked
-  mkdir -p "$(dirname "$file")"
-  exec 9>"$file"
-  flock -w 180 9 || die "could not lock $file within 180 s"
-}
+# KAFKA_SECURE=1: secured listeners, users, test CA and token server. Only
+# defines secure_* hooks, each a no-op unless KAFKA_SECURE=1.
+# shellcheck source=SCRIPTDIR/kafka/secure.sh
+. "$CONF_DIR/secure.sh"
 
 installed() { [[ -f "$LIB_DIR/.complete" ]]; }
 
@@ -102,11 +99,8 @@ cmd_install() {
   local tmp="$LIB_DIR.tmp.$$"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  # Maven's quiet mode still prints bare colour-reset codes; strip them.
-  if ! "$MVN" -q -B -Dstyle.color=never -f "$CONF_DIR/pom.xml" \
-      -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 \
-      | sed $'s/\e\\[[0-9;]*m//g' >&2; then
+  if ! run_maven -f "$CONF_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp"; then
     rm -rf "$tmp"
     rmdir "$(dirname "$LIB_DIR")" 2>/dev/null || true
     die "maven could not fetch Kafka $KAFKA_VERSION (is that version on Maven Central?)"
@@ -132,23 +126,6 @@ run_tool() {
   "${TOOL[@]}"
 }
 
-# `timeout SECONDS CMD...` where coreutils has it (not stock macOS).
-with_timeout() {
-  if command -v timeout >/dev/null 2>&1; then
-    timeout "$@"
-  else
-    shift
-    "$@"
-  fi
-}
-
-# True when a TCP connection to 127.0.0.1:$1 succeeds. Uses bash's /dev/tcp so
-# no netcat is needed.
-port_open() {
-  # shellcheck disable=SC2016  # $0 is expanded by the inner bash
-  with_timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" >/dev/null 2>&1
-}
-
 # True when the broker at $BOOTSTRAP is registered and unfenced. The listener
 # opens before the controller unfences the broker; until then the metadata it
 # serves lists no broker, and the tool prints no "(id: N" line.
@@ -160,38 +137,15 @@ broker_ready() {
   [[ "$out" == *"(id: "* ]]
 }
 
-read_pid() {
-  if [[ -f "$PID_FILE" ]]; then
-    tr -dc '0-9' <"$PID_FILE"
-  fi
-}
-
 # True when $1 is a live (non-zombie) JVM running this data directory's
 # broker; a stale pid file whose number was reused does not match.
 is_our_broker() {
-  local pid="$1" args
-  [[ -n "$pid" ]] || return 1
-  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  local args
+  args="$(process_cmdline "$1")" || return 1
   [[ "$args" == *"kafka.Kafka $PROPS"* ]]
 }
 
-running_pid() {
-  local pid
-  pid="$(read_pid)"
-  if is_our_broker "$pid"; then
-    echo "$pid"
-  fi
-}
-
-tail_log() {
-  local f
-  for f in "$STDOUT_LOG" "$SERVER_LOG"; do
-    if [[ -s "$f" ]]; then
-      printf '\n--- last lines of %s ---\n' "$f" >&2
-      tail -n "${1:-40}" "$f" >&2
-    fi
-  done
-}
+broker_pid() { running_pid "$PID_FILE" is_our_broker; }
 
 render_properties() {
   local tpl
@@ -201,6 +155,7 @@ render_properties() {
   tpl="${tpl//@LOG_DIRS@/$DATA_DIR/data}"
   {
     printf '%s\n' "$tpl"
+    secure_properties
     if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
       printf '\n# From KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES"
     fi
@@ -226,7 +181,8 @@ format_storage() {
   [[ -n "$cluster_id" ]] || die "could not generate a cluster id"
   log "formatting $DATA_DIR/data (cluster id $cluster_id)"
   if ! run_tool kafka.tools.StorageTool format --cluster-id "$cluster_id" \
-      --config "$PROPS" --standalone --ignore-formatted >"$DATA_DIR/format.log" 2>&1; then
+      --config "$PROPS" --standalone --ignore-formatted \
+      ${SECURE_FORMAT_ARGS[@]+"${SECURE_FORMAT_ARGS[@]}"} >"$DATA_DIR/format.log" 2>&1; then
     cat "$DATA_DIR/format.log" >&2
     die "formatting the storage failed"
   fi
@@ -235,7 +191,7 @@ format_storage() {
 }
 
 launch() {
-  local -a heap extra detach=()
+  local -a heap extra
   read -r -a heap <<<"$KAFKA_HEAP_OPTS"
   read -r -a extra <<<"$KAFKA_JVM_OPTS"
   # Same GC settings as Kafka's own start script.
@@ -247,39 +203,17 @@ launch() {
     "-Dlog4j2.configurationFile=$CONF_DIR/log4j2.xml"
     ${extra[@]+"${extra[@]}"}
   )
-  rm -f "$PID_FILE"
-  # setsid: the broker leaves the caller's session and process group, so it
-  # outlives the shell (and a Ctrl-C there) until `stop`. The pid is written
-  # by the process that then execs java, so it is java's pid whether or not
-  # setsid had to fork. 9>&- keeps the start lock out of the broker.
-  command -v setsid >/dev/null 2>&1 && detach=(setsid)
-  # shellcheck disable=SC2016  # $$ and $0 are expanded by the inner sh
-  ${detach[@]+"${detach[@]}"} sh -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
+  # Detached from this shell, so the broker runs until `stop`.
+  spawn_detached "$PID_FILE" "$STDOUT_LOG" \
     "$JAVA" "${jvm[@]}" -cp "$LIB_DIR/*" kafka.Kafka "$PROPS" \
-    </dev/null >>"$STDOUT_LOG" 2>&1 9>&- &
-  local _
-  for _ in $(seq 50); do
-    [[ -s "$PID_FILE" ]] && break
-    sleep 0.1
-  done
-  [[ -s "$PID_FILE" ]] || die "the broker process did not start"
+    || die "the broker process did not start"
 }
 
 # Stop the broker with pid $1: SIGTERM lets it flush and close its logs, so the
-# next start skips log recovery; SIGKILL only if it hangs.
+# next start skips log recovery; SIGKILL only if it hangs. Also called by
+# secure.sh when a secured start fails after the broker came up.
 terminate() {
-  local pid="$1" waited=0
-  kill -TERM "$pid" 2>/dev/null || true
-  while is_our_broker "$pid"; do
-    if (( waited >= KAFKA_STOP_TIMEOUT )); then
-      log "broker (pid $pid) still running after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 1
-      break
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
+  stop_process "$1" is_our_broker "$KAFKA_STOP_TIMEOUT" broker
   rm -f "$PID_FILE"
 }
 
@@ -287,7 +221,7 @@ wait_ready() {
   local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   while (( SECONDS < deadline )); do
     if ! is_our_broker "$pid"; then
-      tail_log 60
+      tail_logs 60 "$STDOUT_LOG" "$SERVER_LOG"
       die "the broker exited during startup (see above; data in $DATA_DIR)"
     fi
     # The cheap port check first: each probe is a JVM start.
@@ -296,20 +230,21 @@ wait_ready() {
     fi
     sleep 1
   done
-  tail_log 60
+  tail_logs 60 "$STDOUT_LOG" "$SERVER_LOG"
   log "error: broker not ready on $BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (KAFKA_START_TIMEOUT); stopping it"
   terminate "$pid"
   exit 1
 }
 
 cmd_start() {
-  require_java
+  require_java "Kafka $KAFKA_VERSION"
   cmd_install
   take_lock "${DATA_DIR%/}.lock"
   local pid
-  pid="$(running_pid)"
+  pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
     wait_ready "$pid"   # it may have been started a moment ago
+    secure_check_running
     log "already running (pid $pid) on $BOOTSTRAP"
     return 0
   fi
@@ -326,32 +261,36 @@ cmd_start() {
 
   mkdir -p "$DATA_DIR/data"
   touch "$MARKER"
+  secure_prepare
   render_properties
   format_storage
   local t0=$SECONDS
   launch
-  pid="$(read_pid)"
+  pid="$(read_pid "$PID_FILE")"
   wait_ready "$pid"
+  secure_finish "$pid"
   log "Kafka $KAFKA_VERSION ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s; log $SERVER_LOG)"
 }
 
 cmd_stop() {
   take_lock "${DATA_DIR%/}.lock"
   local pid
-  pid="$(running_pid)"
+  pid="$(broker_pid)"
   if [[ -z "$pid" ]]; then
     rm -f "$PID_FILE"
+    secure_stop_token_server
     log "not running (data dir $DATA_DIR)"
     return 0
   fi
   log "stopping broker (pid $pid)"
   terminate "$pid"
+  secure_stop_token_server
   log "stopped"
 }
 
 cmd_status() {
   local pid
-  pid="$(running_pid)"
+  pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
     local state="accepting connections"
     port_open "$KAFKA_PORT" || state="not yet accepting connections"
@@ -390,10 +329,10 @@ case "${1:-}" in
   restart) shift; cmd_stop; cmd_start ;;
   status)  shift; cmd_status ;;
   wipe)    shift; cmd_wipe ;;
-  env)     shift; echo "KAFKA_BOOTSTRAP=$BOOTSTRAP" ;;
+  env)     shift; echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"; secure_env ;;
   log)     shift; tail -n "${1:-100}" "$SERVER_LOG" ;;
   topics)  shift; need_install; run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@" ;;
   tool)    shift; [[ $# -ge 1 ]] || die "usage: $0 tool CLASS [ARGS...]"; need_install; run_tool "$@" ;;
-  -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+  -h|--help|help) print_usage "$0" ;;
+  *) print_usage "$0" >&2; exit 2 ;;
 esac

@@ -12,25 +12,61 @@ cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/setup.sh"
 say "building"
 cargo build --release --locked --all-targets
+# setup.sh's detection against what the build loads, and the built
+# client library's features.
+bash "$REPO_ROOT/scripts/check-setup.sh"
 
 export KAFKA_PORT="${SENDGATE_TEST_KAFKA_PORT:-19092}"
 export KAFKA_CONTROLLER_PORT="${SENDGATE_TEST_KAFKA_CONTROLLER_PORT:-19093}"
+# The secured listeners too (SASL_SSL on KAFKA_PORT+2 with PLAIN, SCRAM and
+# OAUTHBEARER/OIDC, mutual TLS on KAFKA_PORT+3): the interop tests connect
+# through them. Exported, so a broker restart in a test keeps them.
+export KAFKA_SECURE=1
+# Where kafka.sh keeps this port's data (its default).
+kafka_data="${KAFKA_DATA_DIR:-$SENDGATE_CACHE/kafka-data-$KAFKA_PORT}"
+export REGISTRY_PORT="${SENDGATE_TEST_REGISTRY_PORT:-18081}"
 started_broker=0
-if ! "$REPO_ROOT/scripts/kafka.sh" status >/dev/null 2>&1; then
-  say "starting a local Kafka broker on 127.0.0.1:$KAFKA_PORT for the tests"
-  "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null 2>&1 || true
-  "$REPO_ROOT/scripts/kafka.sh" start
-  started_broker=1
-fi
+started_registry=0
 cleanup() {
+  if [ "$started_registry" = 1 ]; then
+    "$REPO_ROOT/scripts/registry.sh" stop || true
+  fi
   if [ "$started_broker" = 1 ]; then
     "$REPO_ROOT/scripts/kafka.sh" stop || true
   fi
 }
 trap cleanup EXIT
+if ! "$REPO_ROOT/scripts/kafka.sh" status >/dev/null 2>&1; then
+  say "starting a local Kafka broker on 127.0.0.1:$KAFKA_PORT for the tests (with SASL_SSL and mutual TLS listeners)"
+  "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null 2>&1 || true
+  "$REPO_ROOT/scripts/kafka.sh" start
+  started_broker=1
+fi
+# A real schema registry (Apicurio, Confluent-compatible API) for the
+# registry wire-format tests.
+if ! "$REPO_ROOT/scripts/registry.sh" status >/dev/null 2>&1; then
+  say "starting a local schema registry on 127.0.0.1:$REGISTRY_PORT"
+  "$REPO_ROOT/scripts/registry.sh" start
+  started_registry=1
+fi
+# The standard Python client and its Avro serializer, in a cache venv.
+venv="$SENDGATE_CACHE/interop-venv"
+req="$REPO_ROOT/tests/interop/requirements.txt"
+if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
+  say "installing the Python interop client into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.txt"
+fi
 
 export SENDGATE_TEST_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export SENDGATE_TEST_KAFKA_SCRIPT="$REPO_ROOT/scripts/kafka.sh"
+export SENDGATE_TEST_KAFKA_DATA_DIR="$kafka_data"
+export SENDGATE_TEST_KAFKA_LIBS="$SENDGATE_CACHE/kafka-${KAFKA_VERSION:-4.1.2}/lib"
+export SENDGATE_TEST_SECURE_ENV="$kafka_data/tls/credentials.env"
+export SENDGATE_TEST_REGISTRY_URL="$("$REPO_ROOT/scripts/registry.sh" url)"
+export SENDGATE_TEST_PYTHON="$venv/bin/python"
 say "running the tests (integration tests use the broker at $SENDGATE_TEST_BOOTSTRAP)"
 cargo test --release --locked "$@"
 
