@@ -270,6 +270,16 @@ impl Driver {
         }
     }
 
+    /// Writes a state entry into a stage partition as if an earlier release
+    /// had left it there (upgrade tests).
+    #[cfg(test)]
+    pub fn put_state(&mut self, kind: StageKind, partition: i32, key: &[u8], value: StateValue) {
+        let slot = self.slot(kind);
+        slot.store.view(partition).put(key, value);
+        slot.store.prepare_commit();
+        slot.store.commit(&HashMap::new()).expect("memory store");
+    }
+
     /// Every window counter a stage holds: (counter key, value).
     pub fn counters(&mut self, kind: StageKind) -> Vec<(String, WindowCounter)> {
         let partitions = self.partitions;

@@ -22,19 +22,49 @@ fn join_key(prefix: &str, parts: &[&str], closing_slash: bool) -> Vec<u8> {
     k
 }
 
+/// An intent-scoped key: intent ids are unique within a tenant only (two
+/// tenants may both count from 1), so the key names the tenant, its length
+/// first so that no two (tenant, id) pairs share a key whatever they hold.
+fn intent_scoped(prefix: &str, tenant: &str, intent_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 6 + tenant.len() + intent_id.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(tenant.len().to_string().as_bytes());
+    k.push(b':');
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(intent_id.as_bytes());
+    k
+}
+
 /// A final (ALLOWED or BLOCKED) decision kept for intent-id idempotency.
-pub fn final_decision(intent_id: &str) -> Vec<u8> {
-    join_key("intent/", &[intent_id], false)
+pub fn final_decision(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped("t-intent/", tenant, intent_id)
 }
 
 /// An intent waiting for an operator's approval.
-pub fn held_intent(intent_id: &str) -> Vec<u8> {
-    join_key("held/", &[intent_id], false)
+pub fn held_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped("t-held/", tenant, intent_id)
 }
 
 /// An intent the sender stage passed on, until its outcome comes back.
-pub fn pending_intent(intent_id: &str) -> Vec<u8> {
-    join_key("pend/", &[intent_id], false)
+pub fn pending_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped("t-pend/", tenant, intent_id)
+}
+
+/// The keys of the releases before tenant-scoped intent ids, by intent id
+/// alone. Still read (and deleted when their intent moves on), with the
+/// stored record's tenant checked, so an upgraded deployment keeps its
+/// idempotency, held intents and intents in flight; never written.
+pub mod legacy {
+    pub fn final_decision(intent_id: &str) -> Vec<u8> {
+        super::join_key("intent/", &[intent_id], false)
+    }
+    pub fn held_intent(intent_id: &str) -> Vec<u8> {
+        super::join_key("held/", &[intent_id], false)
+    }
+    pub fn pending_intent(intent_id: &str) -> Vec<u8> {
+        super::join_key("pend/", &[intent_id], false)
+    }
 }
 
 /// Intents waiting for the in-flight reservations of one window counter,
@@ -143,7 +173,11 @@ mod tests {
         assert_eq!(super::counter("sender_domain:a.com", "cold", "day"), b"ctr/sender_domain:a.com/cold/day");
         assert_eq!(super::parked_on("ctr/x"), b"park/ctr/x/");
         assert_eq!(super::content_seen("t", "b@c.com", "h"), b"dup/t/b@c.com/h");
-        assert_eq!(super::final_decision("i-1"), b"intent/i-1");
+        assert_eq!(super::legacy::final_decision("i-1"), b"intent/i-1");
+        assert_eq!(super::final_decision("acme", "i-1"), b"t-intent/4:acme/i-1");
+        // A tenant holding '/' or ':' cannot make two pairs share a key.
+        assert_ne!(super::final_decision("a/b", "c"), super::final_decision("a", "b/c"));
+        assert_ne!(super::held_intent("1:x", "y"), super::held_intent("1", "x/y"));
     }
 
     #[test]

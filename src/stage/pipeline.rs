@@ -329,7 +329,7 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
         reached = at;
         let stamp = view.get_time(&entry)?;
         // The first release indexed idempotency entries by bare intent id.
-        let key = if key.contains(&b'/') { key.to_vec() } else { keys::final_decision(&String::from_utf8_lossy(key)) };
+        let key = if key.contains(&b'/') { key.to_vec() } else { keys::legacy::final_decision(&String::from_utf8_lossy(key)) };
         view.delete(&entry);
         let expired = match stamp {
             None => true,

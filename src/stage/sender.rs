@@ -68,26 +68,36 @@ impl SenderStage {
         match d.status {
             s if s.is_final() => {
                 let bytes = codec::encode(RecordType::Decision, d).expect("a decision always fits its schema");
-                let key = keys::final_decision(&d.intent_id);
+                let key = keys::final_decision(&d.tenant, &d.intent_id);
                 cx.view.put(&key, StateValue::FinalDecision(bytes));
                 cx.expire_at(cx.now + self.config.idempotency_retention_ms, &key, None);
-                cx.view.delete(&keys::held_intent(&d.intent_id));
+                cx.view.delete(&keys::held_intent(&d.tenant, &d.intent_id));
             }
-            DecisionStatus::Held => cx.view.put(&keys::held_intent(&d.intent_id), StateValue::Intent(pipeline::encode_intent(intent))),
+            DecisionStatus::Held => cx.view.put(&keys::held_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent))),
             _ => {}
         }
     }
 
     fn evaluate(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<(), StageError> {
         // Idempotency: a final decision is repeated, and touches no counter.
-        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(&intent.intent_id))? {
-            let mut d: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent.intent_id.clone(), why: e.to_string() })?;
+        if let Some(mut d) = self.final_decision(cx, &intent.tenant, &intent.intent_id)? {
+            if d.sender != intent.sender || d.recipient != intent.recipient {
+                // The same id for another send of the same tenant: neither a
+                // replay of the first one's decision nor a second decision
+                // under its key.
+                if cx.tracing(&intent.intent_id) {
+                    cx.note(&intent.intent_id, "verdict", "BLOCKED intent_id_reused".to_string(), || "an earlier intent of this tenant with this id was decided for another sender or recipient".to_string());
+                }
+                let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Blocked, "intent_id_reused", None, Vec::new(), d.policy_version);
+                cx.out.decisions.push(d);
+                return Ok(());
+            }
             d.replayed = true;
             d.source = cx.source.clone();
             cx.out.decisions.push(d);
             return Ok(());
         }
-        if cx.view.get(&keys::pending_intent(&intent.intent_id))?.is_some() {
+        if self.pending(cx, &intent.tenant, &intent.intent_id, false)?.is_some() {
             let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
             let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, DecisionStatus::Deferred, "decision_pending", Some(cx.now + PENDING_RETRY_MS), Vec::new(), version);
             cx.out.decisions.push(d);
@@ -212,7 +222,7 @@ impl SenderStage {
         route.extend([StageKind::Recipient.name().to_string(), StageKind::RecipientDomain.name().to_string()]);
         // No expiry: the outcome always comes back (it travels in the same
         // transactions), and it removes the key.
-        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
         Ok(())
@@ -233,7 +243,7 @@ impl SenderStage {
         cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
         // A resubmission meanwhile is told the decision is pending.
-        cx.view.put(&keys::pending_intent(&intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         Ok(true)
     }
 
@@ -280,7 +290,7 @@ impl SenderStage {
             cx.view.delete(&key);
             let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
             let Some(hop) = env.hop else { continue };
-            cx.view.delete(&keys::pending_intent(&hop.intent.intent_id));
+            self.pending(cx, &hop.intent.tenant, &hop.intent.intent_id, true)?;
             cx.source = env.source;
             cx.log_time_ms = env.log_time_ms;
             let r = self.evaluate(cx, &hop.intent, hop.approved);
@@ -425,12 +435,69 @@ impl SenderStage {
         Ok(())
     }
 
-    fn on_held_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
-        // The first release kept held intents as plain bytes too.
-        let (Some(StateValue::Intent(bytes)) | Some(StateValue::FinalDecision(bytes))) = cx.view.get(&keys::held_intent(&cmd.target))? else {
-            return Err(StageError::BadRecord(format!("no held intent {:?} in this partition (was it decided already, or is the command's sender wrong?)", cmd.target)));
+    /// The final decision kept for a tenant's intent id: under its key, or
+    /// under the key of the releases before tenant-scoped ids if it is this
+    /// tenant's (another tenant's decision there is not this intent's).
+    fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError> {
+        let decode = |bytes: Vec<u8>| codec::decode::<Decision>(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent_id.to_string(), why: e.to_string() });
+        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(tenant, intent_id))? {
+            return decode(bytes).map(Some);
+        }
+        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::legacy::final_decision(intent_id))? {
+            return Ok(Some(decode(bytes)?).filter(|d| d.tenant == tenant));
+        }
+        Ok(None)
+    }
+
+    /// A tenant's intent in flight (its stored bytes), under its key or the
+    /// key of the releases before tenant-scoped ids; `take`: also forget it.
+    fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = keys::pending_intent(tenant, intent_id);
+        let legacy = keys::legacy::pending_intent(intent_id);
+        let found = match cx.view.get(&key)? {
+            Some(StateValue::Intent(bytes)) => Some((key, bytes)),
+            _ => match cx.view.get(&legacy)? {
+                Some(StateValue::Intent(bytes)) if pipeline::decode_intent(intent_id, &bytes).is_ok_and(|i| i.tenant == tenant) => Some((legacy, bytes)),
+                _ => None,
+            },
         };
-        if cx.view.get(&keys::pending_intent(&cmd.target))?.is_some() {
+        Ok(found.map(|(key, bytes)| {
+            if take {
+                cx.view.delete(&key);
+            }
+            bytes
+        }))
+    }
+
+    /// A tenant's held intent, moved from the key of the releases before
+    /// tenant-scoped ids if it is there. Another tenant's held intent with
+    /// the same id is not found: the answer does not tell it exists.
+    fn held(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Vec<u8>>, StageError> {
+        let key = keys::held_intent(tenant, intent_id);
+        // The first release kept held intents as plain bytes too.
+        if let Some(StateValue::Intent(bytes) | StateValue::FinalDecision(bytes)) = cx.view.get(&key)? {
+            return Ok(Some(bytes));
+        }
+        let legacy = keys::legacy::held_intent(intent_id);
+        if let Some(StateValue::Intent(bytes) | StateValue::FinalDecision(bytes)) = cx.view.get(&legacy)? {
+            if pipeline::decode_intent(intent_id, &bytes)?.tenant == tenant {
+                cx.view.delete(&legacy);
+                cx.view.put(&key, StateValue::Intent(bytes.clone()));
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_held_command(&self, cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
+        // A command acts within its tenant only.
+        let Some(bytes) = self.held(cx, &cmd.tenant, &cmd.target)? else {
+            return Err(StageError::BadRecord(format!(
+                "no held intent {:?} of tenant {:?} in this partition (decided already, another tenant's, or the command's sender is wrong?); nothing changed",
+                cmd.target, cmd.tenant
+            )));
+        };
+        if self.pending(cx, &cmd.tenant, &cmd.target, false)?.is_some() {
             return Err(StageError::BadRecord(format!("intent {:?} is being decided after an earlier approval; wait for its decision", cmd.target)));
         }
         let intent = pipeline::decode_intent(&cmd.target, &bytes)?;
@@ -460,9 +527,8 @@ impl Stage for SenderStage {
 
     fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
         let Some(d) = &release.outcome else { return Ok(()) };
-        let pend = keys::pending_intent(&release.intent_id);
-        let intent = match cx.view.get(&pend)? {
-            Some(StateValue::Intent(bytes)) => pipeline::decode_intent(&release.intent_id, &bytes)?,
+        let intent = match self.pending(cx, &d.tenant, &release.intent_id, true)? {
+            Some(bytes) => pipeline::decode_intent(&release.intent_id, &bytes)?,
             // Cannot happen while outcomes travel with the reservations; if it
             // does, the outcome still counts, from what the decision says.
             _ => {
@@ -470,7 +536,6 @@ impl Stage for SenderStage {
                 SendIntent::new(&d.intent_id, &d.tenant, &d.sender, &d.recipient, IntentClass::Outbound)
             }
         };
-        cx.view.delete(&pend);
         if d.status == DecisionStatus::Allowed {
             // The send counts toward the signal denominator.
             let domain = domain_of(&intent.sender).to_string();
