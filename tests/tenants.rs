@@ -1,0 +1,106 @@
+//! Tenants sharing one deployment, through the real broker: intent ids
+//! reused across tenants, a command of one tenant naming another's held
+//! intent, and state an earlier release left in the changelog (keyed by
+//! intent id alone) read in place after the upgrade.
+
+mod common;
+
+use common::*;
+use sendgate::codec::{self, RecordType};
+use sendgate::model::*;
+use sendgate::stage::driver::partition_for;
+use sendgate::stage::{keys, pipeline, StageKind};
+use sendgate::state::StateValue;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+const OPEN: &str = r#"
+[[policy]]
+scope = "default"
+business_hours = "off"
+warmup = "off"
+"#;
+
+fn of(tenant: &str, id: &str, sender: &str, recipient: &str) -> SendIntent {
+    SendIntent::new(id, tenant, sender, recipient, IntentClass::Outbound)
+}
+
+#[test]
+fn tenants_reusing_ids_are_decided_apart_and_cannot_approve_each_others_held_intents() {
+    let mut env = TestEnv::new("tenants");
+    env.start();
+    env.apply_policy(OPEN);
+    let mut held = of("acme", "2", "ops@shared.example", "cfo@corp.example");
+    held.requires_approval = true;
+    env.send_intents(&[of("acme", "1", "ops@shared.example", "a@corp.example"), of("globex", "1", "ops@shared.example", "g@corp.example"), held]);
+    let all = |env: &TestEnv| env.all_decisions();
+    let deadline = std::time::Instant::now() + WAIT;
+    while all(&env).len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "three decisions expected: {:?}\n{}", all(&env), env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let ds = all(&env);
+    let one: Vec<&Decision> = ds.iter().filter(|d| d.intent_id == "1").collect();
+    assert_eq!(one.len(), 2);
+    assert!(one.iter().all(|d| d.status == DecisionStatus::Allowed && !d.replayed), "{one:?}");
+    assert!(one.iter().any(|d| d.tenant == "globex" && d.recipient == "g@corp.example"));
+
+    // globex approves acme's held intent "2": refused and visible.
+    let mut cmd = Command::new(CommandKind::Approve, "globex", "2", "c-globex-2".into());
+    cmd.sender = Some("ops@shared.example".into());
+    env.send_command(&cmd);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let dls = env.all_dead_letters();
+        if dls.iter().any(|d| d.reason.contains(r#"no held intent "2" of tenant "globex""#)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refused command is a dead letter: {dls:?}\n{}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(all(&env).iter().all(|d| d.intent_id != "2" || d.status == DecisionStatus::Held), "nothing approved");
+    // acme's own approval sends it.
+    let mut cmd = Command::new(CommandKind::Approve, "acme", "2", "c-acme-2".into());
+    cmd.sender = Some("ops@shared.example".into());
+    env.send_command(&cmd);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !all(&env).iter().any(|d| d.intent_id == "2" && d.status == DecisionStatus::Allowed) {
+        assert!(std::time::Instant::now() < deadline, "acme's approval: {:?}\n{}", all(&env), env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_changelog_written_by_the_release_before_tenant_scoped_ids_keeps_its_decisions_and_held_intents() {
+    let mut env = TestEnv::new("upgrade");
+    // What the earlier release left in the sender stage's changelog: a
+    // final decision and a held intent, keyed by intent id alone.
+    let partitions = env.cfg.topology().unwrap().partitions("stage.sender");
+    let partition = partition_for("acme.com", partitions);
+    let source = SourceRef { topic: env.topic("intents"), partition: 0, offset: 0 };
+    let done = pipeline::new_decision(&of("acme", "old-1", "ana@acme.com", "x@corp.example"), 1, &source, StageKind::Sender, DecisionStatus::Allowed, "ok", None, Vec::new(), 1);
+    let mut held = of("acme", "old-2", "ana@acme.com", "cfo@corp.example");
+    held.requires_approval = true;
+    let records = vec![
+        (keys::legacy::final_decision("old-1"), StateValue::FinalDecision(codec::encode(RecordType::Decision, &done).unwrap())),
+        (keys::legacy::held_intent("old-2"), StateValue::Intent(pipeline::encode_intent(&held))),
+    ];
+    let changelog = env.topic("stage.sender.changelog");
+    let producer = sendgate::cli::kafka_io::producer(&env.cfg).unwrap();
+    for (key, value) in records {
+        let bytes = value.encode();
+        let rec: rdkafka::producer::FutureRecord<'_, [u8], [u8]> = rdkafka::producer::FutureRecord::to(&changelog).partition(partition).key(key.as_slice()).payload(bytes.as_slice());
+        env.rt.block_on(producer.send(rec, Duration::from_secs(30))).map_err(|(e, _)| e).unwrap();
+    }
+    env.start();
+    env.apply_policy(OPEN);
+    env.send_intents(&[of("acme", "old-1", "ana@acme.com", "x@corp.example")]);
+    let d = env.await_decisions(&["old-1".to_string()], WAIT);
+    assert!(d["old-1"].replayed, "the old idempotency record still answers: {:?}", d["old-1"]);
+    let mut cmd = Command::new(CommandKind::Approve, "acme", "old-2", "c-old-2".into());
+    cmd.sender = Some("ana@acme.com".into());
+    env.send_command(&cmd);
+    let d = env.await_decisions(&["old-2".to_string()], WAIT);
+    assert_eq!((d["old-2"].status, d["old-2"].recipient.as_str()), (DecisionStatus::Allowed, "cfo@corp.example"));
+}
