@@ -80,6 +80,9 @@ pub struct Config {
     /// Where writer schemas of input in the Confluent Schema Registry wire
     /// format come from (`[schema_registry]`; see [`crate::registry`]).
     pub schema_registry: crate::registry::RegistrySettings,
+    /// Show email addresses in log lines (debugging); by default each is
+    /// replaced by a keyed hash ([`crate::redact`]).
+    pub log_addresses: bool,
     /// Extra librdkafka properties for every client (tuning; no secrets:
     /// those go through `[security]`).
     pub kafka: BTreeMap<String, String>,
@@ -109,6 +112,7 @@ impl Default for Config {
             security: crate::connection::Security::default(),
             compression: "lz4".into(),
             schema_registry: crate::registry::RegistrySettings::default(),
+            log_addresses: false,
             kafka: BTreeMap::new(),
         }
     }
@@ -135,6 +139,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_TOPOLOGY_FILE", "topology_file"),
     ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
     ("SENDGATE_COMPRESSION", "compression"),
+    ("SENDGATE_LOG_ADDRESSES", "log_addresses"),
 ];
 
 impl Config {
@@ -195,6 +200,7 @@ impl Config {
             "topology_file" => self.topology_file = v.to_string(),
             "replication_factor" => self.replication_factor = num(v)? as i32,
             "compression" => self.compression = v.trim().to_ascii_lowercase(),
+            "log_addresses" => self.log_addresses = flag(v)?,
             _ => unreachable!("ENV_VARS names only known fields"),
         }
         Ok(())

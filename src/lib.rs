@@ -24,6 +24,7 @@
 //!   environment or files), the output compression, and the start-up check
 //!   that says what is wrong with a connection.
 //! - [`metrics`]: Prometheus metric names and the exporter.
+//! - [`redact`]: no email address in a log line unless asked (keyed hashes).
 //! - [`registry`]: input in the Confluent Schema Registry wire format: the
 //!   writer schema fetched by id (bounded cache) and converted to single object.
 //! - [`api`]: the processor's HTTP API: simulate intents, read usage.
@@ -41,6 +42,7 @@ pub mod connection;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod redact;
 pub mod registry;
 pub mod runtime;
 pub mod stage;

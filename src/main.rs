@@ -318,6 +318,8 @@ fn main() {
 
 fn real_main(cli: Cli) -> Result<(), String> {
     let cfg = Config::load(cli.config.as_deref())?;
+    // The same key on every instance hashes an address alike in every log.
+    sendgate::redact::configure(cfg.log_addresses, std::env::var("SENDGATE_LOG_HASH_KEY").ok().as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     match cli.command {
         Cmd::Run { no_create_topics } => {

@@ -104,3 +104,24 @@ fn a_changelog_written_by_the_release_before_tenant_scoped_ids_keeps_its_decisio
     let d = env.await_decisions(&["old-2".to_string()], WAIT);
     assert_eq!((d["old-2"].status, d["old-2"].recipient.as_str()), (DecisionStatus::Allowed, "cfo@corp.example"));
 }
+
+#[test]
+fn log_lines_carry_no_address_unless_asked() {
+    let bad = of("acme", "bad-1", "ana@acme.com", "bo@corp_example.com");
+    for show in [false, true] {
+        let mut env = TestEnv::with("redact", |_| {}, vec![("SENDGATE_LOG_ADDRESSES".into(), show.to_string())]);
+        env.start();
+        env.send_intents(&[bad.clone(), of("acme", "ok-1", "ana@acme.com", "x@corp.example")]);
+        env.await_decisions(&["ok-1".to_string()], WAIT);
+        let dls = env.all_dead_letters();
+        assert!(dls.iter().any(|d| d.reason.contains("bo@corp_example.com")), "the dead letter itself keeps the reason whole: {dls:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !env.log_text().contains("dead letter") {
+            assert!(std::time::Instant::now() < deadline, "{}", env.log_tail());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = env.log_text();
+        assert_eq!(log.contains("bo@corp_example.com"), show, "log_addresses={show}:\n{log}");
+        assert_eq!(log.contains("<address "), !show, "log_addresses={show}:\n{log}");
+    }
+}

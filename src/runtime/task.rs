@@ -120,7 +120,7 @@ impl Outbox<'_> {
     /// topic, with the reason and its original key and bytes (cut to
     /// [`DEAD_LETTER_VALUE_MAX`]).
     pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
-        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, %reason, "dead letter");
+        tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, reason = %crate::redact::text(&reason), "dead letter");
         self.counts.add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
         let key = rec.key.map(|k| &k[..k.len().min(DEAD_LETTER_KEY_MAX)]);
         let original_size = rec.payload.filter(|v| v.len() > DEAD_LETTER_VALUE_MAX).map(|v| v.len() as i64);
@@ -406,7 +406,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     })();
 
     if let Err(e) = &result {
-        tracing::warn!(task = p.name(), error = %e, "task failed; aborting the open transaction");
+        tracing::warn!(task = p.name(), error = %crate::redact::text(&e.to_string()), "task failed; aborting the open transaction");
         if st.started.is_some() && st.exactly_once {
             let _ = producer.abort_transaction(Duration::from_secs(10));
             metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
@@ -695,7 +695,7 @@ pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown
             }
             Err(TaskError::Retriable(e)) => {
                 metrics::counter!("sendgate_task_restarts_total", "task" => p.name()).increment(1);
-                tracing::warn!(task = p.name(), error = %e, backoff_ms = backoff.as_millis() as u64, "task restarting");
+                tracing::warn!(task = p.name(), error = %crate::redact::text(&e.to_string()), backoff_ms = backoff.as_millis() as u64, "task restarting");
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
                     if shutdown.load(Ordering::Relaxed) {
