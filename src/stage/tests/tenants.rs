@@ -111,3 +111,86 @@ fn state_of_the_release_before_tenant_scoped_ids_is_read_in_place() {
     let d = h.command(now + 3, &approve("acme", "old-2", "ana@acme.com"));
     assert_eq!((d.len(), d[0].status, d[0].recipient.as_str()), (1, DecisionStatus::Allowed, "cfo@corp.example"));
 }
+
+mod isolation {
+    //! The tenant model's promise, as a property: whatever the interleaving
+    //! of two tenants' intents (reusing each other's ids), delivery events
+    //! and approvals, one tenant's decisions are what it gets alone, as long
+    //! as the two share no sender domain, recipient or recipient domain (the
+    //! state the model names as shared).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const POLICY: &str = "business_hours = \"off\"\nwarmup = \"off\"\nlimits = { \"mailbox.outbound.hour\" = 3, \"sender_domain.outbound.hour\" = 5, \"tenant.outbound.hour\" = 6, \"recipient.outbound.day\" = 2, \"recipient_domain.outbound.hour\" = 4 }";
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Intent { tenant: u8, id: u8, mailbox: u8, recipient: u8, approval: bool },
+        Bounce { tenant: u8, mailbox: u8, recipient: u8 },
+        Approve { tenant: u8, id: u8, mailbox: u8 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..2, 0u8..5, 0u8..3, 0u8..4, proptest::bool::weighted(0.2)).prop_map(|(tenant, id, mailbox, recipient, approval)| Op::Intent { tenant, id, mailbox, recipient, approval }),
+            1 => (0u8..2, 0u8..3, 0u8..4).prop_map(|(tenant, mailbox, recipient)| Op::Bounce { tenant, mailbox, recipient }),
+            2 => (0u8..2, 0u8..5, 0u8..3).prop_map(|(tenant, id, mailbox)| Op::Approve { tenant, id, mailbox }),
+        ]
+    }
+
+    const TENANTS: [&str; 2] = ["acme", "globex"];
+    // Each tenant's own domains and recipients: nothing shared.
+    fn mailbox(t: u8, m: u8) -> String {
+        format!("m{}@s{}-{}.example", m % 2, m / 2, TENANTS[t as usize])
+    }
+    fn recipient(t: u8, r: u8) -> String {
+        format!("r{}@d{}-{}.example", r % 2, r / 2, TENANTS[t as usize])
+    }
+
+    /// Runs the ops (those of `only` when given) and returns tenant 0's
+    /// decisions, without what differs by construction (input offsets).
+    fn run(ops: &[Op], only: Option<u8>) -> Vec<(String, DecisionStatus, String, Option<i64>, bool, Vec<Usage>)> {
+        let mut h = H::new();
+        let start = t(2026, 6, 3, 10, 0);
+        h.policy(start, "default", POLICY);
+        for (n, op) in ops.iter().enumerate() {
+            let at = start + 1 + n as i64 * 60_000;
+            let tenant_of = |op: &Op| match op {
+                Op::Intent { tenant, .. } | Op::Bounce { tenant, .. } | Op::Approve { tenant, .. } => *tenant,
+            };
+            if only.is_some_and(|o| o != tenant_of(op)) {
+                continue;
+            }
+            match op {
+                Op::Intent { tenant, id, mailbox: m, recipient: r, approval } => {
+                    let mut i = SendIntent::new(&format!("i{id}"), TENANTS[*tenant as usize], &mailbox(*tenant, *m), &recipient(*tenant, *r), IntentClass::Outbound);
+                    i.requires_approval = *approval;
+                    h.d.intent(&i, at);
+                }
+                Op::Bounce { tenant, mailbox: m, recipient: r } => {
+                    let mut ev = event(&mailbox(*tenant, *m), &recipient(*tenant, *r), DeliveryKind::BounceHard, Some(550));
+                    ev.tenant = TENANTS[*tenant as usize].into();
+                    ev.event_id = format!("e{n}");
+                    h.d.delivery(&ev, at);
+                }
+                Op::Approve { tenant, id, mailbox: m } => {
+                    let mut c = Command::new(CommandKind::Approve, TENANTS[*tenant as usize], &format!("i{id}"), format!("c{n}"));
+                    c.sender = Some(mailbox(*tenant, *m));
+                    h.d.command(&c, at);
+                }
+            }
+            h.d.run();
+        }
+        h.d.decisions.iter().filter(|d| d.tenant == "acme").map(|d| (d.intent_id.clone(), d.status, d.reason.clone(), d.retry_at_ms, d.replayed, d.usage.clone())).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_tenant_is_decided_as_if_it_ran_alone(ops in proptest::collection::vec(op(), 1..60)) {
+            prop_assert_eq!(run(&ops, None), run(&ops, Some(0)));
+        }
+    }
+}
