@@ -125,3 +125,23 @@ fn log_lines_carry_no_address_unless_asked() {
         assert_eq!(log.contains("<address "), !show, "log_addresses={show}:\n{log}");
     }
 }
+
+#[test]
+fn an_owned_domain_refuses_other_tenants_intents_and_commands() {
+    let mut env = TestEnv::new("owner");
+    env.start();
+    env.apply_policy(&format!("{OPEN}\n[[policy]]\nscope = \"sender_domain:acme.com\"\nowner = \"acme\"\n"));
+    env.send_intents(&[of("acme", "o-1", "ana@acme.com", "x@corp.example"), of("globex", "o-2", "ana@acme.com", "y@corp.example")]);
+    let d = env.await_decisions(&["o-1".to_string(), "o-2".to_string()], WAIT);
+    assert_eq!(d["o-1"].status, DecisionStatus::Allowed);
+    assert_eq!((d["o-2"].status, d["o-2"].reason.as_str()), (DecisionStatus::Blocked, "sender_domain_owned_by_another_tenant"));
+    env.send_command(&Command::new(CommandKind::Pause, "globex", "sender_domain:acme.com", "c-g-pause".into()));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !env.all_dead_letters().iter().any(|dl| dl.reason.contains("another tenant owns")) {
+        assert!(std::time::Instant::now() < deadline, "the refused pause is a dead letter\n{}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    env.send_intents(&[of("acme", "o-3", "ana@acme.com", "z@corp.example")]);
+    let d = env.await_decisions(&["o-3".to_string()], WAIT);
+    assert_eq!(d["o-3"].status, DecisionStatus::Allowed, "not paused by another tenant");
+}

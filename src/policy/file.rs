@@ -65,6 +65,10 @@ pub fn parse_policy_file(text: &str) -> Result<Vec<(Scope, PolicySpec)>, Vec<Str
             errors.extend(es.into_iter().map(|e| format!("policy #{n} ({scope}): {e}")));
             continue;
         }
+        if let Err(e) = spec.validate_for(&scope) {
+            errors.push(format!("policy #{n} ({scope}): {e}"));
+            continue;
+        }
         out.push((scope, spec));
     }
     if errors.is_empty() {

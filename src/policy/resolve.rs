@@ -150,6 +150,7 @@ pub fn builtin_defaults() -> PolicySpec {
             pause_after_domains: Some(3),
             pause_window_minutes: Some(60),
         }),
+        owner: None,
     }
 }
 
@@ -237,6 +238,11 @@ impl PolicyBook {
         scopes.extend([Scope::SenderDomain(sender_domain.to_string()), Scope::Tenant(tenant.to_string()), Scope::Default]);
         let layers: Vec<&(i64, PolicySpec)> = scopes.iter().filter_map(|s| self.docs.get(s)).collect();
         merge(&layers)
+    }
+
+    /// The tenant that owns a sender domain, if its document claims it.
+    pub fn owner_of(&self, sender_domain: &str) -> Option<&str> {
+        self.docs.get(&Scope::SenderDomain(sender_domain.to_string())).and_then(|(_, s)| s.owner.as_deref())
     }
 
     /// The documents in force, by scope (for `policy show` and audits).

@@ -321,9 +321,23 @@ pub struct PolicySpec {
     pub exclude_public_domains: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isp_backoff: Option<BackoffSpec>,
+    /// In a `sender_domain:` document only: the tenant that owns the domain.
+    /// Only its intents are sent from it, only its delivery events move its
+    /// signals, only its commands pause or resume it (docs/design.md, Tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl PolicySpec {
+    /// Checks that depend on the document's scope.
+    pub fn validate_for(&self, scope: &crate::policy::Scope) -> Result<(), String> {
+        match (&self.owner, scope) {
+            (Some(o), crate::policy::Scope::SenderDomain(_)) if o.trim().is_empty() => Err("owner must name a tenant".into()),
+            (Some(_), crate::policy::Scope::SenderDomain(_)) | (None, _) => Ok(()),
+            (Some(_), other) => Err(format!("owner claims a sender domain for a tenant: it belongs in a sender_domain: document, not in {other}")),
+        }
+    }
+
     /// Every problem in the document, each saying what to fix.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();

@@ -98,6 +98,7 @@ impl Ingress {
                         return Err(format!("policy document scope {:?} does not match its key {scope_text:?}", doc.scope));
                     }
                     let spec = PolicySpec::from_json(&doc.spec_json)?;
+                    spec.validate_for(&scope)?;
                     Some(spec.to_canonical_json())
                 }
             };

@@ -107,6 +107,12 @@ impl SenderStage {
         let domain = sender.domain().to_string();
         let policy = cx.book.effective(&intent.tenant, &domain, sender.as_str(), None);
         let v = policy.version;
+        // 0. A domain a tenant owns sends that tenant's mail only.
+        if cx.book.owner_of(&domain).is_some_and(|owner| owner != intent.tenant) {
+            cx.note(&intent.intent_id, "owner", "denied", || format!("sender_domain:{domain} is owned by another tenant"));
+            self.decide_here(cx, intent, DecisionStatus::Blocked, "sender_domain_owned_by_another_tenant", None, Vec::new(), v);
+            return Ok(());
+        }
         let capped = intent.class != IntentClass::Reply;
 
         cx.note(&intent.intent_id, "policy", "pass", || {
@@ -551,6 +557,9 @@ impl Stage for SenderStage {
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {
         let domain = domain_of(&ev.sender).to_string();
+        if cx.book.owner_of(&domain).is_some_and(|owner| owner != ev.tenant) {
+            return Err(StageError::BadRecord(format!("a delivery event of tenant {:?} for sender_domain:{domain}, which another tenant owns: it moves no signal", ev.tenant)));
+        }
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
         match ev.kind {
             DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce),
@@ -566,6 +575,13 @@ impl Stage for SenderStage {
             CommandKind::Pause | CommandKind::Resume => {
                 let scope = Scope::parse(&cmd.target).map_err(StageError::BadRecord)?;
                 let scope_str = scope.to_string();
+                let domain = match &scope {
+                    Scope::SenderDomain(d) => d.clone(),
+                    other => domain_of(other.to_string().split_once(':').map_or("", |(_, a)| a)).to_string(),
+                };
+                if cx.book.owner_of(&domain).is_some_and(|owner| owner != cmd.tenant) {
+                    return Err(StageError::BadRecord(format!("{scope_str} belongs to sender_domain:{domain}, which another tenant owns: only its owner pauses or resumes it; nothing changed")));
+                }
                 let key = keys::pause(&scope_str);
                 if cmd.kind == CommandKind::Pause {
                     let by = cmd.operator.clone().unwrap_or_else(|| "operator".into());

@@ -112,6 +112,69 @@ fn state_of_the_release_before_tenant_scoped_ids_is_read_in_place() {
     assert_eq!((d.len(), d[0].status, d[0].recipient.as_str()), (1, DecisionStatus::Allowed, "cfo@corp.example"));
 }
 
+fn pause_cmd(kind: CommandKind, tenant: &str, target: &str, n: u32) -> Command {
+    Command::new(kind, tenant, target, format!("c-{tenant}-{n}"))
+}
+
+#[test]
+fn a_domain_owned_by_a_tenant_sends_its_mail_only_and_only_it_pauses_or_resumes_it() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    h.policy(now, "sender_domain:acme.com", "owner = \"acme\"");
+    assert_eq!(h.send(now + 1, &of("acme", "a1", "ana@acme.com", "x@corp.example")).status, DecisionStatus::Allowed);
+    let d = h.send(now + 2, &of("globex", "g1", "ana@acme.com", "x@corp.example"));
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Blocked, "sender_domain_owned_by_another_tenant"));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 1, "the refused intent counted nowhere");
+
+    // globex can neither pause nor resume acme's domain or mailboxes.
+    let refused_before = h.d.refused.len();
+    h.command(now + 3, &pause_cmd(CommandKind::Pause, "globex", "sender_domain:acme.com", 1));
+    h.command(now + 4, &pause_cmd(CommandKind::Pause, "globex", "mailbox:ana@acme.com", 2));
+    assert_eq!(h.d.refused.len(), refused_before + 2, "{:?}", h.d.refused);
+    assert!(h.d.refused[refused_before..].iter().all(|r| r.reason.contains("another tenant owns") && r.reason.contains("nothing changed")));
+    assert_eq!(h.send(now + 5, &of("acme", "a2", "ana@acme.com", "y@corp.example")).status, DecisionStatus::Allowed, "not paused");
+    // acme pauses it; globex cannot resume it; acme can.
+    h.command(now + 6, &pause_cmd(CommandKind::Pause, "acme", "sender_domain:acme.com", 3));
+    assert_eq!(h.send(now + 7, &of("acme", "a3", "ana@acme.com", "z@corp.example")).status, DecisionStatus::Paused);
+    h.command(now + 8, &pause_cmd(CommandKind::Resume, "globex", "sender_domain:acme.com", 4));
+    assert_eq!(h.send(now + 9, &of("acme", "a4", "ana@acme.com", "z@corp.example")).status, DecisionStatus::Paused, "still paused");
+    h.command(now + 10, &pause_cmd(CommandKind::Resume, "acme", "sender_domain:acme.com", 5));
+    assert_eq!(h.send(now + 11, &of("acme", "a5", "ana@acme.com", "z@corp.example")).status, DecisionStatus::Allowed);
+}
+
+#[test]
+fn another_tenants_bounces_move_no_signal_of_an_owned_domain() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nsignals = {{ min_volume = 1 }}"));
+    h.policy(now, "sender_domain:acme.com", "owner = \"acme\"");
+    assert_eq!(h.send(now + 1, &of("acme", "a1", "ana@acme.com", "x@corp.example")).status, DecisionStatus::Allowed);
+    for n in 0..5 {
+        let mut ev = event("ana@acme.com", &format!("v{n}@corp.example"), DeliveryKind::BounceHard, Some(550));
+        ev.tenant = "globex".into();
+        h.deliver(now + 2 + n, &ev);
+    }
+    assert_eq!(h.d.refused.iter().filter(|r| r.reason.contains("moves no signal")).count(), 5);
+    assert_eq!(h.send(now + 10, &of("acme", "a2", "ana@acme.com", "y@corp.example")).status, DecisionStatus::Allowed, "not paused by forged bounces");
+}
+
+#[test]
+fn an_unowned_domain_is_shared_and_any_tenant_pauses_it() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    h.command(now + 1, &pause_cmd(CommandKind::Pause, "globex", "sender_domain:shared.example", 1));
+    assert_eq!(h.send(now + 2, &of("acme", "a1", "ana@shared.example", "x@corp.example")).status, DecisionStatus::Paused);
+}
+
+#[test]
+fn owner_belongs_in_a_sender_domain_document_only() {
+    let e = crate::policy::file::parse_policy_file("[[policy]]\nscope = \"tenant:acme\"\nowner = \"acme\"\n").unwrap_err().join("\n");
+    assert!(e.contains("it belongs in a sender_domain: document"), "{e}");
+    crate::policy::file::parse_policy_file("[[policy]]\nscope = \"sender_domain:acme.com\"\nowner = \"acme\"\n").unwrap();
+}
+
 mod isolation {
     //! The tenant model's promise, as a property: whatever the interleaving
     //! of two tenants' intents (reusing each other's ids), delivery events
