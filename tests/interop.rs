@@ -94,13 +94,6 @@ fn encoded(intents: &[SendIntent]) -> Vec<(Vec<u8>, Vec<u8>)> {
     intents.iter().map(|i| (i.sender.clone().into_bytes(), codec::encode(RecordType::SendIntent, i).unwrap())).collect()
 }
 
-const OPEN_POLICY: &str = r#"
-[[policy]]
-scope = "default"
-business_hours = "off"
-warmup = "off"
-"#;
-
 #[test]
 fn intents_compressed_by_the_java_client_with_every_codec_are_decided_and_outputs_use_the_configured_codec() {
     let mut env = TestEnv::with("codecs", |_| {}, vec![("SENDGATE_COMPRESSION".into(), "zstd".into())]);

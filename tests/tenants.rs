@@ -15,13 +15,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-const OPEN: &str = r#"
-[[policy]]
-scope = "default"
-business_hours = "off"
-warmup = "off"
-"#;
-
 fn of(tenant: &str, id: &str, sender: &str, recipient: &str) -> SendIntent {
     SendIntent::new(id, tenant, sender, recipient, IntentClass::Outbound)
 }
@@ -30,7 +23,7 @@ fn of(tenant: &str, id: &str, sender: &str, recipient: &str) -> SendIntent {
 fn tenants_reusing_ids_are_decided_apart_and_cannot_approve_each_others_held_intents() {
     let mut env = TestEnv::new("tenants");
     env.start();
-    env.apply_policy(OPEN);
+    env.apply_policy(OPEN_POLICY);
     let mut held = of("acme", "2", "ops@shared.example", "cfo@corp.example");
     held.requires_approval = true;
     env.send_intents(&[of("acme", "1", "ops@shared.example", "a@corp.example"), of("globex", "1", "ops@shared.example", "g@corp.example"), held]);
@@ -94,7 +87,7 @@ fn a_changelog_written_by_the_release_before_tenant_scoped_ids_keeps_its_decisio
         env.rt.block_on(producer.send(rec, Duration::from_secs(30))).map_err(|(e, _)| e).unwrap();
     }
     env.start();
-    env.apply_policy(OPEN);
+    env.apply_policy(OPEN_POLICY);
     env.send_intents(&[of("acme", "old-1", "ana@acme.com", "x@corp.example")]);
     let d = env.await_decisions(&["old-1".to_string()], WAIT);
     assert!(d["old-1"].replayed, "the old idempotency record still answers: {:?}", d["old-1"]);
@@ -130,7 +123,7 @@ fn log_lines_carry_no_address_unless_asked() {
 fn an_owned_domain_refuses_other_tenants_intents_and_commands() {
     let mut env = TestEnv::new("owner");
     env.start();
-    env.apply_policy(&format!("{OPEN}\n[[policy]]\nscope = \"sender_domain:acme.com\"\nowner = \"acme\"\n"));
+    env.apply_policy(&format!("{OPEN_POLICY}\n[[policy]]\nscope = \"sender_domain:acme.com\"\nowner = \"acme\"\n"));
     env.send_intents(&[of("acme", "o-1", "ana@acme.com", "x@corp.example"), of("globex", "o-2", "ana@acme.com", "y@corp.example")]);
     let d = env.await_decisions(&["o-1".to_string(), "o-2".to_string()], WAIT);
     assert_eq!(d["o-1"].status, DecisionStatus::Allowed);

@@ -269,6 +269,15 @@ impl Drop for TestEnv {
     }
 }
 
+/// A default policy with the time-dependent guards off: any decision a test
+/// waits for comes at any hour.
+pub const OPEN_POLICY: &str = r#"
+[[policy]]
+scope = "default"
+business_hours = "off"
+warmup = "off"
+"#;
+
 pub fn intent(id: &str, sender: &str, recipient: &str) -> SendIntent {
     SendIntent::new(id, "acme", sender, recipient, IntentClass::Outbound)
 }
