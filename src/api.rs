@@ -8,9 +8,16 @@
 //!   used, limit and remaining per window, the signal tiers and any pause,
 //!   so a sender can check capacity before a batch.
 //!
+//! - `GET /healthz`: the only answer without a token.
+//!
 //! Both read the committed state of this instance's stages (a copy-on-write
 //! view: nothing they do reaches live state or any topic). "Now" is the wall
 //! clock here: these answers are previews, never decisions.
+//!
+//! Every request but the health check carries `Authorization: Bearer TOKEN`
+//! ([`auth`]): a tenant's token sees and acts on that tenant alone, an
+//! operator's token on every tenant. No token, no access; no tokens
+//! configured, no access at all.
 
 use crate::clock::{window_end, window_start, Window};
 use crate::codec::{self, RecordType};
@@ -164,9 +171,128 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
     Ok(UsageOut { scope: label, policy_version: policy.version, windows, signals: signals_out, paused })
 }
 
+pub mod auth {
+    //! Bearer tokens of the HTTP API, from the environment
+    //! (`SENDGATE_API_TOKENS=operator=T1,tenant:acme=T2`) or a file
+    //! (`SENDGATE_API_TOKENS_FILE`, one `operator T1` or `tenant:acme T2` per
+    //! line, `#` comments): secrets, so never from the configuration file.
+
+    /// Who a request acts as.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Caller {
+        Operator,
+        Tenant(String),
+    }
+
+    impl Caller {
+        /// Whether this caller may see or act on `tenant`'s data.
+        pub fn may_act_for(&self, tenant: &str) -> bool {
+            match self {
+                Caller::Operator => true,
+                Caller::Tenant(t) => t == tenant,
+            }
+        }
+    }
+
+    /// Shorter tokens are refused at start-up: a guessable token is none.
+    pub const TOKEN_MIN_LEN: usize = 16;
+
+    #[derive(Default)]
+    pub struct Tokens(Vec<(String, Caller)>);
+
+    impl std::fmt::Debug for Tokens {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Tokens({} configured)", self.0.len())
+        }
+    }
+
+    impl Tokens {
+        /// From the environment: SENDGATE_API_TOKENS, else the file named
+        /// by SENDGATE_API_TOKENS_FILE, else none.
+        pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Tokens, String> {
+            if let Some(list) = env("SENDGATE_API_TOKENS") {
+                let pairs = list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.split_once('=').map(|(w, t)| (w.trim().to_string(), t.trim().to_string())).ok_or_else(|| format!("SENDGATE_API_TOKENS: {p:?} is not WHO=TOKEN (WHO: operator or tenant:T)")));
+                return Tokens::from_pairs(pairs.collect::<Result<Vec<_>, _>>()?, "SENDGATE_API_TOKENS");
+            }
+            if let Some(path) = env("SENDGATE_API_TOKENS_FILE") {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("SENDGATE_API_TOKENS_FILE {path:?} cannot be read: {e}"))?;
+                let pairs = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| l.split_once(char::is_whitespace).map(|(w, t)| (w.trim().to_string(), t.trim().to_string())).ok_or_else(|| format!("SENDGATE_API_TOKENS_FILE {path:?}: a line is not `WHO TOKEN`")));
+                return Tokens::from_pairs(pairs.collect::<Result<Vec<_>, _>>()?, "SENDGATE_API_TOKENS_FILE");
+            }
+            Ok(Tokens::default())
+        }
+
+        pub fn from_pairs(pairs: Vec<(String, String)>, source: &str) -> Result<Tokens, String> {
+            let mut out: Vec<(String, Caller)> = Vec::new();
+            for (who, token) in pairs {
+                let caller = match who.as_str() {
+                    "operator" => Caller::Operator,
+                    w => match w.strip_prefix("tenant:") {
+                        Some(t) if !t.is_empty() => Caller::Tenant(t.to_string()),
+                        _ => return Err(format!("{source}: {who:?} must be operator or tenant:T")),
+                    },
+                };
+                if token.len() < TOKEN_MIN_LEN {
+                    return Err(format!("{source}: the token of {who} is shorter than {TOKEN_MIN_LEN} characters"));
+                }
+                if out.iter().any(|(t, _)| *t == token) {
+                    return Err(format!("{source}: one token is given twice (each caller needs its own)"));
+                }
+                out.push((token, caller));
+            }
+            Ok(Tokens(out))
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        /// The caller of an `Authorization` header's value, if it names a
+        /// known token. Compared in constant time, so a reply's timing does
+        /// not tell how much of a guess was right.
+        pub fn caller(&self, authorization: Option<&str>) -> Option<Caller> {
+            let presented = authorization?.strip_prefix("Bearer ")?.trim().as_bytes();
+            let mut found = None;
+            for (token, caller) in &self.0 {
+                let t = token.as_bytes();
+                let same = t.len() == presented.len() && t.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+                if same && found.is_none() {
+                    found = Some(caller.clone());
+                }
+            }
+            found
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn tokens_name_their_caller_and_bad_lists_are_refused() {
+            let t = Tokens::from_env(&|k| (k == "SENDGATE_API_TOKENS").then(|| "operator=op-0123456789abcdef, tenant:acme=acme-0123456789abcdef".to_string())).unwrap();
+            assert_eq!(t.caller(Some("Bearer op-0123456789abcdef")), Some(Caller::Operator));
+            assert_eq!(t.caller(Some("Bearer acme-0123456789abcdef")), Some(Caller::Tenant("acme".into())));
+            assert_eq!(t.caller(Some("Bearer acme-0123456789abcdeX")), None);
+            assert_eq!(t.caller(Some("acme-0123456789abcdef")), None, "the scheme is required");
+            assert_eq!(t.caller(None), None);
+            assert!(Caller::Tenant("acme".into()).may_act_for("acme") && !Caller::Tenant("acme".into()).may_act_for("globex"));
+            for bad in ["operator=short", "someone=0123456789abcdef0", "operator", "operator=0123456789abcdef0,tenant:a=0123456789abcdef0"] {
+                assert!(Tokens::from_env(&|k| (k == "SENDGATE_API_TOKENS").then(|| bad.to_string())).is_err(), "{bad}");
+            }
+            assert!(Tokens::from_env(&|_| None).unwrap().is_empty());
+        }
+    }
+}
+
 pub mod server {
     //! A small HTTP/1 server for the API, on its own thread.
 
+    use super::auth::{Caller, Tokens};
     use super::*;
     use http_body_util::{BodyExt, Full, Limited};
     use hyper::body::{Bytes, Incoming};
@@ -191,8 +317,21 @@ pub mod server {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 
-    async fn handle(req: Request<Incoming>, live: Arc<LiveState>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    async fn handle(req: Request<Incoming>, live: Arc<LiveState>, tokens: Arc<Tokens>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
         let path = req.uri().path().to_string();
+        if req.method() == Method::GET && path == "/healthz" {
+            return Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+        }
+        let Some(caller) = tokens.caller(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())) else {
+            let why = if tokens.is_empty() {
+                "no API tokens are configured (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): every request is refused"
+            } else {
+                "send Authorization: Bearer TOKEN (a tenant's token or an operator's)"
+            };
+            let mut r = error(StatusCode::UNAUTHORIZED, why.into());
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            return Ok(r);
+        };
         let query: HashMap<String, String> = req
             .uri()
             .query()
@@ -225,6 +364,11 @@ pub mod server {
                         })
                         .collect()
                 });
+                if let Ok(is) = &intents {
+                    if let Some((n, i)) = is.iter().enumerate().find(|(_, i)| !caller.may_act_for(&i.tenant)) {
+                        return Ok(error(StatusCode::FORBIDDEN, format!("intent #{} is of tenant {:?}; this token acts for another tenant", n + 1, i.tenant)));
+                    }
+                }
                 match intents.and_then(|is| simulate(&live, &is, now_ms())) {
                     Ok(r) => json(StatusCode::OK, &r),
                     Err(e) => error(StatusCode::BAD_REQUEST, e),
@@ -234,18 +378,27 @@ pub mod server {
                 let Some(scope) = query.get("scope") else {
                     return Ok(error(StatusCode::BAD_REQUEST, "give ?scope=mailbox:A, sender_domain:D or tenant:T (and &tenant=T for the first two)".into()));
                 };
-                let tenant = query.get("tenant").cloned().unwrap_or_else(|| "default".into());
+                let own = match &caller {
+                    Caller::Tenant(t) => t.clone(),
+                    Caller::Operator => "default".into(),
+                };
+                let tenant = query.get("tenant").cloned().unwrap_or(own);
+                let scope_tenant = scope.strip_prefix("tenant:").map(str::to_string);
+                if let Some(other) = [Some(&tenant), scope_tenant.as_ref()].into_iter().flatten().find(|t| !caller.may_act_for(t)) {
+                    return Ok(error(StatusCode::FORBIDDEN, format!("tenant {other:?}: this token acts for another tenant")));
+                }
                 match Scope::parse(scope).and_then(|s| usage(&live, &s, &tenant, now_ms())) {
                     Ok(u) => json(StatusCode::OK, &u),
                     Err(e) => error(StatusCode::BAD_REQUEST, e),
                 }
             }
-            _ => error(StatusCode::NOT_FOUND, "routes: POST /v1/simulate, GET /v1/usage".into()),
+            _ => error(StatusCode::NOT_FOUND, "routes: POST /v1/simulate, GET /v1/usage, GET /healthz".into()),
         })
     }
 
     /// Serves until `shutdown` is set.
-    pub fn spawn(addr: &str, live: Arc<LiveState>, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
+    pub fn spawn(addr: &str, live: Arc<LiveState>, tokens: Tokens, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
+        let tokens = Arc::new(tokens);
         let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("api_addr {addr:?}: {e}"))?;
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| format!("api_addr {addr}: cannot listen: {e}"))?;
         std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -261,9 +414,10 @@ pub mod server {
                         let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else { continue };
                         let Ok(permit) = slots.clone().acquire_owned().await else { break };
                         let live = live.clone();
+                        let tokens = tokens.clone();
                         tokio::spawn(async move {
                             let _permit = permit;
-                            let svc = hyper::service::service_fn(move |req| handle(req, live.clone()));
+                            let svc = hyper::service::service_fn(move |req| handle(req, live.clone(), tokens.clone()));
                             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
                         });
                     }

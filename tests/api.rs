@@ -8,6 +8,9 @@ use sendgate::model::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
+const OPERATOR: &str = "operator-token-0123456789";
+const ACME: &str = "acme-token-0123456789abc";
+const GLOBEX: &str = "globex-token-0123456789a";
 
 fn window<'a>(usage: &'a serde_json::Value, class: &str, window: &str) -> &'a serde_json::Value {
     usage["windows"].as_array().unwrap().iter().find(|w| w["class"] == class && w["window"] == window).unwrap_or_else(|| panic!("no {class} {window} window in {usage}"))
@@ -15,8 +18,8 @@ fn window<'a>(usage: &'a serde_json::Value, class: &str, window: &str) -> &'a se
 
 #[test]
 fn usage_reports_capacity_and_a_simulation_reserves_nothing() {
-    let mut env = TestEnv::new("api");
-    env.cfg.api_addr = format!("127.0.0.1:{}", free_port());
+    let tokens = format!("operator={OPERATOR},tenant:acme={ACME},tenant:globex={GLOBEX}");
+    let mut env = TestEnv::with("api", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens), ("SENDGATE_API_TOKEN".into(), ACME.into())]);
     env.start();
     env.apply_policy(
         r#"
@@ -35,7 +38,7 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             // The API reads committed state: wait until it shows both sends.
-            let (status, body) = http(&addr, "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
+            let (status, body) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
             assert_eq!(status, 200, "{body}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             if window(&v, "outbound", "hour")["used"] == 2 || std::time::Instant::now() > deadline {
@@ -53,7 +56,7 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     assert_eq!(before["signals"]["bounce_tier"], "healthy");
 
     // What would happen now: the mailbox is at its hourly limit.
-    let (status, body) = http(&addr, "POST", "/v1/simulate", r#"[{"intent_id":"sim-1","tenant":"acme","sender":"ana@acme.com","recipient":"c@corp.example","class":"OUTBOUND"},{"intent_id":"sim-2","tenant":"acme","sender":"bo@acme.com","recipient":"d@corp.example","class":"OUTBOUND"}]"#);
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/simulate", r#"[{"intent_id":"sim-1","tenant":"acme","sender":"ana@acme.com","recipient":"c@corp.example","class":"OUTBOUND"},{"intent_id":"sim-2","tenant":"acme","sender":"bo@acme.com","recipient":"d@corp.example","class":"OUTBOUND"}]"#);
     assert_eq!(status, 200, "{body}");
     let sims: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(sims[0]["decision"]["status"], "DEFERRED", "{sims}");
@@ -64,7 +67,7 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     // Nothing was reserved: usage is unchanged, and bo's real first send is allowed.
     let after = usage(&env);
     assert_eq!(window(&after, "outbound", "hour"), window(&before, "outbound", "hour"));
-    let (_, bo) = http(&addr, "GET", "/v1/usage?scope=mailbox:bo@acme.com&tenant=acme", "");
+    let (_, bo) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:bo@acme.com&tenant=acme", "");
     assert!(bo.contains("\"used\": 0"), "{bo}");
     env.send_intents(&[intent("u-3", "bo@acme.com", "d@corp.example")]);
     assert_eq!(env.await_decisions(&["u-3".into()], WAIT)["u-3"].status, DecisionStatus::Allowed);
@@ -78,10 +81,28 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     assert!(out.contains("window") && out.contains("mailbox:ana@acme.com hour"), "{out}");
 
     // Bad requests say what to fix.
-    let (status, body) = http(&addr, "GET", "/v1/usage", "");
+    let (status, body) = http(&addr, Some(ACME), "GET", "/v1/usage", "");
     assert_eq!(status, 400);
     assert!(body.contains("scope"), "{body}");
-    let (status, body) = http(&addr, "POST", "/v1/simulate", r#"{"intent_id":"x"}"#);
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/simulate", r#"{"intent_id":"x"}"#);
     assert_eq!(status, 400);
     assert!(body.contains("missing field"), "{body}");
+
+    // No token, no access (but the health check); a tenant's token sees its
+    // tenant alone; the operator's sees every tenant.
+    assert_eq!(http(&addr, None, "GET", "/healthz", "").0, 200);
+    let (status, body) = http(&addr, None, "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(http(&addr, Some("acme-token-0123456789abX"), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "").0, 401, "a wrong token");
+    assert_eq!(http(&addr, None, "POST", "/v1/simulate", "[]").0, 401);
+    for (token, path) in [(GLOBEX, "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme"), (GLOBEX, "/v1/usage?scope=tenant:acme"), (ACME, "/v1/usage?scope=mailbox:ana@acme.com&tenant=globex")] {
+        let (status, body) = http(&addr, Some(token), "GET", path, "");
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("another tenant"), "{body}");
+    }
+    let (status, body) = http(&addr, Some(GLOBEX), "POST", "/v1/simulate", r#"{"intent_id":"g","tenant":"acme","sender":"ana@acme.com","recipient":"c@corp.example","class":"OUTBOUND"}"#);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(&addr, Some(OPERATOR), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(window(&serde_json::from_str(&body).unwrap(), "outbound", "hour")["used"], 2);
 }

@@ -180,7 +180,11 @@ pub fn simulate(cfg: &Config, file: Option<&std::path::Path>) -> Result<(), Stri
         let lines: Vec<&str> = trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         format!("[{}]", lines.join(","))
     };
-    let (status, reply) = http_request(&cfg.api_addr, "POST", "/v1/simulate", &body)?;
+    let token = std::env::var("SENDGATE_API_TOKEN").ok();
+    let (status, reply) = http_request(&cfg.api_addr, "POST", "/v1/simulate", &body, token.as_deref())?;
+    if status == 401 {
+        return Err(format!("the API refused the request (set SENDGATE_API_TOKEN to a token it knows): {reply}"));
+    }
     if status != 200 {
         return Err(format!("the processor refused the simulation ({status}): {reply}"));
     }
@@ -196,11 +200,13 @@ pub fn simulate(cfg: &Config, file: Option<&std::path::Path>) -> Result<(), Stri
 }
 
 /// One plain HTTP/1.1 request to the processor's API; (status, body).
-pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+/// One HTTP/1.1 request with an optional bearer token; (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("cannot reach the processor's API at {addr}: {e} (is `sendgate run` running with this api_addr?)"))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).map_err(|e| e.to_string())?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).map_err(|e| e.to_string())?;
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).map_err(|e| e.to_string())?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -56,8 +56,12 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
             partitions: topo.partitions("stage.sender"),
             sender: sender_config.clone(),
         };
-        let api = crate::api::server::spawn(&cfg.api_addr, Arc::new(live), shutdown.clone())?;
-        tracing::info!(addr = %cfg.api_addr, "HTTP API: POST /v1/simulate, GET /v1/usage");
+        let tokens = crate::api::auth::Tokens::from_env(&|k| std::env::var(k).ok())?;
+        if tokens.is_empty() {
+            tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz");
+        }
+        let api = crate::api::server::spawn(&cfg.api_addr, Arc::new(live), tokens, shutdown.clone())?;
+        tracing::info!(addr = %cfg.api_addr, "HTTP API: POST /v1/simulate, GET /v1/usage, GET /healthz");
         handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {

@@ -321,12 +321,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One HTTP/1.1 request to 127.0.0.1; (status, body). Retries the connect
-/// while the processor starts.
-pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+/// One HTTP/1.1 request to 127.0.0.1 with an optional bearer token;
+/// (status, body). Retries the connect while the processor starts.
+pub fn http(addr: &str, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match sendgate::cli::audit::http_request(addr, method, path, body) {
+        match sendgate::cli::audit::http_request(addr, method, path, body, token) {
             Ok(r) => return r,
             Err(e) => {
                 assert!(std::time::Instant::now() < deadline, "{e}");
