@@ -116,6 +116,8 @@ NEEDS=(
   "libcurl|libcurl4-openssl-dev|find_dev_lib curl/curl.h libcurl.so"
   "zlib|zlib1g-dev|find_dev_lib zlib.h libz.so"
   "openssl-cli|openssl|find_command openssl"
+  "curl|curl|find_command curl"
+  "ps|procps|find_command ps"
   "python3-venv|python3-venv|find_python_venv"
   "java|openjdk-17-jdk-headless|find_command java"
   "javac|openjdk-17-jdk-headless|find_command javac"
