@@ -115,6 +115,16 @@ pub struct UsageOut {
     pub paused: Option<String>,
 }
 
+/// The tenant that owns a sender domain, from the committed policies of the
+/// sender stage partition that keeps it.
+pub fn owner_of(live: &LiveState, domain: &str) -> Result<Option<String>, String> {
+    let mut store = StageStore::new(Box::new(CopyOnWrite::new(live.stores[&StageKind::Sender].clone())));
+    let view = store.view(partition_for(domain, live.partitions));
+    let mut book = PolicyBook::default();
+    pipeline::load_policies(&view, &mut book).map_err(|e| e.to_string())?;
+    Ok(book.owner_of(domain).map(str::to_string))
+}
+
 pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Result<UsageOut, String> {
     let (kind, key, domain, mailbox) = match scope {
         Scope::Mailbox(m) => (StageKind::Sender, domain_of(m).to_string(), domain_of(m).to_string(), m.clone()),
@@ -386,6 +396,17 @@ pub mod server {
                 let scope_tenant = scope.strip_prefix("tenant:").map(str::to_string);
                 if let Some(other) = [Some(&tenant), scope_tenant.as_ref()].into_iter().flatten().find(|t| !caller.may_act_for(t)) {
                     return Ok(error(StatusCode::FORBIDDEN, format!("tenant {other:?}: this token acts for another tenant")));
+                }
+                // A domain a tenant owns, and its mailboxes, are that tenant's to read.
+                let domain = scope.strip_prefix("sender_domain:").or_else(|| scope.strip_prefix("mailbox:").map(domain_of));
+                if let Some(d) = domain {
+                    match owner_of(&live, d) {
+                        Ok(Some(owner)) if !caller.may_act_for(&owner) || owner != tenant => {
+                            return Ok(error(StatusCode::FORBIDDEN, format!("{scope} is kept for another tenant: this token acts for another tenant")));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+                    }
                 }
                 match Scope::parse(scope).and_then(|s| usage(&live, &s, &tenant, now_ms())) {
                     Ok(u) => json(StatusCode::OK, &u),

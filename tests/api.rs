@@ -102,6 +102,20 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     }
     let (status, body) = http(&addr, Some(GLOBEX), "POST", "/v1/simulate", r#"{"intent_id":"g","tenant":"acme","sender":"ana@acme.com","recipient":"c@corp.example","class":"OUTBOUND"}"#);
     assert_eq!(status, 403, "{body}");
+    // A domain acme owns (and its mailboxes) is acme's to read, whatever tenant globex names.
+    env.apply_policy("[[policy]]\nscope = \"sender_domain:acme.com\"\nowner = \"acme\"\n");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http(&addr, Some(GLOBEX), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=globex", "");
+        if status == 403 {
+            assert!(body.contains("another tenant"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "globex still reads acme's mailbox: {status} {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/usage?scope=sender_domain:acme.com&tenant=globex", "").0, 403);
+    assert_eq!(http(&addr, Some(ACME), "GET", "/v1/usage?scope=sender_domain:acme.com&tenant=acme", "").0, 200);
     let (status, body) = http(&addr, Some(OPERATOR), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(window(&serde_json::from_str(&body).unwrap(), "outbound", "hour")["used"], 2);
