@@ -115,10 +115,7 @@ EOF
 }
 
 stop_system() {
-  kill -TERM "$PID" 2>/dev/null || true
-  for _ in $(seq 1 120); do kill -0 "$PID" 2>/dev/null || break; sleep 0.5; done
-  kill -9 "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  stop_and_reap "$PID"
   PID=""
 }
 

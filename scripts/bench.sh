@@ -105,10 +105,7 @@ start_system() {
 peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
 
 stop_system() {
-  kill -TERM "$PID" 2>/dev/null || true
-  for _ in $(seq 1 120); do kill -0 "$PID" 2>/dev/null || break; sleep 0.5; done
-  kill -9 "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  stop_and_reap "$PID"
   PID=""
 }
 

@@ -23,3 +23,14 @@ build_release() {
   say "building sendgate (release; the first build compiles RocksDB and librdkafka, ~22 min on 2 cores)"
   (cd "$REPO_ROOT" && cargo build --release --locked --bins)
 }
+
+# Stops a system under test started in the background by this shell: SIGTERM,
+# up to 60 s for a clean exit, then SIGKILL; reaps it either way.
+stop_and_reap() {
+  local pid="$1"
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}

@@ -273,7 +273,7 @@ fn short(mut s: String) -> String {
 }
 
 /// The registry's wire format of a datum: what the Confluent serializers
-/// write. Used by the tests and `sendgate produce --registry-id`.
+/// write (the tests frame records with it).
 pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(WIRE_HEADER_LEN + datum.len());
     out.push(WIRE_MAGIC);

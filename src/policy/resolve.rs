@@ -163,6 +163,9 @@ pub struct PolicyBook {
     /// (asked on every record, by `&str`).
     mailboxes: std::collections::HashSet<String>,
     recipient_domains: std::collections::HashSet<String>,
+    /// Sender domain -> owning tenant, from the sender_domain documents that
+    /// name one: asked on every intent, so kept apart, by `&str`.
+    owners: HashMap<String, String>,
     /// By the scopes that have documents: tenant, sender domain, and the
     /// mailbox and recipient domain only when they have one of their own
     /// (so the many mailboxes without one share their domain's entry),
@@ -185,6 +188,12 @@ impl PolicyBook {
             match spec {
                 Some(_) => set.insert(name.clone()),
                 None => set.remove(name),
+            };
+        }
+        if let Scope::SenderDomain(d) = &scope {
+            match spec.as_ref().and_then(|s| s.owner.clone()) {
+                Some(owner) => self.owners.insert(d.clone(), owner),
+                None => self.owners.remove(d),
             };
         }
         match spec {
@@ -242,7 +251,7 @@ impl PolicyBook {
 
     /// The tenant that owns a sender domain, if its document claims it.
     pub fn owner_of(&self, sender_domain: &str) -> Option<&str> {
-        self.docs.get(&Scope::SenderDomain(sender_domain.to_string())).and_then(|(_, s)| s.owner.as_deref())
+        self.owners.get(sender_domain).map(String::as_str)
     }
 
     /// The documents in force, by scope (for `policy show` and audits).

@@ -576,10 +576,11 @@ impl Stage for SenderStage {
                 let scope = Scope::parse(&cmd.target).map_err(StageError::BadRecord)?;
                 let scope_str = scope.to_string();
                 let domain = match &scope {
-                    Scope::SenderDomain(d) => d.clone(),
-                    other => domain_of(other.to_string().split_once(':').map_or("", |(_, a)| a)).to_string(),
+                    Scope::SenderDomain(d) => d.as_str(),
+                    Scope::Mailbox(m) => domain_of(m),
+                    _ => "",
                 };
-                if cx.book.owner_of(&domain).is_some_and(|owner| owner != cmd.tenant) {
+                if cx.book.owner_of(domain).is_some_and(|owner| owner != cmd.tenant) {
                     return Err(StageError::BadRecord(format!("{scope_str} belongs to sender_domain:{domain}, which another tenant owns: only its owner pauses or resumes it; nothing changed")));
                 }
                 let key = keys::pause(&scope_str);
