@@ -20,6 +20,8 @@
 //!   the router task (intents and delivery events merged by log time), the stage tasks and their standby replicas.
 //! - [`topology`]: topics as data and `topics apply`.
 //! - [`config`]: configuration and its start-up checks.
+//! - [`acls`]: the Kafka ACLs of sendgate, apps, mail pipelines and
+//!   operators, as `kafka-acls.sh` commands.
 //! - [`connection`]: how clients connect (TLS, SASL, OIDC, secrets from the
 //!   environment or files), the output compression, and the start-up check
 //!   that says what is wrong with a connection.
@@ -32,6 +34,7 @@
 //! - [`cli`]: the `sendgate` subcommands other than `run`, including the
 //!   benchmark instruments and the fault harness's verifier and probe.
 
+pub mod acls;
 pub mod api;
 pub mod audit;
 pub mod cli;

@@ -159,6 +159,28 @@ enum ConfigCmd {
         #[arg(long, default_value_t = 15)]
         timeout_secs: u64,
     },
+    /// Print the Kafka ACLs of this namespace as a shell script of
+    /// kafka-acls.sh commands: sendgate's own, and an app's, a mail
+    /// pipeline's and an operator's when their principals are given. Each
+    /// role gets only what it needs (docs/connecting.md, "Access control").
+    Acls {
+        /// The principal sendgate connects as, e.g. User:sendgate.
+        #[arg(long = "sendgate")]
+        sendgate: String,
+        /// An app's principal: may write intents and read decisions.
+        #[arg(long)]
+        app: Option<String>,
+        /// Consumer groups the app may use start with this.
+        #[arg(long, default_value = "app.")]
+        app_group_prefix: String,
+        /// A mail pipeline's principal: may write delivery events.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// An operator's principal: may write commands and policies and
+        /// read decisions, alerts and dead letters.
+        #[arg(long)]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -363,6 +385,13 @@ fn real_main(cli: Cli) -> Result<(), String> {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions })
         }
         Cmd::Config { action: ConfigCmd::Check { connect, timeout_secs } } => config_check(&cfg, connect, Duration::from_secs(timeout_secs)),
+        Cmd::Config { action: ConfigCmd::Acls { sendgate: service, app, app_group_prefix, pipeline, operator } } => {
+            let principals = sendgate::acls::Principals { sendgate: service, app, app_group_prefix, pipeline, operator };
+            principals.check()?;
+            let topo = cfg.topology()?;
+            print!("{}", sendgate::acls::render(&topo, &sendgate::acls::grants(&topo, &principals)));
+            Ok(())
+        }
         Cmd::Schemas => {
             for (name, text) in sendgate::codec::standalone_schemas()? {
                 println!("// {name}\n{text}");

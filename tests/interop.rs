@@ -10,17 +10,12 @@ mod common;
 use common::*;
 use sendgate::codec::{self, RecordType};
 use sendgate::model::*;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn env_var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh, which starts every part they need"))
-}
 
 /// Every record batch of a partition's log segments on the broker's disk
 /// but the transaction markers: (position in the file, base offset,
@@ -245,20 +240,6 @@ fn intents_from_the_confluent_avro_serializer_are_decided_and_unknown_or_unresol
     assert_ne!(schema_id, wrong_id);
 }
 
-/// The secured listeners of the test broker (scripts/kafka/secure.sh).
-struct Secure(HashMap<String, String>);
-
-impl Secure {
-    fn load() -> Secure {
-        let path = env_var("SENDGATE_TEST_SECURE_ENV");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; the test broker must run with its secured listeners (scripts/test.sh)"));
-        Secure(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string())).collect())
-    }
-    fn get(&self, k: &str) -> String {
-        self.0.get(k).unwrap_or_else(|| panic!("{k} missing from the secured listeners' settings: {:?}", self.0.keys())).clone()
-    }
-}
-
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/connect").join(name).display().to_string()
 }
@@ -291,16 +272,7 @@ fn scram_env(sec: &Secure, password: &str) -> Vec<(String, String)> {
 }
 
 fn scram_security(sec: &Secure) -> sendgate::connection::Security {
-    let mut s = sendgate::connection::Security {
-        protocol: "SASL_SSL".into(),
-        sasl_mechanism: "SCRAM-SHA-512".into(),
-        sasl_username: sec.get("KAFKA_SCRAM_USERNAME"),
-        ssl_ca_file: sec.get("KAFKA_SSL_CA_LOCATION"),
-        ..Default::default()
-    };
-    let password = sec.get("KAFKA_SCRAM_PASSWORD");
-    s.load_secrets(&|k: &str| (k == "SENDGATE_KAFKA_SASL_PASSWORD").then(|| password.clone())).unwrap();
-    s
+    sec.scram_security(&sec.get("KAFKA_SCRAM_USERNAME"), &sec.get("KAFKA_SCRAM_PASSWORD"))
 }
 
 #[test]

@@ -18,10 +18,15 @@
 #         the JWKS of the test token server (signature, exp, iss, aud);
 #       SSL on KAFKA_SSL_PORT (default KAFKA_PORT+3) with
 #         ssl.client.auth=required (a client needs a certificate of the CA);
-#   - creates the SCRAM user (SHA-256 and SHA-512 credentials; written into
+#   - creates the SCRAM users (SHA-256 and SHA-512 credentials; written into
 #     the storage by `format --add-scram` for a new data directory, else once
-#     with kafka.admin.ConfigCommand after start) and the PLAIN user (in the
-#     listener's JAAS config);
+#     each with kafka.admin.ConfigCommand after start) and the PLAIN user (in
+#     the listener's JAAS config);
+#   - turns on the standard KRaft authorizer (StandardAuthorizer, no access
+#     without an ACL): the PLAINTEXT and controller listeners' principal
+#     (User:ANONYMOUS) and the users above are super users, so every other
+#     test runs as before; the SCRAM users sendgate_service, sendgate_app and
+#     sendgate_pipeline are not, and can do only what ACLs grant them;
 #   - starts scripts/kafka/oidc_token_server.py on 127.0.0.1:KAFKA_OIDC_PORT
 #     (default KAFKA_PORT+4; pid $DATA_DIR/oidc.pid, log $DATA_DIR/oidc.log)
 #     before the broker, which fetches the JWKS at start-up; `stop` stops it;
@@ -42,6 +47,8 @@
 #   KAFKA_OIDC_PORT, KAFKA_OIDC_TOKEN_ENDPOINT_URL, KAFKA_OIDC_JWKS_URL,
 #   KAFKA_OIDC_CLIENT_ID, KAFKA_OIDC_CLIENT_SECRET, KAFKA_OIDC_SCOPE,
 #   KAFKA_OIDC_ISSUER, KAFKA_OIDC_AUDIENCE
+#   KAFKA_ACL_USERS             the SCRAM users without super-user rights
+#   KAFKA_ACL_<USER>_PASSWORD   each one's password (USER upper-cased)
 #
 # Settings (environment):
 #   KAFKA_SECURE           1 to enable all of the above (default unset: off)
@@ -90,6 +97,10 @@ SECURE_OIDC_AUDIENCE="sendgate-kafka"
 SECURE_OIDC_SCOPE="kafka"
 SECURE_OIDC_KID="sendgate-test-key-1"
 SECURE_CLIENT_CN="sendgate-client"
+# SCRAM users that get no super-user rights: only the ACLs a test grants
+# them (the three principals of docs/connecting.md's "Access control").
+SECURE_ACL_USERS=(sendgate_service sendgate_app sendgate_pipeline)
+SECURE_ACL_PASSWORD_SUFFIX="-acl-secret"
 SECURE_OIDC_BASE="http://127.0.0.1:$KAFKA_OIDC_PORT"
 
 # Extra arguments for `StorageTool format` (set by secure_prepare).
@@ -182,6 +193,11 @@ secure_write_credentials() {
     echo "KAFKA_OIDC_SCOPE=$SECURE_OIDC_SCOPE"
     echo "KAFKA_OIDC_ISSUER=$SECURE_OIDC_BASE"
     echo "KAFKA_OIDC_AUDIENCE=$SECURE_OIDC_AUDIENCE"
+    echo "KAFKA_ACL_USERS=${SECURE_ACL_USERS[*]}"
+    local u
+    for u in "${SECURE_ACL_USERS[@]}"; do
+      echo "KAFKA_ACL_${u^^}_PASSWORD=$u$SECURE_ACL_PASSWORD_SUFFIX"
+    done
   } >"$CREDENTIALS_ENV.tmp"
   chmod 644 "$CREDENTIALS_ENV.tmp"
   mv "$CREDENTIALS_ENV.tmp" "$CREDENTIALS_ENV"
@@ -228,6 +244,14 @@ listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache
 sasl.oauthbearer.jwks.endpoint.url=$SECURE_OIDC_BASE/jwks
 sasl.oauthbearer.expected.issuer=$SECURE_OIDC_BASE
 sasl.oauthbearer.expected.audience=$SECURE_OIDC_AUDIENCE
+
+# Authorization: the standard KRaft authorizer, and no access without an ACL
+# (allow.everyone.if.no.acl.found stays false). Super users: ANONYMOUS (the
+# PLAINTEXT and controller listeners), and the PLAIN, SCRAM, mutual-TLS and
+# OIDC test users. ${SECURE_ACL_USERS[*]} are not: they get only the ACLs
+# granted to them.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$SECURE_PLAIN_USER;User:$SECURE_SCRAM_USER;User:CN=$SECURE_CLIENT_CN;User:$SECURE_OIDC_CLIENT_ID
 EOF
 }
 
@@ -301,39 +325,57 @@ secure_prepare() {
   # Kafka 4 refuses OAuth URLs that this system property does not list.
   KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:+$KAFKA_JVM_OPTS }-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$SECURE_OIDC_BASE/jwks"
   if [[ ! -f "$DATA_DIR/data/meta.properties" ]]; then
-    SECURE_FORMAT_ARGS=(
-      --add-scram "SCRAM-SHA-256=[name=$SECURE_SCRAM_USER,password=$SECURE_SCRAM_PASSWORD]"
-      --add-scram "SCRAM-SHA-512=[name=$SECURE_SCRAM_USER,password=$SECURE_SCRAM_PASSWORD]"
-    )
+    SECURE_FORMAT_ARGS=()
+    local user password mech
+    while read -r user password; do
+      for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+        SECURE_FORMAT_ARGS+=(--add-scram "$mech=[name=$user,password=$password]")
+      done
+    done < <(secure_scram_users)
     SECURE_SCRAM_AT_FORMAT=1
   fi
 }
 
-# cmd_start, once broker $1 is ready: the SCRAM user for storage that was
-# formatted without it (first secured start of an older data directory). A
-# failure stops the broker again, so a start either fully works or leaves
+# "user password" lines: every SCRAM user of the test broker.
+secure_scram_users() {
+  echo "$SECURE_SCRAM_USER $SECURE_SCRAM_PASSWORD"
+  local u
+  for u in "${SECURE_ACL_USERS[@]}"; do
+    echo "$u $u$SECURE_ACL_PASSWORD_SUFFIX"
+  done
+}
+
+# cmd_start, once broker $1 is ready: the SCRAM users for storage that was
+# formatted without them (first secured start of an older data directory).
+# A failure stops the broker again, so a start either fully works or leaves
 # nothing running.
 secure_finish() {
   secure_enabled || return 0
-  local pid="$1" mech
-  if [[ "$SECURE_SCRAM_AT_FORMAT" == 1 ]]; then
-    touch "$SCRAM_STAMP"
-  elif [[ ! -f "$SCRAM_STAMP" ]]; then
-    log "adding SCRAM user $SECURE_SCRAM_USER to the existing storage"
+  local pid="$1" mech user password stamp
+  while read -r user password; do
+    stamp="$TLS_DIR/scram-user-$user.done"
+    if [[ "$SECURE_SCRAM_AT_FORMAT" == 1 ]]; then
+      touch "$stamp"
+      continue
+    fi
+    # The first releases of this script kept one stamp for their one user.
+    [[ "$user" == "$SECURE_SCRAM_USER" && -f "$SCRAM_STAMP" ]] && continue
+    [[ -f "$stamp" ]] && continue
+    log "adding SCRAM user $user to the existing storage"
     # One mechanism per request: the controller refuses two changes to the
     # same user in one AlterUserScramCredentials request.
     for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
       if ! run_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
           --command-config "$CONF_DIR/admin-probe.properties" --alter --entity-type users \
-          --entity-name "$SECURE_SCRAM_USER" --add-config "$mech=[password=$SECURE_SCRAM_PASSWORD]" \
+          --entity-name "$user" --add-config "$mech=[password=$password]" \
           >/dev/null; then
-        log "error: adding the $mech credential of $SECURE_SCRAM_USER failed; stopping the broker"
+        log "error: adding the $mech credential of $user failed; stopping the broker"
         terminate "$pid"
         exit 1
       fi
     done
-    touch "$SCRAM_STAMP"
-  fi
+    touch "$stamp"
+  done < <(secure_scram_users)
   SECURE_STARTED=1
   log "secured listeners: SASL_SSL 127.0.0.1:$KAFKA_SASL_SSL_PORT, SSL (mTLS) 127.0.0.1:$KAFKA_SSL_PORT, OIDC $SECURE_OIDC_BASE/token; client settings in $CREDENTIALS_ENV"
 }

@@ -695,7 +695,11 @@ pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown
             }
             Err(TaskError::Retriable(e)) => {
                 metrics::counter!("sendgate_task_restarts_total", "task" => p.name()).increment(1);
-                tracing::warn!(task = p.name(), error = %crate::redact::text(&e.to_string()), backoff_ms = backoff.as_millis() as u64, "task restarting");
+                let error = e.to_string();
+                // A refused ACL heals only when an administrator grants it:
+                // keep retrying (the grant may be on its way), and say which.
+                let hint = if error.to_ascii_lowercase().contains("authorization failed") { " (sendgate's principal lacks a Kafka ACL: `sendgate config acls` prints the grants it needs)" } else { "" };
+                tracing::warn!(task = p.name(), error = %crate::redact::text(&error), backoff_ms = backoff.as_millis() as u64, "task restarting{hint}");
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
                     if shutdown.load(Ordering::Relaxed) {

@@ -23,6 +23,40 @@ pub fn bootstrap() -> String {
     )
 }
 
+/// A setting scripts/test.sh exports; missing = a failed test.
+pub fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh, which starts every part they need"))
+}
+
+/// The secured listeners of the test broker (scripts/kafka/secure.sh).
+pub struct Secure(HashMap<String, String>);
+
+impl Secure {
+    pub fn load() -> Secure {
+        let path = env_var("SENDGATE_TEST_SECURE_ENV");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; the test broker must run with its secured listeners (scripts/test.sh)"));
+        Secure(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string())).collect())
+    }
+
+    pub fn get(&self, k: &str) -> String {
+        self.0.get(k).unwrap_or_else(|| panic!("{k} missing from the secured listeners' settings: {:?}", self.0.keys())).clone()
+    }
+
+    /// SASL_SSL with SCRAM-SHA-512 as `user`, trusting the test CA.
+    pub fn scram_security(&self, user: &str, password: &str) -> sendgate::connection::Security {
+        let mut s = sendgate::connection::Security {
+            protocol: "SASL_SSL".into(),
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            sasl_username: user.into(),
+            ssl_ca_file: self.get("KAFKA_SSL_CA_LOCATION"),
+            ..Default::default()
+        };
+        let password = password.to_string();
+        s.load_secrets(&|k: &str| (k == "SENDGATE_KAFKA_SASL_PASSWORD").then(|| password.clone())).unwrap();
+        s
+    }
+}
+
 pub struct TestEnv {
     pub cfg: Config,
     pub dir: tempfile::TempDir,
