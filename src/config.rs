@@ -80,8 +80,9 @@ pub struct Config {
     /// Where writer schemas of input in the Confluent Schema Registry wire
     /// format come from (`[schema_registry]`; see [`crate::registry`]).
     pub schema_registry: crate::registry::RegistrySettings,
-    /// Show email addresses in log lines (debugging); by default each is
-    /// replaced by a keyed hash ([`crate::redact`]).
+    /// Show email addresses and values quoted from records in log lines
+    /// (debugging); by default each is replaced by a keyed hash
+    /// ([`crate::redact`]).
     pub log_addresses: bool,
     /// Extra librdkafka properties for every client (tuning; no secrets:
     /// those go through `[security]`).

@@ -1,10 +1,14 @@
-//! What the logs say about people: by default no email address reaches a
-//! log line. A dead letter's reason, an error that quotes a record, a
-//! warning about a command: every address in them is replaced by a keyed
-//! hash (`<address 1f0c9a2b>`), the same for the same address under the
-//! same key, so an operator can still follow one address through the logs
-//! without reading it. `log_addresses = true` (SENDGATE_LOG_ADDRESSES)
-//! shows them, for debugging. The records themselves (dead letters,
+//! What the logs say about people: by default no email address and no value
+//! quoted from a record reaches a log line. A dead letter's reason, an error
+//! that quotes a record, a warning about a command: every address in them
+//! is replaced by a keyed hash (`<address 1f0c9a2b>`), and every other
+//! quoted value (`invalid address "Ana Lee": no '@'`, a tenant, a list
+//! entry) by one of its own (`<value 5e01d2c7>`). The same text gives the
+//! same hash under the same key, so an operator can still follow one
+//! address or value through the logs without reading it. Reasons quote
+//! record values with `{:?}`, and only them, which is what makes the quotes
+//! a reliable marker. `log_addresses = true` (SENDGATE_LOG_ADDRESSES) shows
+//! everything, for debugging. The records themselves (dead letters,
 //! decisions) are data on access-controlled topics and keep them.
 //!
 //! Metrics never carry an address: their labels come from small fixed sets
@@ -53,16 +57,67 @@ fn domain_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._".contains(&b) || b >= 0x80
 }
 
-/// `text` with every email address in it replaced by its keyed hash, unless
-/// addresses are shown.
+/// `text` with every email address and every quoted value in it replaced
+/// by its keyed hash, unless they are shown.
 pub fn text(text: &str) -> Cow<'_, str> {
-    if SHOW.load(Ordering::Relaxed) || !text.contains('@') {
+    if SHOW.load(Ordering::Relaxed) || !(text.contains('@') || text.contains('"')) {
         return Cow::Borrowed(text);
     }
     redact_with(text, key())
 }
 
-fn redact_with(text: &str, (k0, k1): (u64, u64)) -> Cow<'_, str> {
+fn hash(what: &str, (k0, k1): (u64, u64)) -> u32 {
+    let mut h = SipHasher13::new_with_keys(k0, k1);
+    h.write(what.as_bytes());
+    h.finish() as u32
+}
+
+/// Where the `{:?}`-quoted string that starts after an opening quote ends:
+/// the index of its closing quote in `s`, skipping escaped characters.
+fn closing_quote(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Quoted values first (a quoted address stays a quoted `<address …>`, so
+/// that it hashes as it does unquoted), then the addresses outside quotes.
+fn redact_with(text: &str, key: (u64, u64)) -> Cow<'_, str> {
+    if !text.contains('"') {
+        return redact_addresses(text, key);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(q) = rest.find('"') {
+        out.push_str(&redact_addresses(&rest[..q], key));
+        let body_and_after = &rest[q + 1..];
+        let (body, after) = match closing_quote(body_and_after.as_bytes()) {
+            Some(e) => (&body_and_after[..e], &body_and_after[e + 1..]),
+            // Unterminated (a cut reason): the rest is the value.
+            None => (body_and_after, ""),
+        };
+        let as_address = redact_addresses(body, key);
+        let one_address = as_address.starts_with("<address ") && as_address.ends_with('>') && as_address.matches('<').count() == 1;
+        if body.is_empty() || one_address {
+            out.push('"');
+            out.push_str(&as_address);
+            out.push('"');
+        } else {
+            out.push_str(&format!("<value {:08x}>", hash(body, key)));
+        }
+        rest = after;
+    }
+    out.push_str(&redact_addresses(rest, key));
+    Cow::Owned(out)
+}
+
+fn redact_addresses(text: &str, key: (u64, u64)) -> Cow<'_, str> {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -86,10 +141,8 @@ fn redact_with(text: &str, (k0, k1): (u64, u64)) -> Cow<'_, str> {
             end -= 1;
         }
         if start < i && end > i + 1 {
-            let mut h = SipHasher13::new_with_keys(k0, k1);
-            h.write(text[start..end].to_ascii_lowercase().as_bytes());
             out.push_str(&text[copied..start]);
-            out.push_str(&format!("<address {:08x}>", h.finish() as u32));
+            out.push_str(&format!("<address {:08x}>", hash(&text[start..end].to_ascii_lowercase(), key)));
             copied = end;
             changed = true;
         }
@@ -131,9 +184,23 @@ mod tests {
     }
 
     #[test]
-    fn text_without_an_address_is_untouched() {
-        for t in ["no at sign", "a scope mailbox:@", "@handle", "2 @ 3"] {
+    fn text_without_an_address_or_a_quoted_value_is_untouched() {
+        for t in ["no at sign", "a scope mailbox:@", "@handle", "2 @ 3", "template_id is 300 bytes; at most 256 are accepted", "empty quotes \"\" stay"] {
             assert_eq!(redact_with(t, K), t);
         }
+    }
+
+    #[test]
+    fn a_quoted_value_is_hashed_whole_and_a_quoted_address_as_an_address() {
+        let r = redact_with(r#"invalid address "Ana Lee \"the boss\"": no '@'"#, K);
+        assert!(r.starts_with("invalid address <value ") && r.ends_with(">: no '@'") && !r.contains("Ana") && !r.contains("boss"), "{r}");
+        let quoted = redact_with(r#"recipient "ana@corp.example" and ana@corp.example"#, K);
+        let parts: Vec<&str> = quoted.split("<address ").collect();
+        assert_eq!(parts.len(), 3, "{quoted}");
+        assert_eq!(&parts[1][..8], &parts[2][..8], "the same hash in and out of quotes: {quoted}");
+        let mixed = redact_with(r#"list entry "Ana <ana@corp.example>" unknown; cut "Bob Smi"#, K);
+        assert!(!mixed.contains("Ana") && !mixed.contains("Bob") && mixed.matches("<value ").count() == 2, "{mixed}");
+        assert_eq!(redact_with(r#"tenant "acme""#, K), redact_with(r#"tenant "acme""#, K));
+        assert_ne!(redact_with(r#"tenant "acme""#, K), redact_with(r#"tenant "acme""#, (3, 4)));
     }
 }

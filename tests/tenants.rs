@@ -99,23 +99,27 @@ fn a_changelog_written_by_the_release_before_tenant_scoped_ids_keeps_its_decisio
 }
 
 #[test]
-fn log_lines_carry_no_address_unless_asked() {
+fn log_lines_carry_no_address_or_record_value_unless_asked() {
     let bad = of("acme", "bad-1", "ana@acme.com", "bo@corp_example.com");
+    // A recipient that is a person's name, not an address: quoted by the reason.
+    let named = of("acme", "bad-2", "ana@acme.com", "Ana Lee");
     for show in [false, true] {
         let mut env = TestEnv::with("redact", |_| {}, vec![("SENDGATE_LOG_ADDRESSES".into(), show.to_string())]);
         env.start();
-        env.send_intents(&[bad.clone(), of("acme", "ok-1", "ana@acme.com", "x@corp.example")]);
+        env.send_intents(&[bad.clone(), named.clone(), of("acme", "ok-1", "ana@acme.com", "x@corp.example")]);
         env.await_decisions(&["ok-1".to_string()], WAIT);
         let dls = env.all_dead_letters();
         assert!(dls.iter().any(|d| d.reason.contains("bo@corp_example.com")), "the dead letter itself keeps the reason whole: {dls:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !env.log_text().contains("dead letter") {
+        while env.log_text().matches("dead letter").count() < 2 {
             assert!(std::time::Instant::now() < deadline, "{}", env.log_tail());
             std::thread::sleep(Duration::from_millis(200));
         }
         let log = env.log_text();
         assert_eq!(log.contains("bo@corp_example.com"), show, "log_addresses={show}:\n{log}");
         assert_eq!(log.contains("<address "), !show, "log_addresses={show}:\n{log}");
+        assert_eq!(log.contains("Ana Lee"), show, "log_addresses={show}:\n{log}");
+        assert_eq!(log.contains("<value "), !show, "log_addresses={show}:\n{log}");
     }
 }
 
