@@ -21,8 +21,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Prometheus scrape endpoint; empty disables it.
     pub metrics_addr: String,
-    /// The HTTP API (simulate, usage); empty disables it.
+    /// The HTTP API (docs/api.md); empty disables it.
     pub api_addr: String,
+    /// Serve the API over TLS with this PEM certificate (chain) and its
+    /// PEM PKCS#8 key; both or neither.
+    pub api_tls_cert_file: String,
+    pub api_tls_key_file: String,
     /// "exactly_once" (the default: outputs, changelog and offsets in one
     /// Kafka transaction) or "at_least_once" (flush, then commit offsets: a
     /// crash repeats the records since the last commit, so decisions can be
@@ -98,6 +102,8 @@ impl Default for Config {
             state_dir: PathBuf::from(".sendgate/state"),
             metrics_addr: "127.0.0.1:9464".into(),
             api_addr: "127.0.0.1:9465".into(),
+            api_tls_cert_file: String::new(),
+            api_tls_key_file: String::new(),
             processing_guarantee: "exactly_once".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
@@ -127,6 +133,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_STATE_DIR", "state_dir"),
     ("SENDGATE_METRICS_ADDR", "metrics_addr"),
     ("SENDGATE_API_ADDR", "api_addr"),
+    ("SENDGATE_API_TLS_CERT_FILE", "api_tls_cert_file"),
+    ("SENDGATE_API_TLS_KEY_FILE", "api_tls_key_file"),
     ("SENDGATE_PROCESSING_GUARANTEE", "processing_guarantee"),
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
@@ -188,6 +196,8 @@ impl Config {
             "state_dir" => self.state_dir = PathBuf::from(v),
             "metrics_addr" => self.metrics_addr = v.trim().to_string(),
             "api_addr" => self.api_addr = v.trim().to_string(),
+            "api_tls_cert_file" => self.api_tls_cert_file = v.trim().to_string(),
+            "api_tls_key_file" => self.api_tls_key_file = v.trim().to_string(),
             "processing_guarantee" => self.processing_guarantee = v.trim().to_string(),
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
@@ -218,6 +228,16 @@ impl Config {
         }
         if !self.api_addr.is_empty() && self.api_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("api_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9465), or empty to disable", self.api_addr));
+        }
+        if self.api_tls_cert_file.is_empty() != self.api_tls_key_file.is_empty() {
+            errors.push("api_tls_cert_file and api_tls_key_file go together: give both (TLS on the API) or neither".into());
+        }
+        for (name, path) in [("api_tls_cert_file", &self.api_tls_cert_file), ("api_tls_key_file", &self.api_tls_key_file)] {
+            if !path.is_empty() {
+                if let Err(e) = std::fs::metadata(path) {
+                    errors.push(format!("{name} {path:?} cannot be read: {e}"));
+                }
+            }
         }
         if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("metrics_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9464), or empty to disable", self.metrics_addr));

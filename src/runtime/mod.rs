@@ -30,7 +30,11 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         r.check()?;
         tracing::info!(url = %cfg.schema_registry.url, "schema registry configured");
     }
-    let settings = |task: &str| TaskSettings::from_config(cfg, task, &cfg.instance_id);
+    // Every task's settings, made once: their health handles are what the
+    // API's /readyz reads.
+    let mut all_settings: std::collections::HashMap<&'static str, TaskSettings> = std::iter::once("router").chain(StageKind::ALL.iter().map(|k| k.name())).map(|t| (t, TaskSettings::from_config(cfg, t, &cfg.instance_id))).collect();
+    let health: Vec<(&'static str, Arc<crate::runtime::task::TaskHealth>)> = all_settings.iter().map(|(t, s)| (*t, s.health.clone())).collect();
+    let mut settings = |task: &'static str| all_settings.remove(task).expect("settings made for every task");
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {
@@ -58,10 +62,22 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         };
         let tokens = crate::api::auth::Tokens::from_env(&|k| std::env::var(k).ok())?;
         if tokens.is_empty() {
-            tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz");
+            tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz, /readyz and /openapi.json");
         }
-        let api = crate::api::server::spawn(&cfg.api_addr, Arc::new(live), tokens, shutdown.clone())?;
-        tracing::info!(addr = %cfg.api_addr, "HTTP API: POST /v1/simulate, GET /v1/usage, GET /healthz");
+        let tls = if cfg.api_tls_cert_file.is_empty() { None } else { Some(crate::api::server::tls_acceptor(&cfg.api_tls_cert_file, &cfg.api_tls_key_file)?) };
+        let board = Arc::new(crate::api::board::Board::new(crate::api::board::BOARD_CAPACITY));
+        let reader = crate::api::board::spawn_reader(cfg, topo.full("decisions"), board.clone(), shutdown.clone())?;
+        let api = crate::api::Api {
+            live: Arc::new(live),
+            tokens: Arc::new(tokens),
+            board,
+            publisher: Arc::new(crate::api::board::Publisher::new(cfg, topo.full("intents"))?),
+            health: Arc::new(health),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let api = crate::api::server::spawn(&cfg.api_addr, api, tls, shutdown.clone())?;
+        tracing::info!(addr = %cfg.api_addr, scheme, "HTTP API (described at /openapi.json)");
+        handles.push(("api-decisions", std::thread::spawn(move || reader.join().map_err(|_| TaskError::Fatal("decisions reader panicked".into())))));
         handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {

@@ -191,6 +191,28 @@ pub struct TaskSettings {
     pub exactly_once: bool,
     /// Longest the commit of a hand-over (revocation, stop) may take.
     pub drain_deadline: Duration,
+    /// What the task says of itself to `/readyz`.
+    pub health: Arc<TaskHealth>,
+}
+
+/// A task's readiness, as its own thread last saw it: it has joined its
+/// group and taken on (restored) what it was given, and its last poll found
+/// nothing more to read. Read by the API's `/readyz`.
+#[derive(Debug, Default)]
+pub struct TaskHealth {
+    joined: AtomicBool,
+    caught_up: AtomicBool,
+}
+
+impl TaskHealth {
+    /// Joined, restored, and caught up with its input at its last poll.
+    pub fn ready(&self) -> bool {
+        self.joined.load(Ordering::Relaxed) && self.caught_up.load(Ordering::Relaxed)
+    }
+
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
 }
 
 impl TaskSettings {
@@ -205,6 +227,7 @@ impl TaskSettings {
             idle_commit: (cfg.idle_commit_ms > 0).then(|| Duration::from_millis(cfg.idle_commit_ms)),
             exactly_once: cfg.exactly_once(),
             drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
+            health: Arc::default(),
         }
     }
 }
@@ -218,6 +241,8 @@ const MERGE_RECHECK: Duration = Duration::from_millis(5);
 
 /// Runs until `shutdown` is set (Ok) or something fails (Err).
 fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
+    // A new consumer: not ready until it has joined and caught up again.
+    s.health.joined.store(false, Ordering::Relaxed);
     let producer: ThreadedProducer<TxnProducerContext> = clients::task_producer_config(cfg, &s.transactional_id)
         .create_with_context(TxnProducerContext::new(p.changelog_topic()))
         .map_err(|e| TaskError::Fatal(format!("producer config: {e}")))?;
@@ -287,6 +312,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
             let wait = if merge.is_empty() { wait } else { wait.min(MERGE_RECHECK) };
             let polled = consumer.poll(wait);
             drained = polled.is_none();
+            s.health.caught_up.store(drained, Ordering::Relaxed);
             // A batch the client cannot read: handled after what was
             // fetched before it.
             let mut unreadable_error = None;
@@ -389,7 +415,11 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         let committed = commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT);
                         // State first: no record of a partition is fetched
                         // before its state is restored.
-                        committed.and_then(|()| p.on_assigned(parts)).and_then(|()| clients::apply(&consumer, parts, true).map_err(TaskError::from)).map(|()| assigned.extend(parts.iter().cloned()))
+                        s.health.caught_up.store(false, Ordering::Relaxed);
+                        let taken = committed.and_then(|()| p.on_assigned(parts)).and_then(|()| clients::apply(&consumer, parts, true).map_err(TaskError::from)).map(|()| assigned.extend(parts.iter().cloned()));
+                        // Joined once its first assignment (even an empty one) is taken on.
+                        s.health.joined.store(taken.is_ok(), Ordering::Relaxed);
+                        taken
                     }
                     RebalanceEvent::Failed(e) => Err(TaskError::Retriable(e.clone())),
                 };

@@ -323,10 +323,8 @@ impl SenderStage {
                 }
             }
         };
-        let age_day = ((cx.now - start).div_euclid(DAY_MS) + 1).max(1);
-        let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Ok(Vec::new()) };
         let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class, window }, max, on_breach: BreachAction::Defer }, max);
-        Ok([(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| limit(win, m))).collect())
+        Ok(warmup_caps(policy, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
     }
 
     /// The restriction that applies to a sender: address, then its domain
@@ -629,3 +627,24 @@ fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
 pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
     matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) && ev.smtp_code.is_some_and(|c| policy.backoff.throttle_codes.contains(&c))
 }
+/// The warm-up caps (day, hour) of a sender domain whose warm-up started
+/// at `start_ms`, at `now_ms`; none once the schedule is over or without
+/// one. Shared with the API's usage, which must show the caps a decision
+/// would use.
+pub fn warmup_caps(policy: &EffectivePolicy, start_ms: i64, now_ms: i64) -> Vec<(Window, u64)> {
+    let Some(w) = &policy.warmup else { return Vec::new() };
+    let age_day = ((now_ms - start_ms).div_euclid(DAY_MS) + 1).max(1);
+    let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Vec::new() };
+    [(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| (win, m))).collect()
+}
+
+/// When a sender domain's warm-up started: the policy's `started_on`
+/// (midnight in its zone), else the first intent seen from it.
+pub fn warmup_start(policy: &EffectivePolicy, first_seen_ms: Option<i64>) -> Option<i64> {
+    let w = policy.warmup.as_ref()?;
+    match w.started_on {
+        Some(date) => Some(resolve_local(policy.tz, date.and_hms_opt(0, 0, 0).expect("midnight exists"))),
+        None => first_seen_ms,
+    }
+}
+

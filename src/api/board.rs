@@ -1,0 +1,279 @@
+//! Request-reply through the log. `POST /v1/intents` publishes intents to
+//! the intents topic like any producer; the stages decide them as any
+//! other; the answer is the decision record itself, read committed from the
+//! decisions topic. A consumer of every decisions partition (from its end
+//! at start-up, outside any group) keeps the most recent decisions in a
+//! bounded board and wakes the requests waiting for them, so any instance
+//! answers for any intent, whichever instance decided it.
+
+use crate::codec::{self, RecordType};
+use crate::config::Config;
+use crate::model::{Decision, SendIntent};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Decisions kept for lookups and waiting requests (about 300 bytes each).
+pub const BOARD_CAPACITY: usize = 100_000;
+
+/// (tenant, intent id): intent ids are unique within a tenant only.
+pub type IntentKey = (String, String);
+
+struct Entry {
+    /// Position in the order the board read decisions: a request takes
+    /// only decisions read after it published (a resubmitted id's earlier
+    /// decision is not the answer to this submission).
+    seq: u64,
+    decision: Arc<Decision>,
+}
+
+#[derive(Default)]
+struct Inner {
+    seq: u64,
+    by_key: HashMap<IntentKey, Entry>,
+    /// Oldest first, for eviction; an entry replaced since is skipped.
+    order: VecDeque<(IntentKey, u64)>,
+}
+
+pub struct Board {
+    inner: Mutex<Inner>,
+    changed: tokio::sync::Notify,
+    capacity: usize,
+    /// The consumer knows where every partition's end was at start-up.
+    positioned: AtomicBool,
+}
+
+impl Board {
+    pub fn new(capacity: usize) -> Board {
+        Board { inner: Mutex::default(), changed: tokio::sync::Notify::new(), capacity: capacity.max(1), positioned: AtomicBool::new(false) }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn positioned(&self) -> bool {
+        self.positioned.load(Ordering::Relaxed)
+    }
+
+    /// The position of the last decision read; a request remembers it
+    /// before publishing.
+    pub fn seq(&self) -> u64 {
+        self.inner.lock().expect("board lock").seq
+    }
+
+    pub fn insert(&self, d: Decision) {
+        let key = (d.tenant.clone(), d.intent_id.clone());
+        {
+            let mut inner = self.inner.lock().expect("board lock");
+            inner.seq += 1;
+            let seq = inner.seq;
+            inner.by_key.insert(key.clone(), Entry { seq, decision: Arc::new(d) });
+            inner.order.push_back((key, seq));
+            while inner.order.len() > self.capacity {
+                let (old, old_seq) = inner.order.pop_front().expect("non-empty");
+                if inner.by_key.get(&old).is_some_and(|e| e.seq == old_seq) {
+                    inner.by_key.remove(&old);
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The latest decision read for an intent.
+    pub fn get(&self, key: &IntentKey) -> Option<Arc<Decision>> {
+        self.inner.lock().expect("board lock").by_key.get(key).map(|e| e.decision.clone())
+    }
+
+    fn after(&self, keys: &[IntentKey], seq: u64) -> Vec<Option<Arc<Decision>>> {
+        let inner = self.inner.lock().expect("board lock");
+        keys.iter().map(|k| inner.by_key.get(k).filter(|e| e.seq > seq).map(|e| e.decision.clone())).collect()
+    }
+
+    /// Waits until every intent has a decision read after `seq`, or until
+    /// `deadline`; what was found, in the order of `keys`.
+    pub async fn wait_all(&self, keys: &[IntentKey], seq: u64, deadline: tokio::time::Instant) -> Vec<Option<Arc<Decision>>> {
+        loop {
+            // Registered before looking, so an insert between the look and
+            // the wait still wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let found = self.after(keys, seq);
+            if found.iter().all(Option::is_some) || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.after(keys, seq);
+            }
+        }
+    }
+}
+
+/// Reads every partition of the decisions topic into `board` until
+/// `shutdown`, on its own thread.
+pub fn spawn_reader(cfg: &Config, topic: String, board: Arc<Board>, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
+    let consumer: BaseConsumer = cfg
+        .client_config()
+        // Assigned, never subscribed: no group membership, no commits; the
+        // id only names the client to the broker (and its ACL prefix).
+        .set("group.id", format!("{}.api.{}", cfg.namespace, cfg.instance_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("log_level", "4")
+        .create()
+        .map_err(|e| format!("decisions reader: {e}"))?;
+    std::thread::Builder::new()
+        .name("api-decisions".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !shutdown.load(Ordering::Relaxed) {
+                match position_at_end(&consumer, &topic) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "decisions reader: cannot find the decisions topic's end yet; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            board.positioned.store(true, Ordering::Relaxed);
+            while !shutdown.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => match codec::decode::<Decision>(RecordType::Decision, m.payload().unwrap_or_default()) {
+                        Ok(d) => board.insert(d),
+                        Err(e) => {
+                            metrics::counter!("sendgate_api_undecodable_decisions_total").increment(1);
+                            tracing::debug!(error = %e, "decisions reader: a record that is not a decision");
+                        }
+                    },
+                    Some(Err(e)) => tracing::warn!(error = %e, "decisions reader"),
+                    None => {}
+                }
+            }
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Assigns every partition at its current end (the high watermark): the
+/// board then sees every decision committed after start-up.
+fn position_at_end(consumer: &BaseConsumer, topic: &str) -> Result<(), String> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let t = md.topics().first().ok_or("no metadata")?;
+    if let Some(e) = t.error() {
+        return Err(format!("{topic}: {e:?}"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high)).map_err(|e| e.to_string())?;
+    }
+    if tpl.count() == 0 {
+        return Err(format!("{topic} has no partitions"));
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())
+}
+
+/// Publishes intents to the intents topic, keyed by sender as producers
+/// are told to (docs/design.md), acknowledged by every in-sync replica.
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Publisher {
+    pub fn new(cfg: &Config, topic: String) -> Result<Publisher, String> {
+        let producer = cfg
+            .producer_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "15000")
+            .set("queue.buffering.max.messages", "100000")
+            .set("log_level", "4")
+            .create()
+            .map_err(|e| format!("intents publisher: {e}"))?;
+        Ok(Publisher { producer, topic })
+    }
+
+    /// Sends every intent and waits for every acknowledgement; the first
+    /// failure, with the intent it concerns.
+    pub async fn publish(&self, intents: &[SendIntent]) -> Result<(), String> {
+        let values = intents.iter().map(|i| codec::encode(RecordType::SendIntent, i).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+        // All enqueued at once, then every acknowledgement awaited.
+        let sends = intents.iter().zip(&values).map(|(i, v)| self.producer.send(FutureRecord::to(&self.topic).key(i.sender.as_bytes()).payload(v), Duration::from_secs(5)));
+        let outcomes = futures::future::join_all(sends).await;
+        for (i, outcome) in intents.iter().zip(outcomes) {
+            if let Err((e, _)) = outcome {
+                return Err(format!("intent {} was not published: {e}", i.intent_id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn decision(tenant: &str, id: &str, status: DecisionStatus) -> Decision {
+        Decision {
+            intent_id: id.into(),
+            tenant: tenant.into(),
+            sender: "a@b.com".into(),
+            recipient: "c@d.com".into(),
+            status,
+            reason: "r".into(),
+            retry_at_ms: None,
+            usage: Vec::new(),
+            policy_version: 0,
+            decided_at_ms: 0,
+            source: SourceRef { topic: "t".into(), partition: 0, offset: 0 },
+            stage: None,
+            replayed: false,
+        }
+    }
+
+    fn key(t: &str, i: &str) -> IntentKey {
+        (t.into(), i.into())
+    }
+
+    #[tokio::test]
+    async fn a_request_gets_only_decisions_read_after_it_published_and_tenants_apart() {
+        let b = Arc::new(Board::new(10));
+        b.insert(decision("acme", "1", DecisionStatus::Deferred));
+        let seq = b.seq();
+        let soon = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(b.wait_all(&[key("acme", "1")], seq, soon).await[0].is_none(), "the earlier decision is not this submission's");
+        let b2 = b.clone();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            b2.insert(decision("globex", "1", DecisionStatus::Blocked));
+            b2.insert(decision("acme", "1", DecisionStatus::Allowed));
+        });
+        let got = b.wait_all(&[key("acme", "1")], seq, tokio::time::Instant::now() + Duration::from_secs(5)).await;
+        writer.await.unwrap();
+        assert_eq!(got[0].as_ref().map(|d| d.status), Some(DecisionStatus::Allowed));
+        assert_eq!(b.get(&key("globex", "1")).map(|d| d.status), Some(DecisionStatus::Blocked));
+    }
+
+    #[test]
+    fn the_board_keeps_the_latest_decisions_up_to_its_capacity() {
+        let b = Board::new(3);
+        for i in 0..5 {
+            b.insert(decision("acme", &i.to_string(), DecisionStatus::Allowed));
+        }
+        b.insert(decision("acme", "3", DecisionStatus::Blocked));
+        assert!(b.get(&key("acme", "0")).is_none() && b.get(&key("acme", "1")).is_none() && b.get(&key("acme", "2")).is_none());
+        assert_eq!(b.get(&key("acme", "3")).map(|d| d.status), Some(DecisionStatus::Blocked));
+        assert!(b.get(&key("acme", "4")).is_some());
+        assert!(b.inner.lock().unwrap().by_key.len() <= 3);
+    }
+}

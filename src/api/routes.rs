@@ -1,0 +1,372 @@
+//! The API's routes and handlers, and the OpenAPI document generated from
+//! them (`/openapi.json`): each handler's `#[utoipa::path]` is its entry.
+
+use super::auth::Caller;
+use super::board::IntentKey;
+use super::{simulate, usage, Api, Simulated, UsageOut, SIMULATE_MAX};
+use crate::codec::{self, RecordType};
+use crate::model::*;
+use crate::policy::Scope;
+use crate::stage::pipeline::domain_of;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum::body::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Longest a request may wait for decisions (`wait_ms`).
+pub const WAIT_MAX_MS: u64 = 30_000;
+
+/// An error answer: `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, and what to do about it.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(ErrorBody { error: self.1 })).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn forbidden(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::FORBIDDEN, msg.into())
+}
+
+/// The caller a request's bearer token names: 401 without a known token.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<Api> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let presented = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match api.tokens.caller(presented) {
+            Some(c) => Ok(Authed(c)),
+            None if api.tokens.is_empty() => Err(ApiError(StatusCode::UNAUTHORIZED, "no API tokens are configured (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): every request is refused".into())),
+            None => Err(ApiError(StatusCode::UNAUTHORIZED, "send Authorization: Bearer TOKEN (a tenant's token or an operator's)".into())),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Intents from a JSON object or array, with `requested_at_ms` (now) and
+/// `requires_approval` (false) filled in when absent; each must be of a
+/// tenant the caller acts for.
+fn intents_from(body: Result<Bytes, BytesRejection>, caller: &Caller, max: usize) -> Result<(Vec<SendIntent>, bool), ApiError> {
+    let body = body.map_err(|e| ApiError(e.status(), format!("request body: {e}")))?;
+    let (values, single) = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(a)) => (a, false),
+        Ok(v @ serde_json::Value::Object(_)) => (vec![v], true),
+        Ok(_) => return Err(bad("send an intent object or an array of them")),
+        Err(e) => return Err(bad(format!("not JSON: {e}"))),
+    };
+    if values.is_empty() || values.len() > max {
+        return Err(bad(format!("send 1 to {max} intents, not {}", values.len())));
+    }
+    let mut intents = Vec::with_capacity(values.len());
+    for (n, mut v) in values.into_iter().enumerate() {
+        if let serde_json::Value::Object(o) = &mut v {
+            o.entry("requested_at_ms").or_insert(serde_json::Value::from(now_ms()));
+            o.entry("requires_approval").or_insert(serde_json::Value::Bool(false));
+        }
+        let i: SendIntent = serde_json::from_value(v).map_err(|e| bad(format!("intent #{}: {e}", n + 1)))?;
+        if !caller.may_act_for(&i.tenant) {
+            return Err(forbidden(format!("intent #{} is of tenant {:?}; this token acts for another tenant", n + 1, i.tenant)));
+        }
+        intents.push(i);
+    }
+    Ok((intents, single))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Wait up to this many milliseconds (at most 30000) for the
+    /// decisions; 0 or absent: answer once the intents are published.
+    pub wait_ms: Option<u64>,
+}
+
+/// The answer when some decisions did not come within `wait_ms`.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// Published, and will be decided; not decided within the wait.
+    pub pending: Vec<String>,
+    /// The decisions that did come, in the order of the request.
+    pub decisions: Vec<Decision>,
+    /// Where each pending decision can be fetched, e.g.
+    /// `/v1/decisions/{intent_id}?tenant=T`.
+    pub poll: Vec<String>,
+}
+
+/// Publish intents (one object or an array of up to 1000), as producing
+/// them to the intents topic would. With `wait_ms`, wait for their
+/// decisions and answer with the decision records themselves (read
+/// committed from the decisions topic), in the order of the request: an
+/// object for one intent, an array for an array. 202 when the wait ends
+/// first (or without `wait_ms`), with what came and where to fetch the rest.
+/// An intent the processor would refuse as a dead letter is refused here
+/// (400) and nothing of the request is published.
+#[utoipa::path(post, path = "/v1/intents", tag = "intents", params(WaitQuery), request_body(content = Vec<SendIntent>, description = "An intent or an array of intents; requested_at_ms defaults to now, requires_approval to false."),
+    responses(
+        (status = 200, description = "Every intent's decision", body = Vec<Decision>),
+        (status = 202, description = "Published; not every decision came within wait_ms", body = Accepted),
+        (status = 400, description = "An intent is invalid; nothing was published", body = ErrorBody),
+        (status = 401, description = "No known bearer token", body = ErrorBody),
+        (status = 403, description = "An intent of another tenant", body = ErrorBody),
+        (status = 503, description = "The intents could not be published", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn publish_intents(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<WaitQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let wait = q.wait_ms.unwrap_or(0);
+    if wait > WAIT_MAX_MS {
+        return Err(bad(format!("wait_ms is at most {WAIT_MAX_MS}")));
+    }
+    let (intents, single) = intents_from(body, &caller, SIMULATE_MAX)?;
+    // The router's own checks, before anything is published: an intent it
+    // would dead-letter is refused here with the same reason.
+    for (n, i) in intents.iter().enumerate() {
+        let bytes = codec::encode(RecordType::SendIntent, i).map_err(|e| bad(e.to_string()))?;
+        let rec = InputRecord { topic: &api.live.ingress.intents, partition: -1, offset: 0, key: None, payload: Some(&bytes), timestamp_ms: Some(now_ms()) };
+        api.live.ingress.route(&rec).map_err(|e| bad(format!("intent #{} ({}): {}", n + 1, i.intent_id, crate::redact::text(&e))))?;
+    }
+    let keys: Vec<IntentKey> = intents.iter().map(|i| (i.tenant.clone(), i.intent_id.clone())).collect();
+    let seq = api.board.seq();
+    api.publisher.publish(&intents).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let found = if wait > 0 { api.board.wait_all(&keys, seq, tokio::time::Instant::now() + Duration::from_millis(wait)).await } else { vec![None; keys.len()] };
+    if found.iter().all(Option::is_some) {
+        let decisions: Vec<Decision> = found.into_iter().flatten().map(|d| (*d).clone()).collect();
+        return Ok(if single { Json(&decisions[0]).into_response() } else { Json(decisions).into_response() });
+    }
+    let pending: Vec<&IntentKey> = keys.iter().zip(&found).filter(|(_, d)| d.is_none()).map(|(k, _)| k).collect();
+    let accepted = Accepted {
+        pending: pending.iter().map(|(_, id)| id.clone()).collect(),
+        decisions: found.into_iter().flatten().map(|d| (*d).clone()).collect(),
+        poll: pending.iter().map(|(t, id)| format!("/v1/decisions/{}?tenant={}", encode_path(id), encode_path(t))).collect(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantQuery {
+    /// The intent's tenant: a tenant's token implies its own; an
+    /// operator's token must name it (default "default").
+    pub tenant: Option<String>,
+}
+
+fn tenant_of(caller: &Caller, asked: Option<String>) -> Result<String, ApiError> {
+    let tenant = asked.unwrap_or_else(|| match caller {
+        Caller::Tenant(t) => t.clone(),
+        Caller::Operator => "default".into(),
+    });
+    if !caller.may_act_for(&tenant) {
+        return Err(forbidden(format!("tenant {tenant:?}: this token acts for another tenant")));
+    }
+    Ok(tenant)
+}
+
+/// An intent's latest decision, from the decisions this instance has read
+/// since it started (the most recent 100,000 of every tenant).
+#[utoipa::path(get, path = "/v1/decisions/{intent_id}", tag = "intents", params(("intent_id" = String, Path, description = "The intent's id"), TenantQuery),
+    responses(
+        (status = 200, description = "The decision record", body = Decision),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No decision read for it (not decided yet, or older)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_decision(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>) -> Result<Json<Decision>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let tenant = tenant_of(&caller, q.tenant)?;
+    match api.board.get(&(tenant.clone(), intent_id.clone())) {
+        Some(d) => Ok(Json((*d).clone())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no decision for intent {intent_id:?} of tenant {tenant:?} among those read since this instance started (at most the last {}): not decided yet, or decided before", api.board.capacity()),
+        )),
+    }
+}
+
+/// What intents would get now, and every check behind it, without
+/// reserving anything or publishing; intents of one request are evaluated
+/// in order, each seeing the ones before it. Previews from this instance's
+/// committed state and wall clock, never decisions.
+#[utoipa::path(post, path = "/v1/simulate", tag = "previews", request_body(content = Vec<SendIntent>, description = "An intent or an array of up to 1000"),
+    responses(
+        (status = 200, description = "Each intent's would-be decision and checks", body = Vec<Simulated>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn simulate_intents(State(api): State<Api>, Authed(caller): Authed, body: Result<Bytes, BytesRejection>) -> Result<Json<Vec<Simulated>>, ApiError> {
+    let (intents, _) = intents_from(body, &caller, SIMULATE_MAX)?;
+    simulate(&api.live, &intents, now_ms()).map(Json).map_err(bad)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// mailbox:ADDRESS, sender_domain:DOMAIN or tenant:T (percent-encode
+    /// a '+' in an address as %2B: a bare '+' in a query is a space).
+    pub scope: Option<String>,
+    /// The tenant whose policy applies (mailbox and sender_domain scopes);
+    /// a tenant's token implies its own.
+    pub tenant: Option<String>,
+}
+
+/// A scope's windows with the numbers the next decision would use:
+/// the policy's limits, a sender domain's warm-up caps, and the slow
+/// tier's halving; its signal tiers and any pause.
+#[utoipa::path(get, path = "/v1/usage", tag = "previews", params(UsageQuery),
+    responses(
+        (status = 200, body = UsageOut),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "Another tenant's scope, or a domain another tenant owns", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<UsageQuery>, QueryRejection>) -> Result<Json<UsageOut>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let Some(scope) = q.scope else {
+        return Err(bad("give ?scope=mailbox:A, sender_domain:D or tenant:T (and &tenant=T for the first two)"));
+    };
+    let tenant = tenant_of(&caller, q.tenant)?;
+    if let Some(t) = scope.strip_prefix("tenant:") {
+        if !caller.may_act_for(t) {
+            return Err(forbidden(format!("tenant {t:?}: this token acts for another tenant")));
+        }
+    }
+    // A domain a tenant owns, and its mailboxes, are that tenant's to read.
+    let domain = scope.strip_prefix("sender_domain:").or_else(|| scope.strip_prefix("mailbox:").map(domain_of));
+    if let Some(d) = domain {
+        match super::owner_of(&api.live, d) {
+            Ok(Some(owner)) if !caller.may_act_for(&owner) || owner != tenant => {
+                return Err(forbidden(format!("{scope} is kept for another tenant: this token acts for another tenant")));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        }
+    }
+    Scope::parse(&scope).and_then(|s| usage(&api.live, &s, &tenant, now_ms())).map(Json).map_err(bad)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up (no token needed).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// What is not ready yet: a task that has not joined its group, is
+    /// restoring its state or has input left to read; the decisions reader
+    /// before it found the topic's end.
+    pub waiting_for: Vec<String>,
+}
+
+/// Ready: every task has joined its group, restored the state of the
+/// partitions it owns and read its input to the end at its last poll, and
+/// the decisions reader is positioned (no token needed). 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(api): State<Api>) -> Response {
+    let mut waiting_for: Vec<String> = api
+        .health
+        .iter()
+        .filter(|(_, h)| !h.ready())
+        .map(|(name, h)| format!("{name}: {}", if h.joined() { "restoring or catching up" } else { "joining its group" }))
+        .collect();
+    if !api.board.positioned() {
+        waiting_for.push("decisions reader: finding the topic's end".into());
+    }
+    let status = if waiting_for.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { ready: waiting_for.is_empty(), waiting_for })).into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz and /openapi.json carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
+    paths(publish_intents, get_decision, simulate_intents, get_usage, healthz, readyz, openapi_json),
+    modifiers(&BearerAuth),
+    tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "health", description = "Liveness, readiness and this document"))
+)]
+pub struct ApiDoc;
+
+/// Every route, with the shared state.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/intents", post(publish_intents))
+        .route("/v1/decisions/{intent_id}", get(get_decision))
+        .route("/v1/simulate", post(simulate_intents))
+        .route("/v1/usage", get(get_usage))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route: see /openapi.json".into()) })
+        .with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_route_and_its_security() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/healthz", "/readyz", "/openapi.json"] {
+            assert!(doc["paths"].get(p).is_some(), "{p} missing");
+        }
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert!(doc["components"]["schemas"].get("Decision").is_some());
+    }
+}
