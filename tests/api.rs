@@ -121,3 +121,186 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     assert_eq!(status, 200, "{body}");
     assert_eq!(window(&serde_json::from_str(&body).unwrap(), "outbound", "hour")["used"], 2);
 }
+
+/// Waits for /readyz to answer 200.
+fn await_ready(addr: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http(addr, None, "GET", "/readyz", "");
+        if status == 200 {
+            assert!(body.contains("\"ready\":true"), "{body}");
+            return;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn api_env(name: &str, extra: Vec<(String, String)>) -> TestEnv {
+    let tokens = format!("operator={OPERATOR},tenant:acme={ACME},tenant:globex={GLOBEX}");
+    let mut env_vars = vec![("SENDGATE_API_TOKENS".into(), tokens)];
+    env_vars.extend(extra);
+    let mut env = TestEnv::with(name, |c| c.api_addr = format!("127.0.0.1:{}", free_port()), env_vars);
+    env.start();
+    env
+}
+
+fn intent_json(id: &str, tenant: &str, sender: &str, recipient: &str) -> String {
+    format!(r#"{{"intent_id":"{id}","tenant":"{tenant}","sender":"{sender}","recipient":"{recipient}","class":"OUTBOUND"}}"#)
+}
+
+#[test]
+fn intents_posted_over_http_are_answered_with_their_decision_records() {
+    let env = api_env("reqreply", Vec::new());
+    env.apply_policy(OPEN_POLICY);
+    let addr = env.cfg.api_addr.clone();
+    await_ready(&addr);
+
+    // A batch of 10 answered with its 10 decisions in one call, in order.
+    // (Ten mailboxes: the default policy allows three sends an hour per mailbox.)
+    let batch: Vec<String> = (0..10).map(|i| intent_json(&format!("rr-{i}"), "acme", &format!("m{i}@acme.com"), &format!("r{i}@corp.example"))).collect();
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &format!("[{}]", batch.join(",")));
+    assert_eq!(status, 200, "{body}\n{}", env.log_tail());
+    let ds: Vec<Decision> = serde_json::from_str(&body).unwrap();
+    assert_eq!(ds.iter().map(|d| d.intent_id.as_str()).collect::<Vec<_>>(), (0..10).map(|i| format!("rr-{i}")).collect::<Vec<_>>());
+    assert!(ds.iter().all(|d| d.status == DecisionStatus::Allowed && d.tenant == "acme"), "{body}");
+    // The decision records themselves: the same as on the decisions topic.
+    let on_topic = env.await_decisions(&["rr-3".into()], WAIT);
+    assert_eq!(on_topic["rr-3"], ds[3]);
+    assert_eq!(ds[3].source.topic, env.topic("intents"), "decided from the intents topic, like any intent");
+
+    // One object: one decision object.
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &intent_json("rr-one", "acme", "ana@acme.com", "x@corp.example"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().intent_id, "rr-one");
+
+    // Without a wait: 202 and where to fetch it; then fetched.
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/intents", &intent_json("rr-later", "acme", "ana@acme.com", "y@corp.example"));
+    assert_eq!(status, 202, "{body}");
+    let accepted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(accepted["pending"][0], "rr-later");
+    let poll = accepted["poll"][0].as_str().unwrap().to_string();
+    assert_eq!(poll, "/v1/decisions/rr-later?tenant=acme");
+    let deadline = std::time::Instant::now() + WAIT;
+    let fetched = loop {
+        let (status, body) = http(&addr, Some(ACME), "GET", &poll, "");
+        if status == 200 {
+            break serde_json::from_str::<Decision>(&body).unwrap();
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((fetched.intent_id.as_str(), fetched.status), ("rr-later", DecisionStatus::Allowed));
+
+    // Tenants apart: the same id for two tenants, two decisions; a token
+    // reads its own tenant's only.
+    let (status, body) = http(&addr, Some(OPERATOR), "POST", "/v1/intents?wait_ms=20000", &format!("[{},{}]", intent_json("same-1", "acme", "ana@acme.com", "a@corp.example"), intent_json("same-1", "globex", "gus@globex.example", "b@corp.example")));
+    assert_eq!(status, 200, "{body}");
+    let (_, a) = http(&addr, Some(ACME), "GET", "/v1/decisions/same-1", "");
+    let (_, g) = http(&addr, Some(GLOBEX), "GET", "/v1/decisions/same-1", "");
+    assert_eq!(serde_json::from_str::<Decision>(&a).unwrap().recipient, "a@corp.example");
+    assert_eq!(serde_json::from_str::<Decision>(&g).unwrap().recipient, "b@corp.example");
+    let (status, body) = http(&addr, Some(GLOBEX), "GET", "/v1/decisions/rr-1?tenant=acme", "");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/decisions/rr-1", "").0, 404, "globex has no rr-1");
+    let (status, body) = http(&addr, Some(GLOBEX), "POST", "/v1/intents", &intent_json("g-1", "acme", "ana@acme.com", "c@corp.example"));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(http(&addr, None, "POST", "/v1/intents", &intent_json("n-1", "acme", "ana@acme.com", "c@corp.example")).0, 401);
+
+    // An intent the router would dead-letter is refused, and nothing of its
+    // request is published.
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=1000", &format!("[{},{}]", intent_json("ok-x", "acme", "ana@acme.com", "z@corp.example"), intent_json("bad-x", "acme", "ana@acme.com", "Ana Lee")));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("intent #2 (bad-x)") && body.contains("recipient"), "{body}");
+    assert_eq!(http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=30001", &intent_json("w", "acme", "ana@acme.com", "c@corp.example")).0, 400);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(http(&addr, Some(ACME), "GET", "/v1/decisions/ok-x", "").0, 404, "ok-x was not published");
+    assert!(env.all_decisions().iter().all(|d| d.intent_id != "ok-x"));
+}
+
+#[test]
+fn usage_shows_warm_up_caps_and_reads_plus_addresses_percent_encoded() {
+    let env = api_env("usage-warmup", Vec::new());
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "default"
+business_hours = "off"
+warmup = "off"
+
+[[policy]]
+scope = "sender_domain:warm.example"
+warmup = { steps = [{ until_day = 7, hour = 20, day = 100 }] }
+"#,
+    );
+    let addr = env.cfg.api_addr.clone();
+    await_ready(&addr);
+    env.send_intents(&[intent("w-1", "ana+news@warm.example", "a@corp.example")]);
+    assert_eq!(env.await_decisions(&["w-1".into()], WAIT)["w-1"].status, DecisionStatus::Allowed);
+    let deadline = std::time::Instant::now() + WAIT;
+    let usage = loop {
+        let (status, body) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:ana%2Bnews%40warm.example", "");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if window(&v, "all", "hour")["used"] == 1 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(usage["scope"], "mailbox:ana+news@warm.example", "%2B is a '+': {usage}");
+    let hour = window(&usage, "all", "hour");
+    assert_eq!((hour["scope"].as_str(), hour["limit"].as_i64(), hour["remaining"].as_i64()), (Some("warmup:sender_domain:warm.example"), Some(20), Some(19)), "the warm-up cap binds: {usage}");
+    assert_eq!(window(&usage, "all", "day")["limit"], 100);
+    // A bare '+' in a query is a space: an invalid address, said so, never another mailbox.
+    let (status, body) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:ana+news@warm.example", "");
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn the_openapi_document_validates_and_the_api_serves_over_tls() {
+    let sec = Secure::load();
+    let tls_dir = std::path::Path::new(&sec.get("KAFKA_SSL_CA_LOCATION")).parent().unwrap().to_path_buf();
+    let env = api_env(
+        "api-tls",
+        vec![
+            ("SENDGATE_API_TLS_CERT_FILE".into(), tls_dir.join("broker.pem").display().to_string()),
+            ("SENDGATE_API_TLS_KEY_FILE".into(), tls_dir.join("broker.key").display().to_string()),
+        ],
+    );
+    let addr = env.cfg.api_addr.clone();
+    let doc_file = env.dir.path().join("openapi.json");
+    let curl = |path: &str, out: Option<&std::path::Path>| -> std::process::Output {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert", &sec.get("KAFKA_SSL_CA_LOCATION"), "-w", "%{http_code}"]);
+        if let Some(o) = out {
+            c.arg("-o").arg(o);
+        }
+        c.arg(format!("https://127.0.0.1:{}{path}", addr.rsplit(':').next().unwrap())).output().expect("curl")
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = curl("/openapi.json", Some(&doc_file));
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no TLS answer: {} {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(sendgate::cli::audit::http_request(&addr, "GET", "/healthz", "", None).is_err(), "plain HTTP answered on the TLS port");
+    // No token, no usage, over TLS too.
+    assert_eq!(String::from_utf8_lossy(&curl("/v1/usage?scope=tenant:acme", None).stdout).rsplit('}').next().unwrap(), "401");
+
+    // The document: every endpoint, validated by a validator from PyPI.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc_file).unwrap()).unwrap();
+    for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/healthz", "/readyz", "/openapi.json"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} is not in the document");
+    }
+    let python = env_var("SENDGATE_TEST_PYTHON");
+    let validator = std::path::Path::new(&python).parent().unwrap().join("openapi-spec-validator");
+    let out = std::process::Command::new(&validator).arg(&doc_file).output().unwrap_or_else(|e| panic!("{}: {e}", validator.display()));
+    assert!(out.status.success(), "the OpenAPI document does not validate:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{}", String::from_utf8_lossy(&out.stdout));
+}
