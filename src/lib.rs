@@ -29,7 +29,8 @@
 //! - [`redact`]: no email address in a log line unless asked (keyed hashes).
 //! - [`registry`]: input in the Confluent Schema Registry wire format: the
 //!   writer schema fetched by id (bounded cache) and converted to single object.
-//! - [`api`]: the processor's HTTP API: simulate intents, read usage.
+//! - [`api`]: the processor's HTTP API (axum, OpenAPI): publish intents and
+//!   answer with their decisions, simulate intents, read usage; tokens, TLS.
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`, including the
 //!   benchmark instruments and the fault harness's verifier and probe.
