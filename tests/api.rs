@@ -295,7 +295,7 @@ fn the_openapi_document_validates_and_the_api_serves_over_tls() {
 
     // The document: every endpoint, validated by a validator from PyPI.
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc_file).unwrap()).unwrap();
-    for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/healthz", "/readyz", "/openapi.json"] {
+    for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
         assert!(doc["paths"].get(p).is_some(), "{p} is not in the document");
     }
     let python = env_var("SENDGATE_TEST_PYTHON");
@@ -303,4 +303,64 @@ fn the_openapi_document_validates_and_the_api_serves_over_tls() {
     let out = std::process::Command::new(&validator).arg(&doc_file).output().unwrap_or_else(|e| panic!("{}: {e}", validator.display()));
     assert!(out.status.success(), "the OpenAPI document does not validate:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Polls `path` until `pred` holds for its JSON answer.
+fn await_json(addr: &str, token: &str, path: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http(addr, Some(token), "GET", path, "");
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_over_http() {
+    let env = api_env("operator", Vec::new());
+    env.apply_policy(OPEN_POLICY);
+    let addr = env.cfg.api_addr.clone();
+    await_ready(&addr);
+
+    // Held for approval, listed for its tenant and the operator, not for another.
+    let held = r#"{"intent_id":"h-1","tenant":"acme","sender":"ana@acme.com","recipient":"cfo@corp.example","class":"OUTBOUND","requires_approval":true}"#;
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", held);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().status, DecisionStatus::Held);
+    let listed = await_json(&addr, ACME, "/v1/held", |v| v["held"].as_array().unwrap().iter().any(|i| i["intent_id"] == "h-1"));
+    assert_eq!(listed["held"][0]["recipient"], "cfo@corp.example");
+    assert!(await_json(&addr, OPERATOR, "/v1/held", |_| true)["held"].as_array().unwrap().iter().any(|i| i["intent_id"] == "h-1"));
+    assert!(await_json(&addr, GLOBEX, "/v1/held", |_| true)["held"].as_array().unwrap().is_empty(), "globex sees no acme intent");
+    assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/held/h-1/approve", "").0, 404, "globex cannot find, so cannot approve, acme's intent");
+    assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/held/h-1/approve?tenant=acme", "").0, 403);
+
+    // Approved over HTTP: ALLOWED follows, and the list empties.
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/held/h-1/approve", r#"{"reason":"the CFO asked"}"#);
+    assert_eq!(status, 202, "{body}");
+    let d = await_json(&addr, ACME, "/v1/decisions/h-1", |v| v["status"] == "ALLOWED");
+    assert_eq!(d["recipient"], "cfo@corp.example");
+    await_json(&addr, ACME, "/v1/held", |v| v["held"].as_array().unwrap().is_empty());
+    assert_eq!(http(&addr, Some(ACME), "POST", "/v1/held/h-1/reject", "").0, 404, "no longer held");
+
+    // A domain paused over HTTP: listed, its intents PAUSED; resumed: listed no more, ALLOWED.
+    let (status, body) = http(&addr, Some(OPERATOR), "POST", "/v1/senders/sender_domain:acme.com/pause", r#"{"reason":"complaint spike"}"#);
+    assert_eq!(status, 202, "{body}");
+    let senders = await_json(&addr, OPERATOR, "/v1/senders", |v| v["paused"].as_array().unwrap().iter().any(|p| p["scope"] == "sender_domain:acme.com"));
+    assert!(senders["paused"][0]["reason"].as_str().unwrap().contains("complaint spike"), "{senders}");
+    assert!(await_json(&addr, ACME, "/v1/senders", |_| true)["paused"].as_array().unwrap().len() == 1, "an unowned domain's pause is every tenant's to see");
+    let (_, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &intent_json("p-1", "acme", "bo@acme.com", "x@corp.example"));
+    assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().status, DecisionStatus::Paused, "{body}");
+    let (status, body) = http(&addr, Some(ACME), "POST", "/v1/senders/sender_domain:acme.com/resume", "");
+    assert_eq!(status, 202, "{body}");
+    await_json(&addr, OPERATOR, "/v1/senders", |v| v["paused"].as_array().unwrap().is_empty());
+    let (_, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &intent_json("p-2", "acme", "bo@acme.com", "y@corp.example"));
+    assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().status, DecisionStatus::Allowed, "{body}");
+    assert_eq!(http(&addr, Some(ACME), "POST", "/v1/senders/acme.com/pause", "").0, 400, "a scope names its kind");
+    assert_eq!(http(&addr, None, "GET", "/v1/senders", "").0, 401);
 }

@@ -8,7 +8,7 @@
 
 use crate::codec::{self, RecordType};
 use crate::config::Config;
-use crate::model::{Decision, SendIntent};
+use crate::model::{Command, Decision, SendIntent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -185,10 +185,11 @@ fn position_at_end(consumer: &BaseConsumer, topic: &str) -> Result<(), String> {
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    commands: String,
 }
 
 impl Publisher {
-    pub fn new(cfg: &Config, topic: String) -> Result<Publisher, String> {
+    pub fn new(cfg: &Config, topic: String, commands: String) -> Result<Publisher, String> {
         let producer = cfg
             .producer_config()
             .set("enable.idempotence", "true")
@@ -199,7 +200,7 @@ impl Publisher {
             .set("log_level", "4")
             .create()
             .map_err(|e| format!("intents publisher: {e}"))?;
-        Ok(Publisher { producer, topic })
+        Ok(Publisher { producer, topic, commands })
     }
 
     /// Sends every intent and waits for every acknowledgement; the first
@@ -215,6 +216,18 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+}
+
+impl Publisher {
+    /// Publishes an operator command, keyed by its target as the CLI does.
+    pub async fn publish_command(&self, cmd: &Command) -> Result<(), String> {
+        let value = codec::encode(RecordType::Command, cmd).map_err(|e| e.to_string())?;
+        self.producer
+            .send(FutureRecord::to(&self.commands).key(cmd.target.as_bytes()).payload(&value), Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| format!("the command was not published: {e}"))
     }
 }
 

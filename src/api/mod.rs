@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod board;
+pub mod operator;
 pub mod routes;
 pub mod server;
 pub mod simulate;

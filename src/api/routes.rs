@@ -280,6 +280,182 @@ pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, query: Re
     Scope::parse(&scope).and_then(|s| usage(&api.live, &s, &tenant, now_ms())).map(Json).map_err(bad)
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this tenant's (a tenant's token implies its own; an
+    /// operator's token sees every tenant's without it).
+    pub tenant: Option<String>,
+    /// At most this many rows (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+fn list_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(100) {
+        0 => Err(bad("limit must be at least 1")),
+        n if n > super::operator::LIST_MAX => Err(bad(format!("limit is at most {}", super::operator::LIST_MAX))),
+        n => Ok(n),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HeldList {
+    /// Held intents, oldest partition first.
+    pub held: Vec<SendIntent>,
+    /// Which partitions the list covers.
+    pub covers: &'static str,
+}
+
+const COVERS: &str = "the sender-stage partitions this instance holds";
+
+/// Intents held for an operator's approval.
+#[utoipa::path(get, path = "/v1/held", tag = "operator", params(ListQuery),
+    responses((status = 200, body = HeldList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<HeldList>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let limit = list_limit(q.limit)?;
+    let tenant = match (&caller, q.tenant) {
+        (Caller::Operator, None) => None,
+        (c, t) => Some(tenant_of(c, t)?),
+    };
+    let held = super::operator::held(&api.live, tenant.as_deref(), limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(HeldList { held, covers: COVERS }))
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+pub struct CommandBody {
+    /// Why (kept with the command, shown in alerts and the log).
+    pub reason: Option<String>,
+    /// Who acts (an operator's name); defaults to the caller.
+    pub operator: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CommandAccepted {
+    pub command_id: String,
+    pub kind: CommandKind,
+    pub tenant: String,
+    pub target: String,
+}
+
+fn command_body(body: Result<Bytes, BytesRejection>) -> Result<CommandBody, ApiError> {
+    let body = body.map_err(|e| ApiError(e.status(), format!("request body: {e}")))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CommandBody::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))
+}
+
+static COMMAND_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn publish_command(api: &Api, caller: &Caller, kind: CommandKind, tenant: &str, target: &str, sender: Option<String>, body: CommandBody) -> Result<Response, ApiError> {
+    let who = match caller {
+        Caller::Operator => "api:operator".to_string(),
+        Caller::Tenant(t) => format!("api:tenant:{t}"),
+    };
+    let id = format!("api-{}-{}-{}", now_ms(), std::process::id(), COMMAND_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let cmd = Command { sender, reason: body.reason, operator: Some(body.operator.map(|o| format!("{o} ({who})")).unwrap_or(who)), ..Command::new(kind, tenant, target, id) };
+    crate::stage::ingress::normalise_command(cmd.clone()).map_err(|e| bad(crate::redact::text(&e).into_owned()))?;
+    api.publisher.publish_command(&cmd).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok((StatusCode::ACCEPTED, Json(CommandAccepted { command_id: cmd.command_id, kind, tenant: cmd.tenant, target: cmd.target })).into_response())
+}
+
+async fn act_on_held(api: Api, caller: Caller, intent_id: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&caller, q.tenant)?;
+    let body = command_body(body)?;
+    let Some(intent) = super::operator::find_held(&api.live, &tenant, &intent_id).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? else {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no intent {intent_id:?} of tenant {tenant:?} is held in {COVERS}")));
+    };
+    publish_command(&api, &caller, kind, &tenant, &intent_id, Some(intent.sender), body).await
+}
+
+/// Approve a held intent: an APPROVE command goes to the commands topic;
+/// the intent is then decided again with its approval (its new decision
+/// comes at GET /v1/decisions/{intent_id}).
+#[utoipa::path(post, path = "/v1/held/{intent_id}/approve", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
+    responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn approve_held(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    act_on_held(api, caller, intent_id, q, body, CommandKind::Approve).await
+}
+
+/// Reject a held intent (a REJECT command): it is BLOCKED.
+#[utoipa::path(post, path = "/v1/held/{intent_id}/reject", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
+    responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reject_held(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    act_on_held(api, caller, intent_id, q, body, CommandKind::Reject).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Senders {
+    /// Paused sender domains and mailboxes.
+    pub paused: Vec<super::operator::PausedOut>,
+    pub covers: &'static str,
+}
+
+/// Paused sender domains and mailboxes. A tenant's token sees the pauses
+/// of domains no other tenant owns.
+#[utoipa::path(get, path = "/v1/senders", tag = "operator", params(ListQuery),
+    responses((status = 200, body = Senders), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Senders>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let limit = list_limit(q.limit)?;
+    let mut paused = super::operator::paused(&api.live, limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if let Caller::Tenant(t) = &caller {
+        let mut visible = Vec::with_capacity(paused.len());
+        for p in paused {
+            match super::owner_of(&api.live, &p.domain).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+                Some(owner) if owner != *t => {}
+                _ => visible.push(p),
+            }
+        }
+        paused = visible;
+    }
+    Ok(Json(Senders { paused, covers: COVERS }))
+}
+
+async fn pause_or_resume(api: Api, caller: Caller, scope: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&caller, q.tenant)?;
+    let body = command_body(body)?;
+    let domain = match scope.split_once(':') {
+        Some(("sender_domain", d)) => d.to_string(),
+        Some(("mailbox", m)) => domain_of(m).to_string(),
+        _ => return Err(bad(format!("scope {scope:?}: use sender_domain:D or mailbox:A"))),
+    };
+    // A domain a tenant owns is that tenant's (or an operator's) to pause
+    // and resume; the sender stage refuses it again, visibly.
+    if let Some(owner) = super::owner_of(&api.live, &domain.to_ascii_lowercase()).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+        if owner != tenant {
+            return Err(forbidden(format!("{scope} is kept for another tenant: this token acts for another tenant")));
+        }
+    }
+    publish_command(&api, &caller, kind, &tenant, &scope, None, body).await
+}
+
+/// Pause a sender domain or mailbox (a PAUSE command): its intents are
+/// PAUSED until it is resumed.
+#[utoipa::path(post, path = "/v1/senders/{scope}/pause", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
+    responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pause_sender(State(api): State<Api>, Authed(caller): Authed, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    pause_or_resume(api, caller, scope, q, body, CommandKind::Pause).await
+}
+
+/// Resume a paused sender domain or mailbox (a RESUME command).
+#[utoipa::path(post, path = "/v1/senders/{scope}/resume", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
+    responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resume_sender(State(api): State<Api>, Authed(caller): Authed, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    pause_or_resume(api, caller, scope, q, body, CommandKind::Resume).await
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
@@ -336,9 +512,9 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz and /openapi.json carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
-    paths(publish_intents, get_decision, simulate_intents, get_usage, healthz, readyz, openapi_json),
+    paths(publish_intents, get_decision, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, healthz, readyz, openapi_json),
     modifiers(&BearerAuth),
-    tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "health", description = "Liveness, readiness and this document"))
+    tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "operator", description = "Held intents and paused senders, and the commands that act on them"), (name = "health", description = "Liveness, readiness and this document"))
 )]
 pub struct ApiDoc;
 
@@ -349,6 +525,12 @@ pub fn router(api: Api) -> Router {
         .route("/v1/decisions/{intent_id}", get(get_decision))
         .route("/v1/simulate", post(simulate_intents))
         .route("/v1/usage", get(get_usage))
+        .route("/v1/held", get(list_held))
+        .route("/v1/held/{intent_id}/approve", post(approve_held))
+        .route("/v1/held/{intent_id}/reject", post(reject_held))
+        .route("/v1/senders", get(list_senders))
+        .route("/v1/senders/{scope}/pause", post(pause_sender))
+        .route("/v1/senders/{scope}/resume", post(resume_sender))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
@@ -363,7 +545,7 @@ mod tests {
     #[test]
     fn the_document_lists_every_route_and_its_security() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/healthz", "/readyz", "/openapi.json"] {
+        for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");

@@ -71,7 +71,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
             live: Arc::new(live),
             tokens: Arc::new(tokens),
             board,
-            publisher: Arc::new(crate::api::board::Publisher::new(cfg, topo.full("intents"))?),
+            publisher: Arc::new(crate::api::board::Publisher::new(cfg, topo.full("intents"), topo.full("commands"))?),
             health: Arc::new(health),
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
