@@ -257,3 +257,36 @@ mod isolation {
         }
     }
 }
+
+#[test]
+fn another_tenants_restrictions_and_lists_change_nothing_of_a_tenant() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    // globex denies acme's tenant, sender, domain, and blocks the recipient.
+    let mut n = 0;
+    let mut cmd = |kind: CommandKind, target: &str, list: Option<&str>| {
+        n += 1;
+        let mut c = Command::new(kind, "globex", target, format!("g-{n}"));
+        c.list = list.map(str::to_string);
+        c
+    };
+    let cmds = [
+        cmd(CommandKind::AddRestriction, "tenant:acme", None),
+        cmd(CommandKind::AddRestriction, "address:ana@acme.com", None),
+        cmd(CommandKind::AddRestriction, "domain:acme.com", None),
+        cmd(CommandKind::AddListEntry, "x@corp.example", Some("block")),
+        cmd(CommandKind::AddListEntry, "x@corp.example", Some("suppression")),
+    ];
+    for (i, c) in cmds.iter().enumerate() {
+        h.command(now + 1 + i as i64, c);
+    }
+    // acme's intents are decided as if globex had said nothing ...
+    let d = h.send(now + 10, &of("acme", "a1", "ana@acme.com", "x@corp.example"));
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Allowed, "ok"));
+    // ... while globex's own entries bind globex.
+    let g = h.send(now + 11, &of("globex", "g1", "gus@globex.example", "x@corp.example"));
+    assert_eq!(g.status, DecisionStatus::Blocked, "{g:?}");
+    let g = h.send(now + 12, &of("globex", "g2", "ana@acme.com", "y@corp.example"));
+    assert_eq!((g.status, g.reason.as_str()), (DecisionStatus::Paused, "sender_restricted"), "{g:?}");
+}
