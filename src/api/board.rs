@@ -203,12 +203,12 @@ impl Publisher {
         Ok(Publisher { producer, topic, commands })
     }
 
-    /// Sends every intent and waits for every acknowledgement; the first
-    /// failure, with the intent it concerns.
-    pub async fn publish(&self, intents: &[SendIntent]) -> Result<(), String> {
-        let values = intents.iter().map(|i| codec::encode(RecordType::SendIntent, i).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    /// Sends every intent, already encoded (`encoded[n]` is `intents[n]`'s
+    /// value), and waits for every acknowledgement; the first failure, with
+    /// the intent it concerns.
+    pub async fn publish(&self, intents: &[SendIntent], encoded: &[Vec<u8>]) -> Result<(), String> {
         // All enqueued at once, then every acknowledgement awaited.
-        let sends = intents.iter().zip(&values).map(|(i, v)| self.producer.send(FutureRecord::to(&self.topic).key(i.sender.as_bytes()).payload(v), Duration::from_secs(5)));
+        let sends = intents.iter().zip(encoded).map(|(i, v)| self.producer.send(FutureRecord::to(&self.topic).key(i.sender.as_bytes()).payload(v), Duration::from_secs(5)));
         let outcomes = futures::future::join_all(sends).await;
         for (i, outcome) in intents.iter().zip(outcomes) {
             if let Err((e, _)) = outcome {
@@ -217,9 +217,7 @@ impl Publisher {
         }
         Ok(())
     }
-}
 
-impl Publisher {
     /// Publishes an operator command, keyed by its target as the CLI does.
     pub async fn publish_command(&self, cmd: &Command) -> Result<(), String> {
         let value = codec::encode(RecordType::Command, cmd).map_err(|e| e.to_string())?;

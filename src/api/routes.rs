@@ -146,15 +146,18 @@ pub async fn publish_intents(State(api): State<Api>, Authed(caller): Authed, que
     }
     let (intents, single) = intents_from(body, &caller, SIMULATE_MAX)?;
     // The router's own checks, before anything is published: an intent it
-    // would dead-letter is refused here with the same reason.
+    // would dead-letter is refused here with the same reason. The encoded
+    // values checked are the ones published.
+    let mut encoded = Vec::with_capacity(intents.len());
     for (n, i) in intents.iter().enumerate() {
         let bytes = codec::encode(RecordType::SendIntent, i).map_err(|e| bad(e.to_string()))?;
         let rec = InputRecord { topic: &api.live.ingress.intents, partition: -1, offset: 0, key: None, payload: Some(&bytes), timestamp_ms: Some(now_ms()) };
         api.live.ingress.route(&rec).map_err(|e| bad(format!("intent #{} ({}): {}", n + 1, i.intent_id, crate::redact::text(&e))))?;
+        encoded.push(bytes);
     }
     let keys: Vec<IntentKey> = intents.iter().map(|i| (i.tenant.clone(), i.intent_id.clone())).collect();
     let seq = api.board.seq();
-    api.publisher.publish(&intents).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    api.publisher.publish(&intents, &encoded).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
     let found = if wait > 0 { api.board.wait_all(&keys, seq, tokio::time::Instant::now() + Duration::from_millis(wait)).await } else { vec![None; keys.len()] };
     if found.iter().all(Option::is_some) {
         let decisions: Vec<Decision> = found.into_iter().flatten().map(|d| (*d).clone()).collect();
@@ -169,17 +172,12 @@ pub async fn publish_intents(State(api): State<Api>, Authed(caller): Authed, que
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
+/// Everything but RFC 3986's unreserved characters is percent-encoded in
+/// the poll URLs' path and query values.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn encode_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -541,6 +539,12 @@ pub fn router(api: Api) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_urls_encode_all_but_unreserved_characters() {
+        assert_eq!(encode_path("rr-later_1.x~"), "rr-later_1.x~");
+        assert_eq!(encode_path("a b/ü?&"), "a%20b%2F%C3%BC%3F%26");
+    }
 
     #[test]
     fn the_document_lists_every_route_and_its_security() {
