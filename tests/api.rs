@@ -354,6 +354,14 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     let senders = await_json(&addr, OPERATOR, "/v1/senders", |v| v["paused"].as_array().unwrap().iter().any(|p| p["scope"] == "sender_domain:acme.com"));
     assert!(senders["paused"][0]["reason"].as_str().unwrap().contains("complaint spike"), "{senders}");
     assert!(await_json(&addr, ACME, "/v1/senders", |_| true)["paused"].as_array().unwrap().len() == 1, "an unowned domain's pause is every tenant's to see");
+    // A pause globex makes of a shared domain: acme sees it, not who or why.
+    assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/senders/mailbox:gus@shared.example/pause", r#"{"reason":"globex's own business"}"#).0, 202);
+    let seen = await_json(&addr, ACME, "/v1/senders", |v| v["paused"].as_array().unwrap().iter().any(|p| p["scope"] == "mailbox:gus@shared.example"));
+    let gus = seen["paused"].as_array().unwrap().iter().find(|p| p["scope"] == "mailbox:gus@shared.example").unwrap();
+    assert_eq!((gus["by"].as_str(), seen.to_string().contains("globex")), (Some("another tenant"), false), "{seen}");
+    let own = await_json(&addr, GLOBEX, "/v1/senders", |_| true);
+    assert!(own.to_string().contains("globex's own business"), "{own}");
+    assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/senders/mailbox:gus@shared.example/resume", "").0, 202);
     let (_, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &intent_json("p-1", "acme", "bo@acme.com", "x@corp.example"));
     assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().status, DecisionStatus::Paused, "{body}");
     let (status, body) = http(&addr, Some(ACME), "POST", "/v1/senders/sender_domain:acme.com/resume", "");

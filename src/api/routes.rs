@@ -405,11 +405,20 @@ pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, query:
     let limit = list_limit(q.limit)?;
     let mut paused = super::operator::paused(&api.live, limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     if let Caller::Tenant(t) = &caller {
+        let own_mark = format!("api:tenant:{t}");
         let mut visible = Vec::with_capacity(paused.len());
-        for p in paused {
+        for mut p in paused {
             match super::owner_of(&api.live, &p.domain).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
                 Some(owner) if owner != *t => {}
-                _ => visible.push(p),
+                _ => {
+                    // A shared domain's pause is every tenant's to see, but
+                    // not who of another tenant paused it, nor why.
+                    if p.by.contains("api:tenant:") && !p.by.contains(&own_mark) {
+                        p.by = "another tenant".into();
+                        p.reason = "(not shown to other tenants)".into();
+                    }
+                    visible.push(p)
+                }
             }
         }
         paused = visible;
