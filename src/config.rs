@@ -27,6 +27,13 @@ pub struct Config {
     /// PEM PKCS#8 key; both or neither.
     pub api_tls_cert_file: String,
     pub api_tls_key_file: String,
+    /// The URL other instances forward requests to, announced with the
+    /// partitions this instance owns. Empty: http(s)://api_addr, or the
+    /// host's name in place of an unspecified address (0.0.0.0, [::]).
+    pub api_advertised_url: String,
+    /// PEM CA certificates that sign the other instances' API certificates
+    /// (forwarding over TLS); empty: the system's trust store.
+    pub api_peer_ca_file: String,
     /// "exactly_once" (the default: outputs, changelog and offsets in one
     /// Kafka transaction) or "at_least_once" (flush, then commit offsets: a
     /// crash repeats the records since the last commit, so decisions can be
@@ -104,6 +111,8 @@ impl Default for Config {
             api_addr: "127.0.0.1:9465".into(),
             api_tls_cert_file: String::new(),
             api_tls_key_file: String::new(),
+            api_advertised_url: String::new(),
+            api_peer_ca_file: String::new(),
             processing_guarantee: "exactly_once".into(),
             commit_interval_ms: 100,
             max_batch_records: 5_000,
@@ -135,6 +144,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_API_ADDR", "api_addr"),
     ("SENDGATE_API_TLS_CERT_FILE", "api_tls_cert_file"),
     ("SENDGATE_API_TLS_KEY_FILE", "api_tls_key_file"),
+    ("SENDGATE_API_ADVERTISED_URL", "api_advertised_url"),
+    ("SENDGATE_API_PEER_CA_FILE", "api_peer_ca_file"),
     ("SENDGATE_PROCESSING_GUARANTEE", "processing_guarantee"),
     ("SENDGATE_COMMIT_INTERVAL_MS", "commit_interval_ms"),
     ("SENDGATE_MAX_BATCH_RECORDS", "max_batch_records"),
@@ -198,6 +209,8 @@ impl Config {
             "api_addr" => self.api_addr = v.trim().to_string(),
             "api_tls_cert_file" => self.api_tls_cert_file = v.trim().to_string(),
             "api_tls_key_file" => self.api_tls_key_file = v.trim().to_string(),
+            "api_advertised_url" => self.api_advertised_url = v.trim().to_string(),
+            "api_peer_ca_file" => self.api_peer_ca_file = v.trim().to_string(),
             "processing_guarantee" => self.processing_guarantee = v.trim().to_string(),
             "commit_interval_ms" => self.commit_interval_ms = num(v)?,
             "max_batch_records" => self.max_batch_records = num(v)? as usize,
@@ -232,7 +245,10 @@ impl Config {
         if self.api_tls_cert_file.is_empty() != self.api_tls_key_file.is_empty() {
             errors.push("api_tls_cert_file and api_tls_key_file go together: give both (TLS on the API) or neither".into());
         }
-        for (name, path) in [("api_tls_cert_file", &self.api_tls_cert_file), ("api_tls_key_file", &self.api_tls_key_file)] {
+        if !self.api_advertised_url.is_empty() && !(self.api_advertised_url.starts_with("http://") || self.api_advertised_url.starts_with("https://")) {
+            errors.push(format!("api_advertised_url {:?} must be an http:// or https:// URL (e.g. http://sendgate-1:9465) that the other instances can reach", self.api_advertised_url));
+        }
+        for (name, path) in [("api_tls_cert_file", &self.api_tls_cert_file), ("api_tls_key_file", &self.api_tls_key_file), ("api_peer_ca_file", &self.api_peer_ca_file)] {
             if !path.is_empty() {
                 if let Err(e) = std::fs::metadata(path) {
                     errors.push(format!("{name} {path:?} cannot be read: {e}"));
@@ -324,6 +340,30 @@ impl Config {
 
     pub fn exactly_once(&self) -> bool {
         self.processing_guarantee != "at_least_once"
+    }
+
+    /// Where other instances reach this one's API (`api_advertised_url`, or
+    /// derived from `api_addr`).
+    pub fn api_url(&self) -> String {
+        if !self.api_advertised_url.is_empty() {
+            return self.api_advertised_url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.api_tls_cert_file.is_empty() { "http" } else { "https" };
+        match self.api_addr.parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => {
+                // Bound on every interface: the host's name is what a peer
+                // on the same network resolves (a container's, under compose).
+                let mut buf = [0u8; 256];
+                // SAFETY: the buffer outlives the call and its length is passed.
+                let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+                    String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).into_owned()
+                } else {
+                    "localhost".to_string()
+                };
+                format!("{scheme}://{host}:{}", a.port())
+            }
+            _ => format!("{scheme}://{}", self.api_addr),
+        }
     }
 
     pub fn require_bootstrap(&self) -> Result<&str, String> {

@@ -43,6 +43,7 @@ pub const REQUIRED: &[&str] = &[
     "decisions",
     "alerts",
     "dead-letters",
+    "instances",
     "stage.sender",
     "stage.sender.changelog",
     "stage.tenant",

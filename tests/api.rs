@@ -372,3 +372,101 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     assert_eq!(http(&addr, Some(ACME), "POST", "/v1/senders/acme.com/pause", "").0, 400, "a scope names its kind");
     assert_eq!(http(&addr, None, "GET", "/v1/senders", "").0, 401);
 }
+
+/// Polls until `pred` holds for the JSON of `path` at `base`.
+fn await_call(base: &str, token: &str, path: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let a = call(base, Some(token), "GET", path, None);
+        if a.status == 200 && pred(&a.json()) {
+            return a.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {} {}", a.status, a.body);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn with_two_instances_either_answers_for_keys_the_other_serves() {
+    let env = api_env("peers", Vec::new());
+    env.apply_policy(OPEN_POLICY);
+    let a = format!("http://{}", env.cfg.api_addr);
+    let b_addr = format!("127.0.0.1:{}", free_port());
+    let b = format!("http://{b_addr}");
+    let _second = env.start_instance("1", &b_addr);
+    await_ready(&env.cfg.api_addr);
+    await_ready(&b_addr);
+    // Settled: each instance serves some sender partitions, and a listing
+    // from either covers both with nothing missing.
+    for base in [&a, &b] {
+        await_call(base, OPERATOR, "/v1/held", |v| v["covers"].as_array().unwrap().len() == 2 && v["missing"].as_array().unwrap().is_empty() && v["covers"].to_string().matches("sender partitions [").count() == 2 && !v["covers"].to_string().contains("[]"));
+    }
+
+    // Intents of twelve sender domains (spread over both instances'
+    // partitions), every third one held for approval.
+    let domains: Vec<String> = (0..12).map(|n| format!("d{n}.example")).collect();
+    let batch: Vec<String> = domains
+        .iter()
+        .enumerate()
+        .map(|(n, d)| format!(r#"{{"intent_id":"two-{n}","tenant":"acme","sender":"ana@{d}","recipient":"r{n}@corp.example","class":"OUTBOUND","requires_approval":{}}}"#, n % 3 == 0))
+        .collect();
+    let answer = call(&a, Some(ACME), "POST", "/v1/intents?wait_ms=20000", Some(&format!("[{}]", batch.join(","))));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let decided: Vec<Decision> = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(decided.len(), 12);
+
+    // Usage of every domain: the same answer from either instance, computed
+    // by the one that serves the domain; some by each.
+    let mut by = std::collections::BTreeSet::new();
+    for (n, d) in domains.iter().enumerate() {
+        let path = format!("/v1/usage?scope=sender_domain:{d}&tenant=acme");
+        let (from_a, from_b) = (call(&a, Some(ACME), "GET", &path, None), call(&b, Some(ACME), "GET", &path, None));
+        assert_eq!((from_a.status, from_b.status), (200, 200), "{d}: {} / {}", from_a.body, from_b.body);
+        assert_eq!(from_a.answered_by, from_b.answered_by, "{d}: one owner answers, whoever is asked");
+        let (ua, ub) = (from_a.json(), from_b.json());
+        assert_eq!(ua["windows"], ub["windows"], "{d}");
+        let day = ua["windows"].as_array().unwrap().iter().find(|w| w["window"] == "day").unwrap_or_else(|| panic!("{ua}"));
+        assert_eq!(day["used"], if n % 3 == 0 { 0 } else { 1 }, "{d}: an allowed intent is counted where it was decided, a held one not yet: {ua}");
+        by.insert(from_a.answered_by);
+    }
+    assert_eq!(by, ["0".to_string(), "1".to_string()].into(), "both instances serve some of the domains");
+
+    // Decisions of every intent, from either instance.
+    for n in 0..12 {
+        let path = format!("/v1/decisions/two-{n}");
+        let (da, db) = (call(&a, Some(ACME), "GET", &path, None), call(&b, Some(ACME), "GET", &path, None));
+        assert_eq!((da.status, db.status), (200, 200), "{}", da.body);
+        assert_eq!(da.json(), db.json());
+        assert_eq!(da.json()["status"], if n % 3 == 0 { "HELD" } else { "ALLOWED" });
+    }
+
+    // The held intents of both instances' partitions, listed by either;
+    // each approved through the instance that does not hold it.
+    let held_ids = |v: &serde_json::Value| -> std::collections::BTreeSet<String> { v["held"].as_array().unwrap().iter().map(|i| i["intent_id"].as_str().unwrap().to_string()).collect() };
+    let want: std::collections::BTreeSet<String> = ["two-0", "two-3", "two-6", "two-9"].iter().map(|s| s.to_string()).collect();
+    for base in [&a, &b] {
+        let listed = await_call(base, ACME, "/v1/held", |v| held_ids(v) == want);
+        assert!(listed["missing"].as_array().unwrap().is_empty(), "{listed}");
+    }
+    for id in &want {
+        let n: usize = id["two-".len()..].parse().unwrap();
+        let owner = call(&a, Some(ACME), "GET", &format!("/v1/usage?scope=sender_domain:{}&tenant=acme", domains[n]), None).answered_by;
+        let other = if owner == "0" { &b } else { &a };
+        let r = call(other, Some(ACME), "POST", &format!("/v1/held/{id}/approve"), Some(r#"{"reason":"approved through the other instance"}"#));
+        assert_eq!(r.status, 202, "{id}: {}", r.body);
+        assert_eq!(r.answered_by, owner, "{id}: found where it is held");
+    }
+    for id in &want {
+        await_call(&a, ACME, &format!("/v1/decisions/{id}"), |v| v["status"] == "ALLOWED");
+    }
+    await_call(&b, OPERATOR, "/v1/held", |v| v["held"].as_array().unwrap().is_empty());
+
+    // A pause of a domain the other instance serves, through either.
+    let d = &domains[1];
+    let owner = call(&a, Some(ACME), "GET", &format!("/v1/usage?scope=sender_domain:{d}&tenant=acme"), None).answered_by;
+    let other = if owner == "0" { &b } else { &a };
+    assert_eq!(call(other, Some(OPERATOR), "POST", &format!("/v1/senders/sender_domain:{d}/pause"), Some(r#"{"reason":"two instances"}"#)).status, 202);
+    for base in [&a, &b] {
+        await_call(base, OPERATOR, "/v1/senders", |v| v["paused"].as_array().unwrap().iter().any(|p| p["scope"] == format!("sender_domain:{d}")));
+    }
+}

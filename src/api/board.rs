@@ -44,12 +44,12 @@ pub struct Board {
     changed: tokio::sync::Notify,
     capacity: usize,
     /// The consumer knows where every partition's end was at start-up.
-    positioned: AtomicBool,
+    positioned: Arc<AtomicBool>,
 }
 
 impl Board {
     pub fn new(capacity: usize) -> Board {
-        Board { inner: Mutex::default(), changed: tokio::sync::Notify::new(), capacity: capacity.max(1), positioned: AtomicBool::new(false) }
+        Board { inner: Mutex::default(), changed: tokio::sync::Notify::new(), capacity: capacity.max(1), positioned: Arc::default() }
     }
 
     pub fn capacity(&self) -> usize {
@@ -89,6 +89,24 @@ impl Board {
         self.inner.lock().expect("board lock").by_key.get(key).map(|e| e.decision.clone())
     }
 
+    /// The latest decisions read, newest first, that `keep` accepts, up to
+    /// `limit` (each intent's latest only).
+    pub fn recent(&self, limit: usize, keep: impl Fn(&Decision) -> bool) -> Vec<Arc<Decision>> {
+        let inner = self.inner.lock().expect("board lock");
+        let mut out = Vec::new();
+        for (key, seq) in inner.order.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(e) = inner.by_key.get(key).filter(|e| e.seq == *seq) {
+                if keep(&e.decision) {
+                    out.push(e.decision.clone());
+                }
+            }
+        }
+        out
+    }
+
     fn after(&self, keys: &[IntentKey], seq: u64) -> Vec<Option<Arc<Decision>>> {
         let inner = self.inner.lock().expect("board lock");
         keys.iter().map(|k| inner.by_key.get(k).filter(|e| e.seq > seq).map(|e| e.decision.clone())).collect()
@@ -115,8 +133,26 @@ impl Board {
 }
 
 /// Reads every partition of the decisions topic into `board` until
-/// `shutdown`, on its own thread.
+/// `shutdown`, on its own thread, from the ends at start-up.
 pub fn spawn_reader(cfg: &Config, topic: String, board: Arc<Board>, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
+    let positioned = board.positioned.clone();
+    let sink = move |payload: &[u8]| match codec::decode::<Decision>(RecordType::Decision, payload) {
+        Ok(d) => board.insert(d),
+        Err(e) => {
+            metrics::counter!("sendgate_api_undecodable_decisions_total").increment(1);
+            tracing::debug!(error = %e, "decisions reader: a record that is not a decision");
+        }
+    };
+    spawn_tail(cfg, "api-decisions", topic, 0, sink, positioned, shutdown)
+}
+
+/// Reads every partition of `topic`, read committed, from `back` records
+/// before each partition's end at start-up, and hands each record's value
+/// to `sink` until `shutdown`; `positioned` is set once the ends are found.
+pub fn spawn_tail<F>(cfg: &Config, name: &'static str, topic: String, back: i64, mut sink: F, positioned: Arc<AtomicBool>, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String>
+where
+    F: FnMut(&[u8]) + Send + 'static,
+{
     let consumer: BaseConsumer = cfg
         .client_config()
         // Assigned, never subscribed: no group membership, no commits; the
@@ -128,32 +164,26 @@ pub fn spawn_reader(cfg: &Config, topic: String, board: Arc<Board>, shutdown: Ar
         .set("queued.max.messages.kbytes", "16384")
         .set("log_level", "4")
         .create()
-        .map_err(|e| format!("decisions reader: {e}"))?;
+        .map_err(|e| format!("{name}: {e}"))?;
     std::thread::Builder::new()
-        .name("api-decisions".into())
+        .name(name.into())
         .spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !shutdown.load(Ordering::Relaxed) {
-                match position_at_end(&consumer, &topic) {
+                match position_near_end(&consumer, &topic, back) {
                     Ok(()) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "decisions reader: cannot find the decisions topic's end yet; retrying");
+                        tracing::warn!(error = %e, reader = name, "cannot find the topic's end yet; retrying");
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-            board.positioned.store(true, Ordering::Relaxed);
+            positioned.store(true, Ordering::Relaxed);
             while !shutdown.load(Ordering::Relaxed) {
                 match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => match codec::decode::<Decision>(RecordType::Decision, m.payload().unwrap_or_default()) {
-                        Ok(d) => board.insert(d),
-                        Err(e) => {
-                            metrics::counter!("sendgate_api_undecodable_decisions_total").increment(1);
-                            tracing::debug!(error = %e, "decisions reader: a record that is not a decision");
-                        }
-                    },
-                    Some(Err(e)) => tracing::warn!(error = %e, "decisions reader"),
+                    Some(Ok(m)) => sink(m.payload().unwrap_or_default()),
+                    Some(Err(e)) => tracing::warn!(error = %e, reader = name),
                     None => {}
                 }
             }
@@ -161,9 +191,9 @@ pub fn spawn_reader(cfg: &Config, topic: String, board: Arc<Board>, shutdown: Ar
         .map_err(|e| e.to_string())
 }
 
-/// Assigns every partition at its current end (the high watermark): the
-/// board then sees every decision committed after start-up.
-fn position_at_end(consumer: &BaseConsumer, topic: &str) -> Result<(), String> {
+/// Assigns every partition `back` records before its current end (the high
+/// watermark): the reader then sees those and every record after.
+fn position_near_end(consumer: &BaseConsumer, topic: &str, back: i64) -> Result<(), String> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let t = md.topics().first().ok_or("no metadata")?;
     if let Some(e) = t.error() {
@@ -171,8 +201,8 @@ fn position_at_end(consumer: &BaseConsumer, topic: &str) -> Result<(), String> {
     }
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high)).map_err(|e| e.to_string())?;
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset((high - back).max(low))).map_err(|e| e.to_string())?;
     }
     if tpl.count() == 0 {
         return Err(format!("{topic} has no partitions"));

@@ -12,8 +12,18 @@
 //!   anything ([`simulate`]).
 //! - `GET /v1/usage`: a scope's windows with the numbers the next decision
 //!   would use ([`usage`]).
+//! - `GET /v1/held`, `POST /v1/held/{intent_id}/approve|reject`,
+//!   `GET /v1/senders`, `POST /v1/senders/{scope}/pause|resume`: what an
+//!   operator acts on ([`operator`]).
+//! - `GET /v1/decisions` and `GET /v1/alerts`: the most recent ones
+//!   ([`alerts`]); `GET /v1/explain/{intent_id}`: why ([`explain`]).
+//! - `/ui/`: the operator page, on this API alone ([`page`]).
 //! - `GET /healthz` (alive) and `GET /readyz` (every task joined, restored
 //!   and caught up), the only answers without a token.
+//!
+//! Any instance answers any request: one for a key another instance serves
+//! is forwarded there ([`peers`], [`forward`]), a listing gathers every
+//! instance's part.
 //!
 //! Simulate and usage read the committed state of this instance's stages
 //! through a copy-on-write view; "now" is the wall clock there: they are
@@ -25,9 +35,14 @@
 //! configured, no access at all. [`server`] serves it, over TLS when
 //! configured, with bounded connections, bodies and request times.
 
+pub mod alerts;
 pub mod auth;
 pub mod board;
+pub mod explain;
+pub mod forward;
 pub mod operator;
+pub mod page;
+pub mod peers;
 pub mod routes;
 pub mod server;
 pub mod simulate;
@@ -49,6 +64,34 @@ pub struct LiveState {
     pub ingress: Ingress,
     pub partitions: i32,
     pub sender: SenderConfig,
+    /// The partitions each stage's task serves here: only these are read.
+    pub serving: peers::Serving,
+    /// Standby replicas keep warm copies of the other partitions, which a
+    /// preview (simulate) may read.
+    pub standby: bool,
+}
+
+impl LiveState {
+    /// This instance serves the partition (it owns it and has restored it).
+    pub fn serves(&self, kind: StageKind, partition: i32) -> bool {
+        self.serving.get(&kind).is_some_and(|s| s.lock().expect("not poisoned").contains(&partition))
+    }
+
+    /// The partitions of `kind` served here, in order.
+    pub fn served(&self, kind: StageKind) -> Vec<i32> {
+        let mut v: Vec<i32> = self.serving.get(&kind).map(|s| s.lock().expect("not poisoned").iter().copied().collect()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Where a request for some stage partitions is answered.
+pub enum Route {
+    Here,
+    /// By this other instance, which serves all of them.
+    Peer(peers::Announcement),
+    /// By none right now (a rebalance, an instance gone): why.
+    Nowhere(String),
 }
 
 /// Everything the handlers share.
@@ -62,4 +105,31 @@ pub struct Api {
     pub publisher: Arc<board::Publisher>,
     /// Each task's readiness, by task name.
     pub health: Arc<Vec<(&'static str, Arc<TaskHealth>)>>,
+    /// The other instances and the partitions they serve.
+    pub directory: Arc<peers::Directory>,
+    pub forwarder: Arc<peers::Forwarder>,
+    /// Recent alerts.
+    pub alerts: Arc<alerts::Alerts>,
+    pub explainer: Arc<explain::Explainer>,
+}
+
+impl Api {
+    /// Where a request needing `needs` is answered: here when this instance
+    /// serves them all (or, with `standby_ok`, keeps warm copies), else by
+    /// the one other instance that serves them all. A request forwarded
+    /// here is never forwarded again.
+    pub fn route(&self, needs: &[(StageKind, i32)], forwarded: bool, standby_ok: bool) -> Route {
+        if needs.iter().all(|(k, p)| self.live.serves(*k, *p) || (standby_ok && self.live.standby)) {
+            return Route::Here;
+        }
+        let now = peers::now_ms();
+        let missing: Vec<String> = needs.iter().filter(|(k, p)| !self.live.serves(*k, *p)).map(|(k, p)| format!("{} partition {p} (served by {})", k.name(), self.directory.who_serves(*k, *p, now))).collect();
+        if forwarded {
+            return Route::Nowhere(format!("forwarded here, but this instance no longer serves {} (a rebalance moved it); retry", missing.join(", ")));
+        }
+        match self.directory.serving_all(needs, now) {
+            Some(peer) => Route::Peer(peer),
+            None => Route::Nowhere(format!("no instance serves all this request needs right now: {} (starting, or rebalancing); retry", missing.join(", "))),
+        }
+    }
 }

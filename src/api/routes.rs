@@ -3,6 +3,9 @@
 
 use super::auth::Caller;
 use super::board::IntentKey;
+use super::forward::{answer_from, gather, Hop};
+use crate::stage::driver::partition_for;
+use crate::stage::StageKind;
 use super::{simulate, usage, Api, Simulated, UsageOut, SIMULATE_MAX};
 use crate::codec::{self, RecordType};
 use crate::model::*;
@@ -228,9 +231,41 @@ pub async fn get_decision(State(api): State<Api>, Authed(caller): Authed, Path(i
         (status = 200, description = "Each intent's would-be decision and checks", body = Vec<Simulated>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn simulate_intents(State(api): State<Api>, Authed(caller): Authed, body: Result<Bytes, BytesRejection>) -> Result<Json<Vec<Simulated>>, ApiError> {
+pub async fn simulate_intents(State(api): State<Api>, Authed(caller): Authed, hop: Hop, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
     let (intents, _) = intents_from(body, &caller, SIMULATE_MAX)?;
-    simulate(&api.live, &intents, now_ms()).map(Json).map_err(bad)
+    let needs = simulate_needs(&api, &intents);
+    // Standby copies will do for a preview: they trail the owners by the
+    // changelog's lag at most.
+    Ok(answer_from(&api, &hop, &needs, true, Some(raw), || async { simulate(&api.live, &intents, now_ms()).map(|s| Json(s).into_response()).unwrap_or_else(|e| bad(e).into_response()) }).await)
+}
+
+/// Every stage partition the intents' evaluation reads (the recipient-domain
+/// stage's key depends on the policy's provider groups: read from a
+/// partition served here, else the built-in defaults, which the instance
+/// answering computes again with its own).
+fn simulate_needs(api: &Api, intents: &[SendIntent]) -> Vec<(crate::stage::StageKind, i32)> {
+    use crate::stage::StageKind;
+    let parts = api.live.partitions;
+    let mut book = crate::policy::PolicyBook::default();
+    if let Some(p) = api.live.served(StageKind::Sender).first() {
+        let mut store = crate::state::StageStore::new(Box::new(crate::state::CopyOnWrite::new(api.live.stores[&StageKind::Sender].clone())));
+        let _ = crate::stage::pipeline::load_policies(&store.view(*p), &mut book);
+    }
+    let mut needs = std::collections::BTreeSet::new();
+    for i in intents {
+        let mut i = i.clone();
+        // As the router normalises them; an invalid one is refused by the
+        // simulation itself.
+        if let (Ok(s), Ok(r)) = (crate::model::Address::parse(&i.sender), crate::model::Address::parse(&i.recipient)) {
+            i.sender = s.to_string();
+            i.recipient = r.to_string();
+        }
+        for kind in StageKind::ALL {
+            needs.insert((kind, partition_for(&crate::stage::pipeline::route_key(kind, &i, &mut book), parts)));
+        }
+    }
+    needs.into_iter().collect()
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -253,7 +288,7 @@ pub struct UsageQuery {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "Another tenant's scope, or a domain another tenant owns", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<UsageQuery>, QueryRejection>) -> Result<Json<UsageOut>, ApiError> {
+pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<UsageQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
     let Some(scope) = q.scope else {
         return Err(bad("give ?scope=mailbox:A, sender_domain:D or tenant:T (and &tenant=T for the first two)"));
@@ -264,18 +299,32 @@ pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, query: Re
             return Err(forbidden(format!("tenant {t:?}: this token acts for another tenant")));
         }
     }
-    // A domain a tenant owns, and its mailboxes, are that tenant's to read.
-    let domain = scope.strip_prefix("sender_domain:").or_else(|| scope.strip_prefix("mailbox:").map(domain_of));
-    if let Some(d) = domain {
-        match super::owner_of(&api.live, d) {
-            Ok(Some(owner)) if !caller.may_act_for(&owner) || owner != tenant => {
-                return Err(forbidden(format!("{scope} is kept for another tenant: this token acts for another tenant")));
+    let parsed = Scope::parse(&scope).map_err(bad)?;
+    let needs = match &parsed {
+        Scope::Mailbox(m) => vec![(StageKind::Sender, partition_for(domain_of(m), api.live.partitions))],
+        Scope::SenderDomain(d) => vec![(StageKind::Sender, partition_for(d, api.live.partitions))],
+        Scope::Tenant(t) => vec![(StageKind::Tenant, partition_for(t, api.live.partitions))],
+        other => return Err(bad(format!("usage is kept for mailbox:, sender_domain: and tenant: scopes, not {other}"))),
+    };
+    Ok(answer_from(&api, &hop, &needs, false, None, || async {
+        // A domain a tenant owns, and its mailboxes, are that tenant's to read.
+        let domain = match &parsed {
+            Scope::Mailbox(m) => Some(domain_of(m)),
+            Scope::SenderDomain(d) => Some(d.as_str()),
+            _ => None,
+        };
+        if let Some(d) = domain {
+            match super::owner_of(&api.live, d) {
+                Ok(Some(owner)) if !caller.may_act_for(&owner) || owner != tenant => {
+                    return forbidden(format!("{scope} is kept for another tenant: this token acts for another tenant")).into_response();
+                }
+                Ok(_) => {}
+                Err(e) => return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
             }
-            Ok(_) => {}
-            Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
         }
-    }
-    Scope::parse(&scope).and_then(|s| usage(&api.live, &s, &tenant, now_ms())).map(Json).map_err(bad)
+        usage(&api.live, &parsed, &tenant, now_ms()).map(|u| Json(u).into_response()).unwrap_or_else(|e| bad(e).into_response())
+    })
+    .await)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -296,21 +345,29 @@ fn list_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct HeldList {
-    /// Held intents, oldest partition first.
+    /// Held intents, by partition.
     pub held: Vec<SendIntent>,
-    /// Which partitions the list covers.
-    pub covers: &'static str,
+    /// Which instances answered, each for the partitions it serves.
+    pub covers: Vec<String>,
+    /// What the list may lack: instances that did not answer, partitions
+    /// no instance served at the moment. Empty: the list is complete.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
-const COVERS: &str = "the sender-stage partitions this instance holds";
+/// What one instance's part of a listing covers.
+fn covers(api: &Api, kind: StageKind) -> String {
+    let served: Vec<String> = api.live.served(kind).iter().map(i32::to_string).collect();
+    format!("instance {}: {} partitions [{}]", api.directory.me(), kind.name(), served.join(", "))
+}
 
 /// Intents held for an operator's approval.
 #[utoipa::path(get, path = "/v1/held", tag = "operator", params(ListQuery),
     responses((status = 200, body = HeldList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<HeldList>, ApiError> {
+pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<HeldList>, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
     let limit = list_limit(q.limit)?;
     let tenant = match (&caller, q.tenant) {
@@ -318,7 +375,15 @@ pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, query: Re
         (c, t) => Some(tenant_of(c, t)?),
     };
     let held = super::operator::held(&api.live, tenant.as_deref(), limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(Json(HeldList { held, covers: COVERS }))
+    let mut list = HeldList { held, covers: vec![covers(&api, StageKind::Sender)], missing: Vec::new() };
+    let (parts, missing) = gather::<HeldList>(&api, &hop, StageKind::Sender).await;
+    for part in parts {
+        list.held.extend(part.held);
+        list.covers.extend(part.covers);
+    }
+    list.held.truncate(limit);
+    list.missing = missing;
+    Ok(Json(list))
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -359,13 +424,25 @@ async fn publish_command(api: &Api, caller: &Caller, kind: CommandKind, tenant: 
     Ok((StatusCode::ACCEPTED, Json(CommandAccepted { command_id: cmd.command_id, kind, tenant: cmd.tenant, target: cmd.target })).into_response())
 }
 
-async fn act_on_held(api: Api, caller: Caller, intent_id: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
+async fn act_on_held(api: Api, caller: Caller, hop: Hop, intent_id: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
     let tenant = tenant_of(&caller, q.tenant)?;
+    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
     let body = command_body(body)?;
-    let Some(intent) = super::operator::find_held(&api.live, &tenant, &intent_id).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no intent {intent_id:?} of tenant {tenant:?} is held in {COVERS}")));
-    };
-    publish_command(&api, &caller, kind, &tenant, &intent_id, Some(intent.sender), body).await
+    if let Some(intent) = super::operator::find_held(&api.live, &tenant, &intent_id).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+        return publish_command(&api, &caller, kind, &tenant, &intent_id, Some(intent.sender), body).await;
+    }
+    // The intent id does not tell its partition: the instance that holds
+    // it is the one that finds it.
+    if !hop.forwarded() {
+        for peer in api.directory.live(super::peers::now_ms()) {
+            if let Ok(a) = api.forwarder.send(&peer, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), Some(raw.clone())).await {
+                if a.status != 404 {
+                    return Ok(super::forward::peer_response(&peer, a));
+                }
+            }
+        }
+    }
+    Err(ApiError(StatusCode::NOT_FOUND, format!("no intent {intent_id:?} of tenant {tenant:?} is held (in the partitions any instance serves)")))
 }
 
 /// Approve a held intent: an APPROVE command goes to the commands topic;
@@ -374,41 +451,58 @@ async fn act_on_held(api: Api, caller: Caller, intent_id: String, q: TenantQuery
 #[utoipa::path(post, path = "/v1/held/{intent_id}/approve", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
     responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn approve_held(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn approve_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
-    act_on_held(api, caller, intent_id, q, body, CommandKind::Approve).await
+    act_on_held(api, caller, hop, intent_id, q, body, CommandKind::Approve).await
 }
 
 /// Reject a held intent (a REJECT command): it is BLOCKED.
 #[utoipa::path(post, path = "/v1/held/{intent_id}/reject", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
     responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn reject_held(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn reject_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
-    act_on_held(api, caller, intent_id, q, body, CommandKind::Reject).await
+    act_on_held(api, caller, hop, intent_id, q, body, CommandKind::Reject).await
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct Senders {
     /// Paused sender domains and mailboxes.
     pub paused: Vec<super::operator::PausedOut>,
-    pub covers: &'static str,
+    /// Sender domains with delivery signals: rates and tiers now, warm-up.
+    pub domains: Vec<super::operator::DomainOut>,
+    /// ISP backoffs in force, per (sender domain, recipient group).
+    pub backoffs: Vec<super::operator::BackoffOut>,
+    /// Which instances answered, each for the partitions it serves.
+    pub covers: Vec<String>,
+    /// What the answer may lack (see HeldList.missing).
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
-/// Paused sender domains and mailboxes. A tenant's token sees the pauses
-/// of domains no other tenant owns.
+/// Sender domains and mailboxes: pauses, signal tiers and rates, warm-up,
+/// and ISP backoffs. A tenant's token sees those of domains no other tenant
+/// owns; of another tenant's pause of a shared domain, not who nor why.
 #[utoipa::path(get, path = "/v1/senders", tag = "operator", params(ListQuery),
     responses((status = 200, body = Senders), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Senders>, ApiError> {
+pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Senders>, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
     let limit = list_limit(q.limit)?;
-    let mut paused = super::operator::paused(&api.live, limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let now = now_ms();
+    let mut out = Senders {
+        paused: super::operator::paused(&api.live, limit).map_err(internal)?,
+        domains: super::operator::domains(&api.live, now, limit).map_err(internal)?,
+        backoffs: super::operator::backoffs(&api.live, now, limit).map_err(internal)?,
+        covers: vec![covers(&api, StageKind::Sender), covers(&api, StageKind::RecipientDomain)],
+        missing: Vec::new(),
+    };
     if let Caller::Tenant(t) = &caller {
         let own_mark = format!("api:tenant:{t}");
-        let mut visible = Vec::with_capacity(paused.len());
-        for mut p in paused {
-            match super::owner_of(&api.live, &p.domain).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
+        let mut visible = Vec::with_capacity(out.paused.len());
+        for mut p in out.paused {
+            match super::owner_of(&api.live, &p.domain).map_err(internal)? {
                 Some(owner) if owner != *t => {}
                 _ => {
                     // A shared domain's pause is every tenant's to see, but
@@ -421,19 +515,49 @@ pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, query:
                 }
             }
         }
-        paused = visible;
+        out.paused = visible;
+        out.domains.retain(|d| d.owner.as_ref().is_none_or(|o| o == t));
+        out.backoffs.retain(|b| b.owner.as_ref().is_none_or(|o| o == t));
     }
-    Ok(Json(Senders { paused, covers: COVERS }))
+    // Each instance filters its own part for the same caller.
+    let (parts, mut missing) = gather::<Senders>(&api, &hop, StageKind::Sender).await;
+    for part in parts {
+        out.paused.extend(part.paused);
+        out.domains.extend(part.domains);
+        out.backoffs.extend(part.backoffs);
+        out.covers.extend(part.covers);
+    }
+    if !hop.forwarded() {
+        // The backoffs live in the recipient-domain stage, spread apart.
+        let served: std::collections::BTreeSet<i32> = api.live.served(StageKind::RecipientDomain).into_iter().chain(api.directory.live(super::peers::now_ms()).iter().flat_map(|a| a.serving.get(StageKind::RecipientDomain.name()).into_iter().flatten().copied().collect::<Vec<_>>())).collect();
+        let uncovered: Vec<String> = (0..api.live.partitions).filter(|p| !served.contains(p)).map(|p| p.to_string()).collect();
+        if !uncovered.is_empty() {
+            missing.push(format!("recipient_domain partitions {} (no instance answered for them)", uncovered.join(", ")));
+        }
+    }
+    out.paused.truncate(limit);
+    out.domains.truncate(limit);
+    out.backoffs.truncate(limit);
+    out.missing = missing;
+    Ok(Json(out))
 }
 
-async fn pause_or_resume(api: Api, caller: Caller, scope: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
+async fn pause_or_resume(api: Api, caller: Caller, hop: Hop, scope: String, q: TenantQuery, body: Result<Bytes, BytesRejection>, kind: CommandKind) -> Result<Response, ApiError> {
     let tenant = tenant_of(&caller, q.tenant)?;
+    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
     let body = command_body(body)?;
     let domain = match scope.split_once(':') {
         Some(("sender_domain", d)) => d.to_string(),
         Some(("mailbox", m)) => domain_of(m).to_string(),
         _ => return Err(bad(format!("scope {scope:?}: use sender_domain:D or mailbox:A"))),
     };
+    // Who owns the domain is known where its sender partition is served.
+    let needs = [(StageKind::Sender, partition_for(&domain.to_ascii_lowercase(), api.live.partitions))];
+    match api.route(&needs, hop.forwarded(), false) {
+        super::Route::Here => {}
+        super::Route::Peer(peer) => return Ok(super::forward::pass_on(&api, &peer, &hop, Some(raw)).await),
+        super::Route::Nowhere(why) => return Ok(super::forward::unavailable(why)),
+    }
     // A domain a tenant owns is that tenant's (or an operator's) to pause
     // and resume; the sender stage refuses it again, visibly.
     if let Some(owner) = super::owner_of(&api.live, &domain.to_ascii_lowercase()).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))? {
@@ -449,18 +573,104 @@ async fn pause_or_resume(api: Api, caller: Caller, scope: String, q: TenantQuery
 #[utoipa::path(post, path = "/v1/senders/{scope}/pause", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
     responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn pause_sender(State(api): State<Api>, Authed(caller): Authed, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn pause_sender(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
-    pause_or_resume(api, caller, scope, q, body, CommandKind::Pause).await
+    pause_or_resume(api, caller, hop, scope, q, body, CommandKind::Pause).await
 }
 
 /// Resume a paused sender domain or mailbox (a RESUME command).
 #[utoipa::path(post, path = "/v1/senders/{scope}/resume", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
     responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn resume_sender(State(api): State<Api>, Authed(caller): Authed, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn resume_sender(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
-    pause_or_resume(api, caller, scope, q, body, CommandKind::Resume).await
+    pause_or_resume(api, caller, hop, scope, q, body, CommandKind::Resume).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecentQuery {
+    /// Only this tenant's (a tenant's token implies its own).
+    pub tenant: Option<String>,
+    /// Decisions: only this status (ALLOWED, DEFERRED, PAUSED, BLOCKED,
+    /// HELD). Alerts: only this kind (tier_changed, isp_backoff_escalated, ...).
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    /// Alerts: only this scope, or scopes starting with it when it ends
+    /// with ':' (`sender_domain:`).
+    pub scope: Option<String>,
+    /// Alerts: only those at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+fn recent_tenant(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match (caller, asked) {
+        (Caller::Operator, None) => Ok(None),
+        (c, t) => tenant_of(c, t).map(Some),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecentDecisions {
+    /// Newest first, each intent's latest.
+    pub decisions: Vec<Decision>,
+}
+
+/// The most recent decisions this instance read from the decisions topic
+/// (every partition, since it started; up to 100,000 kept).
+#[utoipa::path(get, path = "/v1/decisions", tag = "intents", params(RecentQuery),
+    responses((status = 200, body = RecentDecisions), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn recent_decisions(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<RecentQuery>, QueryRejection>) -> Result<Json<RecentDecisions>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let limit = list_limit(q.limit)?;
+    let tenant = recent_tenant(&caller, q.tenant)?;
+    let status = q.status.map(|s| s.to_ascii_uppercase());
+    let decisions = api.board.recent(limit, |d| tenant.as_ref().is_none_or(|t| *t == d.tenant) && status.as_ref().is_none_or(|s| s == d.status.as_str()));
+    Ok(Json(RecentDecisions { decisions: decisions.iter().map(|d| (**d).clone()).collect() }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecentAlerts {
+    /// Newest first.
+    pub alerts: Vec<Alert>,
+}
+
+/// The most recent alerts (the last 2,000 on the alerts topic), filtered.
+#[utoipa::path(get, path = "/v1/alerts", tag = "operator", params(RecentQuery),
+    responses((status = 200, body = RecentAlerts), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn recent_alerts(State(api): State<Api>, Authed(caller): Authed, query: Result<Query<RecentQuery>, QueryRejection>) -> Result<Json<RecentAlerts>, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let limit = list_limit(q.limit)?;
+    let tenant = recent_tenant(&caller, q.tenant)?;
+    let filter = super::alerts::AlertFilter { tenant: tenant.as_deref(), kind: q.kind.as_deref(), scope: q.scope.as_deref(), since_ms: q.since_ms };
+    Ok(Json(RecentAlerts { alerts: api.alerts.recent(&filter, limit) }))
+}
+
+/// Why an intent got its latest decision: every check of every stage in
+/// its last evaluation, the policy documents in force, the check that
+/// decided, and the delivery events behind the signal rates. Replays the
+/// stage logs: seconds on a large log; one at a time per instance (429
+/// while another runs).
+#[utoipa::path(get, path = "/v1/explain/{intent_id}", tag = "intents", params(("intent_id" = String, Path), TenantQuery),
+    responses((status = 200, body = super::explain::ExplainOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn explain_intent(State(api): State<Api>, Authed(caller): Authed, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let tenant = tenant_of(&caller, q.tenant)?;
+    match api.explainer.explain(&tenant, &intent_id).await {
+        Ok(Some(e)) => Ok(Json(e).into_response()),
+        Ok(None) => {
+            let mut r = ApiError(StatusCode::TOO_MANY_REQUESTS, "another explanation is running on this instance; ask again in a moment".into()).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Ok(r)
+        }
+        Err(e) if e.starts_with("no decision for intent") => Err(ApiError(StatusCode::NOT_FOUND, format!("no decision for intent {intent_id:?} of tenant {tenant:?} on the decisions topic"))),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -519,7 +729,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz and /openapi.json carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
-    paths(publish_intents, get_decision, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, healthz, readyz, openapi_json),
+    paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, healthz, readyz, openapi_json),
     modifiers(&BearerAuth),
     tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "operator", description = "Held intents and paused senders, and the commands that act on them"), (name = "health", description = "Liveness, readiness and this document"))
 )]
@@ -529,7 +739,10 @@ pub struct ApiDoc;
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/intents", post(publish_intents))
+        .route("/v1/decisions", get(recent_decisions))
         .route("/v1/decisions/{intent_id}", get(get_decision))
+        .route("/v1/explain/{intent_id}", get(explain_intent))
+        .route("/v1/alerts", get(recent_alerts))
         .route("/v1/simulate", post(simulate_intents))
         .route("/v1/usage", get(get_usage))
         .route("/v1/held", get(list_held))
@@ -541,6 +754,12 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
+        // The operator page: static files, no token (the page asks for one).
+        .route("/", get(super::page::root))
+        .route("/ui", get(super::page::root))
+        .route("/ui/", get(super::page::index))
+        .route("/ui/app.js", get(super::page::app_js))
+        .route("/ui/style.css", get(super::page::style))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route: see /openapi.json".into()) })
         .with_state(api)
 }

@@ -37,7 +37,17 @@ pub fn spawn(addr: &str, api: Api, tls: Option<tokio_native_tls::TlsAcceptor>, s
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("api_addr {addr:?}: {e}"))?;
     let std_listener = std::net::TcpListener::bind(addr).map_err(|e| format!("api_addr {addr}: cannot listen: {e}"))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // Every answer names the instance that computed it; a forwarded one
+    // already names its owner.
+    let me = axum::http::HeaderValue::from_str(api.directory.me()).map_err(|e| format!("instance_id: {e}"))?;
     let app = router(api)
+        .layer(axum::middleware::map_response(move |mut r: axum::response::Response| {
+            let me = me.clone();
+            async move {
+                r.headers_mut().entry(super::peers::ANSWERED_BY).or_insert(me);
+                r
+            }
+        }))
         .layer(DefaultBodyLimit::max(BODY_MAX))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         // The span names the route, never the path or query: those carry

@@ -25,7 +25,7 @@ pub struct WindowUsage {
     pub resets_at_ms: i64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SignalsOut {
     pub window_hours: u32,
     pub sends: i64,
@@ -33,8 +33,8 @@ pub struct SignalsOut {
     pub complaints: i64,
     pub bounce_rate: f64,
     pub complaint_rate: f64,
-    pub bounce_tier: &'static str,
-    pub complaint_tier: &'static str,
+    pub bounce_tier: String,
+    pub complaint_tier: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -88,8 +88,8 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
             complaints: rates.complaints,
             bounce_rate: rates.bounce_rate(),
             complaint_rate: rates.complaint_rate(),
-            bounce_tier: bt.as_str(),
-            complaint_tier: ct.as_str(),
+            bounce_tier: bt.as_str().to_string(),
+            complaint_tier: ct.as_str().to_string(),
         });
         for s in [format!("sender_domain:{domain}"), format!("mailbox:{mailbox}")] {
             if let Some(StateValue::Pause(p)) = get(&keys::pause(&s))? {

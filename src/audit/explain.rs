@@ -40,10 +40,13 @@ pub struct Explanation {
 #[derive(serde::Deserialize)]
 struct Candidate {
     intent_id: String,
+    tenant: String,
     decided_at_ms: i64,
 }
 
-pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderConfig) -> Result<Explanation, String> {
+/// `tenant`: that tenant's intent only (intent ids are unique within a
+/// tenant); None: the latest decision of any tenant's intent of that id.
+pub fn explain(cfg: &Config, tenant: Option<&str>, intent_id: &str, scratch: PathBuf, sender: SenderConfig) -> Result<Explanation, String> {
     let topo = cfg.topology()?;
     let decisions_topic = topo.full("decisions");
     let whole = kafka_io::watermarks(cfg, &decisions_topic)?;
@@ -51,7 +54,7 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: PathBuf, sender: SenderCo
     kafka_io::read_ranges(cfg, &decisions_topic, &whole, |r: ReadRecord| {
         let bytes = r.payload.unwrap_or_default();
         let c: Candidate = codec::decode(RecordType::Decision, bytes).map_err(|e| e.to_string())?;
-        if c.intent_id == intent_id && latest.as_ref().is_none_or(|(at, _)| c.decided_at_ms >= *at) {
+        if c.intent_id == intent_id && tenant.is_none_or(|t| t == c.tenant) && latest.as_ref().is_none_or(|(at, _)| c.decided_at_ms >= *at) {
             latest = Some((c.decided_at_ms, codec::decode(RecordType::Decision, bytes).map_err(|e| e.to_string())?));
         }
         Ok(())

@@ -81,7 +81,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
 pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Result<(), String> {
     let scratch = scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id())));
     let sender = SenderConfig::from_config(cfg);
-    let e = crate::audit::explain::explain(cfg, intent_id, scratch, sender)?;
+    let e = crate::audit::explain::explain(cfg, None, intent_id, scratch, sender)?;
     let d = &e.decision;
     let fmt = crate::clock::format_ms;
     println!("intent {}: {} {}{} (stage {}), decided at {}", d.intent_id, d.status.as_str(), d.reason, d.retry_at_ms.map(|t| format!(", retry at {}", fmt(t))).unwrap_or_default(), d.stage.as_deref().unwrap_or("?"), fmt(d.decided_at_ms));

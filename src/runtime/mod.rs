@@ -59,6 +59,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
             ingress: crate::stage::ingress::Ingress::from_topology(&topo),
             partitions: topo.partitions("stage.sender"),
             sender: sender_config.clone(),
+            serving: stage_tasks.iter().map(|t| (t.kind(), t.serving())).collect(),
+            standby: cfg.standby_replicas,
         };
         let tokens = crate::api::auth::Tokens::from_env(&|k| std::env::var(k).ok())?;
         if tokens.is_empty() {
@@ -67,7 +69,16 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         let tls = if cfg.api_tls_cert_file.is_empty() { None } else { Some(crate::api::server::tls_acceptor(&cfg.api_tls_cert_file, &cfg.api_tls_key_file)?) };
         let board = Arc::new(crate::api::board::Board::new(crate::api::board::BOARD_CAPACITY));
         let reader = crate::api::board::spawn_reader(cfg, topo.full("decisions"), board.clone(), shutdown.clone())?;
+        let alerts = Arc::new(crate::api::alerts::Alerts::default());
+        let alerts_sink = alerts.clone();
+        let alerts_reader = crate::api::board::spawn_tail(cfg, "api-alerts", topo.full("alerts"), crate::api::alerts::ALERTS_KEPT as i64, move |v| alerts_sink.take(v), Arc::default(), shutdown.clone())?;
+        let directory = Arc::new(crate::api::peers::Directory::new(&cfg.instance_id));
+        let announcer = crate::api::peers::spawn(cfg, topo.full("instances"), directory.clone(), live.serving.clone(), cfg.api_url(), shutdown.clone())?;
         let api = crate::api::Api {
+            directory,
+            forwarder: Arc::new(crate::api::peers::Forwarder::new(cfg)?),
+            alerts,
+            explainer: Arc::new(crate::api::explain::Explainer::new(cfg, sender_config.clone())),
             live: Arc::new(live),
             tokens: Arc::new(tokens),
             board,
@@ -76,8 +87,10 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let api = crate::api::server::spawn(&cfg.api_addr, api, tls, shutdown.clone())?;
-        tracing::info!(addr = %cfg.api_addr, scheme, "HTTP API (described at /openapi.json)");
+        tracing::info!(addr = %cfg.api_addr, scheme, advertised = %cfg.api_url(), "HTTP API (described at /openapi.json)");
         handles.push(("api-decisions", std::thread::spawn(move || reader.join().map_err(|_| TaskError::Fatal("decisions reader panicked".into())))));
+        handles.push(("api-alerts", std::thread::spawn(move || alerts_reader.join().map_err(|_| TaskError::Fatal("alerts reader panicked".into())))));
+        handles.push(("api-instances", std::thread::spawn(move || announcer.join().map_err(|_| TaskError::Fatal("instances announcer panicked".into())))));
         handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {

@@ -39,6 +39,9 @@ pub struct StageTask {
     /// With standby replicas: the partitions this task owns, shared with
     /// the standby that keeps the others warm.
     standby: Option<super::standby::Owned>,
+    /// The partitions this task owns and has restored: the API answers
+    /// for these and announces them to the other instances.
+    serving: super::standby::Owned,
 }
 
 /// Longest a restore may take before the task gives up and retries.
@@ -63,6 +66,7 @@ impl StageTask {
             out: StageOutput::default(),
             buf: Vec::with_capacity(512),
             standby: None,
+            serving: super::standby::Owned::default(),
         }
     }
 
@@ -76,6 +80,11 @@ impl StageTask {
 
     pub fn kind(&self) -> StageKind {
         self.kind
+    }
+
+    /// The partitions this task owns and has restored, for the API.
+    pub fn serving(&self) -> super::standby::Owned {
+        self.serving.clone()
     }
 
     /// The committed state, for the API.
@@ -267,12 +276,19 @@ impl Processor for StageTask {
             pipeline::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
             self.books.insert(*p, book);
         }
+        self.serving.lock().expect("not poisoned").extend(ids.iter().copied());
         metrics::histogram!("sendgate_restore_seconds").record(started.elapsed().as_secs_f64());
         tracing::info!(stage = %self.kind.name(), partitions = ids.len(), records = n, ms = started.elapsed().as_millis() as u64, "state restored from changelog");
         Ok(())
     }
 
     fn on_revoked(&mut self, partitions: &[(String, i32)], handed_over: bool) {
+        {
+            let mut serving = self.serving.lock().expect("not poisoned");
+            for (_, p) in partitions {
+                serving.remove(p);
+            }
+        }
         if let Some(owned) = &self.standby {
             // Kept, and kept up to date by the standby from this task's last
             // commit on.

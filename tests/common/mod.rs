@@ -125,6 +125,28 @@ impl TestEnv {
         self.processor = Some(child);
     }
 
+    /// Starts another `sendgate run` of this namespace (another instance of
+    /// the same groups), with its own instance id, state and API address;
+    /// stopped (SIGTERM) when the handle drops.
+    pub fn start_instance(&self, instance: &str, api_addr: &str) -> Instance {
+        let log = self.dir.path().join(format!("sendgate-instance-{instance}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sendgate"))
+            .arg("run")
+            .env("SENDGATE_BOOTSTRAP", &self.cfg.bootstrap)
+            .env("SENDGATE_NAMESPACE", &self.cfg.namespace)
+            .env("SENDGATE_INSTANCE_ID", instance)
+            .env("SENDGATE_STATE_DIR", self.dir.path().join(format!("state-{instance}")))
+            .env("SENDGATE_METRICS_ADDR", "")
+            .env("SENDGATE_API_ADDR", api_addr)
+            .env("SENDGATE_LOG", "info,librdkafka=warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn sendgate");
+        Instance { child, log }
+    }
+
     /// Waits up to `timeout` for the processor to exit by itself; its status.
     pub fn await_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
@@ -351,6 +373,61 @@ pub fn command(kind: CommandKind, target: &str) -> Command {
 }
 
 /// A free local port (for the API of a test's processor).
+/// Another instance of a test's namespace (`TestEnv::start_instance`).
+pub struct Instance {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..300 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API answer with the instance that computed it (the
+/// x-sendgate-answered-by header).
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub answered_by: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One request through a maintained HTTP client (ureq), to `base` (a URL
+/// without path), with an optional bearer token.
+pub fn call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> Answer {
+    let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(60));
+    if let Some(t) = token {
+        req = req.set("authorization", &format!("Bearer {t}"));
+    }
+    let resp = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {base}{path}: {e}"),
+    };
+    let status = resp.status();
+    let answered_by = resp.header("x-sendgate-answered-by").unwrap_or_default().to_string();
+    Answer { status, answered_by, body: resp.into_string().unwrap() }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
