@@ -122,6 +122,8 @@ NEEDS=(
   "java|openjdk-17-jdk-headless|find_command java"
   "javac|openjdk-17-jdk-headless|find_command javac"
   "maven|maven|find_command mvn"
+  "chromium|chromium|find_command chromium"
+  "chromedriver|chromium-driver|find_command chromedriver"
 )
 
 detect_all() {

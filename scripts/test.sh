@@ -67,6 +67,10 @@ export SENDGATE_TEST_KAFKA_LIBS="$SENDGATE_CACHE/kafka-${KAFKA_VERSION:-4.1.2}/l
 export SENDGATE_TEST_SECURE_ENV="$kafka_data/tls/credentials.env"
 export SENDGATE_TEST_REGISTRY_URL="$("$REPO_ROOT/scripts/registry.sh" url)"
 export SENDGATE_TEST_PYTHON="$venv/bin/python"
+# The operator page's browser test: Debian's chromium and its WebDriver
+# (setup.sh installs both).
+export SENDGATE_TEST_CHROMIUM="$(command -v chromium)"
+export SENDGATE_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 say "running the tests (integration tests use the broker at $SENDGATE_TEST_BOOTSTRAP)"
 cargo test --release --locked "$@"
 

@@ -348,6 +348,20 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     await_json(&addr, ACME, "/v1/held", |v| v["held"].as_array().unwrap().is_empty());
     assert_eq!(http(&addr, Some(ACME), "POST", "/v1/held/h-1/reject", "").0, 404, "no longer held");
 
+    // The recent decisions, a tenant's own only; and why h-1 was decided.
+    let recent = await_json(&addr, ACME, "/v1/decisions?status=allowed&limit=10", |v| v["decisions"].as_array().unwrap().iter().any(|d| d["intent_id"] == "h-1"));
+    assert!(recent["decisions"].as_array().unwrap().iter().all(|d| d["status"] == "ALLOWED" && d["tenant"] == "acme"), "{recent}");
+    assert!(await_json(&addr, GLOBEX, "/v1/decisions", |_| true)["decisions"].as_array().unwrap().is_empty(), "globex reads no acme decision");
+    let (status, body) = http(&addr, Some(ACME), "GET", "/v1/explain/h-1", "");
+    assert_eq!(status, 200, "{body}");
+    let why: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(why["decision"]["status"], "ALLOWED", "{why}");
+    let checks = why["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["stage"] == "sender") && checks.iter().any(|c| c["stage"] == "recipient_domain"), "every stage's checks: {why}");
+    assert!(why["decided_by"].is_null(), "every check passed: {why}");
+    assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/explain/h-1", "").0, 404, "globex has no intent h-1");
+    assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/explain/h-1?tenant=acme", "").0, 403);
+
     // A domain paused over HTTP: listed, its intents PAUSED; resumed: listed no more, ALLOWED.
     let (status, body) = http(&addr, Some(OPERATOR), "POST", "/v1/senders/sender_domain:acme.com/pause", r#"{"reason":"complaint spike"}"#);
     assert_eq!(status, 202, "{body}");
@@ -361,6 +375,16 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     assert_eq!((gus["by"].as_str(), seen.to_string().contains("globex")), (Some("another tenant"), false), "{seen}");
     let own = await_json(&addr, GLOBEX, "/v1/senders", |_| true);
     assert!(own.to_string().contains("globex's own business"), "{own}");
+    // The pauses' alerts: each tenant sees its own, the operator all.
+    let alerts = await_json(&addr, OPERATOR, "/v1/alerts?kind=sender_paused", |v| v["alerts"].as_array().unwrap().len() == 2);
+    assert_eq!(alerts["alerts"][0]["scope"], "mailbox:gus@shared.example", "newest first: {alerts}");
+    let globex_alerts = await_json(&addr, GLOBEX, "/v1/alerts", |_| true);
+    assert!(globex_alerts["alerts"].as_array().unwrap().iter().all(|a| a["tenant"] == "globex") && globex_alerts.to_string().contains("gus@shared.example"), "{globex_alerts}");
+    assert!(!await_json(&addr, ACME, "/v1/alerts?scope=mailbox:", |_| true).to_string().contains("gus@shared.example"), "acme reads no globex alert");
+    // Signal tiers of the domains that sent: acme.com, healthy.
+    let tiers = await_json(&addr, OPERATOR, "/v1/senders", |v| v["domains"].as_array().unwrap().iter().any(|d| d["domain"] == "acme.com"));
+    let acme = tiers["domains"].as_array().unwrap().iter().find(|d| d["domain"] == "acme.com").unwrap();
+    assert_eq!((acme["signals"]["bounce_tier"].as_str(), acme["signals"]["complaint_tier"].as_str()), (Some("healthy"), Some("healthy")), "{tiers}");
     assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/senders/mailbox:gus@shared.example/resume", "").0, 202);
     let (_, body) = http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", &intent_json("p-1", "acme", "bo@acme.com", "x@corp.example"));
     assert_eq!(serde_json::from_str::<Decision>(&body).unwrap().status, DecisionStatus::Paused, "{body}");
