@@ -73,6 +73,23 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     env.send_intents(&[intent("u-3", "bo@acme.com", "d@corp.example")]);
     assert_eq!(env.await_decisions(&["u-3".into()], WAIT)["u-3"].status, DecisionStatus::Allowed);
 
+    // The recipient side: a recipient's windows are its tenant's; a
+    // recipient domain's are per sender domain (with &sender=) and a
+    // public provider's domain limits do not apply.
+    let get = |token: &str, path: &str| -> serde_json::Value {
+        let (status, body) = http(&addr, Some(token), "GET", path, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let a = get(ACME, "/v1/usage?scope=recipient:A@corp.example");
+    assert_eq!((a["scope"].as_str(), window(&a, "outbound", "day")["used"].as_i64(), window(&a, "outbound", "day")["limit"].as_i64()), (Some("recipient:a@corp.example"), Some(1), Some(10)), "normalised as the router does: {a}");
+    assert_eq!(window(&get(GLOBEX, "/v1/usage?scope=recipient:a@corp.example"), "outbound", "day")["used"], 0, "counted per tenant");
+    let rd = get(ACME, "/v1/usage?scope=recipient_domain:corp.example&sender=acme.com");
+    let hour = window(&rd, "outbound", "hour");
+    assert_eq!((hour["scope"].as_str(), hour["used"].as_i64(), hour["limit"].as_i64()), (Some("sender_domain:acme.com/recipient_domain:corp.example"), Some(3), Some(50)), "{rd}");
+    assert!(get(ACME, "/v1/usage?scope=recipient_domain:corp.example")["windows"].as_array().unwrap().is_empty(), "per sender domain: none without one");
+    assert_eq!(get(ACME, "/v1/usage?scope=recipient_domain:gmail.com&sender=acme.com")["public_provider"], true);
+
     // The same from the command line.
     let file = env.dir.path().join("intents.jsonl");
     std::fs::write(&file, "{\"intent_id\":\"sim-3\",\"tenant\":\"acme\",\"sender\":\"ana@acme.com\",\"recipient\":\"e@corp.example\",\"class\":\"OUTBOUND\"}\n").unwrap();
@@ -116,6 +133,7 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/usage?scope=sender_domain:acme.com&tenant=globex", "").0, 403);
+    assert_eq!(http(&addr, Some(GLOBEX), "GET", "/v1/usage?scope=recipient_domain:corp.example&sender=acme.com", "").0, 403, "acme.com's counters per recipient domain are acme's");
     assert_eq!(http(&addr, Some(ACME), "GET", "/v1/usage?scope=sender_domain:acme.com&tenant=acme", "").0, 200);
     let (status, body) = http(&addr, Some(OPERATOR), "GET", "/v1/usage?scope=mailbox:ana@acme.com&tenant=acme", "");
     assert_eq!(status, 200, "{body}");

@@ -247,11 +247,7 @@ pub async fn simulate_intents(State(api): State<Api>, Authed(caller): Authed, ho
 fn simulate_needs(api: &Api, intents: &[SendIntent]) -> Vec<(crate::stage::StageKind, i32)> {
     use crate::stage::StageKind;
     let parts = api.live.partitions;
-    let mut book = crate::policy::PolicyBook::default();
-    if let Some(p) = api.live.served(StageKind::Sender).first() {
-        let mut store = crate::state::StageStore::new(Box::new(crate::state::CopyOnWrite::new(api.live.stores[&StageKind::Sender].clone())));
-        let _ = crate::stage::pipeline::load_policies(&store.view(*p), &mut book);
-    }
+    let mut book = super::usage::any_book(&api.live);
     let mut needs = std::collections::BTreeSet::new();
     for i in intents {
         let mut i = i.clone();
@@ -274,9 +270,12 @@ pub struct UsageQuery {
     /// mailbox:ADDRESS, sender_domain:DOMAIN or tenant:T (percent-encode
     /// a '+' in an address as %2B: a bare '+' in a query is a space).
     pub scope: Option<String>,
-    /// The tenant whose policy applies (mailbox and sender_domain scopes);
-    /// a tenant's token implies its own.
+    /// The tenant whose policy applies; a tenant's token implies its own.
     pub tenant: Option<String>,
+    /// recipient and recipient_domain scopes: the sender (an address or a
+    /// domain) whose policy applies; a recipient domain's per-sender-domain
+    /// windows and ISP backoff are shown only with it.
+    pub sender: Option<String>,
 }
 
 /// A scope's windows with the numbers the next decision would use:
@@ -291,7 +290,7 @@ pub struct UsageQuery {
 pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<UsageQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
     let Some(scope) = q.scope else {
-        return Err(bad("give ?scope=mailbox:A, sender_domain:D or tenant:T (and &tenant=T for the first two)"));
+        return Err(bad("give ?scope=mailbox:A, sender_domain:D, tenant:T, recipient:A or recipient_domain:D (with an operator's token, &tenant=T; for the recipient scopes, &sender=A or D)"));
     };
     let tenant = tenant_of(&caller, q.tenant)?;
     if let Some(t) = scope.strip_prefix("tenant:") {
@@ -299,12 +298,20 @@ pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, hop: Hop,
             return Err(forbidden(format!("tenant {t:?}: this token acts for another tenant")));
         }
     }
+    if let Some(r) = scope.strip_prefix("recipient:") {
+        let r = crate::model::Address::parse(r).map_err(|e| bad(format!("recipient: {e}")))?.to_string();
+        return Ok(recipient_usage(&api, &hop, super::usage::RecipientScope::Recipient(r), tenant, q.sender.unwrap_or_default()).await);
+    }
+    if let Some(d) = scope.strip_prefix("recipient_domain:") {
+        let Ok(Scope::RecipientDomain(d)) = Scope::parse(&format!("recipient_domain:{d}")) else { return Err(bad(format!("{scope}: not a domain"))) };
+        return Ok(recipient_usage(&api, &hop, super::usage::RecipientScope::RecipientDomain(d), tenant, q.sender.unwrap_or_default()).await);
+    }
     let parsed = Scope::parse(&scope).map_err(bad)?;
     let needs = match &parsed {
         Scope::Mailbox(m) => vec![(StageKind::Sender, partition_for(domain_of(m), api.live.partitions))],
         Scope::SenderDomain(d) => vec![(StageKind::Sender, partition_for(d, api.live.partitions))],
         Scope::Tenant(t) => vec![(StageKind::Tenant, partition_for(t, api.live.partitions))],
-        other => return Err(bad(format!("usage is kept for mailbox:, sender_domain: and tenant: scopes, not {other}"))),
+        other => return Err(bad(format!("usage is kept for mailbox:, sender_domain:, tenant:, recipient: and recipient_domain: scopes, not {other}"))),
     };
     Ok(answer_from(&api, &hop, &needs, false, None, || async {
         // A domain a tenant owns, and its mailboxes, are that tenant's to read.
@@ -325,6 +332,23 @@ pub async fn get_usage(State(api): State<Api>, Authed(caller): Authed, hop: Hop,
         usage(&api.live, &parsed, &tenant, now_ms()).map(|u| Json(u).into_response()).unwrap_or_else(|e| bad(e).into_response())
     })
     .await)
+}
+
+/// A recipient's or recipient domain's usage, where it is kept. Recipients
+/// are the tenant's own (counted per tenant): any tenant may ask of any.
+async fn recipient_usage(api: &Api, hop: &Hop, scope: super::usage::RecipientScope, tenant: String, sender: String) -> Response {
+    let needs = [scope.place(&mut super::usage::any_book(&api.live), &tenant, &sender, api.live.partitions)];
+    answer_from(api, hop, &needs, false, None, || async {
+        // A sender domain another tenant owns: its counters are that tenant's.
+        let sd = if sender.contains('@') { domain_of(&sender) } else { sender.as_str() };
+        if let Some(owner) = super::usage::any_book(&api.live).owner_of(sd) {
+            if owner != tenant {
+                return forbidden(format!("sender {sender} is kept for another tenant: this token acts for another tenant")).into_response();
+            }
+        }
+        super::usage::recipient_usage(&api.live, &scope, &tenant, &sender, now_ms()).map(|u| Json(u).into_response()).unwrap_or_else(|e| bad(e).into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize, IntoParams)]

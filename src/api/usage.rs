@@ -46,6 +46,14 @@ pub struct UsageOut {
     pub signals: Option<SignalsOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// Recipient domains: intents from the sender domain to the group are
+    /// DEFERRED until then (an ISP backoff after throttling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_until_ms: Option<i64>,
+    /// Recipient domains: a public mailbox provider, whose per-domain
+    /// limits do not apply (`exclude_public_domains`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub public_provider: bool,
 }
 
 /// The tenant that owns a sender domain, from the committed policies of the
@@ -127,6 +135,107 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
             }
         }
     }
-    Ok(UsageOut { scope: label, policy_version: policy.version, windows, signals: signals_out, paused })
+    Ok(UsageOut { scope: label, policy_version: policy.version, windows, signals: signals_out, paused, backoff_until_ms: None, public_provider: false })
+}
+
+/// The policies, from a partition this instance serves (every partition of
+/// every stage has them all); the defaults when it serves none.
+pub fn any_book(live: &LiveState) -> PolicyBook {
+    let mut book = PolicyBook::default();
+    if let Some((kind, p)) = StageKind::ALL.iter().find_map(|k| live.served(*k).first().map(|p| (*k, *p))) {
+        let mut store = StageStore::new(Box::new(CopyOnWrite::new(live.stores[&kind].clone())));
+        if pipeline::load_policies(&store.view(p), &mut book).is_err() {
+            return PolicyBook::default();
+        }
+    }
+    book
+}
+
+/// A recipient-side scope of `GET /v1/usage`.
+pub enum RecipientScope {
+    /// `recipient:ADDRESS`, kept per tenant by the recipient stage.
+    Recipient(String),
+    /// `recipient_domain:DOMAIN`, kept per sender domain and per tenant
+    /// (under the domain's provider group) by the recipient-domain stage.
+    RecipientDomain(String),
+}
+
+impl RecipientScope {
+    /// The stage and partition that keep it; `book` names the provider
+    /// group (policies are the same in every partition).
+    pub fn place(&self, book: &mut PolicyBook, tenant: &str, sender: &str, partitions: i32) -> (StageKind, i32) {
+        match self {
+            RecipientScope::Recipient(r) => (StageKind::Recipient, partition_for(r, partitions)),
+            RecipientScope::RecipientDomain(d) => {
+                let (sd, mailbox) = sender_parts(sender);
+                (StageKind::RecipientDomain, partition_for(&book.effective(tenant, sd, mailbox, Some(d)).recipient_group(d), partitions))
+            }
+        }
+    }
+}
+
+/// A sender given as an address or a domain: (domain, mailbox or "").
+fn sender_parts(sender: &str) -> (&str, &str) {
+    if sender.contains('@') {
+        (domain_of(sender), sender)
+    } else {
+        (sender, "")
+    }
+}
+
+/// The windows of a recipient or recipient domain under `tenant`'s policy
+/// (and `sender`'s, an address or a domain, when given: a sender domain's
+/// limits per recipient domain are counted per sender domain).
+pub fn recipient_usage(live: &LiveState, scope: &RecipientScope, tenant: &str, sender: &str, now_ms: i64) -> Result<UsageOut, String> {
+    let (sd, mailbox) = sender_parts(sender);
+    let (kind, partition) = scope.place(&mut any_book(live), tenant, sender, live.partitions);
+    let mut store = StageStore::new(Box::new(CopyOnWrite::new(live.stores[&kind].clone())));
+    let view = store.view(partition);
+    let mut book = PolicyBook::default();
+    pipeline::load_policies(&view, &mut book).map_err(|e| e.to_string())?;
+    let tenant_tz = book.effective(tenant, "", "", None).tz;
+    let counted = |label: &str, class: IntentClass, limit: &crate::policy::Limit, tz| -> Result<WindowUsage, String> {
+        let w: Window = limit.key.window;
+        let used = view.get_counter(&keys::counter(label, class.as_str(), w.as_str()), window_start(w, tz, now_ms)).map_err(|e| e.to_string())?.count;
+        let max = limit.max as i64;
+        Ok(WindowUsage { scope: label.to_string(), class: class.as_str(), window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, tz, now_ms) })
+    };
+    let mut windows = Vec::new();
+    match scope {
+        RecipientScope::Recipient(r) => {
+            let policy = book.effective(tenant, sd, mailbox, Some(domain_of(r)));
+            let label = format!("tenant:{tenant}/recipient:{r}");
+            for class in [IntentClass::Outbound, IntentClass::Transactional] {
+                for limit in policy.limits_at(class, &[LimitScope::Recipient]) {
+                    windows.push(counted(&label, class, limit, tenant_tz)?);
+                }
+            }
+            Ok(UsageOut { scope: format!("recipient:{r}"), policy_version: policy.version, windows, signals: None, paused: None, backoff_until_ms: None, public_provider: false })
+        }
+        RecipientScope::RecipientDomain(d) => {
+            let policy = book.effective(tenant, sd, mailbox, Some(d));
+            let group = policy.recipient_group(d);
+            let group_label = if group.starts_with("provider:") { group.clone() } else { format!("recipient_domain:{group}") };
+            let public_provider = policy.exclude_public_domains && policy.is_public(d);
+            if !public_provider {
+                let sd_tz = book.effective(tenant, sd, "", None).tz;
+                for class in [IntentClass::Outbound, IntentClass::Transactional] {
+                    for limit in policy.limits_at(class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]) {
+                        match limit.key.scope {
+                            // Counted per sender domain: only with one.
+                            LimitScope::RecipientDomain if sd.is_empty() => {}
+                            LimitScope::RecipientDomain => windows.push(counted(&format!("sender_domain:{sd}/{group_label}"), class, limit, sd_tz)?),
+                            _ => windows.push(counted(&format!("tenant:{tenant}/{group_label}"), class, limit, tenant_tz)?),
+                        }
+                    }
+                }
+            }
+            let backoff_until_ms = match view.get(&keys::backoff(sd, &group)).map_err(|e| e.to_string())? {
+                Some(StateValue::Backoff(b)) if !sd.is_empty() && b.until_ms > now_ms => Some(b.until_ms),
+                _ => None,
+            };
+            Ok(UsageOut { scope: format!("recipient_domain:{d}"), policy_version: policy.version, windows, signals: None, paused: None, backoff_until_ms, public_provider })
+        }
+    }
 }
 
