@@ -80,6 +80,8 @@ cargo test --release --locked "$@"
 if [ $# -eq 0 ]; then
   say "benchmark smoke run (scripts/bench.sh --smoke)"
   bash "$REPO_ROOT/scripts/bench.sh" --smoke
+  say "request-reply benchmark smoke run (scripts/bench-request-reply.sh --smoke)"
+  bash "$REPO_ROOT/scripts/bench-request-reply.sh" --smoke
   # The fault harness's short run: several SIGKILLs, a clean stop, joins and
   # a broker restart across three instances; zero missing, duplicated or
   # wrong decisions, or it fails.

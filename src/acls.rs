@@ -122,7 +122,7 @@ pub fn grants(topology: &Topology, p: &Principals) -> Vec<Grant> {
         out.push(grant(s, Resource::Topic, t, false, &["Read", "Describe"], "sendgate: read an input"));
     }
     for t in named("output") {
-        out.push(grant(s, Resource::Topic, t, false, &["Write", "Describe"], "sendgate: write an output"));
+        out.push(grant(s, Resource::Topic, t, false, &["Write", "Read", "Describe"], "sendgate: write an output, and read it back (the API's request-reply, recent decisions and alerts, and explain)"));
     }
     for t in named("internal").into_iter().chain(named("changelog")) {
         out.push(grant(s, Resource::Topic, t, false, &["Read", "Write", "Describe"], "sendgate: a stage's input or state changelog, written and read by sendgate alone"));
@@ -221,9 +221,10 @@ mod tests {
             assert_eq!(allowed(&gs, "User:app", "Read", &name), spec.name == "decisions", "app reads {name}");
             let ops_writes = allowed(&gs, "User:ops", "Write", &name);
             assert_eq!(ops_writes, spec.name == "commands" || spec.name == "policies", "operator writes {name}");
-            // sendgate writes everything but its inputs, reads everything but its outputs.
+            // sendgate writes everything but its inputs, and reads everything
+            // (its API reads its outputs back).
             assert_eq!(allowed(&gs, "User:sendgate", "Write", &name), spec.role != "input", "sendgate writes {name}");
-            assert_eq!(allowed(&gs, "User:sendgate", "Read", &name), spec.role != "output", "sendgate reads {name}");
+            assert!(allowed(&gs, "User:sendgate", "Read", &name), "sendgate reads {name}");
         }
         // No grant reaches past the namespace, except the app's own groups.
         for g in &gs {

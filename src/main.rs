@@ -296,6 +296,23 @@ enum BenchCmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Measure request-reply latency (POST /v1/intents?wait_ms to the API at
+    /// URL, one intent per request) at RATE per second for SECONDS, beside
+    /// the topic-to-topic latency at the same rate in the same run (JSON,
+    /// microseconds, and the ratios).
+    RequestReply {
+        #[arg(long)]
+        api: String,
+        /// An operator's API token (or SENDGATE_BENCH_API_TOKEN).
+        #[arg(long, env = "SENDGATE_BENCH_API_TOKEN")]
+        token: String,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Write KEYS distinct window counters into a stage's changelog.
     FillChangelog {
         #[arg(long, default_value = "recipient")]
@@ -422,6 +439,17 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
         BenchCmd::Latency { rate, seconds, seed } => {
             let l = bench::latency(cfg, rate, seconds, seed, Duration::from_secs(30))?;
             println!("{}", json!({"rate": rate, "sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us}));
+            Ok(())
+        }
+        BenchCmd::RequestReply { api, token, rate, seconds, seed } => {
+            let r = bench::request_reply(cfg, &api, &token, rate, seconds, seed)?;
+            let figures = |l: &bench::Latency| json!({"sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us});
+            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { (a as f64 / b as f64 * 100.0).round() / 100.0 };
+            println!("{}", json!({"rate": rate, "seconds": seconds, "topic_to_topic": figures(&r.topic), "request_reply": figures(&r.http), "request_reply_timed_out": r.timed_out,
+                "ratio_p50": ratio(r.http.p50_us, r.topic.p50_us), "ratio_p99": ratio(r.http.p99_us, r.topic.p99_us)}));
+            if r.http.received + r.timed_out < r.http.sent {
+                return Err(format!("{} of {} requests got no answer", r.http.sent - r.http.received - r.timed_out, r.http.sent));
+            }
             Ok(())
         }
         BenchCmd::FillChangelog { stage, keys } => {

@@ -133,8 +133,10 @@ fn each_principal_can_do_only_what_its_acls_grant_and_sendgate_runs_with_exactly
             app_group_prefix = format!("app-{}.", c.namespace);
             script = grant_printed_acls(&c.namespace, &app_group_prefix);
             *c = as_user(c, &sec, SERVICE);
+            c.api_addr = format!("127.0.0.1:{}", free_port());
         },
         vec![
+            ("SENDGATE_API_TOKENS".into(), "operator=acl-operator-token-0123456789".into()),
             ("SENDGATE_KAFKA_SECURITY_PROTOCOL".into(), "SASL_SSL".into()),
             ("SENDGATE_KAFKA_SASL_MECHANISM".into(), "SCRAM-SHA-512".into()),
             ("SENDGATE_KAFKA_SASL_USERNAME".into(), SERVICE.into()),
@@ -170,6 +172,21 @@ fn each_principal_can_do_only_what_its_acls_grant_and_sendgate_runs_with_exactly
     assert_eq!(decisions.get("acl-1").map(|d| d.status), Some(DecisionStatus::Allowed), "{decisions:?}\n{}", env.log_tail());
     let d2 = decisions.get("acl-2").unwrap_or_else(|| panic!("no decision for acl-2: {decisions:?}\n{}", env.log_tail()));
     assert_eq!((d2.status, d2.reason.as_str()), (DecisionStatus::Blocked, "recipient_suppressed"), "the pipeline's bounce reached the stages");
+    // Its API reads the decisions back (request-reply, lookups) and the
+    // instances topic, with the same grants.
+    let api = format!("http://{}", env.cfg.api_addr);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let a = call(&api, Some("acl-operator-token-0123456789"), "GET", "/v1/decisions/acl-1?tenant=acme", None);
+        if a.status == 200 {
+            assert_eq!(a.json()["status"], "ALLOWED");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the API never read acl-1's decision: {} {}\n{}", a.status, a.body, env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let held = call(&api, Some("acl-operator-token-0123456789"), "GET", "/v1/held", None);
+    assert_eq!(held.status, 200, "{}", held.body);
     let log = env.log_text();
     assert!(log.contains(&format!("SASL_SSL SCRAM-SHA-512 as {SERVICE}")), "the processor connects as its own principal: {}", env.log_tail());
     assert!(!log.to_lowercase().contains("authorization"), "sendgate ran into a refusal with its own grants:\n{}", env.log_tail());

@@ -88,33 +88,46 @@ where
 }
 
 /// Every other live instance's part of a listing (the same request, marked
-/// forwarded so that each answers from its own partitions), and the
-/// partitions of `kind` that no answer covers. A forwarded request gets
-/// this instance's part alone.
-pub async fn gather<T: DeserializeOwned>(api: &Api, hop: &Hop, kind: StageKind) -> (Vec<T>, Vec<String>) {
-    let mut covered: BTreeSet<i32> = api.live.served(kind).into_iter().collect();
+/// forwarded so that each answers from its own partitions), and what the
+/// answer may lack: instances that did not answer, and the partitions of
+/// `kinds` that no answer covers. A forwarded request gets this instance's
+/// part alone.
+pub async fn gather<T: DeserializeOwned>(api: &Api, hop: &Hop, kinds: &[StageKind]) -> (Vec<T>, Vec<String>) {
     let mut parts = Vec::new();
     let mut missing = Vec::new();
-    if !hop.forwarded() {
-        let peers = api.directory.live(super::peers::now_ms());
-        let asks = peers.iter().map(|p| api.forwarder.send(p, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), None));
-        for (peer, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
-            match answer {
-                Ok(a) if a.status == 200 => match serde_json::from_slice::<T>(&a.body) {
-                    Ok(part) => {
-                        parts.push(part);
-                        covered.extend(peer.serving.get(kind.name()).into_iter().flatten().copied());
-                    }
-                    Err(e) => missing.push(format!("instance {}: unreadable answer ({e})", peer.instance)),
-                },
-                Ok(a) => missing.push(format!("instance {}: answered {}", peer.instance, a.status)),
-                Err(e) => missing.push(e),
-            }
+    if hop.forwarded() {
+        return (parts, missing);
+    }
+    let mut answered: Vec<Announcement> = Vec::new();
+    let peers = api.directory.live(super::peers::now_ms());
+    let asks = peers.iter().map(|p| api.forwarder.send(p, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), None));
+    for (peer, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
+        match answer {
+            Ok(a) if a.status == 200 => match serde_json::from_slice::<T>(&a.body) {
+                Ok(part) => {
+                    parts.push(part);
+                    answered.push(peer.clone());
+                }
+                Err(e) => missing.push(format!("instance {}: unreadable answer ({e})", peer.instance)),
+            },
+            Ok(a) => missing.push(format!("instance {}: answered {}", peer.instance, a.status)),
+            Err(e) => missing.push(e),
         }
     }
-    let uncovered: Vec<String> = (0..api.live.partitions).filter(|p| !covered.contains(p)).map(|p| p.to_string()).collect();
-    if !hop.forwarded() && !uncovered.is_empty() {
-        missing.push(format!("{} partitions {} (no instance answered for them)", kind.name(), uncovered.join(", ")));
+    for kind in kinds {
+        let uncovered = uncovered(api, *kind, &answered);
+        if !uncovered.is_empty() {
+            missing.push(format!("{} partitions {} (no instance answered for them)", kind.name(), uncovered.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")));
+        }
     }
     (parts, missing)
+}
+
+/// The partitions of `kind` neither this instance nor any of `answered` serves.
+pub fn uncovered(api: &Api, kind: StageKind, answered: &[Announcement]) -> Vec<i32> {
+    let mut covered: BTreeSet<i32> = api.live.served(kind).into_iter().collect();
+    for a in answered {
+        covered.extend(a.serving.get(kind.name()).into_iter().flatten().copied());
+    }
+    (0..api.live.partitions).filter(|p| !covered.contains(p)).collect()
 }

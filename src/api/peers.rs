@@ -241,9 +241,18 @@ impl Forwarder {
     pub fn new(cfg: &Config) -> Result<Forwarder, String> {
         let mut tls = native_tls::TlsConnector::builder();
         if !cfg.api_peer_ca_file.is_empty() {
-            let pem = std::fs::read(&cfg.api_peer_ca_file).map_err(|e| format!("api_peer_ca_file {:?}: {e}", cfg.api_peer_ca_file))?;
-            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| format!("api_peer_ca_file {:?} is not a PEM certificate: {e}", cfg.api_peer_ca_file))?;
-            tls.add_root_certificate(cert);
+            let pem = std::fs::read_to_string(&cfg.api_peer_ca_file).map_err(|e| format!("api_peer_ca_file {:?}: {e}", cfg.api_peer_ca_file))?;
+            // A bundle: every certificate in it, not only the first.
+            const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+            const END: &str = "-----END CERTIFICATE-----";
+            let blocks: Vec<&str> = pem.split_inclusive(END).filter_map(|b| b.find(BEGIN).map(|at| &b[at..])).collect();
+            if blocks.is_empty() {
+                return Err(format!("api_peer_ca_file {:?} holds no PEM certificate", cfg.api_peer_ca_file));
+            }
+            for b in blocks {
+                let cert = native_tls::Certificate::from_pem(b.as_bytes()).map_err(|e| format!("api_peer_ca_file {:?}: a certificate that does not parse: {e}", cfg.api_peer_ca_file))?;
+                tls.add_root_certificate(cert);
+            }
         }
         let tls = tls.build().map_err(|e| format!("forwarding TLS: {e}"))?;
         let agent = ureq::AgentBuilder::new().timeout(FORWARD_TIMEOUT).max_idle_connections_per_host(4).tls_connector(Arc::new(tls)).build();

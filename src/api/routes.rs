@@ -228,6 +228,7 @@ pub async fn get_decision(State(api): State<Api>, Authed(caller): Authed, Path(i
 /// committed state and wall clock, never decisions.
 #[utoipa::path(post, path = "/v1/simulate", tag = "previews", request_body(content = Vec<SendIntent>, description = "An intent or an array of up to 1000"),
     responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), 
         (status = 200, description = "Each intent's would-be decision and checks", body = Vec<Simulated>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -257,7 +258,9 @@ fn simulate_needs(api: &Api, intents: &[SendIntent]) -> Vec<(crate::stage::Stage
             i.sender = s.to_string();
             i.recipient = r.to_string();
         }
-        for kind in StageKind::ALL {
+        // The tenant stage is visited only when a tenant-wide limit applies.
+        let tenant_limits = book.effective(&i.tenant, domain_of(&i.sender), &i.sender, None).limits_at(i.class, &[crate::policy::LimitScope::Tenant]).next().is_some();
+        for kind in StageKind::ALL.into_iter().filter(|k| *k != StageKind::Tenant || tenant_limits) {
             needs.insert((kind, partition_for(&crate::stage::pipeline::route_key(kind, &i, &mut book), parts)));
         }
     }
@@ -267,8 +270,9 @@ fn simulate_needs(api: &Api, intents: &[SendIntent]) -> Vec<(crate::stage::Stage
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// mailbox:ADDRESS, sender_domain:DOMAIN or tenant:T (percent-encode
-    /// a '+' in an address as %2B: a bare '+' in a query is a space).
+    /// mailbox:ADDRESS, sender_domain:DOMAIN, tenant:T, recipient:ADDRESS
+    /// or recipient_domain:DOMAIN (percent-encode a '+' in an address as
+    /// %2B: a bare '+' in a query is a space).
     pub scope: Option<String>,
     /// The tenant whose policy applies; a tenant's token implies its own.
     pub tenant: Option<String>,
@@ -283,6 +287,7 @@ pub struct UsageQuery {
 /// tier's halving; its signal tiers and any pause.
 #[utoipa::path(get, path = "/v1/usage", tag = "previews", params(UsageQuery),
     responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), 
         (status = 200, body = UsageOut),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "Another tenant's scope, or a domain another tenant owns", body = ErrorBody)),
@@ -389,7 +394,8 @@ fn covers(api: &Api, kind: StageKind) -> String {
 
 /// Intents held for an operator's approval.
 #[utoipa::path(get, path = "/v1/held", tag = "operator", params(ListQuery),
-    responses((status = 200, body = HeldList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 200, body = HeldList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<HeldList>, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -400,7 +406,7 @@ pub async fn list_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop,
     };
     let held = super::operator::held(&api.live, tenant.as_deref(), limit).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let mut list = HeldList { held, covers: vec![covers(&api, StageKind::Sender)], missing: Vec::new() };
-    let (parts, missing) = gather::<HeldList>(&api, &hop, StageKind::Sender).await;
+    let (parts, missing) = gather::<HeldList>(&api, &hop, &[StageKind::Sender]).await;
     for part in parts {
         list.held.extend(part.held);
         list.covers.extend(part.covers);
@@ -457,23 +463,31 @@ async fn act_on_held(api: Api, caller: Caller, hop: Hop, intent_id: String, q: T
     }
     // The intent id does not tell its partition: the instance that holds
     // it is the one that finds it.
+    let mut looked = Vec::new();
     if !hop.forwarded() {
         for peer in api.directory.live(super::peers::now_ms()) {
             if let Ok(a) = api.forwarder.send(&peer, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), Some(raw.clone())).await {
                 if a.status != 404 {
                     return Ok(super::forward::peer_response(&peer, a));
                 }
+                looked.push(peer);
             }
         }
     }
-    Err(ApiError(StatusCode::NOT_FOUND, format!("no intent {intent_id:?} of tenant {tenant:?} is held (in the partitions any instance serves)")))
+    // Not found: certain only if every sender partition was looked in.
+    let unseen = super::forward::uncovered(&api, StageKind::Sender, &looked);
+    if !hop.forwarded() && !unseen.is_empty() {
+        return Ok(super::forward::unavailable(format!("intent {intent_id:?} was not found, but sender partitions {unseen:?} are served by no instance right now (a rebalance); retry")));
+    }
+    Err(ApiError(StatusCode::NOT_FOUND, format!("no intent {intent_id:?} of tenant {tenant:?} is held")))
 }
 
 /// Approve a held intent: an APPROVE command goes to the commands topic;
 /// the intent is then decided again with its approval (its new decision
 /// comes at GET /v1/decisions/{intent_id}).
 #[utoipa::path(post, path = "/v1/held/{intent_id}/approve", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
-    responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn approve_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -482,7 +496,8 @@ pub async fn approve_held(State(api): State<Api>, Authed(caller): Authed, hop: H
 
 /// Reject a held intent (a REJECT command): it is BLOCKED.
 #[utoipa::path(post, path = "/v1/held/{intent_id}/reject", tag = "operator", params(("intent_id" = String, Path), TenantQuery), request_body(content = Option<CommandBody>),
-    responses((status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 202, body = CommandAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn reject_held(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(intent_id): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -508,7 +523,8 @@ pub struct Senders {
 /// and ISP backoffs. A tenant's token sees those of domains no other tenant
 /// owns; of another tenant's pause of a shared domain, not who nor why.
 #[utoipa::path(get, path = "/v1/senders", tag = "operator", params(ListQuery),
-    responses((status = 200, body = Senders), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 200, body = Senders), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, hop: Hop, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Senders>, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -522,7 +538,12 @@ pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, hop: H
         covers: vec![covers(&api, StageKind::Sender), covers(&api, StageKind::RecipientDomain)],
         missing: Vec::new(),
     };
-    if let Caller::Tenant(t) = &caller {
+    // An operator naming a tenant sees what that tenant would.
+    let viewer = match (&caller, q.tenant) {
+        (Caller::Operator, None) => None,
+        (c, t) => Some(tenant_of(c, t)?),
+    };
+    if let Some(t) = &viewer {
         let own_mark = format!("api:tenant:{t}");
         let mut visible = Vec::with_capacity(out.paused.len());
         for mut p in out.paused {
@@ -544,20 +565,12 @@ pub async fn list_senders(State(api): State<Api>, Authed(caller): Authed, hop: H
         out.backoffs.retain(|b| b.owner.as_ref().is_none_or(|o| o == t));
     }
     // Each instance filters its own part for the same caller.
-    let (parts, mut missing) = gather::<Senders>(&api, &hop, StageKind::Sender).await;
+    let (parts, missing) = gather::<Senders>(&api, &hop, &[StageKind::Sender, StageKind::RecipientDomain]).await;
     for part in parts {
         out.paused.extend(part.paused);
         out.domains.extend(part.domains);
         out.backoffs.extend(part.backoffs);
         out.covers.extend(part.covers);
-    }
-    if !hop.forwarded() {
-        // The backoffs live in the recipient-domain stage, spread apart.
-        let served: std::collections::BTreeSet<i32> = api.live.served(StageKind::RecipientDomain).into_iter().chain(api.directory.live(super::peers::now_ms()).iter().flat_map(|a| a.serving.get(StageKind::RecipientDomain.name()).into_iter().flatten().copied().collect::<Vec<_>>())).collect();
-        let uncovered: Vec<String> = (0..api.live.partitions).filter(|p| !served.contains(p)).map(|p| p.to_string()).collect();
-        if !uncovered.is_empty() {
-            missing.push(format!("recipient_domain partitions {} (no instance answered for them)", uncovered.join(", ")));
-        }
     }
     out.paused.truncate(limit);
     out.domains.truncate(limit);
@@ -595,7 +608,8 @@ async fn pause_or_resume(api: Api, caller: Caller, hop: Hop, scope: String, q: T
 /// Pause a sender domain or mailbox (a PAUSE command): its intents are
 /// PAUSED until it is resumed.
 #[utoipa::path(post, path = "/v1/senders/{scope}/pause", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
-    responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause_sender(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -604,7 +618,8 @@ pub async fn pause_sender(State(api): State<Api>, Authed(caller): Authed, hop: H
 
 /// Resume a paused sender domain or mailbox (a RESUME command).
 #[utoipa::path(post, path = "/v1/senders/{scope}/resume", tag = "operator", params(("scope" = String, Path, description = "sender_domain:D or mailbox:A"), TenantQuery), request_body(content = Option<CommandBody>),
-    responses((status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 503, description = "No instance serves what this request needs right now (a rebalance, an instance gone): retry after Retry-After", body = ErrorBody), (status = 202, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resume_sender(State(api): State<Api>, Authed(caller): Authed, hop: Hop, Path(scope): Path<String>, query: Result<Query<TenantQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
@@ -752,7 +767,7 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz and /openapi.json carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
+    info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz, /openapi.json and the operator page's files (/ui/) carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
     paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, healthz, readyz, openapi_json),
     modifiers(&BearerAuth),
     tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "operator", description = "Held intents and paused senders, and the commands that act on them"), (name = "health", description = "Liveness, readiness and this document"))
@@ -801,7 +816,7 @@ mod tests {
     #[test]
     fn the_document_lists_every_route_and_its_security() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for p in ["/v1/intents", "/v1/decisions/{intent_id}", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
+        for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");

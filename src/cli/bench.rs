@@ -335,9 +335,14 @@ pub struct Latency {
 /// to it, is what corrects for coordinated omission: a stall delays the
 /// sends behind it, and their wait is counted.
 pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration) -> Result<Latency, String> {
+    latency_of(cfg, rate, seconds, seed, true, drain)
+}
+
+/// [`latency`], with or without the delivery events beside the intents.
+fn latency_of(cfg: &Config, rate: f64, seconds: f64, seed: u64, deliveries: bool, drain: Duration) -> Result<Latency, String> {
     let topo = cfg.topology()?;
     let n = (rate * seconds).round().max(1.0) as u64;
-    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, ..Workload::default() };
+    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, events_per_intent: if deliveries { Workload::default().events_per_intent } else { 0.0 }, ..Workload::default() };
     // Generated up front (bounded: rate x seconds records), so that
     // generation does not steal time from the schedule.
     let mut records = Vec::with_capacity(n as usize * 2);
@@ -399,6 +404,89 @@ pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration
     done.store(true, Ordering::Relaxed);
     let (h, received) = reader.join().map_err(|_| "latency reader panicked".to_string())??;
     Ok(Latency { sent, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() })
+}
+
+/// `POST /v1/intents?wait_ms` round trips at a steady rate, beside the
+/// topic-to-topic latency at the same rate in the same run (the baseline).
+#[derive(Debug)]
+pub struct RequestReply {
+    pub topic: Latency,
+    pub http: Latency,
+    /// Answered 202: not decided within the wait.
+    pub timed_out: u64,
+}
+
+/// Workers sending requests at once (a bound on connections and threads).
+const RR_WORKERS: usize = 64;
+/// Longest a request waits for its decision.
+const RR_WAIT_MS: u64 = 10_000;
+
+/// Measures topic-to-topic latency (intents produced, decisions read) and
+/// then request-reply latency (each intent POSTed to the API with
+/// `wait_ms`, its decision in the answer), both at `rate` for `seconds`,
+/// each from its scheduled send (coordinated omission corrected), on
+/// intents of the same shape (seeds `seed` and `seed + 1`).
+pub fn request_reply(cfg: &Config, api: &str, token: &str, rate: f64, seconds: f64, seed: u64) -> Result<RequestReply, String> {
+    let topic = latency_of(cfg, rate, seconds, seed, false, Duration::from_secs(30))?;
+    let n = (rate * seconds).round().max(1.0) as u64;
+    let w = Workload { seed: seed + 1, intents: n, events_per_intent: 0.0, key_by_sender_domain: true, ..Workload::default() };
+    let mut bodies = Vec::with_capacity(n as usize);
+    load::generate(&w, |topic, _, v| {
+        if topic == "intents" {
+            let i: SendIntent = codec::decode(RecordType::SendIntent, &v).map_err(|e| e.to_string())?;
+            bodies.push(serde_json::to_string(&i).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    })?;
+    let url = format!("{}/v1/intents?wait_ms={RR_WAIT_MS}", api.trim_end_matches('/'));
+    let auth = format!("Bearer {token}");
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, String)>(RR_WORKERS * 4);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let workers: Vec<_> = (0..RR_WORKERS)
+        .map(|_| {
+            let (rx, url, auth) = (rx.clone(), url.clone(), auth.clone());
+            std::thread::spawn(move || -> Result<(hdrhistogram::Histogram<u64>, u64, u64), String> {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_millis(RR_WAIT_MS + 10_000)).build();
+                let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+                let (mut answered, mut timed_out) = (0u64, 0u64);
+                loop {
+                    let job = rx.lock().expect("job queue").recv();
+                    let Ok((i, body)) = job else { break };
+                    let r = agent.post(&url).set("authorization", &auth).set("content-type", "application/json").send_string(&body);
+                    let now = Instant::now();
+                    match r {
+                        Ok(resp) if resp.status() == 200 => {
+                            answered += 1;
+                            h.saturating_record(now.saturating_duration_since(t0 + interval.mul_f64(i as f64)).as_micros() as u64);
+                        }
+                        Ok(_) => timed_out += 1,
+                        Err(e) => return Err(format!("POST {url}: {e}")),
+                    }
+                }
+                Ok((h, answered, timed_out))
+            })
+        })
+        .collect();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let at = t0 + interval.mul_f64(i as f64);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        tx.send((i, body)).map_err(|_| "every request worker stopped".to_string())?;
+    }
+    drop(tx);
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+    let (mut received, mut timed_out) = (0u64, 0u64);
+    for w in workers {
+        let (wh, a, t) = w.join().map_err(|_| "a request worker panicked".to_string())??;
+        h.add(wh).map_err(|e| e.to_string())?;
+        received += a;
+        timed_out += t;
+    }
+    let http = Latency { sent: n, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() };
+    Ok(RequestReply { topic, http, timed_out })
 }
 
 /// Sends a few intents of another seed and waits for their decisions: the

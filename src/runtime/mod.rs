@@ -64,7 +64,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         };
         let tokens = crate::api::auth::Tokens::from_env(&|k| std::env::var(k).ok())?;
         if tokens.is_empty() {
-            tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz, /readyz and /openapi.json");
+            tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz, /readyz, /openapi.json and the operator page's files");
         }
         let tls = if cfg.api_tls_cert_file.is_empty() { None } else { Some(crate::api::server::tls_acceptor(&cfg.api_tls_cert_file, &cfg.api_tls_key_file)?) };
         let board = Arc::new(crate::api::board::Board::new(crate::api::board::BOARD_CAPACITY));

@@ -409,19 +409,24 @@ impl Answer {
 
 /// One request through a maintained HTTP client (ureq), to `base` (a URL
 /// without path), with an optional bearer token.
+/// Retries the connection while the processor starts (up to 30 s).
 pub fn call(base: &str, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> Answer {
-    let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(60));
-    if let Some(t) = token {
-        req = req.set("authorization", &format!("Bearer {t}"));
-    }
-    let resp = match body {
-        Some(b) => req.set("content-type", "application/json").send_string(b),
-        None => req.call(),
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {base}{path}: {e}"),
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let resp = loop {
+        let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(60));
+        if let Some(t) = token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        let resp = match body {
+            Some(b) => req.set("content-type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        match resp {
+            Ok(r) => break r,
+            Err(ureq::Error::Status(_, r)) => break r,
+            Err(e) if std::time::Instant::now() < deadline && e.kind() == ureq::ErrorKind::ConnectionFailed => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => panic!("{method} {base}{path}: {e}"),
+        }
     };
     let status = resp.status();
     let answered_by = resp.header("x-sendgate-answered-by").unwrap_or_default().to_string();

@@ -30,6 +30,7 @@ const state = {
   again: false,      // a refresh was asked for while a poll ran
   epoch: 0,          // bumped on sign-out: a poll of an older epoch is dropped
   usageScope: '',
+  usageSender: '',
   last: {},          // section -> JSON text of its last answer
   data: {},          // section -> its last answer
   acts: new Map(),   // row key -> {s: 'busy' | 'done', at: ms}
@@ -355,7 +356,11 @@ async function explain(d) {
 
 function usagePath() {
   const scope = state.usageScope;
-  return scope ? withTenant(`/v1/usage?scope=${enc(scope)}`, ownerOfScope(scope)) : null;
+  if (!scope) return null;
+  // A recipient domain's per-sender-domain windows and ISP backoff are
+  // shown for one sender (an address or a domain).
+  const sender = scope.startsWith('recipient') && state.usageSender ? `&sender=${enc(state.usageSender)}` : '';
+  return withTenant(`/v1/usage?scope=${enc(scope)}${sender}`, ownerOfScope(scope));
 }
 
 function renderUsage(u) {
@@ -367,6 +372,8 @@ function renderUsage(u) {
       ` · ${s.sends} sends in ${s.window_hours} h`);
   }
   if (u.paused) meta.push(el('div', { className: 'paused-line' }, `paused: ${u.paused}`));
+  if (u.backoff_until_ms) meta.push(el('div', { className: 'paused-line' }, `ISP backoff: deferred until ${fmtTime(u.backoff_until_ms, false)}`));
+  if (u.public_provider) meta.push(' · a public mailbox provider: per-domain limits do not apply');
   $('usage-meta').replaceChildren(...meta);
 
   const bars = (u.windows || []).map((w) => {
@@ -511,6 +518,7 @@ function init() {
   $('usage-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     state.usageScope = $('usage-scope').value.trim();
+    state.usageSender = $('usage-sender').value.trim();
     delete state.last.usage;
     $('usage-meta').replaceChildren();
     $('usage-bars').replaceChildren(el('p', { className: 'empty' },
