@@ -365,6 +365,14 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     assert_eq!(d["recipient"], "cfo@corp.example");
     await_json(&addr, ACME, "/v1/held", |v| v["held"].as_array().unwrap().is_empty());
     assert_eq!(http(&addr, Some(ACME), "POST", "/v1/held/h-1/reject", "").0, 404, "no longer held");
+    // Another, rejected over HTTP: BLOCKED.
+    let held2 = r#"{"intent_id":"h-2","tenant":"acme","sender":"ana@acme.com","recipient":"spam@corp.example","class":"OUTBOUND","requires_approval":true}"#;
+    assert_eq!(http(&addr, Some(ACME), "POST", "/v1/intents?wait_ms=20000", held2).0, 200);
+    await_json(&addr, OPERATOR, "/v1/held", |v| v["held"].as_array().unwrap().iter().any(|i| i["intent_id"] == "h-2"));
+    let (status, body) = http(&addr, Some(OPERATOR), "POST", "/v1/held/h-2/reject?tenant=acme", r#"{"reason":"not this one"}"#);
+    assert_eq!(status, 202, "{body}");
+    let d = await_json(&addr, ACME, "/v1/decisions/h-2", |v| v["status"] == "BLOCKED");
+    assert_eq!(d["reason"], "rejected_by_operator", "{d}");
 
     // The recent decisions, a tenant's own only; and why h-1 was decided.
     let recent = await_json(&addr, ACME, "/v1/decisions?status=allowed&limit=10", |v| v["decisions"].as_array().unwrap().iter().any(|d| d["intent_id"] == "h-1"));
