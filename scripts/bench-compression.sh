@@ -61,12 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "$SENDGATE_BIN_GIVEN" ] && [ -x "$SENDGATE_BIN" ]; then
-  say "using the cached release build $SENDGATE_BIN ($(date -r "$SENDGATE_BIN" '+%F %T'))"
-else
-  [ -z "$SENDGATE_BIN_GIVEN" ] && "$REPO_ROOT/scripts/setup.sh"
-  build_release
-fi
+cached_or_built_release
 [ -x "$SENDGATE_BIN" ] || { echo "bench-compression: no binary at $SENDGATE_BIN"; exit 1; }
 cp "$SENDGATE_BIN" "$WORK/sendgate"
 BIN="$WORK/sendgate"

@@ -40,12 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "$SENDGATE_BIN_GIVEN" ] && [ -x "$SENDGATE_BIN" ]; then
-  say "using the cached release build $SENDGATE_BIN ($(date -r "$SENDGATE_BIN" '+%F %T'))"
-else
-  [ -z "$SENDGATE_BIN_GIVEN" ] && "$REPO_ROOT/scripts/setup.sh"
-  build_release
-fi
+cached_or_built_release
 sg() { "$SENDGATE_BIN" "$@"; }
 
 if ! scripts/kafka.sh status >/dev/null 2>&1; then

@@ -24,6 +24,17 @@ build_release() {
   (cd "$REPO_ROOT" && cargo build --release --locked --bins)
 }
 
+# A benchmark's binary: the cached release build when there is one and
+# SENDGATE_BIN was not given (say when it was built), else setup and a build.
+cached_or_built_release() {
+  if [ -z "$SENDGATE_BIN_GIVEN" ] && [ -x "$SENDGATE_BIN" ]; then
+    say "using the cached release build $SENDGATE_BIN ($(date -r "$SENDGATE_BIN" '+%F %T'))"
+  else
+    [ -z "$SENDGATE_BIN_GIVEN" ] && "$REPO_ROOT/scripts/setup.sh"
+    build_release
+  fi
+}
+
 # Stops a system under test started in the background by this shell: SIGTERM,
 # up to 60 s for a clean exit, then SIGKILL; reaps it either way.
 stop_and_reap() {

@@ -153,24 +153,13 @@ pub fn spawn_tail<F>(cfg: &Config, name: &'static str, topic: String, back: i64,
 where
     F: FnMut(&[u8]) + Send + 'static,
 {
-    let consumer: BaseConsumer = cfg
-        .client_config()
-        // Assigned, never subscribed: no group membership, no commits; the
-        // id only names the client to the broker (and its ACL prefix).
-        .set("group.id", format!("{}.api.{}", cfg.namespace, cfg.instance_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "10")
-        .set("queued.max.messages.kbytes", "16384")
-        .set("log_level", "4")
-        .create()
-        .map_err(|e| format!("{name}: {e}"))?;
+    let consumer = reader(cfg, name, 10)?;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !shutdown.load(Ordering::Relaxed) {
-                match position_near_end(&consumer, &topic, back) {
+                match assign_all(&consumer, &topic, |low, high| Offset::Offset((high - back).max(low))) {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, reader = name, "cannot find the topic's end yet; retrying");
@@ -191,9 +180,24 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// Assigns every partition `back` records before its current end (the high
-/// watermark): the reader then sees those and every record after.
-fn position_near_end(consumer: &BaseConsumer, topic: &str, back: i64) -> Result<(), String> {
+/// A consumer of the API's readers: assigned, never subscribed (no group
+/// membership, no commits; the id only names the client to the broker,
+/// and its ACL prefix), read committed.
+pub fn reader(cfg: &Config, name: &str, fetch_wait_ms: u32) -> Result<BaseConsumer, String> {
+    cfg.client_config()
+        .set("group.id", format!("{}.api.{}", cfg.namespace, cfg.instance_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        .set("queued.max.messages.kbytes", "16384")
+        .set("log_level", "4")
+        .create()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Assigns every partition of `topic` at `start(low, high)` of its
+/// watermarks now.
+pub fn assign_all(consumer: &BaseConsumer, topic: &str, start: impl Fn(i64, i64) -> Offset) -> Result<(), String> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let t = md.topics().first().ok_or("no metadata")?;
     if let Some(e) = t.error() {
@@ -202,7 +206,7 @@ fn position_near_end(consumer: &BaseConsumer, topic: &str, back: i64) -> Result<
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset((high - back).max(low))).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, p.id(), start(low, high)).map_err(|e| e.to_string())?;
     }
     if tpl.count() == 0 {
         return Err(format!("{topic} has no partitions"));

@@ -139,16 +139,7 @@ pub fn domains(live: &LiveState, now_ms: i64, limit: usize) -> Result<Vec<Domain
                 let caps = crate::stage::sender::warmup_caps(&policy, start, now_ms);
                 (!caps.is_empty()).then(|| WarmupOut { day: ((now_ms - start).div_euclid(86_400_000) + 1).max(1), caps: caps.into_iter().map(|(w, c)| (w.as_str().to_string(), c)).collect() })
             });
-            let signals = super::SignalsOut {
-                window_hours: policy.signals.window_hours,
-                sends: rates.sends,
-                hard_bounces: rates.hard_bounces,
-                complaints: rates.complaints,
-                bounce_rate: rates.bounce_rate(),
-                complaint_rate: rates.complaint_rate(),
-                bounce_tier: bt.as_str().to_string(),
-                complaint_tier: ct.as_str().to_string(),
-            };
+            let signals = super::SignalsOut::new(&rates, bt, ct, policy.signals.window_hours);
             out.push(DomainOut { domain, owner, signals, warmup });
         }
         if out.len() >= limit {

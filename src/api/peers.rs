@@ -15,9 +15,8 @@
 
 use crate::config::Config;
 use crate::stage::StageKind;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,15 +124,7 @@ pub fn now_ms() -> i64 {
 /// until `shutdown`, on its own thread; withdraws the announcement at a
 /// clean stop.
 pub fn spawn(cfg: &Config, topic: String, directory: Arc<Directory>, serving: Serving, api_url: String, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, String> {
-    let consumer: BaseConsumer = cfg
-        .client_config()
-        // Assigned, never subscribed: the id only names the client.
-        .set("group.id", format!("{}.api.{}", cfg.namespace, cfg.instance_id))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("log_level", "4")
-        .create()
-        .map_err(|e| format!("instances reader: {e}"))?;
+    let consumer = super::board::reader(cfg, "instances reader", 100)?;
     let producer: BaseProducer = cfg
         .producer_config()
         .set("linger.ms", "0")
@@ -151,7 +142,7 @@ pub fn spawn(cfg: &Config, topic: String, directory: Arc<Directory>, serving: Se
             let mut backoff = Duration::from_millis(200);
             while !shutdown.load(Ordering::Relaxed) {
                 if !assigned {
-                    match assign_from_start(&consumer, &topic) {
+                    match super::board::assign_all(&consumer, &topic, |_, _| Offset::Beginning) {
                         Ok(()) => assigned = true,
                         Err(e) => {
                             tracing::warn!(error = %e, "instances reader: cannot read the instances topic yet; retrying");
@@ -202,22 +193,6 @@ pub fn spawn(cfg: &Config, topic: String, directory: Arc<Directory>, serving: Se
             }
         })
         .map_err(|e| e.to_string())
-}
-
-fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<(), String> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    let t = md.topics().first().ok_or("no metadata")?;
-    if let Some(e) = t.error() {
-        return Err(format!("{topic}: {e:?}"));
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in t.partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(|e| e.to_string())?;
-    }
-    if tpl.count() == 0 {
-        return Err(format!("{topic} has no partitions"));
-    }
-    consumer.assign(&tpl).map_err(|e| e.to_string())
 }
 
 /// A forwarded request's answer.

@@ -37,6 +37,21 @@ pub struct SignalsOut {
     pub complaint_tier: String,
 }
 
+impl SignalsOut {
+    pub fn new(rates: &signals::Rates, bounce_tier: Tier, complaint_tier: Tier, window_hours: u32) -> SignalsOut {
+        SignalsOut {
+            window_hours,
+            sends: rates.sends,
+            hard_bounces: rates.hard_bounces,
+            complaints: rates.complaints,
+            bounce_rate: rates.bounce_rate(),
+            complaint_rate: rates.complaint_rate(),
+            bounce_tier: bounce_tier.as_str().to_string(),
+            complaint_tier: complaint_tier.as_str().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageOut {
     pub scope: String,
@@ -89,16 +104,7 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
         let rates = signals::totals(&ring, now_ms, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
         tier = bt.max(ct);
-        signals_out = Some(SignalsOut {
-            window_hours: policy.signals.window_hours,
-            sends: rates.sends,
-            hard_bounces: rates.hard_bounces,
-            complaints: rates.complaints,
-            bounce_rate: rates.bounce_rate(),
-            complaint_rate: rates.complaint_rate(),
-            bounce_tier: bt.as_str().to_string(),
-            complaint_tier: ct.as_str().to_string(),
-        });
+        signals_out = Some(SignalsOut::new(&rates, bt, ct, policy.signals.window_hours));
         for s in [format!("sender_domain:{domain}"), format!("mailbox:{mailbox}")] {
             if let Some(StateValue::Pause(p)) = get(&keys::pause(&s))? {
                 paused = Some(format!("{s} paused since {} by {} ({})", crate::clock::format_ms(p.since_ms), p.by, p.reason));
