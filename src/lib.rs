@@ -30,7 +30,10 @@
 //! - [`registry`]: input in the Confluent Schema Registry wire format: the
 //!   writer schema fetched by id (bounded cache) and converted to single object.
 //! - [`api`]: the processor's HTTP API (axum, OpenAPI): publish intents and
-//!   answer with their decisions, simulate intents, read usage; tokens, TLS.
+//!   answer with their decisions, simulate, usage, held intents, senders,
+//!   alerts, explain, from any instance; tokens, TLS; the operator page.
+//! - [`mcp`]: `sendgate mcp`, the tools for AI agents (Model Context
+//!   Protocol), a client of the HTTP API.
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`, including the
 //!   benchmark instruments and the fault harness's verifier and probe.
@@ -43,6 +46,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -139,6 +139,28 @@ enum Cmd {
     },
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
+    /// Tools for AI agents over the Model Context Protocol (stdio, or
+    /// streamable HTTP at /mcp with --http): check_send, request_send,
+    /// get_decision, get_usage, explain_decision. A client of the HTTP API
+    /// at SENDGATE_MCP_API_URL, with the token SENDGATE_MCP_API_TOKEN (over
+    /// HTTP, the MCP client's own bearer token comes first). Sends no mail.
+    Mcp {
+        /// Serve streamable HTTP on this address (e.g. 127.0.0.1:9466)
+        /// instead of stdio.
+        #[arg(long)]
+        http: Option<String>,
+        /// Host headers accepted over HTTP besides the loopback names
+        /// (DNS-rebinding protection), e.g. sendgate-mcp:9466.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
+        #[arg(long, env = "SENDGATE_MCP_API_URL", default_value = "http://127.0.0.1:9465")]
+        api_url: String,
+        #[arg(long, env = "SENDGATE_MCP_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+        /// PEM CA certificate of an API served over TLS.
+        #[arg(long, env = "SENDGATE_MCP_API_CA_FILE")]
+        api_ca_file: Option<String>,
+    },
     /// The configuration: check it and print what it resolves to.
     Config {
         #[command(subcommand)]
@@ -390,6 +412,13 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Mcp { http, allowed_hosts, api_url, api_token, api_ca_file } => {
+            let settings = sendgate::mcp::McpSettings { api_url, token: api_token, ca_file: api_ca_file };
+            match http {
+                Some(addr) => rt.block_on(sendgate::mcp::serve_http(settings, &addr, allowed_hosts)),
+                None => rt.block_on(sendgate::mcp::serve_stdio(settings)),
+            }
+        }
         Cmd::Bench { action } => bench(&cfg, &rt, action),
         Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only } => {
             let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, ..Default::default() };

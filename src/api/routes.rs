@@ -238,7 +238,13 @@ pub async fn simulate_intents(State(api): State<Api>, Authed(caller): Authed, ho
     let needs = simulate_needs(&api, &intents);
     // Standby copies will do for a preview: they trail the owners by the
     // changelog's lag at most.
-    Ok(answer_from(&api, &hop, &needs, true, Some(raw), || async { simulate(&api.live, &intents, now_ms()).map(|s| Json(s).into_response()).unwrap_or_else(|e| bad(e).into_response()) }).await)
+    Ok(answer_from(&api, &hop, &needs, true, Some(raw), || async {
+        match simulate(&api.live, &intents, now_ms()) {
+            Ok(s) => Json(s).into_response(),
+            Err(super::simulate::SimulateError::Invalid(e)) => bad(e).into_response(),
+            Err(super::simulate::SimulateError::InFlight(e)) => super::forward::unavailable(e),
+        }
+    }).await)
 }
 
 /// Every stage partition the intents' evaluation reads (the recipient-domain
@@ -713,6 +719,23 @@ pub async fn explain_intent(State(api): State<Api>, Authed(caller): Authed, Path
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// `operator` or `tenant`.
+    pub caller: &'static str,
+    /// A tenant's token: its tenant.
+    pub tenant: Option<String>,
+}
+
+/// Whom the bearer token names: an operator, or a tenant (which).
+#[utoipa::path(get, path = "/v1/whoami", tag = "health", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
+    Json(match caller {
+        Caller::Operator => WhoAmI { caller: "operator", tenant: None },
+        Caller::Tenant(t) => WhoAmI { caller: "tenant", tenant: Some(t) },
+    })
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
 }
@@ -768,7 +791,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz, /openapi.json and the operator page's files (/ui/) carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
-    paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, healthz, readyz, openapi_json),
+    paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, whoami, healthz, readyz, openapi_json),
     modifiers(&BearerAuth),
     tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "operator", description = "Held intents and paused senders, and the commands that act on them"), (name = "health", description = "Liveness, readiness and this document"))
 )]
@@ -790,6 +813,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/senders", get(list_senders))
         .route("/v1/senders/{scope}/pause", post(pause_sender))
         .route("/v1/senders/{scope}/resume", post(resume_sender))
+        .route("/v1/whoami", get(whoami))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
@@ -816,7 +840,7 @@ mod tests {
     #[test]
     fn the_document_lists_every_route_and_its_security() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
+        for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/whoami", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
