@@ -60,6 +60,12 @@ if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
   cp "$req" "$venv/requirements.txt"
 fi
 
+# The Python client package (clients/python), installed from this tree on
+# every run: its tests (tests/clients.rs) import the installed copy.
+say "installing the Python client package (clients/python) into $venv"
+"$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$REPO_ROOT/clients/python"
+"$venv/bin/pip" install -q --disable-pip-version-check "$REPO_ROOT/clients/python[test]"
+
 export SENDGATE_TEST_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export SENDGATE_TEST_KAFKA_SCRIPT="$REPO_ROOT/scripts/kafka.sh"
 export SENDGATE_TEST_KAFKA_DATA_DIR="$kafka_data"
