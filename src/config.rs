@@ -100,6 +100,23 @@ pub struct Config {
     pub kafka: BTreeMap<String, String>,
 }
 
+/// `instance_id = "@hostname"`: the host's name (a container's, under
+/// compose or Kubernetes).
+pub const HOSTNAME_INSTANCE_ID: &str = "@hostname";
+
+/// This host's name; "localhost" when it cannot be read.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer outlives the call and its length is passed.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let name = String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).into_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    "localhost".to_string()
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -189,6 +206,12 @@ impl Config {
         }
         cfg.security.load_secrets(&|k| std::env::var(k).ok())?;
         cfg.schema_registry.load_secrets(&|k| std::env::var(k).ok())?;
+        if cfg.instance_id == HOSTNAME_INSTANCE_ID {
+            // Replicas of one container spec (compose --scale, a Kubernetes
+            // Deployment) each get their own id, stable across restarts of
+            // the container.
+            cfg.instance_id = host_name().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -237,7 +260,7 @@ impl Config {
             errors.push(format!("namespace {:?} must be non-empty letters, digits, '.', '_' or '-' (it prefixes topic names)", self.namespace));
         }
         if !name_ok(&self.instance_id) {
-            errors.push(format!("instance_id {:?} must be non-empty letters, digits, '.', '_' or '-'", self.instance_id));
+            errors.push(format!("instance_id {:?} must be non-empty letters, digits, '.', '_' or '-' (or \"@hostname\": the host's name)", self.instance_id));
         }
         if !self.api_addr.is_empty() && self.api_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("api_addr {:?} must be IP:PORT (e.g. 127.0.0.1:9465), or empty to disable", self.api_addr));
@@ -353,14 +376,7 @@ impl Config {
             Ok(a) if a.ip().is_unspecified() => {
                 // Bound on every interface: the host's name is what a peer
                 // on the same network resolves (a container's, under compose).
-                let mut buf = [0u8; 256];
-                // SAFETY: the buffer outlives the call and its length is passed.
-                let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
-                    String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).into_owned()
-                } else {
-                    "localhost".to_string()
-                };
-                format!("{scheme}://{host}:{}", a.port())
+                format!("{scheme}://{}:{}", host_name(), a.port())
             }
             _ => format!("{scheme}://{}", self.api_addr),
         }

@@ -139,6 +139,9 @@ enum Cmd {
     },
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
+    /// Exit 0 when this host's processor is ready (its API's /readyz answers
+    /// 200), 1 otherwise: a container health check.
+    Ready,
     /// Tools for AI agents over the Model Context Protocol (stdio, or
     /// streamable HTTP at /mcp with --http): check_send, request_send,
     /// get_decision, get_usage, explain_decision. A client of the HTTP API
@@ -412,6 +415,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rt.block_on(ops::command(&cfg, args))
         }
         Cmd::Demo => rt.block_on(sendgate::cli::demo::demo(&cfg)),
+        Cmd::Ready => sendgate::cli::ops::ready(&cfg),
         Cmd::Mcp { http, allowed_hosts, api_url, api_token, api_ca_file } => {
             let settings = sendgate::mcp::McpSettings { api_url, token: api_token, ca_file: api_ca_file };
             match http {

@@ -10,6 +10,24 @@ pub const REGISTRY_RECORDS: &str = "sendgate_registry_records_total";
 /// Input records the client could not consume (a batch that does not
 /// decompress or parse), skipped and dead-lettered.
 pub const UNREADABLE_RECORDS: &str = "sendgate_unreadable_records_total";
+/// Records a task has yet to read, by task (librdkafka's statistics).
+pub const CONSUMER_LAG: &str = "sendgate_consumer_lag_records";
+/// From an intent's append to the intents topic to its decision's
+/// production by a stage (before the commit that publishes it).
+pub const DECISION_LATENCY: &str = "sendgate_decision_latency_seconds";
+/// Intents held for an operator's approval, in the partitions this
+/// instance serves.
+pub const HELD_INTENTS: &str = "sendgate_held_intents";
+/// Intents parked behind reservations still in flight.
+pub const PARKED_INTENTS: &str = "sendgate_parked_intents";
+/// Paused sender domains and mailboxes.
+pub const PAUSED_SENDERS: &str = "sendgate_paused_senders";
+/// Sender domains with delivery signals, by their worse tier.
+pub const SENDER_DOMAINS: &str = "sendgate_sender_domains";
+/// A stage's local state (RocksDB's estimate), by stage.
+pub const STATE_BYTES: &str = "sendgate_state_bytes";
+/// Stage partitions this instance serves, by stage.
+pub const SERVED_PARTITIONS: &str = "sendgate_served_partitions";
 use std::net::SocketAddr;
 
 pub fn install(addr: &str) -> Result<(), String> {
@@ -24,6 +42,13 @@ pub fn install(addr: &str) -> Result<(), String> {
         .install()
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
     describe();
+    // Series a dashboard rates from the start, even before their first
+    // event (a restart, an unreadable batch): at zero, not absent.
+    metrics::counter!(UNREADABLE_RECORDS).absolute(0);
+    metrics::counter!("sendgate_intents_consumed_total").absolute(0);
+    for task in std::iter::once("router").chain(crate::stage::StageKind::ALL.iter().map(|k| k.name())) {
+        metrics::counter!("sendgate_task_restarts_total", "task" => task).absolute(0);
+    }
     Ok(())
 }
 
@@ -31,7 +56,7 @@ fn describe() {
     describe_counter!("sendgate_intents_consumed_total", Unit::Count, "Send intents read and validated by the router");
     describe_counter!("sendgate_decisions_total", Unit::Count, "Decisions emitted, by status and reason");
     describe_counter!("sendgate_alerts_total", Unit::Count, "Alerts emitted, by kind");
-    describe_counter!("sendgate_dead_letters_total", Unit::Count, "Input records sent to the dead-letter topic, by input topic");
+    describe_counter!("sendgate_dead_letters_total", Unit::Count, "Input records sent to the dead-letter topic, by the stage that refused them");
     describe_counter!("sendgate_transactions_total", Unit::Count, "Kafka transactions, by outcome (committed, failed, aborted)");
     describe_counter!("sendgate_router_merge_waits_expired_total", Unit::Count, "Times the router stopped waiting for a lagging input partition and went on in fetch order instead of log-time order");
     describe_counter!("sendgate_task_restarts_total", Unit::Count, "Task restarts after retriable failures");
@@ -41,4 +66,12 @@ fn describe() {
     describe_histogram!("sendgate_processing_seconds", Unit::Seconds, "Time to decide one stage record");
     describe_histogram!("sendgate_transaction_commit_seconds", Unit::Seconds, "Time to commit one transaction");
     describe_histogram!("sendgate_restore_seconds", Unit::Seconds, "Time to restore one partition's state from its changelog");
+    describe_gauge!(CONSUMER_LAG, Unit::Count, "Records a task has yet to read, by task");
+    describe_histogram!(DECISION_LATENCY, Unit::Seconds, "From an intent's append to the intents topic to its decision, as the stage produces it");
+    describe_gauge!(HELD_INTENTS, Unit::Count, "Intents held for approval in the partitions this instance serves");
+    describe_gauge!(PARKED_INTENTS, Unit::Count, "Intents parked behind reservations still in flight, in the partitions this instance serves");
+    describe_gauge!(PAUSED_SENDERS, Unit::Count, "Paused sender domains and mailboxes in the partitions this instance serves");
+    describe_gauge!(SENDER_DOMAINS, Unit::Count, "Sender domains with delivery signals, by their worse tier (healthy, warn, slow, pause)");
+    describe_gauge!(STATE_BYTES, Unit::Bytes, "A stage's local state (RocksDB's estimate of live data and memtables), by stage");
+    describe_gauge!(SERVED_PARTITIONS, Unit::Count, "Stage partitions this instance owns and has restored, by stage");
 }

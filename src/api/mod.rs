@@ -40,6 +40,7 @@ pub mod auth;
 pub mod board;
 pub mod explain;
 pub mod forward;
+pub mod gauges;
 pub mod operator;
 pub mod page;
 pub mod peers;

@@ -210,3 +210,21 @@ pub async fn command(cfg: &Config, a: CommandArgs) -> Result<(), String> {
     println!("{:?} {} published ({})", kind, a.target, cmd.command_id);
     Ok(())
 }
+
+/// `sendgate ready`: Ok when the processor on this host answers 200 at
+/// /readyz (its API on `api_addr`, asked on the loopback).
+pub fn ready(cfg: &Config) -> Result<(), String> {
+    let addr: std::net::SocketAddr = cfg.api_addr.parse().map_err(|_| "the API is disabled (api_addr is empty): readiness is served by the API".to_string())?;
+    let host = if addr.ip().is_unspecified() { std::net::SocketAddr::new(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, addr.port()) } else { addr };
+    let scheme = if cfg.api_tls_cert_file.is_empty() { "http" } else { "https" };
+    // Only readiness is read, from this host: its certificate need not
+    // name the loopback address.
+    let tls = native_tls::TlsConnector::builder().danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true).build().map_err(|e| e.to_string())?;
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(5)).tls_connector(std::sync::Arc::new(tls)).build();
+    match agent.get(&format!("{scheme}://{host}/readyz")).call() {
+        Ok(r) if r.status() == 200 => Ok(()),
+        Ok(r) => Err(format!("not ready: {}", r.status())),
+        Err(ureq::Error::Status(code, r)) => Err(format!("not ready ({code}): {}", r.into_string().unwrap_or_default())),
+        Err(e) => Err(format!("no answer at {scheme}://{host}/readyz: {e}")),
+    }
+}

@@ -34,6 +34,7 @@ pub fn task_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
         c.set("partition.assignment.strategy", "cooperative-sticky");
     }
     c.set("group.id", group)
+        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
@@ -57,6 +58,7 @@ pub fn task_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
 pub fn restore_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     let mut c = base(cfg);
     c.set("group.id", group)
+        .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
@@ -119,13 +121,22 @@ pub struct TaskConsumerContext {
     /// Set while the consumer closes: rebalances are then applied at once,
     /// as nothing is left to commit and the close waits for them.
     closing: AtomicBool,
+    /// The task's name, for its consumer-lag gauge.
+    task: &'static str,
 }
+
+/// How often the task consumer reports its statistics (the lag gauge).
+pub const STATS_INTERVAL_MS: u32 = 5_000;
 
 fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 impl TaskConsumerContext {
+    pub fn new(task: &'static str) -> TaskConsumerContext {
+        TaskConsumerContext { task, ..Default::default() }
+    }
+
     pub fn take_events(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().expect("not poisoned"))
     }
@@ -158,7 +169,21 @@ pub fn apply<C: ConsumerContext>(consumer: &BaseConsumer<C>, partitions: &[(Stri
     }
 }
 
-impl ClientContext for TaskConsumerContext {}
+impl ClientContext for TaskConsumerContext {
+    /// The records the task has yet to read, summed over the partitions
+    /// it is fetching (librdkafka's consumer_lag: high watermark, or the
+    /// last stable offset read committed, less the position).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.fetch_state == "active" && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        metrics::gauge!(crate::metrics::CONSUMER_LAG, "task" => self.task).set(lag as f64);
+    }
+}
 
 impl ConsumerContext for TaskConsumerContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {

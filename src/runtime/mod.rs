@@ -53,15 +53,20 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     }
 
     let mut handles = Vec::new();
+    // The committed state, as the API and the state gauges read it.
+    let live = Arc::new(crate::api::LiveState {
+        stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
+        ingress: crate::stage::ingress::Ingress::from_topology(&topo),
+        partitions: topo.partitions("stage.sender"),
+        sender: sender_config.clone(),
+        serving: stage_tasks.iter().map(|t| (t.kind(), t.serving())).collect(),
+        standby: cfg.standby_replicas,
+    });
+    if !cfg.metrics_addr.is_empty() {
+        let gauges = crate::api::gauges::spawn(live.clone(), shutdown.clone())?;
+        handles.push(("gauges", std::thread::spawn(move || gauges.join().map_err(|_| TaskError::Fatal("gauges thread panicked".into())))));
+    }
     if !cfg.api_addr.is_empty() {
-        let live = crate::api::LiveState {
-            stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
-            ingress: crate::stage::ingress::Ingress::from_topology(&topo),
-            partitions: topo.partitions("stage.sender"),
-            sender: sender_config.clone(),
-            serving: stage_tasks.iter().map(|t| (t.kind(), t.serving())).collect(),
-            standby: cfg.standby_replicas,
-        };
         let tokens = crate::api::auth::Tokens::from_env(&|k| std::env::var(k).ok())?;
         if tokens.is_empty() {
             tracing::warn!(addr = %cfg.api_addr, "the HTTP API has no tokens (SENDGATE_API_TOKENS or SENDGATE_API_TOKENS_FILE): it refuses every request but /healthz, /readyz, /openapi.json and the operator page's files");
@@ -79,7 +84,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
             forwarder: Arc::new(crate::api::peers::Forwarder::new(cfg)?),
             alerts,
             explainer: Arc::new(crate::api::explain::Explainer::new(cfg, sender_config.clone())),
-            live: Arc::new(live),
+            live,
             tokens: Arc::new(tokens),
             board,
             publisher: Arc::new(crate::api::board::Publisher::new(cfg, topo.full("intents"), topo.full("commands"))?),

@@ -176,8 +176,15 @@ impl StageTask {
     }
 
     fn emit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
+        // The wall clock only measures here; no decision reads it.
+        let now_ms = crate::api::peers::now_ms();
         for d in self.out.decisions.drain(..) {
             out.counts.add("sendgate_decisions_total", [("status", d.status.as_str()), ("reason", reason_label(&d.reason))]);
+            if !d.replayed {
+                // decided_at_ms is the log time of the record that decided
+                // it (the intent's append, or the approval's).
+                metrics::histogram!(crate::metrics::DECISION_LATENCY).record((now_ms - d.decided_at_ms).max(0) as f64 / 1000.0);
+            }
             self.buf.clear();
             codec::encode_into(RecordType::Decision, &d, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             out.send(&self.decisions, None, d.sender.as_bytes(), Some(&self.buf), Some(d.decided_at_ms))?;

@@ -252,7 +252,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     }
     let consumer: Arc<BaseConsumer<TaskConsumerContext>> = Arc::new(
         clients::task_consumer_config(cfg, &s.group)
-            .create_with_context(TaskConsumerContext::default())
+            .create_with_context(TaskConsumerContext::new(p.name()))
             .map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?,
     );
     // Declared after the consumer, so dropped before it: rebalances during

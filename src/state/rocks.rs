@@ -85,6 +85,14 @@ impl RocksStore {
 }
 
 impl BaseStore for RocksStore {
+    /// The live data's estimated size plus the memtables': what the state
+    /// takes, without the files compaction is about to delete.
+    fn approximate_bytes(&self) -> Option<u64> {
+        let live = self.db.property_int_value("rocksdb.estimate-live-data-size").ok().flatten()?;
+        let mem = self.db.property_int_value("rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0);
+        Some(live + mem)
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(key).map_err(io)
     }

@@ -42,6 +42,11 @@ pub trait BaseStore: Send + Sync {
     /// Makes everything written so far durable (clean shutdown).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// The store's size on disk and in memory (bytes), when it can tell.
+    fn approximate_bytes(&self) -> Option<u64> {
+        None
+    }
+
     fn checkpoint(&self, partition: i32) -> Result<Option<i64>, StoreError> {
         Ok(self.get(&full_key(partition, CHECKPOINT_KEY))?.and_then(|b| b.try_into().ok()).map(i64::from_be_bytes))
     }
