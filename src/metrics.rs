@@ -30,17 +30,34 @@ pub const STATE_BYTES: &str = "sendgate_state_bytes";
 pub const SERVED_PARTITIONS: &str = "sendgate_served_partitions";
 use std::net::SocketAddr;
 
+static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+
+/// This process's metrics in the Prometheus text format, as its metrics
+/// endpoint serves them; None when metrics are off.
+pub fn render() -> Option<String> {
+    HANDLE.get().map(|h| h.render())
+}
+
 pub fn install(addr: &str) -> Result<(), String> {
     if addr.is_empty() {
         return Ok(());
     }
     let addr: SocketAddr = addr.parse().map_err(|e| format!("metrics_addr {addr:?}: {e}"))?;
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets(&[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0])
-        .map_err(|e| e.to_string())?
-        .install()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    // As the builder's own install does, keeping a handle for the API's
+    // GET /v1/metrics (the operator page's view of this instance).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let (recorder, exporter) = {
+        let _entered = runtime.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(&[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0])
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?
+    };
+    std::thread::Builder::new().name("metrics-exporter".into()).spawn(move || runtime.block_on(exporter)).map_err(|e| e.to_string())?;
+    let _ = HANDLE.set(recorder.handle());
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
     describe();
     // Series a dashboard rates from the start, even before their first
     // event (a restart, an unreadable batch): at zero, not absent.

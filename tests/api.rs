@@ -313,7 +313,7 @@ fn the_openapi_document_validates_and_the_api_serves_over_tls() {
 
     // The document: every endpoint, validated by a validator from PyPI.
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc_file).unwrap()).unwrap();
-    for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/whoami", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
+    for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/whoami", "/v1/metrics", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
         assert!(doc["paths"].get(p).is_some(), "{p} is not in the document");
     }
     let python = env_var("SENDGATE_TEST_PYTHON");

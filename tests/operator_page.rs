@@ -118,9 +118,19 @@ impl Browser {
 
     /// Saves a PNG of the window when SENDGATE_SCREENSHOTS names a directory.
     fn screenshot(&self, name: &str) {
+        self.save_png("/screenshot", name);
+    }
+
+    /// The same, of one element (scrolled into view).
+    fn element_screenshot(&self, css: &str, name: &str) {
+        let e = self.wait_for(css);
+        self.save_png(&format!("/element/{e}/screenshot"), name);
+    }
+
+    fn save_png(&self, path: &str, name: &str) {
         let Ok(dir) = std::env::var("SENDGATE_SCREENSHOTS") else { return };
         use base64::Engine;
-        let png = base64::engine::general_purpose::STANDARD.decode(self.send("GET", "/screenshot", None).unwrap().as_str().unwrap()).unwrap();
+        let png = base64::engine::general_purpose::STANDARD.decode(self.send("GET", path, None).unwrap().as_str().unwrap()).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
     }
@@ -139,7 +149,8 @@ impl Drop for Browser {
 #[test]
 fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() {
     let tokens = format!("operator={OPERATOR},tenant:acme={ACME}");
-    let mut env = TestEnv::with("page", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens)]);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut env = TestEnv::with("page", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens), ("SENDGATE_METRICS_ADDR".into(), metrics_addr)]);
     env.start();
     env.apply_policy(OPEN_POLICY);
     let api = format!("http://{}", env.cfg.api_addr);
@@ -195,4 +206,12 @@ fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() 
     let bars = b.wait_for("#usage-bars .usage-row");
     assert!(b.text(&bars).contains("sender_domain:acme.com"), "{}", b.text(&bars));
     b.screenshot("operator-page-usage.png");
+
+    // This instance's metrics, for an operator: charts of decisions per
+    // second and latency once two scrapes are in, and the state tiles.
+    b.wait_for("#m-decisions svg.chart polyline.series");
+    b.wait_for("#m-latency svg.chart");
+    let held_tile = b.wait_for("#m-state [data-stat=\"held\"]");
+    assert!(!b.text(&held_tile).is_empty());
+    b.element_screenshot("#metrics", "operator-page-metrics.png");
 }

@@ -62,8 +62,13 @@ pub fn spawn(live: Arc<LiveState>, shutdown: Arc<AtomicBool>) -> Result<std::thr
         .name("gauges".into())
         .spawn(move || {
             let mut last: Option<Instant> = None;
+            let mut served_then = usize::MAX;
             while !shutdown.load(Ordering::Relaxed) {
-                if last.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                // At once when what this instance serves changes (start-up,
+                // a rebalance), else every REFRESH_EVERY.
+                let served_now: usize = StageKind::ALL.iter().map(|k| live.served(*k).len()).sum();
+                if served_now != served_then || last.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                    served_then = served_now;
                     if let Err(e) = refresh(&live) {
                         tracing::warn!(error = %e, "refreshing the state gauges");
                     }

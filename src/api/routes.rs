@@ -718,6 +718,22 @@ pub async fn explain_intent(State(api): State<Api>, Authed(caller): Authed, Path
     }
 }
 
+/// This instance's own metrics, in the Prometheus text format (as its
+/// metrics endpoint serves them): the operator page's view of it. An
+/// operator's token only.
+#[utoipa::path(get, path = "/v1/metrics", tag = "operator",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "Metrics are off (metrics_addr is empty)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn instance_metrics(Authed(caller): Authed) -> Result<Response, ApiError> {
+    if !matches!(caller, Caller::Operator) {
+        return Err(forbidden("an operator's token only: the metrics cover every tenant"));
+    }
+    match crate::metrics::render() {
+        Some(text) => Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "metrics are off on this instance (metrics_addr is empty)".into())),
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct WhoAmI {
     /// `operator` or `tenant`.
@@ -791,7 +807,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "sendgate", description = "A Kafka-native guard for sender reputation: publish intents and read their decisions, preview decisions and usage. Every request but /healthz, /readyz, /openapi.json and the operator page's files (/ui/) carries Authorization: Bearer TOKEN (a tenant's token acts for that tenant alone, an operator's for every tenant)."),
-    paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, whoami, healthz, readyz, openapi_json),
+    paths(publish_intents, get_decision, recent_decisions, explain_intent, simulate_intents, get_usage, list_held, approve_held, reject_held, list_senders, pause_sender, resume_sender, recent_alerts, instance_metrics, whoami, healthz, readyz, openapi_json),
     modifiers(&BearerAuth),
     tags((name = "intents", description = "Publish intents and read decisions"), (name = "previews", description = "What the next decision would use, without deciding"), (name = "operator", description = "Held intents and paused senders, and the commands that act on them"), (name = "health", description = "Liveness, readiness and this document"))
 )]
@@ -814,6 +830,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/senders/{scope}/pause", post(pause_sender))
         .route("/v1/senders/{scope}/resume", post(resume_sender))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/metrics", get(instance_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
@@ -840,7 +857,7 @@ mod tests {
     #[test]
     fn the_document_lists_every_route_and_its_security() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/whoami", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
+        for p in ["/v1/intents", "/v1/decisions", "/v1/decisions/{intent_id}", "/v1/explain/{intent_id}", "/v1/alerts", "/v1/whoami", "/v1/metrics", "/v1/simulate", "/v1/usage", "/v1/held", "/v1/held/{intent_id}/approve", "/v1/held/{intent_id}/reject", "/v1/senders", "/v1/senders/{scope}/pause", "/v1/senders/{scope}/resume", "/healthz", "/readyz", "/openapi.json"] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
