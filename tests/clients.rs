@@ -7,23 +7,14 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "operator-token-0123456789";
 const ACME: &str = "acme-token-0123456789abc";
 
 #[test]
 fn the_python_client_publishes_follows_decides_and_reads_usage() {
-    let tokens = format!("operator={OPERATOR},tenant:acme={ACME}");
-    let mut env = TestEnv::with("pyclient", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens)]);
-    env.start();
-    env.apply_policy(OPEN_POLICY);
+    let env = api_env_ready("pyclient", &format!("operator={OPERATOR},tenant:acme={ACME}"), Vec::new());
     let api = format!("http://{}", env.cfg.api_addr);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while call(&api, None, "GET", "/readyz", None).status != 200 {
-        assert!(Instant::now() < deadline, "never ready: {}", env.log_tail());
-        std::thread::sleep(Duration::from_millis(300));
-    }
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python/tests");
     let out = Command::new(env_var("SENDGATE_TEST_PYTHON"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", tests])

@@ -58,16 +58,8 @@ fn check_session(v: &Value, sender: &str) {
 
 #[test]
 fn an_agent_checks_requests_and_reads_usage_through_mcp_over_stdio_and_http() {
-    let tokens = format!("operator={OPERATOR},tenant:acme={ACME}");
-    let mut env = TestEnv::with("mcp", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens)]);
-    env.start();
-    env.apply_policy(OPEN_POLICY);
+    let env = api_env_ready("mcp", &format!("operator={OPERATOR},tenant:acme={ACME}"), Vec::new());
     let api = format!("http://{}", env.cfg.api_addr);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while call(&api, None, "GET", "/readyz", None).status != 200 {
-        assert!(Instant::now() < deadline, "never ready: {}", env.log_tail());
-        std::thread::sleep(Duration::from_millis(300));
-    }
 
     // stdio: the client spawns `sendgate mcp` with the tenant's token.
     let stdio = run_client(&["stdio", env!("CARGO_BIN_EXE_sendgate"), &api, ACME, "agent-stdio@acme.com"]);

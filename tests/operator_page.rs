@@ -148,17 +148,9 @@ impl Drop for Browser {
 
 #[test]
 fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() {
-    let tokens = format!("operator={OPERATOR},tenant:acme={ACME}");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let mut env = TestEnv::with("page", |c| c.api_addr = format!("127.0.0.1:{}", free_port()), vec![("SENDGATE_API_TOKENS".into(), tokens), ("SENDGATE_METRICS_ADDR".into(), metrics_addr)]);
-    env.start();
-    env.apply_policy(OPEN_POLICY);
+    let env = api_env_ready("page", &format!("operator={OPERATOR},tenant:acme={ACME}"), vec![("SENDGATE_METRICS_ADDR".into(), metrics_addr)]);
     let api = format!("http://{}", env.cfg.api_addr);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while call(&api, None, "GET", "/readyz", None).status != 200 {
-        assert!(Instant::now() < deadline, "never ready: {}", env.log_tail());
-        std::thread::sleep(Duration::from_millis(300));
-    }
 
     // Some traffic (a mailbox each: a new mailbox may send 3 an hour), an
     // intent held for approval, and a paused domain.

@@ -373,6 +373,23 @@ pub fn command(kind: CommandKind, target: &str) -> Command {
 }
 
 /// A free local port (for the API of a test's processor).
+/// A processor with its HTTP API on a free port (these tokens) and the
+/// open policy, ready (its /readyz answered 200); `extra` adds settings.
+pub fn api_env_ready(name: &str, tokens: &str, extra: Vec<(String, String)>) -> TestEnv {
+    let mut env_vars = vec![("SENDGATE_API_TOKENS".to_string(), tokens.to_string())];
+    env_vars.extend(extra);
+    let mut env = TestEnv::with(name, |c| c.api_addr = format!("127.0.0.1:{}", free_port()), env_vars);
+    env.start();
+    env.apply_policy(OPEN_POLICY);
+    let api = format!("http://{}", env.cfg.api_addr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while call(&api, None, "GET", "/readyz", None).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready: {}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    env
+}
+
 /// Another instance of a test's namespace (`TestEnv::start_instance`).
 pub struct Instance {
     child: Child,
