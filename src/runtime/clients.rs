@@ -146,6 +146,18 @@ impl TaskConsumerContext {
     }
 }
 
+/// A partition's (low, high) watermarks as the latest fetch response
+/// reported them (the client's cache: no request); None before any.
+pub fn cached_watermarks<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives, `topic`
+    // is NUL-terminated and outlives the call, which only copies the
+    // client's cached watermarks into the two out-parameters.
+    let err = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
+}
+
 /// The group's committed offset of a partition; None when it has none.
 pub fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> rdkafka::error::KafkaResult<Option<i64>> {
     let mut tpl = TopicPartitionList::new();

@@ -187,6 +187,9 @@ pub struct TaskSettings {
     /// Commit early once the input is drained and the transaction is this
     /// old; None: by the interval only.
     pub idle_commit: Option<Duration>,
+    /// Commit at once when every assigned partition is read to its end
+    /// and the open transaction is small (`commit_when_caught_up`).
+    pub caught_up_commit: bool,
     /// false: at-least-once (flush, then commit the offsets).
     pub exactly_once: bool,
     /// Longest the commit of a hand-over (revocation, stop) may take.
@@ -225,6 +228,7 @@ impl TaskSettings {
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             max_batch_records: cfg.max_batch_records,
             idle_commit: (cfg.idle_commit_ms > 0).then(|| Duration::from_millis(cfg.idle_commit_ms)),
+            caught_up_commit: cfg.commit_when_caught_up,
             exactly_once: cfg.exactly_once(),
             drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
             health: Arc::default(),
@@ -233,6 +237,34 @@ impl TaskSettings {
 }
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most records in a transaction committed early because the task is
+/// caught up: a bigger one is a backlog's, committed at the interval.
+const CAUGHT_UP_COMMIT_MAX: usize = 1_000;
+
+/// Every assigned partition is read to the end the broker last reported
+/// for it (its high watermark in the latest fetch response; read committed,
+/// the position passes the markers of committed transactions, and stops
+/// short of an open one, which keeps this false until it commits). Not the
+/// client's local queue running dry, which a backlog does between fetches.
+fn at_end<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, assigned: &HashSet<(String, i32)>) -> bool {
+    let Ok(positions) = consumer.position() else { return false };
+    let mut seen = 0;
+    for e in positions.elements() {
+        if !assigned.contains(&(e.topic().to_string(), e.partition())) {
+            continue;
+        }
+        seen += 1;
+        let Some((low, high)) = clients::cached_watermarks(consumer, e.topic(), e.partition()) else { return false };
+        match e.offset() {
+            rdkafka::Offset::Offset(p) if high >= 0 && p >= high => {}
+            // Nothing read in this session: at the end only if there is nothing.
+            rdkafka::Offset::Invalid if high >= 0 && high <= low => {}
+            _ => return false,
+        }
+    }
+    seen == assigned.len()
+}
 
 /// Most records taken from the consumer's buffer in one go.
 const POLL_BATCH: usize = 500;
@@ -289,6 +321,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                     || started.elapsed() >= s.commit_interval
                     || st.records >= s.max_batch_records
                     || (drained && s.idle_commit.is_some_and(|d| started.elapsed() >= d))
+                    || (s.caught_up_commit && drained && st.records <= CAUGHT_UP_COMMIT_MAX && merge.is_empty() && at_end(&consumer, &assigned))
                 {
                     commit(p, &producer, &consumer, &mut st, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
                     continue;
