@@ -270,10 +270,19 @@ impl StageStore {
                 continue;
             }
             let pending_values = &mut self.pending_values;
-            let encoded = overlay.take().into_iter().map(|(k, v)| {
+            let (base, cache) = (&self.base, &self.cache);
+            let encoded = overlay.take().into_iter().filter_map(|(k, v)| {
+                // A delete of a key committed state does not hold (written
+                // and deleted within this transaction, or never there)
+                // changes nothing: no tombstone for the changelog to carry.
+                let needless_tombstone = v.is_none()
+                    && match cache.borrow_mut().get(*p, &k) {
+                        Some(known) => known.is_none(),
+                        None => matches!(base.get(&full_key(*p, &k)), Ok(None)),
+                    };
                 let bytes = v.as_ref().map(StateValue::encode);
                 pending_values.push((*p, k.clone(), v));
-                (k, bytes)
+                (!needless_tombstone).then_some((k, bytes))
             });
             self.pending.entry(*p).or_default().extend(encoded);
         }
@@ -579,6 +588,29 @@ mod tests {
             let want: Vec<Vec<u8>> = model.range(from..).take(limit).map(|n| key(*n)).collect();
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_delete_of_a_key_committed_state_never_held_writes_no_tombstone() {
+        let mut store = StageStore::new(Box::new(MemStore::default()));
+        let changelog = |store: &mut StageStore| -> Vec<(Vec<u8>, bool)> { store.prepare_commit().get(&0).map(|w| w.iter().map(|(k, v)| (k.clone(), v.is_some())).collect()).unwrap_or_default() };
+        // Committed: "kept".
+        store.view(0).put(b"kept", StateValue::Clock(1));
+        assert_eq!(changelog(&mut store), vec![(b"kept".to_vec(), true)]);
+        store.commit(&HashMap::from([(0, 1)])).unwrap();
+        // Next transaction: a key written and deleted within it, a key never
+        // written, and the committed key deleted.
+        let mut v = store.view(0);
+        v.put(b"in-flight", StateValue::Clock(2));
+        v.delete(b"in-flight");
+        v.delete(b"never");
+        v.delete(b"kept");
+        assert_eq!(changelog(&mut store), vec![(b"kept".to_vec(), false)], "only the committed key's tombstone");
+        store.commit(&HashMap::from([(0, 2)])).unwrap();
+        assert_eq!(store.view(0).get(b"kept").unwrap(), None);
+        // Known absent from the cache alone, without asking the base store.
+        store.view(0).delete(b"kept");
+        assert!(changelog(&mut store).is_empty());
     }
 
     #[test]
