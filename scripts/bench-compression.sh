@@ -67,12 +67,7 @@ cp "$SENDGATE_BIN" "$WORK/sendgate"
 BIN="$WORK/sendgate"
 sg() { "$BIN" "$@"; }
 
-if ! scripts/kafka.sh status >/dev/null 2>&1; then
-  # Its own broker starts from empty data: the last run's topics stay until then.
-  [ "$OWN_BROKER" = 1 ] && scripts/kafka.sh wipe >/dev/null 2>&1
-  scripts/kafka.sh start
-  started_broker=1
-fi
+start_broker_unless_running
 STATUS="$(scripts/kafka.sh status)" || { echo "bench-compression: no broker of ours on $SENDGATE_BOOTSTRAP: $STATUS"; exit 1; }
 BROKER_PID="$(sed -n 's/^running: pid \([0-9]*\),.*/\1/p' <<<"$STATUS")"
 BROKER_DATA="$(sed -n 's/.*, data \(.*\)$/\1/p' <<<"$STATUS")/data"

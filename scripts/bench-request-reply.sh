@@ -43,11 +43,7 @@ trap cleanup EXIT
 cached_or_built_release
 sg() { "$SENDGATE_BIN" "$@"; }
 
-if ! scripts/kafka.sh status >/dev/null 2>&1; then
-  [ "$OWN_BROKER" = 1 ] && scripts/kafka.sh wipe >/dev/null 2>&1
-  scripts/kafka.sh start
-  started_broker=1
-fi
+start_broker_unless_running
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -55,13 +55,9 @@ if [[ " $SYSTEMS " == *" streams-peer "* ]] && { phase throughput || phase laten
 fi
 
 started_broker=0
-if ! scripts/kafka.sh status >/dev/null 2>&1; then
-  # Its own broker starts from empty data: every run adds namespaces (a
-  # day of full runs filled 35 GB). The last run's topics stay until then.
-  [ "$OWN_BROKER" = 1 ] && scripts/kafka.sh wipe >/dev/null
-  scripts/kafka.sh start
-  started_broker=1
-fi
+# Its own broker starts from empty data: every run adds namespaces (a day
+# of full runs filled 35 GB). The last run's topics stay until then.
+start_broker_unless_running
 cleanup() {
   [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
   [ "$started_broker" = 1 ] && scripts/kafka.sh stop >/dev/null 2>&1 || true

@@ -35,6 +35,17 @@ cached_or_built_release() {
   fi
 }
 
+# Starts the local broker (KAFKA_PORT) unless one of ours already runs there;
+# with OWN_BROKER=1 it starts from empty data. Sets started_broker=1 when it
+# started one, for the caller's cleanup to stop it.
+start_broker_unless_running() {
+  if ! "$REPO_ROOT/scripts/kafka.sh" status >/dev/null 2>&1; then
+    [ "${OWN_BROKER:-0}" = 1 ] && "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null 2>&1
+    "$REPO_ROOT/scripts/kafka.sh" start
+    started_broker=1
+  fi
+}
+
 # Stops a system under test started in the background by this shell: SIGTERM,
 # up to 60 s for a clean exit, then SIGKILL; reaps it either way.
 stop_and_reap() {

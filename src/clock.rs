@@ -259,3 +259,10 @@ mod tests {
         assert_eq!(resolve_local(Berlin, naive), ms(Berlin, 2026, 3, 29, 3, 0));
     }
 }
+
+/// The wall clock, in ms since the epoch: for previews, metrics, liveness
+/// and fields a person's client fills in; never read inside a decision
+/// (decisions take their time from the log).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

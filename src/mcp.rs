@@ -282,8 +282,20 @@ impl Guard {
         }
     }
 
+    /// GETs `path(tenant)` with this call's token, as the tenant it acts
+    /// for: the JSON of a 200, else the API's error.
+    async fn get_as(&self, ctx: &RequestContext<RoleServer>, named: Option<String>, path: impl FnOnce(&str) -> String) -> Result<Value, String> {
+        let token = self.token(ctx)?;
+        let tenant = self.tenant(&token, named).await?;
+        let (status, v) = self.api.call(&token, "GET", &path(&tenant), None).await?;
+        if status != 200 {
+            return Err(api_error(status, &v));
+        }
+        Ok(v)
+    }
+
     fn intent(&self, a: &SendArgs, tenant: &str) -> Value {
-        let id = a.intent_id.clone().unwrap_or_else(|| format!("mcp-{}-{}-{}", std::process::id(), crate::api::peers::now_ms(), self.seq.fetch_add(1, Ordering::Relaxed)));
+        let id = a.intent_id.clone().unwrap_or_else(|| format!("mcp-{}-{}-{}", std::process::id(), crate::clock::wall_ms(), self.seq.fetch_add(1, Ordering::Relaxed)));
         json!({
             "intent_id": id, "tenant": tenant, "sender": a.sender, "recipient": a.recipient,
             "class": a.class.as_deref().unwrap_or("OUTBOUND").to_ascii_uppercase(),
@@ -323,28 +335,14 @@ impl Guard {
 
     #[tool(description = "The latest decision of an intent asked for earlier (by request_send or by the app), with may_send_now, reason and retry time.")]
     async fn get_decision(&self, Parameters(a): Parameters<IntentArgs>, ctx: RequestContext<RoleServer>) -> Result<Json<Verdict>, String> {
-        let token = self.token(&ctx)?;
-        let tenant = self.tenant(&token, a.tenant).await?;
-        let path = format!("/v1/decisions/{}?tenant={}", enc(&a.intent_id), enc(&tenant));
-        let (status, v) = self.api.call(&token, "GET", &path, None).await?;
-        if status != 200 {
-            return Err(api_error(status, &v));
-        }
+        let v = self.get_as(&ctx, a.tenant, |t| format!("/v1/decisions/{}?tenant={}", enc(&a.intent_id), enc(t))).await?;
         Ok(Json(verdict(&v, Vec::new())))
     }
 
     #[tool(description = "Usage and remaining capacity of a scope (a mailbox, sender domain, tenant, recipient or recipient domain): each window's used, limit and remaining, when it resets, whether the sender is paused or backing off, and remaining_now, the least remaining of all windows.")]
     async fn get_usage(&self, Parameters(a): Parameters<UsageArgs>, ctx: RequestContext<RoleServer>) -> Result<Json<UsageView>, String> {
-        let token = self.token(&ctx)?;
-        let tenant = self.tenant(&token, a.tenant).await?;
-        let mut path = format!("/v1/usage?scope={}&tenant={}", enc(&a.scope), enc(&tenant));
-        if let Some(s) = &a.sender {
-            path.push_str(&format!("&sender={}", enc(s)));
-        }
-        let (status, v) = self.api.call(&token, "GET", &path, None).await?;
-        if status != 200 {
-            return Err(api_error(status, &v));
-        }
+        let sender = a.sender.as_deref().map(|s| format!("&sender={}", enc(s))).unwrap_or_default();
+        let v = self.get_as(&ctx, a.tenant, |t| format!("/v1/usage?scope={}&tenant={}{sender}", enc(&a.scope), enc(t))).await?;
         let mut u: UsageView = serde_json::from_value(v).map_err(|e| format!("an unexpected usage answer: {e}"))?;
         u.remaining_now = u.windows.iter().map(|w| w.remaining).min();
         Ok(Json(u))
@@ -352,13 +350,7 @@ impl Guard {
 
     #[tool(description = "Why an intent got its decision: every check of every stage, the one that decided, and the policy documents in force. Takes seconds (it replays the log).")]
     async fn explain_decision(&self, Parameters(a): Parameters<IntentArgs>, ctx: RequestContext<RoleServer>) -> Result<Json<Explanation>, String> {
-        let token = self.token(&ctx)?;
-        let tenant = self.tenant(&token, a.tenant).await?;
-        let path = format!("/v1/explain/{}?tenant={}", enc(&a.intent_id), enc(&tenant));
-        let (status, v) = self.api.call(&token, "GET", &path, None).await?;
-        if status != 200 {
-            return Err(api_error(status, &v));
-        }
+        let v = self.get_as(&ctx, a.tenant, |t| format!("/v1/explain/{}?tenant={}", enc(&a.intent_id), enc(t))).await?;
         let checks: Vec<Check> = serde_json::from_value(v.get("checks").cloned().unwrap_or_default()).unwrap_or_default();
         let decided_by: Option<Check> = serde_json::from_value(v.get("decided_by").cloned().unwrap_or_default()).unwrap_or_default();
         let documents = v.get("documents").and_then(Value::as_array).map(|ds| ds.iter().map(|d| format!("{} v{}", d["scope"].as_str().unwrap_or_default(), d["version"])).collect()).unwrap_or_default();

@@ -99,7 +99,7 @@ pub async fn gather<T: DeserializeOwned>(api: &Api, hop: &Hop, kinds: &[StageKin
         return (parts, missing);
     }
     let mut answered: Vec<Announcement> = Vec::new();
-    let peers = api.directory.live(super::peers::now_ms());
+    let peers = api.directory.live(crate::clock::wall_ms());
     let asks = peers.iter().map(|p| api.forwarder.send(p, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), None));
     for (peer, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
         match answer {

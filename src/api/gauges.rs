@@ -40,7 +40,7 @@ pub fn refresh(live: &LiveState) -> Result<(), String> {
     }
     metrics::gauge!(PARKED_INTENTS).set(parked as f64);
     let mut tiers = [0usize; 4];
-    for d in super::operator::domains(live, super::peers::now_ms(), COUNT_MAX)? {
+    for d in super::operator::domains(live, crate::clock::wall_ms(), COUNT_MAX)? {
         let worse = Tier::parse(&d.signals.bounce_tier).max(Tier::parse(&d.signals.complaint_tier));
         tiers[worse as usize] += 1;
     }

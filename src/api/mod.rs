@@ -123,7 +123,7 @@ impl Api {
         if needs.iter().all(|(k, p)| self.live.serves(*k, *p) || (standby_ok && self.live.standby)) {
             return Route::Here;
         }
-        let now = peers::now_ms();
+        let now = crate::clock::wall_ms();
         let missing: Vec<String> = needs.iter().filter(|(k, p)| !self.live.serves(*k, *p)).map(|(k, p)| format!("{} partition {p} (served by {})", k.name(), self.directory.who_serves(*k, *p, now))).collect();
         if forwarded {
             return Route::Nowhere(format!("forwarded here, but this instance no longer serves {} (a rebalance moved it); retry", missing.join(", ")));

@@ -116,9 +116,7 @@ impl Directory {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use crate::clock::wall_ms as now_ms;
 
 /// Announces this instance and reads every announcement into `directory`
 /// until `shutdown`, on its own thread; withdraws the announcement at a

@@ -71,9 +71,7 @@ impl FromRequestParts<Api> for Authed {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use crate::clock::wall_ms as now_ms;
 
 /// Intents from a JSON object or array, with `requested_at_ms` (now) and
 /// `requires_approval` (false) filled in when absent; each must be of a
@@ -471,7 +469,7 @@ async fn act_on_held(api: Api, caller: Caller, hop: Hop, intent_id: String, q: T
     // it is the one that finds it.
     let mut looked = Vec::new();
     if !hop.forwarded() {
-        for peer in api.directory.live(super::peers::now_ms()) {
+        for peer in api.directory.live(now_ms()) {
             if let Ok(a) = api.forwarder.send(&peer, api.directory.me(), &hop.method, &hop.path_and_query, hop.authorization.as_deref(), Some(raw.clone())).await {
                 if a.status != 404 {
                     return Ok(super::forward::peer_response(&peer, a));

@@ -10,11 +10,9 @@ use rdkafka::producer::FutureRecord;
 use std::io::BufRead;
 use std::time::Duration;
 
-fn wall_clock_ms() -> i64 {
-    // Only for the informational client-side fields of records a person
-    // produces from the CLI; never read inside a decision.
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+// Only for the informational client-side fields of records a person
+// produces from the CLI; never read inside a decision.
+use crate::clock::wall_ms as wall_clock_ms;
 
 /// `sendgate produce KIND [FILE]`: JSON lines to Avro records.
 pub async fn produce(cfg: &Config, kind: InputKind, file: Option<&std::path::Path>) -> Result<(), String> {

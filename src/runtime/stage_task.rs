@@ -177,7 +177,7 @@ impl StageTask {
 
     fn emit(&mut self, out: &mut Outbox<'_>) -> Result<(), TaskError> {
         // The wall clock only measures here; no decision reads it.
-        let now_ms = crate::api::peers::now_ms();
+        let now_ms = crate::clock::wall_ms();
         for d in self.out.decisions.drain(..) {
             out.counts.add("sendgate_decisions_total", [("status", d.status.as_str()), ("reason", reason_label(&d.reason))]);
             if !d.replayed {
