@@ -13,8 +13,9 @@
 //! task's partitions. A partition with nothing buffered may still hold an
 //! earlier record at the broker: the merge waits for it, unless the
 //! client's last fetch showed it caught up (nothing past what was polled),
-//! and never longer than `MAX_WAIT` (then it goes on in fetch order until
-//! the partition has caught up, and says so in a metric). A caught-up
+//! and never longer than `MAX_WAIT`, or `MAX_WAIT_UNFETCHED` for a
+//! partition the client has not fetched at all yet (then it goes on in
+//! fetch order until the partition has caught up, and says so in a metric). A caught-up
 //! partition's next record was appended after its last fetch, so the order
 //! is exact up to that fetch's age (the fetch wait, 20 ms). The buffer is
 //! bounded: past `MAX_BUFFERED` records the earliest head goes out anyway.
@@ -36,11 +37,29 @@ use std::time::{Duration, Instant};
 /// before the other's in the integration test), or its next fetch is on
 /// the way.
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Longest the merge holds records back for a partition the client has not
+/// fetched at all since the task started: on a busy machine a starting
+/// process's first fetch of some partitions came more than `MAX_WAIT`
+/// after the others' (2 cores, five tasks joining at once, a backlog in
+/// both topics), and the bounces appended before a backlog of intents
+/// were routed after some of them.
+pub const MAX_WAIT_UNFETCHED: Duration = Duration::from_secs(10);
 /// Most records buffered across the merged partitions (bounded memory).
 pub const MAX_BUFFERED: usize = 20_000;
 
 /// (index of the topic among the merged ones, partition).
 type Part = (usize, i32);
+
+/// How far the client's fetches of a partition with nothing buffered got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchState {
+    /// Nothing at the broker past what was polled, as of the last fetch.
+    CaughtUp,
+    /// More at the broker; the next fetch is on its way.
+    Lagging,
+    /// Not fetched since the task started: how far it lags is not known.
+    Unfetched,
+}
 
 pub struct LogTimeMerge<'c> {
     /// The merged topics, with their names for the client's C interface.
@@ -100,6 +119,10 @@ impl<'c> LogTimeMerge<'c> {
     /// Whether a partition with nothing buffered has nothing more at the
     /// broker either, as of the client's last fetch of it.
     fn caught_up<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, part: Part) -> bool {
+        self.fetch_state(consumer, part) == FetchState::CaughtUp
+    }
+
+    fn fetch_state<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, part: Part) -> FetchState {
         let (topic, c_topic) = &self.topics[part.0];
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client pointer is valid while `consumer` lives, the
@@ -108,8 +131,7 @@ impl<'c> LogTimeMerge<'c> {
         // fetch response) into the two out-parameters.
         let err = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), c_topic.as_ptr(), part.1, &mut low, &mut high) };
         if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
-            // Not fetched yet: unknown.
-            return false;
+            return FetchState::Unfetched;
         }
         // Every record of a merged topic passes `push`, so this is as far
         // as the task has read the partition, handled or not.
@@ -123,14 +145,18 @@ impl<'c> LogTimeMerge<'c> {
                     // None committed: the log start (auto.offset.reset is earliest).
                     None => match consumer.fetch_watermarks(topic, part.1, Duration::from_secs(2)) {
                         Ok((low, _)) => low,
-                        Err(_) => return false,
+                        Err(_) => return FetchState::Lagging,
                     },
                 };
                 self.next.insert(part, start);
                 start
             }
         };
-        next >= high
+        if next >= high {
+            FetchState::CaughtUp
+        } else {
+            FetchState::Lagging
+        }
     }
 
     /// The records that can go now, earliest log time first, at most `max`:
@@ -146,11 +172,16 @@ impl<'c> LogTimeMerge<'c> {
             .filter_map(|(topic, p)| self.topic_index(topic).map(|t| (t, *p)))
             .filter(|part| self.queues.get(part).is_none_or(VecDeque::is_empty))
             .collect();
-        let mut lagging = false;
+        let (mut lagging, mut max_wait) = (false, MAX_WAIT);
         for part in empty {
-            if !self.caught_up(consumer, part) {
-                lagging = true;
-                break;
+            match self.fetch_state(consumer, part) {
+                FetchState::CaughtUp => {}
+                FetchState::Lagging => lagging = true,
+                FetchState::Unfetched => {
+                    lagging = true;
+                    max_wait = MAX_WAIT_UNFETCHED;
+                    break;
+                }
             }
         }
         if !lagging {
@@ -165,7 +196,7 @@ impl<'c> LogTimeMerge<'c> {
             };
             if lagging && self.buffered < MAX_BUFFERED {
                 let since = *self.waiting_since.get_or_insert(now);
-                if now.duration_since(since) < MAX_WAIT {
+                if now.duration_since(since) < max_wait {
                     break;
                 }
                 if !self.gave_up {
