@@ -85,6 +85,25 @@ pub fn parked_head(counter: &str) -> Vec<u8> {
     join_key("parkhead/", &[counter], false)
 }
 
+/// How many parked intents of a tenant go to a recipient: while any does,
+/// later intents to that recipient wait behind them, in the queue
+/// [`recipient_order_queue`] names, so that the later stages (per-recipient
+/// caps, cooldown) meet one sender domain's intents to a recipient in the
+/// order they came.
+pub fn parked_to(tenant: &str, recipient: &str) -> Vec<u8> {
+    intent_scoped("parkto/", tenant, recipient)
+}
+
+/// The queue (a name in the space of window counter keys, which it never
+/// meets) of the intents waiting behind a parked intent to a recipient.
+pub fn recipient_order_queue(tenant: &str, recipient: &str) -> String {
+    format!("order/{}:{tenant}/{recipient}", tenant.len())
+}
+
+pub fn is_recipient_order_queue(counter: &str) -> bool {
+    counter.starts_with("order/")
+}
+
 /// Of a partition's parked intents: how many, and the next sequence number.
 pub const PARKED_COUNT: &[u8] = b"parked-count";
 pub const PARKED_SEQ: &[u8] = b"parked-seq";

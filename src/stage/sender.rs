@@ -78,7 +78,9 @@ impl SenderStage {
         }
     }
 
-    fn evaluate(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool) -> Result<(), StageError> {
+    /// Decides an intent, or parks it. `in_turn`: it is decided now as the
+    /// earliest waiting intent to its recipient (see [`Self::waits_behind`]).
+    fn evaluate(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, approved: bool, in_turn: bool) -> Result<(), StageError> {
         // Idempotency: a final decision is repeated, and touches no counter.
         if let Some(mut d) = self.final_decision(cx, &intent.tenant, &intent.intent_id)? {
             if d.sender != intent.sender || d.recipient != intent.recipient {
@@ -158,7 +160,18 @@ impl SenderStage {
             }
         }
 
-        // 5. Windows, warm-up included: check all, then reserve all or none.
+        // 5. Order: an earlier intent of this tenant to this recipient waits
+        // for reservations in flight; this one waits behind it, so that the
+        // later stages (the recipient's caps, its cooldown) judge one
+        // sender domain's intents to a recipient in the order they came.
+        if capped && !in_turn && self.waits_behind(cx, &intent.tenant, &intent.recipient)? {
+            cx.note(&intent.intent_id, "order", "waiting", || format!("an earlier intent to {} waits for reservations in flight", intent.recipient));
+            if self.park(cx, intent, approved, &keys::recipient_order_queue(&intent.tenant, &intent.recipient))? {
+                return Ok(());
+            }
+        }
+
+        // 6. Windows, warm-up included: check all, then reserve all or none.
         let ring = signals::load(cx.view, &domain)?;
         let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
         let (bt, ct) = signals::tiers(&rates, &policy.signals);
@@ -220,7 +233,7 @@ impl SenderStage {
         }
         let usage = checks.iter().map(WindowCheck::usage).collect();
 
-        // 6. Pass it on; the outcome comes back here.
+        // 7. Pass it on; the outcome comes back here.
         let mut route = Vec::new();
         if capped && policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
             route.push(StageKind::Tenant.name().to_string());
@@ -248,6 +261,9 @@ impl SenderStage {
         cx.view.put(&keys::parked(counter, seq), StateValue::Parked(bytes));
         cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock(count + 1));
+        if !keys::is_recipient_order_queue(counter) {
+            self.add_parked_to(cx, intent, 1)?;
+        }
         // A resubmission meanwhile is told the decision is pending.
         cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         Ok(true)
@@ -297,12 +313,58 @@ impl SenderStage {
             let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
             let Some(hop) = env.hop else { continue };
             self.pending(cx, &hop.intent.tenant, &hop.intent.intent_id, true)?;
+            let following = keys::is_recipient_order_queue(counter);
+            if !following {
+                self.add_parked_to(cx, &hop.intent, -1)?;
+            }
             cx.source = env.source;
             cx.log_time_ms = env.log_time_ms;
-            let r = self.evaluate(cx, &hop.intent, hop.approved);
+            let r = self.evaluate(cx, &hop.intent, hop.approved, true);
             cx.source = source.clone();
             cx.log_time_ms = log_time;
             r?;
+            if !following {
+                self.release_followers(cx, &hop.intent.tenant, &hop.intent.recipient)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a new intent to a recipient must wait behind earlier ones:
+    /// one of them is parked on a window, or waits behind one that is.
+    fn waits_behind(&self, cx: &mut Cx<'_, '_>, tenant: &str, recipient: &str) -> Result<bool, StoreError> {
+        if clock_value(cx, keys::PARKED_COUNT)? == 0 {
+            return Ok(false);
+        }
+        if clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 {
+            return Ok(true);
+        }
+        let queue = keys::recipient_order_queue(tenant, recipient);
+        let head = clock_value(cx, &keys::parked_head(&queue))?;
+        Ok(!cx.view.scan_from(&keys::parked_on(&queue), &keys::parked(&queue, head), 1)?.is_empty())
+    }
+
+    /// Counts the intents to a recipient parked on a window (not behind
+    /// another intent).
+    fn add_parked_to(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, delta: i64) -> Result<(), StoreError> {
+        let key = keys::parked_to(&intent.tenant, &intent.recipient);
+        match clock_value(cx, &key)? + delta {
+            n if n > 0 => cx.view.put(&key, StateValue::Clock(n)),
+            _ => cx.view.delete(&key),
+        }
+        Ok(())
+    }
+
+    /// The intents that waited behind a recipient's parked intent, decided
+    /// in their order now that it is decided, until one of them parks on a
+    /// window in turn (the rest wait behind it).
+    fn release_followers(&self, cx: &mut Cx<'_, '_>, tenant: &str, recipient: &str) -> Result<(), StageError> {
+        let queue = keys::recipient_order_queue(tenant, recipient);
+        for _ in 0..PARK_MAX {
+            if clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 || !self.waits_behind(cx, tenant, recipient)? {
+                break;
+            }
+            self.decide_parked(cx, &queue, 1)?;
         }
         Ok(())
     }
@@ -508,7 +570,7 @@ impl SenderStage {
         if cmd.kind == CommandKind::Approve {
             // Decided under the same guards. It stays held (and approvable)
             // unless the approved evaluation ends final.
-            return self.evaluate(cx, &intent, true);
+            return self.evaluate(cx, &intent, true, false);
         }
         let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
         self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), version);
@@ -522,7 +584,7 @@ impl Stage for SenderStage {
     }
 
     fn on_intent(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
-        self.evaluate(cx, intent, false)
+        self.evaluate(cx, intent, false, false)
     }
 
     fn check(&self, _cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {

@@ -202,3 +202,28 @@ fn a_burst_denied_downstream_does_not_spend_the_senders_windows() {
     let warm: Vec<&str> = h.d.alerts.iter().filter(|a| a.scope == "sender_domain:warm.example").map(|a| a.kind.as_str()).collect();
     assert_eq!(warm, vec!["quota_80"], "50 of 60 confirmed");
 }
+
+#[test]
+fn an_intent_waiting_for_outcomes_is_not_overtaken_at_its_recipient_by_a_later_one() {
+    // The first intent fills its mailbox's hour and is then blocked at the
+    // recipient stage; the second, from the same mailbox, waits for that
+    // outcome; the third, from another mailbox to the same recipient as
+    // the second, has room at the sender. Decided one at a time, the second
+    // takes the recipient's one send of the day and the third waits for
+    // tomorrow: the third must not overtake the second at the recipient.
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = 1, \"recipient.outbound.day\" = 1 }}"));
+    h.d.delivery(&event("ana@acme.com", "gone@x.example", DeliveryKind::Unsubscribe, None), now);
+    h.d.run();
+    // All three reach the sender stage before any outcome comes back.
+    h.d.intent(&intent("first", "ana@acme.com", "gone@x.example", IntentClass::Outbound), now + 1);
+    h.d.intent(&intent("second", "ana@acme.com", "bo@y.example", IntentClass::Outbound), now + 2);
+    h.d.intent(&intent("third", "cy@acme.com", "bo@y.example", IntentClass::Outbound), now + 3);
+    h.d.run();
+    let decided = |id: &str| h.d.decisions.iter().find(|d| d.intent_id == id).map(|d| (d.status, d.reason.clone())).unwrap();
+    assert_eq!(decided("first"), (DecisionStatus::Blocked, "recipient_suppressed".into()));
+    assert_eq!(decided("second"), (DecisionStatus::Allowed, "ok".into()));
+    assert_eq!(decided("third"), (DecisionStatus::Deferred, "daily_cap_reached".into()));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/hour"), 1);
+}
