@@ -3,9 +3,10 @@
 //! counters and suppression), and say which stage partitions receive it.
 //! Anything that fails is refused with a reason (a dead letter).
 //!
-//! Fan-out: intents go to the sender stage; delivery events to the sender
-//! stage (signal budgets, throttling) and the recipient stage (suppression,
-//! which passes throttles and deliveries on to the recipient-domain stage);
+//! Fan-out: intents go to the sender stage; delivery events to the stages
+//! that act on their kind ([`delivery_stages`]): the sender stage (signal
+//! budgets, throttling) and the recipient stage (suppression, which passes
+//! throttles and deliveries on to the recipient-domain stage);
 //! policies to every partition of every stage, so each partition meets a
 //! change at one fixed point of its log; commands to the stage that keeps
 //! what they change.
@@ -138,8 +139,16 @@ impl Ingress {
             let recipient = Address::parse(&d.recipient).map_err(|e| format!("recipient: {e}"))?;
             d.sender = sender.to_string();
             d.recipient = recipient.to_string();
+            let (to_sender, to_recipient) = delivery_stages(d.kind);
             env.delivery = Some(d);
-            Ok(vec![one(StageKind::Sender, sender.domain().to_string(), env.clone()), one(StageKind::Recipient, recipient.to_string(), env)])
+            let mut routed = Vec::with_capacity(2);
+            if to_sender {
+                routed.push(one(StageKind::Sender, sender.domain().to_string(), env.clone()));
+            }
+            if to_recipient {
+                routed.push(one(StageKind::Recipient, recipient.to_string(), env));
+            }
+            Ok(routed)
         } else if rec.topic == self.commands {
             let c: Command = codec::decode(RecordType::Command, payload).map_err(|e| e.to_string())?;
             let (c, stage, target) = normalise_command(c)?;
@@ -151,6 +160,25 @@ impl Ingress {
         } else {
             Err(format!("ingress does not read topic {}", rec.topic))
         }
+    }
+}
+
+/// Which stages act on a delivery event of a kind: (sender, recipient).
+/// Only those receive it, so a delivery, an open or a click (most of a
+/// mail pipeline's events) costs no stage record at all where it would
+/// change nothing. The sender stage acts on the signals (hard bounces,
+/// complaints) and on throttling (deferrals and soft bounces whose code the
+/// policy names a throttle: the policy is the stage's, so every deferral
+/// goes there); the recipient stage on suppression (hard bounces,
+/// complaints, unsubscribes) and passes throttles and deliveries on to the
+/// recipient-domain stage (ISP backoff and its reset). Rejections and
+/// engagement (opens, clicks, replies) move no guard: validated, then
+/// routed nowhere.
+pub fn delivery_stages(kind: DeliveryKind) -> (bool, bool) {
+    match kind {
+        DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Deferred | DeliveryKind::BounceSoft => (true, true),
+        DeliveryKind::Unsubscribe | DeliveryKind::Delivered => (false, true),
+        DeliveryKind::Rejected | DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => (false, false),
     }
 }
 
@@ -284,6 +312,26 @@ mod tests {
             grow(&mut i);
             let e = route(&i).unwrap_err();
             assert!(e.starts_with(&format!("{name} is ")) && e.contains("at most"), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_event_goes_only_to_the_stages_that_act_on_its_kind() {
+        let stages = |kind| {
+            let ev = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "Ana@Acme.com".into(), recipient: "bo@x.com".into(), kind, smtp_code: None, enhanced_code: None, response: None, occurred_at_ms: 0 };
+            let bytes = codec::encode(RecordType::DeliveryEvent, &ev).unwrap();
+            let routed = ingress().route(&InputRecord { topic: "ns.delivery", partition: 0, offset: 0, key: None, payload: Some(&bytes), timestamp_ms: Some(1) }).unwrap();
+            routed.iter().map(|r| (r.stage, r.target.clone())).collect::<Vec<_>>()
+        };
+        let (sender, recipient) = ((StageKind::Sender, Target::Key("acme.com".into())), (StageKind::Recipient, Target::Key("bo@x.com".into())));
+        for kind in [DeliveryKind::BounceHard, DeliveryKind::Complaint, DeliveryKind::Deferred, DeliveryKind::BounceSoft] {
+            assert_eq!(stages(kind), vec![sender.clone(), recipient.clone()], "{kind:?}");
+        }
+        for kind in [DeliveryKind::Delivered, DeliveryKind::Unsubscribe] {
+            assert_eq!(stages(kind), vec![recipient.clone()], "{kind:?}");
+        }
+        for kind in [DeliveryKind::Rejected, DeliveryKind::Opened, DeliveryKind::Clicked, DeliveryKind::Replied] {
+            assert_eq!(stages(kind), vec![], "{kind:?}");
         }
     }
 
