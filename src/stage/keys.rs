@@ -141,6 +141,13 @@ pub fn throttles(sender_domain: &str) -> Vec<u8> {
     join_key("thr/", &[sender_domain], false)
 }
 
+/// The sender stage's note of the last throttle from a (sender domain,
+/// provider group): while a backoff may be in force there, intents to it
+/// go through the recipient-domain stage.
+pub fn last_throttle(sender_domain: &str, group: &str) -> Vec<u8> {
+    join_key("lthr/", &[sender_domain, group], false)
+}
+
 pub fn pause(scope: &str) -> Vec<u8> {
     join_key("pause/", &[scope], false)
 }

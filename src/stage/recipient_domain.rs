@@ -11,7 +11,7 @@ use super::pipeline::{domain_of, Cx, Stage, StageError, StageKind, Verdict};
 use super::sender::is_throttle;
 use super::windows::{self, WindowCheck};
 use crate::model::*;
-use crate::policy::LimitScope;
+use crate::policy::{EffectivePolicy, LimitScope};
 use crate::state::{Backoff, StateValue};
 
 pub struct RecipientDomainStage;
@@ -23,6 +23,14 @@ fn group_label(group: &str) -> String {
     } else {
         format!("recipient_domain:{group}")
     }
+}
+
+/// Whether any recipient-domain window applies to an intent of `class` to
+/// `recipient_domain`. Consumer mailbox providers are millions of
+/// independent inboxes: a per-domain limit there protects nobody (their
+/// backoff still applies).
+pub fn limits_apply(policy: &EffectivePolicy, class: IntentClass, recipient_domain: &str) -> bool {
+    !(policy.exclude_public_domains && policy.is_public(recipient_domain)) && policy.limits_at(class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]).next().is_some()
 }
 
 impl Stage for RecipientDomainStage {
@@ -46,9 +54,7 @@ impl Stage for RecipientDomainStage {
         }
 
         let mut checks = Vec::new();
-        // Consumer mailbox providers are millions of independent inboxes: a
-        // per-domain limit there protects nobody (backoff still applies).
-        if !(policy.exclude_public_domains && policy.is_public(rd)) {
+        if limits_apply(&policy, i.class, rd) {
             // Shared windows follow the zone of their owner: the sender
             // domain's, or the tenant's.
             let sd_tz = cx.book.effective(&i.tenant, sd, "", None).tz;

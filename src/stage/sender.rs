@@ -238,13 +238,33 @@ impl SenderStage {
         if capped && policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
             route.push(StageKind::Tenant.name().to_string());
         }
-        route.extend([StageKind::Recipient.name().to_string(), StageKind::RecipientDomain.name().to_string()]);
+        route.push(StageKind::Recipient.name().to_string());
+        if self.needs_recipient_domain_stage(cx, intent, &domain)? {
+            route.push(StageKind::RecipientDomain.name().to_string());
+        }
         // No expiry: the outcome always comes back (it travels in the same
         // transactions), and it removes the key.
         cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
         Ok(())
+    }
+
+    /// Whether an intent must pass the recipient-domain stage: one of its
+    /// windows applies, or its (sender domain, provider group) was
+    /// throttled within the longest backoff, so a backoff may be in force
+    /// there (a backoff ends at most `max_ms` after the throttle that
+    /// started it). Otherwise the recipient stage is its last, one hop and
+    /// one commit sooner. The throttles are the ones the recipient-domain
+    /// stage counts, under the same policy: both stages receive them.
+    fn needs_recipient_domain_stage(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, domain: &str) -> Result<bool, StoreError> {
+        let rd = domain_of(&intent.recipient);
+        let policy = cx.book.effective(&intent.tenant, domain, &intent.sender, Some(rd));
+        if super::recipient_domain::limits_apply(&policy, intent.class, rd) {
+            return Ok(true);
+        }
+        let last = cx.view.get_time(&keys::last_throttle(domain, &policy.recipient_group(rd)))?;
+        Ok(last.is_some_and(|at| at + policy.backoff.max_ms > cx.now))
     }
 
     /// Keeps an intent until the reservations in flight resolve. False when
@@ -473,6 +493,23 @@ impl SenderStage {
 
     /// Throttling from several recipient domains at once means the sender's
     /// reputation is slipping everywhere, not with one provider: pause it.
+    /// Remembers when a (sender domain, provider group) was last throttled
+    /// as the recipient-domain stage judges it (its policy, with the
+    /// recipient domain's documents), for [`Self::needs_recipient_domain_stage`].
+    fn note_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str) -> Result<(), StoreError> {
+        if !matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) {
+            return Ok(());
+        }
+        let rd = domain_of(&ev.recipient);
+        let policy = cx.book.effective(&ev.tenant, domain, &ev.sender, Some(rd));
+        if is_throttle(ev, &policy) {
+            let key = keys::last_throttle(domain, &policy.recipient_group(rd));
+            cx.view.put(&key, StateValue::Clock(cx.now));
+            cx.expire_at(cx.now + policy.backoff.max_ms.max(DAY_MS), &key, Some(cx.now));
+        }
+        Ok(())
+    }
+
     fn on_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy) -> Result<(), StageError> {
         let b = &policy.backoff;
         if b.pause_after_domains == 0 {
@@ -621,6 +658,7 @@ impl Stage for SenderStage {
             return Err(StageError::BadRecord(format!("a delivery event of tenant {:?} for sender_domain:{domain}, which another tenant owns: it moves no signal", ev.tenant)));
         }
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
+        self.note_throttle(cx, ev, &domain)?;
         match ev.kind {
             DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce),
             DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, &policy, Signal::Complaint),

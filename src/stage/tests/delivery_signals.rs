@@ -138,3 +138,30 @@ fn throttling_from_three_recipient_domains_within_an_hour_pauses_the_sender_doma
     }
     assert_eq!(h.send_outbound(later + 3 * 3_600_000, "p3", "bo@acme.com", "f@corp.example").status, DecisionStatus::Allowed);
 }
+
+#[test]
+fn the_recipient_domain_stage_is_passed_only_when_a_window_or_a_backoff_there_can_apply() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", HIGH);
+    let decided = |d: Decision| (d.status, d.reason, d.stage.unwrap_or_default());
+    let allowed_at = |stage: &str| (DecisionStatus::Allowed, "ok".to_string(), stage.to_string());
+    // A public provider has no recipient-domain window: the recipient stage
+    // is the last. A company domain has one (50 an hour).
+    assert_eq!(decided(h.send_outbound(now + 1, "p1", "ana@acme.com", "x@gmail.com")), allowed_at("recipient"));
+    assert_eq!(decided(h.send_outbound(now + 2, "c1", "ana@acme.com", "x@corp.example")), allowed_at("recipient_domain"));
+    // A throttle from Google: its backoff is kept by the recipient-domain
+    // stage, which intents to any of its domains pass again.
+    h.deliver(now + 3, &event("ana@acme.com", "y@gmail.com", DeliveryKind::Deferred, Some(421)));
+    let d = h.send_outbound(now + 4, "p2", "ana@acme.com", "z@googlemail.com");
+    assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Deferred, "isp_backoff", Some("recipient_domain")));
+    assert_eq!(decided(h.send_outbound(now + 3 + 61_000, "p3", "ana@acme.com", "z@gmail.com")), allowed_at("recipient_domain"), "the backoff is over; another may start");
+    // Once the longest backoff (30 min) has passed since the last throttle,
+    // none can be in force: skipped again. Another sender domain never
+    // passed it for Google's throttling of acme.com.
+    assert_eq!(decided(h.send_outbound(now + 3 + 1_800_000, "p4", "ana@acme.com", "w@gmail.com")), allowed_at("recipient"));
+    assert_eq!(decided(h.send_outbound(now + 5, "o1", "bo@other.example", "w@gmail.com")), allowed_at("recipient"));
+    // A recipient-domain document's window brings the stage back for that domain.
+    h.policy(now + 1_900_000, "recipient_domain:gmail.com", "exclude_public_domains = false");
+    assert_eq!(decided(h.send_outbound(now + 1_900_001, "p5", "ana@acme.com", "v@gmail.com")), allowed_at("recipient_domain"));
+}
