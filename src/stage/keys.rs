@@ -36,8 +36,12 @@ fn intent_scoped(prefix: &str, tenant: &str, intent_id: &str) -> Vec<u8> {
     k
 }
 
-/// A final (ALLOWED or BLOCKED) decision kept for intent-id idempotency.
-pub fn final_decision(tenant: &str, intent_id: &str) -> Vec<u8> {
+/// An intent's one key at the sender stage: the intent while it is in
+/// flight (passed on, or parked), then its final (ALLOWED or BLOCKED)
+/// decision, kept for intent-id idempotency. One key for both, so an
+/// allowed intent leaves two changelog records under it (the intent, then
+/// the decision, which compaction keeps) and no tombstone between.
+pub fn intent_state(tenant: &str, intent_id: &str) -> Vec<u8> {
     intent_scoped("t-intent/", tenant, intent_id)
 }
 
@@ -46,8 +50,10 @@ pub fn held_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
     intent_scoped("t-held/", tenant, intent_id)
 }
 
-/// An intent the sender stage passed on, until its outcome comes back.
-pub fn pending_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
+/// Where an intent in flight was kept before it shared [`intent_state`]'s
+/// key with its final decision: read for state restored from an earlier
+/// release, never written.
+pub fn earlier_pending_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
     intent_scoped("t-pend/", tenant, intent_id)
 }
 
@@ -200,9 +206,9 @@ mod tests {
         assert_eq!(super::parked_on("ctr/x"), b"park/ctr/x/");
         assert_eq!(super::content_seen("t", "b@c.com", "h"), b"dup/t/b@c.com/h");
         assert_eq!(super::legacy::final_decision("i-1"), b"intent/i-1");
-        assert_eq!(super::final_decision("acme", "i-1"), b"t-intent/4:acme/i-1");
+        assert_eq!(super::intent_state("acme", "i-1"), b"t-intent/4:acme/i-1");
         // A tenant holding '/' or ':' cannot make two pairs share a key.
-        assert_ne!(super::final_decision("a/b", "c"), super::final_decision("a", "b/c"));
+        assert_ne!(super::intent_state("a/b", "c"), super::intent_state("a", "b/c"));
         assert_ne!(super::held_intent("1:x", "y"), super::held_intent("1", "x/y"));
     }
 

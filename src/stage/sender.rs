@@ -68,7 +68,7 @@ impl SenderStage {
         match d.status {
             s if s.is_final() => {
                 let bytes = codec::encode(RecordType::Decision, d).expect("a decision always fits its schema");
-                let key = keys::final_decision(&d.tenant, &d.intent_id);
+                let key = keys::intent_state(&d.tenant, &d.intent_id);
                 cx.view.put(&key, StateValue::FinalDecision(bytes));
                 cx.expire_at(cx.now + self.config.idempotency_retention_ms, &key, None);
                 cx.view.delete(&keys::held_intent(&d.tenant, &d.intent_id));
@@ -244,7 +244,7 @@ impl SenderStage {
         }
         // No expiry: the outcome always comes back (it travels in the same
         // transactions), and it removes the key.
-        cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        cx.view.put(&keys::intent_state(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
         pipeline::pass_on(cx, hop, domain, undo, usage, v);
         Ok(())
@@ -285,7 +285,7 @@ impl SenderStage {
             self.add_parked_to(cx, intent, 1)?;
         }
         // A resubmission meanwhile is told the decision is pending.
-        cx.view.put(&keys::pending_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        cx.view.put(&keys::intent_state(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
         Ok(true)
     }
 
@@ -543,7 +543,7 @@ impl SenderStage {
     /// tenant's (another tenant's decision there is not this intent's).
     fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError> {
         let decode = |bytes: Vec<u8>| codec::decode::<Decision>(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent_id.to_string(), why: e.to_string() });
-        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::final_decision(tenant, intent_id))? {
+        if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::intent_state(tenant, intent_id))? {
             return decode(bytes).map(Some);
         }
         if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::legacy::final_decision(intent_id))? {
@@ -553,17 +553,25 @@ impl SenderStage {
     }
 
     /// A tenant's intent in flight (its stored bytes), under its key or the
-    /// key of the releases before tenant-scoped ids; `take`: also forget it.
+    /// keys of earlier releases (a separate key; before that, one without
+    /// the tenant); `take`: also forget it (its final decision, if it has
+    /// one, is then put under the same key).
     fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = keys::pending_intent(tenant, intent_id);
-        let legacy = keys::legacy::pending_intent(intent_id);
-        let found = match cx.view.get(&key)? {
-            Some(StateValue::Intent(bytes)) => Some((key, bytes)),
-            _ => match cx.view.get(&legacy)? {
-                Some(StateValue::Intent(bytes)) if pipeline::decode_intent(intent_id, &bytes).is_ok_and(|i| i.tenant == tenant) => Some((legacy, bytes)),
-                _ => None,
-            },
-        };
+        let mut found = None;
+        for key in [keys::intent_state(tenant, intent_id), keys::earlier_pending_intent(tenant, intent_id)] {
+            if let Some(StateValue::Intent(bytes)) = cx.view.get(&key)? {
+                found = Some((key, bytes));
+                break;
+            }
+        }
+        if found.is_none() {
+            let legacy = keys::legacy::pending_intent(intent_id);
+            if let Some(StateValue::Intent(bytes)) = cx.view.get(&legacy)? {
+                if pipeline::decode_intent(intent_id, &bytes).is_ok_and(|i| i.tenant == tenant) {
+                    found = Some((legacy, bytes));
+                }
+            }
+        }
         Ok(found.map(|(key, bytes)| {
             if take {
                 cx.view.delete(&key);

@@ -110,6 +110,12 @@ fn state_of_the_release_before_tenant_scoped_ids_is_read_in_place() {
     assert!(h.command(now + 2, &approve("globex", "old-2", "ana@acme.com")).is_empty());
     let d = h.command(now + 3, &approve("acme", "old-2", "ana@acme.com"));
     assert_eq!((d.len(), d[0].status, d[0].recipient.as_str()), (1, DecisionStatus::Allowed, "cfo@corp.example"));
+    // An intent in flight under the separate key of the next release: a
+    // resubmission is told its decision is pending.
+    let in_flight = of("acme", "old-3", "ana@acme.com", "z@corp.example");
+    h.d.put_state(StageKind::Sender, partition, &keys::earlier_pending_intent("acme", "old-3"), StateValue::Intent(pipeline::encode_intent(&in_flight)));
+    let d = h.send(now + 4, &in_flight);
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "decision_pending"));
 }
 
 fn pause_cmd(kind: CommandKind, tenant: &str, target: &str, n: u32) -> Command {
