@@ -115,7 +115,7 @@ run_one() {
   export SENDGATE_NAMESPACE="bcomp-$codec-$round-$TS" SENDGATE_STATE_DIR="$WORK/state-$tag"
   sg topics apply >/dev/null 2>&1
   sg policy apply bench/policy.toml >/dev/null
-  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
+  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null
   sg bench collect --expect "$N" --idle-secs 120 --broker-pid "$BROKER_PID" >"$R/$tag.collect.json" &
   COLLECTOR=$!
   local log="$R/$tag.log"

@@ -4,12 +4,15 @@
 #   - the floor of sendgate's topology: the same pass-through through four
 #     transactional hops in series, as an allowed intent passes the router
 #     and three stages (`sendgate bench passthrough --hops 4`);
-#   - the peer: a Kafka Streams application with the sender stage's windows
-#     and exactly_once_v2 (bench/streams-peer);
+#   - the peers, Kafka Streams applications with exactly_once_v2
+#     (bench/streams-peer): `streams-peer` with the sender stage's windows
+#     alone, `streams-peer-full` with the logic of sendgate's three keyed
+#     stages (sender, recipient, recipient domain) and their repartitions;
 #   - sendgate, at-least-once and exactly-once.
-# For each: decisions per second over a backlog, a check of every decision
-# count against an independent recount, and latency at a fixed 50 % of its
-# own maximum. Then sendgate's restore of a changelog of 1M and 10M keys
+# For each: decisions per second over a backlog, its decisions checked by
+# an independent recount (every limit held; the sender-only peer's counts
+# exact), and latency at a fixed 50 % of its own maximum and at 1,000/s,
+# ALLOWED and DEFERRED apart. Then sendgate's restore of a changelog of 1M and 10M keys
 # against a plain read of it, with RSS and disk.
 #
 #   scripts/bench.sh            the full run; writes the results into docs/benchmarks.md
@@ -19,8 +22,9 @@
 # leaves out scale) runs some phases only;
 # BENCH_RESULTS=DIR keeps the figures there, so phases run apart share a table.
 #
-# Exits non-zero when a system misses or repeats a decision or its counts
-# differ from the recount; never on a timing.
+# Exits non-zero when a system misses or repeats a decision, breaks a
+# limit, or (sender-only peer) its counts differ from the recount; never on
+# a timing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -32,9 +36,10 @@ if [ "$MODE" = full ]; then
 else
   N=3000; LATENCY_SECS=5; KEYS=20000
 fi
-SYSTEMS="${BENCH_SYSTEMS:-passthrough passthrough-4hops streams-peer sendgate-alo sendgate-eos}"
+SYSTEMS="${BENCH_SYSTEMS:-passthrough passthrough-4hops streams-peer streams-peer-full sendgate-alo sendgate-eos}"
 SEED=20261124
 FIXED_RATE="${BENCH_FIXED_RATE:-1000}"
+LOW_RATE="${BENCH_LOW_RATE:-20}"
 # Its own broker port unless told otherwise (the test script passes its own).
 OWN_BROKER=0; [ -z "${KAFKA_PORT:-}" ] && OWN_BROKER=1
 export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
@@ -49,7 +54,7 @@ PID=""
 
 "$REPO_ROOT/scripts/setup.sh"
 build_release
-if [[ " $SYSTEMS " == *" streams-peer "* ]] && { phase throughput || phase latency; }; then
+if [[ " $SYSTEMS " == *" streams-peer"* ]] && { phase throughput || phase latency; }; then
   say "building the Kafka Streams peer"
   bench/streams-peer/run.sh --build-only
 fi
@@ -86,6 +91,8 @@ start_system() {
     # have its partitions before the clock starts.
     passthrough-4hops) "$SENDGATE_BIN" bench passthrough --hops 4 --tasks 1 >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ; ready_n=4 ;;
     streams-peer) bench/streams-peer/run.sh --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
+    # sendgate's own parking, and its bound: the same logic, the same work.
+    streams-peer-full) bench/streams-peer/run.sh --logic full --parking sendgate --park-max 64 --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-full-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
     sendgate-alo) SENDGATE_PROCESSING_GUARANTEE=at_least_once "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
     sendgate-eos) "$SENDGATE_BIN" run >"$log" 2>&1 & PID=$! ; ready="sendgate running" ;;
   esac
@@ -96,6 +103,34 @@ start_system() {
     sleep 0.5
   done
 }
+
+# The throughput workload. First N/100 unsubscribes, which the system
+# consumes before the backlog is loaded: preloaded together, a starting
+# system fetches the partitions in no fixed order and could decide an
+# intent before the unsubscribe appended ahead of it reached the stage
+# that needs it (sendgate and Kafka Streams alike). Then N intents, each
+# sender domain's in one partition, each recipient written to by one sender
+# domain, with deliveries and opens beside them (they change no decision).
+SUPPRESSED=$((N / 100))
+consume_suppressions() {
+  sg load --intents 0 --seed "$SEED" --key-by-sender-domain --own-recipients --suppressed "$SUPPRESSED" >/dev/null
+  start_system "$1" prefix
+  sleep "${BENCH_PREFIX_SECS:-8}"
+  stop_system
+}
+load_backlog() { sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null; }
+
+# The recount of a system's decisions: its limits checked (`--check`: no
+# window over its limit, no suppressed recipient written to, approvals
+# held), and the counts per status of deciding each intent alone in turn,
+# with the sender stage's guards alone for the sender-only peer (whose
+# counts must equal them) and all three keyed stages for the others
+# (sendgate and the full-logic peer park intents behind reservations in
+# flight; a later intent can still take a place first, so their counts may
+# differ a little, never over a limit). Non-zero on a broken limit, which
+# the report turns into a failure.
+recount_logic() { if [ "$1" = streams-peer ]; then echo sender; else echo full; fi; }
+recount() { sg bench recount --logic "$(recount_logic "$1")" --check >"$2" || true; }
 
 # Peak resident memory of the running system, in MiB.
 peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
@@ -109,18 +144,19 @@ DEADLINE_ALL=$((SECONDS + ${BENCH_DEADLINE_SECS:-5400}))
 # The broker's process, for the CPU each system costs it per decision.
 BROKER_PID="$(scripts/kafka.sh status | sed -n 's/^running: pid \([0-9]*\),.*/\1/p')"
 
-phase throughput && say "throughput: $N intents (and about $((N / 2)) delivery events) per system, preloaded"
+phase throughput && say "throughput: $SUPPRESSED unsubscribes, then $N intents (and about $((N / 2)) delivery events) per system, preloaded"
 for system in $SYSTEMS; do
   phase throughput || break
   prepare "$system"
-  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
+  [[ "$system" == passthrough* ]] || consume_suppressions "$system"
+  load_backlog
   sg bench collect --expect "$N" --idle-secs 120 ${BROKER_PID:+--broker-pid "$BROKER_PID"} >"$R/$system.collect.json" &
   COLLECTOR=$!
   start_system "$system" tput
   wait "$COLLECTOR" || { echo "bench: collecting $system's decisions failed"; exit 1; }
   echo "{\"peak_rss_mib\": $(peak_rss_mib)}" >"$R/$system.rss.json"
   stop_system
-  if [[ "$system" != passthrough* ]]; then sg bench recount >"$R/$system.recount.json"; fi
+  if [[ "$system" != passthrough* ]]; then recount "$system" "$R/$system.recount.json"; fi
   say "$system: $(cat "$R/$system.collect.json")"
 done
 
@@ -143,6 +179,13 @@ for system in $SYSTEMS; do
   sg bench latency --rate "$FIXED_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-fixed.json"
   stop_system
   say "$system at $FIXED_RATE/s: $(cat "$R/$system.latency-fixed.json")"
+  # And a gentle stream, as one app's agents send: what a single decision
+  # costs when nothing queues.
+  prepare "$system-lat-low"
+  start_system "$system" latency-low
+  sg bench latency --rate "$LOW_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-low.json"
+  stop_system
+  say "$system at $LOW_RATE/s: $(cat "$R/$system.latency-low.json")"
 done
 
 phase restore && say "restore and memory: sendgate with $KEYS active keys"
@@ -181,7 +224,8 @@ phase scale && say "scale-out: $N intents through one instance, then two"
 for n in 1 2; do
   phase scale || break
   prepare "scale-$n"
-  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only >/dev/null
+  consume_suppressions sendgate-eos
+  load_backlog
   sg bench collect --expect "$N" --idle-secs 120 >"$R/scale-$n.collect.json" &
   COLLECTOR=$!
   read -r total0 idle0 < <(cpu_ticks)
@@ -196,9 +240,9 @@ for n in 1 2; do
   echo "{\"instances\": $n, \"cpu_busy\": $(python3 -c "print(round(1 - ($idle1 - $idle0) / max(1, $total1 - $total0), 3))")}" >"$R/scale-$n.cpu.json"
   for pid in "${SCALE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${SCALE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  sg bench recount >"$R/scale-$n.recount.json"
+  recount sendgate-eos "$R/scale-$n.recount.json"
   say "$n instance(s): $(cat "$R/scale-$n.collect.json") $(cat "$R/scale-$n.cpu.json")"
 done
 
 say "results"
-python3 bench/report.py "$R" --mode "$MODE" --intents "$N" --systems "$SYSTEMS" --keys "$KEYS" --latency-secs "$LATENCY_SECS" --fixed-rate "$FIXED_RATE" --write docs/benchmarks.md
+python3 bench/report.py "$R" --mode "$MODE" --intents "$N" --systems "$SYSTEMS" --keys "$KEYS" --latency-secs "$LATENCY_SECS" --fixed-rate "$FIXED_RATE" --low-rate "$LOW_RATE" --write docs/benchmarks.md

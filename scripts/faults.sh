@@ -136,7 +136,7 @@ start_load() {
 prepare() {
   export SENDGATE_NAMESPACE="faults-$1-$(date +%s)"
   "$SENDGATE_BIN" topics apply >/dev/null
-  "$SENDGATE_BIN" policy apply "$REPO_ROOT/bench/policy.toml" >/dev/null
+  "$SENDGATE_BIN" policy apply "$REPO_ROOT/bench/policy-sender.toml" >/dev/null
   FAULTS=0 KILLS=0 STOPS=0 BROKER_RESTARTS=0 JOINS=0 HUNG=0
   : >"$WORK/failover.txt"
 }

@@ -101,6 +101,14 @@ enum Cmd {
         /// input topics interleave.
         #[arg(long)]
         deliveries_only: bool,
+        /// Each recipient address is written to by one sender domain only
+        /// (the benchmarks: a recount can then predict per-recipient caps).
+        #[arg(long)]
+        own_recipients: bool,
+        /// Publish this many unsubscribes (suppressing their recipients'
+        /// OUTBOUND mail) before the first intent.
+        #[arg(long, default_value_t = 0)]
+        suppressed: u64,
     },
     /// What a running processor would decide now for intents (JSON lines or
     /// a JSON array, from FILE or stdin), and why; reserves nothing.
@@ -309,8 +317,19 @@ enum BenchCmd {
         broker_pid: Option<u32>,
     },
     /// The counts per status the benchmark workload must give, recomputed
-    /// from the intents topic by a separate model of the sender windows (JSON).
-    Recount,
+    /// from the input topics by a separate model of the guards (JSON).
+    Recount {
+        /// `full`: the sender windows, suppression, recipient and
+        /// recipient-domain windows (sendgate); `sender`: the sender
+        /// windows alone (the sender-only Kafka Streams peer).
+        #[arg(long, value_enum, default_value_t = sendgate::cli::bench::RecountLogic::Full)]
+        logic: sendgate::cli::bench::RecountLogic,
+        /// Also read the decisions topic and check them against the limits
+        /// (`check` in the output): no window over its limit, no suppressed
+        /// recipient written to, approvals held. Exits non-zero otherwise.
+        #[arg(long)]
+        check: bool,
+    },
     /// Publish intents at RATE per second for SECONDS and print the latency
     /// from each scheduled send to its readable decision (JSON, microseconds).
     Latency {
@@ -424,8 +443,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Bench { action } => bench(&cfg, &rt, action),
-        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only } => {
-            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, ..Default::default() };
+        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only, own_recipients, suppressed } => {
+            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, own_recipients, suppressed, ..Default::default() };
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
@@ -465,20 +484,25 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
             println!("{out}");
             Ok(())
         }
-        BenchCmd::Recount => {
-            println!("{}", json!({"status": bench::recount(cfg)?}));
+        BenchCmd::Recount { logic, check } => {
+            let r = bench::recount(cfg, logic, check)?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            if let Some(c) = r.check.as_ref().filter(|c| !c.clean()) {
+                return Err(format!("the decisions break the limits: {} windows over, {} suppressed recipients written to, {} approvals not held as asked; e.g. {:?}", c.over_limit, c.suppressed_allowed, c.approval_mismatches, c.examples));
+            }
             Ok(())
         }
         BenchCmd::Latency { rate, seconds, seed } => {
             let l = bench::latency(cfg, rate, seconds, seed, Duration::from_secs(30))?;
-            println!("{}", json!({"rate": rate, "sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us}));
+            let mut figures = l.to_json();
+            figures["rate"] = json!(rate);
+            println!("{figures}");
             Ok(())
         }
         BenchCmd::RequestReply { api, token, rate, seconds, seed } => {
             let r = bench::request_reply(cfg, &api, &token, rate, seconds, seed)?;
-            let figures = |l: &bench::Latency| json!({"sent": l.sent, "received": l.received, "p50_us": l.p50_us, "p99_us": l.p99_us, "p999_us": l.p999_us, "max_us": l.max_us});
             let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { (a as f64 / b as f64 * 100.0).round() / 100.0 };
-            println!("{}", json!({"rate": rate, "seconds": seconds, "topic_to_topic": figures(&r.topic), "request_reply": figures(&r.http), "request_reply_timed_out": r.timed_out,
+            println!("{}", json!({"rate": rate, "seconds": seconds, "topic_to_topic": r.topic.to_json(), "request_reply": r.http.to_json(), "request_reply_timed_out": r.timed_out,
                 "ratio_p50": ratio(r.http.p50_us, r.topic.p50_us), "ratio_p99": ratio(r.http.p99_us, r.topic.p99_us)}));
             if r.http.received + r.timed_out < r.http.sent {
                 return Err(format!("{} of {} requests got no answer", r.http.sent - r.http.received - r.timed_out, r.http.sent));

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build the Kafka Streams sender-stage peer if needed, then run it.
+# Build the Kafka Streams peer if needed, then run it.
 #
 # Usage: bench/streams-peer/run.sh --build-only
 #        bench/streams-peer/run.sh --bootstrap 127.0.0.1:PORT --namespace NS --state-dir DIR
-#          [--threads N] [--guarantee exactly_once_v2|at_least_once] [--commit-interval-ms 100]
+#          [--logic sender|full] [--threads N] [--guarantee exactly_once_v2|at_least_once] [--commit-interval-ms 100]
+#          [--recipient-day-limit N] [--park-max N] [--suppressions global|repartition]   (--logic full only)
 #
 # Runs until SIGTERM or SIGINT, then closes Kafka Streams and exits 0.
 #

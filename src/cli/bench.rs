@@ -8,8 +8,10 @@
 //!   through a backlog: decisions per second, missing and duplicated
 //!   decisions, counts per status.
 //! - `recount`: what the counts per status must be, recomputed from the
-//!   intents with a model written apart from the stages (sender windows and
-//!   approvals; the benchmark policy turns the other guards off).
+//!   input topics with a sequential model written apart from the stages
+//!   (sender windows, approvals, suppression, recipient and
+//!   recipient-domain windows; the benchmark policy turns the guards that
+//!   depend on the wall-clock day off).
 //! - `latency`: intents at a fixed rate, and the time from each intent's
 //!   scheduled append to its decision being readable, in an HdrHistogram.
 //! - `fill-changelog` and `read-rate`: many active keys in a stage's
@@ -251,10 +253,10 @@ pub fn collect(cfg: &Config, expect: u64, idle: Duration, broker_pid: Option<u32
 
 // ---------------------------------------------------------------- recount
 
-/// The limits the recount applies: the built-in defaults for the sender
-/// windows, as docs/policies.md lists them. Written out here, not read from
-/// the policy code, so that the recount is a second implementation; a test
-/// checks that the two agree.
+/// The limits the recount applies: the sender windows of the benchmark
+/// policy (bench/policy.toml: the built-in defaults, as docs/policies.md
+/// lists them). Written out here, not read from the policy code, so that
+/// the recount is a second implementation; a test checks that the two agree.
 pub const RECOUNT_LIMITS: &[(&str, IntentClass, &str, i64)] = &[
     ("mailbox", IntentClass::Outbound, "hour", 3),
     ("mailbox", IntentClass::Outbound, "day", 25),
@@ -265,53 +267,252 @@ pub const RECOUNT_LIMITS: &[(&str, IntentClass, &str, i64)] = &[
     ("sender_domain", IntentClass::Transactional, "day", 10_000),
 ];
 
-/// Replays the intents topic in log order through a plain model of the
-/// sender windows (UTC calendar hours and days of each intent's append
-/// time) and approvals, and returns the expected count per status.
+/// The recipient and recipient-domain limits the full recount applies:
+/// the benchmark policy's (2 a day per recipient, lower than the default
+/// 10 so that a benchmark of an hour or two meets them; the default 50 an
+/// hour per recipient domain, public consumer domains exempt), written out
+/// apart from the policy code.
+pub const RECOUNT_RECIPIENT_LIMITS: &[(&str, IntentClass, &str, i64)] = &[
+    ("recipient", IntentClass::Outbound, "day", 2),
+    ("recipient", IntentClass::Transactional, "day", 2),
+    ("recipient_domain", IntentClass::Outbound, "hour", 50),
+];
+
+/// The public consumer domains of the built-in defaults.
+const RECOUNT_PUBLIC_DOMAINS: &[&str] = &[
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com", "mac.com",
+    "proton.me", "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "yandex.ru", "mail.ru", "zoho.com", "fastmail.com", "qq.com", "163.com",
+];
+
+/// Which guards the recount models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecountLogic {
+    /// Sender windows and approvals (the sender-only Kafka Streams peer).
+    Sender,
+    /// Those, then suppression, recipient windows and recipient-domain
+    /// windows, in sendgate's stage order (sendgate; the full-logic peer).
+    Full,
+}
+
+/// A sequential model of the benchmark policy's guards: each intent is
+/// judged by every guard in stage order and, only when all pass, counted
+/// in every window. What sendgate's reserve, release and parking must add
+/// up to.
+pub struct RecountModel {
+    logic: RecountLogic,
+    counts: HashMap<String, i64>,
+    /// (tenant, recipient) -> the strongest suppression kind seen.
+    suppressed: HashMap<(String, String), DeliveryKind>,
+}
+
+impl RecountModel {
+    pub fn new(logic: RecountLogic) -> Self {
+        RecountModel { logic, counts: HashMap::new(), suppressed: HashMap::new() }
+    }
+
+    /// A delivery event: hard bounces and complaints suppress every class,
+    /// unsubscribes OUTBOUND.
+    pub fn delivery(&mut self, ev: &DeliveryEvent) {
+        if matches!(ev.kind, DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Unsubscribe) {
+            let slot = self.suppressed.entry((ev.tenant.clone(), ev.recipient.clone())).or_insert(ev.kind);
+            if *slot == DeliveryKind::Unsubscribe {
+                *slot = ev.kind;
+            }
+        }
+    }
+
+    pub fn decide(&mut self, intent: &SendIntent, t: i64) -> &'static str {
+        if intent.requires_approval {
+            return "HELD";
+        }
+        let (sender, recipient) = self.windows(intent, t);
+        if self.is_full(&sender) {
+            return "DEFERRED";
+        }
+        if self.is_suppressed(intent) {
+            return "BLOCKED";
+        }
+        if self.is_full(&recipient) {
+            return "DEFERRED";
+        }
+        for (key, _) in sender.into_iter().chain(recipient) {
+            *self.counts.entry(key).or_default() += 1;
+        }
+        "ALLOWED"
+    }
+
+    /// The capped windows an intent falls in, as (counter key, limit): the
+    /// sender stage's, then (full logic) the recipient's and the recipient
+    /// domain's in stage order.
+    pub fn windows(&self, intent: &SendIntent, t: i64) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+        let sender = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).map(|(scope, _, window, max)| (recount_key(intent, t, scope, window), *max)).collect();
+        let mut recipient = Vec::new();
+        if self.logic == RecountLogic::Full {
+            let recipient_domain = intent.recipient.rsplit('@').next().unwrap_or_default();
+            for (scope, class, window, max) in RECOUNT_RECIPIENT_LIMITS {
+                if *class == intent.class && !(*scope == "recipient_domain" && RECOUNT_PUBLIC_DOMAINS.contains(&recipient_domain)) {
+                    recipient.push((recount_key(intent, t, scope, window), *max));
+                }
+            }
+        }
+        (sender, recipient)
+    }
+
+    /// Whether the full logic blocks an intent for its recipient's suppression.
+    pub fn is_suppressed(&self, intent: &SendIntent) -> bool {
+        if self.logic != RecountLogic::Full {
+            return false;
+        }
+        match self.suppressed.get(&(intent.tenant.clone(), intent.recipient.clone())) {
+            Some(DeliveryKind::Unsubscribe) => intent.class == IntentClass::Outbound,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// A window's count so far (see [`recount_key`]).
+    pub fn count(&self, key: &str) -> i64 {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+
+    fn is_full(&self, windows: &[(String, i64)]) -> bool {
+        windows.iter().any(|(key, max)| self.count(key) >= *max)
+    }
+}
+
+/// What a system's decisions must satisfy whatever order it decided in:
+/// its ALLOWED decisions, counted per window by the recount's own keys,
+/// stay within every limit; no suppressed recipient is written to; exactly
+/// the intents that ask for approval are held.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LimitCheck {
+    pub decided: u64,
+    pub allowed: u64,
+    pub windows: u64,
+    pub over_limit: u64,
+    pub suppressed_allowed: u64,
+    pub approval_mismatches: u64,
+    pub examples: Vec<String>,
+}
+
+impl LimitCheck {
+    pub fn clean(&self) -> bool {
+        self.over_limit + self.suppressed_allowed + self.approval_mismatches == 0
+    }
+
+    fn note(&mut self, what: String) {
+        if self.examples.len() < 10 {
+            self.examples.push(what);
+        }
+    }
+}
+
+/// The recount of a run: the counts per status of the sequential model,
+/// and with `check`, the decisions topic held against the limits.
+#[derive(Debug, serde::Serialize)]
+pub struct Recount {
+    pub status: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<LimitCheck>,
+}
+
+/// Replays the input topics through [`RecountModel`]: first every delivery
+/// event (the workload's suppressions come before its intents), then the
+/// intents in log order, and gives the expected count per status.
 ///
-/// Exact when each sender domain's intents share a partition
-/// (`load --key-by-sender-domain`) and no delivery event can change a
-/// decision (`--deliveries-only`), under the benchmark policy.
-pub fn recount(cfg: &Config) -> Result<BTreeMap<String, u64>, String> {
-    let topic = cfg.topology()?.full("intents");
-    let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+/// The counts are exact for the sender logic when each sender domain's
+/// intents share a partition (`load --key-by-sender-domain`) and no
+/// delivery event can change a decision (`--deliveries-only`). With the
+/// full logic they are what deciding each sender domain's intents one at a
+/// time would give: a pipelined system reserves capacity at the sender for
+/// intents a later stage then denies, and decides what came meanwhile
+/// without knowing the outcome (sendgate parks an intent whose window is
+/// full only of such reservations, but a later intent may take a place in
+/// another window first), so its counts may differ from them by a little
+/// either way. What must hold exactly, whatever the order, is `check`.
+pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount, String> {
+    let topo = cfg.topology()?;
+    let mut model = RecountModel::new(logic);
     let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(3)) };
+    if logic == RecountLogic::Full {
+        let topic = topo.full("delivery");
+        kafka_io::read_topic(cfg, &topic, &opts, |r| {
+            let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+            model.delivery(&codec::decode(RecordType::DeliveryEvent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?);
+            Ok(())
+        })?;
+    }
+    let topic = topo.full("intents");
+    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    // With `check`: every intent and its log time, to judge its decision.
+    let mut intents: HashMap<String, (SendIntent, i64)> = HashMap::new();
     kafka_io::read_topic(cfg, &topic, &opts, |r| {
         let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
         let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
         let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
-        let s = recount_one(&mut counts, &intent, t);
-        *status.entry(s.to_string()).or_default() += 1;
+        *status.entry(model.decide(&intent, t).to_string()).or_default() += 1;
+        if check {
+            intents.insert(intent.intent_id.clone(), (intent, t));
+        }
         Ok(())
     })?;
-    Ok(status)
-}
-
-pub(crate) fn recount_one(counts: &mut HashMap<String, i64>, intent: &SendIntent, t: i64) -> &'static str {
-    if intent.requires_approval {
-        return "HELD";
+    if !check {
+        return Ok(Recount { status, check: None });
     }
-    let full = RECOUNT_LIMITS.iter().filter(|(_, c, _, _)| *c == intent.class).any(|(scope, _, window, max)| counts.get(&recount_key(intent, t, scope, window)).copied().unwrap_or(0) >= *max);
-    if full {
-        return "DEFERRED";
-    }
-    for scope in ["mailbox", "sender_domain"] {
-        for window in ["hour", "day"] {
-            *counts.entry(recount_key(intent, t, scope, window)).or_default() += 1;
+    let mut c = LimitCheck::default();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(intents.len());
+    let mut allowed_per_window: HashMap<String, (i64, i64)> = HashMap::new();
+    let topic = topo.full("decisions");
+    kafka_io::read_topic(cfg, &topic, &opts, |r| {
+        let Some((id, st, _)) = r.payload.as_deref().and_then(output_of) else { return Err(format!("{topic} @{}: not a decision", r.offset)) };
+        let Some((intent, t)) = intents.get(&id) else { return Ok(()) };
+        if !seen.insert(id.clone()) {
+            return Ok(());
+        }
+        c.decided += 1;
+        if intent.requires_approval != (st == "HELD") {
+            c.approval_mismatches += 1;
+            c.note(format!("{id}: {st}, asks for approval: {}", intent.requires_approval));
+        }
+        if st != "ALLOWED" {
+            return Ok(());
+        }
+        c.allowed += 1;
+        if model.is_suppressed(intent) {
+            c.suppressed_allowed += 1;
+            c.note(format!("{id}: ALLOWED to {}, suppressed", intent.recipient));
+        }
+        let (sender, recipient) = model.windows(intent, *t);
+        for (key, max) in sender.into_iter().chain(recipient) {
+            allowed_per_window.entry(key).or_insert((0, max)).0 += 1;
+        }
+        Ok(())
+    })?;
+    c.windows = allowed_per_window.len() as u64;
+    for (key, (n, max)) in &allowed_per_window {
+        if n > max {
+            c.over_limit += 1;
+            c.note(format!("{key}: {n} allowed, limit {max}"));
         }
     }
-    "ALLOWED"
+    Ok(Recount { status, check: Some(c) })
 }
 
-/// The recount's counter of `scope` ("mailbox" or "sender_domain") and
-/// `window` ("hour" or "day", UTC) for an intent appended at `t`.
+/// The recount's counter of `scope` and `window` ("hour" or "day", UTC)
+/// for an intent appended at `t`: per mailbox, sender domain, recipient,
+/// or (sender domain, recipient domain).
 pub(crate) fn recount_key(intent: &SendIntent, t: i64, scope: &str, window: &str) -> String {
     let bucket = match window {
         "hour" => t.div_euclid(3_600_000),
         _ => t.div_euclid(86_400_000),
     };
-    let who = if scope == "mailbox" { intent.sender.as_str() } else { intent.sender.rsplit('@').next().unwrap_or_default() };
+    let sender_domain = intent.sender.rsplit('@').next().unwrap_or_default();
+    let who = match scope {
+        "mailbox" => intent.sender.clone(),
+        "recipient" => intent.recipient.clone(),
+        "recipient_domain" => format!("{sender_domain}>{}", intent.recipient.rsplit('@').next().unwrap_or_default()),
+        _ => sender_domain.to_string(),
+    };
     format!("{scope}:{who}/{:?}/{window}/{bucket}", intent.class)
 }
 
@@ -326,6 +527,62 @@ pub struct Latency {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The same for ALLOWED decisions alone (through every stage) and for
+    /// DEFERRED ones (most stop at the sender stage), which take different
+    /// paths; zero counts when the decision's status was not read.
+    pub allowed: StatusLatency,
+    pub deferred: StatusLatency,
+}
+
+#[derive(Debug, Default)]
+pub struct StatusLatency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl Latency {
+    pub fn to_json(&self) -> serde_json::Value {
+        let part = |p: &StatusLatency| serde_json::json!({"count": p.count, "p50_us": p.p50_us, "p99_us": p.p99_us});
+        serde_json::json!({"sent": self.sent, "received": self.received, "p50_us": self.p50_us, "p99_us": self.p99_us, "p999_us": self.p999_us, "max_us": self.max_us,
+            "allowed": part(&self.allowed), "deferred": part(&self.deferred)})
+    }
+}
+
+/// The histograms of one latency run: every decision, and ALLOWED and
+/// DEFERRED apart.
+struct Histograms {
+    all: hdrhistogram::Histogram<u64>,
+    allowed: hdrhistogram::Histogram<u64>,
+    deferred: hdrhistogram::Histogram<u64>,
+}
+
+impl Histograms {
+    fn new() -> Result<Self, String> {
+        let h = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string());
+        Ok(Histograms { all: h()?, allowed: h()?, deferred: h()? })
+    }
+
+    fn record(&mut self, status: Option<&str>, us: u64) {
+        self.all.saturating_record(us);
+        match status {
+            Some("ALLOWED") => self.allowed.saturating_record(us),
+            Some("DEFERRED") => self.deferred.saturating_record(us),
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, other: Histograms) -> Result<(), String> {
+        self.all.add(other.all).map_err(|e| e.to_string())?;
+        self.allowed.add(other.allowed).map_err(|e| e.to_string())?;
+        self.deferred.add(other.deferred).map_err(|e| e.to_string())
+    }
+
+    fn finish(&self, sent: u64, received: u64) -> Latency {
+        let part = |h: &hdrhistogram::Histogram<u64>| StatusLatency { count: h.len(), p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99) };
+        let h = &self.all;
+        Latency { sent, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max(), allowed: part(&self.allowed), deferred: part(&self.deferred) }
+    }
 }
 
 /// Publishes `rate` intents per second for `seconds` (the workload of
@@ -342,7 +599,7 @@ pub fn latency(cfg: &Config, rate: f64, seconds: f64, seed: u64, drain: Duration
 fn latency_of(cfg: &Config, rate: f64, seconds: f64, seed: u64, deliveries: bool, drain: Duration) -> Result<Latency, String> {
     let topo = cfg.topology()?;
     let n = (rate * seconds).round().max(1.0) as u64;
-    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, events_per_intent: if deliveries { Workload::default().events_per_intent } else { 0.0 }, ..Workload::default() };
+    let w = Workload { seed, intents: n, key_by_sender_domain: true, deliveries_only: true, own_recipients: true, events_per_intent: if deliveries { Workload::default().events_per_intent } else { 0.0 }, ..Workload::default() };
     // Generated up front (bounded: rate x seconds records), so that
     // generation does not steal time from the schedule.
     let mut records = Vec::with_capacity(n as usize * 2);
@@ -363,8 +620,8 @@ fn latency_of(cfg: &Config, rate: f64, seconds: f64, seed: u64, deliveries: bool
     let reader = {
         let done = done.clone();
         let prefix = format!("load-{seed}-");
-        std::thread::spawn(move || -> Result<(hdrhistogram::Histogram<u64>, u64), String> {
-            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+        std::thread::spawn(move || -> Result<(Histograms, u64), String> {
+            let mut h = Histograms::new()?;
             let mut seen = vec![false; n as usize];
             let mut received = 0u64;
             let mut done_at: Option<Instant> = None;
@@ -375,12 +632,12 @@ fn latency_of(cfg: &Config, rate: f64, seconds: f64, seed: u64, deliveries: bool
                 let Some(m) = consumer.poll(Duration::from_millis(50)) else { continue };
                 let m = m.map_err(|e| e.to_string())?;
                 let now = Instant::now();
-                let Some((id, _, _)) = m.payload().and_then(output_of) else { continue };
+                let Some((id, status, _)) = m.payload().and_then(output_of) else { continue };
                 let Some(i) = id.strip_prefix(&prefix).and_then(|i| i.parse::<usize>().ok()).filter(|i| *i < seen.len()) else { continue };
                 if !std::mem::replace(&mut seen[i], true) {
                     received += 1;
                     let at = t0 + interval.mul_f64(i as f64);
-                    h.saturating_record(now.saturating_duration_since(at).as_micros() as u64);
+                    h.record(Some(&status), now.saturating_duration_since(at).as_micros() as u64);
                 }
             }
             Ok((h, received))
@@ -403,7 +660,7 @@ fn latency_of(cfg: &Config, rate: f64, seconds: f64, seed: u64, deliveries: bool
     producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
     done.store(true, Ordering::Relaxed);
     let (h, received) = reader.join().map_err(|_| "latency reader panicked".to_string())??;
-    Ok(Latency { sent, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() })
+    Ok(h.finish(sent, received))
 }
 
 /// `POST /v1/intents?wait_ms` round trips at a steady rate, beside the
@@ -447,9 +704,9 @@ pub fn request_reply(cfg: &Config, api: &str, token: &str, rate: f64, seconds: f
     let workers: Vec<_> = (0..RR_WORKERS)
         .map(|_| {
             let (rx, url, auth) = (rx.clone(), url.clone(), auth.clone());
-            std::thread::spawn(move || -> Result<(hdrhistogram::Histogram<u64>, u64, u64), String> {
+            std::thread::spawn(move || -> Result<(Histograms, u64, u64), String> {
                 let agent = ureq::AgentBuilder::new().timeout(Duration::from_millis(RR_WAIT_MS + 10_000)).build();
-                let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+                let mut h = Histograms::new()?;
                 let (mut answered, mut timed_out) = (0u64, 0u64);
                 loop {
                     let job = rx.lock().expect("job queue").recv();
@@ -459,7 +716,8 @@ pub fn request_reply(cfg: &Config, api: &str, token: &str, rate: f64, seconds: f
                     match r {
                         Ok(resp) if resp.status() == 200 => {
                             answered += 1;
-                            h.saturating_record(now.saturating_duration_since(t0 + interval.mul_f64(i as f64)).as_micros() as u64);
+                            let status = resp.into_string().ok().and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok()).and_then(|d| d.get("status").and_then(|s| s.as_str()).map(str::to_string));
+                            h.record(status.as_deref(), now.saturating_duration_since(t0 + interval.mul_f64(i as f64)).as_micros() as u64);
                         }
                         Ok(_) => timed_out += 1,
                         Err(e) => return Err(format!("POST {url}: {e}")),
@@ -477,15 +735,15 @@ pub fn request_reply(cfg: &Config, api: &str, token: &str, rate: f64, seconds: f
         tx.send((i, body)).map_err(|_| "every request worker stopped".to_string())?;
     }
     drop(tx);
-    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut h = Histograms::new()?;
     let (mut received, mut timed_out) = (0u64, 0u64);
     for w in workers {
         let (wh, a, t) = w.join().map_err(|_| "a request worker panicked".to_string())??;
-        h.add(wh).map_err(|e| e.to_string())?;
+        h.add(wh)?;
         received += a;
         timed_out += t;
     }
-    let http = Latency { sent: n, received, p50_us: h.value_at_quantile(0.5), p99_us: h.value_at_quantile(0.99), p999_us: h.value_at_quantile(0.999), max_us: h.max() };
+    let http = h.finish(n, received);
     Ok(RequestReply { topic, http, timed_out })
 }
 
@@ -587,29 +845,66 @@ mod tests {
     use crate::policy::spec::LimitSpec;
 
     #[test]
-    fn the_recount_limits_are_the_built_in_defaults() {
-        let defaults = crate::policy::resolve::builtin_defaults();
-        for (scope, class, window, max) in RECOUNT_LIMITS {
+    fn the_recount_limits_are_the_benchmark_policy() {
+        let mut spec = crate::policy::resolve::builtin_defaults();
+        let docs = crate::policy::file::parse_policy_file(include_str!("../../bench/policy.toml")).unwrap();
+        let (_, bench) = docs.iter().find(|(scope, _)| *scope == crate::policy::Scope::Default).unwrap();
+        spec.limits.extend(bench.limits.clone());
+        let limits: BTreeMap<&String, u64> = spec.limits.iter().filter_map(|(k, l)| match l {
+            LimitSpec::Max(m) => Some((k, *m)),
+            _ => None,
+        }).collect();
+        let ours: Vec<_> = RECOUNT_LIMITS.iter().chain(RECOUNT_RECIPIENT_LIMITS).collect();
+        for (scope, class, window, max) in &ours {
             let name = format!("{scope}.{}.{window}", class.as_str().to_lowercase());
-            assert!(matches!(defaults.limits.get(&name), Some(LimitSpec::Max(m)) if *m as i64 == *max), "{name}");
+            assert_eq!(limits.get(&name).map(|m| *m as i64), Some(*max), "{name}");
         }
-        let capped = defaults.limits.keys().filter(|k| k.starts_with("mailbox.") || k.starts_with("sender_domain.")).count();
-        assert_eq!(capped, RECOUNT_LIMITS.len(), "every default sender window is in the recount");
+        assert_eq!(limits.len(), ours.len(), "every window of the benchmark policy is in the recount: {limits:?}");
+        let mut public: Vec<&String> = spec.public_domains.as_ref().unwrap().iter().collect();
+        public.sort();
+        let mut exempt: Vec<&str> = RECOUNT_PUBLIC_DOMAINS.to_vec();
+        exempt.sort();
+        assert_eq!(public, exempt);
     }
 
     #[test]
     fn the_recount_caps_each_window_and_holds_approvals() {
-        let mut counts = HashMap::new();
+        let mut model = RecountModel::new(RecountLogic::Sender);
         let t = 1_763_971_200_000; // an hour boundary
         let mut intent = SendIntent::new("i", "t", "ana@acme.com", "bo@x.com", IntentClass::Outbound);
-        let decided: Vec<&str> = (0..5).map(|_| recount_one(&mut counts, &intent, t)).collect();
+        let decided: Vec<&str> = (0..5).map(|_| model.decide(&intent, t)).collect();
         assert_eq!(decided, ["ALLOWED", "ALLOWED", "ALLOWED", "DEFERRED", "DEFERRED"]);
         // The next hour has room again.
-        assert_eq!(recount_one(&mut counts, &intent, t + 3_600_000), "ALLOWED");
+        assert_eq!(model.decide(&intent, t + 3_600_000), "ALLOWED");
         intent.requires_approval = true;
-        assert_eq!(recount_one(&mut counts, &intent, t), "HELD");
+        assert_eq!(model.decide(&intent, t), "HELD");
         intent.requires_approval = false;
         intent.class = IntentClass::Reply;
-        assert_eq!(recount_one(&mut counts, &intent, t), "ALLOWED");
+        assert_eq!(model.decide(&intent, t), "ALLOWED");
     }
-}
+
+    #[test]
+    fn the_full_recount_suppresses_caps_recipients_and_counts_only_what_passed_everything() {
+        let t = 1_763_971_200_000;
+        let mut model = RecountModel::new(RecountLogic::Full);
+        let mut bounce = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "ana@acme.com".into(), recipient: "gone@x.com".into(), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: None, response: None, occurred_at_ms: 0 };
+        model.delivery(&bounce);
+        bounce.recipient = "unsub@x.com".into();
+        bounce.kind = DeliveryKind::Unsubscribe;
+        model.delivery(&bounce);
+        let intent = |sender: &str, recipient: &str, class| SendIntent::new("i", "t", sender, recipient, class);
+        assert_eq!(model.decide(&intent("ana@acme.com", "gone@x.com", IntentClass::Transactional), t), "BLOCKED");
+        assert_eq!(model.decide(&intent("ana@acme.com", "unsub@x.com", IntentClass::Outbound), t), "BLOCKED");
+        assert_eq!(model.decide(&intent("ana@acme.com", "unsub@x.com", IntentClass::Transactional), t), "ALLOWED");
+        // A blocked intent spent none of the mailbox's 3 an hour.
+        assert_eq!(model.decide(&intent("ana@acme.com", "a@x.com", IntentClass::Outbound), t), "ALLOWED");
+        assert_eq!(model.decide(&intent("ana@acme.com", "b@x.com", IntentClass::Outbound), t), "ALLOWED");
+        // 2 a day to one recipient, from any mailbox: the third waits.
+        let to_one: Vec<&str> = (0..3).map(|m| model.decide(&intent(&format!("m{m}@acme.com"), "c@y.com", IntentClass::Outbound), t + m * 3_600_000)).collect();
+        assert_eq!(to_one, ["ALLOWED", "ALLOWED", "DEFERRED"]);
+        // 50 an hour from one sender domain to one recipient domain, but
+        // not to a public one.
+        let to_domain = |model: &mut RecountModel, domain: &str| (0..60).filter(|n| model.decide(&intent(&format!("n{n}@bulk.com"), &format!("p{n}@{domain}"), IntentClass::Outbound), t) == "ALLOWED").count();
+        assert_eq!(to_domain(&mut model, "corp.com"), 50);
+        assert_eq!(to_domain(&mut model, "gmail.com"), 50, "the rest of the sender domain's 100 an hour");
+    }}

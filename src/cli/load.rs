@@ -72,32 +72,95 @@ pub struct Workload {
     /// Only deliveries and opens: no bounce, complaint or deferral, whose
     /// effect would depend on how the two input topics interleave.
     pub deliveries_only: bool,
+    /// Each recipient address written to by one sender domain only: the
+    /// order of a recipient's intents is then its sender domain's partition
+    /// order, and a recount can predict the per-recipient guards too.
+    pub own_recipients: bool,
+    /// Unsubscribes published before any intent (see [`suppression_prefix`]).
+    pub suppressed: u64,
 }
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { seed: 42, intents: 100_000, events_per_intent: 0.5, tenants: 50, sender_domains: 500, mailboxes: 5_000, recipient_domains: 20_000, recipients: 1_000_000, key_by_sender_domain: false, deliveries_only: false }
+        Workload { seed: 42, intents: 100_000, events_per_intent: 0.5, tenants: 50, sender_domains: 500, mailboxes: 5_000, recipient_domains: 20_000, recipients: 1_000_000, key_by_sender_domain: false, deliveries_only: false, own_recipients: false, suppressed: 0 }
     }
 }
 
 const PUBLIC: [&str; 4] = ["gmail.com", "outlook.com", "yahoo.com", "icloud.com"];
 
+/// The skewed distributions of a workload's addresses.
+struct Draw {
+    mailbox: Zipf,
+    recipient_domain: Zipf,
+    recipient: Zipf,
+}
+
+/// One draw: a mailbox (of one sender domain and one tenant) and a recipient.
+struct Pick {
+    domain: usize,
+    tenant: usize,
+    sender: String,
+    recipient: String,
+}
+
+impl Draw {
+    fn new(w: &Workload) -> Self {
+        // Own recipients: each sender domain writes to its share of them.
+        let recipients = if w.own_recipients { (w.recipients / w.sender_domains.max(1)).max(1) } else { w.recipients };
+        Draw { mailbox: Zipf::new(w.mailboxes, 1.1), recipient_domain: Zipf::new(w.recipient_domains, 1.05), recipient: Zipf::new(recipients, 1.01) }
+    }
+
+    fn pick(&self, w: &Workload, rng: &mut Rng) -> Pick {
+        // A mailbox belongs to one sender domain and one tenant.
+        let m = self.mailbox.sample(rng);
+        let domain = (m * 7919) % w.sender_domains.max(1);
+        let tenant = domain % w.tenants.max(1);
+        let sender = format!("agent{m}@sender{domain}.example");
+        let rd = self.recipient_domain.sample(rng);
+        let r = self.recipient.sample(rng);
+        let recipient_domain = if rd % 5 == 0 { PUBLIC[rd / 5 % PUBLIC.len()].to_string() } else { format!("company{rd}.example") };
+        let recipient = if w.own_recipients { format!("person{r}.s{domain}@{recipient_domain}") } else { format!("person{r}@{recipient_domain}") };
+        Pick { domain, tenant, sender, recipient }
+    }
+}
+
+/// The unsubscribes that come before a workload's intents (`suppressed` of
+/// them, drawn like the intents' addresses with a seed of their own, so the
+/// most written-to recipients are among them): published first, so that
+/// every stage meets them before any intent, whatever the interleaving.
+/// Unsubscribes, not hard bounces: they suppress a recipient's OUTBOUND
+/// mail and move no bounce rate, so the sender's limits stay the policy's
+/// and a recount needs no model of the signal budgets.
+pub fn suppression_prefix(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), String>) -> Result<u64, String> {
+    let mut rng = Rng::new(w.seed ^ 0xb0_0ce5);
+    let draw = Draw::new(w);
+    for i in 0..w.suppressed {
+        let Pick { tenant, sender, recipient, .. } = draw.pick(w, &mut rng);
+        let ev = DeliveryEvent {
+            event_id: format!("load-{}-unsubscribe-{i:010}", w.seed),
+            intent_id: None,
+            tenant: format!("tenant{tenant}"),
+            sender,
+            recipient,
+            kind: DeliveryKind::Unsubscribe,
+            smtp_code: None,
+            enhanced_code: None,
+            response: None,
+            occurred_at_ms: 0,
+        };
+        emit("delivery", ev.sender.clone().into_bytes(), codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?)?;
+    }
+    Ok(w.suppressed)
+}
+
 /// Generates the workload's records in order, calling `emit(topic suffix,
 /// key, value)` for each; returns (intents, events).
 pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), String>) -> Result<(u64, u64), String> {
     let mut rng = Rng::new(w.seed);
-    let (mailbox_z, rdomain_z, recipient_z) = (Zipf::new(w.mailboxes, 1.1), Zipf::new(w.recipient_domains, 1.05), Zipf::new(w.recipients, 1.01));
+    let draw = Draw::new(w);
     let mut events = 0u64;
     for i in 0..w.intents {
-        // A mailbox belongs to one sender domain and one tenant.
-        let m = mailbox_z.sample(&mut rng);
-        let domain = (m * 7919) % w.sender_domains.max(1);
-        let tenant = domain % w.tenants.max(1);
-        let sender = format!("agent{m}@sender{domain}.example");
-        let rd = rdomain_z.sample(&mut rng);
-        let r = recipient_z.sample(&mut rng);
-        let recipient_domain = if rd % 5 == 0 { PUBLIC[rd / 5 % PUBLIC.len()].to_string() } else { format!("company{rd}.example") };
-        let recipient = format!("person{r}@{recipient_domain}");
+        let Pick { domain, tenant, sender, recipient } = draw.pick(w, &mut rng);
         let roll = rng.unit();
         let class = if roll < 0.8 { IntentClass::Outbound } else if roll < 0.9 { IntentClass::Reply } else { IntentClass::Transactional };
         let intent = SendIntent {
@@ -178,6 +241,12 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
         slice.clear();
         Ok(())
     };
+    let unsubscribes = suppression_prefix(w, |topic, k, v| {
+        slice.push((topic, k, v));
+        Ok(())
+    })?;
+    // Flushed apart, so that every unsubscribe is appended before any intent.
+    flush(&mut slice)?;
     let (intents, events) = generate(w, |topic, k, v| {
         slice.push((topic, k, v));
         if slice.len() >= 20_000 {
@@ -186,7 +255,7 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
         Ok(())
     })?;
     flush(&mut slice)?;
-    println!("published {intents} intents and {events} delivery events in {:.1} s (seed {})", started.elapsed().as_secs_f64(), w.seed);
+    println!("published {unsubscribes} unsubscribes first, then {intents} intents and {events} delivery events in {:.1} s (seed {})", started.elapsed().as_secs_f64(), w.seed);
     Ok(())
 }
 

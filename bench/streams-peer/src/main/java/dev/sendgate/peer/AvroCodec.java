@@ -15,21 +15,24 @@ import org.apache.avro.message.BinaryMessageEncoder;
 
 /**
  * Avro single-object encoding (0xC3 0x01, the schema's CRC-64-AVRO
- * fingerprint, then the binary body) of the SendIntent and Decision records,
- * with the schemas sendgate uses (copied unchanged into the resources, so the
- * fingerprints match).
+ * fingerprint, then the binary body) of the SendIntent, DeliveryEvent and
+ * Decision records, with the schemas sendgate uses (copied unchanged into the
+ * resources, so the fingerprints match).
  *
  * <p>Not thread-safe: create one per stream task (or per thread).
  */
 final class AvroCodec {
     static final Schema INTENT_SCHEMA = load("/send_intent.avsc");
     static final Schema DECISION_SCHEMA = load("/decision.avsc");
+    static final Schema DELIVERY_SCHEMA = load("/delivery_event.avsc");
     static final Schema USAGE_SCHEMA = DECISION_SCHEMA.getField("usage").schema().getElementType();
     static final Schema SOURCE_SCHEMA = DECISION_SCHEMA.getField("source").schema();
     static final Schema STATUS_SCHEMA = DECISION_SCHEMA.getField("status").schema();
 
     private final BinaryMessageDecoder<GenericRecord> intentDecoder =
             new BinaryMessageDecoder<>(GenericData.get(), INTENT_SCHEMA);
+    private final BinaryMessageDecoder<GenericRecord> deliveryDecoder =
+            new BinaryMessageDecoder<>(GenericData.get(), DELIVERY_SCHEMA);
     private final BinaryMessageDecoder<GenericRecord> decisionDecoder =
             new BinaryMessageDecoder<>(GenericData.get(), DECISION_SCHEMA);
     private final BinaryMessageEncoder<GenericRecord> decisionEncoder =
@@ -73,6 +76,21 @@ final class AvroCodec {
                 (Boolean) r.get("requires_approval"));
     }
 
+    /** Decodes one delivery event; throws {@link BadRecordException} with the reason when it cannot. */
+    Delivery decodeDelivery(byte[] bytes) {
+        if (bytes == null) {
+            throw new BadRecordException("null value (tombstone)");
+        }
+        GenericRecord r;
+        try {
+            r = deliveryDecoder.decode(bytes);
+        } catch (IOException | RuntimeException e) {
+            throw new BadRecordException("not a single-object encoded DeliveryEvent: " + e);
+        }
+        return new Delivery(r.get("tenant").toString(), r.get("sender").toString(),
+                r.get("recipient").toString(), r.get("kind").toString());
+    }
+
     GenericRecord decodeDecision(byte[] bytes) throws IOException {
         return decisionDecoder.decode(bytes);
     }
@@ -87,10 +105,17 @@ final class AvroCodec {
         return buffer.toByteArray();
     }
 
-    /** A Decision record with every field set. */
+    /** A Decision record of the sender stage with every field set. */
     static GenericRecord decision(Intent intent, String status, String reason, Long retryAtMs,
                                   List<GenericRecord> usage, long decidedAtMs,
                                   String topic, int partition, long offset) {
+        return decision(intent, status, reason, retryAtMs, usage, decidedAtMs, topic, partition, offset, "sender");
+    }
+
+    /** A Decision record with every field set, decided by {@code stage}. */
+    static GenericRecord decision(Intent intent, String status, String reason, Long retryAtMs,
+                                  List<GenericRecord> usage, long decidedAtMs,
+                                  String topic, int partition, long offset, String stage) {
         GenericRecord d = new GenericData.Record(DECISION_SCHEMA);
         d.put("intent_id", intent.intentId());
         d.put("tenant", intent.tenant());
@@ -103,7 +128,7 @@ final class AvroCodec {
         d.put("policy_version", 0L);
         d.put("decided_at_ms", decidedAtMs);
         d.put("source", source(topic, partition, offset));
-        d.put("stage", "sender");
+        d.put("stage", stage);
         d.put("replayed", false);
         return d;
     }
@@ -136,6 +161,9 @@ final class AvroCodec {
     /** The fields of a SendIntent the sender stage reads. */
     record Intent(String intentId, String tenant, String sender, String senderDomain,
                   String recipient, IntentClass intentClass, boolean requiresApproval) { }
+
+    /** The fields of a DeliveryEvent the recipient stage reads; {@code kind} is the DeliveryKind symbol. */
+    record Delivery(String tenant, String sender, String recipient, String kind) { }
 
     /** A record that cannot be decoded. */
     static final class BadRecordException extends RuntimeException {

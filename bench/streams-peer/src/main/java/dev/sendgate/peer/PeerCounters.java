@@ -10,6 +10,8 @@ final class PeerCounters {
     static final AtomicLong REPLAYED = new AtomicLong();
     /** Records skipped because they could not be decoded. */
     static final AtomicLong SKIPPED = new AtomicLong();
+    /** Times an intent was parked to wait for reservations in flight (full logic only). */
+    static final AtomicLong PARKED = new AtomicLong();
     /** System.nanoTime() of the first and the latest decision (0 before the first). */
     static final AtomicLong FIRST_NANOS = new AtomicLong();
     static final AtomicLong LAST_NANOS = new AtomicLong();

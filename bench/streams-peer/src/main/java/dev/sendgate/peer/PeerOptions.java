@@ -7,15 +7,33 @@ import java.util.List;
 final class PeerOptions {
     static final String USAGE = String.join("\n",
             "Usage: SenderStagePeer --bootstrap HOST:PORT --namespace NS --state-dir DIR",
-            "                       [--threads N] [--guarantee exactly_once_v2|at_least_once]",
-            "                       [--commit-interval-ms MS]",
+            "                       [--logic sender|full] [--threads N] [--guarantee exactly_once_v2|at_least_once]",
+            "                       [--commit-interval-ms MS] [--park-max N] [--recipient-day-limit N]",
+            "                       [--suppressions global|repartition] [--parking ordered|sendgate]",
             "",
             "  --bootstrap           Kafka bootstrap servers",
-            "  --namespace           topic namespace: reads NS.intents, writes NS.decisions",
+            "  --namespace           topic namespace: reads NS.intents (and NS.delivery with --logic full),",
+            "                        writes NS.decisions",
             "  --state-dir           Kafka Streams state directory (RocksDB stores)",
+            "  --logic               sender: the sender stage's windows alone (default);",
+            "                        full: the sender, recipient and recipient-domain stages",
             "  --threads             stream threads (default 2)",
             "  --guarantee           processing guarantee (default exactly_once_v2)",
-            "  --commit-interval-ms  commit interval (default 100)");
+            "  --commit-interval-ms  commit interval (default 100)",
+            "  --parking             --logic full: ordered (default): parked intents keep their place",
+            "                        in each window's queue and per recipient, so that every decision is",
+            "                        the sequential model's; sendgate: sendgate's parking (see README.md)",
+            "  --park-max            --logic full: most intents a sender partition keeps waiting",
+            "                        for reservations in flight (default 1000000; sendgate's is 64)",
+            "  --recipient-day-limit --logic full: recipient.outbound.day and recipient.transactional.day",
+            "                        (default 2, as bench/policy.toml)",
+            "  --suppressions        --logic full: global (default): a global store of the delivery",
+            "                        topic, loaded before processing starts; repartition: the delivery",
+            "                        events repartitioned by recipient into the recipient stage",
+            "                        (a bounce can reach it after a later intent; see README.md)");
+
+    /** Which of sendgate's stages the peer implements. */
+    enum Logic { SENDER, FULL }
 
     String bootstrap;
     String namespace;
@@ -23,6 +41,19 @@ final class PeerOptions {
     int threads = 2;
     String guarantee = "exactly_once_v2";
     long commitIntervalMs = 100;
+    Logic logic = Logic.SENDER;
+    int parkMax = 1_000_000;
+    long recipientDayLimit = RecipientLimits.BENCH_RECIPIENT_DAY;
+    boolean repartitionSuppressions = false;
+    boolean sendgateParking = false;
+
+    boolean globalSuppressions() {
+        return !repartitionSuppressions;
+    }
+
+    boolean full() {
+        return logic == Logic.FULL;
+    }
 
     String intentsTopic() {
         return namespace + ".intents";
@@ -32,8 +63,23 @@ final class PeerOptions {
         return namespace + ".decisions";
     }
 
+    String deliveryTopic() {
+        return namespace + ".delivery";
+    }
+
+    /** Unchanged for the sender-only peer; the full-logic peer has an id of its own. */
     String applicationId() {
-        return namespace + "-streams-peer";
+        return namespace + (full() ? "-streams-peer-full" : "-streams-peer");
+    }
+
+    /** Full logic: outcomes back to the sender stage (key: sender domain). */
+    String outcomesTopic() {
+        return applicationId() + "-outcomes-loop";
+    }
+
+    /** Full logic: releases back to the recipient stage (key: recipient address). */
+    String recipientReleasesTopic() {
+        return applicationId() + "-recipient-releases-loop";
     }
 
     /** Parses the arguments; throws IllegalArgumentException with a message on bad input. */
@@ -70,6 +116,29 @@ final class PeerOptions {
                     o.guarantee = value;
                 }
                 case "--commit-interval-ms" -> o.commitIntervalMs = positiveInt(name, value);
+                case "--logic" -> {
+                    switch (value) {
+                        case "sender" -> o.logic = Logic.SENDER;
+                        case "full" -> o.logic = Logic.FULL;
+                        default -> throw new IllegalArgumentException("--logic must be sender or full, not " + value);
+                    }
+                }
+                case "--park-max" -> o.parkMax = positiveInt(name, value);
+                case "--recipient-day-limit" -> o.recipientDayLimit = positiveInt(name, value);
+                case "--parking" -> {
+                    switch (value) {
+                        case "ordered" -> o.sendgateParking = false;
+                        case "sendgate" -> o.sendgateParking = true;
+                        default -> throw new IllegalArgumentException("--parking must be ordered or sendgate, not " + value);
+                    }
+                }
+                case "--suppressions" -> {
+                    switch (value) {
+                        case "global" -> o.repartitionSuppressions = false;
+                        case "repartition" -> o.repartitionSuppressions = true;
+                        default -> throw new IllegalArgumentException("--suppressions must be global or repartition, not " + value);
+                    }
+                }
                 default -> throw new IllegalArgumentException("unknown option " + name);
             }
         }

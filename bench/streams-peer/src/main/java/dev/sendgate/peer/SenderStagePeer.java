@@ -1,19 +1,29 @@
 package dev.sendgate.peer;
 
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.KafkaFuture;
+import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.Serdes;
@@ -24,8 +34,11 @@ import org.apache.kafka.streams.Topology;
 import sun.misc.Signal;
 
 /**
- * A Kafka Streams implementation of the windows of sendgate's sender stage,
- * for benchmarking sendgate against Kafka Streams with exactly_once_v2.
+ * A Kafka Streams implementation of the windows of sendgate's sender stage
+ * ({@code --logic sender}, the default), or of its sender, recipient and
+ * recipient-domain stages with reserve and release between them
+ * ({@code --logic full}), for benchmarking sendgate against Kafka Streams
+ * with exactly_once_v2.
  *
  * <p>Runs until SIGTERM or SIGINT, then closes the Streams instance and exits 0.
  */
@@ -50,8 +63,17 @@ public final class SenderStagePeer {
         }
 
         Properties props = streamsProperties(options);
-        Topology topology = PeerTopology.build(options);
+        Topology topology = options.full() ? FullTopology.build(options) : PeerTopology.build(options);
         printSummary(options, props, topology);
+        if (options.full()) {
+            try {
+                createLoopTopics(options);
+            } catch (RuntimeException e) {
+                System.err.println("error: " + e.getMessage());
+                System.exit(1);
+                return;
+            }
+        }
 
         KafkaStreams streams = new KafkaStreams(topology, props);
         CountDownLatch stop = new CountDownLatch(1);
@@ -108,6 +130,45 @@ public final class SenderStagePeer {
         System.exit(exitCode.get());
     }
 
+    /**
+     * Creates the full-logic peer's loop topics (outcomes to the sender stage,
+     * releases to the recipient stage) unless they exist, with as many
+     * partitions as its repartition topics, which they must be co-partitioned with.
+     */
+    static void createLoopTopics(PeerOptions o) {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, o.bootstrap);
+        try (Admin admin = Admin.create(p)) {
+            List<NewTopic> topics = new ArrayList<>();
+            for (String name : FullTopology.loopTopics(o)) {
+                topics.add(new NewTopic(name, Optional.of(FullTopology.PARTITIONS), Optional.empty())
+                        .configs(Map.of("cleanup.policy", "delete", "message.timestamp.type", "CreateTime")));
+            }
+            for (Map.Entry<String, KafkaFuture<Void>> e : admin.createTopics(topics).values().entrySet()) {
+                try {
+                    e.getValue().get(60, TimeUnit.SECONDS);
+                    System.out.println("streams-peer: created loop topic " + e.getKey());
+                } catch (ExecutionException ex) {
+                    if (!(ex.getCause() instanceof TopicExistsException)) {
+                        throw new IllegalStateException("cannot create topic " + e.getKey() + ": " + ex.getCause(), ex);
+                    }
+                }
+            }
+            Map<String, TopicDescription> described = admin.describeTopics(FullTopology.loopTopics(o)).allTopicNames().get(60, TimeUnit.SECONDS);
+            for (TopicDescription d : described.values()) {
+                if (d.partitions().size() != FullTopology.PARTITIONS) {
+                    throw new IllegalStateException("topic " + d.name() + " has " + d.partitions().size() + " partitions, not "
+                            + FullTopology.PARTITIONS + "; delete it or use another namespace");
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while creating the loop topics", e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("cannot create or describe the loop topics: " + e, e);
+        }
+    }
+
     static Properties streamsProperties(PeerOptions o) {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, o.applicationId());
@@ -127,8 +188,9 @@ public final class SenderStagePeer {
         long first = PeerCounters.FIRST_NANOS.get();
         long last = PeerCounters.LAST_NANOS.get();
         String span = processed == 0 ? "" : String.format(", %.2f s from the first to the latest", (last - first) / 1e9);
-        return String.format("%d intents processed (%d replayed, %d records skipped)%s, up %.0f s",
-                processed, PeerCounters.REPLAYED.get(), PeerCounters.SKIPPED.get(), span,
+        return String.format("%d intents processed (%d replayed, %d records skipped%s)%s, up %.0f s",
+                processed, PeerCounters.REPLAYED.get(), PeerCounters.SKIPPED.get(),
+                PeerCounters.PARKED.get() == 0 ? "" : ", " + PeerCounters.PARKED.get() + " times parked", span,
                 (System.nanoTime() - startedAt) / 1e9);
     }
 
@@ -166,8 +228,10 @@ public final class SenderStagePeer {
                 ConsumerConfig.FETCH_MIN_BYTES_CONFIG, ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG)) {
             s.append(String.format("  consumer.%-31s %s%n", key, consumer.get(key)));
         }
-        s.append(String.format("  %-40s %s -> %s%n", "topics", o.intentsTopic(), o.decisionsTopic()));
-        s.append(String.format("  %-40s %s%n", "internal topics", String.join(", ", PeerTopology.internalTopics(o))));
+        s.append(String.format("  %-40s %s%n", "logic", o.full() ? "full (sender, recipient, recipient_domain stages; recipient day limit " + o.recipientDayLimit + "; parking " + (o.sendgateParking ? "sendgate" : "ordered") + ", at most " + o.parkMax
+                + "; suppressions " + (o.globalSuppressions() ? "global store" : "repartitioned by recipient") + ")" : "sender (sender stage windows only)"));
+        s.append(String.format("  %-40s %s -> %s%n", "topics", o.full() ? o.intentsTopic() + ", " + o.deliveryTopic() : o.intentsTopic(), o.decisionsTopic()));
+        s.append(String.format("  %-40s %s%n", "internal topics", String.join(", ", o.full() ? FullTopology.internalTopics(o) : PeerTopology.internalTopics(o))));
         s.append(topology.describe());
         System.out.print(s);
         System.out.flush();
