@@ -253,7 +253,7 @@ def main():
         if chain_fixed and p99_fixed and chain_p50 and p50_fixed:
             out.append(f"The floor of sendgate's longest path: the pass-through through four transactional hops in series (as an allowed intent passes the router and three stages), "
                        f"with no state and no decoding, had a p50 / p99 of {ms(chain_p50)} / {ms(chain_fixed)} at {a.fixed_rate:,}/s; sendgate's were {ms(p50_fixed)} / {ms(p99_fixed)} "
-                       f"(most of its intents are deferred by the sender stage, two hops in). Each hop waits for the one before it to commit, about one {COMMIT_INTERVAL_MS} ms interval.\n")
+                       f"(most of its intents are deferred by the sender stage, two hops in). Each hop waits for the one before it to commit: at once when it has read all there is, else at the {COMMIT_INTERVAL_MS} ms interval.\n")
     if a.mode == "smoke":
         out.append("Smoke run: the backlog is too small for its timings to mean anything; only the correctness checks count.\n")
     if goals:
