@@ -105,6 +105,24 @@ final class AvroCodec {
         return buffer.toByteArray();
     }
 
+    /**
+     * A stored decision again, for an intent submitted once more: marked as a
+     * replay and pointing at the record being processed (topic, partition,
+     * offset). {@code store} names the store it was read from, for the error
+     * when it does not decode. Every sender stage answers a resubmission so.
+     */
+    byte[] replay(byte[] stored, String store, String topic, int partition, long offset) {
+        GenericRecord d;
+        try {
+            d = decodeDecision(stored);
+        } catch (Exception e) {
+            throw new IllegalStateException("corrupt decision in store " + store, e);
+        }
+        d.put("replayed", true);
+        d.put("source", source(topic, partition, offset));
+        return encodeDecision(d);
+    }
+
     /** A Decision record of the sender stage with every field set. */
     static GenericRecord decision(Intent intent, String status, String reason, Long retryAtMs,
                                   List<GenericRecord> usage, long decidedAtMs,

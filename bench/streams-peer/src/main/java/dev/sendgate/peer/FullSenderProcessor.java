@@ -1,22 +1,13 @@
 package dev.sendgate.peer;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 
-import org.apache.avro.generic.GenericRecord;
-import org.apache.kafka.streams.processor.api.Processor;
-import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
-import org.apache.kafka.streams.processor.api.RecordMetadata;
 import org.apache.kafka.streams.state.KeyValueIterator;
-import org.apache.kafka.streams.state.KeyValueStore;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import dev.sendgate.peer.AvroCodec.BadRecordException;
 import dev.sendgate.peer.AvroCodec.Intent;
 import dev.sendgate.peer.AvroCodec.IntentClass;
 import dev.sendgate.peer.SenderWindows.Limit;
@@ -67,76 +58,19 @@ import dev.sendgate.peer.Wire.UsageEntry;
  * later intent of the same mailbox can then take the place the earlier one
  * would have had ({@link SendgateSenderProcessor}, {@code --parking sendgate}).
  */
-final class FullSenderProcessor implements Processor<String, byte[], String, StageOut> {
-    static final String INTENTS_STORE = "sender-intents";
-    static final String WINDOWS_STORE = "sender-windows";
-    static final String PARKED_STORE = "sender-parked";
-
-    /** A resubmitted intent whose first submission is parked or in flight is told to retry after this long. */
-    static final long PENDING_RETRY_MS = 1_000;
-    /** In {@value #INTENTS_STORE}: the intent is parked or in flight (a decision starts with 0xC3). */
-    private static final byte[] PENDING = {0};
-
-    /** In {@value #PARKED_STORE}: how many intents are parked. */
-    private static final String PARKED_COUNT = "#count";
-    private static final int OFFSET_DIGITS = 19;
-
-    private static final Logger LOG = LoggerFactory.getLogger(FullSenderProcessor.class);
-
-    private final int parkMax;
-    private final AvroCodec codec = new AvroCodec();
-    private final Wire.Writer wire = new Wire.Writer();
-    private ProcessorContext<String, StageOut> context;
-    private KeyValueStore<String, byte[]> intents;
-    private KeyValueStore<String, byte[]> windows;
-    private KeyValueStore<String, byte[]> parked;
-
+final class FullSenderProcessor extends FullSenderBase {
     FullSenderProcessor(int parkMax) {
-        this.parkMax = parkMax;
-    }
-
-    @Override
-    public void init(ProcessorContext<String, StageOut> context) {
-        this.context = context;
-        this.intents = context.getStateStore(INTENTS_STORE);
-        this.windows = context.getStateStore(WINDOWS_STORE);
-        this.parked = context.getStateStore(PARKED_STORE);
-    }
-
-    @Override
-    public void process(Record<String, byte[]> record) {
-        if (Wire.tag(record.value()) == Wire.OUTCOME) {
-            onOutcome(Wire.Reader.outcome(record.value()), record.timestamp());
-            return;
-        }
-        RecordMetadata meta = context.recordMetadata().orElseThrow();
-        Intent intent;
-        try {
-            intent = codec.decodeIntent(record.value());
-        } catch (BadRecordException e) {
-            PeerCounters.SKIPPED.incrementAndGet();
-            LOG.warn("skipping record {} [{}] @{}: {}", meta.topic(), meta.partition(), meta.offset(), e.getMessage());
-            return;
-        }
-        long t = record.timestamp();
-        onIntent(new Hop(intent, t, meta.topic(), meta.partition(), meta.offset(), List.of(), List.of(), List.of()), t);
+        super(parkMax);
     }
 
     /** A new intent: decide it, park it, or reserve and pass it on. Its windows are those of its own log time. */
-    private void onIntent(Hop h, long now) {
+    @Override
+    protected void onIntent(Hop h, long now) {
+        if (answeredAgain(h, now)) {
+            return;
+        }
         Intent intent = h.intent();
         long t = h.logTimeMs();
-        byte[] seen = intents.get(intent.intentId());
-        if (seen != null && seen.length == 1 && seen[0] == PENDING[0]) {
-            // Still being decided: neither a second decision nor a second reservation.
-            decide(h, "DEFERRED", "decision_pending", now + PENDING_RETRY_MS, List.of(), now, false);
-            return;
-        }
-        if (seen != null) {
-            emitDecision(intent, replay(seen), now);
-            PeerCounters.decided(true);
-            return;
-        }
         if (intent.requiresApproval()) {
             decide(h, "HELD", "pending_approval", null, List.of(), now, true);
             return;
@@ -256,16 +190,12 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
     }
 
     /** The outcome of an intent passed on: settle its reservation, keep the decision, serve the queues it frees. */
-    private void onOutcome(Outcome o, long timestamp) {
+    @Override
+    protected void onOutcome(Outcome o, long timestamp) {
         Deque<Undo> work = new ArrayDeque<>();
         for (Undo u : o.senderUndo()) {
-            byte[] raw = windows.get(u.key());
-            if (raw == null) {
-                continue;
-            }
-            long[] c = decodeCounter(raw);
-            putCounter(u.key(), o.allowed() ? c[0] : Math.max(c[0] - 1, 0), Math.max(c[1] - 1, 0));
-            if (u.limit() > 0) {
+            // A window that is never limited (limit 0) has no queue to serve.
+            if (settle(u, o.allowed()) && u.limit() > 0) {
                 work.add(u);
             }
         }
@@ -332,10 +262,6 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
         return false;
     }
 
-    private static String headKey(String counterKey) {
-        return "h\0" + counterKey;
-    }
-
     /**
      * An intent to a recipient left the sender stage: the intents to that
      * recipient that hold all their places and only waited for it go on, in
@@ -347,8 +273,7 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
             Long first = null;
             try (KeyValueIterator<String, byte[]> it = parked.range(prefix + pad(0), prefix + pad(Long.MAX_VALUE))) {
                 if (it.hasNext()) {
-                    String k = it.next().key;
-                    first = Long.parseLong(k.substring(k.length() - OFFSET_DIGITS));
+                    first = unpad(it.next().key);
                 }
             }
             if (first == null) {
@@ -386,8 +311,7 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
             if (!it.hasNext()) {
                 return null;
             }
-            String k = it.next().key;
-            return Long.parseLong(k.substring(k.length() - OFFSET_DIGITS));
+            return unpad(it.next().key);
         }
     }
 
@@ -396,7 +320,7 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
         Intent intent = p.hop().intent();
         putParked(offset, p);
         parked.put(orderKey(intent, offset), new byte[0]);
-        putMeta(parkedToKey(intent), meta(parkedToKey(intent)) + 1);
+        addCount(parkedToKey(intent), 1);
         putMeta(PARKED_COUNT, meta(PARKED_COUNT) + 1);
         PeerCounters.PARKED.incrementAndGet();
     }
@@ -405,12 +329,7 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
     private void unpark(long offset, Intent intent) {
         parked.delete(parkedKey(offset));
         parked.delete(orderKey(intent, offset));
-        long n = meta(parkedToKey(intent)) - 1;
-        if (n > 0) {
-            putMeta(parkedToKey(intent), n);
-        } else {
-            parked.delete(parkedToKey(intent));
-        }
+        addCount(parkedToKey(intent), -1);
         putMeta(PARKED_COUNT, Math.max(meta(PARKED_COUNT) - 1, 0));
     }
 
@@ -452,52 +371,13 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
         decide(h, "DEFERRED", binding.window().breachReason, binding.window().end(t), usage, now, true);
     }
 
-    private void decide(Hop h, String status, String reason, Long retryAtMs, List<UsageEntry> usage, long now, boolean keep) {
-        List<GenericRecord> u = new ArrayList<>(usage.size());
-        for (UsageEntry e : usage) {
-            u.add(AvroCodec.usage(e.scope(), e.window(), e.used(), e.limit()));
-        }
-        GenericRecord d = AvroCodec.decision(h.intent(), status, reason, retryAtMs, u, now,
-                h.sourceTopic(), h.sourcePartition(), h.sourceOffset(), "sender");
-        byte[] bytes = codec.encodeDecision(d);
-        if (keep) {
-            intents.put(h.intent().intentId(), bytes);
-        }
-        emitDecision(h.intent(), bytes, now);
-        PeerCounters.decided(false);
-    }
-
-    private void emitDecision(Intent intent, byte[] bytes, long timestamp) {
-        context.forward(new Record<>(intent.sender(), new StageOut(Dest.DECISION, bytes), timestamp));
-    }
-
     private static Hop withHeld(Hop h, List<Undo> held) {
         return new Hop(h.intent(), h.logTimeMs(), h.sourceTopic(), h.sourcePartition(), h.sourceOffset(), List.of(), held, List.of());
-    }
-
-    private static UsageEntry usage(Limit l, Intent intent, long used) {
-        return new UsageEntry(SenderWindows.scopeName(l.scope(), intent.sender(), intent.senderDomain()),
-                l.window().label, used, l.max());
-    }
-
-    private static String counterKey(Intent intent, Limit l, long t) {
-        return SenderWindows.counterKey(SenderWindows.scopeName(l.scope(), intent.sender(), intent.senderDomain()),
-                intent.intentClass(), l.window(), t);
-    }
-
-    private static String pad(long offset) {
-        String s = Long.toString(offset);
-        return "0".repeat(OFFSET_DIGITS - s.length()) + s;
     }
 
     /** A parked intent, by its offset on the partition. */
     private static String parkedKey(long offset) {
         return "p\0" + pad(offset);
-    }
-
-    /** The queue of a window, in offset order. */
-    private static String queueKey(String counterKey, long offset) {
-        return "q\0" + counterKey + "\0" + pad(offset);
     }
 
     /** The parked intents of a tenant to a recipient, in offset order. */
@@ -519,43 +399,5 @@ final class FullSenderProcessor implements Processor<String, byte[], String, Sta
 
     private void putParked(long offset, Parked p) {
         parked.put(parkedKey(offset), wire.parked(p));
-    }
-
-    /** (count, in flight) of a window counter. */
-    private long[] counter(String key) {
-        byte[] raw = windows.get(key);
-        return raw == null ? new long[] {0, 0} : decodeCounter(raw);
-    }
-
-    private static long[] decodeCounter(byte[] raw) {
-        ByteBuffer b = ByteBuffer.wrap(raw);
-        return new long[] {b.getLong(), b.getLong()};
-    }
-
-    private void putCounter(String key, long count, long pending) {
-        windows.put(key, ByteBuffer.allocate(16).putLong(count).putLong(pending).array());
-    }
-
-    private long meta(String key) {
-        byte[] raw = parked.get(key);
-        return raw == null ? 0 : ByteBuffer.wrap(raw).getLong();
-    }
-
-    private void putMeta(String key, long value) {
-        parked.put(key, ByteBuffer.allocate(8).putLong(value).array());
-    }
-
-    /** The stored decision again, marked as a replay and pointing at the record being processed. */
-    private byte[] replay(byte[] stored) {
-        RecordMetadata meta = context.recordMetadata().orElseThrow();
-        GenericRecord d;
-        try {
-            d = codec.decodeDecision(stored);
-        } catch (Exception e) {
-            throw new IllegalStateException("corrupt decision in store " + INTENTS_STORE, e);
-        }
-        d.put("replayed", true);
-        d.put("source", AvroCodec.source(meta.topic(), meta.partition(), meta.offset()));
-        return codec.encodeDecision(d);
     }
 }

@@ -236,20 +236,12 @@ final class FullTopology {
         };
     }
 
-    static final class Router implements Processor<byte[], byte[], String, StageOut> {
+    static final class Router extends FullStageProcessor<byte[], byte[]> {
         private static final Logger LOG = LoggerFactory.getLogger(Router.class);
         private final String intentsTopic;
-        private final AvroCodec codec = new AvroCodec();
-        private final Wire.Writer wire = new Wire.Writer();
-        private ProcessorContext<String, StageOut> context;
 
         Router(String intentsTopic) {
             this.intentsTopic = intentsTopic;
-        }
-
-        @Override
-        public void init(ProcessorContext<String, StageOut> context) {
-            this.context = context;
         }
 
         @Override

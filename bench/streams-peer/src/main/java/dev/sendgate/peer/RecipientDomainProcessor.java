@@ -3,7 +3,6 @@ package dev.sendgate.peer;
 import java.util.ArrayList;
 import java.util.List;
 
-import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
 import org.apache.kafka.streams.state.KeyValueStore;
@@ -21,17 +20,15 @@ import dev.sendgate.peer.Wire.UsageEntry;
  * stage: it allows (and tells the sender stage), or defers (and tells the
  * sender stage and, if it reserved, the recipient stage).
  */
-final class RecipientDomainProcessor implements Processor<String, byte[], String, StageOut> {
+final class RecipientDomainProcessor extends FullStageProcessor<String, byte[]> {
     static final String WINDOWS_STORE = "recipient-domain-windows";
+    private static final String STAGE = "recipient_domain";
 
-    private final AvroCodec codec = new AvroCodec();
-    private final Wire.Writer wire = new Wire.Writer();
-    private ProcessorContext<String, StageOut> context;
     private KeyValueStore<String, Long> windows;
 
     @Override
     public void init(ProcessorContext<String, StageOut> context) {
-        this.context = context;
+        super.init(context);
         this.windows = context.getStateStore(WINDOWS_STORE);
     }
 
@@ -47,16 +44,12 @@ final class RecipientDomainProcessor implements Processor<String, byte[], String
         if (limit > 0) {
             String scope = RecipientLimits.recipientDomainScope(i.senderDomain(), record.key());
             String key = RecipientLimits.counterKey(scope, i.intentClass(), Window.HOUR, t);
-            Long stored = windows.get(key);
-            long c = stored == null ? 0 : stored;
-            if (c >= limit) {
-                FullStages.finish(context, codec, wire, h, "DEFERRED", Window.HOUR.breachReason, Window.HOUR.end(t),
-                        List.of(new UsageEntry(scope, Window.HOUR.label, c, limit)), now, "recipient_domain");
-                return;
+            UsageEntry u = reserveOrDefer(windows, h, scope, key, Window.HOUR, limit, now, STAGE);
+            if (u == null) {
+                return; // deferred
             }
-            windows.put(key, c + 1);
-            own.add(new UsageEntry(scope, Window.HOUR.label, c + 1, limit));
+            own.add(u);
         }
-        FullStages.finish(context, codec, wire, h, "ALLOWED", "ok", null, own, now, "recipient_domain");
+        finish(h, "ALLOWED", "ok", null, own, now, STAGE);
     }
 }

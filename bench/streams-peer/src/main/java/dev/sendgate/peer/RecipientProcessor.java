@@ -3,7 +3,6 @@ package dev.sendgate.peer;
 import java.util.ArrayList;
 import java.util.List;
 
-import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
 import org.apache.kafka.streams.state.KeyValueStore;
@@ -32,14 +31,12 @@ import dev.sendgate.peer.Wire.UsageEntry;
  * A denial is emitted here, with an outcome for the sender stage so that it
  * gives back its reservation.
  */
-final class RecipientProcessor implements Processor<String, byte[], String, StageOut> {
+final class RecipientProcessor extends FullStageProcessor<String, byte[]> {
     static final String SUPPRESSIONS_STORE = "recipient-suppressions";
     static final String WINDOWS_STORE = "recipient-windows";
+    private static final String STAGE = "recipient";
 
     private final long recipientDayLimit;
-    private final AvroCodec codec = new AvroCodec();
-    private final Wire.Writer wire = new Wire.Writer();
-    private ProcessorContext<String, StageOut> context;
     private KeyValueStore<String, byte[]> suppressions;
     private KeyValueStore<String, Long> windows;
 
@@ -49,7 +46,7 @@ final class RecipientProcessor implements Processor<String, byte[], String, Stag
 
     @Override
     public void init(ProcessorContext<String, StageOut> context) {
-        this.context = context;
+        super.init(context);
         this.suppressions = context.getStateStore(SUPPRESSIONS_STORE);
         this.windows = context.getStateStore(WINDOWS_STORE);
     }
@@ -89,7 +86,7 @@ final class RecipientProcessor implements Processor<String, byte[], String, Stag
         long now = Math.max(t, timestamp);
         byte[] s = suppressions.get(suppressionKey(i.tenant(), i.recipient()));
         if (s != null && (s[0] == Wire.SUPPRESS_ALL || i.intentClass() == IntentClass.OUTBOUND)) {
-            FullStages.finish(context, codec, wire, h, "BLOCKED", "recipient_suppressed", null, List.of(), now, "recipient");
+            finish(h, "BLOCKED", "recipient_suppressed", null, List.of(), now, STAGE);
             return;
         }
         List<UsageEntry> usage = new ArrayList<>(h.usage().size() + 2);
@@ -99,15 +96,11 @@ final class RecipientProcessor implements Processor<String, byte[], String, Stag
         if (limit > 0) {
             String scope = RecipientLimits.recipientScope(i.tenant(), i.recipient());
             String key = RecipientLimits.counterKey(scope, i.intentClass(), Window.DAY, t);
-            Long stored = windows.get(key);
-            long c = stored == null ? 0 : stored;
-            if (c >= limit) {
-                FullStages.finish(context, codec, wire, h, "DEFERRED", Window.DAY.breachReason, Window.DAY.end(t),
-                        List.of(new UsageEntry(scope, Window.DAY.label, c, limit)), now, "recipient");
-                return;
+            UsageEntry u = reserveOrDefer(windows, h, scope, key, Window.DAY, limit, now, STAGE);
+            if (u == null) {
+                return; // deferred
             }
-            windows.put(key, c + 1);
-            usage.add(new UsageEntry(scope, Window.DAY.label, c + 1, limit));
+            usage.add(u);
             undo = List.of(key);
         }
         Hop next = new Hop(i, t, h.sourceTopic(), h.sourcePartition(), h.sourceOffset(), usage, h.senderUndo(), undo);

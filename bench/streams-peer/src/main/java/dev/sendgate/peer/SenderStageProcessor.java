@@ -63,7 +63,7 @@ final class SenderStageProcessor implements Processor<String, byte[], byte[], by
 
         byte[] seen = intents.get(intent.intentId());
         if (seen != null) {
-            forward(key, replay(seen, meta), t);
+            forward(key, codec.replay(seen, INTENTS_STORE, meta.topic(), meta.partition(), meta.offset()), t);
             PeerCounters.decided(true);
             return;
         }
@@ -133,19 +133,6 @@ final class SenderStageProcessor implements Processor<String, byte[], byte[], by
     private long count(String key) {
         Long c = windows.get(key);
         return c == null ? 0L : c;
-    }
-
-    /** The stored decision again, marked as a replay and pointing at the record being processed. */
-    private byte[] replay(byte[] stored, RecordMetadata meta) {
-        GenericRecord d;
-        try {
-            d = codec.decodeDecision(stored);
-        } catch (Exception e) {
-            throw new IllegalStateException("corrupt decision in store " + INTENTS_STORE, e);
-        }
-        d.put("replayed", true);
-        d.put("source", AvroCodec.source(meta.topic(), meta.partition(), meta.offset()));
-        return codec.encodeDecision(d);
     }
 
     private void forward(byte[] key, byte[] value, long timestamp) {

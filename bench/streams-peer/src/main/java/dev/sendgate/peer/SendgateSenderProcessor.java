@@ -1,21 +1,12 @@
 package dev.sendgate.peer;
 
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 
-import org.apache.avro.generic.GenericRecord;
 import org.apache.kafka.streams.KeyValue;
-import org.apache.kafka.streams.processor.api.Processor;
-import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
-import org.apache.kafka.streams.processor.api.RecordMetadata;
 import org.apache.kafka.streams.state.KeyValueIterator;
-import org.apache.kafka.streams.state.KeyValueStore;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import dev.sendgate.peer.AvroCodec.BadRecordException;
 import dev.sendgate.peer.AvroCodec.Intent;
 import dev.sendgate.peer.AvroCodec.IntentClass;
 import dev.sendgate.peer.SenderWindows.Limit;
@@ -48,60 +39,20 @@ import dev.sendgate.peer.Wire.UsageEntry;
  *       order. Both as sendgate's sender stage does.</li>
  * </ol>
  */
-final class SendgateSenderProcessor implements Processor<String, byte[], String, StageOut> {
-    static final String INTENTS_STORE = FullSenderProcessor.INTENTS_STORE;
-    static final String WINDOWS_STORE = FullSenderProcessor.WINDOWS_STORE;
-    static final String PARKED_STORE = FullSenderProcessor.PARKED_STORE;
-
-    /** A resubmitted intent whose first submission is parked or in flight is told to retry after this long. */
-    static final long PENDING_RETRY_MS = 1_000;
-    /** In {@value #INTENTS_STORE}: the intent is parked or in flight (a decision starts with 0xC3). */
-    private static final byte[] PENDING = {0};
-
-    private static final String PARKED_COUNT = "#count";
+final class SendgateSenderProcessor extends FullSenderBase {
+    /** In {@value #PARKED_STORE}: the sequence number of the next intent parked (the queues' order). */
     private static final String PARKED_SEQ = "#seq";
+    /** Past the last key {@link #queueKey} can make: the end of a queue scan. */
     private static final String SEQ_MAX = "9999999999999999999";
     private static final String ORDER_PREFIX = "order\0";
 
-    private static final Logger LOG = LoggerFactory.getLogger(SendgateSenderProcessor.class);
-
-    private final int parkMax;
-    private final AvroCodec codec = new AvroCodec();
-    private final Wire.Writer wire = new Wire.Writer();
-    private ProcessorContext<String, StageOut> context;
-    private KeyValueStore<String, byte[]> intents;
-    private KeyValueStore<String, byte[]> windows;
-    private KeyValueStore<String, byte[]> parked;
-
     SendgateSenderProcessor(int parkMax) {
-        this.parkMax = parkMax;
+        super(parkMax);
     }
 
     @Override
-    public void init(ProcessorContext<String, StageOut> context) {
-        this.context = context;
-        this.intents = context.getStateStore(INTENTS_STORE);
-        this.windows = context.getStateStore(WINDOWS_STORE);
-        this.parked = context.getStateStore(PARKED_STORE);
-    }
-
-    @Override
-    public void process(Record<String, byte[]> record) {
-        if (Wire.tag(record.value()) == Wire.OUTCOME) {
-            onOutcome(Wire.Reader.outcome(record.value()), record.timestamp());
-            return;
-        }
-        RecordMetadata meta = context.recordMetadata().orElseThrow();
-        Intent intent;
-        try {
-            intent = codec.decodeIntent(record.value());
-        } catch (BadRecordException e) {
-            PeerCounters.SKIPPED.incrementAndGet();
-            LOG.warn("skipping record {} [{}] @{}: {}", meta.topic(), meta.partition(), meta.offset(), e.getMessage());
-            return;
-        }
-        long t = record.timestamp();
-        evaluate(new Hop(intent, t, meta.topic(), meta.partition(), meta.offset(), List.of(), List.of(), List.of()), t, false);
+    protected void onIntent(Hop h, long now) {
+        evaluate(h, now, false);
     }
 
     /**
@@ -113,18 +64,9 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
     private void evaluate(Hop h, long now, boolean fromPark) {
         Intent intent = h.intent();
         long t = h.logTimeMs();
-        if (!fromPark) {
-            byte[] seen = intents.get(intent.intentId());
-            if (seen != null && seen.length == 1 && seen[0] == PENDING[0]) {
-                // Still being decided: neither a second decision nor a second reservation.
-                decide(h, "DEFERRED", "decision_pending", now + PENDING_RETRY_MS, List.of(), now, false);
-                return;
-            }
-            if (seen != null) {
-                emitDecision(intent, replay(seen), now);
-                PeerCounters.decided(true);
-                return;
-            }
+        // Not for a parked intent: its entry in the intents store is the PENDING marker it wrote itself.
+        if (!fromPark && answeredAgain(h, now)) {
+            return;
         }
         if (intent.requiresApproval()) {
             decide(h, "HELD", "pending_approval", null, List.of(), now, true);
@@ -151,8 +93,7 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
         boolean couldFit = true;
         for (int i = 0; i < n; i++) {
             Limit l = limits.get(i);
-            keys[i] = SenderWindows.counterKey(SenderWindows.scopeName(l.scope(), intent.sender(), intent.senderDomain()),
-                    intent.intentClass(), l.window(), t);
+            keys[i] = counterKey(intent, l, t);
             long[] c = counter(keys[i]);
             count[i] = c[0];
             pending[i] = c[1];
@@ -199,14 +140,10 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
     }
 
     /** The outcome of an intent passed on: settle its reservation, keep the decision, decide what waited on it. */
-    private void onOutcome(Outcome o, long timestamp) {
+    @Override
+    protected void onOutcome(Outcome o, long timestamp) {
         for (Undo u : o.senderUndo()) {
-            byte[] raw = windows.get(u.key());
-            if (raw == null) {
-                continue;
-            }
-            long[] c = decodeCounter(raw);
-            putCounter(u.key(), o.allowed() ? c[0] : Math.max(c[0] - 1, 0), Math.max(c[1] - 1, 0));
+            settle(u, o.allowed());
         }
         intents.put(o.intentId(), o.decision());
         unpark(o, timestamp);
@@ -239,7 +176,7 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
 
     /** Decides again, oldest first, up to {@code n} intents parked on a counter. */
     private void decideParked(String counterKey, int n, long timestamp) {
-        String headKey = "h\0" + counterKey;
+        String headKey = headKey(counterKey);
         long head = meta(headKey);
         List<KeyValue<String, byte[]>> waiting = new ArrayList<>();
         try (KeyValueIterator<String, byte[]> it = parked.range(queueKey(counterKey, head), queueEnd(counterKey))) {
@@ -251,7 +188,7 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
             return;
         }
         String last = waiting.get(waiting.size() - 1).key;
-        putMeta(headKey, Long.parseLong(last.substring(last.lastIndexOf('\0') + 1)) + 1);
+        putMeta(headKey, unpad(last) + 1);
         putMeta(PARKED_COUNT, Math.max(meta(PARKED_COUNT) - waiting.size(), 0));
         boolean following = counterKey.startsWith(ORDER_PREFIX);
         for (KeyValue<String, byte[]> kv : waiting) {
@@ -303,15 +240,6 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
         addCount(behindKey(tenant, recipient), delta);
     }
 
-    private void addCount(String key, long delta) {
-        long n = meta(key) + delta;
-        if (n > 0) {
-            putMeta(key, n);
-        } else {
-            parked.delete(key);
-        }
-    }
-
     private static String parkedToKey(String tenant, String recipient) {
         return "t\0" + tenant + "\0" + recipient;
     }
@@ -351,74 +279,7 @@ final class SendgateSenderProcessor implements Processor<String, byte[], String,
         return true;
     }
 
-    private static String queueKey(String counterKey, long seq) {
-        String s = Long.toString(seq);
-        return "q\0" + counterKey + "\0" + "0".repeat(SEQ_MAX.length() - s.length()) + s;
-    }
-
     private static String queueEnd(String counterKey) {
         return "q\0" + counterKey + "\0" + SEQ_MAX;
-    }
-
-    private void decide(Hop h, String status, String reason, Long retryAtMs, List<UsageEntry> usage, long now, boolean keep) {
-        List<GenericRecord> u = new ArrayList<>(usage.size());
-        for (UsageEntry e : usage) {
-            u.add(AvroCodec.usage(e.scope(), e.window(), e.used(), e.limit()));
-        }
-        GenericRecord d = AvroCodec.decision(h.intent(), status, reason, retryAtMs, u, now,
-                h.sourceTopic(), h.sourcePartition(), h.sourceOffset(), "sender");
-        byte[] bytes = codec.encodeDecision(d);
-        if (keep) {
-            intents.put(h.intent().intentId(), bytes);
-        }
-        emitDecision(h.intent(), bytes, now);
-        PeerCounters.decided(false);
-    }
-
-    private void emitDecision(Intent intent, byte[] bytes, long timestamp) {
-        context.forward(new Record<>(intent.sender(), new StageOut(Dest.DECISION, bytes), timestamp));
-    }
-
-    private static UsageEntry usage(Limit l, Intent intent, long used) {
-        return new UsageEntry(SenderWindows.scopeName(l.scope(), intent.sender(), intent.senderDomain()),
-                l.window().label, used, l.max());
-    }
-
-    /** (count, in flight) of a window counter. */
-    private long[] counter(String key) {
-        byte[] raw = windows.get(key);
-        return raw == null ? new long[] {0, 0} : decodeCounter(raw);
-    }
-
-    private static long[] decodeCounter(byte[] raw) {
-        ByteBuffer b = ByteBuffer.wrap(raw);
-        return new long[] {b.getLong(), b.getLong()};
-    }
-
-    private void putCounter(String key, long count, long pending) {
-        windows.put(key, ByteBuffer.allocate(16).putLong(count).putLong(pending).array());
-    }
-
-    private long meta(String key) {
-        byte[] raw = parked.get(key);
-        return raw == null ? 0 : ByteBuffer.wrap(raw).getLong();
-    }
-
-    private void putMeta(String key, long value) {
-        parked.put(key, ByteBuffer.allocate(8).putLong(value).array());
-    }
-
-    /** The stored decision again, marked as a replay and pointing at the record being processed. */
-    private byte[] replay(byte[] stored) {
-        RecordMetadata meta = context.recordMetadata().orElseThrow();
-        GenericRecord d;
-        try {
-            d = codec.decodeDecision(stored);
-        } catch (Exception e) {
-            throw new IllegalStateException("corrupt decision in store " + INTENTS_STORE, e);
-        }
-        d.put("replayed", true);
-        d.put("source", AvroCodec.source(meta.topic(), meta.partition(), meta.offset()));
-        return codec.encodeDecision(d);
     }
 }
