@@ -8,7 +8,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 fn base(cfg: &Config) -> ClientConfig {
     let mut c = cfg.client_config();
@@ -236,47 +236,14 @@ pub struct DeliveryLog {
 pub struct TxnProducerContext {
     changelog_topic: Option<String>,
     log: Mutex<DeliveryLog>,
-    /// Records sent whose delivery report has not been handled yet, and
-    /// the signal that it reached zero: a commit waits on it, woken by the
-    /// last report, instead of polling the client's queue length (which
-    /// cost a wake-up every 200 µs while a commit waited).
-    unreported: Mutex<u64>,
-    all_reported: Condvar,
 }
 
 impl TxnProducerContext {
     pub fn new(changelog_topic: Option<String>) -> Self {
-        TxnProducerContext { changelog_topic, log: Mutex::new(DeliveryLog::default()), unreported: Mutex::new(0), all_reported: Condvar::new() }
+        TxnProducerContext { changelog_topic, log: Mutex::new(DeliveryLog::default()) }
     }
     pub fn take_log(&self) -> DeliveryLog {
         std::mem::take(&mut *self.log.lock().expect("not poisoned"))
-    }
-    /// A record is about to be handed to the client: its delivery report
-    /// will be due (counted before, as the report can come before `send`
-    /// returns).
-    pub fn sending(&self) {
-        *self.unreported.lock().expect("not poisoned") += 1;
-    }
-    /// The client refused the record: no report will come.
-    pub fn not_sent(&self) {
-        self.reported_one();
-    }
-    fn reported_one(&self) {
-        let mut n = self.unreported.lock().expect("not poisoned");
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            self.all_reported.notify_all();
-        }
-    }
-    /// Waits until every record sent has had its delivery report handled
-    /// (and so is in the delivery log); false when `timeout` came first.
-    pub fn wait_reported(&self, timeout: std::time::Duration) -> bool {
-        let n = self.unreported.lock().expect("not poisoned");
-        let (n, _) = self.all_reported.wait_timeout_while(n, timeout, |n| *n > 0).expect("not poisoned");
-        *n == 0
-    }
-    pub fn unreported(&self) -> u64 {
-        *self.unreported.lock().expect("not poisoned")
     }
 }
 
@@ -295,7 +262,5 @@ impl ProducerContext for TxnProducerContext {
             }
             Err((e, m)) => log.failures.push(format!("{} [{}]: {e}", m.topic(), m.partition())),
         }
-        drop(log);
-        self.reported_one();
     }
 }

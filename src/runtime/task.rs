@@ -96,20 +96,13 @@ impl Outbox<'_> {
         // to drain it rather than drop anything. Bounded by the deadline.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            // Counted before it is handed over: its delivery report may be
-            // handled on the polling thread before `send` returns.
-            self.producer.context().sending();
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
-                    self.producer.context().not_sent();
                     record = r;
                     self.producer.poll(Duration::from_millis(5));
                 }
-                Err((e, _)) => {
-                    self.producer.context().not_sent();
-                    return Err(TaskError::Retriable(format!("produce to {topic}: {e}")));
-                }
+                Err((e, _)) => return Err(TaskError::Retriable(format!("produce to {topic}: {e}"))),
             }
         }
     }
@@ -729,14 +722,16 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 /// Waits until every record sent is acknowledged and its delivery report
 /// handled. The client's own flush, called beside the producer's polling
 /// thread, sleeps in 100 ms slices while that thread takes the reports:
-/// 100 ms added to every commit. So the producer's context counts the
-/// reports still due and the last one wakes this wait.
+/// 100 ms added to every commit.
 fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>, timeout: Duration) -> Result<(), TaskError> {
-    if producer.context().wait_reported(timeout) {
-        Ok(())
-    } else {
-        Err(TaskError::Retriable(format!("{} records not acknowledged in {timeout:?}", producer.context().unreported())))
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return Err(TaskError::Retriable(format!("{} records not acknowledged in {timeout:?}", producer.in_flight_count())));
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
+    Ok(())
 }
 
 /// Runs a task until shutdown, rebuilding its clients after retriable
