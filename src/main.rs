@@ -409,13 +409,14 @@ fn real_main(cli: Cli) -> Result<(), String> {
             sendgate::codec::check_schemas()?;
             let topo = cfg.topology()?;
             connect_or_explain(&cfg, None)?;
-            rt.block_on(async {
-                if !no_create_topics {
-                    // The processor waits for a broker that is not up yet.
-                    apply_topics(&cfg, &topo, None).await?;
-                }
-                sendgate::metrics::install(&cfg.metrics_addr)
-            })?;
+            if !no_create_topics {
+                // The processor waits for a broker that is not up yet.
+                rt.block_on(apply_topics(&cfg, &topo, None))?;
+            }
+            // Outside the async runtime: the exporter has a runtime of its
+            // own, which a failure (the port taken) drops, and a runtime
+            // dropped inside another one panics instead of saying why.
+            sendgate::metrics::install(&cfg.metrics_addr)?;
             sendgate::runtime::run(&cfg, stop_on_signal(&rt))
         }
         Cmd::Topics { action: TopicsCmd::Apply } => {
