@@ -327,13 +327,13 @@ impl SenderStage {
         let count = clock_value(cx, keys::PARKED_COUNT)?;
         cx.view.put(keys::PARKED_COUNT, StateValue::Clock((count - waiting.len() as i64).max(0)));
         let (source, log_time) = (cx.source.clone(), cx.log_time_ms);
+        let following = keys::is_recipient_order_queue(counter);
         for key in waiting {
             let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };
             cx.view.delete(&key);
             let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
             let Some(hop) = env.hop else { continue };
             self.pending(cx, &hop.intent.tenant, &hop.intent.intent_id, true)?;
-            let following = keys::is_recipient_order_queue(counter);
             if !following {
                 self.add_parked_to(cx, &hop.intent, -1)?;
             }
@@ -356,9 +356,11 @@ impl SenderStage {
         if clock_value(cx, keys::PARKED_COUNT)? == 0 {
             return Ok(false);
         }
-        if clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 {
-            return Ok(true);
-        }
+        Ok(clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 || self.followers_wait(cx, tenant, recipient)?)
+    }
+
+    /// Whether intents wait in a recipient's order queue.
+    fn followers_wait(&self, cx: &mut Cx<'_, '_>, tenant: &str, recipient: &str) -> Result<bool, StoreError> {
         let queue = keys::recipient_order_queue(tenant, recipient);
         let head = clock_value(cx, &keys::parked_head(&queue))?;
         Ok(!cx.view.scan_from(&keys::parked_on(&queue), &keys::parked(&queue, head), 1)?.is_empty())
@@ -381,7 +383,7 @@ impl SenderStage {
     fn release_followers(&self, cx: &mut Cx<'_, '_>, tenant: &str, recipient: &str) -> Result<(), StageError> {
         let queue = keys::recipient_order_queue(tenant, recipient);
         for _ in 0..PARK_MAX {
-            if clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 || !self.waits_behind(cx, tenant, recipient)? {
+            if clock_value(cx, &keys::parked_to(tenant, recipient))? > 0 || !self.followers_wait(cx, tenant, recipient)? {
                 break;
             }
             self.decide_parked(cx, &queue, 1)?;
