@@ -50,6 +50,13 @@ pub struct BackoffPolicy {
     pub pause_window_ms: i64,
 }
 
+/// How retry times of deferred intents are spread (see `stage::retry`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub spread: f64,
+    pub max_spread_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectivePolicy {
     /// 0 for the built-in defaults; else the newest version among the documents used.
@@ -66,6 +73,7 @@ pub struct EffectivePolicy {
     pub public_domains: HashSet<String>,
     pub exclude_public_domains: bool,
     pub backoff: BackoffPolicy,
+    pub retry: RetryPolicy,
 }
 
 impl EffectivePolicy {
@@ -150,6 +158,9 @@ pub fn builtin_defaults() -> PolicySpec {
             pause_after_domains: Some(3),
             pause_window_minutes: Some(60),
         }),
+        // Deferred agents come back over the first quarter of the window
+        // after it ends (at most an hour), not all at its first instant.
+        retry: Some(RetrySpec { spread: Some(0.25), max_spread_minutes: Some(60) }),
         owner: None,
     }
 }
@@ -361,7 +372,12 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         pause_after_domains: bs.iter().find_map(|b| b.pause_after_domains).unwrap_or(0),
         pause_window_ms: bs.iter().find_map(|b| b.pause_window_minutes).unwrap_or(60) as i64 * 60_000,
     };
-    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff }
+    let rt: Vec<&RetrySpec> = specs.iter().filter_map(|s| s.retry.as_ref()).collect();
+    let retry = RetryPolicy {
+        spread: rt.iter().find_map(|r| r.spread).unwrap_or(0.0),
+        max_spread_ms: rt.iter().find_map(|r| r.max_spread_minutes).unwrap_or(0) as i64 * 60_000,
+    };
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, retry }
 }
 
 fn window_rank(w: Window) -> u8 {

@@ -292,6 +292,19 @@ pub struct SignalsSpec {
     pub auto_resume_minutes: Option<u32>,
 }
 
+/// When deferred intents are told to come back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// The share of the binding window over which retry times are spread
+    /// after its end, by a hash of the intent (0: all at the end; at most 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
+    /// The longest spread, in minutes, whatever the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spread_minutes: Option<u32>,
+}
+
 /// One scope's policy document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,6 +334,8 @@ pub struct PolicySpec {
     pub exclude_public_domains: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isp_backoff: Option<BackoffSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     /// In a `sender_domain:` document only: the tenant that owns the domain.
     /// Only its intents are sent from it, only its delivery events move its
     /// signals, only its commands pause or resume it (docs/design.md, Tenants).
@@ -433,6 +448,11 @@ impl PolicySpec {
                 if !(400..500).contains(c) {
                     errors.push(format!("isp_backoff.throttle_codes: {c} is not a 4xx code (5xx is a rejection, never a throttle)"));
                 }
+            }
+        }
+        if let Some(r) = &self.retry {
+            if r.spread.is_some_and(|x| !(x.is_finite() && (0.0..=1.0).contains(&x))) {
+                errors.push("retry.spread is a share of the window between 0 and 1, e.g. 0.25".into());
             }
         }
         if let Some(sig) = &self.signals {

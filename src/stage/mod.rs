@@ -8,6 +8,7 @@
 //! - [`windows`]: windowed limits checked and reserved together.
 //! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
 //! - [`signals`]: bounce and complaint budgets.
+//! - [`retry`]: when a deferred intent comes back (spread, business hours).
 //! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
 
 pub mod driver;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod pipeline;
 pub mod recipient;
 pub mod recipient_domain;
+pub mod retry;
 pub mod sender;
 pub mod signals;
 pub mod tenant;

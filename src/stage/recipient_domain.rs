@@ -68,7 +68,7 @@ impl Stage for RecipientDomainStage {
             }
         }
         windows::note(cx, &i.intent_id, &checks, false);
-        if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved) {
+        if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved, |end, len| super::retry::after_window(&policy, i, end, len)) {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: v });
         }

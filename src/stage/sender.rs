@@ -154,7 +154,7 @@ impl SenderStage {
         if intent.class == IntentClass::Outbound {
             if let Some(bh) = &policy.business_hours {
                 if !bh.is_open(policy.tz, cx.now) {
-                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now), Vec::new(), v);
+                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now).map(|t| super::retry::at_opening(&policy, intent, t)), Vec::new(), v);
                     return Ok(());
                 }
             }
@@ -208,7 +208,7 @@ impl SenderStage {
                 checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
         }
-        let verdict = windows::judge(&checks, approved);
+        let verdict = windows::judge(&checks, approved, |end, len| super::retry::after_window(&policy, intent, end, len));
         windows::note(cx, &intent.intent_id, &checks, false);
         if let Some((status, reason, retry)) = verdict {
             // Full only because of intents still in flight, which a later

@@ -19,6 +19,8 @@ pub struct WindowCheck {
     /// The limit in force (halved in the slow tier, lowered in warm-up).
     pub max: u64,
     pub end_ms: i64,
+    /// The window's length (a local day can be 23 or 25 hours).
+    pub window_ms: i64,
     pub reason: &'static str,
 }
 
@@ -29,8 +31,10 @@ impl WindowCheck {
     pub fn load(cx: &Cx<'_, '_>, tz: Tz, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
         let w = limit.key.window;
         let key = keys::counter(&scope, counter_name, w.as_str());
-        let counter = cx.view.get_counter(&key, window_start(w, tz, cx.now))?;
-        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms: window_end(w, tz, cx.now), reason })
+        let start = window_start(w, tz, cx.now);
+        let counter = cx.view.get_counter(&key, start)?;
+        let end_ms = window_end(w, tz, cx.now);
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms, window_ms: end_ms - start, reason })
     }
 
     fn breached(&self) -> bool {
@@ -90,14 +94,16 @@ fn binds(c: &WindowCheck, approved: bool) -> bool {
     }
 }
 
-/// The verdict of a set of windows: None = allow.
-pub fn judge(checks: &[WindowCheck], approved: bool) -> Option<(DecisionStatus, &'static str, Option<i64>)> {
+/// The verdict of a set of windows: None = allow. A deferral comes back
+/// after the binding window, at the time `retry` gives for its (end,
+/// length) (see `retry::after_window`).
+pub fn judge(checks: &[WindowCheck], approved: bool, retry: impl Fn(i64, i64) -> i64) -> Option<(DecisionStatus, &'static str, Option<i64>)> {
     let breached: Vec<&WindowCheck> = checks.iter().filter(|c| c.breached()).collect();
     // The binding breach is the one whose capacity returns last. An approved
     // intent was held for exactly the review a hold asks for.
     let binding = |action: BreachAction| breached.iter().filter(|c| c.limit.on_breach == action).max_by_key(|c| c.end_ms).copied();
     if let Some(c) = binding(BreachAction::Defer) {
-        return Some((DecisionStatus::Deferred, c.reason, Some(c.end_ms)));
+        return Some((DecisionStatus::Deferred, c.reason, Some(retry(c.end_ms, c.window_ms))));
     }
     if let Some(c) = binding(BreachAction::Hold).filter(|_| !approved) {
         return Some((DecisionStatus::Held, c.reason, None));

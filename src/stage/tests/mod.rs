@@ -22,6 +22,18 @@ pub fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     resolve_local(chrono_tz::UTC, NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, 0).unwrap())
 }
 
+/// Asserts a retry time falls in the spread after `end` (`retry.spread` of
+/// the window, at most an hour, by default): a quarter of `window_ms`
+/// capped at an hour.
+#[track_caller]
+pub fn assert_retry_after(retry_at_ms: Option<i64>, end: i64, window_ms: i64) {
+    let span = (window_ms / 4).min(3_600_000);
+    let r = retry_at_ms.expect("a deferral says when to come back");
+    assert!((end..end + span).contains(&r), "retry at {r} is not in [{end}, {})", end + span);
+}
+
+pub const HOUR: i64 = 3_600_000;
+
 pub fn intent(id: &str, sender: &str, recipient: &str, class: IntentClass) -> SendIntent {
     SendIntent::new(id, "acme", sender, recipient, class)
 }
