@@ -128,3 +128,63 @@ limits = { "mailbox.outbound.hour" = 1 }
     assert_eq!((after.status, after.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"));
     assert!(after.policy_version > before.policy_version, "{} then {}", before.policy_version, after.policy_version);
 }
+
+/// Waits until the alerts topic holds an alert `kind` for `scope`.
+fn await_alert(env: &TestEnv, kind: &str, scope: &str) -> Vec<Alert> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let alerts = env.all_alerts();
+        if alerts.iter().any(|a| a.kind == kind && a.scope == scope) {
+            return alerts;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {kind} alert for {scope}; alerts {alerts:?}; log:\n{}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn one_mailboxs_bounces_pause_that_mailbox_and_not_its_neighbours_on_the_domain() {
+    let mut env = TestEnv::new("mbreaker");
+    env.start();
+    env.apply_policy(HIGH_SENDER);
+    // 300 sends, 30 from each of ten mailboxes of one domain.
+    let intents: Vec<SendIntent> = (0..300).map(|i| intent(&format!("mb-{i}"), &format!("m{}@acme.com", i % 10), &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&intents);
+    assert_eq!(count_status(env.await_decisions(&ids(&intents), WAIT).values(), DecisionStatus::Allowed), 300);
+    // m3's list is bad: 3 hard bounces of its 30 sends (10%), 1% of the domain's.
+    env.send_delivery(&(0..3).map(|i| hard_bounce(&format!("mb-hb-{i}"), "m3@acme.com", &format!("p{}@gmail.com", 3 + 10 * i))).collect::<Vec<_>>());
+    let alerts = await_alert(&env, "sender_paused", "mailbox:m3@acme.com");
+    assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope == "sender_domain:acme.com"), "{alerts:?}");
+    let probes = [intent("mb-m3", "m3@acme.com", "new1@gmail.com"), intent("mb-m4", "m4@acme.com", "new2@gmail.com")];
+    env.send_intents(&probes);
+    let d = env.await_decisions(&ids(&probes), WAIT);
+    assert_eq!((d["mb-m3"].status, d["mb-m3"].reason.as_str()), (DecisionStatus::Paused, "mailbox_paused"));
+    assert_eq!(d["mb-m4"].status, DecisionStatus::Allowed, "its neighbour sends on: {:?}", d["mb-m4"]);
+}
+
+#[test]
+fn three_hard_bounces_in_a_40_send_first_week_pause_a_warming_domain() {
+    let mut env = TestEnv::new("lowvol");
+    env.start();
+    // A domain on its first day of warm-up, and the default signals.
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = { steps = [{ until_day = 7, hour = 50 }] }
+limits = { "mailbox.outbound.hour" = "off" }
+"#,
+    );
+    let intents: Vec<SendIntent> = (0..40).map(|i| intent(&format!("lv-{i}"), &format!("m{}@new.example", i % 4), &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&intents);
+    assert_eq!(count_status(env.await_decisions(&ids(&intents), WAIT).values(), DecisionStatus::Allowed), 40);
+    // One bounce each from three mailboxes: none of them has three; the
+    // domain has 3 in 40 (7.5%), far under the 100 sends a rate used to need.
+    env.send_delivery(&(0..3).map(|i| hard_bounce(&format!("lv-hb-{i}"), &format!("m{i}@new.example"), &format!("p{i}@gmail.com"))).collect::<Vec<_>>());
+    let alerts = await_alert(&env, "sender_paused", "sender_domain:new.example");
+    assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope.starts_with("mailbox:")), "{alerts:?}");
+    env.send_intents(&[intent("lv-after", "m3@new.example", "q@gmail.com")]);
+    let d = env.await_decisions(&["lv-after".into()], WAIT).remove("lv-after").unwrap();
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+}

@@ -100,14 +100,26 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
     let mut signals_out = None;
     let mut paused = None;
     if !domain.is_empty() {
-        let ring = signals::load(&view, &domain).map_err(|e| e.to_string())?;
-        let rates = signals::totals(&ring, now_ms, policy.signals.window_hours);
-        let (bt, ct) = signals::tiers(&rates, &policy.signals);
-        tier = bt.max(ct);
-        signals_out = Some(SignalsOut::new(&rates, bt, ct, policy.signals.window_hours));
+        // The sender stage's rule: the domain's signals under the domain's
+        // policy, a mailbox's own under its policy, the worse tier binding.
+        // A mailbox's usage shows its own signals.
+        let domain_policy = book.effective(tenant, &domain, "", None);
+        let mut rings = vec![(keys::signals(&domain), domain_policy.signals)];
+        if !mailbox.is_empty() && policy.signals.per_mailbox {
+            rings.push((keys::mailbox_signals(&mailbox), policy.signals));
+        }
+        for (key, sig) in rings {
+            let ring = signals::load_key(&view, &key).map_err(|e| e.to_string())?;
+            let rates = signals::totals(&ring, now_ms, sig.window_hours);
+            let (bt, ct) = signals::tiers(&rates, &sig);
+            tier = tier.max(bt.max(ct));
+            signals_out = Some(SignalsOut::new(&rates, bt, ct, sig.window_hours));
+        }
         for s in [format!("sender_domain:{domain}"), format!("mailbox:{mailbox}")] {
             if let Some(StateValue::Pause(p)) = get(&keys::pause(&s))? {
                 paused = Some(format!("{s} paused since {} by {} ({})", crate::clock::format_ms(p.since_ms), p.by, p.reason));
+            } else if let Some(StateValue::Clock(until)) = get(&keys::day_pause(&s))?.filter(|v| matches!(v, StateValue::Clock(u) if *u > now_ms)) {
+                paused = Some(format!("{s} paused for the rest of the day by today's rates, until {}", crate::clock::format_ms(until)));
             }
         }
     }

@@ -24,6 +24,19 @@ pub struct SignalPolicy {
     pub window_hours: u32,
     /// A pause set by the signals lifts itself after this long (None: never).
     pub auto_resume_ms: Option<i64>,
+    /// Below `min_volume`, a rate counts once this many of its events are in the window (0: never).
+    pub min_events: u64,
+    pub per_mailbox: bool,
+    /// Today's (hard bounce, complaint) rates that pause for the rest of the day.
+    pub rest_of_day: Option<(Option<f64>, Option<f64>)>,
+}
+
+impl SignalPolicy {
+    /// Hours of buckets a ring keeps: the window, and a whole local day
+    /// for the rest-of-day rule.
+    pub fn keep_hours(&self) -> u32 {
+        if self.rest_of_day.is_some() { self.window_hours.max(25) } else { self.window_hours }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,9 +151,18 @@ pub fn builtin_defaults() -> PolicySpec {
             // Bounce 2% warn / 3% slow / 5% pause; complaint 0.05 / 0.08 / 0.1 %.
             hard_bounce: Some(TierThresholds { warn: 0.02, slow: 0.03, pause: 0.05 }),
             complaint: Some(TierThresholds { warn: 0.0005, slow: 0.0008, pause: 0.001 }),
-            min_volume: Some(100),
+            // No minimum of sends: the minimum of bad events below does
+            // that work without silencing the guard at low volume.
+            min_volume: Some(0),
             window_hours: Some(24),
             auto_resume_minutes: Some(0),
+            // A rate counts from three bad events on: three hard bounces in
+            // a first week of 40 sends pause, one or two bounces in ten
+            // sends or two complaints in a thousand do not
+            // (docs/policies.md, Signals).
+            min_events: Some(3),
+            per_mailbox: Some(true),
+            rest_of_day: None,
         }),
         // A new sending domain: 20 per hour for its first 7 days.
         warmup: Some(WarmupSpec::Plan(WarmupPlan { preset: None, started_on: None, steps: Some(vec![WarmupStep { until_day: 7, hour: Some(20), day: None }]) })),
@@ -318,6 +340,12 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         min_volume: sigs.iter().find_map(|s| s.min_volume).expect("defaults set it"),
         window_hours: sigs.iter().find_map(|s| s.window_hours).expect("defaults set it"),
         auto_resume_ms: sigs.iter().find_map(|s| s.auto_resume_minutes).filter(|m| *m > 0).map(|m| m as i64 * 60_000),
+        min_events: sigs.iter().find_map(|s| s.min_events).unwrap_or(0),
+        per_mailbox: sigs.iter().find_map(|s| s.per_mailbox).unwrap_or(false),
+        rest_of_day: match sigs.iter().find_map(|s| s.rest_of_day) {
+            Some(RestOfDaySpec::Rates { hard_bounce, complaint }) => Some((hard_bounce, complaint)),
+            _ => None,
+        },
     };
 
     let warmup = match specs.iter().find_map(|s| s.warmup.as_ref()) {

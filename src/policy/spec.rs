@@ -290,6 +290,31 @@ pub struct SignalsSpec {
     /// minutes (0 or absent: only a resume command lifts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_resume_minutes: Option<u32>,
+    /// Low volume: below `min_volume` sends, a signal's rate still counts
+    /// once the window holds this many of its events (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_events: Option<u64>,
+    /// Each mailbox keeps signals of its own beside its domain's, and its
+    /// own tiers and pause (the breaker that trips first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_mailbox: Option<bool>,
+    /// Opt-in: today's rate (since local midnight) over this pauses the
+    /// mailbox or domain for the rest of the day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_of_day: Option<RestOfDaySpec>,
+}
+
+/// The "rest of the day" rule as written: "off", or the rates that trip it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RestOfDaySpec {
+    Off(Off),
+    Rates {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hard_bounce: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        complaint: Option<f64>,
+    },
 }
 
 /// When deferred intents are told to come back.
@@ -464,6 +489,14 @@ impl PolicySpec {
                     } else if !(t.warn <= t.slow && t.slow <= t.pause) {
                         errors.push(format!("signals.{name}: thresholds must rise: warn <= slow <= pause"));
                     }
+                }
+            }
+            if let Some(RestOfDaySpec::Rates { hard_bounce, complaint }) = sig.rest_of_day {
+                if hard_bounce.is_none() && complaint.is_none() {
+                    errors.push("signals.rest_of_day: set hard_bounce, complaint or both (rates, e.g. 0.05), or \"off\"".into());
+                }
+                if [hard_bounce, complaint].into_iter().flatten().any(|x| !(x.is_finite() && x > 0.0 && x <= 1.0)) {
+                    errors.push("signals.rest_of_day: rates are in (0, 1], e.g. 0.05 for 5%".into());
                 }
             }
             if let Some(h) = sig.window_hours {

@@ -143,6 +143,17 @@ pub fn signals(sender_domain: &str) -> Vec<u8> {
 }
 
 /// Recipient domain groups that throttled a sender domain recently.
+/// A mailbox's own signal ring (apart from `sig/`, which lists domains).
+pub fn mailbox_signals(mailbox: &str) -> Vec<u8> {
+    join_key("msig/", &[mailbox], false)
+}
+
+/// Until when a scope (`mailbox:A`, `sender_domain:D`) is paused for the
+/// rest of its day by the rest-of-day rule.
+pub fn day_pause(scope: &str) -> Vec<u8> {
+    join_key("dpause/", &[scope], false)
+}
+
 pub fn throttles(sender_domain: &str) -> Vec<u8> {
     join_key("thr/", &[sender_domain], false)
 }

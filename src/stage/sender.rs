@@ -11,7 +11,7 @@ use super::keys;
 use super::pipeline::{self, domain_of, Cx, Stage, StageError, StageKind, Verdict};
 use super::signals::{self, Signal, Tier};
 use super::windows::{self, WindowCheck};
-use crate::clock::{resolve_local, Window};
+use crate::clock::{resolve_local, window_end, window_start, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
 use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope, Scope};
@@ -132,13 +132,23 @@ impl SenderStage {
         }
 
         // 2. Pause: the sender domain or the mailbox needs a resume. Replies go on.
+        // A pause for the rest of the day says when it ends.
         if capped {
             let domain_scope = format!("sender_domain:{domain}");
-            self.auto_resume(cx, &policy, &intent.tenant, &domain_scope, &domain)?;
-            for scope in [&domain_scope, &format!("mailbox:{}", sender.as_str())] {
+            let mailbox_scope = format!("mailbox:{}", sender.as_str());
+            self.auto_resume(cx, &policy, &intent.tenant, &domain_scope, &keys::signals(&domain), Some(&domain))?;
+            self.auto_resume(cx, &policy, &intent.tenant, &mailbox_scope, &keys::mailbox_signals(sender.as_str()), None)?;
+            for (scope, reason) in [(&domain_scope, "sender_domain_paused"), (&mailbox_scope, "mailbox_paused")] {
                 if cx.view.get(&keys::pause(scope))?.is_some() {
-                    let reason = if scope == &domain_scope { "sender_domain_paused" } else { "mailbox_paused" };
                     self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v);
+                    return Ok(());
+                }
+            }
+            for (scope, reason) in [(&domain_scope, "sender_domain_paused_for_day"), (&mailbox_scope, "mailbox_paused_for_day")] {
+                if let Some(until) = cx.view.get_time(&keys::day_pause(scope))?.filter(|until| *until > cx.now) {
+                    cx.note(&intent.intent_id, "rest_of_day", "denied", || format!("{scope} paused by today's rates until {}", crate::clock::format_ms(until)));
+                    let retry = super::retry::after_window(&policy, intent, until, DAY_MS);
+                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, Some(retry), Vec::new(), v);
                     return Ok(());
                 }
             }
@@ -172,28 +182,18 @@ impl SenderStage {
         }
 
         // 6. Windows, warm-up included: check all, then reserve all or none.
-        let ring = signals::load(cx.view, &domain)?;
-        let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
-        let (bt, ct) = signals::tiers(&rates, &policy.signals);
-        cx.note(&intent.intent_id, "signals", bt.max(ct).as_str(), || {
-            format!(
-                "last {} h: {} sends, {} hard bounces ({:.3}%, {}), {} complaints ({:.3}%, {}); minimum volume {}",
-                policy.signals.window_hours,
-                rates.sends,
-                rates.hard_bounces,
-                rates.bounce_rate() * 100.0,
-                bt.as_str(),
-                rates.complaints,
-                rates.complaint_rate() * 100.0,
-                ct.as_str(),
-                policy.signals.min_volume
-            )
-        });
+        // The domain's signals under the domain's policy, the mailbox's
+        // under its own; the most restrictive tier of all wins.
+        let domain_policy = cx.book.effective(&intent.tenant, &domain, "", None);
+        let mut tier = self.signal_tier(cx, &intent.intent_id, &format!("sender_domain:{domain}"), &keys::signals(&domain), &domain_policy)?;
+        if policy.signals.per_mailbox {
+            tier = tier.max(self.signal_tier(cx, &intent.intent_id, &format!("mailbox:{}", sender.as_str()), &keys::mailbox_signals(sender.as_str()), &policy)?);
+        }
         // The slow tier halves every sender limit (never below one send).
-        let halve = |max: u64| if bt.max(ct) >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
+        let halve = |max: u64| if tier >= Tier::Slow && max > 0 { (max / 2).max(1) } else { max };
         // A mailbox's windows follow its own zone; the domain's, the zone of
         // the domain's policy (not of the mailbox that happens to send).
-        let domain_tz = cx.book.effective(&intent.tenant, &domain, "", None).tz;
+        let domain_tz = domain_policy.tz;
         let mut checks = Vec::new();
         for limit in policy.limits_at(intent.class, &[LimitScope::Mailbox, LimitScope::SenderDomain]) {
             let (scope, tz) = match limit.key.scope {
@@ -436,18 +436,46 @@ impl SenderStage {
         Ok(None)
     }
 
-    /// Opt-in: a pause the signals set lifts itself after the policy's delay.
-    fn auto_resume(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, tenant: &str, scope: &str, domain: &str) -> Result<(), StoreError> {
+    /// Opt-in: a pause the signals set lifts itself after the policy's
+    /// delay, with a fresh observation (the scope's ring; a domain's
+    /// throttles too).
+    fn auto_resume(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, tenant: &str, scope: &str, ring_key: &[u8], throttles_of: Option<&str>) -> Result<(), StoreError> {
         let Some(after) = policy.signals.auto_resume_ms else { return Ok(()) };
         if let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(scope))? {
             if p.by == "signals" && cx.now >= p.since_ms + after {
                 cx.view.delete(&keys::pause(scope));
-                cx.view.delete(&keys::signals(domain));
-                cx.view.delete(&keys::throttles(domain));
+                cx.view.delete(ring_key);
+                if let Some(domain) = throttles_of {
+                    cx.view.delete(&keys::throttles(domain));
+                }
                 cx.alert(tenant, scope, "sender_resumed", format!("{scope} resumed automatically {} min after its {} pause", after / 60_000, p.reason), &[("by", "auto_resume".into())]);
             }
         }
         Ok(())
+    }
+
+    /// The signal tier of one scope's ring now (noted in an audit's trace).
+    fn signal_tier(&self, cx: &mut Cx<'_, '_>, intent_id: &str, scope: &str, key: &[u8], policy: &EffectivePolicy) -> Result<Tier, StoreError> {
+        let sig = &policy.signals;
+        let ring = signals::load_key(cx.view, key)?;
+        let rates = signals::totals(&ring, cx.now, sig.window_hours);
+        let (bt, ct) = signals::tiers(&rates, sig);
+        cx.note(intent_id, "signals", bt.max(ct).as_str(), || {
+            format!(
+                "{scope}, last {} h: {} sends, {} hard bounces ({:.3}%, {}), {} complaints ({:.3}%, {}); minimum volume {}, or {} events",
+                sig.window_hours,
+                rates.sends,
+                rates.hard_bounces,
+                rates.bounce_rate() * 100.0,
+                bt.as_str(),
+                rates.complaints,
+                rates.complaint_rate() * 100.0,
+                ct.as_str(),
+                sig.min_volume,
+                sig.min_events
+            )
+        });
+        Ok(bt.max(ct))
     }
 
     fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
@@ -459,18 +487,34 @@ impl SenderStage {
         Ok(())
     }
 
-    fn on_signal(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, policy: &EffectivePolicy, signal: Signal) -> Result<(), StageError> {
-        let key = keys::signals(domain);
-        let mut ring = signals::load(cx.view, &domain)?;
-        signals::record(&mut ring, signal, cx.now, policy.signals.window_hours);
-        let rates = signals::totals(&ring, cx.now, policy.signals.window_hours);
-        let (bt, ct) = signals::tiers(&rates, &policy.signals);
-        let scope = format!("sender_domain:{domain}");
+    /// A bad signal counts against the sender domain (under the domain's
+    /// policy) and, with `per_mailbox`, against the mailbox that sent (under
+    /// the mailbox's): each has its own tiers, pause and rest-of-day rule.
+    fn on_signal(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str, signal: Signal) -> Result<(), StageError> {
+        let domain_policy = cx.book.effective(&ev.tenant, domain, "", None);
+        self.judge_signals(cx, &ev.tenant, &format!("sender_domain:{domain}"), &keys::signals(domain), &domain_policy, signal)?;
+        let mailbox_policy = cx.book.effective(&ev.tenant, domain, &ev.sender, None);
+        if mailbox_policy.signals.per_mailbox {
+            self.judge_signals(cx, &ev.tenant, &format!("mailbox:{}", ev.sender), &keys::mailbox_signals(&ev.sender), &mailbox_policy, signal)?;
+        }
+        Ok(())
+    }
+
+    /// Records a signal in one scope's ring and acts on what it now shows:
+    /// a tier change alerts, the pause tier pauses the scope until a resume,
+    /// and today's rate over the rest-of-day rule pauses it until its local
+    /// midnight.
+    fn judge_signals(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, key: &[u8], policy: &EffectivePolicy, signal: Signal) -> Result<(), StageError> {
+        let sig = &policy.signals;
+        let mut ring = signals::load_key(cx.view, key)?;
+        signals::record(&mut ring, signal, cx.now, sig.keep_hours());
+        let rates = signals::totals(&ring, cx.now, sig.window_hours);
+        let (bt, ct) = signals::tiers(&rates, sig);
         for (name, old, new, rate) in [("hard_bounce", Tier::parse(&ring.bounce_tier), bt, rates.bounce_rate()), ("complaint", Tier::parse(&ring.complaint_tier), ct, rates.complaint_rate())] {
             if old != new {
                 cx.alert(
-                    &ev.tenant,
-                    &scope,
+                    tenant,
+                    scope,
                     "signal_tier_changed",
                     format!("{scope} {name} rate {:.3}% over {} sends: {} -> {}", rate * 100.0, rates.sends, old.as_str(), new.as_str()),
                     &[("signal", name.into()), ("from", old.as_str().into()), ("to", new.as_str().into()), ("rate", format!("{rate:.6}")), ("sends", rates.sends.to_string())],
@@ -479,7 +523,8 @@ impl SenderStage {
         }
         ring.bounce_tier = bt.as_str().into();
         ring.complaint_tier = ct.as_str().into();
-        cx.view.put(&key, StateValue::Signals(ring));
+        let today = signals::over_today(&ring, cx.now, window_start(Window::Day, policy.tz, cx.now), sig);
+        cx.view.put(key, StateValue::Signals(ring));
         if bt.max(ct) == Tier::Pause {
             let why = if bt == Tier::Pause { "hard_bounce_rate" } else { "complaint_rate" };
             let msg = format!(
@@ -488,7 +533,27 @@ impl SenderStage {
                 rates.complaint_rate() * 100.0,
                 rates.sends
             );
-            self.pause(cx, &ev.tenant, &scope, why, "signals", msg)?;
+            self.pause(cx, tenant, scope, why, "signals", msg)?;
+        } else if let Some((why, today)) = today {
+            let until = window_end(Window::Day, policy.tz, cx.now);
+            let day_key = keys::day_pause(scope);
+            if cx.view.get_time(&day_key)? != Some(until) {
+                cx.view.put(&day_key, StateValue::Clock(until));
+                cx.expire_at(until, &day_key, Some(until));
+                cx.alert(
+                    tenant,
+                    scope,
+                    "sender_paused_for_day",
+                    format!(
+                        "{scope} paused for the rest of the day: {why} today {:.3}% bounces, {:.3}% complaints over {} sends; sending resumes at {}",
+                        today.bounce_rate() * 100.0,
+                        today.complaint_rate() * 100.0,
+                        today.sends,
+                        crate::clock::format_ms(until)
+                    ),
+                    &[("reason", why.into()), ("until_ms", until.to_string())],
+                );
+            }
         }
         Ok(())
     }
@@ -652,11 +717,17 @@ impl Stage for SenderStage {
         if d.status == DecisionStatus::Allowed {
             // The send counts toward the signal denominator.
             let domain = domain_of(&intent.sender).to_string();
+            let domain_policy = cx.book.effective(&intent.tenant, &domain, "", None);
+            let mut rings = vec![(keys::signals(&domain), domain_policy.signals.keep_hours())];
             let policy = cx.book.effective(&intent.tenant, &domain, &intent.sender, None);
-            let key = keys::signals(&domain);
-            let mut ring = signals::load(cx.view, &domain)?;
-            signals::record(&mut ring, Signal::Send, cx.now, policy.signals.window_hours);
-            cx.view.put(&key, StateValue::Signals(ring));
+            if policy.signals.per_mailbox {
+                rings.push((keys::mailbox_signals(&intent.sender), policy.signals.keep_hours()));
+            }
+            for (key, hours) in rings {
+                let mut ring = signals::load_key(cx.view, &key)?;
+                signals::record(&mut ring, Signal::Send, cx.now, hours);
+                cx.view.put(&key, StateValue::Signals(ring));
+            }
         }
         self.record_outcome(cx, &intent, d);
         self.unpark(cx, release, d.status == DecisionStatus::Allowed)
@@ -670,8 +741,8 @@ impl Stage for SenderStage {
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
         self.note_throttle(cx, ev, &domain)?;
         match ev.kind {
-            DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, &policy, Signal::HardBounce),
-            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, &policy, Signal::Complaint),
+            DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, Signal::HardBounce),
+            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, Signal::Complaint),
             _ if is_throttle(ev, &policy) => self.on_throttle(cx, ev, &domain, &policy),
             // Soft bounces, 5xx rejections and engagement move no budget here.
             _ => Ok(()),
@@ -696,12 +767,18 @@ impl Stage for SenderStage {
                     let by = cmd.operator.clone().unwrap_or_else(|| "operator".into());
                     let reason = cmd.reason.clone().unwrap_or_else(|| "operator".into());
                     self.pause(cx, &cmd.tenant, &scope_str, &reason, &by, format!("{scope_str} paused by {by}"))?;
-                } else if cx.view.get(&key)?.is_some() {
+                } else if cx.view.get(&key)?.is_some() || cx.view.get(&keys::day_pause(&scope_str))?.is_some() {
+                    // A resume lifts a pause for the rest of the day too.
                     cx.view.delete(&key);
+                    cx.view.delete(&keys::day_pause(&scope_str));
                     // A resume starts a fresh observation: the old rates led to the pause.
-                    if let Scope::SenderDomain(d) = &scope {
-                        cx.view.delete(&keys::signals(d));
-                        cx.view.delete(&keys::throttles(d));
+                    match &scope {
+                        Scope::SenderDomain(d) => {
+                            cx.view.delete(&keys::signals(d));
+                            cx.view.delete(&keys::throttles(d));
+                        }
+                        Scope::Mailbox(m) => cx.view.delete(&keys::mailbox_signals(m)),
+                        _ => {}
                     }
                     cx.alert(&cmd.tenant, &scope_str, "sender_resumed", format!("{scope_str} resumed by an operator"), &[("command_id", cmd.command_id.clone())]);
                 }

@@ -1,8 +1,12 @@
 //! Signal budgets: hard-bounce and complaint rates over recent volume.
 //!
-//! Sends and signals are counted in hourly buckets (UTC) per sender domain;
-//! a rate counts once the window holds `min_volume` sends. Tiers: healthy,
-//! warn, slow (limits halved), pause. The most restrictive signal wins.
+//! Sends and signals are counted in hourly buckets (UTC) per sender domain
+//! and, with `per_mailbox`, per mailbox too (the mailbox's breaker: a
+//! smaller denominator, so it trips before its domain's when one mailbox's
+//! list is bad). A rate counts once the window holds `min_volume` sends
+//! and `min_events` of that signal's events.
+//! Tiers: healthy, warn, slow (limits halved), pause. The most restrictive
+//! signal wins.
 
 use crate::policy::SignalPolicy;
 use crate::policy::spec::TierThresholds;
@@ -48,7 +52,16 @@ pub enum Signal {
 
 /// A sender domain's signal ring as the state holds it (empty if none).
 pub fn load(view: &crate::state::PartitionView<'_>, sender_domain: &str) -> Result<SignalRing, crate::state::StoreError> {
-    Ok(match view.get(&super::keys::signals(sender_domain))? {
+    load_key(view, &super::keys::signals(sender_domain))
+}
+
+/// A mailbox's own signal ring (empty if none).
+pub fn load_mailbox(view: &crate::state::PartitionView<'_>, mailbox: &str) -> Result<SignalRing, crate::state::StoreError> {
+    load_key(view, &super::keys::mailbox_signals(mailbox))
+}
+
+pub fn load_key(view: &crate::state::PartitionView<'_>, key: &[u8]) -> Result<SignalRing, crate::state::StoreError> {
+    Ok(match view.get(key)? {
         Some(crate::state::StateValue::Signals(r)) => r,
         _ => empty_ring(),
     })
@@ -105,6 +118,13 @@ impl Rates {
 
 pub fn totals(ring: &SignalRing, now: i64, window_hours: u32) -> Rates {
     let oldest = now - now.rem_euclid(HOUR_MS) - (window_hours.max(1) as i64 - 1) * HOUR_MS;
+    totals_since(ring, now, oldest)
+}
+
+/// The counts of the buckets from the one holding `since_ms` to now (a
+/// local day that starts on a half hour takes its whole first hour).
+pub fn totals_since(ring: &SignalRing, now: i64, since_ms: i64) -> Rates {
+    let oldest = since_ms - since_ms.rem_euclid(HOUR_MS);
     let mut r = Rates { sends: 0, hard_bounces: 0, complaints: 0 };
     for b in ring.buckets.iter().filter(|b| b.start_ms >= oldest && b.start_ms <= now) {
         r.sends += b.sends;
@@ -126,12 +146,37 @@ fn tier_of(rate: f64, t: &TierThresholds) -> Tier {
     }
 }
 
-/// (bounce tier, complaint tier) now; healthy below the minimum volume.
+/// Whether a signal's rate counts: the window holds `min_volume` sends and
+/// `min_events` of the signal's events. The count of events is what keeps
+/// one or two unlucky events from tripping a tier at any volume, and what
+/// lets a few real ones trip it at low volume, where a minimum of sends
+/// would keep the guard silent.
+fn counts(rates: &Rates, events: i64, policy: &SignalPolicy) -> bool {
+    rates.sends as u64 >= policy.min_volume && events as u64 >= policy.min_events
+}
+
+/// (bounce tier, complaint tier) now; healthy while a rate does not count.
 pub fn tiers(rates: &Rates, policy: &SignalPolicy) -> (Tier, Tier) {
-    if (rates.sends as u64) < policy.min_volume {
-        return (Tier::Healthy, Tier::Healthy);
+    let tier = |events: i64, rate: f64, t: &TierThresholds| if counts(rates, events, policy) { tier_of(rate, t) } else { Tier::Healthy };
+    (tier(rates.hard_bounces, rates.bounce_rate(), &policy.hard_bounce), tier(rates.complaints, rates.complaint_rate(), &policy.complaint))
+}
+
+/// The rest-of-day rule: which of today's rates (since `day_start_ms`)
+/// is over its threshold, if any ("hard_bounce_rate" or
+/// "complaint_rate"). A rate must also count (`min_events` of its events
+/// or `min_volume` sends today), so one bounce in the day's first send
+/// does not stop a mailbox for the day.
+pub fn over_today(ring: &SignalRing, now: i64, day_start_ms: i64, policy: &SignalPolicy) -> Option<(&'static str, Rates)> {
+    let (bounce, complaint) = policy.rest_of_day?;
+    let today = totals_since(ring, now, day_start_ms);
+    let over = |max: Option<f64>, events: i64, rate: f64| max.is_some_and(|m| counts(&today, events, policy) && rate > m);
+    if over(bounce, today.hard_bounces, today.bounce_rate()) {
+        Some(("hard_bounce_rate", today))
+    } else if over(complaint, today.complaints, today.complaint_rate()) {
+        Some(("complaint_rate", today))
+    } else {
+        None
     }
-    (tier_of(rates.bounce_rate(), &policy.hard_bounce), tier_of(rates.complaint_rate(), &policy.complaint))
 }
 
 #[cfg(test)]
@@ -145,6 +190,9 @@ mod tests {
             min_volume,
             window_hours: 24,
             auto_resume_ms: None,
+            min_events: 0,
+            per_mailbox: true,
+            rest_of_day: None,
         }
     }
 
@@ -158,6 +206,52 @@ mod tests {
         let r = totals(&ring, 1_000, 24);
         assert_eq!(tiers(&r, &policy(100)), (Tier::Healthy, Tier::Healthy));
         assert_eq!(tiers(&r, &policy(10)).0, Tier::Pause);
+    }
+
+    #[test]
+    fn at_low_volume_a_few_bad_events_count_and_one_does_not() {
+        let p = SignalPolicy { min_events: 3, ..policy(0) };
+        let rates = |sends, hard_bounces, complaints| Rates { sends, hard_bounces, complaints };
+        // Three hard bounces in a first week of 40 sends (7.5%): pause.
+        assert_eq!(tiers(&rates(40, 3, 0), &p).0, Tier::Pause);
+        // Three in 60 (5%) still pause; in 61, the rate is under 5%.
+        assert_eq!(tiers(&rates(60, 3, 0), &p).0, Tier::Pause);
+        assert_eq!(tiers(&rates(61, 3, 0), &p).0, Tier::Slow);
+        // One or two bounces in ten sends: no tier yet.
+        assert_eq!(tiers(&rates(10, 2, 0), &p), (Tier::Healthy, Tier::Healthy));
+        // Complaints alike: three in 50 sends pause.
+        assert_eq!(tiers(&rates(50, 0, 3), &p).1, Tier::Pause);
+        // At volume the rate decides: 3 in 1,000 is healthy, 50 pause.
+        assert_eq!(tiers(&rates(1_000, 3, 0), &p).0, Tier::Healthy);
+        assert_eq!(tiers(&rates(1_000, 50, 0), &p).0, Tier::Pause);
+        // Two complaints never set a tier (at 1,000 sends they would be 0.2%).
+        assert_eq!(tiers(&rates(1_000, 0, 2), &p).1, Tier::Healthy);
+        assert_eq!(tiers(&rates(3_000, 0, 3), &p).1, Tier::Pause);
+    }
+
+    #[test]
+    fn the_rest_of_day_rule_reads_today_only() {
+        let p = SignalPolicy { min_events: 1, rest_of_day: Some((Some(0.05), None)), ..policy(0) };
+        let day = 48 * HOUR_MS;
+        let mut ring = empty_ring();
+        // Yesterday: 2 bounces in 10 sends; they do not count today.
+        for _ in 0..10 {
+            record(&mut ring, Signal::Send, day - HOUR_MS, 48);
+        }
+        for _ in 0..2 {
+            record(&mut ring, Signal::HardBounce, day - HOUR_MS, 48);
+        }
+        for _ in 0..20 {
+            record(&mut ring, Signal::Send, day + HOUR_MS, 48);
+        }
+        assert_eq!(over_today(&ring, day + 2 * HOUR_MS, day, &p), None);
+        // Today: 1 bounce in 20 sends is 5%, not over; 2 is 10%.
+        record(&mut ring, Signal::HardBounce, day + 2 * HOUR_MS, 48);
+        assert_eq!(over_today(&ring, day + 2 * HOUR_MS, day, &p), None);
+        record(&mut ring, Signal::HardBounce, day + 2 * HOUR_MS, 48);
+        assert_eq!(over_today(&ring, day + 2 * HOUR_MS, day, &p).map(|(why, r)| (why, r.sends, r.hard_bounces)), Some(("hard_bounce_rate", 20, 2)));
+        // Off: never.
+        assert_eq!(over_today(&ring, day + 2 * HOUR_MS, day, &SignalPolicy { rest_of_day: None, ..p }), None);
     }
 
     #[test]

@@ -20,41 +20,133 @@ fn complaints_warn_at_five_hundredths_of_a_percent_and_pause_at_a_tenth() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
     h.policy(now, "default", HIGH);
-    sends(&mut h, now, 2000, "c");
+    sends(&mut h, now, 6000, "c");
     h.new_alerts();
-    // 1 in 2,000 = 0.05%: the warn tier, an alert and nothing else.
-    h.deliver(now + 5_000, &event("m1@acme.com", "p1@gmail.com", DeliveryKind::Complaint, None));
+    // 3 in 6,000 = 0.05%: the warn tier, an alert and nothing else. Each
+    // came from another mailbox: none of them has three of its own.
+    for i in 0..3 {
+        h.deliver(now + 7_000 + i, &event(&format!("m{i}@acme.com"), &format!("p{i}@gmail.com"), DeliveryKind::Complaint, None));
+    }
     let a = h.new_alerts();
-    assert!(a.iter().any(|a| a.kind == "signal_tier_changed" && a.details.get("to").map(String::as_str) == Some("warn")), "{a:?}");
-    assert!(!a.iter().any(|a| a.kind == "sender_paused"));
-    // 2 in 2,000 = 0.1%: paused.
-    h.deliver(now + 6_000, &event("m2@acme.com", "p2@gmail.com", DeliveryKind::Complaint, None));
-    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused"));
-    let d = h.send_outbound(now + 7_000, "after-pause", "m4@acme.com", "q2@gmail.com");
+    assert!(a.iter().any(|a| a.kind == "signal_tier_changed" && a.scope == "sender_domain:acme.com" && a.details.get("to").map(String::as_str) == Some("warn")), "{a:?}");
+    assert!(!a.iter().any(|a| a.kind == "sender_paused" || a.scope.starts_with("mailbox:")), "{a:?}");
+    // 6 in 6,000 = 0.1%: paused.
+    for i in 3..6 {
+        h.deliver(now + 8_000 + i, &event(&format!("m{i}@acme.com"), &format!("p{i}@gmail.com"), DeliveryKind::Complaint, None));
+    }
+    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused" && a.scope == "sender_domain:acme.com"));
+    let d = h.send_outbound(now + 9_000, "after-pause", "m7@acme.com", "q2@gmail.com");
     assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     // Replies still flow; a resume lets outbound through again.
-    assert_eq!(h.send(now + 7_001, &intent("rep", "m4@acme.com", "q3@gmail.com", IntentClass::Reply)).status, DecisionStatus::Allowed);
-    h.command(now + 8_000, &command(CommandKind::Resume, "sender_domain:acme.com"));
+    assert_eq!(h.send(now + 9_001, &intent("rep", "m7@acme.com", "q3@gmail.com", IntentClass::Reply)).status, DecisionStatus::Allowed);
+    h.command(now + 10_000, &command(CommandKind::Resume, "sender_domain:acme.com"));
     assert!(h.new_alerts().iter().any(|a| a.kind == "sender_resumed"));
-    assert_eq!(h.send_outbound(now + 8_001, "after-resume", "m4@acme.com", "q4@gmail.com").status, DecisionStatus::Allowed);
+    assert_eq!(h.send_outbound(now + 10_001, "after-resume", "m7@acme.com", "q4@gmail.com").status, DecisionStatus::Allowed);
 }
 
 #[test]
-fn rates_need_the_minimum_volume_and_the_most_restrictive_signal_wins() {
+fn a_minimum_volume_when_set_keeps_rates_silent_and_the_most_restrictive_signal_wins() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
-    h.policy(now, "default", HIGH);
+    h.policy(now, "default", &format!("{HIGH}\nsignals = {{ min_volume = 100 }}"));
     sends(&mut h, now, 60, "b");
     // 3 bounces in 60 sends is 5%, but 60 is under the minimum of 100.
     for i in 0..3 {
         h.deliver(now + 1_000 + i, &event("m1@acme.com", &format!("x{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
     }
-    assert_eq!(h.send_outbound(now + 2_000, "ok", "m1@acme.com", "z@gmail.com").status, DecisionStatus::Allowed);
+    assert_eq!(h.send_outbound(now + 2_000, "ok", "m2@acme.com", "z@gmail.com").status, DecisionStatus::Allowed);
     sends(&mut h, now + 3_000, 60, "more");
-    // 121 sends, 3 bounces (2.5%: warn) and 1 complaint (0.8%: pause): pause wins.
-    h.deliver(now + 4_000, &event("m1@acme.com", "p5@gmail.com", DeliveryKind::Complaint, None));
-    let d = h.send_outbound(now + 4_001, "worst", "m1@acme.com", "z2@gmail.com");
-    assert_eq!(d.status, DecisionStatus::Paused);
+    // 121 sends, 3 bounces (2.5%: warn) and 3 complaints (2.5%: pause): pause wins.
+    for i in 0..3 {
+        h.deliver(now + 4_000 + i, &event(&format!("m{i}@acme.com"), &format!("p{i}@gmail.com"), DeliveryKind::Complaint, None));
+    }
+    let d = h.send_outbound(now + 4_010, "worst", "m5@acme.com", "z2@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+}
+
+#[test]
+fn one_mailboxs_bounces_pause_that_mailbox_and_not_its_neighbours() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", HIGH);
+    // 300 sends, 30 from each of m0..m9.
+    sends(&mut h, now, 300, "s");
+    h.new_alerts();
+    // m3's list is bad: 3 hard bounces of its 30 sends (10%); 1% of the domain's.
+    for i in 0..3 {
+        h.deliver(now + 1_000 + i, &event("m3@acme.com", &format!("p{}@gmail.com", 3 + 10 * i), DeliveryKind::BounceHard, Some(550)));
+    }
+    let a = h.new_alerts();
+    let paused: Vec<&str> = a.iter().filter(|a| a.kind == "sender_paused").map(|a| a.scope.as_str()).collect();
+    assert_eq!(paused, vec!["mailbox:m3@acme.com"], "{a:?}");
+    let d = h.send_outbound(now + 2_000, "m3-next", "m3@acme.com", "new1@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "mailbox_paused"));
+    // Its neighbours on the domain send on; its replies still go.
+    assert_eq!(h.send_outbound(now + 2_001, "m4-next", "m4@acme.com", "new2@gmail.com").status, DecisionStatus::Allowed);
+    assert_eq!(h.send(now + 2_002, &intent("m3-reply", "m3@acme.com", "q@gmail.com", IntentClass::Reply)).status, DecisionStatus::Allowed);
+    // A resume of the mailbox starts its observation afresh.
+    h.command(now + 3_000, &command(CommandKind::Resume, "mailbox:m3@acme.com"));
+    assert_eq!(h.send_outbound(now + 3_001, "m3-resumed", "m3@acme.com", "new3@gmail.com").status, DecisionStatus::Allowed);
+    // Off: the mailbox's bounces count toward the domain only.
+    let mut h = H::new();
+    h.policy(now, "default", &format!("{HIGH}\nsignals = {{ per_mailbox = false }}"));
+    sends(&mut h, now, 300, "s");
+    for i in 0..3 {
+        h.deliver(now + 1_000 + i, &event("m3@acme.com", &format!("p{}@gmail.com", 3 + 10 * i), DeliveryKind::BounceHard, Some(550)));
+    }
+    assert_eq!(h.send_outbound(now + 2_000, "m3-next", "m3@acme.com", "new1@gmail.com").status, DecisionStatus::Allowed);
+}
+
+#[test]
+fn three_hard_bounces_in_a_40_send_first_week_pause_a_warming_domain() {
+    let mut h = H::new();
+    let day1 = t(2026, 6, 1, 9, 0);
+    // The default warm-up (20 an hour for 7 days) and signals.
+    h.policy(day1, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\" }");
+    // 40 sends in two hours (the warm-up's 20 an hour) from four mailboxes, ten each.
+    for i in 0..40 {
+        let at = day1 + (i / 20) as i64 * 3_600_000 + (i % 20) as i64;
+        let d = h.send_outbound(at, &format!("w{i}"), &format!("m{}@new.example", i % 4), &format!("p{i}@gmail.com"));
+        assert_eq!(d.status, DecisionStatus::Allowed, "{d:?}");
+    }
+    // One bounce each from three mailboxes: no mailbox has three; the domain does.
+    let at = day1 + 2 * 3_600_000;
+    for i in 0..3 {
+        h.deliver(at + i, &event(&format!("m{i}@new.example"), &format!("p{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
+    }
+    let d = h.send_outbound(at + 100, "w-after", "m3@new.example", "q@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+    // Two bounces would not have done it.
+    let mut h2 = H::new();
+    h2.policy(day1, "default", "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\" }");
+    for i in 0..40 {
+        h2.send_outbound(day1 + (i / 20) as i64 * 3_600_000 + (i % 20) as i64, &format!("w{i}"), &format!("m{}@new.example", i % 4), &format!("p{i}@gmail.com"));
+    }
+    for i in 0..2 {
+        h2.deliver(at + i, &event(&format!("m{i}@new.example"), &format!("p{i}@gmail.com"), DeliveryKind::BounceHard, Some(550)));
+    }
+    assert_eq!(h2.send_outbound(at + 100, "w-after", "m3@new.example", "q@gmail.com").status, DecisionStatus::Allowed);
+}
+
+#[test]
+fn the_rest_of_day_rule_pauses_until_local_midnight() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    // The M365 rule: bounces today over sends today above 5%, from one bounce.
+    h.policy(now, "default", &format!("{HIGH}\ntimezone = \"Europe/Berlin\"\nsignals = {{ min_events = 1, hard_bounce = {{ warn = 0.5, slow = 0.6, pause = 0.9 }}, rest_of_day = {{ hard_bounce = 0.05 }} }}"));
+    sends(&mut h, now, 20, "d");
+    // 1 in 20 is 5%: not above it.
+    h.deliver(now + 1_000, &event("m1@acme.com", "p1@gmail.com", DeliveryKind::BounceHard, Some(550)));
+    assert_eq!(h.send_outbound(now + 1_001, "still", "m2@acme.com", "z@gmail.com").status, DecisionStatus::Allowed);
+    h.new_alerts();
+    // 2 in 21: the domain (and the mailbox: 2 of its 2 sends) stop until Berlin's midnight (22:00 UTC).
+    h.deliver(now + 2_000, &event("m1@acme.com", "p11@gmail.com", DeliveryKind::BounceHard, Some(550)));
+    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused_for_day" && a.scope == "sender_domain:acme.com"));
+    let d = h.send_outbound(now + 3_000, "stopped", "m2@acme.com", "z2@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused_for_day"));
+    assert_retry_after(d.retry_at_ms, t(2026, 6, 3, 22, 0), 24 * HOUR);
+    // The next local day it sends again, with no command.
+    assert_eq!(h.send_outbound(t(2026, 6, 3, 22, 1), "tomorrow", "m2@acme.com", "z3@gmail.com").status, DecisionStatus::Allowed);
 }
 
 #[test]
