@@ -172,6 +172,29 @@ enum Cmd {
         #[arg(long, env = "SENDGATE_MCP_API_CA_FILE")]
         api_ca_file: Option<String>,
     },
+    /// List the intents held for approval (and so for `command approve` or
+    /// `reject`), from a running processor's HTTP API (GET /v1/held): a
+    /// tenant's token lists its own; an operator's token every tenant's,
+    /// or --tenant's. Held intents nobody decides expire (held.expire_hours).
+    Held {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many (1..=1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines (one intent each) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The API's URL; default: http:// and SENDGATE_API_ADDR (the
+        /// address `sendgate run` serves it on).
+        #[arg(long, env = "SENDGATE_API_URL")]
+        api_url: Option<String>,
+        #[arg(long, env = "SENDGATE_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+        /// PEM CA certificate of an API served over TLS.
+        #[arg(long, env = "SENDGATE_API_CA_FILE")]
+        api_ca_file: Option<String>,
+    },
     /// The configuration: check it and print what it resolves to.
     Config {
         #[command(subcommand)]
@@ -443,6 +466,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
                 None => rt.block_on(sendgate::mcp::serve_stdio(settings)),
             }
         }
+        Cmd::Held { tenant, limit, json, api_url, api_token, api_ca_file } => sendgate::cli::ops::held(&api_url.unwrap_or_else(|| format!("http://{}", cfg.api_addr)), api_token.as_deref(), api_ca_file.as_deref(), tenant.as_deref(), limit, json),
         Cmd::Bench { action } => bench(&cfg, &rt, action),
         Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only, own_recipients, suppressed } => {
             let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, own_recipients, suppressed, ..Default::default() };

@@ -19,15 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How long `request_send` waits for the decision before answering PENDING.
 const DECISION_WAIT_MS: u64 = 10_000;
-/// Longest an API call may take.
-const API_TIMEOUT: Duration = Duration::from_secs(40);
-/// Most bytes of an API answer read.
-const ANSWER_MAX: u64 = 4 * 1024 * 1024;
-
 /// Where the API is, and how to reach it.
 #[derive(Clone, Debug)]
 pub struct McpSettings {
@@ -38,54 +32,7 @@ pub struct McpSettings {
     pub ca_file: Option<String>,
 }
 
-/// The HTTP API, as the tools call it.
-struct ApiClient {
-    agent: ureq::Agent,
-    base: String,
-}
-
-impl ApiClient {
-    fn new(s: &McpSettings) -> Result<ApiClient, String> {
-        let mut tls = native_tls::TlsConnector::builder();
-        if let Some(ca) = &s.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("SENDGATE_MCP_API_CA_FILE {ca:?}: {e}"))?;
-            tls.add_root_certificate(native_tls::Certificate::from_pem(&pem).map_err(|e| format!("SENDGATE_MCP_API_CA_FILE {ca:?}: {e}"))?);
-        }
-        let tls = tls.build().map_err(|e| e.to_string())?;
-        if !(s.api_url.starts_with("http://") || s.api_url.starts_with("https://")) {
-            return Err(format!("SENDGATE_MCP_API_URL {:?} must be an http:// or https:// URL of a running processor's API", s.api_url));
-        }
-        Ok(ApiClient { agent: ureq::AgentBuilder::new().timeout(API_TIMEOUT).tls_connector(Arc::new(tls)).build(), base: s.api_url.trim_end_matches('/').to_string() })
-    }
-
-    /// One call; (status, JSON answer). A transport failure is an error.
-    async fn call(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-        let req = self.agent.request(method, &format!("{}{path}", self.base)).set("authorization", &format!("Bearer {token}"));
-        let base = self.base.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = match body {
-                Some(b) => req.set("content-type", "application/json").send_string(&b.to_string()),
-                None => req.call(),
-            };
-            let resp = match r {
-                Ok(r) => r,
-                Err(ureq::Error::Status(_, r)) => r,
-                Err(e) => return Err(format!("the sendgate API at {base} did not answer: {e}")),
-            };
-            let status = resp.status();
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(resp.into_reader(), ANSWER_MAX), &mut text).map_err(|e| e.to_string())?;
-            Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-}
-
-/// The API's error text, or the whole answer.
-fn api_error(status: u16, v: &Value) -> String {
-    format!("the sendgate API answered {status}: {}", v.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string()))
-}
+use crate::api::client::{api_error, ApiClient};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SendArgs {
@@ -257,7 +204,7 @@ pub struct Guard {
 #[tool_router]
 impl Guard {
     pub fn new(settings: McpSettings) -> Result<Guard, String> {
-        Ok(Guard { api: Arc::new(ApiClient::new(&settings)?), settings, seq: Arc::default(), tool_router: Self::tool_router() })
+        Ok(Guard { api: Arc::new(ApiClient::new(&settings.api_url, settings.ca_file.as_deref(), "SENDGATE_MCP_API_URL / SENDGATE_MCP_API_CA_FILE")?), settings, seq: Arc::default(), tool_router: Self::tool_router() })
     }
 
     /// The token of this call: the MCP client's bearer token over HTTP,

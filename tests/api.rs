@@ -355,6 +355,19 @@ fn a_held_intent_is_listed_and_approved_and_a_paused_domain_listed_and_resumed_o
     assert_eq!(listed["held"][0]["recipient"], "cfo@corp.example");
     assert!(await_json(&addr, OPERATOR, "/v1/held", |_| true)["held"].as_array().unwrap().iter().any(|i| i["intent_id"] == "h-1"));
     assert!(await_json(&addr, GLOBEX, "/v1/held", |_| true)["held"].as_array().unwrap().is_empty(), "globex sees no acme intent");
+    // `sendgate held`, the same list from the command line, for each token.
+    let url = format!("http://{addr}");
+    // (The URL defaults to the processor's own API address.)
+    let (ok, out, err) = env.cli(&["held", "--api-token", ACME]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.lines().any(|l| l.starts_with("h-1 ") && l.contains("ana@acme.com") && l.ends_with("cfo@corp.example")) && out.contains("1 held"), "{out}");
+    let (ok, out, _) = env.cli(&["held", "--api-url", &url, "--api-token", OPERATOR, "--tenant", "acme", "--json"]);
+    let listed: SendIntent = serde_json::from_str(out.lines().next().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(ok && listed.intent_id == "h-1" && listed.requires_approval, "{out}");
+    let (ok, out, _) = env.cli(&["held", "--api-url", &url, "--api-token", GLOBEX]);
+    assert!(ok && out.contains("0 held") && !out.contains("h-1"), "globex lists none of acme's: {out}");
+    let (ok, _, err) = env.cli(&["held", "--api-url", &url, "--api-token", "not-a-token"]);
+    assert!(!ok && err.contains("401"), "{err}");
     assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/held/h-1/approve", "").0, 404, "globex cannot find, so cannot approve, acme's intent");
     assert_eq!(http(&addr, Some(GLOBEX), "POST", "/v1/held/h-1/approve?tenant=acme", "").0, 403);
 

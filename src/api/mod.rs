@@ -21,6 +21,9 @@
 //! - `GET /healthz` (alive) and `GET /readyz` (every task joined, restored
 //!   and caught up), the only answers without a token.
 //!
+//! [`client`] is the other side: how `sendgate mcp` and `sendgate held`
+//! call it.
+//!
 //! Any instance answers any request: one for a key another instance serves
 //! is forwarded there ([`peers`], [`forward`]), a listing gathers every
 //! instance's part.
@@ -38,6 +41,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod board;
+pub mod client;
 pub mod explain;
 pub mod forward;
 pub mod gauges;

@@ -87,6 +87,10 @@ pub struct EffectivePolicy {
     pub exclude_public_domains: bool,
     pub backoff: BackoffPolicy,
     pub retry: RetryPolicy,
+    /// How long an intent stays held for approval (0: for ever).
+    pub held_expire_ms: i64,
+    /// The windows whose limits raise quota alerts.
+    pub quota_alert_windows: Vec<Window>,
 }
 
 impl EffectivePolicy {
@@ -183,6 +187,11 @@ pub fn builtin_defaults() -> PolicySpec {
         // Deferred agents come back over the first quarter of the window
         // after it ends (at most an hour), not all at its first instant.
         retry: Some(RetrySpec { spread: Some(0.25), max_spread_minutes: Some(60) }),
+        // A send nobody looked at in three days is stale: it is blocked.
+        held: Some(HeldSpec { expire_hours: Some(72) }),
+        // Quota alerts for the budgets a person plans by; an hourly pacing
+        // limit reached twice an hour per mailbox is not news.
+        alerts: Some(AlertsSpec { quota_windows: Some(vec!["day".into(), "month".into()]) }),
         owner: None,
     }
 }
@@ -405,7 +414,9 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         spread: rt.iter().find_map(|r| r.spread).unwrap_or(0.0),
         max_spread_ms: rt.iter().find_map(|r| r.max_spread_minutes).unwrap_or(0) as i64 * 60_000,
     };
-    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, retry }
+    let held_expire_ms = specs.iter().find_map(|s| s.held.as_ref().and_then(|h| h.expire_hours)).unwrap_or(0) as i64 * 3_600_000;
+    let quota_alert_windows = specs.iter().find_map(|s| s.alerts.as_ref().and_then(|a| a.quota_windows.as_ref())).map(|ws| ws.iter().filter_map(|w| Window::parse(w)).collect()).unwrap_or_default();
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, retry, held_expire_ms, quota_alert_windows }
 }
 
 fn window_rank(w: Window) -> u8 {

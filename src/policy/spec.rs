@@ -330,6 +330,26 @@ pub struct RetrySpec {
     pub max_spread_minutes: Option<u32>,
 }
 
+/// Intents held for approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldSpec {
+    /// A held intent nobody approved or rejected within this many hours is
+    /// BLOCKED approval_expired (0: it waits for ever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_hours: Option<u32>,
+}
+
+/// Which alerts are raised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSpec {
+    /// The windows whose limits raise quota_80 / quota_100 alerts (once per
+    /// window period each): any of minute, hour, day, month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_windows: Option<Vec<String>>,
+}
+
 /// One scope's policy document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -361,6 +381,10 @@ pub struct PolicySpec {
     pub isp_backoff: Option<BackoffSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsSpec>,
     /// In a `sender_domain:` document only: the tenant that owns the domain.
     /// Only its intents are sent from it, only its delivery events move its
     /// signals, only its commands pause or resume it (docs/design.md, Tenants).
@@ -473,6 +497,11 @@ impl PolicySpec {
                 if !(400..500).contains(c) {
                     errors.push(format!("isp_backoff.throttle_codes: {c} is not a 4xx code (5xx is a rejection, never a throttle)"));
                 }
+            }
+        }
+        for w in self.alerts.iter().flat_map(|a| a.quota_windows.iter().flatten()) {
+            if Window::parse(w).is_none() {
+                errors.push(format!("alerts.quota_windows: {w:?} is not a window (minute, hour, day, month)"));
             }
         }
         if let Some(r) = &self.retry {

@@ -47,7 +47,13 @@ pub fn intent_state(tenant: &str, intent_id: &str) -> Vec<u8> {
 
 /// An intent waiting for an operator's approval.
 pub fn held_intent(tenant: &str, intent_id: &str) -> Vec<u8> {
-    intent_scoped("t-held/", tenant, intent_id)
+    intent_scoped(HELD_PREFIX, tenant, intent_id)
+}
+
+const HELD_PREFIX: &str = "t-held/";
+
+pub fn is_held_intent(key: &[u8]) -> bool {
+    key.starts_with(HELD_PREFIX.as_bytes())
 }
 
 /// Where an intent in flight was kept before it shared [`intent_state`]'s

@@ -215,6 +215,13 @@ pub trait Stage {
         Err(StageError::BadRecord(format!("command {:?} does not belong to stage {}", cmd.kind, self.kind().name())))
     }
 
+    /// A held intent's approval time ran out (its stored bytes): the sender
+    /// stage decides it. Raised by the expiry sweep of whatever record came
+    /// next, so a replay meets it at the same point.
+    fn on_held_expired(&self, _cx: &mut Cx<'_, '_>, _intent: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// After a release's undo is applied: the sender stage records the outcome.
     fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
         Ok(())
@@ -236,8 +243,11 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
     if now != clock {
         view.put(keys::CLOCK, StateValue::Clock(now));
     }
-    sweep_expired(view, now)?;
+    let held_expired = sweep_expired(view, now)?;
     let mut cx = Cx { view, book, now, env, out, kind: stage.kind(), source: env.source.clone(), log_time_ms: env.log_time_ms };
+    for bytes in held_expired {
+        stage.on_held_expired(&mut cx, &bytes)?;
+    }
     if let Some(change) = &env.policy {
         cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
         apply_policy_to_book(cx.book, change);
@@ -304,12 +314,15 @@ fn stamp_of(v: &StateValue) -> Option<i64> {
     }
 }
 
-fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreError> {
+/// Drops what is due; returns the held intents among it (their bytes),
+/// which need a decision rather than silence.
+fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut held = Vec::new();
     // Entries go in time order: start at the time the sweep reached, never
     // walking over what it already removed.
     if view.sweep_floor().is_some_and(|floor| floor > now) {
         // Nothing is due yet: the scan would find nothing.
-        return Ok(());
+        return Ok(held);
     }
     let cursor = view.get_time(keys::EXPIRY_CURSOR)?.unwrap_or(0);
     let mut reached = cursor;
@@ -337,6 +350,11 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
             Some(s) => view.get(&key)?.as_ref().and_then(stamp_of) == Some(s),
         };
         if expired {
+            if keys::is_held_intent(&key) {
+                if let Some(StateValue::Intent(bytes)) = view.get(&key)? {
+                    held.push(bytes);
+                }
+            }
             view.delete(&key);
         }
     }
@@ -344,7 +362,7 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<(), StoreErro
         view.put(keys::EXPIRY_CURSOR, StateValue::Clock(reached));
     }
     view.set_sweep_floor(floor);
-    Ok(())
+    Ok(held)
 }
 
 /// Settles a reservation. Released (`confirmed` false): counters still in

@@ -114,7 +114,7 @@ impl Stage for RecipientStage {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: v });
         }
-        let mut undo = windows::reserve(cx, &mut checks, &i.tenant, &i.intent_id);
+        let mut undo = windows::reserve(cx, &mut checks, &policy, &i.tenant, &i.intent_id);
         for (key, period) in [(dedupe_key, rules.dedupe_ms), (cooldown_key, rules.cooldown_ms)] {
             let Some(key) = key else { continue };
             cx.view.put(&key, StateValue::Mark(Mark { at_ms: cx.now, intent_id: i.intent_id.clone() }));

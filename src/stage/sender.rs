@@ -73,7 +73,17 @@ impl SenderStage {
                 cx.expire_at(cx.now + self.config.idempotency_retention_ms, &key, None);
                 cx.view.delete(&keys::held_intent(&d.tenant, &d.intent_id));
             }
-            DecisionStatus::Held => cx.view.put(&keys::held_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent))),
+            DecisionStatus::Held => {
+                let key = keys::held_intent(&intent.tenant, &intent.intent_id);
+                let fresh = !matches!(cx.view.get(&key), Ok(Some(_)));
+                cx.view.put(&key, StateValue::Intent(pipeline::encode_intent(intent)));
+                // Held until approved, rejected or, counted from when it
+                // was first held, the policy's time runs out.
+                let ttl = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).held_expire_ms;
+                if fresh && ttl > 0 {
+                    cx.expire_at(cx.now + ttl, &key, None);
+                }
+            }
             _ => {}
         }
     }
@@ -224,7 +234,7 @@ impl SenderStage {
             self.decide_here(cx, intent, status, reason, retry, usage, v);
             return Ok(());
         }
-        let mut undo = windows::reserve(cx, &mut checks, &intent.tenant, &intent.intent_id);
+        let mut undo = windows::reserve(cx, &mut checks, &policy, &intent.tenant, &intent.intent_id);
         if !capped {
             // Replies are never capped, but they are counted.
             for (scope, tz) in [(format!("mailbox:{}", sender.as_str()), policy.tz), (format!("sender_domain:{domain}"), domain_tz)] {
@@ -701,6 +711,33 @@ impl Stage for SenderStage {
 
     fn check(&self, _cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError> {
         Err(StageError::BadRecord(format!("the sender stage is first; it is never passed an intent ({})", hop.intent.intent_id)))
+    }
+
+    fn on_held_expired(&self, cx: &mut Cx<'_, '_>, bytes: &[u8]) -> Result<(), StoreError> {
+        let intent = match codec::decode::<SendIntent>(RecordType::SendIntent, bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "an expired held intent could not be read; dropped");
+                return Ok(());
+            }
+        };
+        if self.pending(cx, &intent.tenant, &intent.intent_id, false)?.is_some() {
+            // Approved in time and still being decided: not expired. It
+            // stays held (approvable) in case that decision is not final.
+            cx.view.put(&keys::held_intent(&intent.tenant, &intent.intent_id), StateValue::Intent(bytes.to_vec()));
+            return Ok(());
+        }
+        let policy = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None);
+        let scope = format!("mailbox:{}", intent.sender);
+        cx.alert(
+            &intent.tenant,
+            &scope,
+            "held_expired",
+            format!("intent {} held for approval was neither approved nor rejected within {} h: blocked", intent.intent_id, policy.held_expire_ms / 3_600_000),
+            &[("intent_id", intent.intent_id.clone())],
+        );
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "approval_expired", None, Vec::new(), policy.version);
+        Ok(())
     }
 
     fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {

@@ -30,7 +30,7 @@ impl Stage for TenantStage {
             let usage = checks.iter().map(WindowCheck::usage).collect();
             return Ok(Verdict::Deny { status, reason: reason.into(), retry_at_ms, usage, version: policy.version });
         }
-        let undo = windows::reserve(cx, &mut checks, &i.tenant, &i.intent_id);
+        let undo = windows::reserve(cx, &mut checks, &policy, &i.tenant, &i.intent_id);
         Ok(Verdict::Pass { undo, usage: checks.iter().map(WindowCheck::usage).collect(), version: policy.version })
     }
 

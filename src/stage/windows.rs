@@ -112,11 +112,17 @@ pub fn judge(checks: &[WindowCheck], approved: bool, retry: impl Fn(i64, i64) ->
 }
 
 /// Reserves one unit in every window; returns how to undo it. Raises the
-/// 80% / 100% quota alerts (once per window period) and the alert of an
-/// alert-only breach.
-pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], tenant: &str, intent_id: &str) -> Vec<Undo> {
+/// 80% / 100% quota alerts (once per window period, for the windows the
+/// policy's `alerts.quota_windows` names) and the alert of an alert-only
+/// breach.
+pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], policy: &crate::policy::EffectivePolicy, tenant: &str, intent_id: &str) -> Vec<Undo> {
     let mut undo = Vec::with_capacity(checks.len());
     for c in checks.iter_mut() {
+        if !policy.quota_alert_windows.contains(&c.limit.key.window) {
+            // This window raises no quota alert: as if both were raised
+            // already (the counter carries it to the settle that would).
+            c.counter.alerted_pct = c.counter.alerted_pct.max(100);
+        }
         // Over an alert-only limit by confirmed sends, not by ones in flight.
         let over = c.limit.on_breach == BreachAction::Alert && !c.could_fit();
         c.counter.count += 1;

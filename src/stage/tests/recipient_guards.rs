@@ -186,7 +186,7 @@ fn a_burst_denied_downstream_does_not_spend_the_senders_windows() {
         h.d.intent(&it, now + i);
     }
     // A list to one corporate domain (50 an hour) from a warmed domain with 60 an hour.
-    h.policy(now, "sender_domain:warm.example", "warmup = \"off\"\nlimits = { \"sender_domain.outbound.hour\" = 60 }");
+    h.policy(now, "sender_domain:warm.example", "warmup = \"off\"\nlimits = { \"sender_domain.outbound.hour\" = 60 }\nalerts = { quota_windows = [\"hour\"] }");
     for i in 0..100 {
         h.d.intent(&intent(&format!("c{i}"), &format!("m{}@warm.example", i % 7), &format!("p{i}@bigcorp.example"), IntentClass::Outbound), now + 100 + i);
     }

@@ -257,6 +257,64 @@ fn restrictions_apply_by_scope_and_the_most_specific_wins() {
 }
 
 #[test]
+fn a_held_intent_nobody_decides_expires_blocked_after_the_policys_time() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nheld = {{ expire_hours = 2 }}"));
+    let held = |id: &str| {
+        let mut i = intent(id, "ana@acme.com", "cfo@corp.example", IntentClass::Outbound);
+        i.requires_approval = true;
+        i
+    };
+    assert_eq!(h.send(now, &held("stale")).status, DecisionStatus::Held);
+    assert_eq!(h.send(now + HOUR, &held("fresh")).status, DecisionStatus::Held);
+    h.new_alerts();
+    // Two hours on, the next record the partition handles finds "stale" due.
+    let d = h.send_outbound(now + 2 * HOUR + 1, "later", "bo@acme.com", &to(1));
+    assert_eq!(d.status, DecisionStatus::Allowed);
+    let expired: Vec<&Decision> = h.d.decisions.iter().filter(|d| d.reason == "approval_expired").collect();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!((expired[0].intent_id.as_str(), expired[0].status), ("stale", DecisionStatus::Blocked));
+    assert!(h.new_alerts().iter().any(|a| a.kind == "held_expired" && a.details.get("intent_id").map(String::as_str) == Some("stale")));
+    // Final: an approval comes too late, a resubmission gets the same answer.
+    let mut approve = command(CommandKind::Approve, "stale");
+    approve.sender = Some("ana@acme.com".into());
+    assert!(h.command(now + 2 * HOUR + 2, &approve).is_empty());
+    assert!(h.d.refused.iter().any(|r| r.reason.contains("no held intent \"stale\"")), "{:?}", h.d.refused);
+    let again = h.send(now + 2 * HOUR + 3, &held("stale"));
+    assert_eq!((again.status, again.reason.as_str(), again.replayed), (DecisionStatus::Blocked, "approval_expired", true));
+    // The other, approved in its time, is sent.
+    let mut approve = command(CommandKind::Approve, "fresh");
+    approve.sender = Some("ana@acme.com".into());
+    assert_eq!(h.command(now + 2 * HOUR + 4, &approve)[0].status, DecisionStatus::Allowed);
+    // expire_hours = 0: held for ever.
+    let mut h = H::new();
+    h.policy(now, "default", &format!("{QUIET}\nheld = {{ expire_hours = 0 }}"));
+    h.send(now, &held("patient"));
+    h.send_outbound(now + 1_000 * HOUR, "much-later", "bo@acme.com", &to(2));
+    assert!(!h.d.decisions.iter().any(|d| d.reason == "approval_expired"));
+}
+
+#[test]
+fn quota_alerts_come_from_the_windows_the_policy_names() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    // By default, day and month limits alert; an hourly pacing limit does not.
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.day\" = 100, \"mailbox.outbound.hour\" = 3 }}"));
+    for i in 0..4 {
+        h.send_outbound(now + i, &format!("h{i}"), "ana@acme.com", &to(i as usize));
+    }
+    assert!(h.new_alerts().iter().all(|a| !a.kind.starts_with("quota_")));
+    h.policy(now + 10, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.day\" = 100, \"mailbox.outbound.hour\" = 3 }}\nalerts = {{ quota_windows = [\"hour\"] }}"));
+    for i in 0..4 {
+        h.send_outbound(now + HOUR + i, &format!("n{i}"), "ana@acme.com", &to(10 + i as usize));
+    }
+    let kinds: Vec<(String, String)> = h.new_alerts().into_iter().filter(|a| a.kind.starts_with("quota_")).map(|a| (a.kind, a.details["window"].clone())).collect();
+    // 3 of 3 crosses both thresholds at once.
+    assert_eq!(kinds, vec![("quota_80".to_string(), "hour".to_string()), ("quota_100".to_string(), "hour".to_string())]);
+}
+
+#[test]
 fn quota_alerts_fire_once_per_window_period() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
