@@ -12,22 +12,38 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
+    Second,
     Minute,
     Hour,
     Day,
     Month,
+    /// The last 24 hours, whatever the calendar: counted in hourly buckets
+    /// (UTC hours), the current one included, so it never holds less than
+    /// the last 24 hours (a send leaves it 24 to 25 hours later).
+    #[serde(rename = "rolling_24h")]
+    Rolling24h,
 }
 
+/// The length of a rolling window's buckets, and how many it sums.
+pub const ROLLING_BUCKET_MS: i64 = 3_600_000;
+pub const ROLLING_BUCKETS: i64 = 25;
+
 impl Window {
-    pub const ALL: [Window; 4] = [Window::Minute, Window::Hour, Window::Day, Window::Month];
+    pub const ALL: [Window; 6] = [Window::Second, Window::Minute, Window::Hour, Window::Day, Window::Month, Window::Rolling24h];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Window::Second => "second",
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
             Window::Month => "month",
+            Window::Rolling24h => "rolling_24h",
         }
+    }
+
+    pub fn is_rolling(self) -> bool {
+        self == Window::Rolling24h
     }
 
     pub fn parse(s: &str) -> Option<Window> {
@@ -37,6 +53,8 @@ impl Window {
     /// The reason code a breach of this window gives.
     pub fn breach_reason(self) -> &'static str {
         match self {
+            Window::Second => "per_second_limit_exceeded",
+            Window::Rolling24h => "rolling_24h_limit_exceeded",
             Window::Minute => "minute_limit_exceeded",
             Window::Hour => "hourly_limit_exceeded",
             Window::Day => "daily_cap_reached",
@@ -76,9 +94,12 @@ fn offset_ms(tz: Tz, t_ms: i64) -> i64 {
     local(tz, t_ms).offset().fix().local_minus_utc() as i64 * 1000
 }
 
-/// Start of the window that contains `t_ms`.
+/// Start of the window that contains `t_ms` (of a rolling window: of its
+/// current bucket).
 pub fn window_start(window: Window, tz: Tz, t_ms: i64) -> i64 {
     match window {
+        Window::Second => t_ms - t_ms.rem_euclid(1_000),
+        Window::Rolling24h => t_ms - t_ms.rem_euclid(ROLLING_BUCKET_MS),
         Window::Minute | Window::Hour => {
             let len = if window == Window::Minute { 60_000 } else { 3_600_000 };
             let off = offset_ms(tz, t_ms);
@@ -96,9 +117,12 @@ pub fn window_start(window: Window, tz: Tz, t_ms: i64) -> i64 {
     }
 }
 
-/// End (exclusive) of the window that contains `t_ms`: when its capacity returns.
+/// End (exclusive) of the window that contains `t_ms`: when its capacity
+/// returns (of a rolling window: when its current bucket has left it).
 pub fn window_end(window: Window, tz: Tz, t_ms: i64) -> i64 {
     match window {
+        Window::Second => window_start(window, tz, t_ms) + 1_000,
+        Window::Rolling24h => window_start(window, tz, t_ms) + ROLLING_BUCKETS * ROLLING_BUCKET_MS,
         Window::Minute => window_start(window, tz, t_ms) + 60_000,
         Window::Hour => window_start(window, tz, t_ms) + 3_600_000,
         Window::Day => {

@@ -188,3 +188,99 @@ limits = { "mailbox.outbound.hour" = "off" }
     let d = env.await_decisions(&["lv-after".into()], WAIT).remove("lv-after").unwrap();
     assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
 }
+
+#[test]
+fn a_rolling_24_hour_cap_holds_across_midnight() {
+    let mut env = TestEnv::new("rolling");
+    env.start();
+    // Two mailboxes, 3 a day: one by the calendar day, one in any 24 hours.
+    let policy = |zone: &str| {
+        format!(
+            r#"
+[[policy]]
+scope = "tenant:acme"
+timezone = "{zone}"
+business_hours = "off"
+warmup = "off"
+limits = {{ "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = "off" }}
+
+[[policy]]
+scope = "mailbox:cal@acme.com"
+limits = {{ "mailbox.outbound.day" = 3 }}
+
+[[policy]]
+scope = "mailbox:roll@acme.com"
+limits = {{ "mailbox.all.rolling_24h" = 3 }}
+"#
+        )
+    };
+    env.apply_policy(&policy("Pacific/Kiritimati"));
+    let batch = |tag: &str, n: usize| -> Vec<SendIntent> { ["cal", "roll"].iter().flat_map(|m| (0..n).map(move |i| intent(&format!("{tag}-{m}-{i}"), &format!("{m}@acme.com"), &format!("{tag}{i}@gmail.com")))).collect() };
+    let first = batch("day1", 4);
+    let d = env.await_decisions(&{ env.send_intents(&first); ids(&first) }, WAIT);
+    for m in ["cal", "roll"] {
+        assert_eq!((0..3).filter(|i| d[&format!("day1-{m}-{i}")].status == DecisionStatus::Allowed).count(), 3, "{m}");
+    }
+    assert_eq!(d["day1-cal-3"].reason, "daily_cap_reached");
+    assert_eq!(d["day1-roll-3"].reason, "rolling_24h_limit_exceeded");
+    // Midnight passes for the tenant: its zone moves from UTC+14 to UTC-11,
+    // whose calendar day is another date at every instant. (A test cannot
+    // wait for a real midnight; moving the zone moves every calendar window
+    // exactly as one would.)
+    env.apply_policy(&policy("Pacific/Niue"));
+    let second = batch("day2", 1);
+    env.send_intents(&second);
+    let d = env.await_decisions(&ids(&second), WAIT);
+    assert_eq!(d["day2-cal-0"].status, DecisionStatus::Allowed, "the calendar cap starts again: {:?}", d["day2-cal-0"]);
+    let r = &d["day2-roll-0"];
+    assert_eq!((r.status, r.reason.as_str()), (DecisionStatus::Deferred, "rolling_24h_limit_exceeded"), "the rolling cap still holds the last 24 hours' 3");
+    // It comes back 24 to 26 hours after the first three (the hour they
+    // were counted in leaves after 25 hours, then the spread of up to one).
+    let retry = r.retry_at_ms.unwrap() - r.decided_at_ms;
+    assert!((23 * 3_600_000..26 * 3_600_000).contains(&retry), "retry in {} h", retry / 3_600_000);
+}
+
+#[test]
+fn a_421_4_7_26_and_a_421_4_7_28_take_different_actions_by_rule() {
+    let mut env = TestEnv::new("feedback");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = "off"
+limits = { "mailbox.outbound.hour" = "off" }
+feedback = [
+  { code = 421, enhanced = "4.7.26", action = "pause_domain" },
+  { code = 421, enhanced = "4.7.28", action = "backoff" },
+]
+"#,
+    );
+    let warm: Vec<SendIntent> = ["auth.example", "rate.example"].iter().map(|d| intent(&format!("fb-warm-{d}"), &format!("ana@{d}"), "first@gmail.com")).collect();
+    env.send_intents(&warm);
+    assert_eq!(count_status(env.await_decisions(&ids(&warm), WAIT).values(), DecisionStatus::Allowed), 2);
+    // The same code from Google, with another enhanced status each.
+    let deferral = |id: &str, sender: &str, enhanced: &str| {
+        let mut e = hard_bounce(id, sender, "first@gmail.com");
+        (e.kind, e.smtp_code, e.enhanced_code) = (DeliveryKind::Deferred, Some(421), Some(enhanced.into()));
+        e.response = Some(format!("421 {enhanced} try again later"));
+        e
+    };
+    env.send_delivery(&[deferral("fb-auth", "ana@auth.example", "4.7.26"), deferral("fb-rate", "ana@rate.example", "4.7.28")]);
+    // 4.7.26, authentication: the whole sender domain stops, for any recipient.
+    let paused = env.await_alert(|a| a.kind == "sender_paused" && a.scope == "sender_domain:auth.example", WAIT);
+    assert_eq!(paused.details.get("reason").map(String::as_str), Some("isp_feedback"), "{paused:?}");
+    // 4.7.28, rate: a backoff from Google only.
+    env.await_alert(|a| a.kind == "isp_throttling" && a.scope == "sender_domain:rate.example/provider:google", WAIT);
+    let probes = [intent("fb-auth-corp", "bo@auth.example", "x@corp.example"), intent("fb-rate-gmail", "bo@rate.example", "y@gmail.com"), intent("fb-rate-corp", "bo@rate.example", "x@corp.example")];
+    env.send_intents(&probes);
+    let d = env.await_decisions(&ids(&probes), WAIT);
+    assert_eq!((d["fb-auth-corp"].status, d["fb-auth-corp"].reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+    assert_eq!((d["fb-rate-gmail"].status, d["fb-rate-gmail"].reason.as_str()), (DecisionStatus::Deferred, "isp_backoff"));
+    assert_eq!(d["fb-rate-corp"].status, DecisionStatus::Allowed, "elsewhere it sends on: {:?}", d["fb-rate-corp"]);
+    // Neither domain got the other's action.
+    let alerts = env.all_alerts();
+    assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope.contains("rate.example")), "{alerts:?}");
+    assert!(!alerts.iter().any(|a| a.kind == "isp_throttling" && a.scope.contains("auth.example")), "{alerts:?}");
+}

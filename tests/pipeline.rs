@@ -188,12 +188,12 @@ signals = { min_volume = 40 }
     env.send_intents(&sends);
     let ids: Vec<String> = sends.iter().map(|i| i.intent_id.clone()).collect();
     assert_eq!(count_status(env.await_decisions(&ids, WAIT).values(), DecisionStatus::Allowed), 40);
-    // 1 of 40 = 2.5%: a warning, no pause.
+    // 1 of 40 (2.5%): under the three events a rate needs, no tier; the
+    // domain sends on.
     env.send_delivery(&[hard_bounce("hb-0", senders[0], "old0@list.example")]);
-    env.await_alert(|a| a.kind == "signal_tier_changed" && a.details.get("to").map(String::as_str) == Some("warn"), WAIT);
     env.send_intents(&[intent("b-still", senders[1], "new@list.example")]);
     assert_eq!(env.await_decisions(&["b-still".into()], WAIT)["b-still"].status, DecisionStatus::Allowed);
-    // 3 of 41 = 7.3%: paused.
+    // 3 of 41 = 7.3%: paused (the domain; each mailbox has under three).
     env.send_delivery(&[hard_bounce("hb-1", senders[1], "old1@list.example"), hard_bounce("hb-2", senders[0], "old2@list.example")]);
     env.await_alert(|a| a.kind == "sender_paused" && a.scope == "sender_domain:bouncy.example", WAIT);
     let after: Vec<SendIntent> = (0..5).map(|i| intent(&format!("p-{i}"), senders[i % 2], &format!("n{i}@list.example"))).collect();

@@ -4,7 +4,6 @@
 
 use super::LiveState;
 use crate::clock::{window_end, window_start, Window};
-use crate::model::*;
 use crate::policy::{LimitScope, PolicyBook, Scope};
 use crate::stage::driver::partition_for;
 use crate::stage::pipeline::{self, domain_of};
@@ -129,13 +128,10 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
         _ => (LimitScope::Tenant, format!("tenant:{tenant}")),
     };
     let mut windows = Vec::new();
-    for class in [IntentClass::Outbound, IntentClass::Transactional] {
-        for limit in policy.limits_for(class).filter(|l| l.key.scope == scope_kind) {
-            let w: Window = limit.key.window;
-            let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max } as i64;
-            let used = view.get_counter(&keys::counter(&label, class.as_str(), w.as_str()), window_start(w, policy.tz, now_ms)).map_err(|e| e.to_string())?.count;
-            windows.push(WindowUsage { scope: label.clone(), class: class.as_str(), window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, policy.tz, now_ms) });
-        }
+    for limit in policy.limits.iter().filter(|l| l.key.scope == scope_kind) {
+        let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max } as i64;
+        let (used, resets_at_ms) = window_used(&view, &label, limit, policy.tz, now_ms)?;
+        windows.push(WindowUsage { scope: label.clone(), class: limit.key.class.as_str(), window: limit.key.window.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms });
     }
     // A sender domain in warm-up: its caps bind beside the policy's limits,
     // halved in the slow tier like them (the sender stage's rule).
@@ -192,6 +188,19 @@ impl RecipientScope {
     }
 }
 
+/// What a limit's window holds now, and when it next has room (a
+/// calendar window: its end; a rolling one: when its oldest bucket leaves).
+fn window_used(view: &crate::state::PartitionView<'_>, label: &str, limit: &crate::policy::Limit, tz: chrono_tz::Tz, now_ms: i64) -> Result<(i64, i64), String> {
+    let w: Window = limit.key.window;
+    let base = keys::counter(label, limit.key.class.as_str(), w.as_str());
+    if w.is_rolling() {
+        let buckets = crate::stage::windows::rolling_buckets(view, &base, now_ms).map_err(|e| e.to_string())?;
+        let oldest = buckets.first().map(|b| b.0).unwrap_or_else(|| window_start(w, tz, now_ms));
+        return Ok((buckets.iter().map(|b| b.1).sum(), oldest + crate::clock::ROLLING_BUCKETS * crate::clock::ROLLING_BUCKET_MS));
+    }
+    Ok((view.get_counter(&base, window_start(w, tz, now_ms)).map_err(|e| e.to_string())?.count, window_end(w, tz, now_ms)))
+}
+
 /// A sender given as an address or a domain: (domain, mailbox or "").
 fn sender_parts(sender: &str) -> (&str, &str) {
     if sender.contains('@') {
@@ -212,21 +221,18 @@ pub fn recipient_usage(live: &LiveState, scope: &RecipientScope, tenant: &str, s
     let mut book = PolicyBook::default();
     pipeline::load_policies(&view, &mut book).map_err(|e| e.to_string())?;
     let tenant_tz = book.effective(tenant, "", "", None).tz;
-    let counted = |label: &str, class: IntentClass, limit: &crate::policy::Limit, tz| -> Result<WindowUsage, String> {
-        let w: Window = limit.key.window;
-        let used = view.get_counter(&keys::counter(label, class.as_str(), w.as_str()), window_start(w, tz, now_ms)).map_err(|e| e.to_string())?.count;
+    let counted = |label: &str, limit: &crate::policy::Limit, tz| -> Result<WindowUsage, String> {
+        let (used, resets_at_ms) = window_used(&view, label, limit, tz, now_ms)?;
         let max = limit.max as i64;
-        Ok(WindowUsage { scope: label.to_string(), class: class.as_str(), window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, tz, now_ms) })
+        Ok(WindowUsage { scope: label.to_string(), class: limit.key.class.as_str(), window: limit.key.window.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms })
     };
     let mut windows = Vec::new();
     match scope {
         RecipientScope::Recipient(r) => {
             let policy = book.effective(tenant, sd, mailbox, Some(domain_of(r)));
             let label = format!("tenant:{tenant}/recipient:{r}");
-            for class in [IntentClass::Outbound, IntentClass::Transactional] {
-                for limit in policy.limits_at(class, &[LimitScope::Recipient]) {
-                    windows.push(counted(&label, class, limit, tenant_tz)?);
-                }
+            for limit in policy.limits.iter().filter(|l| l.key.scope == LimitScope::Recipient) {
+                windows.push(counted(&label, limit, tenant_tz)?);
             }
             Ok(UsageOut { scope: format!("recipient:{r}"), policy_version: policy.version, windows, signals: None, paused: None, backoff_until_ms: None, public_provider: false })
         }
@@ -237,14 +243,12 @@ pub fn recipient_usage(live: &LiveState, scope: &RecipientScope, tenant: &str, s
             let public_provider = policy.exclude_public_domains && policy.is_public(d);
             if !public_provider {
                 let sd_tz = book.effective(tenant, sd, "", None).tz;
-                for class in [IntentClass::Outbound, IntentClass::Transactional] {
-                    for limit in policy.limits_at(class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]) {
-                        match limit.key.scope {
-                            // Counted per sender domain: only with one.
-                            LimitScope::RecipientDomain if sd.is_empty() => {}
-                            LimitScope::RecipientDomain => windows.push(counted(&format!("sender_domain:{sd}/{group_label}"), class, limit, sd_tz)?),
-                            _ => windows.push(counted(&format!("tenant:{tenant}/{group_label}"), class, limit, tenant_tz)?),
-                        }
+                for limit in policy.limits.iter().filter(|l| matches!(l.key.scope, LimitScope::RecipientDomain | LimitScope::TenantRecipientDomain)) {
+                    match limit.key.scope {
+                        // Counted per sender domain: only with one.
+                        LimitScope::RecipientDomain if sd.is_empty() => {}
+                        LimitScope::RecipientDomain => windows.push(counted(&format!("sender_domain:{sd}/{group_label}"), limit, sd_tz)?),
+                        _ => windows.push(counted(&format!("tenant:{tenant}/{group_label}"), limit, tenant_tz)?),
                     }
                 }
             }

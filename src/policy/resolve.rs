@@ -14,6 +14,15 @@ pub struct Limit {
     pub key: LimitKey,
     pub max: u64,
     pub on_breach: BreachAction,
+    /// Class `all` only: replies count, and are capped, too.
+    pub replies: bool,
+}
+
+impl Limit {
+    /// Whether an intent of `class` counts toward this limit.
+    pub fn covers(&self, class: IntentClass) -> bool {
+        self.key.class.covers(class, self.replies)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +70,9 @@ pub struct BackoffPolicy {
     pub throttle_codes: Vec<i32>,
     pub pause_after_domains: u32,
     pub pause_window_ms: i64,
+    /// After a backoff ends, how long the rate takes to step back up (0: at once).
+    pub ramp_ms: i64,
+    pub ramp_start_per_minute: u64,
 }
 
 /// How retry times of deferred intents are spread (see `stage::retry`).
@@ -86,6 +98,9 @@ pub struct EffectivePolicy {
     pub public_domains: HashSet<String>,
     pub exclude_public_domains: bool,
     pub backoff: BackoffPolicy,
+    /// Feedback rules: the most specific document's, then the built-in
+    /// throttle rules (see `stage::feedback`).
+    pub feedback: Vec<crate::stage::feedback::FeedbackRule>,
     pub retry: RetryPolicy,
     /// How long an intent stays held for approval (0: for ever).
     pub held_expire_ms: i64,
@@ -95,11 +110,11 @@ pub struct EffectivePolicy {
 
 impl EffectivePolicy {
     pub fn limits_for(&self, class: IntentClass) -> impl Iterator<Item = &Limit> {
-        self.limits.iter().filter(move |l| l.key.class == class)
+        self.limits.iter().filter(move |l| l.covers(class))
     }
 
     pub fn limits_at(&self, class: IntentClass, scopes: &'static [LimitScope]) -> impl Iterator<Item = &Limit> {
-        self.limits.iter().filter(move |l| l.key.class == class && scopes.contains(&l.key.scope))
+        self.limits.iter().filter(move |l| l.covers(class) && scopes.contains(&l.key.scope))
     }
 
     /// The group a recipient domain's shared limits and backoff are kept
@@ -183,7 +198,13 @@ pub fn builtin_defaults() -> PolicySpec {
             throttle_codes: Some(vec![421, 450, 452]),
             pause_after_domains: Some(3),
             pause_window_minutes: Some(60),
+            // Back from a backoff over 20 minutes: 5 a minute, doubling
+            // every 5 minutes, rather than everything queued at once.
+            ramp_minutes: Some(20),
+            ramp_start_per_minute: Some(5),
         }),
+        feedback: None,
+        quota_preset: None,
         // Deferred agents come back over the first quarter of the window
         // after it ends (at most an hour), not all at its first instant.
         retry: Some(RetrySpec { spread: Some(0.25), max_spread_minutes: Some(60) }),
@@ -323,18 +344,43 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         _ => None,
     };
 
-    let mut keys: Vec<String> = specs.iter().flat_map(|s| s.limits.keys().cloned()).collect();
+    // Each document's limits: its quota preset's, then its own over them.
+    let layer_limits: Vec<BTreeMap<String, LimitSpec>> = specs
+        .iter()
+        .map(|s| {
+            let mut m: BTreeMap<String, LimitSpec> = s
+                .quota_preset
+                .as_deref()
+                .and_then(quota_preset)
+                .unwrap_or_default()
+                .into_iter()
+                // A provider counts every message it carries.
+                .map(|(k, max)| (k.to_string(), LimitSpec::Full { max, on_breach: BreachAction::Defer, replies: Some(true) }))
+                .collect();
+            for (k, v) in &s.limits {
+                // A plain number over a preset's limit changes the number,
+                // not what it counts.
+                let v = match (m.get(k), v) {
+                    (Some(LimitSpec::Full { replies, .. }), LimitSpec::Max(max)) => LimitSpec::Full { max: *max, on_breach: BreachAction::Defer, replies: *replies },
+                    _ => v.clone(),
+                };
+                m.insert(k.clone(), v);
+            }
+            m
+        })
+        .collect();
+    let mut keys: Vec<&String> = layer_limits.iter().flat_map(|l| l.keys()).collect();
     keys.sort();
     keys.dedup();
     let mut limits: Vec<Limit> = keys
         .iter()
         .filter_map(|k| {
             let key = LimitKey::parse(k).ok()?;
-            let spec = specs.iter().find_map(|s| s.limits.get(k))?;
+            let spec = layer_limits.iter().find_map(|l| l.get(*k))?;
             match spec {
                 LimitSpec::Off(_) => None,
-                LimitSpec::Max(m) => Some(Limit { key, max: *m, on_breach: BreachAction::Defer }),
-                LimitSpec::Full { max, on_breach } => Some(Limit { key, max: *max, on_breach: *on_breach }),
+                LimitSpec::Max(m) => Some(Limit { key, max: *m, on_breach: BreachAction::Defer, replies: false }),
+                LimitSpec::Full { max, on_breach, replies } => Some(Limit { key, max: *max, on_breach: *on_breach, replies: replies.unwrap_or(false) }),
             }
         })
         .collect();
@@ -408,7 +454,19 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         throttle_codes: bs.iter().find_map(|b| b.throttle_codes.clone()).unwrap_or_default(),
         pause_after_domains: bs.iter().find_map(|b| b.pause_after_domains).unwrap_or(0),
         pause_window_ms: bs.iter().find_map(|b| b.pause_window_minutes).unwrap_or(60) as i64 * 60_000,
+        ramp_ms: bs.iter().find_map(|b| b.ramp_minutes).unwrap_or(0) as i64 * 60_000,
+        ramp_start_per_minute: bs.iter().find_map(|b| b.ramp_start_per_minute).unwrap_or(5).max(1) as u64,
     };
+    // The most specific document's rules (validated when published: one
+    // that no longer compiles is left out), then the throttle codes.
+    let mut feedback: Vec<crate::stage::feedback::FeedbackRule> = specs.iter().find_map(|s| s.feedback.as_ref()).map(|rules| rules.iter().filter_map(|r| r.compile().ok()).collect()).unwrap_or_default();
+    feedback.extend(backoff.throttle_codes.iter().map(|c| crate::stage::feedback::FeedbackRule {
+        kinds: vec![crate::model::DeliveryKind::Deferred, crate::model::DeliveryKind::BounceSoft],
+        code: Some(*c),
+        enhanced: None,
+        response: None,
+        action: crate::stage::feedback::FeedbackAction::Backoff,
+    }));
     let rt: Vec<&RetrySpec> = specs.iter().filter_map(|s| s.retry.as_ref()).collect();
     let retry = RetryPolicy {
         spread: rt.iter().find_map(|r| r.spread).unwrap_or(0.0),
@@ -416,15 +474,17 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     };
     let held_expire_ms = specs.iter().find_map(|s| s.held.as_ref().and_then(|h| h.expire_hours)).unwrap_or(0) as i64 * 3_600_000;
     let quota_alert_windows = specs.iter().find_map(|s| s.alerts.as_ref().and_then(|a| a.quota_windows.as_ref())).map(|ws| ws.iter().filter_map(|w| Window::parse(w)).collect()).unwrap_or_default();
-    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, retry, held_expire_ms, quota_alert_windows }
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, feedback, retry, held_expire_ms, quota_alert_windows }
 }
 
 fn window_rank(w: Window) -> u8 {
     match w {
-        Window::Minute => 0,
-        Window::Hour => 1,
-        Window::Day => 2,
-        Window::Month => 3,
+        Window::Second => 0,
+        Window::Minute => 1,
+        Window::Hour => 2,
+        Window::Day => 3,
+        Window::Rolling24h => 4,
+        Window::Month => 5,
     }
 }
 

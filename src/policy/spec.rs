@@ -82,13 +82,57 @@ impl BreachAction {
     }
 }
 
-/// A limit as written: a number, "off", or a table with an action.
+/// A limit as written: a number, "off", or a table with an action (and,
+/// for class `all`, whether replies count and are capped too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LimitSpec {
     Max(u64),
     Off(Off),
-    Full { max: u64, #[serde(default)] on_breach: BreachAction },
+    Full {
+        max: u64,
+        #[serde(default)]
+        on_breach: BreachAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replies: Option<bool>,
+    },
+}
+
+/// Which intents a limit counts: one class, or every capped class together
+/// (a mailbox's total, as a provider counts it; replies too if asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LimitClass {
+    Outbound,
+    Transactional,
+    All,
+}
+
+impl LimitClass {
+    pub fn of(class: IntentClass) -> LimitClass {
+        match class {
+            IntentClass::Transactional => LimitClass::Transactional,
+            _ => LimitClass::Outbound,
+        }
+    }
+
+    /// The counter's name (`ctr/SCOPE/NAME/WINDOW`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitClass::Outbound => "outbound",
+            LimitClass::Transactional => "transactional",
+            LimitClass::All => "all",
+        }
+    }
+
+    /// Whether an intent of `class` counts toward a limit of this class.
+    pub fn covers(self, class: IntentClass, replies: bool) -> bool {
+        match (self, class) {
+            (LimitClass::All, IntentClass::Reply) => replies,
+            (LimitClass::All, _) => true,
+            (LimitClass::Outbound, IntentClass::Outbound) | (LimitClass::Transactional, IntentClass::Transactional) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The literal string "off".
@@ -130,22 +174,23 @@ impl LimitScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LimitKey {
     pub scope: LimitScope,
-    pub class: IntentClass,
+    pub class: LimitClass,
     pub window: Window,
 }
 
 impl LimitKey {
     pub fn parse(s: &str) -> Result<LimitKey, String> {
-        let help = "limit keys are SCOPE.CLASS.WINDOW with SCOPE mailbox, sender_domain, tenant, recipient, recipient_domain or tenant_recipient_domain, CLASS outbound or transactional, WINDOW minute, hour, day or month (e.g. mailbox.outbound.day)";
+        let help = "limit keys are SCOPE.CLASS.WINDOW with SCOPE mailbox, sender_domain, tenant, recipient, recipient_domain or tenant_recipient_domain, CLASS outbound, transactional or all, WINDOW second, minute, hour, day, month or rolling_24h (e.g. mailbox.outbound.day, mailbox.all.rolling_24h)";
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() != 3 {
             return Err(format!("limit {s:?}: {help}"));
         }
         let scope = LimitScope::ALL.into_iter().find(|sc| sc.as_str() == parts[0]).ok_or_else(|| format!("limit {s:?}: unknown scope {:?}; {help}", parts[0]))?;
         let class = match parts[1] {
-            "outbound" => IntentClass::Outbound,
-            "transactional" => IntentClass::Transactional,
-            "reply" => return Err(format!("limit {s:?}: replies are never capped (they are still counted); {help}")),
+            "outbound" => LimitClass::Outbound,
+            "transactional" => LimitClass::Transactional,
+            "all" => LimitClass::All,
+            "reply" => return Err(format!("limit {s:?}: replies are capped only within a total: class all with replies = true (they are always counted); {help}")),
             _ => return Err(format!("limit {s:?}: unknown class {:?}; {help}", parts[1])),
         };
         let window = Window::parse(parts[2]).ok_or_else(|| format!("limit {s:?}: unknown window {:?}; {help}", parts[2]))?;
@@ -211,6 +256,33 @@ pub fn warmup_preset(name: &str) -> Option<Vec<WarmupStep>> {
     )
 }
 
+pub const QUOTA_PRESETS: [&str; 6] = ["google_workspace", "gmail", "microsoft_365", "microsoft_365_new_mailbox", "ses_sandbox", "ses_production_start"];
+
+/// The published sending limits of mail providers, per sending account
+/// (every message counts, replies included). A document sets the preset of
+/// the scope it is written for: a `mailbox:` or `sender_domain:` document
+/// (mailbox limits apply to each mailbox under it), or a tenant's for SES,
+/// whose quotas are per account.
+pub fn quota_preset(name: &str) -> Option<Vec<(&'static str, u64)>> {
+    Some(match name {
+        // Google Workspace: 2,000 messages a day per user.
+        "google_workspace" => vec![("mailbox.all.day", 2_000)],
+        // Consumer Gmail: 500 a day.
+        "gmail" => vec![("mailbox.all.day", 500)],
+        // Exchange Online: 30 a minute and 10,000 recipients a day per
+        // mailbox, 2,000 external recipients in any 24 hours.
+        "microsoft_365" => vec![("mailbox.all.minute", 30), ("mailbox.all.day", 10_000), ("mailbox.all.rolling_24h", 2_000)],
+        // A new Microsoft 365 mailbox is throttled long before that: about
+        // 200 a day until it has a history.
+        "microsoft_365_new_mailbox" => vec![("mailbox.all.minute", 30), ("mailbox.all.rolling_24h", 200)],
+        // Amazon SES in the sandbox: 200 a day, 1 a second, per account.
+        "ses_sandbox" => vec![("tenant.all.rolling_24h", 200), ("tenant.all.second", 1)],
+        // Amazon SES when production access starts: 50,000 a day, 14 a second.
+        "ses_production_start" => vec![("tenant.all.rolling_24h", 50_000), ("tenant.all.second", 14)],
+        _ => return None,
+    })
+}
+
 /// Per-recipient rules other than caps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +317,65 @@ pub struct BackoffSpec {
     pub pause_after_domains: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_window_minutes: Option<u32>,
+    /// After a backoff ends, the rate to the group steps back up over this
+    /// many minutes (0: at once), from `ramp_start_per_minute`, doubling
+    /// every quarter of the ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_start_per_minute: Option<u32>,
+}
+
+/// A feedback rule as written: what to match (all given must match) and
+/// the action (see `stage::feedback`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRuleSpec {
+    /// Delivery kinds (deferred, bounce_soft, bounce_hard, rejected, ...);
+    /// default: deferred, bounce_soft, bounce_hard and rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    /// The SMTP reply code (or an ESP's HTTP status, e.g. 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The enhanced status code or a prefix of it: "4.7.26", or "5.7".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced: Option<String>,
+    /// A regular expression the response text must match ("(?i)" for any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// backoff, pause_mailbox, pause_domain, suppress_recipient or ignore.
+    pub action: String,
+}
+
+impl FeedbackRuleSpec {
+    /// The rule as the stages use it, or what is wrong with it.
+    pub fn compile(&self) -> Result<crate::stage::feedback::FeedbackRule, String> {
+        use crate::stage::feedback::{parse_kind, FeedbackAction, FeedbackRule, Pattern};
+        let action: FeedbackAction = serde_json::from_value(serde_json::Value::String(self.action.clone()))
+            .map_err(|_| format!("action {:?} is unknown; use backoff, pause_mailbox, pause_domain, suppress_recipient or ignore", self.action))?;
+        if self.kinds.is_none() && self.code.is_none() && self.enhanced.is_none() && self.response.is_none() {
+            return Err("a rule must match on something: kinds, code, enhanced or response".into());
+        }
+        let kinds = self
+            .kinds
+            .iter()
+            .flatten()
+            .map(|k| parse_kind(k).ok_or_else(|| format!("kind {k:?} is not a delivery kind (deferred, bounce_soft, bounce_hard, rejected, complaint, ...)")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let enhanced = match &self.enhanced {
+            Some(e) => {
+                let parts: Vec<String> = e.trim().split('.').map(str::to_string).collect();
+                if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(format!("enhanced {e:?} must be an enhanced status code or a prefix of one, e.g. 4.7.26 or 5.7"));
+                }
+                Some(parts)
+            }
+            None => None,
+        };
+        let response = self.response.as_deref().map(Pattern::new).transpose()?;
+        Ok(FeedbackRule { kinds, code: self.code, enhanced, response, action })
+    }
 }
 
 /// Business hours as written: "off", or start/end/days.
@@ -361,6 +492,10 @@ pub struct PolicySpec {
     pub business_hours: Option<BusinessHoursSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, LimitSpec>,
+    /// A mail provider's published sending limits, as limits of this
+    /// document (its own `limits` win key by key); see [`quota_preset`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_preset: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals: Option<SignalsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,6 +514,10 @@ pub struct PolicySpec {
     pub exclude_public_domains: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isp_backoff: Option<BackoffSpec>,
+    /// ISP and ESP feedback rules, first match wins, before the built-in
+    /// throttle rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Vec<FeedbackRuleSpec>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,11 +573,21 @@ impl PolicySpec {
             }
         }
         for (key, spec) in &self.limits {
-            if let Err(e) = LimitKey::parse(key) {
-                errors.push(e);
+            match LimitKey::parse(key) {
+                Err(e) => errors.push(e),
+                Ok(k) => {
+                    if let LimitSpec::Full { replies: Some(_), .. } = spec {
+                        if k.class != LimitClass::All {
+                            errors.push(format!("limit {key:?}: replies applies to class all only (a total across classes)"));
+                        }
+                    }
+                }
             }
-            if let LimitSpec::Full { max: 0, .. } | LimitSpec::Max(0) = spec {
-                // 0 is legal: it stops the class outright. Nothing to report.
+            // 0 is legal: it stops the class outright.
+        }
+        if let Some(p) = &self.quota_preset {
+            if quota_preset(p).is_none() {
+                errors.push(format!("quota_preset {p:?} is unknown; use one of {}", QUOTA_PRESETS.join(", ")));
             }
         }
         if let Some(WarmupSpec::Plan(plan)) = &self.warmup {
@@ -499,9 +648,19 @@ impl PolicySpec {
                 }
             }
         }
+        if let Some(rules) = &self.feedback {
+            if rules.len() > crate::stage::feedback::RULES_MAX {
+                errors.push(format!("feedback: at most {} rules", crate::stage::feedback::RULES_MAX));
+            }
+            for (i, r) in rules.iter().enumerate() {
+                if let Err(e) = r.compile() {
+                    errors.push(format!("feedback[{i}]: {e}"));
+                }
+            }
+        }
         for w in self.alerts.iter().flat_map(|a| a.quota_windows.iter().flatten()) {
-            if Window::parse(w).is_none() {
-                errors.push(format!("alerts.quota_windows: {w:?} is not a window (minute, hour, day, month)"));
+            if !Window::parse(w).is_some_and(|w| !w.is_rolling()) {
+                errors.push(format!("alerts.quota_windows: {w:?} is not a calendar window (second, minute, hour, day, month; a rolling window raises no quota alert)"));
             }
         }
         if let Some(r) = &self.retry {

@@ -166,19 +166,19 @@ impl Ingress {
 /// Which stages act on a delivery event of a kind: (sender, recipient).
 /// Only those receive it, so a delivery, an open or a click (most of a
 /// mail pipeline's events) costs no stage record at all where it would
-/// change nothing. The sender stage acts on the signals (hard bounces,
-/// complaints) and on throttling (deferrals and soft bounces whose code the
-/// policy names a throttle: the policy is the stage's, so every deferral
-/// goes there); the recipient stage on suppression (hard bounces,
-/// complaints, unsubscribes) and passes throttles and deliveries on to the
-/// recipient-domain stage (ISP backoff and its reset). Rejections and
-/// engagement (opens, clicks, replies) move no guard: validated, then
-/// routed nowhere.
+/// change nothing. The sender stage acts on the signals (hard bounces and
+/// rejections, complaints) and on what the feedback rules make of a
+/// provider's answer (deferrals, bounces, rejections: the rules are the
+/// stage's policy, so every such event goes there); the recipient stage on
+/// suppression (hard bounces, complaints, unsubscribes, and what a rule
+/// says is gone) and passes throttles and deliveries on to the
+/// recipient-domain stage (ISP backoff and its reset). Engagement (opens,
+/// clicks, replies) moves no guard: validated, then routed nowhere.
 pub fn delivery_stages(kind: DeliveryKind) -> (bool, bool) {
     match kind {
-        DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Deferred | DeliveryKind::BounceSoft => (true, true),
+        DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Deferred | DeliveryKind::BounceSoft | DeliveryKind::Rejected => (true, true),
         DeliveryKind::Unsubscribe | DeliveryKind::Delivered => (false, true),
-        DeliveryKind::Rejected | DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => (false, false),
+        DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => (false, false),
     }
 }
 
@@ -324,13 +324,13 @@ mod tests {
             routed.iter().map(|r| (r.stage, r.target.clone())).collect::<Vec<_>>()
         };
         let (sender, recipient) = ((StageKind::Sender, Target::Key("acme.com".into())), (StageKind::Recipient, Target::Key("bo@x.com".into())));
-        for kind in [DeliveryKind::BounceHard, DeliveryKind::Complaint, DeliveryKind::Deferred, DeliveryKind::BounceSoft] {
+        for kind in [DeliveryKind::BounceHard, DeliveryKind::Complaint, DeliveryKind::Deferred, DeliveryKind::BounceSoft, DeliveryKind::Rejected] {
             assert_eq!(stages(kind), vec![sender.clone(), recipient.clone()], "{kind:?}");
         }
         for kind in [DeliveryKind::Delivered, DeliveryKind::Unsubscribe] {
             assert_eq!(stages(kind), vec![recipient.clone()], "{kind:?}");
         }
-        for kind in [DeliveryKind::Rejected, DeliveryKind::Opened, DeliveryKind::Clicked, DeliveryKind::Replied] {
+        for kind in [DeliveryKind::Opened, DeliveryKind::Clicked, DeliveryKind::Replied] {
             assert_eq!(stages(kind), vec![], "{kind:?}");
         }
     }

@@ -144,6 +144,14 @@ pub fn counter(scope: &str, class: &str, window: &str) -> Vec<u8> {
     join_key("ctr/", &[scope, class, window], false)
 }
 
+/// One hour's bucket of a rolling window whose counter key is `base`
+/// (zero-padded, so the buckets sort by time).
+pub fn rolling_bucket(base: &[u8], start_ms: i64) -> Vec<u8> {
+    let mut k = base.to_vec();
+    k.extend_from_slice(format!("@{:020}", start_ms.max(0)).as_bytes());
+    k
+}
+
 pub fn signals(sender_domain: &str) -> Vec<u8> {
     join_key("sig/", &[sender_domain], false)
 }

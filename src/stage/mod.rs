@@ -8,10 +8,12 @@
 //! - [`windows`]: windowed limits checked and reserved together.
 //! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
 //! - [`signals`]: bounce and complaint budgets.
+//! - [`feedback`]: ISP and ESP answers matched by rules to actions.
 //! - [`retry`]: when a deferred intent comes back (spread, business hours).
 //! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
 
 pub mod driver;
+pub mod feedback;
 pub mod ingress;
 pub mod keys;
 pub mod pipeline;

@@ -19,7 +19,7 @@ pub struct RecipientStage;
 
 /// Suppression kinds, strongest first. An unsubscribe stops cold outbound
 /// only; a hard bounce or a complaint stops everything.
-const SUPPRESSION_RANK: [&str; 4] = ["hard_bounce", "complaint", "operator", "unsubscribe"];
+const SUPPRESSION_RANK: [&str; 5] = ["hard_bounce", "complaint", "isp_feedback", "operator", "unsubscribe"];
 
 fn rank(kind: &str) -> usize {
     SUPPRESSION_RANK.iter().position(|k| *k == kind).unwrap_or(SUPPRESSION_RANK.len())
@@ -107,7 +107,7 @@ impl Stage for RecipientStage {
         let mut checks = Vec::new();
         for limit in policy.limits_at(i.class, &[LimitScope::Recipient]) {
             let scope = format!("tenant:{}/recipient:{}", i.tenant, i.recipient);
-            checks.push(WindowCheck::load(cx, tz, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
+            checks.push(WindowCheck::load(cx, tz, limit, scope, limit.key.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
         windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved, |end, len| super::retry::after_window(&policy, i, end, len)) {
@@ -125,10 +125,15 @@ impl Stage for RecipientStage {
     }
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {
+        let sd = domain_of(&ev.sender);
+        let policy = cx.book.effective(&ev.tenant, sd, &ev.sender, Some(domain_of(&ev.recipient)));
         let kind = match ev.kind {
             DeliveryKind::BounceHard => Some("hard_bounce"),
             DeliveryKind::Complaint => Some("complaint"),
             DeliveryKind::Unsubscribe => Some("unsubscribe"),
+            // A rule may read a soft bounce or a rejection as "this address
+            // is gone" (a 5.1.1 from an ESP's API, say).
+            _ if super::feedback::action_of(&policy, ev) == Some(super::feedback::FeedbackAction::SuppressRecipient) => Some("isp_feedback"),
             _ => None,
         };
         if let Some(kind) = kind {
@@ -145,8 +150,6 @@ impl Stage for RecipientStage {
         }
         // Throttles and deliveries drive the recipient domain's backoff: pass
         // them on, keyed by the domain's provider group.
-        let sd = domain_of(&ev.sender);
-        let policy = cx.book.effective(&ev.tenant, sd, &ev.sender, Some(domain_of(&ev.recipient)));
         if ev.kind == DeliveryKind::Delivered || is_throttle(ev, &policy) {
             let key = recipient_group(cx.book, &ev.tenant, &ev.sender, &ev.recipient);
             let ev = ev.clone();

@@ -11,7 +11,9 @@ use super::pipeline::{domain_of, Cx, Stage, StageError, StageKind, Verdict};
 use super::sender::is_throttle;
 use super::windows::{self, WindowCheck};
 use crate::model::*;
-use crate::policy::{EffectivePolicy, LimitScope};
+use crate::clock::Window;
+use crate::policy::spec::LimitClass;
+use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope};
 use crate::state::{Backoff, StateValue};
 
 pub struct RecipientDomainStage;
@@ -29,6 +31,18 @@ fn group_label(group: &str) -> String {
 /// `recipient_domain`. Consumer mailbox providers are millions of
 /// independent inboxes: a per-domain limit there protects nobody (their
 /// backoff still applies).
+/// The per-minute rate allowed to a group `now`, while its backoff (ended
+/// at `until_ms`) ramps back up: the policy's start, doubling every quarter
+/// of the ramp. None before the end or once the ramp is over.
+pub fn ramp_per_minute(policy: &EffectivePolicy, until_ms: i64, now: i64) -> Option<u64> {
+    let ramp = policy.backoff.ramp_ms;
+    if ramp <= 0 || now < until_ms || now >= until_ms + ramp {
+        return None;
+    }
+    let step = (ramp / 4).max(60_000);
+    Some(policy.backoff.ramp_start_per_minute.saturating_mul(1 << ((now - until_ms) / step).min(16)))
+}
+
 pub fn limits_apply(policy: &EffectivePolicy, class: IntentClass, recipient_domain: &str) -> bool {
     !(policy.exclude_public_domains && policy.is_public(recipient_domain)) && policy.limits_at(class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]).next().is_some()
 }
@@ -46,14 +60,20 @@ impl Stage for RecipientDomainStage {
         let policy = cx.book.effective(&i.tenant, sd, &i.sender, Some(rd));
         let v = policy.version;
 
+        let mut checks = Vec::new();
         if let Some(StateValue::Backoff(b)) = cx.view.get(&keys::backoff(sd, &group))? {
             cx.note(&i.intent_id, "isp_backoff", if b.until_ms > cx.now { "denied" } else { "pass" }, || format!("{group}: {} throttles in a row, backing off until {}", b.consecutive, crate::clock::format_ms(b.until_ms)));
             if b.until_ms > cx.now {
                 return Ok(Verdict::Deny { status: DecisionStatus::Deferred, reason: "isp_backoff".into(), retry_at_ms: Some(b.until_ms), usage: Vec::new(), version: v });
             }
+            // Back from a backoff: the rate steps up again, a minute's
+            // window at a time, rather than everything deferred at once.
+            if let Some(max) = ramp_per_minute(&policy, b.until_ms, cx.now) {
+                let limit = Limit { key: LimitKey { scope: LimitScope::RecipientDomain, class: LimitClass::All, window: Window::Minute }, max, on_breach: BreachAction::Defer, replies: false };
+                checks.push(WindowCheck::load(cx, chrono_tz::UTC, &limit, format!("sender_domain:{sd}/{}", group_label(&group)), "ramp", max, "isp_backoff_ramp")?);
+            }
         }
 
-        let mut checks = Vec::new();
         if limits_apply(&policy, i.class, rd) {
             // Shared windows follow the zone of their owner: the sender
             // domain's, or the tenant's.
@@ -64,7 +84,7 @@ impl Stage for RecipientDomainStage {
                     LimitScope::RecipientDomain => (format!("sender_domain:{sd}/{}", group_label(&group)), sd_tz),
                     _ => (format!("tenant:{}/{}", i.tenant, group_label(&group)), tenant_tz),
                 };
-                checks.push(WindowCheck::load(cx, tz, limit, scope, i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
+                checks.push(WindowCheck::load(cx, tz, limit, scope, limit.key.class.as_str(), limit.max, limit.key.window.breach_reason())?);
             }
         }
         windows::note(cx, &i.intent_id, &checks, false);
@@ -87,8 +107,9 @@ impl Stage for RecipientDomainStage {
             _ => None,
         };
         if ev.kind == DeliveryKind::Delivered {
-            // A successful delivery means the provider accepts mail again.
-            if current.is_some() {
+            // A successful delivery means the provider accepts mail again
+            // (once the backoff is over, its ramp runs its course).
+            if current.is_some_and(|b| b.until_ms > cx.now) {
                 cx.view.delete(&key);
                 cx.alert(&ev.tenant, &scope, "isp_backoff_cleared", format!("{scope}: a delivery succeeded; backoff reset"), &[]);
             }
@@ -104,7 +125,8 @@ impl Stage for RecipientDomainStage {
         let state = Backoff { consecutive, until_ms: cx.now + delay, last_ms: cx.now };
         cx.view.put(&key, StateValue::Backoff(state));
         // With no news for a whole ceiling after it ends, the sequence is over.
-        cx.expire_at(state.until_ms + b.max_ms, &key, Some(state.last_ms));
+        // (and not before its ramp is over).
+        cx.expire_at(state.until_ms + b.max_ms.max(b.ramp_ms), &key, Some(state.last_ms));
         let code = ev.smtp_code.map(|c| c.to_string()).unwrap_or_default();
         let details = [("consecutive", consecutive.to_string()), ("backoff_ms", delay.to_string()), ("until_ms", state.until_ms.to_string()), ("smtp_code", code.clone())];
         if consecutive == 1 {

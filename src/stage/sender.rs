@@ -9,11 +9,13 @@
 
 use super::keys;
 use super::pipeline::{self, domain_of, Cx, Stage, StageError, StageKind, Verdict};
+use super::feedback::FeedbackAction;
 use super::signals::{self, Signal, Tier};
 use super::windows::{self, WindowCheck};
 use crate::clock::{resolve_local, window_end, window_start, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
+use crate::policy::spec::LimitClass;
 use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope, Scope};
 use crate::state::{Entry, PauseState, StateValue, StoreError, ThrottleSeen};
 
@@ -211,7 +213,7 @@ impl SenderStage {
                 _ => (format!("sender_domain:{domain}"), domain_tz),
             };
             let reason = limit.key.window.breach_reason();
-            checks.push(WindowCheck::load(cx, tz, limit, scope, intent.class.as_str(), halve(limit.max), reason)?);
+            checks.push(WindowCheck::load(cx, tz, limit, scope, limit.key.class.as_str(), halve(limit.max), reason)?);
         }
         if capped {
             for (limit, max) in self.warmup_limits(cx, &policy, &domain, intent.class)? {
@@ -245,7 +247,8 @@ impl SenderStage {
 
         // 7. Pass it on; the outcome comes back here.
         let mut route = Vec::new();
-        if capped && policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
+        // (A reply reaches the tenant stage only for a total that caps replies.)
+        if policy.limits_at(intent.class, &[LimitScope::Tenant]).next().is_some() {
             route.push(StageKind::Tenant.name().to_string());
         }
         route.push(StageKind::Recipient.name().to_string());
@@ -274,7 +277,8 @@ impl SenderStage {
             return Ok(true);
         }
         let last = cx.view.get_time(&keys::last_throttle(domain, &policy.recipient_group(rd)))?;
-        Ok(last.is_some_and(|at| at + policy.backoff.max_ms > cx.now))
+        // (A backoff ends at most `max_ms` after its throttle, then its ramp follows.)
+        Ok(last.is_some_and(|at| at + policy.backoff.max_ms + policy.backoff.ramp_ms > cx.now))
     }
 
     /// Keeps an intent until the reservations in flight resolve. False when
@@ -417,7 +421,7 @@ impl SenderStage {
                 }
             }
         };
-        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class, window }, max, on_breach: BreachAction::Defer }, max);
+        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class: LimitClass::of(class), window }, max, on_breach: BreachAction::Defer, replies: false }, max);
         Ok(warmup_caps(policy, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
     }
 
@@ -574,9 +578,6 @@ impl SenderStage {
     /// as the recipient-domain stage judges it (its policy, with the
     /// recipient domain's documents), for [`Self::needs_recipient_domain_stage`].
     fn note_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str) -> Result<(), StoreError> {
-        if !matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) {
-            return Ok(());
-        }
         let rd = domain_of(&ev.recipient);
         let policy = cx.book.effective(&ev.tenant, domain, &ev.sender, Some(rd));
         if is_throttle(ev, &policy) {
@@ -778,10 +779,24 @@ impl Stage for SenderStage {
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
         self.note_throttle(cx, ev, &domain)?;
         match ev.kind {
-            DeliveryKind::BounceHard => self.on_signal(cx, ev, &domain, Signal::HardBounce),
-            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, Signal::Complaint),
-            _ if is_throttle(ev, &policy) => self.on_throttle(cx, ev, &domain, &policy),
-            // Soft bounces, 5xx rejections and engagement move no budget here.
+            // A rejection is a bounce the provider gave at once.
+            DeliveryKind::BounceHard | DeliveryKind::Rejected => self.on_signal(cx, ev, &domain, Signal::HardBounce)?,
+            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, Signal::Complaint)?,
+            // Soft bounces and deferrals move no budget; engagement does not come here.
+            _ => {}
+        }
+        // What the answer says, by rule (a recipient domain's document may
+        // have rules for its provider's answers).
+        let rules = cx.book.effective(&ev.tenant, &domain, &ev.sender, Some(domain_of(&ev.recipient)));
+        let action = super::feedback::action_of(&rules, ev);
+        let answer = || format!("{} {} {}", ev.smtp_code.map(|c| c.to_string()).unwrap_or_default(), ev.enhanced_code.as_deref().unwrap_or(""), ev.response.as_deref().unwrap_or("")).trim().to_string();
+        match action {
+            Some(FeedbackAction::Backoff) => self.on_throttle(cx, ev, &domain, &policy),
+            Some(a @ (FeedbackAction::PauseMailbox | FeedbackAction::PauseDomain)) => {
+                let scope = if a == FeedbackAction::PauseMailbox { format!("mailbox:{}", ev.sender) } else { format!("sender_domain:{domain}") };
+                let msg = format!("{scope} paused by a feedback rule ({}): {:?} answered {:?}; a resume command lifts it", a.as_str(), domain_of(&ev.recipient), answer());
+                Ok(self.pause(cx, &ev.tenant, &scope, "isp_feedback", "feedback", msg)?)
+            }
             _ => Ok(()),
         }
     }
@@ -849,7 +864,7 @@ fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
 /// A throttling deferral: a 4xx the policy names (421, 450, 452 by
 /// default). A 5xx is a rejection, never a throttle.
 pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
-    matches!(ev.kind, DeliveryKind::Deferred | DeliveryKind::BounceSoft) && ev.smtp_code.is_some_and(|c| policy.backoff.throttle_codes.contains(&c))
+    super::feedback::action_of(policy, ev) == Some(FeedbackAction::Backoff)
 }
 /// The warm-up caps (day, hour) of a sender domain whose warm-up started
 /// at `start_ms`, at `now_ms`; none once the schedule is over or without

@@ -23,7 +23,7 @@ impl Stage for TenantStage {
         let tz = cx.book.effective(&i.tenant, "", "", None).tz;
         let mut checks = Vec::new();
         for limit in policy.limits_at(i.class, &[LimitScope::Tenant]) {
-            checks.push(WindowCheck::load(cx, tz, limit, format!("tenant:{}", i.tenant), i.class.as_str(), limit.max, limit.key.window.breach_reason())?);
+            checks.push(WindowCheck::load(cx, tz, limit, format!("tenant:{}", i.tenant), limit.key.class.as_str(), limit.max, limit.key.window.breach_reason())?);
         }
         windows::note(cx, &i.intent_id, &checks, false);
         if let Some((status, reason, retry_at_ms)) = windows::judge(&checks, hop.approved, |end, len| super::retry::after_window(&policy, i, end, len)) {

@@ -3,7 +3,7 @@
 
 use super::keys;
 use super::pipeline::Cx;
-use crate::clock::{window_end, window_start};
+use crate::clock::{window_end, window_start, Window, ROLLING_BUCKETS, ROLLING_BUCKET_MS};
 use crate::model::{DecisionStatus, Undo, UndoKind, Usage};
 use crate::policy::{BreachAction, Limit};
 use chrono_tz::Tz;
@@ -14,14 +14,41 @@ pub struct WindowCheck {
     pub limit: Limit,
     /// The counted scope, e.g. `mailbox:ana@acme.com`.
     pub scope: String,
+    /// The counter a reservation goes into (of a rolling window: its
+    /// current hour's bucket).
     pub key: Vec<u8>,
     pub counter: WindowCounter,
+    /// A rolling window's earlier buckets, summed: (count, pending).
+    pub earlier: (i64, i64),
     /// The limit in force (halved in the slow tier, lowered in warm-up).
     pub max: u64,
+    /// When capacity returns: the window's end (of a rolling window, when
+    /// enough of what it holds has left it for one more).
     pub end_ms: i64,
     /// The window's length (a local day can be 23 or 25 hours).
     pub window_ms: i64,
+    /// When the counter is dead weight and dropped.
+    pub expires_ms: i64,
     pub reason: &'static str,
+}
+
+/// The buckets of a rolling window that holds `now`, oldest first, the
+/// current one included: (start, count, pending). `base` is the window's
+/// counter key; each bucket is `base@START`.
+pub fn rolling_buckets(view: &crate::state::PartitionView<'_>, base: &[u8], now: i64) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    let current = window_start(Window::Rolling24h, chrono_tz::UTC, now);
+    let first = current - (ROLLING_BUCKETS - 1) * ROLLING_BUCKET_MS;
+    let mut prefix = base.to_vec();
+    prefix.push(b'@');
+    let mut out = Vec::new();
+    for k in view.scan_from(&prefix, &keys::rolling_bucket(base, first), ROLLING_BUCKETS as usize + 1)? {
+        if let Some(StateValue::Counter(c)) = view.get(&k)? {
+            if (first..=current).contains(&c.bucket_start_ms) {
+                out.push((c.bucket_start_ms, c.count, c.pending as i64));
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl WindowCheck {
@@ -30,30 +57,53 @@ impl WindowCheck {
     /// not see its windows move with the zone of whoever sends).
     pub fn load(cx: &Cx<'_, '_>, tz: Tz, limit: &Limit, scope: String, counter_name: &str, max: u64, reason: &'static str) -> Result<WindowCheck, StoreError> {
         let w = limit.key.window;
-        let key = keys::counter(&scope, counter_name, w.as_str());
+        let base = keys::counter(&scope, counter_name, w.as_str());
         let start = window_start(w, tz, cx.now);
+        if !w.is_rolling() {
+            let counter = cx.view.get_counter(&base, start)?;
+            let end_ms = window_end(w, tz, cx.now);
+            return Ok(WindowCheck { limit: limit.clone(), scope, key: base, counter, earlier: (0, 0), max, end_ms, window_ms: end_ms - start, expires_ms: end_ms, reason });
+        }
+        let key = keys::rolling_bucket(&base, start);
         let counter = cx.view.get_counter(&key, start)?;
-        let end_ms = window_end(w, tz, cx.now);
-        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, max, end_ms, window_ms: end_ms - start, reason })
+        let buckets = rolling_buckets(cx.view, &base, cx.now)?;
+        let earlier = buckets.iter().filter(|b| b.0 != start).fold((0, 0), |(n, p), b| (n + b.1, p + b.2));
+        // One more fits once enough of the oldest buckets have left.
+        let leaves = |bucket_start: i64| bucket_start + ROLLING_BUCKETS * ROLLING_BUCKET_MS;
+        let mut held = counter.count + earlier.0;
+        let mut end_ms = leaves(start);
+        for (bucket_start, count, _) in buckets.iter().filter(|b| b.0 != start) {
+            held -= count;
+            if held < max as i64 {
+                end_ms = leaves(*bucket_start);
+                break;
+            }
+        }
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, earlier, max, end_ms, window_ms: 24 * ROLLING_BUCKET_MS, expires_ms: leaves(start), reason })
+    }
+
+    /// What the window holds, reservations in flight included.
+    fn used(&self) -> i64 {
+        self.counter.count + self.earlier.0
     }
 
     fn breached(&self) -> bool {
-        self.counter.count as u64 + 1 > self.max
+        self.used() as u64 + 1 > self.max
     }
 
     /// Breached only because of reservations still in flight: it fits if
     /// enough of them are released.
     fn could_fit(&self) -> bool {
-        ((self.counter.count - self.counter.pending as i64).max(0) as u64) < self.max
+        ((self.used() - self.counter.pending as i64 - self.earlier.1).max(0) as u64) < self.max
     }
 
     pub fn usage(&self) -> Usage {
         Usage {
             scope: self.scope.clone(),
             window: self.limit.key.window.as_str().into(),
-            used: self.counter.count,
+            used: self.used(),
             limit: self.max as i64,
-            remaining: (self.max as i64 - self.counter.count).max(0),
+            remaining: (self.max as i64 - self.used()).max(0),
         }
     }
 }
@@ -65,10 +115,10 @@ pub fn note(cx: &mut Cx<'_, '_>, intent_id: &str, checks: &[WindowCheck], reserv
         return;
     }
     for c in checks {
-        let before = if reserved { c.counter.count - 1 } else { c.counter.count };
+        let before = if reserved { c.used() - 1 } else { c.used() };
         let outcome = if before as u64 + 1 > c.max { format!("breached (on_breach {})", c.limit.on_breach.as_str()) } else { "pass".into() };
         cx.note(intent_id, "window", outcome, || {
-            let after = if reserved { format!(" -> {}", c.counter.count) } else { String::new() };
+            let after = if reserved { format!(" -> {}", c.used()) } else { String::new() };
             format!("{} {} ({}): used {before}{after} of {}, window ends {}", c.scope, c.limit.key.window.as_str(), c.reason, c.max, crate::clock::format_ms(c.end_ms))
         });
     }
@@ -118,7 +168,8 @@ pub fn judge(checks: &[WindowCheck], approved: bool, retry: impl Fn(i64, i64) ->
 pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], policy: &crate::policy::EffectivePolicy, tenant: &str, intent_id: &str) -> Vec<Undo> {
     let mut undo = Vec::with_capacity(checks.len());
     for c in checks.iter_mut() {
-        if !policy.quota_alert_windows.contains(&c.limit.key.window) {
+        // (A rolling window's bucket is not the window: it raises none.)
+        if !policy.quota_alert_windows.contains(&c.limit.key.window) || c.limit.key.window.is_rolling() {
             // This window raises no quota alert: as if both were raised
             // already (the counter carries it to the settle that would).
             c.counter.alerted_pct = c.counter.alerted_pct.max(100);
@@ -145,7 +196,7 @@ pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], policy: &crate::
         }
         if c.counter.count == 1 {
             // A counter of a past window is dead weight: drop it when its window ends.
-            cx.expire_at(c.end_ms, &c.key, Some(c.counter.bucket_start_ms));
+            cx.expire_at(c.expires_ms, &c.key, Some(c.counter.bucket_start_ms));
         }
         cx.view.put(&c.key, StateValue::Counter(c.counter));
         let limit = if sender { c.max as i64 } else { 0 };

@@ -199,6 +199,78 @@ fn throttling_backs_off_60_s_doubling_to_a_30_min_ceiling() {
 }
 
 #[test]
+fn feedback_rules_read_the_answer_a_421_4_7_26_pauses_where_a_421_4_7_28_backs_off() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(
+        now,
+        "default",
+        &format!("{HIGH}\nfeedback = [{{ enhanced = \"4.7.26\", action = \"pause_domain\" }}, {{ kinds = [\"bounce_soft\"], enhanced = \"5.1.1\", action = \"suppress_recipient\" }}, {{ code = 421, response = \"(?i)greylist\", action = \"ignore\" }}]"),
+    );
+    // Too fast, says Google: a backoff from it alone.
+    let mut rate = event("ana@acme.com", "x@gmail.com", DeliveryKind::Deferred, Some(421));
+    rate.enhanced_code = Some("4.7.28".into());
+    h.deliver(now, &rate);
+    let d = h.send_outbound(now + 1, "g", "ana@acme.com", "y@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "isp_backoff"));
+    assert_eq!(h.send_outbound(now + 2, "c", "ana@acme.com", "z@corp.example").status, DecisionStatus::Allowed);
+    // A greylisting 421 the rules ignore: no backoff at Yahoo.
+    let mut grey = event("ana@acme.com", "g@yahoo.com", DeliveryKind::Deferred, Some(421));
+    grey.response = Some("451 Greylisted, try again".into());
+    h.deliver(now + 3, &grey);
+    assert_eq!(h.send_outbound(now + 4, "yh", "ana@acme.com", "h@yahoo.com").status, DecisionStatus::Allowed);
+    // The address is gone, says a soft bounce: suppressed for the tenant.
+    let mut gone = event("ana@acme.com", "old@corp.example", DeliveryKind::BounceSoft, Some(550));
+    gone.enhanced_code = Some("5.1.1".into());
+    h.deliver(now + 5, &gone);
+    let d = h.send_outbound(now + 6, "old", "bo@acme.com", "old@corp.example");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Blocked, "recipient_suppressed"));
+    // Authentication failed, says Microsoft: the same code, but the whole
+    // domain stops until someone fixes it and resumes.
+    h.new_alerts();
+    let mut auth = event("bo@acme.com", "p@outlook.com", DeliveryKind::Deferred, Some(421));
+    auth.enhanced_code = Some("4.7.26".into());
+    h.deliver(now + 10, &auth);
+    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused" && a.scope == "sender_domain:acme.com" && a.details.get("reason").map(String::as_str) == Some("isp_feedback")));
+    let d = h.send_outbound(now + 11, "after", "cy@acme.com", "q@corp.example");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+}
+
+#[test]
+fn an_esp_429_backs_off_and_the_rate_then_steps_back_up() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{HIGH}\nfeedback = [{{ kinds = [\"rejected\"], code = 429, action = \"backoff\" }}]"));
+    h.deliver(now, &event("ana@acme.com", "x@gmail.com", DeliveryKind::Rejected, Some(429)));
+    let d = h.send_outbound(now + 1, "b", "ana@acme.com", "y@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "isp_backoff"));
+    // The minute after the 60 s backoff: 5 get through, the rest come back the next minute.
+    let burst = |h: &mut H, at: i64, tag: &str, n: usize| -> Vec<Decision> { (0..n).map(|i| h.send_outbound(at + i as i64, &format!("{tag}{i}"), "ana@acme.com", &format!("{tag}{i}@gmail.com"))).collect() };
+    let first = burst(&mut h, t(2026, 6, 3, 10, 2), "r1-", 7);
+    assert_eq!(first.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 5);
+    assert_eq!(first[5].reason, "isp_backoff_ramp");
+    assert_retry_after(first[5].retry_at_ms, t(2026, 6, 3, 10, 3), 60_000);
+    // Five minutes on, 10 a minute; 20 minutes on, the ramp is over.
+    let second = burst(&mut h, t(2026, 6, 3, 10, 7), "r2-", 12);
+    assert_eq!(second.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 10);
+    let after = burst(&mut h, t(2026, 6, 3, 10, 22), "r3-", 60);
+    assert!(after.iter().all(|d| d.status == DecisionStatus::Allowed));
+}
+
+#[test]
+fn rejections_count_toward_the_bounce_signals() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", HIGH);
+    sends(&mut h, now, 40, "s");
+    for i in 0..3 {
+        h.deliver(now + 1_000 + i, &event(&format!("m{i}@acme.com"), &format!("p{i}@gmail.com"), DeliveryKind::Rejected, Some(554)));
+    }
+    let d = h.send_outbound(now + 2_000, "after", "m9@acme.com", "q@gmail.com");
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
+}
+
+#[test]
 fn a_5xx_is_a_rejection_not_a_throttle() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);
@@ -248,12 +320,13 @@ fn the_recipient_domain_stage_is_passed_only_when_a_window_or_a_backoff_there_ca
     let d = h.send_outbound(now + 4, "p2", "ana@acme.com", "z@googlemail.com");
     assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Deferred, "isp_backoff", Some("recipient_domain")));
     assert_eq!(decided(h.send_outbound(now + 3 + 61_000, "p3", "ana@acme.com", "z@gmail.com")), allowed_at("recipient_domain"), "the backoff is over; another may start");
-    // Once the longest backoff (30 min) has passed since the last throttle,
-    // none can be in force: skipped again. Another sender domain never
-    // passed it for Google's throttling of acme.com.
-    assert_eq!(decided(h.send_outbound(now + 3 + 1_800_000, "p4", "ana@acme.com", "w@gmail.com")), allowed_at("recipient"));
+    // Once the longest backoff (30 min) and its ramp (20 min) have passed
+    // since the last throttle, none can be in force: skipped again. Another
+    // sender domain never passed it for Google's throttling of acme.com.
+    assert_eq!(decided(h.send_outbound(now + 3 + 1_800_000, "p4-ramp", "ana@acme.com", "w@gmail.com")), allowed_at("recipient_domain"));
+    assert_eq!(decided(h.send_outbound(now + 3 + 3_000_000, "p4", "ana@acme.com", "w@gmail.com")), allowed_at("recipient"));
     assert_eq!(decided(h.send_outbound(now + 5, "o1", "bo@other.example", "w@gmail.com")), allowed_at("recipient"));
     // A recipient-domain document's window brings the stage back for that domain.
-    h.policy(now + 1_900_000, "recipient_domain:gmail.com", "exclude_public_domains = false");
-    assert_eq!(decided(h.send_outbound(now + 1_900_001, "p5", "ana@acme.com", "v@gmail.com")), allowed_at("recipient_domain"));
+    h.policy(now + 3_100_000, "recipient_domain:gmail.com", "exclude_public_domains = false");
+    assert_eq!(decided(h.send_outbound(now + 3_100_001, "p5", "ana@acme.com", "v@gmail.com")), allowed_at("recipient_domain"));
 }

@@ -444,3 +444,70 @@ fn a_stage_record_that_cannot_be_acted_on_changes_no_state() {
     // ...and everything goes on as before.
     assert_eq!(h.send_outbound(now + 2, "after", "ana@acme.com", &to(1)).status, DecisionStatus::Allowed);
 }
+
+#[test]
+fn a_rolling_24_hour_cap_holds_across_midnight_where_a_daily_one_resets() {
+    let mut h = H::new();
+    let evening = t(2026, 6, 3, 23, 30);
+    h.policy(evening, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.day\" = \"off\", \"mailbox.outbound.hour\" = \"off\", \"mailbox.all.rolling_24h\" = 5 }}"));
+    h.policy(evening, "mailbox:cal@acme.com", "limits = { \"mailbox.all.rolling_24h\" = \"off\", \"mailbox.outbound.day\" = 5 }");
+    for m in ["roll", "cal"] {
+        for i in 0..5 {
+            assert_eq!(h.send_outbound(evening + i, &format!("{m}-e{i}"), &format!("{m}@acme.com"), &to(i as usize)).status, DecisionStatus::Allowed);
+        }
+    }
+    // Past midnight: the daily cap starts again; the rolling one still holds the evening's five.
+    let night = t(2026, 6, 4, 0, 30);
+    assert_eq!(h.send_outbound(night, "cal-n", "cal@acme.com", &to(10)).status, DecisionStatus::Allowed);
+    let d = h.send_outbound(night, "roll-n", "roll@acme.com", &to(10));
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "rolling_24h_limit_exceeded"));
+    let u = d.usage.iter().find(|u| u.window == "rolling_24h").unwrap();
+    assert_eq!((u.scope.as_str(), u.used, u.limit), ("mailbox:roll@acme.com", 5, 5));
+    // Back when the 23:00 hour has left the window (25 hours on), spread as a day's window is.
+    assert_retry_after(d.retry_at_ms, t(2026, 6, 5, 0, 0), 24 * HOUR);
+    // Still full at 23:59 the next day; room again once the hour has left.
+    assert_eq!(h.send_outbound(t(2026, 6, 4, 23, 59), "roll-late", "roll@acme.com", &to(11)).status, DecisionStatus::Deferred);
+    assert_eq!(h.send_outbound(t(2026, 6, 5, 0, 0), "roll-next", "roll@acme.com", &to(12)).status, DecisionStatus::Allowed);
+    // The evening's bucket is gone (dropped as it left the window): only the new send is counted.
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:roll@acme.com/all/rolling_24h@"), 1);
+}
+
+#[test]
+fn a_total_across_classes_counts_replies_only_when_asked_and_a_second_window_paces() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = \"off\", \"mailbox.all.day\" = {{ max = 3, replies = true }} }}"));
+    let of = |id: &str, class| intent(id, "ana@acme.com", &format!("{id}@gmail.com"), class);
+    assert_eq!(h.send(now, &of("o", IntentClass::Outbound)).status, DecisionStatus::Allowed);
+    assert_eq!(h.send(now + 1, &of("t", IntentClass::Transactional)).status, DecisionStatus::Allowed);
+    assert_eq!(h.send(now + 2, &of("r", IntentClass::Reply)).status, DecisionStatus::Allowed);
+    // The fourth message of the day, even a reply, is over the mailbox's total.
+    let d = h.send(now + 3, &of("r2", IntentClass::Reply));
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "daily_cap_reached"));
+    // Without replies = true, replies are counted apart and never capped.
+    h.policy(now + 4, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = \"off\", \"mailbox.all.day\" = 3, \"mailbox.all.second\" = 1 }}"));
+    assert_eq!(h.send(now + 5, &intent("r3", "bo@acme.com", "x@gmail.com", IntentClass::Reply)).status, DecisionStatus::Allowed);
+    // One a second: the second within the same second comes back in the next one.
+    let later = now + 10_000;
+    assert_eq!(h.send(later, &intent("s1", "bo@acme.com", "s1@gmail.com", IntentClass::Transactional)).status, DecisionStatus::Allowed);
+    let d = h.send(later + 10, &intent("s2", "bo@acme.com", "s2@gmail.com", IntentClass::Transactional));
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "per_second_limit_exceeded"));
+    assert_retry_after(d.retry_at_ms, later + 1_000, 1_000);
+    assert_eq!(h.send(later + 1_000, &intent("s3", "bo@acme.com", "s3@gmail.com", IntentClass::Transactional)).status, DecisionStatus::Allowed);
+}
+
+#[test]
+fn a_provider_preset_sets_its_quotas_and_a_documents_own_limits_win() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = \"off\", \"mailbox.transactional.day\" = \"off\" }}"));
+    // A new Microsoft 365 mailbox: 30 a minute, about 200 in any 24 hours, replies included.
+    h.policy(now, "mailbox:new@acme.com", "quota_preset = \"microsoft_365_new_mailbox\"\nlimits = { \"mailbox.all.rolling_24h\" = 40 }");
+    let sent: Vec<Decision> = (0..35).map(|i| h.send(now + i, &intent(&format!("p{i}"), "new@acme.com", &to(i as usize), IntentClass::Transactional))).collect();
+    assert_eq!(sent.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 30);
+    assert_eq!(sent[30].reason, "minute_limit_exceeded");
+    // The document's own rolling limit (40) replaced the preset's 200.
+    let more: Vec<Decision> = (0..15).map(|i| h.send(now + 60_000 + i, &intent(&format!("q{i}"), "new@acme.com", &to(100 + i as usize), IntentClass::Reply))).collect();
+    assert_eq!(more.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 10);
+    assert_eq!(more[10].reason, "rolling_24h_limit_exceeded");
+}
