@@ -887,7 +887,7 @@ mod tests {
     fn the_full_recount_suppresses_caps_recipients_and_counts_only_what_passed_everything() {
         let t = 1_763_971_200_000;
         let mut model = RecountModel::new(RecountLogic::Full);
-        let mut bounce = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "ana@acme.com".into(), recipient: "gone@x.com".into(), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: None, response: None, occurred_at_ms: 0 };
+        let mut bounce = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "ana@acme.com".into(), recipient: "gone@x.com".into(), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: None, response: None, occurred_at_ms: 0, retry_after_seconds: None };
         model.delivery(&bounce);
         bounce.recipient = "unsub@x.com".into();
         bounce.kind = DeliveryKind::Unsubscribe;

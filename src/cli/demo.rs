@@ -114,7 +114,7 @@ signals = {{ min_volume = 100 }}
     summarise(&format!("decisions for {bouncy_domain} before the bounces:"), &list);
     let bounces: Vec<(String, DeliveryEvent)> = (0..7)
         .map(|i| {
-            (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}-{run}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0 })
+            (senders[i % 4].clone(), DeliveryEvent { event_id: format!("demo-{run}-bounce-{i}"), intent_id: Some(format!("demo-{run}-list-{i}")), tenant: "demo".into(), sender: senders[i % 4].clone(), recipient: format!("contact{i}-{run}@old-list.example"), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: Some("5.1.1".into()), response: Some("user unknown".into()), occurred_at_ms: 0, retry_after_seconds: None })
         })
         .collect();
     send(&producer, &topo.full("delivery"), encode_all(RecordType::DeliveryEvent, &bounces)).await?;

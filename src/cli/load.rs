@@ -147,6 +147,7 @@ pub fn suppression_prefix(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u
             enhanced_code: None,
             response: None,
             occurred_at_ms: 0,
+            retry_after_seconds: None,
         };
         emit("delivery", ev.sender.clone().into_bytes(), codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?)?;
     }
@@ -209,6 +210,7 @@ pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8
                 enhanced_code: code.map(|c| if c >= 500 { "5.1.1".into() } else { "4.7.28".into() }),
                 response: None,
                 occurred_at_ms: 0,
+                retry_after_seconds: None,
             };
             emit("delivery", ev.sender.clone().into_bytes(), codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?)?;
             events += 1;

@@ -487,6 +487,7 @@ mod tests {
             response: None,
             intent_id: Some("i-1".into()),
             occurred_at_ms: 99,
+            retry_after_seconds: None,
         };
         check_against_apache_avro(RecordType::DeliveryEvent, &ev);
         // One entry: apache-avro's value path writes a map in hash order.
@@ -589,6 +590,23 @@ mod tests {
             (cmd.kind, cmd.target.as_str(), cmd.list, cmd.until_ms),
             (CommandKind::Resume, "sender_domain:acme.com", None, None)
         );
+        // A delivery event from before retry_after_seconds: read as None.
+        let old_event = old("delivery_event.avsc");
+        assert_ne!(fingerprint_of(&old_event), fingerprint(RecordType::DeliveryEvent), "the delivery event schema changed since v1");
+        let event_v1 = V::Record(vec![
+            ("event_id".into(), s("e1")),
+            ("intent_id".into(), V::Union(0, Box::new(V::Null))),
+            ("tenant".into(), s("acme")),
+            ("sender".into(), s("ana@acme.com")),
+            ("recipient".into(), s("bo@x.com")),
+            ("kind".into(), V::Enum(4, "REJECTED".into())),
+            ("smtp_code".into(), V::Union(1, Box::new(V::Int(429)))),
+            ("enhanced_code".into(), V::Union(0, Box::new(V::Null))),
+            ("response".into(), V::Union(0, Box::new(V::Null))),
+            ("occurred_at_ms".into(), V::Long(5)),
+        ]);
+        let ev: DeliveryEvent = decode(RecordType::DeliveryEvent, &write(&old_event, event_v1)).unwrap();
+        assert_eq!((ev.kind, ev.smtp_code, ev.retry_after_seconds), (DeliveryKind::Rejected, Some(429), None));
         let state_v1 = old("internal/state_entry.avsc");
         let clock = crate::state::StateValue::Clock(77);
         let mut fields = Vec::new();

@@ -71,6 +71,9 @@ pub struct DeliveryEvent {
     #[serde(default)]
     pub response: Option<String>,
     pub occurred_at_ms: i64,
+    /// How long the provider asked to wait (Retry-After), if it said.
+    #[serde(default)]
+    pub retry_after_seconds: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]

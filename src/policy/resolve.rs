@@ -92,6 +92,8 @@ pub struct EffectivePolicy {
     pub limits: Vec<Limit>,
     pub signals: SignalPolicy,
     pub warmup: Option<Warmup>,
+    /// Each new mailbox's ramp, beside its domain's.
+    pub mailbox_warmup: Option<Warmup>,
     pub recipients: RecipientRules,
     /// Recipient domain -> provider group.
     pub provider_of: HashMap<String, String>,
@@ -205,6 +207,9 @@ pub fn builtin_defaults() -> PolicySpec {
         }),
         feedback: None,
         quota_preset: None,
+        // A new mailbox's ramp is opt-in (preset "inbox": 50 a day for two
+        // weeks): the default 25 cold sends a day already sit under it.
+        mailbox_warmup: None,
         // Deferred agents come back over the first quarter of the window
         // after it ends (at most an hour), not all at its first instant.
         retry: Some(RetrySpec { spread: Some(0.25), max_spread_minutes: Some(60) }),
@@ -403,7 +408,7 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         },
     };
 
-    let warmup = match specs.iter().find_map(|s| s.warmup.as_ref()) {
+    let plan_of = |spec: Option<&WarmupSpec>| match spec {
         Some(WarmupSpec::Plan(plan)) => {
             let steps = match (&plan.preset, &plan.steps) {
                 (Some(p), _) => warmup_preset(p).unwrap_or_default(),
@@ -415,6 +420,8 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         }
         _ => None,
     };
+    let warmup = plan_of(specs.iter().find_map(|s| s.warmup.as_ref()));
+    let mailbox_warmup = plan_of(specs.iter().find_map(|s| s.mailbox_warmup.as_ref()));
 
     let rs: Vec<&RecipientsSpec> = specs.iter().filter_map(|s| s.recipients.as_ref()).collect();
     let recipients = RecipientRules {
@@ -474,7 +481,7 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     };
     let held_expire_ms = specs.iter().find_map(|s| s.held.as_ref().and_then(|h| h.expire_hours)).unwrap_or(0) as i64 * 3_600_000;
     let quota_alert_windows = specs.iter().find_map(|s| s.alerts.as_ref().and_then(|a| a.quota_windows.as_ref())).map(|ws| ws.iter().filter_map(|w| Window::parse(w)).collect()).unwrap_or_default();
-    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, feedback, retry, held_expire_ms, quota_alert_windows }
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, mailbox_warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, feedback, retry, held_expire_ms, quota_alert_windows }
 }
 
 fn window_rank(w: Window) -> u8 {

@@ -241,6 +241,11 @@ pub struct WarmupStep {
 /// Ramp tables by infrastructure type (day 1 / week 1 / week 4 daily
 /// limits, the weeks between stepped evenly).
 pub fn warmup_preset(name: &str) -> Option<Vec<WarmupStep>> {
+    if name == "inbox" {
+        // A new inbox: at most 50 a day for its first two weeks, then up to
+        // the 200-250 a day a warmed inbox sends.
+        return Some([(14, 50), (21, 100), (28, 150)].into_iter().map(|(until_day, day)| WarmupStep { until_day, hour: None, day: Some(day) }).collect());
+    }
     let (d1, w1, w4) = match name {
         "shared" => (20, 50, 200),
         "dedicated_new_domain" => (50, 100, 500),
@@ -500,6 +505,10 @@ pub struct PolicySpec {
     pub signals: Option<SignalsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<WarmupSpec>,
+    /// Warm-up of each new mailbox, from its first intent (or `started_on`),
+    /// beside its domain's: a new inbox on a warmed domain ramps too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_warmup: Option<WarmupSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<RecipientsSpec>,
     /// Provider groups: recipient domains served by one mailbox provider,
@@ -590,30 +599,31 @@ impl PolicySpec {
                 errors.push(format!("quota_preset {p:?} is unknown; use one of {}", QUOTA_PRESETS.join(", ")));
             }
         }
-        if let Some(WarmupSpec::Plan(plan)) = &self.warmup {
+        for (field, spec) in [("warmup", &self.warmup), ("mailbox_warmup", &self.mailbox_warmup)] {
+            let Some(WarmupSpec::Plan(plan)) = spec else { continue };
             if let Some(p) = &plan.preset {
                 if warmup_preset(p).is_none() {
-                    errors.push(format!("warmup.preset {p:?} is unknown; use shared, dedicated_new_domain or dedicated_established_domain"));
+                    errors.push(format!("{field}.preset {p:?} is unknown; use shared, dedicated_new_domain, dedicated_established_domain or inbox"));
                 }
                 if plan.steps.is_some() {
-                    errors.push("warmup: set either preset or steps, not both".into());
+                    errors.push(format!("{field}: set either preset or steps, not both"));
                 }
             }
             if let Some(d) = &plan.started_on {
                 if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                    errors.push(format!("warmup.started_on {d:?} must be a date YYYY-MM-DD"));
+                    errors.push(format!("{field}.started_on {d:?} must be a date YYYY-MM-DD"));
                 }
             }
             if let Some(steps) = &plan.steps {
                 if steps.is_empty() {
-                    errors.push("warmup.steps is empty; list at least one step or set warmup = \"off\"".into());
+                    errors.push(format!("{field}.steps is empty; list at least one step or set {field} = \"off\""));
                 }
                 for (i, st) in steps.iter().enumerate() {
                     if st.hour.is_none() && st.day.is_none() {
-                        errors.push(format!("warmup.steps[{i}]: set hour, day or both"));
+                        errors.push(format!("{field}.steps[{i}]: set hour, day or both"));
                     }
                     if st.until_day == 0 || (i > 0 && st.until_day <= steps[i - 1].until_day) {
-                        errors.push(format!("warmup.steps[{i}]: until_day must be at least 1 and rise from step to step"));
+                        errors.push(format!("{field}.steps[{i}]: until_day must be at least 1 and rise from step to step"));
                     }
                 }
             }

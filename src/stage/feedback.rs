@@ -111,7 +111,7 @@ mod tests {
     use crate::policy::PolicySpec;
 
     fn ev(kind: DeliveryKind, code: Option<i32>, enhanced: Option<&str>, response: Option<&str>) -> DeliveryEvent {
-        DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "a@x.com".into(), recipient: "b@y.com".into(), kind, smtp_code: code, enhanced_code: enhanced.map(str::to_string), response: response.map(str::to_string), occurred_at_ms: 0 }
+        DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "a@x.com".into(), recipient: "b@y.com".into(), kind, smtp_code: code, enhanced_code: enhanced.map(str::to_string), response: response.map(str::to_string), occurred_at_ms: 0, retry_after_seconds: None }
     }
 
     #[test]

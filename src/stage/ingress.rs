@@ -35,6 +35,8 @@ pub mod limits {
     pub const MAX_THREAD_ID_LEN: usize = 1_024;
     pub const MAX_TEXT_LEN: usize = 2_048;
     pub const MAX_SHORT_TEXT_LEN: usize = 256;
+    /// The longest wait a delivery event may ask for.
+    pub const MAX_RETRY_AFTER_SECONDS: i32 = 7 * 24 * 3_600;
 
     /// Refuses a field longer than `max` bytes, naming it.
     pub fn check_len(name: &str, value: Option<&str>, max: usize) -> Result<(), String> {
@@ -135,6 +137,9 @@ impl Ingress {
             check_len("tenant", Some(&d.tenant), MAX_TENANT_LEN)?;
             check_len("enhanced_code", d.enhanced_code.as_deref(), MAX_SHORT_TEXT_LEN)?;
             check_len("response", d.response.as_deref(), MAX_TEXT_LEN)?;
+            if d.retry_after_seconds.is_some_and(|s| !(0..=MAX_RETRY_AFTER_SECONDS).contains(&s)) {
+                return Err(format!("retry_after_seconds must be between 0 and {MAX_RETRY_AFTER_SECONDS} (a week)"));
+            }
             let sender = Address::parse(&d.sender).map_err(|e| format!("sender: {e}"))?;
             let recipient = Address::parse(&d.recipient).map_err(|e| format!("recipient: {e}"))?;
             d.sender = sender.to_string();
@@ -318,7 +323,7 @@ mod tests {
     #[test]
     fn a_delivery_event_goes_only_to_the_stages_that_act_on_its_kind() {
         let stages = |kind| {
-            let ev = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "Ana@Acme.com".into(), recipient: "bo@x.com".into(), kind, smtp_code: None, enhanced_code: None, response: None, occurred_at_ms: 0 };
+            let ev = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "Ana@Acme.com".into(), recipient: "bo@x.com".into(), kind, smtp_code: None, enhanced_code: None, response: None, occurred_at_ms: 0, retry_after_seconds: None };
             let bytes = codec::encode(RecordType::DeliveryEvent, &ev).unwrap();
             let routed = ingress().route(&InputRecord { topic: "ns.delivery", partition: 0, offset: 0, key: None, payload: Some(&bytes), timestamp_ms: Some(1) }).unwrap();
             routed.iter().map(|r| (r.stage, r.target.clone())).collect::<Vec<_>>()

@@ -183,9 +183,10 @@ pub fn pause(scope: &str) -> Vec<u8> {
     join_key("pause/", &[scope], false)
 }
 
-/// When a sender domain's first intent was seen (the warm-up clock).
-pub fn first_seen(sender_domain: &str) -> Vec<u8> {
-    join_key("first/", &[sender_domain], false)
+/// When a sender domain's (or a mailbox's: it has an '@') first intent
+/// was seen: the warm-up clock.
+pub fn first_seen(domain_or_mailbox: &str) -> Vec<u8> {
+    join_key("first/", &[domain_or_mailbox], false)
 }
 
 /// A tenant's restriction on a sender scope: `address:A`, `domain:D` or

@@ -122,6 +122,8 @@ impl Stage for RecipientDomainStage {
         let consecutive = current.map(|c| c.consecutive).unwrap_or(0).saturating_add(1);
         // 60 s, 120 s, 240 s ... up to the ceiling.
         let delay = b.initial_ms.saturating_mul(1i64 << (consecutive - 1).clamp(0, 30)).min(b.max_ms);
+        // At least as long as the provider asked (Retry-After).
+        let delay = delay.max(ev.retry_after_seconds.unwrap_or(0) as i64 * 1_000);
         let state = Backoff { consecutive, until_ms: cx.now + delay, last_ms: cx.now };
         cx.view.put(&key, StateValue::Backoff(state));
         // With no news for a whole ceiling after it ends, the sequence is over.

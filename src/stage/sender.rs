@@ -16,6 +16,7 @@ use crate::clock::{resolve_local, window_end, window_start, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
 use crate::policy::spec::LimitClass;
+use crate::policy::resolve::Warmup;
 use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope, Scope};
 use crate::state::{Entry, PauseState, StateValue, StoreError, ThrottleSeen};
 
@@ -216,8 +217,13 @@ impl SenderStage {
             checks.push(WindowCheck::load(cx, tz, limit, scope, limit.key.class.as_str(), halve(limit.max), reason)?);
         }
         if capped {
-            for (limit, max) in self.warmup_limits(cx, &policy, &domain, intent.class)? {
+            // The domain's ramp, from the domain's first intent; a new
+            // mailbox's, from its own.
+            for (limit, max) in self.warmup_limits(cx, policy.warmup.as_ref(), policy.tz, &domain, intent.class)? {
                 checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
+            }
+            for (limit, max) in self.warmup_limits(cx, policy.mailbox_warmup.as_ref(), policy.tz, sender.as_str(), intent.class)? {
+                checks.push(WindowCheck::load(cx, policy.tz, &limit, format!("warmup:mailbox:{}", sender.as_str()), "all", halve(max), "warmup_limit")?);
             }
         }
         let verdict = windows::judge(&checks, approved, |end, len| super::retry::after_window(&policy, intent, end, len));
@@ -405,13 +411,14 @@ impl SenderStage {
         Ok(())
     }
 
-    /// The warm-up limits of a sender domain at its age now, if it is warming up.
-    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, domain: &str, class: IntentClass) -> Result<Vec<(Limit, u64)>, StoreError> {
-        let Some(w) = &policy.warmup else { return Ok(Vec::new()) };
+    /// The warm-up limits of a sender domain or a mailbox (`who`) at its
+    /// age now, if it is warming up under `plan`.
+    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, plan: Option<&Warmup>, tz: chrono_tz::Tz, who: &str, class: IntentClass) -> Result<Vec<(Limit, u64)>, StoreError> {
+        let Some(w) = plan else { return Ok(Vec::new()) };
         let start = match w.started_on {
-            Some(date) => resolve_local(policy.tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
+            Some(date) => resolve_local(tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
             None => {
-                let key = keys::first_seen(domain);
+                let key = keys::first_seen(who);
                 match cx.view.get_time(&key)? {
                     Some(t) => t,
                     None => {
@@ -422,7 +429,7 @@ impl SenderStage {
             }
         };
         let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class: LimitClass::of(class), window }, max, on_breach: BreachAction::Defer, replies: false }, max);
-        Ok(warmup_caps(policy, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
+        Ok(steps_at(w, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
     }
 
     /// The restriction that applies to a sender: address, then its domain
@@ -871,7 +878,11 @@ pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
 /// one. Shared with the API's usage, which must show the caps a decision
 /// would use.
 pub fn warmup_caps(policy: &EffectivePolicy, start_ms: i64, now_ms: i64) -> Vec<(Window, u64)> {
-    let Some(w) = &policy.warmup else { return Vec::new() };
+    policy.warmup.as_ref().map(|w| steps_at(w, start_ms, now_ms)).unwrap_or_default()
+}
+
+/// The caps of a warm-up plan that started at `start_ms`, at `now_ms`.
+fn steps_at(w: &Warmup, start_ms: i64, now_ms: i64) -> Vec<(Window, u64)> {
     let age_day = ((now_ms - start_ms).div_euclid(DAY_MS) + 1).max(1);
     let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Vec::new() };
     [(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| (win, m))).collect()

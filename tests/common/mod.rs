@@ -350,6 +350,7 @@ pub fn hard_bounce(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {
         enhanced_code: Some("5.1.1".into()),
         response: Some("user unknown".into()),
         occurred_at_ms: 0,
+        retry_after_seconds: None,
     }
 }
 

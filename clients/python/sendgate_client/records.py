@@ -199,6 +199,8 @@ class DeliveryEvent:
     enhanced_code: Optional[str] = None
     response: Optional[str] = None
     occurred_at_ms: int = field(default_factory=now_ms)
+    #: How long the provider asked to wait (an ESP's Retry-After), in seconds.
+    retry_after_seconds: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.kind = DeliveryKind(self.kind)
@@ -216,6 +218,8 @@ class DeliveryEvent:
         _check_len("DeliveryEvent", "response", self.response, _MAX_TEXT)
         if self.smtp_code is not None and not -(2**31) <= self.smtp_code < 2**31:
             raise ValueError("DeliveryEvent.smtp_code does not fit an Avro int")
+        if self.retry_after_seconds is not None and not 0 <= self.retry_after_seconds <= 7 * 24 * 3600:
+            raise ValueError("DeliveryEvent.retry_after_seconds must be between 0 and 604800 (a week)")
 
     def to_dict(self) -> Dict[str, Any]:
         """The record as the Avro schema names its fields."""
@@ -230,6 +234,7 @@ class DeliveryEvent:
             "enhanced_code": self.enhanced_code,
             "response": self.response,
             "occurred_at_ms": int(self.occurred_at_ms),
+            "retry_after_seconds": self.retry_after_seconds,
         }
 
     @classmethod
@@ -246,6 +251,7 @@ class DeliveryEvent:
             enhanced_code=d.get("enhanced_code"),
             response=d.get("response"),
             occurred_at_ms=int(d["occurred_at_ms"]),
+            retry_after_seconds=d.get("retry_after_seconds"),
         )
 
 

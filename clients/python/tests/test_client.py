@@ -227,6 +227,7 @@ def test_single_object_bytes_have_the_header_and_fingerprint_and_round_trip() ->
             enhanced_code="5.1.1",
             response="user unknown",
             occurred_at_ms=99,
+            retry_after_seconds=30,
         ),
         "Decision": sample_decision(),
     }

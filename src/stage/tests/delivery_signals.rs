@@ -258,6 +258,23 @@ fn an_esp_429_backs_off_and_the_rate_then_steps_back_up() {
 }
 
 #[test]
+fn a_backoff_lasts_at_least_as_long_as_the_provider_asked() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{HIGH}\nfeedback = [{{ kinds = [\"rejected\"], code = 429, action = \"backoff\" }}]"));
+    let mut busy = event("ana@acme.com", "x@gmail.com", DeliveryKind::Rejected, Some(429));
+    busy.retry_after_seconds = Some(600);
+    h.deliver(now, &busy);
+    // Ten minutes, not the schedule's first 60 s.
+    let d = h.send_outbound(now + 1, "b", "ana@acme.com", "y@gmail.com");
+    assert_eq!((d.status, d.reason.as_str(), d.retry_at_ms), (DecisionStatus::Deferred, "isp_backoff", Some(now + 600_000)));
+    // A wait longer than a week is refused at the door.
+    busy.retry_after_seconds = Some(8 * 24 * 3_600);
+    h.deliver(now + 2, &busy);
+    assert!(h.d.refused.iter().any(|r| r.reason.contains("retry_after_seconds")), "{:?}", h.d.refused.iter().map(|r| &r.reason).collect::<Vec<_>>());
+}
+
+#[test]
 fn rejections_count_toward_the_bounce_signals() {
     let mut h = H::new();
     let now = t(2026, 6, 3, 10, 0);

@@ -50,6 +50,7 @@ pub fn event(sender: &str, recipient: &str, kind: DeliveryKind, smtp_code: Optio
         enhanced_code: None,
         response: None,
         occurred_at_ms: 0,
+        retry_after_seconds: None,
     }
 }
 

@@ -511,3 +511,23 @@ fn a_provider_preset_sets_its_quotas_and_a_documents_own_limits_win() {
     assert_eq!(more.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 10);
     assert_eq!(more[10].reason, "rolling_24h_limit_exceeded");
 }
+
+#[test]
+fn a_new_mailbox_on_a_warmed_domain_ramps_on_its_own() {
+    let mut h = H::new();
+    let day1 = t(2026, 6, 1, 9, 0);
+    h.policy(day1, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = 500, \"sender_domain.outbound.hour\" = 1000 }}\nmailbox_warmup = {{ preset = \"inbox\" }}"));
+    let burst = |h: &mut H, at: i64, from: &str, tag: &str| -> Vec<Decision> { (0..60).map(|i| h.send_outbound(at + i as i64, &format!("{tag}{i}"), from, &to(i))).collect() };
+    // A new inbox: 50 a day.
+    let d = burst(&mut h, day1, "old@acme.com", "a");
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 50);
+    let denied = d.iter().find(|d| d.status == DecisionStatus::Deferred).unwrap();
+    assert_eq!(denied.reason, "warmup_limit");
+    assert!(denied.usage.iter().any(|u| u.scope == "warmup:mailbox:old@acme.com" && u.limit == 50), "{:?}", denied.usage);
+    // Three weeks on it sends 150 a day; a mailbox new that day starts at 50.
+    let day22 = t(2026, 6, 22, 9, 0);
+    let d = burst(&mut h, day22, "old@acme.com", "b");
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 60);
+    let d = burst(&mut h, day22 + 1_000, "new@acme.com", "c");
+    assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 50);
+}
