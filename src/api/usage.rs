@@ -131,6 +131,8 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
     for limit in policy.limits.iter().filter(|l| l.key.scope == scope_kind) {
         let max = if kind == StageKind::Sender && tier >= Tier::Slow && limit.max > 0 { (limit.max / 2).max(1) } else { limit.max } as i64;
         let (used, resets_at_ms) = window_used(&view, &label, limit, policy.tz, now_ms)?;
+        // A smoothed limit's room is its burst.
+        let max = limit.smooth.map(|b| b as i64).unwrap_or(max);
         windows.push(WindowUsage { scope: label.clone(), class: limit.key.class.as_str(), window: limit.key.window.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms });
     }
     // A sender domain in warm-up: its caps bind beside the policy's limits,
@@ -193,6 +195,18 @@ impl RecipientScope {
 fn window_used(view: &crate::state::PartitionView<'_>, label: &str, limit: &crate::policy::Limit, tz: chrono_tz::Tz, now_ms: i64) -> Result<(i64, i64), String> {
     let w: Window = limit.key.window;
     let base = keys::counter(label, limit.key.class.as_str(), w.as_str());
+    if let Some(burst) = limit.smooth {
+        // A smoothed limit: how much of its burst is in use, and when one more fits.
+        let interval = ((window_end(w, tz, now_ms) - window_start(w, tz, now_ms)) / limit.max.max(1) as i64).max(1);
+        let key = crate::stage::windows::smooth_key(label, limit.key.class.as_str(), w);
+        return Ok(match crate::stage::windows::smooth_state(view, &key, interval, now_ms).map_err(|e| e.to_string())? {
+            Some(c) => {
+                let level = (c.count - (now_ms - c.bucket_start_ms) / interval).max(0);
+                (level, (c.bucket_start_ms + (c.count + 1 - burst as i64) * interval).max(now_ms))
+            }
+            None => (0, now_ms),
+        });
+    }
     if w.is_rolling() {
         let buckets = crate::stage::windows::rolling_buckets(view, &base, now_ms).map_err(|e| e.to_string())?;
         let oldest = buckets.first().map(|b| b.0).unwrap_or_else(|| window_start(w, tz, now_ms));
@@ -223,7 +237,7 @@ pub fn recipient_usage(live: &LiveState, scope: &RecipientScope, tenant: &str, s
     let tenant_tz = book.effective(tenant, "", "", None).tz;
     let counted = |label: &str, limit: &crate::policy::Limit, tz| -> Result<WindowUsage, String> {
         let (used, resets_at_ms) = window_used(&view, label, limit, tz, now_ms)?;
-        let max = limit.max as i64;
+        let max = limit.smooth.unwrap_or(limit.max) as i64;
         Ok(WindowUsage { scope: label.to_string(), class: limit.key.class.as_str(), window: limit.key.window.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms })
     };
     let mut windows = Vec::new();

@@ -16,6 +16,8 @@ pub struct Limit {
     pub on_breach: BreachAction,
     /// Class `all` only: replies count, and are capped, too.
     pub replies: bool,
+    /// Smoothed (GCRA) with this burst, rather than a count per window.
+    pub smooth: Option<u64>,
 }
 
 impl Limit {
@@ -360,13 +362,13 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
                 .unwrap_or_default()
                 .into_iter()
                 // A provider counts every message it carries.
-                .map(|(k, max)| (k.to_string(), LimitSpec::Full { max, on_breach: BreachAction::Defer, replies: Some(true) }))
+                .map(|(k, max)| (k.to_string(), LimitSpec::Full { max, on_breach: BreachAction::Defer, replies: Some(true), smooth: None, burst: None }))
                 .collect();
             for (k, v) in &s.limits {
                 // A plain number over a preset's limit changes the number,
                 // not what it counts.
                 let v = match (m.get(k), v) {
-                    (Some(LimitSpec::Full { replies, .. }), LimitSpec::Max(max)) => LimitSpec::Full { max: *max, on_breach: BreachAction::Defer, replies: *replies },
+                    (Some(LimitSpec::Full { replies, .. }), LimitSpec::Max(max)) => LimitSpec::Full { max: *max, on_breach: BreachAction::Defer, replies: *replies, smooth: None, burst: None },
                     _ => v.clone(),
                 };
                 m.insert(k.clone(), v);
@@ -384,8 +386,11 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
             let spec = layer_limits.iter().find_map(|l| l.get(*k))?;
             match spec {
                 LimitSpec::Off(_) => None,
-                LimitSpec::Max(m) => Some(Limit { key, max: *m, on_breach: BreachAction::Defer, replies: false }),
-                LimitSpec::Full { max, on_breach, replies } => Some(Limit { key, max: *max, on_breach: *on_breach, replies: replies.unwrap_or(false) }),
+                LimitSpec::Max(m) => Some(Limit { key, max: *m, on_breach: BreachAction::Defer, replies: false, smooth: None }),
+                LimitSpec::Full { max, on_breach, replies, smooth, burst } => {
+                    let smooth = smooth.unwrap_or(false).then(|| burst.unwrap_or(1).max(1));
+                    Some(Limit { key, max: *max, on_breach: *on_breach, replies: replies.unwrap_or(false), smooth })
+                }
             }
         })
         .collect();

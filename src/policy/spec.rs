@@ -95,6 +95,12 @@ pub enum LimitSpec {
         on_breach: BreachAction,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replies: Option<bool>,
+        /// Spread the window's capacity evenly (GCRA): one every
+        /// window / max, with up to `burst` at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        smooth: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burst: Option<u64>,
     },
 }
 
@@ -588,6 +594,17 @@ impl PolicySpec {
                     if let LimitSpec::Full { replies: Some(_), .. } = spec {
                         if k.class != LimitClass::All {
                             errors.push(format!("limit {key:?}: replies applies to class all only (a total across classes)"));
+                        }
+                    }
+                    if let LimitSpec::Full { max, smooth, burst, .. } = spec {
+                        if smooth.unwrap_or(false) && (k.window.is_rolling() || *max == 0) {
+                            errors.push(format!("limit {key:?}: smooth needs a calendar window and a max above 0"));
+                        }
+                        if burst.is_some() && !smooth.unwrap_or(false) {
+                            errors.push(format!("limit {key:?}: burst applies to a smooth limit only (smooth = true)"));
+                        }
+                        if *burst == Some(0) {
+                            errors.push(format!("limit {key:?}: burst must be at least 1"));
                         }
                     }
                 }

@@ -69,7 +69,7 @@ impl Stage for RecipientDomainStage {
             // Back from a backoff: the rate steps up again, a minute's
             // window at a time, rather than everything deferred at once.
             if let Some(max) = ramp_per_minute(&policy, b.until_ms, cx.now) {
-                let limit = Limit { key: LimitKey { scope: LimitScope::RecipientDomain, class: LimitClass::All, window: Window::Minute }, max, on_breach: BreachAction::Defer, replies: false };
+                let limit = Limit { key: LimitKey { scope: LimitScope::RecipientDomain, class: LimitClass::All, window: Window::Minute }, max, on_breach: BreachAction::Defer, replies: false, smooth: None };
                 checks.push(WindowCheck::load(cx, chrono_tz::UTC, &limit, format!("sender_domain:{sd}/{}", group_label(&group)), "ramp", max, "isp_backoff_ramp")?);
             }
         }

@@ -428,7 +428,7 @@ impl SenderStage {
                 }
             }
         };
-        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class: LimitClass::of(class), window }, max, on_breach: BreachAction::Defer, replies: false }, max);
+        let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class: LimitClass::of(class), window }, max, on_breach: BreachAction::Defer, replies: false, smooth: None }, max);
         Ok(steps_at(w, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
     }
 

@@ -30,6 +30,25 @@ pub struct WindowCheck {
     /// When the counter is dead weight and dropped.
     pub expires_ms: i64,
     pub reason: &'static str,
+    /// A smoothed limit: (interval between sends, burst).
+    pub smooth: Option<(i64, u64)>,
+}
+
+/// The counter key of a smoothed limit (apart from the same window's count).
+pub fn smooth_key(scope: &str, counter_name: &str, window: Window) -> Vec<u8> {
+    keys::counter(scope, counter_name, &format!("{}~smooth", window.as_str()))
+}
+
+/// A smoothed limit's state (GCRA) as a counter: `count` sends counted
+/// from the epoch `bucket_start_ms`, so the next send's theoretical time is
+/// epoch + count x interval. Once that is past, the state is spent and a
+/// new epoch starts now. A release takes one send back while the epoch
+/// lasts, as a counter's does. `None`: a fresh epoch.
+pub fn smooth_state(view: &crate::state::PartitionView<'_>, key: &[u8], interval_ms: i64, now: i64) -> Result<Option<WindowCounter>, StoreError> {
+    Ok(match view.get(key)? {
+        Some(StateValue::Counter(c)) if c.bucket_start_ms + c.count * interval_ms > now => Some(c),
+        _ => None,
+    })
 }
 
 /// The buckets of a rolling window that holds `now`, oldest first, the
@@ -59,10 +78,25 @@ impl WindowCheck {
         let w = limit.key.window;
         let base = keys::counter(&scope, counter_name, w.as_str());
         let start = window_start(w, tz, cx.now);
+        if let Some(burst) = limit.smooth {
+            // One send every window / max, up to `burst` at once (GCRA).
+            let len = window_end(w, tz, cx.now) - start;
+            let interval = (len / max.max(1) as i64).max(1);
+            let key = smooth_key(&scope, counter_name, w);
+            let counter = smooth_state(cx.view, &key, interval, cx.now)?.unwrap_or(WindowCounter { bucket_start_ms: cx.now, count: 0, alerted_pct: 100, pending: 0 });
+            let (epoch, n) = (counter.bucket_start_ms, counter.count);
+            // Allowed so far in this epoch, and when one more fits.
+            let allowed = burst as i64 + (cx.now - epoch) / interval;
+            let end_ms = (epoch + (n + 1 - burst as i64) * interval).max(cx.now);
+            // A state that lives longer than a day is dropped and starts
+            // afresh: at worst one burst early, once a day.
+            let expires_ms = cx.now + (2 * len).max(86_400_000);
+            return Ok(WindowCheck { limit: limit.clone(), scope, key, counter, earlier: (0, 0), max: allowed.max(0) as u64, end_ms, window_ms: interval, expires_ms, reason, smooth: Some((interval, burst)) });
+        }
         if !w.is_rolling() {
             let counter = cx.view.get_counter(&base, start)?;
             let end_ms = window_end(w, tz, cx.now);
-            return Ok(WindowCheck { limit: limit.clone(), scope, key: base, counter, earlier: (0, 0), max, end_ms, window_ms: end_ms - start, expires_ms: end_ms, reason });
+            return Ok(WindowCheck { limit: limit.clone(), scope, key: base, counter, earlier: (0, 0), max, end_ms, window_ms: end_ms - start, expires_ms: end_ms, reason, smooth: None });
         }
         let key = keys::rolling_bucket(&base, start);
         let counter = cx.view.get_counter(&key, start)?;
@@ -79,7 +113,7 @@ impl WindowCheck {
                 break;
             }
         }
-        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, earlier, max, end_ms, window_ms: 24 * ROLLING_BUCKET_MS, expires_ms: leaves(start), reason })
+        Ok(WindowCheck { limit: limit.clone(), scope, key, counter, earlier, max, end_ms, window_ms: 24 * ROLLING_BUCKET_MS, expires_ms: leaves(start), reason, smooth: None })
     }
 
     /// What the window holds, reservations in flight included.
@@ -98,6 +132,12 @@ impl WindowCheck {
     }
 
     pub fn usage(&self) -> Usage {
+        if let Some((_, burst)) = self.smooth {
+            // A smoothed limit: how much of its burst is in use (the sends
+            // of the epoch less those the time since has made room for).
+            let (used, limit) = ((self.counter.count - (self.max as i64 - burst as i64)).max(0), burst as i64);
+            return Usage { scope: self.scope.clone(), window: format!("{}~smooth", self.limit.key.window.as_str()), used, limit, remaining: (limit - used).max(0) };
+        }
         Usage {
             scope: self.scope.clone(),
             window: self.limit.key.window.as_str().into(),
@@ -168,8 +208,9 @@ pub fn judge(checks: &[WindowCheck], approved: bool, retry: impl Fn(i64, i64) ->
 pub fn reserve(cx: &mut Cx<'_, '_>, checks: &mut [WindowCheck], policy: &crate::policy::EffectivePolicy, tenant: &str, intent_id: &str) -> Vec<Undo> {
     let mut undo = Vec::with_capacity(checks.len());
     for c in checks.iter_mut() {
-        // (A rolling window's bucket is not the window: it raises none.)
-        if !policy.quota_alert_windows.contains(&c.limit.key.window) || c.limit.key.window.is_rolling() {
+        // (A rolling window's bucket is not the window, nor a smoothed
+        // limit's state a count: they raise none.)
+        if !policy.quota_alert_windows.contains(&c.limit.key.window) || c.limit.key.window.is_rolling() || c.smooth.is_some() {
             // This window raises no quota alert: as if both were raised
             // already (the counter carries it to the settle that would).
             c.counter.alerted_pct = c.counter.alerted_pct.max(100);

@@ -531,3 +531,28 @@ fn a_new_mailbox_on_a_warmed_domain_ramps_on_its_own() {
     let d = burst(&mut h, day22 + 1_000, "new@acme.com", "c");
     assert_eq!(d.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 50);
 }
+
+#[test]
+fn a_smooth_limit_spreads_a_burst_evenly_over_its_window() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    // 30 a minute, smoothed: one every 2 s, up to 5 at once.
+    h.policy(now, "default", &format!("{QUIET}\nlimits = {{ \"mailbox.outbound.hour\" = \"off\", \"mailbox.all.minute\" = {{ max = 30, smooth = true, burst = 5 }} }}"));
+    let send = |h: &mut H, at: i64, id: &str| h.send(at, &intent(id, "ana@acme.com", &format!("{id}@gmail.com"), IntentClass::Transactional));
+    let burst: Vec<Decision> = (0..10).map(|i| send(&mut h, now + i, &format!("b{i}"))).collect();
+    assert_eq!(burst.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 5);
+    let d = &burst[5];
+    assert_eq!(d.reason, "minute_limit_exceeded");
+    // Back when the next slot opens: 2 s after the burst's epoch (spread over a quarter of the interval).
+    assert_retry_after(d.retry_at_ms, now + 2_000, 2_000);
+    let u = d.usage.iter().find(|u| u.window == "minute~smooth").unwrap();
+    assert_eq!((u.used, u.limit), (5, 5));
+    // Then one every 2 s goes through, and a calendar minute holds no more than the rate allows.
+    let steady: Vec<Decision> = (0..30).map(|i| send(&mut h, now + 2_000 + i * 2_000, &format!("s{i}"))).collect();
+    assert!(steady.iter().all(|d| d.status == DecisionStatus::Allowed), "{:?}", steady.iter().map(|d| &d.reason).collect::<Vec<_>>());
+    let too_soon = send(&mut h, now + 2_000 + 29 * 2_000 + 10, "soon");
+    assert_eq!(too_soon.status, DecisionStatus::Deferred);
+    // An idle spell refills the burst, no more.
+    let later: Vec<Decision> = (0..8).map(|i| send(&mut h, now + 600_000 + i, &format!("l{i}"))).collect();
+    assert_eq!(later.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 5);
+}
