@@ -101,6 +101,10 @@ pub struct Config {
     /// (debugging); by default each is replaced by a keyed hash
     /// ([`crate::redact`]).
     pub log_addresses: bool,
+    /// Route engagement events (opens, clicks, replies) to the sender stage,
+    /// for the policies' `signals.engagement`. Off: they are validated and
+    /// go nowhere, costing no stage record.
+    pub engagement_events: bool,
     /// Extra librdkafka properties for every client (tuning; no secrets:
     /// those go through `[security]`).
     pub kafka: BTreeMap<String, String>,
@@ -153,6 +157,7 @@ impl Default for Config {
             compression: "lz4".into(),
             schema_registry: crate::registry::RegistrySettings::default(),
             log_addresses: false,
+            engagement_events: false,
             kafka: BTreeMap::new(),
         }
     }
@@ -185,6 +190,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_REPLICATION_FACTOR", "replication_factor"),
     ("SENDGATE_COMPRESSION", "compression"),
     ("SENDGATE_LOG_ADDRESSES", "log_addresses"),
+    ("SENDGATE_ENGAGEMENT_EVENTS", "engagement_events"),
 ];
 
 impl Config {
@@ -257,6 +263,7 @@ impl Config {
             "replication_factor" => self.replication_factor = num(v)? as i32,
             "compression" => self.compression = v.trim().to_ascii_lowercase(),
             "log_addresses" => self.log_addresses = flag(v)?,
+            "engagement_events" => self.engagement_events = flag(v)?,
             _ => unreachable!("ENV_VARS names only known fields"),
         }
         Ok(())

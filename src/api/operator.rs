@@ -136,7 +136,8 @@ pub fn domains(live: &LiveState, now_ms: i64, limit: usize) -> Result<Vec<Domain
             let (bt, ct) = signals::tiers(&rates, &policy.signals);
             let first_seen = view.get_time(&keys::first_seen(&domain)).map_err(|e| e.to_string())?;
             let warmup = crate::stage::sender::warmup_start(&policy, first_seen).and_then(|start| {
-                let caps = crate::stage::sender::warmup_caps(&policy, start, now_ms);
+                let shift = crate::stage::sender::domain_engagement_shift(&view, &policy, &domain, now_ms).map(|s| s.0).unwrap_or(0);
+                let caps = crate::stage::sender::warmup_caps(&policy, start, now_ms, shift);
                 (!caps.is_empty()).then(|| WarmupOut { day: ((now_ms - start).div_euclid(86_400_000) + 1).max(1), caps: caps.into_iter().map(|(w, c)| (w.as_str().to_string(), c)).collect() })
             });
             let signals = super::SignalsOut::new(&rates, bt, ct, policy.signals.window_hours);

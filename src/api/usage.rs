@@ -144,7 +144,8 @@ pub fn usage(live: &LiveState, scope: &Scope, tenant: &str, now_ms: i64) -> Resu
             // Not seen yet: the next intent starts the schedule.
             let start = warmup_start(&domain_policy, first_seen).unwrap_or(now_ms);
             let label = format!("warmup:sender_domain:{domain}");
-            for (w, cap) in warmup_caps(&domain_policy, start, now_ms) {
+            let (shift, _) = crate::stage::sender::domain_engagement_shift(&view, &domain_policy, &domain, now_ms).map_err(|e| e.to_string())?;
+            for (w, cap) in warmup_caps(&domain_policy, start, now_ms, shift) {
                 let max = if tier >= Tier::Slow { (cap / 2).max(1) } else { cap } as i64;
                 let used = view.get_counter(&keys::counter(&label, "all", w.as_str()), window_start(w, domain_policy.tz, now_ms)).map_err(|e| e.to_string())?.count;
                 windows.push(WindowUsage { scope: label.clone(), class: "all", window: w.as_str(), used, limit: max, remaining: (max - used).max(0), resets_at_ms: window_end(w, domain_policy.tz, now_ms) });

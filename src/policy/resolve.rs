@@ -40,13 +40,27 @@ pub struct SignalPolicy {
     pub per_mailbox: bool,
     /// Today's (hard bounce, complaint) rates that pause for the rest of the day.
     pub rest_of_day: Option<(Option<f64>, Option<f64>)>,
+    pub engagement: Option<Engagement>,
 }
+
+/// The engagement signal: engaged events (opens, clicks, replies) over the
+/// sends of the last 7 days.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Engagement {
+    pub hold_below: f64,
+    pub advance_above: f64,
+    pub min_sends: u64,
+}
+
+/// A week, in hours: the engagement signal's window.
+pub const ENGAGEMENT_HOURS: u32 = 168;
 
 impl SignalPolicy {
     /// Hours of buckets a ring keeps: the window, and a whole local day
     /// for the rest-of-day rule.
     pub fn keep_hours(&self) -> u32 {
-        if self.rest_of_day.is_some() { self.window_hours.max(25) } else { self.window_hours }
+        let day = if self.rest_of_day.is_some() { self.window_hours.max(25) } else { self.window_hours };
+        if self.engagement.is_some() { day.max(ENGAGEMENT_HOURS) } else { day }
     }
 }
 
@@ -186,6 +200,7 @@ pub fn builtin_defaults() -> PolicySpec {
             min_events: Some(3),
             per_mailbox: Some(true),
             rest_of_day: None,
+            engagement: None,
         }),
         // A new sending domain: 20 per hour for its first 7 days.
         warmup: Some(WarmupSpec::Plan(WarmupPlan { preset: None, started_on: None, steps: Some(vec![WarmupStep { until_day: 7, hour: Some(20), day: None }]) })),
@@ -409,6 +424,12 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
         per_mailbox: sigs.iter().find_map(|s| s.per_mailbox).unwrap_or(false),
         rest_of_day: match sigs.iter().find_map(|s| s.rest_of_day) {
             Some(RestOfDaySpec::Rates { hard_bounce, complaint }) => Some((hard_bounce, complaint)),
+            _ => None,
+        },
+        engagement: match sigs.iter().find_map(|s| s.engagement) {
+            Some(EngagementSpec::Thresholds { hold_below, advance_above, min_sends }) => {
+                Some(Engagement { hold_below: hold_below.unwrap_or(0.05), advance_above: advance_above.unwrap_or(0.2), min_sends: min_sends.unwrap_or(50) })
+            }
             _ => None,
         },
     };

@@ -444,6 +444,29 @@ pub struct SignalsSpec {
     /// mailbox or domain for the rest of the day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest_of_day: Option<RestOfDaySpec>,
+    /// Opt-in: opens, clicks and replies over the sends of the last 7 days
+    /// hold a warm-up step or allow the next one (the processor must route
+    /// engagement events: SENDGATE_ENGAGEMENT_EVENTS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<EngagementSpec>,
+}
+
+/// The engagement signal as written: "off", or its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EngagementSpec {
+    Off(Off),
+    Thresholds {
+        /// Below this rate the domain stays a step back in its warm-up.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_below: Option<f64>,
+        /// At or above it the domain may take its next step early.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        advance_above: Option<f64>,
+        /// Sends in the 7 days before the rate counts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_sends: Option<u64>,
+    },
 }
 
 /// The "rest of the day" rule as written: "off", or the rates that trip it.
@@ -712,6 +735,12 @@ impl PolicySpec {
                 }
                 if [hard_bounce, complaint].into_iter().flatten().any(|x| !(x.is_finite() && x > 0.0 && x <= 1.0)) {
                     errors.push("signals.rest_of_day: rates are in (0, 1], e.g. 0.05 for 5%".into());
+                }
+            }
+            if let Some(EngagementSpec::Thresholds { hold_below, advance_above, .. }) = sig.engagement {
+                let (h, a) = (hold_below.unwrap_or(0.05), advance_above.unwrap_or(0.2));
+                if !(h.is_finite() && a.is_finite() && (0.0..=1.0).contains(&h) && (0.0..=1.0).contains(&a) && h <= a) {
+                    errors.push("signals.engagement: hold_below and advance_above are rates in [0, 1], hold_below <= advance_above".into());
                 }
             }
             if let Some(h) = sig.window_hours {

@@ -92,7 +92,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(partitions: i32, sender: SenderConfig) -> Self {
-        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into() };
+        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into(), engagement: false };
         Self::with_stores(ingress, partitions, sender, |_| Box::new(MemStore::default()))
     }
 
@@ -116,6 +116,13 @@ impl Driver {
     }
 
     /// Records every check the stages make into `traces`.
+    /// Routes engagement events to the sender stage, as a processor with
+    /// `engagement_events` does.
+    pub fn with_engagement_events(mut self) -> Self {
+        self.ingress.engagement = true;
+        self
+    }
+
     pub fn with_trace(mut self) -> Self {
         self.trace = true;
         self

@@ -68,12 +68,20 @@ pub struct Ingress {
     pub delivery: String,
     pub policies: String,
     pub commands: String,
+    /// Engagement events go to the sender stage (`engagement_events`).
+    pub engagement: bool,
 }
 
 impl Ingress {
     /// The input topics of a namespace.
     pub fn from_topology(topo: &crate::topology::Topology) -> Ingress {
-        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands") }
+        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands"), engagement: false }
+    }
+
+    /// Engagement events routed to the sender stage, or not.
+    pub fn with_engagement(mut self, on: bool) -> Ingress {
+        self.engagement = on;
+        self
     }
 
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
@@ -144,7 +152,7 @@ impl Ingress {
             let recipient = Address::parse(&d.recipient).map_err(|e| format!("recipient: {e}"))?;
             d.sender = sender.to_string();
             d.recipient = recipient.to_string();
-            let (to_sender, to_recipient) = delivery_stages(d.kind);
+            let (to_sender, to_recipient) = delivery_stages(d.kind, self.engagement);
             env.delivery = Some(d);
             let mut routed = Vec::with_capacity(2);
             if to_sender {
@@ -178,9 +186,11 @@ impl Ingress {
 /// suppression (hard bounces, complaints, unsubscribes, and what a rule
 /// says is gone) and passes throttles and deliveries on to the
 /// recipient-domain stage (ISP backoff and its reset). Engagement (opens,
-/// clicks, replies) moves no guard: validated, then routed nowhere.
-pub fn delivery_stages(kind: DeliveryKind) -> (bool, bool) {
+/// clicks, replies) is validated, then routed nowhere, unless the processor
+/// routes it to the sender stage for `signals.engagement`.
+pub fn delivery_stages(kind: DeliveryKind, engagement: bool) -> (bool, bool) {
     match kind {
+        DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied if engagement => (true, false),
         DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Deferred | DeliveryKind::BounceSoft | DeliveryKind::Rejected => (true, true),
         DeliveryKind::Unsubscribe | DeliveryKind::Delivered => (false, true),
         DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => (false, false),
@@ -268,7 +278,7 @@ mod tests {
     use super::*;
 
     fn ingress() -> Ingress {
-        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into() }
+        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: false }
     }
 
     fn route(i: &SendIntent) -> Result<Vec<Routed>, String> {
@@ -337,6 +347,7 @@ mod tests {
         }
         for kind in [DeliveryKind::Opened, DeliveryKind::Clicked, DeliveryKind::Replied] {
             assert_eq!(stages(kind), vec![], "{kind:?}");
+            assert_eq!(delivery_stages(kind, true), (true, false), "{kind:?} with engagement_events");
         }
     }
 

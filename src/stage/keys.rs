@@ -162,6 +162,11 @@ pub fn mailbox_signals(mailbox: &str) -> Vec<u8> {
     join_key("msig/", &[mailbox], false)
 }
 
+/// A sender domain's engagement ring: opens, clicks and replies by hour.
+pub fn engagement(sender_domain: &str) -> Vec<u8> {
+    join_key("eng/", &[sender_domain], false)
+}
+
 /// Until when a scope (`mailbox:A`, `sender_domain:D`) is paused for the
 /// rest of its day by the rest-of-day rule.
 pub fn day_pause(scope: &str) -> Vec<u8> {

@@ -219,10 +219,15 @@ impl SenderStage {
         if capped {
             // The domain's ramp, from the domain's first intent; a new
             // mailbox's, from its own.
-            for (limit, max) in self.warmup_limits(cx, policy.warmup.as_ref(), policy.tz, &domain, intent.class)? {
+            // Engagement (opt-in) may hold the domain a step back or let it take the next early.
+            let (shift, rate) = domain_engagement_shift(cx.view, &domain_policy, &domain, cx.now)?;
+            if let Some(rate) = rate {
+                cx.note(&intent.intent_id, "engagement", ["held", "as scheduled", "ahead"][(shift + 1) as usize], || format!("sender_domain:{domain}: {:.1}% engaged over 7 days", rate * 100.0));
+            }
+            for (limit, max) in self.warmup_limits(cx, policy.warmup.as_ref(), policy.tz, &domain, intent.class, shift)? {
                 checks.push(WindowCheck::load(cx, domain_tz, &limit, format!("warmup:sender_domain:{domain}"), "all", halve(max), "warmup_limit")?);
             }
-            for (limit, max) in self.warmup_limits(cx, policy.mailbox_warmup.as_ref(), policy.tz, sender.as_str(), intent.class)? {
+            for (limit, max) in self.warmup_limits(cx, policy.mailbox_warmup.as_ref(), policy.tz, sender.as_str(), intent.class, 0)? {
                 checks.push(WindowCheck::load(cx, policy.tz, &limit, format!("warmup:mailbox:{}", sender.as_str()), "all", halve(max), "warmup_limit")?);
             }
         }
@@ -413,7 +418,7 @@ impl SenderStage {
 
     /// The warm-up limits of a sender domain or a mailbox (`who`) at its
     /// age now, if it is warming up under `plan`.
-    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, plan: Option<&Warmup>, tz: chrono_tz::Tz, who: &str, class: IntentClass) -> Result<Vec<(Limit, u64)>, StoreError> {
+    fn warmup_limits(&self, cx: &mut Cx<'_, '_>, plan: Option<&Warmup>, tz: chrono_tz::Tz, who: &str, class: IntentClass, shift: i32) -> Result<Vec<(Limit, u64)>, StoreError> {
         let Some(w) = plan else { return Ok(Vec::new()) };
         let start = match w.started_on {
             Some(date) => resolve_local(tz, date.and_hms_opt(0, 0, 0).expect("midnight exists")),
@@ -429,7 +434,7 @@ impl SenderStage {
             }
         };
         let limit = |window, max: u64| (Limit { key: LimitKey { scope: LimitScope::SenderDomain, class: LimitClass::of(class), window }, max, on_breach: BreachAction::Defer, replies: false, smooth: None }, max);
-        Ok(steps_at(w, start, cx.now).into_iter().map(|(win, max)| limit(win, max)).collect())
+        Ok(steps_at(w, start, cx.now, shift).into_iter().map(|(win, max)| limit(win, max)).collect())
     }
 
     /// The restriction that applies to a sender: address, then its domain
@@ -786,6 +791,17 @@ impl Stage for SenderStage {
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
         self.note_throttle(cx, ev, &domain)?;
         match ev.kind {
+            // Engagement (routed here only when the processor is asked to):
+            // counted for the domain when its policy reads it.
+            DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => {
+                let domain_policy = cx.book.effective(&ev.tenant, &domain, "", None);
+                if domain_policy.signals.engagement.is_some() {
+                    let key = keys::engagement(&domain);
+                    let mut ring = signals::load_key(cx.view, &key)?;
+                    signals::record(&mut ring, Signal::Engaged, cx.now, domain_policy.signals.keep_hours());
+                    cx.view.put(&key, StateValue::Signals(ring));
+                }
+            }
             // A rejection is a bounce the provider gave at once.
             DeliveryKind::BounceHard | DeliveryKind::Rejected => self.on_signal(cx, ev, &domain, Signal::HardBounce)?,
             DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, Signal::Complaint)?,
@@ -877,15 +893,31 @@ pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
 /// at `start_ms`, at `now_ms`; none once the schedule is over or without
 /// one. Shared with the API's usage, which must show the caps a decision
 /// would use.
-pub fn warmup_caps(policy: &EffectivePolicy, start_ms: i64, now_ms: i64) -> Vec<(Window, u64)> {
-    policy.warmup.as_ref().map(|w| steps_at(w, start_ms, now_ms)).unwrap_or_default()
+pub fn warmup_caps(policy: &EffectivePolicy, start_ms: i64, now_ms: i64, shift: i32) -> Vec<(Window, u64)> {
+    policy.warmup.as_ref().map(|w| steps_at(w, start_ms, now_ms, shift)).unwrap_or_default()
 }
 
-/// The caps of a warm-up plan that started at `start_ms`, at `now_ms`.
-fn steps_at(w: &Warmup, start_ms: i64, now_ms: i64) -> Vec<(Window, u64)> {
+/// The caps of a warm-up plan that started at `start_ms`, at `now_ms`,
+/// moved `shift` steps by engagement (-1: held a step back, which past the
+/// schedule's end means its last step; +1: the next one early, which on
+/// the last step means done).
+fn steps_at(w: &Warmup, start_ms: i64, now_ms: i64, shift: i32) -> Vec<(Window, u64)> {
     let age_day = ((now_ms - start_ms).div_euclid(DAY_MS) + 1).max(1);
-    let Some(step) = w.steps.iter().find(|s| age_day <= s.until_day as i64) else { return Vec::new() };
+    let at = w.steps.iter().position(|s| age_day <= s.until_day as i64).unwrap_or(w.steps.len());
+    let Some(step) = w.steps.get((at as i64 + shift as i64).clamp(0, w.steps.len() as i64) as usize) else { return Vec::new() };
     [(Window::Day, step.day), (Window::Hour, step.hour)].into_iter().filter_map(|(win, max)| max.map(|m| (win, m))).collect()
+}
+
+/// How a sender domain's engagement moves its warm-up now (see
+/// `signals::engagement_shift`), from the state the sender stage keeps;
+/// shared with the API's usage.
+pub fn domain_engagement_shift(view: &crate::state::PartitionView<'_>, policy: &EffectivePolicy, domain: &str, now: i64) -> Result<(i32, Option<f64>), StoreError> {
+    if policy.signals.engagement.is_none() {
+        return Ok((0, None));
+    }
+    let sent = signals::load(view, domain)?;
+    let engaged = signals::load_key(view, &keys::engagement(domain))?;
+    Ok(signals::engagement_shift(&sent, &engaged, now, &policy.signals))
 }
 
 /// When a sender domain's warm-up started: the policy's `started_on`

@@ -48,6 +48,9 @@ pub enum Signal {
     Send,
     HardBounce,
     Complaint,
+    /// An open, click or reply, in a domain's engagement ring (which
+    /// counts them where a signal ring counts sends).
+    Engaged,
 }
 
 /// A sender domain's signal ring as the state holds it (empty if none).
@@ -86,7 +89,7 @@ pub fn record(ring: &mut SignalRing, signal: Signal, now: i64, window_hours: u32
     };
     let b = &mut ring.buckets[idx];
     match signal {
-        Signal::Send => b.sends += 1,
+        Signal::Send | Signal::Engaged => b.sends += 1,
         Signal::HardBounce => b.hard_bounces += 1,
         Signal::Complaint => b.complaints += 1,
     }
@@ -179,6 +182,21 @@ pub fn over_today(ring: &SignalRing, now: i64, day_start_ms: i64, policy: &Signa
     }
 }
 
+/// How the engagement of the last 7 days moves a domain's warm-up: one step
+/// back (held), forward (the next one early), or none; with the rate, when
+/// it counts. The rate is the week's opens, clicks and replies over the
+/// week's sends less the last 24 hours' (too recent to have been read:
+/// today's sends would otherwise dilute yesterday's opens).
+pub fn engagement_shift(signals: &SignalRing, engaged: &SignalRing, now: i64, policy: &SignalPolicy) -> (i32, Option<f64>) {
+    let Some(e) = policy.engagement else { return (0, None) };
+    let sends = totals(signals, now, crate::policy::resolve::ENGAGEMENT_HOURS).sends - totals(signals, now, 24).sends;
+    if sends <= 0 || (sends as u64) < e.min_sends {
+        return (0, None);
+    }
+    let rate = totals(engaged, now, crate::policy::resolve::ENGAGEMENT_HOURS).sends as f64 / sends as f64;
+    (if rate < e.hold_below { -1 } else if rate >= e.advance_above { 1 } else { 0 }, Some(rate))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +211,7 @@ mod tests {
             min_events: 0,
             per_mailbox: true,
             rest_of_day: None,
+            engagement: None,
         }
     }
 

@@ -556,3 +556,37 @@ fn a_smooth_limit_spreads_a_burst_evenly_over_its_window() {
     let later: Vec<Decision> = (0..8).map(|i| send(&mut h, now + 600_000 + i, &format!("l{i}"))).collect();
     assert_eq!(later.iter().filter(|d| d.status == DecisionStatus::Allowed).count(), 5);
 }
+
+#[test]
+fn engagement_holds_a_warm_up_step_or_allows_the_next_one_early() {
+    let day1 = t(2026, 6, 1, 9, 0);
+    let policy = "business_hours = \"off\"\nlimits = { \"mailbox.outbound.hour\" = \"off\", \"mailbox.outbound.day\" = 1000 }\nwarmup = { steps = [{ until_day = 3, day = 20 }, { until_day = 7, day = 40 }, { until_day = 14, day = 80 }] }\nsignals = { engagement = { hold_below = 0.05, advance_above = 0.3, min_sends = 20 } }";
+    let run = |h: &mut H, at: i64, tag: &str, n: usize| -> usize { (0..n).filter(|i| h.send_outbound(at + *i as i64, &format!("{tag}{i}"), &format!("m{}@new.example", i % 4), &to(*i + 1000 * tag.len())).status == DecisionStatus::Allowed).count() };
+    let opened = |i: usize| event(&format!("m{}@new.example", i % 4), &to(i), DeliveryKind::Opened, None);
+    // Engaged: 10 opens of the first day's 20 sends (50%): on day 2 the domain takes day 4's step (40).
+    let mut h = H { d: crate::stage::driver::Driver::new(3, SenderConfig::default()).with_engagement_events().with_trace(), ..H::new() };
+    h.policy(day1, "default", policy);
+    assert_eq!(run(&mut h, day1, "a", 30), 20);
+    for i in 0..10 {
+        h.deliver(day1 + 3_600_000 + i as i64, &opened(i));
+    }
+    assert!(h.d.refused.is_empty(), "{:?}", h.d.refused.iter().map(|r| &r.reason).collect::<Vec<_>>());
+    // (The day's own sends do not dilute the rate: the last 24 hours' are too recent to count.)
+    let n = run(&mut h, day1 + 86_400_000, "bb", 50);
+    let notes: Vec<String> = h.d.traces.iter().rev().filter(|t| t.check == "engagement").map(|t| t.detail.clone()).take(1).collect();
+    assert_eq!(n, 40, "{notes:?}");
+    assert_eq!(notes, vec!["sender_domain:new.example: 50.0% engaged over 7 days"]);
+    // Disengaged: no opens at all; on day 4 the domain stays at day 1's step (20).
+    let mut h = H { d: crate::stage::driver::Driver::new(3, SenderConfig::default()).with_engagement_events(), ..H::new() };
+    h.policy(day1, "default", policy);
+    assert_eq!(run(&mut h, day1, "a", 20), 20);
+    assert_eq!(run(&mut h, day1 + 3 * 86_400_000, "bb", 50), 20);
+    // With the events not routed (the processor's default), the opens never arrive: held alike.
+    let mut h = H::new();
+    h.policy(day1, "default", policy);
+    assert_eq!(run(&mut h, day1, "a", 20), 20);
+    for i in 0..10 {
+        h.deliver(day1 + 3_600_000 + i as i64, &opened(i));
+    }
+    assert_eq!(run(&mut h, day1 + 86_400_000, "bb", 50), 20);
+}
