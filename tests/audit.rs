@@ -22,10 +22,22 @@ scope = "tenant:acme"
 business_hours = "off"
 warmup = "off"
 limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
+signals = { rest_of_day = { hard_bounce = 0.05 } }
+feedback = [{ code = 421, enhanced = "4.7.26", action = "pause_mailbox" }]
+
+[[policy]]
+scope = "mailbox:m0@acme.com"
+limits = { "mailbox.all.minute" = { max = 60, smooth = true, burst = 5 } }
+
+[[policy]]
+scope = "mailbox:m1@acme.com"
+limits = { "mailbox.all.rolling_24h" = 20 }
 "#,
     );
-    // Mailbox caps, recipient-domain limits with releases, cooldowns,
-    // suppression from a bounce, and a crash in the middle.
+    // Mailbox caps, a smoothed and a rolling limit, recipient-domain
+    // limits with releases, cooldowns, suppression from a bounce, a
+    // feedback rule's pause and a throttle's backoff, and a crash in the
+    // middle.
     // And a burst of 125 from one mailbox to distinct recipients at a
     // public provider: 100 of them deferred by the mailbox's day (25).
     let intents: Vec<SendIntent> = (0..300)
@@ -37,7 +49,12 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
         .chain((0..125).map(|i| intent(&format!("b-{i}"), "burst@acme.com", &format!("b{i}@gmail.com"))))
         .collect();
     env.send_intents(&intents[..150]);
-    env.send_delivery(&[hard_bounce("hb-1", "m0@acme.com", "p1@d1.example")]);
+    let deferral = |id: &str, sender: &str, to: &str, enhanced: &str| {
+        let mut e = hard_bounce(id, sender, to);
+        (e.kind, e.smtp_code, e.enhanced_code) = (DeliveryKind::Deferred, Some(421), Some(enhanced.into()));
+        e
+    };
+    env.send_delivery(&[hard_bounce("hb-1", "m0@acme.com", "p1@d1.example"), deferral("df-1", "m2@acme.com", "p2@d2.example", "4.7.26"), deferral("df-2", "m0@acme.com", "p3@d3.example", "4.7.28")]);
     std::thread::sleep(Duration::from_millis(1500));
     env.kill9();
     env.start();
@@ -46,6 +63,10 @@ limits = { "mailbox.outbound.hour" = 40, "recipient_domain.outbound.hour" = 30 }
     env.await_decisions(&ids, WAIT);
     let all = env.all_decisions();
     assert_one_decision_per_intent(&all, 425);
+    // The new guards took part.
+    for reason in ["minute_limit_exceeded", "rolling_24h_limit_exceeded", "mailbox_paused"] {
+        assert!(all.iter().any(|d| d.reason == reason), "no {reason}: {:?}", all.iter().map(|d| d.reason.as_str()).collect::<std::collections::BTreeSet<_>>());
+    }
     assert!(all.iter().any(|d| d.status == DecisionStatus::Allowed) && all.iter().any(|d| d.status != DecisionStatus::Allowed));
     // The intents deferred by a day's window come back spread over the hour
     // after it (a quarter of the window, at most an hour), not all at

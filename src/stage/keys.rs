@@ -173,8 +173,10 @@ pub fn day_pause(scope: &str) -> Vec<u8> {
     join_key("dpause/", &[scope], false)
 }
 
-pub fn throttles(sender_domain: &str) -> Vec<u8> {
-    join_key("thr/", &[sender_domain], false)
+/// The recipient domain groups that throttled a sender domain or (it has
+/// an '@') a mailbox lately.
+pub fn throttles(domain_or_mailbox: &str) -> Vec<u8> {
+    join_key("thr/", &[domain_or_mailbox], false)
 }
 
 /// The sender stage's note of the last throttle from a (sender domain,

@@ -150,7 +150,7 @@ impl SenderStage {
             let domain_scope = format!("sender_domain:{domain}");
             let mailbox_scope = format!("mailbox:{}", sender.as_str());
             self.auto_resume(cx, &policy, &intent.tenant, &domain_scope, &keys::signals(&domain), Some(&domain))?;
-            self.auto_resume(cx, &policy, &intent.tenant, &mailbox_scope, &keys::mailbox_signals(sender.as_str()), None)?;
+            self.auto_resume(cx, &policy, &intent.tenant, &mailbox_scope, &keys::mailbox_signals(sender.as_str()), Some(sender.as_str()))?;
             for (scope, reason) in [(&domain_scope, "sender_domain_paused"), (&mailbox_scope, "mailbox_paused")] {
                 if cx.view.get(&keys::pause(scope))?.is_some() {
                     self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v);
@@ -463,8 +463,8 @@ impl SenderStage {
     }
 
     /// Opt-in: a pause the signals set lifts itself after the policy's
-    /// delay, with a fresh observation (the scope's ring; a domain's
-    /// throttles too).
+    /// delay, with a fresh observation (the scope's ring and the throttles
+    /// seen for `throttles_of`, the domain or mailbox).
     fn auto_resume(&self, cx: &mut Cx<'_, '_>, policy: &EffectivePolicy, tenant: &str, scope: &str, ring_key: &[u8], throttles_of: Option<&str>) -> Result<(), StoreError> {
         let Some(after) = policy.signals.auto_resume_ms else { return Ok(()) };
         if let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(scope))? {
@@ -606,25 +606,36 @@ impl SenderStage {
             return Ok(());
         }
         let group = policy.recipient_group(domain_of(&ev.recipient));
-        let key = keys::throttles(domain);
-        let mut seen = match cx.view.get(&key)? {
+        // The domain's breaker, and (with per_mailbox) the mailbox's own:
+        // throttling from several providers at one mailbox is that
+        // mailbox's problem first.
+        self.throttle_breaker(cx, &ev.tenant, &format!("sender_domain:{domain}"), &keys::throttles(domain), &group, b)?;
+        if policy.signals.per_mailbox {
+            self.throttle_breaker(cx, &ev.tenant, &format!("mailbox:{}", ev.sender), &keys::throttles(&ev.sender), &group, b)?;
+        }
+        Ok(())
+    }
+
+    /// Notes a throttle from `group` for a scope; throttling from
+    /// `pause_after_domains` groups within the window pauses the scope.
+    fn throttle_breaker(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, key: &[u8], group: &str, b: &crate::policy::resolve::BackoffPolicy) -> Result<(), StageError> {
+        let mut seen = match cx.view.get(key)? {
             Some(StateValue::Throttles(t)) => t,
             _ => Vec::new(),
         };
         let since = cx.now - b.pause_window_ms;
         seen.retain(|t| t.at_ms > since && t.group != group);
-        seen.push(ThrottleSeen { group, at_ms: cx.now });
+        seen.push(ThrottleSeen { group: group.to_string(), at_ms: cx.now });
         // Bounded: only the threshold's worth of most recent groups matter.
         while seen.len() > b.pause_after_domains as usize {
             seen.remove(0);
         }
         if seen.len() >= b.pause_after_domains as usize {
-            let scope = format!("sender_domain:{domain}");
             let groups: Vec<&str> = seen.iter().map(|t| t.group.as_str()).collect();
             let msg = format!("{scope} paused: throttled by {} recipient domains within {} min ({}); a resume command lifts it", seen.len(), b.pause_window_ms / 60_000, groups.join(", "));
-            self.pause(cx, &ev.tenant, &scope, "isp_throttling", "signals", msg)?;
+            self.pause(cx, tenant, scope, "isp_throttling", "signals", msg)?;
         }
-        cx.view.put(&key, StateValue::Throttles(seen));
+        cx.view.put(key, StateValue::Throttles(seen));
         Ok(())
     }
 
@@ -852,7 +863,10 @@ impl Stage for SenderStage {
                             cx.view.delete(&keys::signals(d));
                             cx.view.delete(&keys::throttles(d));
                         }
-                        Scope::Mailbox(m) => cx.view.delete(&keys::mailbox_signals(m)),
+                        Scope::Mailbox(m) => {
+                            cx.view.delete(&keys::mailbox_signals(m));
+                            cx.view.delete(&keys::throttles(m));
+                        }
                         _ => {}
                     }
                     cx.alert(&cmd.tenant, &scope_str, "sender_resumed", format!("{scope_str} resumed by an operator"), &[("command_id", cmd.command_id.clone())]);

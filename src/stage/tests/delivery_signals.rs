@@ -307,11 +307,21 @@ fn throttling_from_three_recipient_domains_within_an_hour_pauses_the_sender_doma
     // Two providers: not yet.
     assert_eq!(h.send_outbound(now + 60_001, "p0", "bo@acme.com", "c@corp.example").status, DecisionStatus::Allowed);
     h.deliver(now + 120_000, &event("ana@acme.com", "c@yahoo.com", DeliveryKind::BounceSoft, Some(450)));
-    assert!(h.new_alerts().iter().any(|a| a.kind == "sender_paused" && a.details.get("reason").map(String::as_str) == Some("isp_throttling")));
+    // All three at one mailbox: the mailbox's breaker and the domain's.
+    let paused: Vec<String> = h.new_alerts().into_iter().filter(|a| a.kind == "sender_paused" && a.details.get("reason").map(String::as_str) == Some("isp_throttling")).map(|a| a.scope).collect();
+    assert_eq!(paused, vec!["sender_domain:acme.com", "mailbox:ana@acme.com"]);
     let d = h.send_outbound(now + 120_001, "p1", "bo@acme.com", "d@corp.example");
     assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     h.command(now + 130_000, &command(CommandKind::Resume, "sender_domain:acme.com"));
     assert_eq!(h.send_outbound(now + 130_001, "p2", "bo@acme.com", "e@corp.example").status, DecisionStatus::Allowed);
+    // Three mailboxes throttled by one provider each: the domain's breaker only.
+    let mut h2 = H::new();
+    h2.policy(now, "default", HIGH);
+    for (i, to) in ["a@gmail.com", "b@outlook.com", "c@yahoo.com"].iter().enumerate() {
+        h2.deliver(now + i as i64, &event(&format!("m{i}@acme.com"), to, DeliveryKind::Deferred, Some(421)));
+    }
+    let paused: Vec<String> = h2.new_alerts().into_iter().filter(|a| a.kind == "sender_paused").map(|a| a.scope).collect();
+    assert_eq!(paused, vec!["sender_domain:acme.com"]);
     // Throttles spread over more than an hour do not add up.
     let later = now + 10 * 3_600_000;
     for (i, to) in ["a@gmail.com", "b@outlook.com", "c@yahoo.com"].iter().enumerate() {
