@@ -129,17 +129,10 @@ limits = { "mailbox.outbound.hour" = 1 }
     assert!(after.policy_version > before.policy_version, "{} then {}", before.policy_version, after.policy_version);
 }
 
-/// Waits until the alerts topic holds an alert `kind` for `scope`.
+/// Waits for an alert `kind` for `scope`; then all alerts so far.
 fn await_alert(env: &TestEnv, kind: &str, scope: &str) -> Vec<Alert> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let alerts = env.all_alerts();
-        if alerts.iter().any(|a| a.kind == kind && a.scope == scope) {
-            return alerts;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {kind} alert for {scope}; alerts {alerts:?}; log:\n{}", env.log_tail());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    env.await_alert(|a| a.kind == kind && a.scope == scope, WAIT);
+    env.all_alerts()
 }
 
 #[test]
