@@ -114,7 +114,7 @@ probe() {
     echo "$label $ms" >>"$WORK/failover.txt"
     log "probe $label: every partition answered $ms ms after the fault"
   else
-    log "probe $label: no answer within 300 s"; echo "$label timeout" >>"$WORK/failover.txt"
+    log "probe $label: no answer within 300 s: $(tail -n 1 "$WORK/probe.log")"; echo "$label timeout" >>"$WORK/failover.txt"
   fi
 }
 

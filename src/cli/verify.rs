@@ -187,9 +187,21 @@ pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, S
     let topo = cfg.topology()?;
     let inputs = topo.partitions("intents");
     let stages = topo.partitions(&crate::stage::StageKind::Sender.topic());
-    let start = kafka_io::watermarks(cfg, &topo.full("decisions"))?.into_iter().map(|(p, (_, high))| (p, high)).collect();
-    let producer = kafka_io::producer(cfg)?;
+    // Timed from here: right after a broker restart the topics' leaders
+    // may not be back yet, and that wait is part of the answer (it is
+    // retried until the timeout, not reported as a failure at once).
     let started = Instant::now();
+    let start = loop {
+        match kafka_io::watermarks(cfg, &topo.full("decisions")) {
+            Ok(w) => break w.into_iter().map(|(p, (_, high))| (p, high)).collect(),
+            Err(e) if started.elapsed() < timeout => {
+                tracing::debug!(error = %e, "probe: the decisions topic is not readable yet");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(format!("probe {label}: the decisions topic could not be read within {timeout:?}: {e}")),
+        }
+    };
+    let producer = kafka_io::producer(cfg)?;
     let mut ids = HashSet::new();
     let mut sends = Vec::new();
     for i in 0..inputs.max(stages) {
