@@ -198,15 +198,10 @@ fn window_used(view: &crate::state::PartitionView<'_>, label: &str, limit: &crat
     let base = keys::counter(label, limit.key.class.as_str(), w.as_str());
     if let Some(burst) = limit.smooth {
         // A smoothed limit: how much of its burst is in use, and when one more fits.
-        let interval = ((window_end(w, tz, now_ms) - window_start(w, tz, now_ms)) / limit.max.max(1) as i64).max(1);
-        let key = crate::stage::windows::smooth_key(label, limit.key.class.as_str(), w);
-        return Ok(match crate::stage::windows::smooth_state(view, &key, interval, now_ms).map_err(|e| e.to_string())? {
-            Some(c) => {
-                let level = (c.count - (now_ms - c.bucket_start_ms) / interval).max(0);
-                (level, (c.bucket_start_ms + (c.count + 1 - burst as i64) * interval).max(now_ms))
-            }
-            None => (0, now_ms),
-        });
+        use crate::stage::windows::{smooth_interval, smooth_key, smooth_room, smooth_state};
+        let interval = smooth_interval(w, tz, now_ms, limit.max);
+        let state = smooth_state(view, &smooth_key(label, limit.key.class.as_str(), w), interval, now_ms).map_err(|e| e.to_string())?;
+        return Ok(state.map(|c| smooth_room(&c, interval, burst, now_ms)).unwrap_or((0, now_ms)));
     }
     if w.is_rolling() {
         let buckets = crate::stage::windows::rolling_buckets(view, &base, now_ms).map_err(|e| e.to_string())?;

@@ -27,10 +27,6 @@ fn group_label(group: &str) -> String {
     }
 }
 
-/// Whether any recipient-domain window applies to an intent of `class` to
-/// `recipient_domain`. Consumer mailbox providers are millions of
-/// independent inboxes: a per-domain limit there protects nobody (their
-/// backoff still applies).
 /// The per-minute rate allowed to a group `now`, while its backoff (ended
 /// at `until_ms`) ramps back up: the policy's start, doubling every quarter
 /// of the ramp. None before the end or once the ramp is over.
@@ -43,6 +39,10 @@ pub fn ramp_per_minute(policy: &EffectivePolicy, until_ms: i64, now: i64) -> Opt
     Some(policy.backoff.ramp_start_per_minute.saturating_mul(1 << ((now - until_ms) / step).min(16)))
 }
 
+/// Whether any recipient-domain window applies to an intent of `class` to
+/// `recipient_domain`. Consumer mailbox providers are millions of
+/// independent inboxes: a per-domain limit there protects nobody (their
+/// backoff still applies).
 pub fn limits_apply(policy: &EffectivePolicy, class: IntentClass, recipient_domain: &str) -> bool {
     !(policy.exclude_public_domains && policy.is_public(recipient_domain)) && policy.limits_at(class, &[LimitScope::RecipientDomain, LimitScope::TenantRecipientDomain]).next().is_some()
 }

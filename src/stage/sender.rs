@@ -738,7 +738,7 @@ impl Stage for SenderStage {
     }
 
     fn on_held_expired(&self, cx: &mut Cx<'_, '_>, bytes: &[u8]) -> Result<(), StoreError> {
-        let intent = match codec::decode::<SendIntent>(RecordType::SendIntent, bytes) {
+        let intent = match pipeline::decode_intent("held", bytes) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(error = %e, "an expired held intent could not be read; dropped");

@@ -58,11 +58,8 @@ pub fn load(view: &crate::state::PartitionView<'_>, sender_domain: &str) -> Resu
     load_key(view, &super::keys::signals(sender_domain))
 }
 
-/// A mailbox's own signal ring (empty if none).
-pub fn load_mailbox(view: &crate::state::PartitionView<'_>, mailbox: &str) -> Result<SignalRing, crate::state::StoreError> {
-    load_key(view, &super::keys::mailbox_signals(mailbox))
-}
-
+/// The signal ring under a key (a domain's, a mailbox's, an engagement
+/// ring; empty if none).
 pub fn load_key(view: &crate::state::PartitionView<'_>, key: &[u8]) -> Result<SignalRing, crate::state::StoreError> {
     Ok(match view.get(key)? {
         Some(crate::state::StateValue::Signals(r)) => r,
@@ -166,9 +163,9 @@ pub fn tiers(rates: &Rates, policy: &SignalPolicy) -> (Tier, Tier) {
 
 /// The rest-of-day rule: which of today's rates (since `day_start_ms`)
 /// is over its threshold, if any ("hard_bounce_rate" or
-/// "complaint_rate"). A rate must also count (`min_events` of its events
-/// or `min_volume` sends today), so one bounce in the day's first send
-/// does not stop a mailbox for the day.
+/// "complaint_rate"). A rate must also count (`min_volume` sends and
+/// `min_events` of its events today), so one bounce in the day's first
+/// send does not stop a mailbox for the day.
 pub fn over_today(ring: &SignalRing, now: i64, day_start_ms: i64, policy: &SignalPolicy) -> Option<(&'static str, Rates)> {
     let (bounce, complaint) = policy.rest_of_day?;
     let today = totals_since(ring, now, day_start_ms);

@@ -51,6 +51,18 @@ pub fn smooth_state(view: &crate::state::PartitionView<'_>, key: &[u8], interval
     })
 }
 
+/// The time between sends of a smoothed limit of `max` per window `w`.
+pub fn smooth_interval(w: Window, tz: Tz, now: i64, max: u64) -> i64 {
+    ((window_end(w, tz, now) - window_start(w, tz, now)) / max.max(1) as i64).max(1)
+}
+
+/// A smoothed limit's state now: how many of its sends still sit in the
+/// burst, and when one more fits.
+pub fn smooth_room(c: &WindowCounter, interval_ms: i64, burst: u64, now: i64) -> (i64, i64) {
+    let level = (c.count - (now - c.bucket_start_ms) / interval_ms).max(0);
+    (level, (c.bucket_start_ms + (c.count + 1 - burst as i64) * interval_ms).max(now))
+}
+
 /// The buckets of a rolling window that holds `now`, oldest first, the
 /// current one included: (start, count, pending). `base` is the window's
 /// counter key; each bucket is `base@START`.
@@ -81,13 +93,12 @@ impl WindowCheck {
         if let Some(burst) = limit.smooth {
             // One send every window / max, up to `burst` at once (GCRA).
             let len = window_end(w, tz, cx.now) - start;
-            let interval = (len / max.max(1) as i64).max(1);
+            let interval = smooth_interval(w, tz, cx.now, max);
             let key = smooth_key(&scope, counter_name, w);
             let counter = smooth_state(cx.view, &key, interval, cx.now)?.unwrap_or(WindowCounter { bucket_start_ms: cx.now, count: 0, alerted_pct: 100, pending: 0 });
-            let (epoch, n) = (counter.bucket_start_ms, counter.count);
             // Allowed so far in this epoch, and when one more fits.
-            let allowed = burst as i64 + (cx.now - epoch) / interval;
-            let end_ms = (epoch + (n + 1 - burst as i64) * interval).max(cx.now);
+            let allowed = burst as i64 + (cx.now - counter.bucket_start_ms) / interval;
+            let (_, end_ms) = smooth_room(&counter, interval, burst, cx.now);
             // A state that lives longer than a day is dropped and starts
             // afresh: at worst one burst early, once a day.
             let expires_ms = cx.now + (2 * len).max(86_400_000);

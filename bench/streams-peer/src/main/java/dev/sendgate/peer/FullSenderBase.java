@@ -12,7 +12,6 @@ import org.apache.kafka.streams.state.KeyValueStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import dev.sendgate.peer.AvroCodec.BadRecordException;
 import dev.sendgate.peer.AvroCodec.Intent;
 import dev.sendgate.peer.SenderWindows.Limit;
 import dev.sendgate.peer.StageOut.Dest;
@@ -75,12 +74,8 @@ abstract class FullSenderBase extends FullStageProcessor<String, byte[]> {
             return;
         }
         RecordMetadata meta = context.recordMetadata().orElseThrow();
-        Intent intent;
-        try {
-            intent = codec.decodeIntent(record.value());
-        } catch (BadRecordException e) {
-            PeerCounters.SKIPPED.incrementAndGet();
-            log.warn("skipping record {} [{}] @{}: {}", meta.topic(), meta.partition(), meta.offset(), e.getMessage());
+        Intent intent = PeerCounters.intentOrSkip(codec, record.value(), meta, log);
+        if (intent == null) {
             return;
         }
         long t = record.timestamp();

@@ -1,6 +1,8 @@
 package dev.sendgate.peer;
 
 import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.streams.processor.api.RecordMetadata;
+import org.slf4j.Logger;
 
 /** Process-wide progress counters, read by the periodic progress line. */
 final class PeerCounters {
@@ -24,6 +26,20 @@ final class PeerCounters {
         PROCESSED.incrementAndGet();
         if (replay) {
             REPLAYED.incrementAndGet();
+        }
+    }
+
+    /**
+     * The intent a stage record carries, or null when it cannot be decoded:
+     * the record is counted and logged as skipped (a bad record never stops a task).
+     */
+    static AvroCodec.Intent intentOrSkip(AvroCodec codec, byte[] value, RecordMetadata meta, Logger log) {
+        try {
+            return codec.decodeIntent(value);
+        } catch (AvroCodec.BadRecordException e) {
+            SKIPPED.incrementAndGet();
+            log.warn("skipping record {} [{}] @{}: {}", meta.topic(), meta.partition(), meta.offset(), e.getMessage());
+            return null;
         }
     }
 

@@ -13,7 +13,6 @@ import org.apache.kafka.streams.state.KeyValueStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import dev.sendgate.peer.AvroCodec.BadRecordException;
 import dev.sendgate.peer.AvroCodec.Intent;
 import dev.sendgate.peer.AvroCodec.IntentClass;
 import dev.sendgate.peer.SenderWindows.Limit;
@@ -50,12 +49,8 @@ final class SenderStageProcessor implements Processor<String, byte[], byte[], by
     @Override
     public void process(Record<String, byte[]> record) {
         RecordMetadata meta = context.recordMetadata().orElseThrow();
-        Intent intent;
-        try {
-            intent = codec.decodeIntent(record.value());
-        } catch (BadRecordException e) {
-            PeerCounters.SKIPPED.incrementAndGet();
-            LOG.warn("skipping record {} [{}] @{}: {}", meta.topic(), meta.partition(), meta.offset(), e.getMessage());
+        Intent intent = PeerCounters.intentOrSkip(codec, record.value(), meta, LOG);
+        if (intent == null) {
             return;
         }
         byte[] key = intent.sender().getBytes(StandardCharsets.UTF_8);
