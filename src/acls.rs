@@ -141,7 +141,7 @@ pub fn grants(topology: &Topology, p: &Principals) -> Vec<Grant> {
         for t in ["commands", "policies"] {
             out.push(grant(o, Resource::Topic, topology.full(t), false, &["Write", "Read", "Describe"], "operator: publish commands and policies (sendgate command, sendgate policy apply/show)"));
         }
-        for t in ["decisions", "alerts", "dead-letters"] {
+        for t in ["decisions", "alerts", "shadow-decisions", "dead-letters"] {
             out.push(grant(o, Resource::Topic, topology.full(t), false, &["Read", "Describe"], "operator: read what sendgate decided and reported"));
         }
         out.push(grant(o, Resource::Group, format!("{ns}.cli-reader"), false, &["Read", "Describe"], "operator: the CLI's reader group"));

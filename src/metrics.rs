@@ -73,6 +73,8 @@ fn describe() {
     describe_counter!("sendgate_intents_consumed_total", Unit::Count, "Send intents read and validated by the router");
     describe_counter!("sendgate_decisions_total", Unit::Count, "Decisions emitted, by status and reason");
     describe_counter!("sendgate_alerts_total", Unit::Count, "Alerts emitted, by kind");
+    describe_counter!("sendgate_shadow_decisions_total", Unit::Count, "Would-be decisions of candidate policies in shadow, paired with the enforced ones, by whether they differ (changed)");
+    describe_counter!("sendgate_shadow_changes_total", Unit::Count, "Would-be decisions of candidate policies in shadow that differ from the enforced ones, by the candidate's status and reason");
     describe_counter!("sendgate_dead_letters_total", Unit::Count, "Input records sent to the dead-letter topic, by the stage that refused them");
     describe_counter!("sendgate_transactions_total", Unit::Count, "Kafka transactions, by outcome (committed, failed, aborted)");
     describe_counter!("sendgate_router_merge_waits_expired_total", Unit::Count, "Times the router stopped waiting for a lagging input partition and went on in fetch order instead of log-time order");

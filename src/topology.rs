@@ -42,6 +42,7 @@ pub const REQUIRED: &[&str] = &[
     "commands",
     "decisions",
     "alerts",
+    "shadow-decisions",
     "dead-letters",
     "instances",
     "stage.sender",

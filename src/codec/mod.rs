@@ -31,12 +31,13 @@ pub enum RecordType {
     DeadLetter,
     Command,
     PolicyDocument,
+    ShadowDecision,
     StageEnvelope,
     StateEntry,
 }
 
 impl RecordType {
-    const ALL: [RecordType; 9] = [
+    const ALL: [RecordType; 10] = [
         RecordType::SendIntent,
         RecordType::DeliveryEvent,
         RecordType::Decision,
@@ -44,6 +45,7 @@ impl RecordType {
         RecordType::DeadLetter,
         RecordType::Command,
         RecordType::PolicyDocument,
+        RecordType::ShadowDecision,
         RecordType::StageEnvelope,
         RecordType::StateEntry,
     ];
@@ -57,6 +59,7 @@ impl RecordType {
             RecordType::DeadLetter => "dead_letter.avsc",
             RecordType::Command => "command.avsc",
             RecordType::PolicyDocument => "policy_document.avsc",
+            RecordType::ShadowDecision => "shadow_decision.avsc",
             RecordType::StageEnvelope => "internal/stage_envelope.avsc",
             RecordType::StateEntry => "internal/state_entry.avsc",
         }
@@ -71,6 +74,7 @@ impl RecordType {
             RecordType::DeadLetter => "DeadLetter",
             RecordType::Command => "Command",
             RecordType::PolicyDocument => "PolicyDocument",
+            RecordType::ShadowDecision => "ShadowDecision",
             RecordType::StageEnvelope => "StageEnvelope",
             RecordType::StateEntry => "StateEntry",
         }

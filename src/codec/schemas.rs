@@ -19,6 +19,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("dead_letter.avsc", include_str!("../../schemas/dead_letter.avsc")),
     ("command.avsc", include_str!("../../schemas/command.avsc")),
     ("policy_document.avsc", include_str!("../../schemas/policy_document.avsc")),
+    ("shadow_decision.avsc", include_str!("../../schemas/shadow_decision.avsc")),
     ("internal/policy_change.avsc", include_str!("../../schemas/internal/policy_change.avsc")),
     ("internal/stage_envelope.avsc", include_str!("../../schemas/internal/stage_envelope.avsc")),
     ("internal/state_entry.avsc", include_str!("../../schemas/internal/state_entry.avsc")),
@@ -28,7 +29,8 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
 /// older release (on the input topics, or in a changelog being restored)
 /// stay readable: they are decoded with their writer schema and resolved to
 /// the current one (fields added since take their defaults).
-pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[(
+pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[
+    (
     "v1",
     &[
         ("send_intent.avsc", include_str!("../../schemas/previous/v1/send_intent.avsc")),
@@ -41,8 +43,22 @@ pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[(
         ("internal/policy_change.avsc", include_str!("../../schemas/previous/v1/internal/policy_change.avsc")),
         ("internal/stage_envelope.avsc", include_str!("../../schemas/previous/v1/internal/stage_envelope.avsc")),
         ("internal/state_entry.avsc", include_str!("../../schemas/previous/v1/internal/state_entry.avsc")),
-    ],
-)];
+    ],),
+    (
+    "v2",
+    &[
+        ("send_intent.avsc", include_str!("../../schemas/previous/v2/send_intent.avsc")),
+        ("delivery_event.avsc", include_str!("../../schemas/previous/v2/delivery_event.avsc")),
+        ("decision.avsc", include_str!("../../schemas/previous/v2/decision.avsc")),
+        ("alert.avsc", include_str!("../../schemas/previous/v2/alert.avsc")),
+        ("dead_letter.avsc", include_str!("../../schemas/previous/v2/dead_letter.avsc")),
+        ("command.avsc", include_str!("../../schemas/previous/v2/command.avsc")),
+        ("policy_document.avsc", include_str!("../../schemas/previous/v2/policy_document.avsc")),
+        ("internal/policy_change.avsc", include_str!("../../schemas/previous/v2/internal/policy_change.avsc")),
+        ("internal/stage_envelope.avsc", include_str!("../../schemas/previous/v2/internal/stage_envelope.avsc")),
+        ("internal/state_entry.avsc", include_str!("../../schemas/previous/v2/internal/state_entry.avsc")),
+    ],),
+];
 
 const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
 

@@ -151,6 +151,19 @@ pub struct Alert {
     pub details: BTreeMap<String, String>,
 }
 
+/// A candidate policy's would-be decision beside the enforced one
+/// (`schemas/shadow_decision.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDecision {
+    pub shadow_scope: String,
+    pub intent_id: String,
+    pub tenant: String,
+    pub enforced: Decision,
+    pub candidate: Decision,
+    pub differs: bool,
+    pub check: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub topic: String,
@@ -317,6 +330,9 @@ pub struct StageEnvelope {
     pub source: SourceRef,
     #[serde(default)]
     pub route_key: Option<String>,
+    /// The candidate policy in shadow this record belongs to (None: enforced).
+    #[serde(default)]
+    pub shadow: Option<String>,
     #[serde(default)]
     pub intent: Option<SendIntent>,
     #[serde(default)]
@@ -334,6 +350,6 @@ pub struct StageEnvelope {
 impl StageEnvelope {
     /// An envelope with no payload yet.
     pub fn new(log_time_ms: i64, source: SourceRef) -> Self {
-        StageEnvelope { log_time_ms, source, route_key: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None }
+        StageEnvelope { log_time_ms, source, route_key: None, shadow: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None }
     }
 }

@@ -258,9 +258,28 @@ pub struct PolicyBook {
     /// lists share a key): a hit allocates nothing.
     cache: HashMap<Vec<u8>, Arc<EffectivePolicy>, foldhash::fast::RandomState>,
     key_buf: Vec<u8>,
+    /// Candidate policies in shadow, by the scope they are a candidate for.
+    shadows: BTreeMap<String, Box<Shadow>>,
+}
+
+/// A candidate document in shadow: the book it is judged under is the
+/// enforced book with the candidate in place of its scope's document.
+#[derive(Debug)]
+pub struct Shadow {
+    pub scope: Scope,
+    pub version: i64,
+    pub book: PolicyBook,
 }
 
 const CACHE_MAX: usize = 10_000;
+
+/// Most candidate policies in shadow at once: each one decides every intent
+/// in its scope a second time, with its own state.
+pub const MAX_SHADOWS: usize = 4;
+
+/// The key prefix of a candidate document on the policies topic
+/// (`shadow/tenant:acme`), and of the scope of its policy change.
+pub const SHADOW_PREFIX: &str = "shadow/";
 
 impl PolicyBook {
     pub fn set(&mut self, scope: Scope, version: i64, spec: Option<PolicySpec>) {
@@ -281,6 +300,13 @@ impl PolicyBook {
                 None => self.owners.remove(d),
             };
         }
+        // Every candidate is judged beside the enforced documents as they
+        // change, except its own scope's, which it replaces.
+        for shadow in self.shadows.values_mut() {
+            if shadow.scope != scope {
+                shadow.book.set(scope.clone(), version, spec.clone());
+            }
+        }
         match spec {
             Some(s) => {
                 self.docs.insert(scope, (version, s));
@@ -290,6 +316,42 @@ impl PolicyBook {
             }
         }
         self.cache.clear();
+    }
+
+    /// Publishes (Some) or stops (None) a candidate document in shadow for
+    /// `scope`. Returns false, changing nothing, for a new candidate when
+    /// [`MAX_SHADOWS`] are already in shadow.
+    pub fn set_shadow(&mut self, scope: Scope, version: i64, spec: Option<PolicySpec>) -> bool {
+        let name = scope.to_string();
+        let Some(spec) = spec else {
+            self.shadows.remove(&name);
+            return true;
+        };
+        if !self.shadows.contains_key(&name) && self.shadows.len() >= MAX_SHADOWS {
+            return false;
+        }
+        let mut book = PolicyBook::default();
+        for (s, (v, d)) in &self.docs {
+            if *s != scope {
+                book.set(s.clone(), *v, Some(d.clone()));
+            }
+        }
+        book.set(scope.clone(), version, Some(spec));
+        self.shadows.insert(name, Box::new(Shadow { scope, version, book }));
+        true
+    }
+
+    pub fn has_shadows(&self) -> bool {
+        !self.shadows.is_empty()
+    }
+
+    /// The candidates in shadow, by scope name.
+    pub fn shadows(&self) -> impl Iterator<Item = (&String, &Shadow)> {
+        self.shadows.iter().map(|(k, v)| (k, &**v))
+    }
+
+    pub fn shadow_mut(&mut self, scope: &str) -> Option<&mut Shadow> {
+        self.shadows.get_mut(scope).map(|b| &mut **b)
     }
 
     /// The effective policy of an intent or event. A recipient domain's own

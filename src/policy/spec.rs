@@ -47,6 +47,21 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// Whether this scope's document applies to a send of `tenant` from
+    /// `sender` to `recipient` (normalised addresses).
+    pub fn covers(&self, tenant: &str, sender: &str, recipient: &str) -> bool {
+        let domain = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        match self {
+            Scope::Default => true,
+            Scope::Tenant(t) => t == tenant,
+            Scope::SenderDomain(d) => domain(sender) == *d,
+            Scope::Mailbox(m) => m == sender,
+            Scope::RecipientDomain(d) => domain(recipient) == *d,
+        }
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -31,6 +31,7 @@ pub struct StageTask {
     changelog: String,
     decisions: String,
     alerts: String,
+    shadow: String,
     dead_letters: String,
     /// (topic, partitions) of every stage, for records passed between them.
     stage_topics: HashMap<StageKind, (String, i32)>,
@@ -61,6 +62,7 @@ impl StageTask {
             changelog: topo.full(&kind.changelog()),
             decisions: topo.full("decisions"),
             alerts: topo.full("alerts"),
+            shadow: topo.full("shadow-decisions"),
             dead_letters: topo.full("dead-letters"),
             stage_topics: topo.stage_topics(),
             out: StageOutput::default(),
@@ -195,6 +197,16 @@ impl StageTask {
             codec::encode_into(RecordType::Alert, &a, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
             out.send(&self.alerts, None, a.scope.as_bytes(), Some(&self.buf), Some(a.at_ms))?;
         }
+        for s in self.out.shadow.drain(..) {
+            let changed = if s.differs { "true" } else { "false" };
+            out.counts.add("sendgate_shadow_decisions_total", [("changed", changed), ("", "")]);
+            if s.differs {
+                out.counts.add("sendgate_shadow_changes_total", [("status", s.candidate.status.as_str()), ("reason", reason_label(&s.candidate.reason))]);
+            }
+            self.buf.clear();
+            codec::encode_into(RecordType::ShadowDecision, &s, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
+            out.send(&self.shadow, None, s.candidate.sender.as_bytes(), Some(&self.buf), Some(s.candidate.decided_at_ms))?;
+        }
         for Forward { stage, key, envelope } in self.out.forwards.drain(..) {
             self.buf.clear();
             codec::encode_into(RecordType::StageEnvelope, &envelope, &mut self.buf).map_err(|e| TaskError::Fatal(e.to_string()))?;
@@ -243,6 +255,12 @@ fn alert_label(kind: &str) -> &'static str {
         "isp_throttling",
         "isp_backoff_escalated",
         "isp_backoff_cleared",
+        "sender_paused_for_day",
+        "held_expired",
+        "shadow_differs",
+        "unapproved_send",
+        "trust_step_up",
+        "trust_step_down",
     ];
     KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }

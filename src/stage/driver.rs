@@ -84,6 +84,8 @@ pub struct Driver {
     offsets: HashMap<String, i64>,
     pub decisions: Vec<Decision>,
     pub alerts: Vec<Alert>,
+    /// Candidate policies' decisions paired with the enforced ones.
+    pub shadow: Vec<ShadowDecision>,
     pub refused: Vec<Refused>,
     /// Every check made, when tracing (what-if explanations).
     pub traces: Vec<super::pipeline::Trace>,
@@ -112,7 +114,7 @@ impl Driver {
                 open: StageOutput::default(),
             })
             .collect();
-        Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), refused: Vec::new(), traces: Vec::new(), trace: false }
+        Driver { ingress, partitions, slots, offsets: HashMap::new(), decisions: Vec::new(), alerts: Vec::new(), shadow: Vec::new(), refused: Vec::new(), traces: Vec::new(), trace: false }
     }
 
     /// Records every check the stages make into `traces`.
@@ -160,6 +162,19 @@ impl Driver {
         let doc = PolicyDocument { scope: scope.clone(), spec_json: spec.to_canonical_json(), source_name: None };
         let bytes = codec::encode(RecordType::PolicyDocument, &doc).expect("encodes");
         self.submit_raw("policies", Some(scope.as_bytes()), Some(&bytes), at);
+    }
+
+    /// Publishes a candidate policy document in shadow for a scope (None: stops it).
+    pub fn shadow_policy(&mut self, scope: &str, toml_text: Option<&str>, at: i64) {
+        let scope = Scope::parse(scope).expect("test scope parses").to_string();
+        let key = format!("{}{scope}", crate::policy::resolve::SHADOW_PREFIX);
+        let bytes = toml_text.map(|t| {
+            let spec: PolicySpec = toml::from_str(t).expect("test policy parses");
+            spec.validate().expect("test policy is valid");
+            let doc = PolicyDocument { scope: scope.clone(), spec_json: spec.to_canonical_json(), source_name: None };
+            codec::encode(RecordType::PolicyDocument, &doc).expect("encodes")
+        });
+        self.submit_raw("policies", Some(key.as_bytes()), bytes.as_deref(), at);
     }
 
     pub fn intent(&mut self, intent: &SendIntent, at: i64) {
@@ -213,6 +228,7 @@ impl Driver {
                 slot.open.decisions.extend(out.decisions);
                 slot.open.alerts.extend(out.alerts);
                 slot.open.forwards.extend(out.forwards);
+                slot.open.shadow.extend(out.shadow);
                 if let Some(t) = out.trace {
                     slot.open.trace.get_or_insert_with(Vec::new).extend(t);
                 }
@@ -239,6 +255,7 @@ impl Driver {
         let out = std::mem::take(&mut slot.open);
         self.decisions.extend(out.decisions);
         self.alerts.extend(out.alerts);
+        self.shadow.extend(out.shadow);
         self.traces.extend(out.trace.unwrap_or_default());
         for Forward { stage, key, envelope } in out.forwards {
             self.slot(stage).logs.entry(partition_for(&key, partitions)).or_default().push(envelope);

@@ -16,6 +16,7 @@ pub use limits::*;
 use crate::codec::{self, RecordType};
 use crate::model::address::normalise_domain;
 use crate::model::*;
+use crate::policy::resolve::SHADOW_PREFIX;
 use crate::policy::{PolicySpec, Scope};
 
 /// The documented limits of input records (docs/design.md, "Input
@@ -100,7 +101,13 @@ impl Ingress {
         }
         if rec.topic == self.policies {
             let scope_text = rec.key.map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("policy record has no key (the key is the scope)")?;
-            let scope = Scope::parse(&scope_text)?;
+            // `shadow/SCOPE`: a candidate document, decided beside the
+            // enforced one and enforcing nothing.
+            let (shadow, scope_part) = match scope_text.strip_prefix(SHADOW_PREFIX) {
+                Some(rest) => (SHADOW_PREFIX, rest),
+                None => ("", scope_text.as_str()),
+            };
+            let scope = Scope::parse(scope_part)?;
             let spec_json = match rec.payload {
                 None => None, // tombstone: the scope's document is removed
                 Some(bytes) => {
@@ -113,7 +120,7 @@ impl Ingress {
                     Some(spec.to_canonical_json())
                 }
             };
-            env.policy = Some(PolicyChange { scope: scope.to_string(), version: rec.offset + 1, spec_json });
+            env.policy = Some(PolicyChange { scope: format!("{shadow}{scope}"), version: rec.offset + 1, spec_json });
             return Ok(StageKind::ALL.iter().map(|&stage| Routed { stage, target: Target::All, envelope: env.clone() }).collect());
         }
         let payload = rec.payload.ok_or("empty record (no value)")?;

@@ -225,6 +225,34 @@ pub fn backoff(sender_domain: &str, group: &str) -> Vec<u8> {
     join_key("bo/", &[sender_domain, group], false)
 }
 
+/// The namespace of a candidate policy's state (see
+/// `PartitionView::namespaced`): a leading control byte, so that no
+/// prefix of the enforced state's keys is a prefix of it.
+pub fn shadow_namespace(scope: &str) -> Vec<u8> {
+    let mut k = b"\x02shadow/".to_vec();
+    k.extend_from_slice(scope.len().to_string().as_bytes());
+    k.push(b':');
+    k.extend_from_slice(scope.as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// One half of a (enforced, candidate) pair of decisions for the intent
+/// record at `source`, waiting for the other (`side`: b'e' or b'c').
+pub fn shadow_half(side: u8, scope: &str, tenant: &str, intent_id: &str, source: &crate::model::SourceRef) -> Vec<u8> {
+    let mut k = intent_scoped("shpair/", tenant, intent_id);
+    k.push(b'/');
+    k.push(side);
+    k.extend_from_slice(format!("/{}:{scope}/{}/{}/{}", scope.len(), source.topic, source.partition, source.offset).as_bytes());
+    k
+}
+
+/// How many intents of a tenant through a sender domain a candidate
+/// policy would have decided differently (for its alerts).
+pub fn shadow_differences(scope: &str, version: i64, tenant: &str, sender_domain: &str) -> Vec<u8> {
+    format!("shdiff/{}:{scope}/{version}/{}:{tenant}/{sender_domain}", scope.len(), tenant.len()).into_bytes()
+}
+
 pub const POLICY_PREFIX: &[u8] = b"policy/";
 
 pub fn policy(scope: &str) -> Vec<u8> {

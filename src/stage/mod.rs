@@ -10,6 +10,7 @@
 //! - [`signals`]: bounce and complaint budgets.
 //! - [`feedback`]: ISP and ESP answers matched by rules to actions.
 //! - [`retry`]: when a deferred intent comes back (spread, business hours).
+//! - [`shadow`]: candidate policies decided beside the enforced one.
 //! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
 
 pub mod driver;
@@ -20,6 +21,7 @@ pub mod pipeline;
 pub mod recipient;
 pub mod recipient_domain;
 pub mod retry;
+pub mod shadow;
 pub mod sender;
 pub mod signals;
 pub mod tenant;

@@ -68,6 +68,9 @@ pub struct StageOutput {
     pub decisions: Vec<Decision>,
     pub alerts: Vec<Alert>,
     pub forwards: Vec<Forward>,
+    /// Candidate policies' would-be decisions beside the enforced ones
+    /// (the sender stage pairs them; see `super::shadow`).
+    pub shadow: Vec<ShadowDecision>,
     /// When set (audits), every check the stage made, in order.
     pub trace: Option<Vec<Trace>>,
     /// With a trace, only this intent's checks are recorded: an explanation
@@ -80,6 +83,7 @@ impl StageOutput {
         self.decisions.clear();
         self.alerts.clear();
         self.forwards.clear();
+        self.shadow.clear();
         if let Some(t) = &mut self.trace {
             t.clear();
         }
@@ -186,15 +190,20 @@ impl Cx<'_, '_> {
     /// Adds an expiry index entry: at `at_ms`, `key` is deleted if its value
     /// still carries `stamp` (None: whatever it holds).
     pub fn expire_at(&mut self, at_ms: i64, key: &[u8], stamp: Option<i64>) {
-        // Never behind the sweep (which is never ahead of now).
-        let at_ms = at_ms.max(self.now);
-        let v = match stamp {
-            Some(s) => StateValue::Clock(s),
-            None => StateValue::Marker,
-        };
-        self.view.put(&keys::expiry(at_ms, key), v);
-        self.view.lower_sweep_floor(at_ms);
+        index_expiry(self.view, self.now, at_ms, key, stamp);
     }
+}
+
+/// Adds an expiry index entry (see [`Cx::expire_at`]).
+pub fn index_expiry(view: &mut PartitionView<'_>, now: i64, at_ms: i64, key: &[u8], stamp: Option<i64>) {
+    // Never behind the sweep (which is never ahead of now).
+    let at_ms = at_ms.max(now);
+    let v = match stamp {
+        Some(s) => StateValue::Clock(s),
+        None => StateValue::Marker,
+    };
+    view.put(&keys::expiry(at_ms, key), v);
+    view.lower_sweep_floor(at_ms);
 }
 
 /// The logic of one stage.
@@ -235,7 +244,17 @@ const EXPIRY_SWEEP_MAX: usize = 8;
 
 /// Handles one stage record. A pure function of (state, record, policy):
 /// the runtime does all I/O, and the same stage log gives the same outputs.
+/// Candidate policies in shadow decide the same record again, each in its
+/// own state (see [`super::shadow`]).
 pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
+    if env.shadow.is_some() || book.has_shadows() {
+        return super::shadow::process(stage, view, book, env, out);
+    }
+    process_in(stage, view, book, env, out)
+}
+
+/// Handles one stage record in one state (the enforced one, or a candidate's).
+pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     // The stream clock only moves forward, and it is part of the state, so a
     // replay sees the same.
     let clock = view.get_time(keys::CLOCK)?.unwrap_or(i64::MIN);
@@ -295,11 +314,22 @@ pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<
 }
 
 fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) {
-    let Ok(scope) = Scope::parse(&change.scope) else { return };
+    let (shadow, scope) = match change.scope.strip_prefix(crate::policy::resolve::SHADOW_PREFIX) {
+        Some(rest) => (true, rest),
+        None => (false, change.scope.as_str()),
+    };
+    let Ok(scope) = Scope::parse(scope) else { return };
     // The router validated the document; one that fails here (a newer format
     // read by an older binary) is treated as removed rather than half-applied.
     let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
-    book.set(scope, change.version, spec);
+    if shadow {
+        // Past the most candidates at once, a new one is not taken up (the
+        // same on every partition: they all read the one policies partition
+        // in order); `sendgate shadow start` refuses it before publishing.
+        book.set_shadow(scope, change.version, spec);
+    } else {
+        book.set(scope, change.version, spec);
+    }
 }
 
 /// The value an expiry entry compares with (see `Cx::expire_at`).

@@ -259,7 +259,7 @@ impl StageStore {
     }
 
     pub fn view(&mut self, partition: i32) -> PartitionView<'_> {
-        PartitionView { store: self, partition }
+        PartitionView { store: self, partition, ns: Vec::new() }
     }
 
     /// Moves every partition's overlay into encoded pending writes and returns
@@ -370,10 +370,34 @@ impl StageStore {
 pub struct PartitionView<'a> {
     store: &'a mut StageStore,
     partition: i32,
+    /// Prefixed to every key: the state of a candidate policy in shadow
+    /// lives beside the enforced state, under its own namespace, and the
+    /// stage code cannot tell the difference (empty: the enforced state).
+    ns: Vec<u8>,
 }
 
 impl PartitionView<'_> {
+    /// The same partition's state under a namespace (see `ns`): what it
+    /// writes, reads and scans never meets a key outside it.
+    pub fn namespaced(&mut self, ns: &[u8]) -> PartitionView<'_> {
+        let mut full = self.ns.clone();
+        full.extend_from_slice(ns);
+        PartitionView { store: &mut *self.store, partition: self.partition, ns: full }
+    }
+
+    fn key<'k>(&self, key: &'k [u8]) -> std::borrow::Cow<'k, [u8]> {
+        if self.ns.is_empty() {
+            std::borrow::Cow::Borrowed(key)
+        } else {
+            let mut k = Vec::with_capacity(self.ns.len() + key.len());
+            k.extend_from_slice(&self.ns);
+            k.extend_from_slice(key);
+            std::borrow::Cow::Owned(k)
+        }
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<StateValue>, StoreError> {
+        let key = &*self.key(key);
         if let Some(v) = self.store.overlays.get(&self.partition).and_then(|o| o.get(key)) {
             return Ok(v.clone());
         }
@@ -393,10 +417,17 @@ impl PartitionView<'_> {
     /// None when unknown. Lets the per-record expiry sweep skip its scan
     /// without changing what it finds.
     pub fn sweep_floor(&self) -> Option<i64> {
+        if !self.ns.is_empty() {
+            // Kept for the enforced state only: a namespace always scans.
+            return None;
+        }
         self.store.sweep_floors.get(&self.partition).copied()
     }
 
     pub fn set_sweep_floor(&mut self, floor: Option<i64>) {
+        if !self.ns.is_empty() {
+            return;
+        }
         match floor {
             Some(f) => self.store.sweep_floors.insert(self.partition, f),
             None => self.store.sweep_floors.remove(&self.partition),
@@ -405,6 +436,9 @@ impl PartitionView<'_> {
 
     /// An entry due at `at` was written: the floor is at most `at`.
     pub fn lower_sweep_floor(&mut self, at: i64) {
+        if !self.ns.is_empty() {
+            return;
+        }
         if let Some(f) = self.store.sweep_floors.get_mut(&self.partition) {
             *f = (*f).min(at);
         }
@@ -428,11 +462,13 @@ impl PartitionView<'_> {
     }
 
     pub fn put(&mut self, key: &[u8], value: StateValue) {
-        self.store.overlays.entry(self.partition).or_default().set(key, Some(value));
+        let key = self.key(key).into_owned();
+        self.store.overlays.entry(self.partition).or_default().set(&key, Some(value));
     }
 
     pub fn delete(&mut self, key: &[u8]) {
-        self.store.overlays.entry(self.partition).or_default().set(key, None);
+        let key = self.key(key).into_owned();
+        self.store.overlays.entry(self.partition).or_default().set(&key, None);
     }
 
     /// The first `limit` keys under a prefix (without the partition prefix),
@@ -447,6 +483,15 @@ impl PartitionView<'_> {
     /// swept from its start, a queue) should be scanned from a cursor past
     /// them: the store then never walks over their tombstones.
     pub fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if !self.ns.is_empty() {
+            let n = self.ns.len();
+            let keys = self.scan_raw(&self.key(prefix), &self.key(from), limit)?;
+            return Ok(keys.into_iter().map(|k| k[n..].to_vec()).collect());
+        }
+        self.scan_raw(prefix, from, limit)
+    }
+
+    fn scan_raw(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         // A merge of two ordered streams that stops at `limit` keys: the
         // overlay's range is walked lazily, never collected whole (within a
         // busy transaction it holds thousands of index entries), and the

@@ -11,6 +11,7 @@ mod delivery_signals;
 mod properties;
 mod recipient_guards;
 mod sender_guards;
+mod shadow;
 mod tenants;
 
 /// A policy that switches off the time-dependent defaults, so a test sets
