@@ -131,6 +131,15 @@ enum Cmd {
         /// Scratch directory (removed afterwards).
         #[arg(long)]
         scratch: Option<PathBuf>,
+        /// The report as JSON (the format `sendgate shadow report --json` prints).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Candidate policies in shadow: decided beside the enforced policy on
+    /// live traffic, enforcing nothing.
+    Shadow {
+        #[command(subcommand)]
+        action: ShadowCmd,
     },
     /// Audits of the recorded decisions.
     Audit {
@@ -284,6 +293,46 @@ enum AuditCmd {
 enum TopicsCmd {
     /// Create missing topics and verify existing ones against topology/.
     Apply,
+}
+
+#[derive(Subcommand)]
+enum ShadowCmd {
+    /// Publish a policy file's documents as candidates in shadow for their scopes.
+    Start {
+        file: PathBuf,
+    },
+    /// Stop the candidate in shadow for a scope.
+    Stop {
+        scope: String,
+    },
+    /// Make the candidate in shadow for a scope the enforced policy (from
+    /// the next intent), and stop its shadow.
+    Promote {
+        scope: String,
+    },
+    /// The candidates in shadow now.
+    List,
+    /// What the candidates would have changed: their would-be decisions
+    /// against the enforced ones, in the backtest's report format.
+    Report {
+        /// Only this candidate's scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Only this tenant's intents.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
+        #[arg(long)]
+        from: Option<String>,
+        /// Decisions before this time or these offsets.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many changed intents to list.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -473,7 +522,12 @@ fn real_main(cli: Cli) -> Result<(), String> {
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
-        Cmd::Backtest { policy, from, to, show, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch),
+        Cmd::Backtest { policy, from, to, show, scratch, json } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch, json),
+        Cmd::Shadow { action: ShadowCmd::Start { file } } => rt.block_on(sendgate::cli::shadow::start(&cfg, &file)),
+        Cmd::Shadow { action: ShadowCmd::Stop { scope } } => rt.block_on(sendgate::cli::shadow::stop(&cfg, &scope)),
+        Cmd::Shadow { action: ShadowCmd::Promote { scope } } => rt.block_on(sendgate::cli::shadow::promote(&cfg, &scope)),
+        Cmd::Shadow { action: ShadowCmd::List } => sendgate::cli::shadow::list(&cfg),
+        Cmd::Shadow { action: ShadowCmd::Report { scope, tenant, from, to, show, json } } => sendgate::cli::shadow::report(&cfg, sendgate::cli::shadow::ReportArgs { scope, tenant, from, to, show, json }),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions } } => {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions })

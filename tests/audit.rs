@@ -216,3 +216,97 @@ fn backtest_shows_no_change_under_the_live_policy_and_moves_with_a_stricter_or_l
     let (_, base, cand) = deferred(&out);
     assert!(cand < base, "a looser policy defers less: {out}");
 }
+
+/// A `sendgate shadow report --json` or `backtest --json` report: the
+/// intents whose decision changes, with their decision under the candidate,
+/// and the candidate's count of each status.
+fn changes_and_totals(v: &serde_json::Value) -> (std::collections::BTreeMap<String, String>, std::collections::BTreeMap<String, u64>) {
+    let changes = v["changes"].as_array().unwrap().iter().map(|c| (c["intent_id"].as_str().unwrap().to_string(), format!("{} {}", c["candidate"]["status"].as_str().unwrap(), c["candidate"]["reason"].as_str().unwrap()))).collect();
+    let mut totals = std::collections::BTreeMap::new();
+    for o in v["outcomes"].as_array().unwrap() {
+        *totals.entry(o["status"].as_str().unwrap().to_string()).or_default() += o["candidate"].as_u64().unwrap();
+    }
+    (changes, totals)
+}
+
+#[test]
+fn a_candidate_in_shadow_defers_what_its_backtest_defers_enforces_nothing_until_promoted() {
+    let mut env = TestEnv::new("shadow");
+    env.start();
+    let policy = |hourly: u32| format!("[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\nlimits = {{ \"mailbox.outbound.hour\" = {hourly} }}\n");
+    env.apply_policy(&policy(10));
+    let file = |name: &str, text: String| {
+        let path = env.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let strict = file("strict.toml", policy(4));
+    let (ok, out, err) = env.cli(&["shadow", "start", &strict]);
+    assert!(ok && out.contains("tenant:acme: candidate in shadow as version"), "{out}\n{err}");
+    let (ok, out, _) = env.cli(&["shadow", "list"]);
+    assert!(ok && out.starts_with("tenant:acme  version"), "{out}");
+
+    let intents: Vec<SendIntent> = (0..40).map(|i| intent(&format!("sh-{i}"), &format!("m{}@acme.com", i % 2), &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&intents);
+    let ids: Vec<String> = intents.iter().map(|i| i.intent_id.clone()).collect();
+    let live = env.await_decisions(&ids, WAIT);
+    let live_deferred = live.values().filter(|d| d.status == DecisionStatus::Deferred).count();
+    assert!(live.values().all(|d| d.usage.iter().all(|u| u.scope != "mailbox:m0@acme.com" || u.window != "hour" || u.limit == 10)), "the enforced limit stays 10 an hour");
+
+    // Every intent's pair reaches the shadow-decisions topic.
+    let deadline = std::time::Instant::now() + WAIT;
+    let shadow = loop {
+        let (ok, out, err) = env.cli(&["shadow", "report", "--json", "--show", "1000"]);
+        assert!(ok, "{out}\n{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v.as_array().unwrap().first().is_some_and(|s| s["compared"] == 40) {
+            break v[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the pairs did not all arrive: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(shadow["shadow_scope"], "tenant:acme");
+    let (shadow_changes, shadow_totals) = changes_and_totals(&shadow);
+    assert!(!shadow_changes.is_empty() && shadow_changes.values().all(|c| c == "DEFERRED hourly_limit_exceeded"), "{shadow}");
+    // The enforced side of the pairs is the live decisions.
+    let enforced_deferred: u64 = shadow["outcomes"].as_array().unwrap().iter().filter(|o| o["status"] == "DEFERRED").map(|o| o["enforced"].as_u64().unwrap()).sum();
+    assert_eq!(enforced_deferred as usize, live_deferred, "{shadow}");
+
+    // The backtest of the same candidate over the same input: the same
+    // intents change, to the same decisions; its baseline is the live run,
+    // so the candidate in shadow changed no enforced decision.
+    let (ok, out, err) = env.cli(&["backtest", "--policy", &strict, "--json", "--show", "1000"]);
+    assert!(ok, "{out}\n{err}");
+    let backtest: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((backtest["compared"].as_u64(), backtest["agreeing"].as_u64()), (Some(40), Some(40)), "{backtest}");
+    let (backtest_changes, backtest_totals) = changes_and_totals(&backtest);
+    assert_eq!(shadow_changes, backtest_changes);
+    assert_eq!(shadow_totals, backtest_totals);
+
+    // The text report has the backtest's layout.
+    let (ok, out, _) = env.cli(&["shadow", "report", "--scope", "tenant:acme"]);
+    assert!(ok && out.contains("candidate in shadow for tenant:acme") && out.contains("decisions compared   40") && out.contains("first changes (enforced -> candidate):") && out.contains("[sender: DEFERRED hourly_limit_exceeded]"), "{out}");
+    // The alerts summarise the difference.
+    let alerts = env.all_alerts();
+    assert!(alerts.iter().any(|a| a.kind == "shadow_differs" && a.tenant == "acme" && a.scope == "tenant:acme" && a.details.get("differences").map(String::as_str) == Some("1")), "{alerts:?}");
+
+    // Promoted: enforced from the next intent, and no longer in shadow.
+    let (ok, out, err) = env.cli(&["shadow", "promote", "tenant:acme"]);
+    assert!(ok && out.contains("promoted; enforced as version"), "{out}\n{err}");
+    let after: Vec<SendIntent> = (0..5).map(|i| intent(&format!("after-{i}"), "fresh@acme.com", &format!("q{i}@gmail.com"))).collect();
+    env.send_intents(&after);
+    let decided = env.await_decisions(&after.iter().map(|i| i.intent_id.clone()).collect::<Vec<_>>(), WAIT);
+    assert_eq!(decided["after-3"].status, DecisionStatus::Allowed);
+    let d = &decided["after-4"];
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"), "{d:?}");
+    assert!(d.usage.iter().any(|u| u.scope == "mailbox:fresh@acme.com" && u.window == "hour" && u.limit == 4), "{d:?}");
+    let (ok, out, _) = env.cli(&["shadow", "list"]);
+    assert!(ok && out.contains("no candidate policy in shadow"), "{out}");
+    let (_, out, _) = env.cli(&["shadow", "report", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["compared"], 40, "no pair after the promotion: {v}");
+
+    let (ok, out, err) = env.cli(&["audit", "replay"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("differences          0") && out.contains("shadow pairs compared 40") && out.contains("shadow differences   0"), "{out}");
+}

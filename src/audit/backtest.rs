@@ -26,7 +26,6 @@ use crate::model::*;
 use crate::policy::{PolicySpec, Scope};
 use crate::stage::driver::Driver;
 use crate::stage::ingress::Ingress;
-use crate::stage::pipeline::domain_of;
 use crate::stage::{SenderConfig, StageKind};
 use crate::state::rocks::RocksStore;
 use crate::state::BaseStore;
@@ -42,36 +41,19 @@ pub struct BacktestOptions {
     pub keep: usize,
 }
 
-/// Counts of one sender domain: (allowed, denied) in the baseline and under the candidate.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct DomainCounts {
-    pub allowed: (u64, u64),
-    pub denied: (u64, u64),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub intent_id: String,
-    pub source: SourceRef,
-    pub before: (DecisionStatus, String),
-    pub after: (DecisionStatus, String),
-}
+pub use super::compare::{Change, Comparison, DomainCounts};
 
 #[derive(Debug, Default)]
 pub struct BacktestReport {
     pub inputs: u64,
-    pub compared: u64,
-    pub changed: u64,
-    /// (status, reason) -> (baseline: the recorded policies, under the candidate).
-    pub by_outcome: BTreeMap<(DecisionStatus, String), (u64, u64)>,
+    /// The baseline (the recorded policies) against the candidate.
+    pub comparison: Comparison,
     /// (status, reason) -> decisions the live processor recorded (in the
     /// same bounds).
     pub recorded: BTreeMap<(DecisionStatus, String), u64>,
     /// Compared intents whose baseline decision is one the live processor
     /// recorded for the same intent record.
     pub agreeing: u64,
-    pub by_sender_domain: BTreeMap<String, DomainCounts>,
-    pub first: Vec<Change>,
 }
 
 fn source_key(s: &SourceRef) -> (String, i32, i64) {
@@ -213,24 +195,12 @@ fn tally(report: &mut BacktestReport, opts: &BacktestOptions, recorded: &RocksSt
     if !within(&opts.from, &opts.to, &a) {
         return Ok(());
     }
-    report.compared += 1;
     let prefix = recorded_prefix(&a.source);
     let baseline = format!("{} {}", a.status.as_str(), a.reason);
     if recorded.scan(&prefix, &prefix, usize::MAX).map_err(|e| e.to_string())?.iter().any(|(_, v)| *v == baseline.as_bytes()) {
         report.agreeing += 1;
     }
-    report.by_outcome.entry((a.status, a.reason.clone())).or_default().0 += 1;
-    report.by_outcome.entry((b.status, b.reason.clone())).or_default().1 += 1;
-    let dc = report.by_sender_domain.entry(domain_of(&a.sender).to_string()).or_default();
-    let allowed = |d: &Decision| d.status == DecisionStatus::Allowed;
-    if allowed(&a) { dc.allowed.0 += 1 } else { dc.denied.0 += 1 }
-    if allowed(&b) { dc.allowed.1 += 1 } else { dc.denied.1 += 1 }
-    if (a.status, &a.reason) != (b.status, &b.reason) {
-        report.changed += 1;
-        if report.first.len() < opts.keep {
-            report.first.push(Change { intent_id: a.intent_id.clone(), source: a.source.clone(), before: (a.status, a.reason), after: (b.status, b.reason) });
-        }
-    }
+    report.comparison.add(&a, &b, opts.keep);
     Ok(())
 }
 

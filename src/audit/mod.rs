@@ -6,8 +6,10 @@
 //!   `recorded` keeps the recorded decisions it compares with.
 //! - [`explain`]: one intent's decision, check by check.
 //! - [`backtest`]: the recorded inputs under a candidate policy.
+//! - [`compare`]: the report format the backtest and the shadow report share.
 
 pub mod backtest;
+pub mod compare;
 pub mod explain;
 mod recorded;
 pub mod replay;

@@ -114,6 +114,11 @@ pub struct ReplayReport {
     pub compared: u64,
     pub differences: u64,
     pub first: Vec<Difference>,
+    /// Candidate policies' pairs (shadow-decisions topic) re-derived and compared.
+    pub shadow_compared: u64,
+    pub shadow_differences: u64,
+    /// The first differing pairs: (candidate scope, intent id, missing on the topic).
+    pub shadow_first: Vec<(String, String, bool)>,
     pub elapsed: Duration,
     /// The part of `elapsed` spent reading the recorded decisions.
     pub recorded_elapsed: Duration,
@@ -168,6 +173,22 @@ pub fn replay(
         let expected = marks.values().map(|(s, e)| (e - s).max(0) as u64).sum();
         let recorded = RecordedIndex::new(expected, opts.in_memory_decisions, &opts.scratch.join("recorded"))?;
         let recorded_n = AtomicU64::new(0);
+        // The candidates' pairs, by candidate scope and intent record.
+        let shadow_topic = topo.full("shadow-decisions");
+        let shadow_marks = kafka_io::watermarks(cfg, &shadow_topic)?;
+        let shadow_expected = shadow_marks.values().map(|(s, e)| (e - s).max(0) as u64).sum();
+        let shadow_recorded = RecordedIndex::new(shadow_expected, opts.in_memory_decisions, &opts.scratch.join("recorded-shadow"))?;
+        let mut batch = Vec::new();
+        kafka_io::read_ranges(cfg, &shadow_topic, &shadow_marks, |r: ReadRecord| {
+            let bytes = r.payload.unwrap_or_default();
+            let s: ShadowDecision = codec::decode(RecordType::ShadowDecision, bytes).map_err(|e| format!("{shadow_topic} [{}] @{}: {e}", r.partition, r.offset))?;
+            batch.push((shadow_key(&s), RecordedRef { digest: digest(bytes), partition: r.partition, offset: r.offset }));
+            if batch.len() >= 10_000 {
+                shadow_recorded.add(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+        shadow_recorded.add(batch)?;
         on_workers(marks.into_iter().collect(), |(_, (s, e))| e - s, |(p, range)| {
             let mut batch = Vec::new();
             kafka_io::read_ranges(
@@ -212,12 +233,13 @@ pub fn replay(
         // comparison need not be.
         let read = AtomicU64::new(0);
         let undecodable = AtomicU64::new(0);
-        let (to_compare, derived) = std::sync::mpsc::sync_channel::<Vec<Decision>>(COMPARE_QUEUE);
+        let (to_compare, derived) = std::sync::mpsc::sync_channel::<Derived>(COMPARE_QUEUE);
         let (replayed, compared) = std::thread::scope(|s| {
             let comparer = s.spawn(|| {
-                let mut c = Comparison::new(opts, &recorded);
-                for batch in derived {
-                    batch.iter().try_for_each(|d| c.add(d))?;
+                let mut c = Comparison::new(opts, &recorded, &shadow_recorded);
+                for (decisions, pairs) in derived {
+                    decisions.iter().try_for_each(|d| c.add(d))?;
+                    pairs.iter().try_for_each(|p| c.add_shadow(p))?;
                 }
                 Ok::<_, String>(c)
             });
@@ -247,6 +269,9 @@ pub fn replay(
             undecodable: undecodable.load(Ordering::Relaxed),
             compared: compared.compared,
             differences: compared.differences,
+            shadow_compared: compared.shadow_compared,
+            shadow_differences: compared.shadow_differences,
+            shadow_first: compared.shadow_found.clone(),
             recorded_elapsed,
             ..ReplayReport::default()
         };
@@ -300,6 +325,17 @@ fn raw_read(
     Ok((n.load(Ordering::Relaxed), started.elapsed()))
 }
 
+/// What the replay derives from a batch of stage records: decisions, and
+/// candidate policies' pairs.
+type Derived = (Vec<Decision>, Vec<ShadowDecision>);
+
+/// Where a recorded pair is looked up: its candidate's scope and the intent
+/// record it answers, as one source reference.
+fn shadow_key(s: &ShadowDecision) -> SourceRef {
+    let src = &s.candidate.source;
+    SourceRef { topic: format!("{}\u{1}{}", s.shadow_scope, src.topic), partition: src.partition, offset: src.offset }
+}
+
 /// Derived decisions per message to the comparing thread.
 const COMPARE_BATCH: usize = 512;
 /// Messages the comparing thread may have waiting (bounded memory).
@@ -312,7 +348,7 @@ fn replay_stage(
     kind: StageKind,
     topic: &str,
     ranges: &HashMap<i32, (i64, i64)>,
-    to_compare: &std::sync::mpsc::SyncSender<Vec<Decision>>,
+    to_compare: &std::sync::mpsc::SyncSender<Derived>,
     read: &AtomicU64,
     undecodable: &AtomicU64,
     progress: &(dyn Fn(Progress) + Sync),
@@ -323,7 +359,7 @@ fn replay_stage(
     let parts: Vec<String> = ranges.keys().map(|p| p.to_string()).collect();
     let dir = opts.scratch.join(format!("{}-{}", kind.name(), parts.join("-")));
     let log = StageLog { cfg, kind, topic, ranges, state_dir: &dir, sender: &opts.sender, trace: None };
-    let mut batch = Vec::with_capacity(COMPARE_BATCH);
+    let mut batch: Derived = (Vec::with_capacity(COMPARE_BATCH), Vec::new());
     let mut since_progress = 0u32;
     let bad = log.run(|step| {
         since_progress += 1;
@@ -335,9 +371,10 @@ fn replay_stage(
                 last_progress = Instant::now();
             }
         }
-        batch.extend(step.out.decisions.iter().cloned());
-        if batch.len() >= COMPARE_BATCH {
-            to_compare.send(std::mem::replace(&mut batch, Vec::with_capacity(COMPARE_BATCH))).map_err(|_| STOPPED)?;
+        batch.0.extend(step.out.decisions.iter().cloned());
+        batch.1.extend(step.out.shadow.iter().cloned());
+        if batch.0.len() + batch.1.len() >= COMPARE_BATCH {
+            to_compare.send(std::mem::replace(&mut batch, (Vec::with_capacity(COMPARE_BATCH), Vec::new()))).map_err(|_| STOPPED)?;
         }
         Ok(())
     })?;
@@ -526,6 +563,11 @@ fn on_workers<U: Clone + Send + Sync>(
 struct Comparison<'a> {
     opts: &'a ReplayOptions,
     recorded: &'a RecordedIndex,
+    shadow: &'a RecordedIndex,
+    shadow_compared: u64,
+    shadow_differences: u64,
+    /// The first pairs that differ: (candidate scope, intent id, missing).
+    shadow_found: Vec<(String, String, bool)>,
     compared: u64,
     differences: u64,
     /// The first differences (at most `opts.keep`): the difference, where
@@ -535,8 +577,27 @@ struct Comparison<'a> {
 }
 
 impl<'a> Comparison<'a> {
-    fn new(opts: &'a ReplayOptions, recorded: &'a RecordedIndex) -> Self {
-        Comparison { opts, recorded, compared: 0, differences: 0, found: Vec::new(), buf: Vec::with_capacity(512) }
+    fn new(opts: &'a ReplayOptions, recorded: &'a RecordedIndex, shadow: &'a RecordedIndex) -> Self {
+        Comparison { opts, recorded, shadow, shadow_compared: 0, shadow_differences: 0, shadow_found: Vec::new(), compared: 0, differences: 0, found: Vec::new(), buf: Vec::with_capacity(512) }
+    }
+
+    /// A candidate's pair, compared byte for byte with the recorded one.
+    fn add_shadow(&mut self, p: &ShadowDecision) -> Result<(), String> {
+        if !within(&self.opts.from, &self.opts.to, &p.enforced) {
+            return Ok(());
+        }
+        self.shadow_compared += 1;
+        self.buf.clear();
+        codec::encode_into(RecordType::ShadowDecision, p, &mut self.buf).map_err(|e| e.to_string())?;
+        let recorded = self.shadow.get(&shadow_key(p))?;
+        if recorded.is_some_and(|r| r.digest == digest(&self.buf)) {
+            return Ok(());
+        }
+        self.shadow_differences += 1;
+        if self.shadow_found.len() < self.opts.keep {
+            self.shadow_found.push((p.shadow_scope.clone(), p.intent_id.clone(), recorded.is_none()));
+        }
+        Ok(())
     }
 
     fn add(&mut self, d: &Decision) -> Result<(), String> {

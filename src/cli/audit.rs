@@ -68,8 +68,18 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
             println!("  {} ({at}): {field}: recorded {recorded}, replayed {replayed}", d.intent_id);
         }
     }
+    if report.shadow_compared > 0 || report.shadow_differences > 0 {
+        println!("shadow pairs compared {}", report.shadow_compared);
+        println!("shadow differences   {}", report.shadow_differences);
+        for (scope, id, missing) in &report.shadow_first {
+            println!("  {id} (candidate {scope}): {}", if *missing { "no pair on the shadow-decisions topic" } else { "the recorded pair differs" });
+        }
+    }
     if report.differences > 0 {
         return Err(format!("{} of {} decisions differ from their replay", report.differences, report.compared));
+    }
+    if report.shadow_differences > 0 {
+        return Err(format!("{} of {} shadow pairs differ from their replay", report.shadow_differences, report.shadow_compared));
     }
     if report.undecodable > 0 {
         return Err(format!("{} stage records could not be replayed", report.undecodable));
@@ -110,7 +120,7 @@ pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Resul
 }
 
 /// `sendgate backtest --policy FILE`.
-pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to: Option<String>, show: usize, scratch: Option<PathBuf>) -> Result<(), String> {
+pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to: Option<String>, show: usize, scratch: Option<PathBuf>, json: bool) -> Result<(), String> {
     let text = std::fs::read_to_string(policy).map_err(|e| format!("cannot read {}: {e}", policy.display()))?;
     let candidate = crate::policy::file::parse_policy_file(&text).map_err(|errs| format!("{} is not a valid policy file:\n  {}", policy.display(), errs.join("\n  ")))?;
     let opts = crate::audit::backtest::BacktestOptions {
@@ -122,40 +132,21 @@ pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to
         keep: show,
     };
     let r = crate::audit::backtest::backtest(cfg, &opts)?;
+    let c = &r.comparison;
+    if json {
+        let mut v = c.to_json("baseline", Some(&r.recorded));
+        v["inputs"] = r.inputs.into();
+        v["agreeing"] = r.agreeing.into();
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
     println!("input records        {}", r.inputs);
-    println!("decisions compared   {}", r.compared);
-    println!("decisions changed    {} (the candidate against the baseline)", r.changed);
-    let pct = if r.compared == 0 { 100.0 } else { r.agreeing as f64 * 100.0 / r.compared as f64 };
-    println!("baseline agrees      {} of {} with the recorded decisions ({pct:.1} %)", r.agreeing, r.compared);
+    print!("{}", c.summary("baseline"));
+    let pct = if c.compared == 0 { 100.0 } else { r.agreeing as f64 * 100.0 / c.compared as f64 };
+    println!("baseline agrees      {} of {} with the recorded decisions ({pct:.1} %)", r.agreeing, c.compared);
     println!("  (baseline: the recorded inputs under the recorded policies, each intent decided before the next is fed;");
     println!("   the live stages interleaved their inputs as they arrived, so a signal can cross a threshold at another intent)");
-    println!("\n{:<10} {:<28} {:>10} {:>10} {:>10}", "status", "reason", "recorded", "baseline", "candidate");
-    let outcomes: std::collections::BTreeSet<&(crate::model::DecisionStatus, String)> = r.by_outcome.keys().chain(r.recorded.keys()).collect();
-    let mut by_status: std::collections::BTreeMap<&str, (u64, u64, u64)> = std::collections::BTreeMap::new();
-    for outcome in outcomes {
-        let (status, reason) = outcome;
-        let rec = r.recorded.get(outcome).copied().unwrap_or(0);
-        let (a, b) = r.by_outcome.get(outcome).copied().unwrap_or((0, 0));
-        println!("{:<10} {:<28} {:>10} {:>10} {:>10}", status.as_str(), reason, rec, a, b);
-        let e = by_status.entry(status.as_str()).or_default();
-        e.0 += rec;
-        e.1 += a;
-        e.2 += b;
-    }
-    println!();
-    for (status, (rec, a, b)) in &by_status {
-        println!("total {status:<10} recorded {rec} baseline {a} candidate {b}");
-    }
-    println!("\n{:<40} {:>17} {:>17}", "sender domain", "allowed base/cand", "denied base/cand");
-    for (domain, c) in &r.by_sender_domain {
-        println!("{:<40} {:>8}/{:<8} {:>8}/{:<8}", domain, c.allowed.0, c.allowed.1, c.denied.0, c.denied.1);
-    }
-    if !r.first.is_empty() {
-        println!("\nfirst changes (baseline -> candidate):");
-        for c in &r.first {
-            println!("  {} ({} [{}] @{}): {} {} -> {} {}", c.intent_id, c.source.topic, c.source.partition, c.source.offset, c.before.0.as_str(), c.before.1, c.after.0.as_str(), c.after.1);
-        }
-    }
+    print!("{}", c.tables("baseline", Some(&r.recorded)));
     Ok(())
 }
 

@@ -10,4 +10,5 @@ pub mod json_input;
 pub mod kafka_io;
 pub mod load;
 pub mod ops;
+pub mod shadow;
 pub mod verify;

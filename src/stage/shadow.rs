@@ -143,13 +143,7 @@ fn pair(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope
 
 fn emit(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope, now: i64, scope: &str, enforced: Decision, candidate: Decision) -> Result<(), StoreError> {
     let differs = (enforced.status, &enforced.reason) != (candidate.status, &candidate.reason);
-    let check = if differs {
-        // The side that denied names the check; when both denied, the candidate's.
-        let denied = if candidate.status != DecisionStatus::Allowed { &candidate } else { &enforced };
-        format!("{}: {} {}", denied.stage.as_deref().unwrap_or("sender"), denied.status.as_str(), denied.reason)
-    } else {
-        String::new()
-    };
+    let check = differing_check(&enforced, &candidate);
     if differs {
         let domain = domain_of(&enforced.sender).to_string();
         let key = keys::shadow_differences(scope, candidate.policy_version, &enforced.tenant, &domain);
@@ -189,6 +183,17 @@ fn emit(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope
     }
     out.shadow.push(ShadowDecision { shadow_scope: scope.to_string(), intent_id: enforced.intent_id.clone(), tenant: enforced.tenant.clone(), enforced, candidate, differs, check });
     Ok(())
+}
+
+/// The check that differed between two decisions of one intent, as
+/// `stage: STATUS reason` of the side that denied (the candidate's when
+/// both did); empty when they agree.
+pub fn differing_check(enforced: &Decision, candidate: &Decision) -> String {
+    if (enforced.status, &enforced.reason) == (candidate.status, &candidate.reason) {
+        return String::new();
+    }
+    let denied = if candidate.status != DecisionStatus::Allowed { candidate } else { enforced };
+    format!("{}: {} {}", denied.stage.as_deref().unwrap_or("sender"), denied.status.as_str(), denied.reason)
 }
 
 fn is_power_of_ten(mut n: i64) -> bool {
