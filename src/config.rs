@@ -105,6 +105,12 @@ pub struct Config {
     /// for the policies' `signals.engagement`. Off: they are validated and
     /// go nowhere, costing no stage record.
     pub engagement_events: bool,
+    /// Route DELIVERED events to the sender stage too, where every event
+    /// that shows a send is reconciled with its intent's decision
+    /// (`reconcile` in the policies). Off: a delivery costs the sender
+    /// stage nothing, and only bounces, deferrals and rejections are
+    /// reconciled.
+    pub reconcile_deliveries: bool,
     /// Extra librdkafka properties for every client (tuning; no secrets:
     /// those go through `[security]`).
     pub kafka: BTreeMap<String, String>,
@@ -158,6 +164,7 @@ impl Default for Config {
             schema_registry: crate::registry::RegistrySettings::default(),
             log_addresses: false,
             engagement_events: false,
+            reconcile_deliveries: true,
             kafka: BTreeMap::new(),
         }
     }
@@ -191,6 +198,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_COMPRESSION", "compression"),
     ("SENDGATE_LOG_ADDRESSES", "log_addresses"),
     ("SENDGATE_ENGAGEMENT_EVENTS", "engagement_events"),
+    ("SENDGATE_RECONCILE_DELIVERIES", "reconcile_deliveries"),
 ];
 
 impl Config {
@@ -264,6 +272,7 @@ impl Config {
             "compression" => self.compression = v.trim().to_ascii_lowercase(),
             "log_addresses" => self.log_addresses = flag(v)?,
             "engagement_events" => self.engagement_events = flag(v)?,
+            "reconcile_deliveries" => self.reconcile_deliveries = flag(v)?,
             _ => unreachable!("ENV_VARS names only known fields"),
         }
         Ok(())

@@ -69,7 +69,7 @@ pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, 
 
 fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let topo = cfg.topology()?;
-    let ingress = Ingress::from_topology(&topo).with_engagement(cfg.engagement_events);
+    let ingress = Ingress::from_topology(&topo).configured(cfg);
     let topics = [ingress.policies.clone(), ingress.commands.clone(), ingress.intents.clone(), ingress.delivery.clone()];
 
     // 1. Every input record, ordered by log time (then control records

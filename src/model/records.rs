@@ -97,6 +97,10 @@ impl DecisionStatus {
         }
     }
 
+    pub fn parse(s: &str) -> Option<DecisionStatus> {
+        [DecisionStatus::Allowed, DecisionStatus::Deferred, DecisionStatus::Paused, DecisionStatus::Blocked, DecisionStatus::Held].into_iter().find(|d| d.as_str() == s)
+    }
+
     /// ALLOWED and BLOCKED are final: a resubmitted intent gets them again.
     pub fn is_final(self) -> bool {
         matches!(self, DecisionStatus::Allowed | DecisionStatus::Blocked)

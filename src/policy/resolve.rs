@@ -91,6 +91,49 @@ pub struct BackoffPolicy {
     pub ramp_start_per_minute: u64,
 }
 
+/// Reconciliation of delivery events with decisions (see `stage::reconcile`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconcilePolicy {
+    pub enabled: bool,
+    pub wait_ms: i64,
+    pub require_intent_id: bool,
+    /// Unapproved sends of a mailbox in a day that pause it (0: never).
+    pub pause_mailbox_after: u32,
+}
+
+/// One trust ladder (see `stage::trust`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ladder {
+    /// (name, hour cap, day cap) per step.
+    pub steps: Vec<(String, Option<u64>, Option<u64>)>,
+    pub advance_after_sends: u64,
+    pub advance_after_ms: i64,
+    pub max_hard_bounce_rate: f64,
+    pub max_complaint_rate: f64,
+    pub demote_after_events: u32,
+}
+
+impl Ladder {
+    fn from_plan(p: LadderPlan) -> Ladder {
+        Ladder {
+            steps: p.steps.unwrap_or_default().into_iter().map(|s| (s.name, s.hour, s.day)).collect(),
+            advance_after_sends: p.advance_after_sends.unwrap_or(20),
+            advance_after_ms: p.advance_after_hours.unwrap_or(24) as i64 * 3_600_000,
+            max_hard_bounce_rate: p.max_hard_bounce_rate.unwrap_or(0.02),
+            max_complaint_rate: p.max_complaint_rate.unwrap_or(0.001),
+            demote_after_events: p.demote_after_events.unwrap_or(2).max(1),
+        }
+    }
+}
+
+/// The ladders in force, by subject kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustLadders {
+    pub mailbox: Option<Ladder>,
+    pub sender_domain: Option<Ladder>,
+    pub recipient: Option<Ladder>,
+}
+
 /// How retry times of deferred intents are spread (see `stage::retry`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -124,6 +167,8 @@ pub struct EffectivePolicy {
     pub held_expire_ms: i64,
     /// The windows whose limits raise quota alerts.
     pub quota_alert_windows: Vec<Window>,
+    pub reconcile: ReconcilePolicy,
+    pub trust: TrustLadders,
 }
 
 impl EffectivePolicy {
@@ -235,6 +280,13 @@ pub fn builtin_defaults() -> PolicySpec {
         // Quota alerts for the budgets a person plans by; an hourly pacing
         // limit reached twice an hour per mailbox is not news.
         alerts: Some(AlertsSpec { quota_windows: Some(vec!["day".into(), "month".into()]) }),
+        // Every delivery event is checked against the decisions; an event
+        // whose decision has not come waits five minutes for it. Alerts
+        // only: a pause on unapproved sends is a policy's choice.
+        reconcile: Some(ReconcileSpec { enabled: Some(true), wait_seconds: Some(300), require_intent_id: Some(false), pause_mailbox_after: Some(0) }),
+        // The trust ladders are opt-in (preset "standard"): the default
+        // windows and the domain warm-up already hold a new sender back.
+        trust: None,
         owner: None,
     }
 }
@@ -569,7 +621,21 @@ pub fn merge(layers: &[&(i64, PolicySpec)]) -> EffectivePolicy {
     };
     let held_expire_ms = specs.iter().find_map(|s| s.held.as_ref().and_then(|h| h.expire_hours)).unwrap_or(0) as i64 * 3_600_000;
     let quota_alert_windows = specs.iter().find_map(|s| s.alerts.as_ref().and_then(|a| a.quota_windows.as_ref())).map(|ws| ws.iter().filter_map(|w| Window::parse(w)).collect()).unwrap_or_default();
-    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, mailbox_warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, feedback, retry, held_expire_ms, quota_alert_windows }
+    let rc: Vec<&ReconcileSpec> = specs.iter().filter_map(|s| s.reconcile.as_ref()).collect();
+    let reconcile = ReconcilePolicy {
+        enabled: rc.iter().find_map(|r| r.enabled).unwrap_or(false),
+        wait_ms: rc.iter().find_map(|r| r.wait_seconds).unwrap_or(300).min(86_400) as i64 * 1000,
+        require_intent_id: rc.iter().find_map(|r| r.require_intent_id).unwrap_or(false),
+        pause_mailbox_after: rc.iter().find_map(|r| r.pause_mailbox_after).unwrap_or(0),
+    };
+    // Each ladder from the most specific document that names it; one that
+    // no longer resolves (validated when published) is off.
+    let ladder = |kind: &str, get: fn(&TrustSpec) -> Option<&LadderSpec>| -> Option<Ladder> {
+        let spec = specs.iter().find_map(|s| s.trust.as_ref().and_then(get))?;
+        spec.resolve(kind).ok().flatten().map(Ladder::from_plan)
+    };
+    let trust = TrustLadders { mailbox: ladder("mailbox", |t| t.mailbox.as_ref()), sender_domain: ladder("sender_domain", |t| t.sender_domain.as_ref()), recipient: ladder("recipient", |t| t.recipient.as_ref()) };
+    EffectivePolicy { version, tz, business_hours, limits, signals, warmup, mailbox_warmup, recipients, provider_of, public_domains, exclude_public_domains, backoff, feedback, retry, held_expire_ms, quota_alert_windows, reconcile, trust }
 }
 
 fn window_rank(w: Window) -> u8 {

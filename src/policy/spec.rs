@@ -520,6 +520,161 @@ pub struct HeldSpec {
     pub expire_hours: Option<u32>,
 }
 
+/// Reconciliation of what was sent (delivery events) against what was
+/// allowed (decisions); see `stage::reconcile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSpec {
+    /// Off: delivery events are not checked against decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How long an event for an intent not yet decided (or not yet seen)
+    /// waits for its decision before it counts as unapproved (at most a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u32>,
+    /// An event that names no intent is an unapproved send (off: it is not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_intent_id: Option<bool>,
+    /// This many unapproved sends from one mailbox in a day pause it (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_mailbox_after: Option<u32>,
+}
+
+/// The trust ladders: new mailboxes, sender domains and recipients start
+/// supervised and step up on healthy signals (see `stage::trust`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<LadderSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_domain: Option<LadderSpec>,
+    /// Per recipient of a tenant's sender domain: a first contact gets a
+    /// few sends in its first hour and day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<LadderSpec>,
+}
+
+/// A ladder: a preset name ("standard", or "off"), or its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LadderSpec {
+    Preset(String),
+    Plan(LadderPlan),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderPlan {
+    /// From a preset, with the fields below overriding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// The steps, first (new) to last; a step without caps is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<TrustStepSpec>>,
+    /// Sends allowed at a step before it may step up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advance_after_sends: Option<u64>,
+    /// Hours at a step before it may step up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advance_after_hours: Option<u32>,
+    /// Hard bounces (and rejections) over the step's sends at most this to
+    /// step up; above it, with `demote_after_events` bad events, a step down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hard_bounce_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_complaint_rate: Option<f64>,
+    /// Bad events (bounces, complaints) at a step before a rate over its
+    /// maximum steps down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demote_after_events: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustStepSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<u64>,
+}
+
+/// The ladders of the preset `standard`, by subject kind: (steps as (name,
+/// hour, day), sends and hours to step up).
+pub fn ladder_preset(kind: &str, name: &str) -> Option<LadderPlan> {
+    let step = |name: &str, hour: Option<u64>, day: Option<u64>| TrustStepSpec { name: name.into(), hour, day };
+    if name != "standard" {
+        return None;
+    }
+    let (steps, sends, hours) = match kind {
+        // A new inbox: 5 an hour and 20 a day until 20 healthy sends over a
+        // day; then 20 and 100 until 100 sends over three more days.
+        "mailbox" => (vec![step("supervised", Some(5), Some(20)), step("probation", Some(20), Some(100)), step("trusted", None, None)], 20, 24),
+        "sender_domain" => (vec![step("supervised", Some(20), Some(100)), step("probation", Some(100), Some(1_000)), step("trusted", None, None)], 100, 72),
+        // A first contact: 2 an hour and 3 a day, as agent mail platforms
+        // ramp a new recipient; known after 3 sends over a day with no
+        // bounce or complaint.
+        "recipient" => (vec![step("first_contact", Some(2), Some(3)), step("known", Some(5), Some(10)), step("trusted", None, None)], 3, 24),
+        _ => return None,
+    };
+    Some(LadderPlan {
+        preset: None,
+        steps: Some(steps),
+        advance_after_sends: Some(sends),
+        advance_after_hours: Some(hours),
+        max_hard_bounce_rate: Some(0.02),
+        max_complaint_rate: Some(0.001),
+        demote_after_events: Some(2),
+    })
+}
+
+impl LadderSpec {
+    /// The plan this spec stands for (None: off), or what is wrong with it.
+    pub fn resolve(&self, kind: &str) -> Result<Option<LadderPlan>, String> {
+        let plan = match self {
+            LadderSpec::Preset(p) if p == "off" => return Ok(None),
+            LadderSpec::Preset(p) => ladder_preset(kind, p).ok_or_else(|| format!("trust.{kind}: unknown preset {p:?}; use \"standard\", \"off\" or a table of steps"))?,
+            LadderSpec::Plan(p) => {
+                let base = match &p.preset {
+                    Some(name) => ladder_preset(kind, name).ok_or_else(|| format!("trust.{kind}: unknown preset {name:?}; use \"standard\""))?,
+                    None => LadderPlan::default(),
+                };
+                LadderPlan {
+                    preset: None,
+                    steps: p.steps.clone().or(base.steps),
+                    advance_after_sends: p.advance_after_sends.or(base.advance_after_sends),
+                    advance_after_hours: p.advance_after_hours.or(base.advance_after_hours),
+                    max_hard_bounce_rate: p.max_hard_bounce_rate.or(base.max_hard_bounce_rate),
+                    max_complaint_rate: p.max_complaint_rate.or(base.max_complaint_rate),
+                    demote_after_events: p.demote_after_events.or(base.demote_after_events),
+                }
+            }
+        };
+        let steps = plan.steps.as_deref().unwrap_or_default();
+        if steps.len() < 2 {
+            return Err(format!("trust.{kind}: a ladder needs at least two steps (the first supervised, the last its goal)"));
+        }
+        if steps.len() > 8 {
+            return Err(format!("trust.{kind}: at most 8 steps"));
+        }
+        for s in steps {
+            if s.name.trim().is_empty() || s.name.len() > 32 {
+                return Err(format!("trust.{kind}: every step needs a name of 1 to 32 characters"));
+            }
+            if s.hour == Some(0) || s.day == Some(0) {
+                return Err(format!("trust.{kind}: step {:?}: a cap of 0 would never let it send; leave it out for no cap", s.name));
+            }
+        }
+        for (name, r) in [("max_hard_bounce_rate", plan.max_hard_bounce_rate), ("max_complaint_rate", plan.max_complaint_rate)] {
+            if r.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return Err(format!("trust.{kind}.{name} must be between 0 and 1"));
+            }
+        }
+        Ok(Some(plan))
+    }
+}
+
 /// Which alerts are raised.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -577,6 +732,10 @@ pub struct PolicySpec {
     pub held: Option<HeldSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSpec>,
     /// In a `sender_domain:` document only: the tenant that owns the domain.
     /// Only its intents are sent from it, only its delivery events move its
     /// signals, only its commands pause or resume it (docs/design.md, Tenants).
@@ -726,6 +885,18 @@ impl PolicySpec {
         for w in self.alerts.iter().flat_map(|a| a.quota_windows.iter().flatten()) {
             if !Window::parse(w).is_some_and(|w| !w.is_rolling()) {
                 errors.push(format!("alerts.quota_windows: {w:?} is not a calendar window (second, minute, hour, day, month; a rolling window raises no quota alert)"));
+            }
+        }
+        if let Some(r) = &self.reconcile {
+            if r.wait_seconds.is_some_and(|w| w > 86_400) {
+                errors.push("reconcile.wait_seconds must be at most 86400 (a day)".into());
+            }
+        }
+        if let Some(t) = &self.trust {
+            for (kind, l) in [("mailbox", &t.mailbox), ("sender_domain", &t.sender_domain), ("recipient", &t.recipient)] {
+                if let Some(Err(e)) = l.as_ref().map(|l| l.resolve(kind)) {
+                    errors.push(e);
+                }
             }
         }
         if let Some(r) = &self.retry {

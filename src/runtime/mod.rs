@@ -56,7 +56,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     // The committed state, as the API and the state gauges read it.
     let live = Arc::new(crate::api::LiveState {
         stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
-        ingress: crate::stage::ingress::Ingress::from_topology(&topo).with_engagement(cfg.engagement_events),
+        ingress: crate::stage::ingress::Ingress::from_topology(&topo).configured(cfg),
         partitions: topo.partitions("stage.sender"),
         sender: sender_config.clone(),
         serving: stage_tasks.iter().map(|t| (t.kind(), t.serving())).collect(),
@@ -99,7 +99,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
         handles.push(("api", std::thread::spawn(move || api.join().map_err(|_| TaskError::Fatal("api thread panicked".into())))));
     }
     {
-        let router = router::Router::new(&topo, registry, cfg.engagement_events);
+        let router = router::Router::new(&topo, registry, cfg);
         let (cfg, s, stop) = (cfg.clone(), settings("router"), shutdown.clone());
         handles.push(("router", std::thread::Builder::new().name("router".into()).spawn(move || guard(supervise(router, &cfg, s, &stop), &stop)).map_err(|e| e.to_string())?));
     }

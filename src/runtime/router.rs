@@ -27,9 +27,9 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(topo: &Topology, registry: Option<Arc<SchemaRegistry>>, engagement_events: bool) -> Self {
+    pub fn new(topo: &Topology, registry: Option<Arc<SchemaRegistry>>, cfg: &crate::config::Config) -> Self {
         Router {
-            ingress: Ingress::from_topology(topo).with_engagement(engagement_events),
+            ingress: Ingress::from_topology(topo).configured(cfg),
             registry,
             stage_topics: topo.stage_topics(),
             dead_letters: topo.full("dead-letters"),

@@ -71,18 +71,25 @@ pub struct Ingress {
     pub commands: String,
     /// Engagement events go to the sender stage (`engagement_events`).
     pub engagement: bool,
+    /// Deliveries go to the sender stage too (`reconcile_deliveries`).
+    pub deliveries_to_sender: bool,
 }
 
 impl Ingress {
     /// The input topics of a namespace.
     pub fn from_topology(topo: &crate::topology::Topology) -> Ingress {
-        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands"), engagement: false }
+        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands"), engagement: false, deliveries_to_sender: true }
     }
 
     /// Engagement events routed to the sender stage, or not.
     pub fn with_engagement(mut self, on: bool) -> Ingress {
         self.engagement = on;
         self
+    }
+
+    /// The routing a configuration asks for (engagement events, deliveries).
+    pub fn configured(self, cfg: &crate::config::Config) -> Ingress {
+        Ingress { engagement: cfg.engagement_events, deliveries_to_sender: cfg.reconcile_deliveries, ..self }
     }
 
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
@@ -159,7 +166,7 @@ impl Ingress {
             let recipient = Address::parse(&d.recipient).map_err(|e| format!("recipient: {e}"))?;
             d.sender = sender.to_string();
             d.recipient = recipient.to_string();
-            let (to_sender, to_recipient) = delivery_stages(d.kind, self.engagement);
+            let (to_sender, to_recipient) = delivery_stages(d.kind, self.engagement, self.deliveries_to_sender);
             env.delivery = Some(d);
             let mut routed = Vec::with_capacity(2);
             if to_sender {
@@ -189,17 +196,21 @@ impl Ingress {
 /// change nothing. The sender stage acts on the signals (hard bounces and
 /// rejections, complaints) and on what the feedback rules make of a
 /// provider's answer (deferrals, bounces, rejections: the rules are the
-/// stage's policy, so every such event goes there); the recipient stage on
+/// stage's policy, so every such event goes there) and on reconciliation
+/// (deliveries too: every event that shows a send is joined there with its
+/// intent's decision); the recipient stage on
 /// suppression (hard bounces, complaints, unsubscribes, and what a rule
 /// says is gone) and passes throttles and deliveries on to the
 /// recipient-domain stage (ISP backoff and its reset). Engagement (opens,
 /// clicks, replies) is validated, then routed nowhere, unless the processor
 /// routes it to the sender stage for `signals.engagement`.
-pub fn delivery_stages(kind: DeliveryKind, engagement: bool) -> (bool, bool) {
+pub fn delivery_stages(kind: DeliveryKind, engagement: bool, deliveries_to_sender: bool) -> (bool, bool) {
     match kind {
         DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied if engagement => (true, false),
         DeliveryKind::BounceHard | DeliveryKind::Complaint | DeliveryKind::Deferred | DeliveryKind::BounceSoft | DeliveryKind::Rejected => (true, true),
-        DeliveryKind::Unsubscribe | DeliveryKind::Delivered => (false, true),
+        // Deliveries reach the sender stage too, for reconciliation.
+        DeliveryKind::Delivered => (deliveries_to_sender, true),
+        DeliveryKind::Unsubscribe => (false, true),
         DeliveryKind::Opened | DeliveryKind::Clicked | DeliveryKind::Replied => (false, false),
     }
 }
@@ -285,7 +296,7 @@ mod tests {
     use super::*;
 
     fn ingress() -> Ingress {
-        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: false }
+        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: false, deliveries_to_sender: true }
     }
 
     fn route(i: &SendIntent) -> Result<Vec<Routed>, String> {
@@ -346,15 +357,15 @@ mod tests {
             routed.iter().map(|r| (r.stage, r.target.clone())).collect::<Vec<_>>()
         };
         let (sender, recipient) = ((StageKind::Sender, Target::Key("acme.com".into())), (StageKind::Recipient, Target::Key("bo@x.com".into())));
-        for kind in [DeliveryKind::BounceHard, DeliveryKind::Complaint, DeliveryKind::Deferred, DeliveryKind::BounceSoft, DeliveryKind::Rejected] {
+        // (Deliveries reach the sender stage for reconciliation.)
+        for kind in [DeliveryKind::BounceHard, DeliveryKind::Complaint, DeliveryKind::Deferred, DeliveryKind::BounceSoft, DeliveryKind::Rejected, DeliveryKind::Delivered] {
             assert_eq!(stages(kind), vec![sender.clone(), recipient.clone()], "{kind:?}");
         }
-        for kind in [DeliveryKind::Delivered, DeliveryKind::Unsubscribe] {
-            assert_eq!(stages(kind), vec![recipient.clone()], "{kind:?}");
-        }
+        assert_eq!(stages(DeliveryKind::Unsubscribe), vec![recipient.clone()]);
+        assert_eq!(delivery_stages(DeliveryKind::Delivered, false, false), (false, true), "with reconcile_deliveries off");
         for kind in [DeliveryKind::Opened, DeliveryKind::Clicked, DeliveryKind::Replied] {
             assert_eq!(stages(kind), vec![], "{kind:?}");
-            assert_eq!(delivery_stages(kind, true), (true, false), "{kind:?} with engagement_events");
+            assert_eq!(delivery_stages(kind, true, true), (true, false), "{kind:?} with engagement_events");
         }
     }
 

@@ -253,6 +253,40 @@ pub fn shadow_differences(scope: &str, version: i64, tenant: &str, sender_domain
     format!("shdiff/{}:{scope}/{version}/{}:{tenant}/{sender_domain}", scope.len(), tenant.len()).into_bytes()
 }
 
+/// A delivery event waiting for its intent's decision (reconciliation).
+pub fn reconcile_wait(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped(RECONCILE_WAIT_PREFIX, tenant, intent_id)
+}
+
+const RECONCILE_WAIT_PREFIX: &str = "t-rwait/";
+
+pub fn is_reconcile_wait(key: &[u8]) -> bool {
+    key.starts_with(RECONCILE_WAIT_PREFIX.as_bytes())
+}
+
+/// An intent whose send was already found unapproved (one alert per intent).
+pub fn reconciled(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped("t-rdone/", tenant, intent_id)
+}
+
+/// The last decision of an intent that was not final (DEFERRED, PAUSED,
+/// HELD), so that an event for it can say what it got.
+pub fn outcome_seen(tenant: &str, intent_id: &str) -> Vec<u8> {
+    intent_scoped("t-rseen/", tenant, intent_id)
+}
+
+/// Today's unapproved sends of a tenant's mailbox or sender domain (`scope`).
+pub fn unapproved(tenant: &str, scope: &str) -> Vec<u8> {
+    format!("unap/{}:{tenant}/{scope}", tenant.len()).into_bytes()
+}
+
+/// A subject's place on a trust ladder: `subject` is `mailbox:A`,
+/// `sender_domain:D` or `recipient:A` (a recipient of this partition's
+/// sender domain, for the tenant).
+pub fn trust(tenant: &str, subject: &str) -> Vec<u8> {
+    format!("trust/{}:{tenant}/{subject}", tenant.len()).into_bytes()
+}
+
 pub const POLICY_PREFIX: &[u8] = b"policy/";
 
 pub fn policy(scope: &str) -> Vec<u8> {

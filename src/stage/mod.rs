@@ -9,6 +9,7 @@
 //! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
 //! - [`signals`]: bounce and complaint budgets.
 //! - [`feedback`]: ISP and ESP answers matched by rules to actions.
+//! - [`reconcile`]: delivery events joined with decisions (unapproved sends).
 //! - [`retry`]: when a deferred intent comes back (spread, business hours).
 //! - [`shadow`]: candidate policies decided beside the enforced one.
 //! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
@@ -19,6 +20,7 @@ pub mod ingress;
 pub mod keys;
 pub mod pipeline;
 pub mod recipient;
+pub mod reconcile;
 pub mod recipient_domain;
 pub mod retry;
 pub mod shadow;

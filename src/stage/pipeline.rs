@@ -231,6 +231,12 @@ pub trait Stage {
         Ok(())
     }
 
+    /// A delivery event waited for its intent's decision as long as the
+    /// policy lets it (its stored envelope): the sender stage reconciles it.
+    fn on_wait_expired(&self, _cx: &mut Cx<'_, '_>, _envelope: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// After a release's undo is applied: the sender stage records the outcome.
     fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
         Ok(())
@@ -262,14 +268,20 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
     if now != clock {
         view.put(keys::CLOCK, StateValue::Clock(now));
     }
-    let held_expired = sweep_expired(view, now)?;
+    let due = sweep_expired(view, now)?;
     let mut cx = Cx { view, book, now, env, out, kind: stage.kind(), source: env.source.clone(), log_time_ms: env.log_time_ms };
-    for bytes in held_expired {
-        stage.on_held_expired(&mut cx, &bytes)?;
+    for d in due {
+        match d {
+            Due::Held(bytes) => stage.on_held_expired(&mut cx, &bytes)?,
+            Due::Waiting(bytes) => stage.on_wait_expired(&mut cx, &bytes)?,
+        }
     }
     if let Some(change) = &env.policy {
-        cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
-        apply_policy_to_book(cx.book, change);
+        // Kept only when taken up (a candidate past the most in shadow is
+        // not), so that a restore takes up the same documents.
+        if apply_policy_to_book(cx.book, change) {
+            cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
+        }
         Ok(())
     } else if let Some(release) = &env.release {
         let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
@@ -307,18 +319,19 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
 pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<(), StageError> {
     for key in view.scan(keys::POLICY_PREFIX, usize::MAX)? {
         if let Some(StateValue::Policy(change)) = view.get(&key)? {
-            apply_policy_to_book(book, &change);
+            let _ = apply_policy_to_book(book, &change);
         }
     }
     Ok(())
 }
 
-fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) {
+/// Applies a policy change; false when it is not taken up.
+fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) -> bool {
     let (shadow, scope) = match change.scope.strip_prefix(crate::policy::resolve::SHADOW_PREFIX) {
         Some(rest) => (true, rest),
         None => (false, change.scope.as_str()),
     };
-    let Ok(scope) = Scope::parse(scope) else { return };
+    let Ok(scope) = Scope::parse(scope) else { return false };
     // The router validated the document; one that fails here (a newer format
     // read by an older binary) is treated as removed rather than half-applied.
     let spec = change.spec_json.as_deref().and_then(|j| PolicySpec::from_json(j).ok());
@@ -326,9 +339,10 @@ fn apply_policy_to_book(book: &mut PolicyBook, change: &PolicyChange) {
         // Past the most candidates at once, a new one is not taken up (the
         // same on every partition: they all read the one policies partition
         // in order); `sendgate shadow start` refuses it before publishing.
-        book.set_shadow(scope, change.version, spec);
+        book.set_shadow(scope, change.version, spec)
     } else {
         book.set(scope, change.version, spec);
+        true
     }
 }
 
@@ -340,13 +354,21 @@ fn stamp_of(v: &StateValue) -> Option<i64> {
         StateValue::Entry(e) => Some(e.since_ms),
         StateValue::Backoff(b) => Some(b.last_ms),
         StateValue::Clock(t) => Some(*t),
+        StateValue::Trust(t) => Some(t.touched_ms),
         _ => None,
     }
 }
 
-/// Drops what is due; returns the held intents among it (their bytes),
-/// which need a decision rather than silence.
-fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+/// What expired and needs more than its deletion.
+enum Due {
+    /// A held intent (its bytes): it gets a decision.
+    Held(Vec<u8>),
+    /// A delivery event waiting for its decision (its envelope's bytes).
+    Waiting(Vec<u8>),
+}
+
+/// Drops what is due; returns what among it needs acting on.
+fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<Vec<Due>, StoreError> {
     let mut held = Vec::new();
     // Entries go in time order: start at the time the sweep reached, never
     // walking over what it already removed.
@@ -382,7 +404,11 @@ fn sweep_expired(view: &mut PartitionView<'_>, now: i64) -> Result<Vec<Vec<u8>>,
         if expired {
             if keys::is_held_intent(&key) {
                 if let Some(StateValue::Intent(bytes)) = view.get(&key)? {
-                    held.push(bytes);
+                    held.push(Due::Held(bytes));
+                }
+            } else if keys::is_reconcile_wait(&key) {
+                if let Some(StateValue::Parked(bytes)) = view.get(&key)? {
+                    held.push(Due::Waiting(bytes));
                 }
             }
             view.delete(&key);

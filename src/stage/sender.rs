@@ -56,18 +56,20 @@ impl SenderStage {
         SenderStage { config }
     }
 
-    fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) {
+    fn decide_here(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, status: DecisionStatus, reason: &str, retry_at_ms: Option<i64>, usage: Vec<Usage>, version: i64) -> Result<(), StoreError> {
         if cx.tracing(&intent.intent_id) {
             cx.note(&intent.intent_id, "verdict", format!("{} {reason}", status.as_str()), || format!("decided by the sender stage under policy version {version}"));
         }
         let d = pipeline::new_decision(intent, cx.now, &cx.source, StageKind::Sender, status, reason, retry_at_ms, usage, version);
-        self.record_outcome(cx, intent, &d);
+        self.record_outcome(cx, intent, &d)?;
         cx.out.decisions.push(d);
+        Ok(())
     }
 
     /// Keeps what the outcome of an intent means for later: final decisions
     /// for idempotency, held intents for the operator.
-    fn record_outcome(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, d: &Decision) {
+    fn record_outcome(&self, cx: &mut Cx<'_, '_>, intent: &SendIntent, d: &Decision) -> Result<(), StoreError> {
+        super::reconcile::on_outcome(self, cx, d)?;
         match d.status {
             s if s.is_final() => {
                 let bytes = codec::encode(RecordType::Decision, d).expect("a decision always fits its schema");
@@ -89,6 +91,7 @@ impl SenderStage {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Decides an intent, or parks it. `in_turn`: it is decided now as the
@@ -125,7 +128,7 @@ impl SenderStage {
         // 0. A domain a tenant owns sends that tenant's mail only.
         if cx.book.owner_of(&domain).is_some_and(|owner| owner != intent.tenant) {
             cx.note(&intent.intent_id, "owner", "denied", || format!("sender_domain:{domain} is owned by another tenant"));
-            self.decide_here(cx, intent, DecisionStatus::Blocked, "sender_domain_owned_by_another_tenant", None, Vec::new(), v);
+            self.decide_here(cx, intent, DecisionStatus::Blocked, "sender_domain_owned_by_another_tenant", None, Vec::new(), v)?;
             return Ok(());
         }
         let capped = intent.class != IntentClass::Reply;
@@ -138,8 +141,8 @@ impl SenderStage {
         if let Some(r) = self.restriction(cx, &intent.tenant, &sender)? {
             cx.note(&intent.intent_id, "restriction", "denied", || format!("{} since {} by {}: {}", r.kind, crate::clock::format_ms(r.since_ms), r.by, r.reason));
             match r.until_ms {
-                Some(until) => self.decide_here(cx, intent, DecisionStatus::Deferred, "sender_restricted", Some(until), Vec::new(), v),
-                None => self.decide_here(cx, intent, DecisionStatus::Paused, "sender_restricted", None, Vec::new(), v),
+                Some(until) => self.decide_here(cx, intent, DecisionStatus::Deferred, "sender_restricted", Some(until), Vec::new(), v)?,
+                None => self.decide_here(cx, intent, DecisionStatus::Paused, "sender_restricted", None, Vec::new(), v)?,
             }
             return Ok(());
         }
@@ -153,7 +156,7 @@ impl SenderStage {
             self.auto_resume(cx, &policy, &intent.tenant, &mailbox_scope, &keys::mailbox_signals(sender.as_str()), Some(sender.as_str()))?;
             for (scope, reason) in [(&domain_scope, "sender_domain_paused"), (&mailbox_scope, "mailbox_paused")] {
                 if cx.view.get(&keys::pause(scope))?.is_some() {
-                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v);
+                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, None, Vec::new(), v)?;
                     return Ok(());
                 }
             }
@@ -161,7 +164,7 @@ impl SenderStage {
                 if let Some(until) = cx.view.get_time(&keys::day_pause(scope))?.filter(|until| *until > cx.now) {
                     cx.note(&intent.intent_id, "rest_of_day", "denied", || format!("{scope} paused by today's rates until {}", crate::clock::format_ms(until)));
                     let retry = super::retry::after_window(&policy, intent, until, DAY_MS);
-                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, Some(retry), Vec::new(), v);
+                    self.decide_here(cx, intent, DecisionStatus::Paused, reason, Some(retry), Vec::new(), v)?;
                     return Ok(());
                 }
             }
@@ -169,7 +172,7 @@ impl SenderStage {
 
         // 3. Approval: a person sees a risky send before any capacity is spent.
         if intent.requires_approval && !approved {
-            self.decide_here(cx, intent, DecisionStatus::Held, "pending_approval", None, Vec::new(), v);
+            self.decide_here(cx, intent, DecisionStatus::Held, "pending_approval", None, Vec::new(), v)?;
             return Ok(());
         }
 
@@ -177,7 +180,7 @@ impl SenderStage {
         if intent.class == IntentClass::Outbound {
             if let Some(bh) = &policy.business_hours {
                 if !bh.is_open(policy.tz, cx.now) {
-                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now).map(|t| super::retry::at_opening(&policy, intent, t)), Vec::new(), v);
+                    self.decide_here(cx, intent, DecisionStatus::Deferred, "outside_business_hours", bh.next_opening(policy.tz, cx.now).map(|t| super::retry::at_opening(&policy, intent, t)), Vec::new(), v)?;
                     return Ok(());
                 }
             }
@@ -244,7 +247,7 @@ impl SenderStage {
                 }
             }
             let usage = checks.iter().map(WindowCheck::usage).collect();
-            self.decide_here(cx, intent, status, reason, retry, usage, v);
+            self.decide_here(cx, intent, status, reason, retry, usage, v)?;
             return Ok(());
         }
         let mut undo = windows::reserve(cx, &mut checks, &policy, &intent.tenant, &intent.intent_id);
@@ -504,7 +507,7 @@ impl SenderStage {
         Ok(bt.max(ct))
     }
 
-    fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
+    pub(super) fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
         let key = keys::pause(scope);
         if cx.view.get(&key)?.is_none() {
             cx.view.put(&key, StateValue::Pause(PauseState { reason: reason.into(), since_ms: cx.now, by: by.into() }));
@@ -642,7 +645,7 @@ impl SenderStage {
     /// The final decision kept for a tenant's intent id: under its key, or
     /// under the key of the releases before tenant-scoped ids if it is this
     /// tenant's (another tenant's decision there is not this intent's).
-    fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError> {
+    pub(super) fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError> {
         let decode = |bytes: Vec<u8>| codec::decode::<Decision>(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: intent_id.to_string(), why: e.to_string() });
         if let Some(StateValue::FinalDecision(bytes)) = cx.view.get(&keys::intent_state(tenant, intent_id))? {
             return decode(bytes).map(Some);
@@ -657,7 +660,7 @@ impl SenderStage {
     /// keys of earlier releases (a separate key; before that, one without
     /// the tenant); `take`: also forget it (its final decision, if it has
     /// one, is then put under the same key).
-    fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
         let mut found = None;
         for key in [keys::intent_state(tenant, intent_id), keys::earlier_pending_intent(tenant, intent_id)] {
             if let Some(StateValue::Intent(bytes)) = cx.view.get(&key)? {
@@ -719,7 +722,7 @@ impl SenderStage {
             return self.evaluate(cx, &intent, true, false);
         }
         let version = cx.book.effective(&intent.tenant, domain_of(&intent.sender), &intent.sender, None).version;
-        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), version);
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "rejected_by_operator", None, Vec::new(), version)?;
         Ok(())
     }
 }
@@ -760,8 +763,11 @@ impl Stage for SenderStage {
             format!("intent {} held for approval was neither approved nor rejected within {} h: blocked", intent.intent_id, policy.held_expire_ms / 3_600_000),
             &[("intent_id", intent.intent_id.clone())],
         );
-        self.decide_here(cx, &intent, DecisionStatus::Blocked, "approval_expired", None, Vec::new(), policy.version);
-        Ok(())
+        self.decide_here(cx, &intent, DecisionStatus::Blocked, "approval_expired", None, Vec::new(), policy.version)
+    }
+
+    fn on_wait_expired(&self, cx: &mut Cx<'_, '_>, envelope: &[u8]) -> Result<(), StoreError> {
+        super::reconcile::on_wait_expired(self, cx, envelope)
     }
 
     fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
@@ -790,7 +796,7 @@ impl Stage for SenderStage {
                 cx.view.put(&key, StateValue::Signals(ring));
             }
         }
-        self.record_outcome(cx, &intent, d);
+        self.record_outcome(cx, &intent, d)?;
         self.unpark(cx, release, d.status == DecisionStatus::Allowed)
     }
 
@@ -800,6 +806,7 @@ impl Stage for SenderStage {
             return Err(StageError::BadRecord(format!("a delivery event of tenant {:?} for sender_domain:{domain}, which another tenant owns: it moves no signal", ev.tenant)));
         }
         let policy = cx.book.effective(&ev.tenant, &domain, &ev.sender, None);
+        super::reconcile::on_event(self, cx, ev, &policy)?;
         self.note_throttle(cx, ev, &domain)?;
         match ev.kind {
             // Engagement (routed here only when the processor is asked to):

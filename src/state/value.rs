@@ -69,6 +69,17 @@ pub struct ThrottleSeen {
     pub at_ms: i64,
 }
 
+/// A subject's place on a trust ladder (see `stage::trust`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    pub step: i32,
+    pub since_ms: i64,
+    pub sends: i64,
+    pub hard_bounces: i64,
+    pub complaints: i64,
+    pub touched_ms: i64,
+}
+
 /// One state value. The Avro record has one optional field per variant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateValue {
@@ -88,6 +99,7 @@ pub enum StateValue {
     /// An encoded StageEnvelope: an intent parked until in-flight
     /// reservations resolve.
     Parked(Vec<u8>),
+    Trust(TrustState),
     Marker,
 }
 
@@ -118,6 +130,8 @@ struct StateEntry {
     #[serde(default, with = "apache_avro::serde_avro_bytes_opt")]
     parked: Option<Vec<u8>>,
     #[serde(default)]
+    trust: Option<TrustState>,
+    #[serde(default)]
     marker: bool,
 }
 
@@ -137,6 +151,7 @@ impl StateValue {
             StateValue::Backoff(b) => e.backoff = Some(*b),
             StateValue::Throttles(t) => e.throttles = Some(t.clone()),
             StateValue::Parked(b) => e.parked = Some(b.clone()),
+            StateValue::Trust(t) => e.trust = Some(*t),
             StateValue::Marker => e.marker = true,
         }
         codec::encode(RecordType::StateEntry, &e).expect("state entries always fit their schema")
@@ -168,6 +183,8 @@ impl StateValue {
             StateValue::Throttles(t)
         } else if let Some(b) = e.parked {
             StateValue::Parked(b)
+        } else if let Some(t) = e.trust {
+            StateValue::Trust(t)
         } else {
             StateValue::Marker
         })
@@ -193,6 +210,7 @@ mod tests {
             StateValue::Entry(Entry { kind: "block".into(), reason: "r".into(), since_ms: 1, by: "ops".into(), until_ms: Some(9) }),
             StateValue::Backoff(Backoff { consecutive: 2, until_ms: 120, last_ms: 60 }),
             StateValue::Throttles(vec![ThrottleSeen { group: "google".into(), at_ms: 5 }]),
+            StateValue::Trust(TrustState { step: 1, since_ms: 2, sends: 3, hard_bounces: 4, complaints: 5, touched_ms: 6 }),
             StateValue::Marker,
         ];
         for v in values {

@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 mod delivery_signals;
 mod properties;
 mod recipient_guards;
+mod reconcile;
 mod sender_guards;
 mod shadow;
 mod tenants;
