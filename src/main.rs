@@ -141,6 +141,11 @@ enum Cmd {
         #[command(subcommand)]
         action: ShadowCmd,
     },
+    /// Reconciliation of what was sent against what was allowed.
+    Reconcile {
+        #[command(subcommand)]
+        action: ReconcileCmd,
+    },
     /// Audits of the recorded decisions.
     Audit {
         #[command(subcommand)]
@@ -293,6 +298,29 @@ enum AuditCmd {
 enum TopicsCmd {
     /// Create missing topics and verify existing ones against topology/.
     Apply,
+}
+
+#[derive(Subcommand)]
+enum ReconcileCmd {
+    /// The unapproved sends of a period: delivery events with no ALLOWED
+    /// decision behind them, with totals per tenant, sender domain, mailbox
+    /// and reason.
+    Report {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this time (RFC 3339, e.g. 2026-11-20T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many sends to list (the totals count all).
+        #[arg(long, default_value_t = 100)]
+        show: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -526,6 +554,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         Cmd::Shadow { action: ShadowCmd::Start { file } } => rt.block_on(sendgate::cli::shadow::start(&cfg, &file)),
         Cmd::Shadow { action: ShadowCmd::Stop { scope } } => rt.block_on(sendgate::cli::shadow::stop(&cfg, &scope)),
         Cmd::Shadow { action: ShadowCmd::Promote { scope } } => rt.block_on(sendgate::cli::shadow::promote(&cfg, &scope)),
+        Cmd::Reconcile { action: ReconcileCmd::Report { tenant, from, to, show, json } } => sendgate::cli::reconcile::report(&cfg, sendgate::cli::reconcile::ReportArgs { tenant, from, to, show, json }),
         Cmd::Shadow { action: ShadowCmd::List } => sendgate::cli::shadow::list(&cfg),
         Cmd::Shadow { action: ShadowCmd::Report { scope, tenant, from, to, show, json } } => sendgate::cli::shadow::report(&cfg, sendgate::cli::shadow::ReportArgs { scope, tenant, from, to, show, json }),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),

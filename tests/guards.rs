@@ -277,3 +277,74 @@ feedback = [
     assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope.contains("rate.example")), "{alerts:?}");
     assert!(!alerts.iter().any(|a| a.kind == "isp_throttling" && a.scope.contains("auth.example")), "{alerts:?}");
 }
+
+/// A DELIVERED event for intent `id`.
+fn delivered(id: &str, sender: &str, recipient: &str) -> DeliveryEvent {
+    DeliveryEvent { event_id: format!("ev-{id}"), intent_id: Some(id.into()), kind: DeliveryKind::Delivered, smtp_code: Some(250), ..hard_bounce(id, sender, recipient) }
+}
+
+#[test]
+fn a_send_for_a_deferred_intent_is_unapproved_and_one_for_an_allowed_intent_is_not_whichever_arrives_first() {
+    let mut env = TestEnv::new("reconcile");
+    env.start();
+    // One send an hour from rc@; events wait 2 s for their decision.
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = "off"
+reconcile = { wait_seconds = 2 }
+
+[[policy]]
+scope = "mailbox:rc@acme.com"
+limits = { "mailbox.outbound.hour" = 1 }
+"#,
+    );
+    // ALLOWED, decision first.
+    let ok1 = intent("ok-1", "rc@acme.com", "a@corp.example");
+    env.send_intents(std::slice::from_ref(&ok1));
+    assert_eq!(env.await_decisions(&ids(&[ok1]), WAIT)["ok-1"].status, DecisionStatus::Allowed);
+    env.send_delivery(&[delivered("ok-1", "rc@acme.com", "a@corp.example")]);
+    // ALLOWED, event first (another mailbox, so that it fits).
+    env.send_delivery(&[delivered("ok-2", "other@acme.com", "b@corp.example")]);
+    let ok2 = intent("ok-2", "other@acme.com", "b@corp.example");
+    env.send_intents(std::slice::from_ref(&ok2));
+    assert_eq!(env.await_decisions(&ids(&[ok2]), WAIT)["ok-2"].status, DecisionStatus::Allowed);
+    // DEFERRED, decision first.
+    let def1 = intent("def-1", "rc@acme.com", "c@corp.example");
+    env.send_intents(std::slice::from_ref(&def1));
+    assert_eq!(env.await_decisions(&ids(&[def1]), WAIT)["def-1"].status, DecisionStatus::Deferred);
+    env.send_delivery(&[delivered("def-1", "rc@acme.com", "c@corp.example")]);
+    // DEFERRED, event first.
+    env.send_delivery(&[delivered("def-2", "rc@acme.com", "d@corp.example")]);
+    let def2 = intent("def-2", "rc@acme.com", "d@corp.example");
+    env.send_intents(std::slice::from_ref(&def2));
+    assert_eq!(env.await_decisions(&ids(&[def2]), WAIT)["def-2"].status, DecisionStatus::Deferred);
+    // Log time moves past every wait (a later record of the partition), so
+    // an event still waiting would now be unapproved.
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = intent("later", "other@acme.com", "e@corp.example");
+    env.send_intents(std::slice::from_ref(&later));
+    env.await_decisions(&ids(&[later]), WAIT);
+    env.await_alert(|a| a.kind == "unapproved_send" && a.details.get("intent_id").map(String::as_str) == Some("def-2"), WAIT);
+    env.await_alert(|a| a.kind == "unapproved_send" && a.details.get("intent_id").map(String::as_str) == Some("def-1"), WAIT);
+    let unapproved: BTreeMap<String, String> = env
+        .all_alerts()
+        .into_iter()
+        .filter(|a| a.kind == "unapproved_send")
+        .map(|a| (a.details["intent_id"].clone(), a.details["reason"].clone()))
+        .collect();
+    assert_eq!(unapproved, BTreeMap::from([("def-1".to_string(), "sent_while_deferred".to_string()), ("def-2".to_string(), "sent_while_deferred".to_string())]));
+    // The report lists them for the period, with totals.
+    let (ok, out, err) = env.cli(&["reconcile", "report", "--tenant", "acme", "--json"]);
+    assert!(ok, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unapproved_sends"], 2, "{v}");
+    assert_eq!(v["totals"]["mailbox"]["acme/rc@acme.com"], 2, "{v}");
+    assert_eq!(v["totals"]["reason"]["sent_while_deferred"], 2, "{v}");
+    let (ok, out, _) = env.cli(&["reconcile", "report", "--tenant", "globex"]);
+    assert!(ok && out.contains("unapproved sends     0"), "another tenant's report holds none of acme's: {out}");
+    let (ok, out, _) = env.cli(&["reconcile", "report", "--from", "2000-01-01T00:00:00Z", "--to", "2000-01-02T00:00:00Z"]);
+    assert!(ok && out.contains("unapproved sends     0"), "{out}");
+}

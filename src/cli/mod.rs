@@ -10,5 +10,6 @@ pub mod json_input;
 pub mod kafka_io;
 pub mod load;
 pub mod ops;
+pub mod reconcile;
 pub mod shadow;
 pub mod verify;
