@@ -34,6 +34,11 @@ scope = "mailbox:m1@acme.com"
 limits = { "mailbox.all.rolling_24h" = 20 }
 "#,
     );
+    // A candidate policy in shadow for the same tenant, decided beside it.
+    let candidate = env.dir.path().join("candidate.toml");
+    std::fs::write(&candidate, "[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\nlimits = { \"mailbox.outbound.hour\" = 25, \"recipient_domain.outbound.hour\" = 12 }\n").unwrap();
+    let (ok, out, err) = env.cli(&["shadow", "start", &candidate.to_string_lossy()]);
+    assert!(ok, "{out}\n{err}");
     // Mailbox caps, a smoothed and a rolling limit, recipient-domain
     // limits with releases, cooldowns, suppression from a bounce, a
     // feedback rule's pause and a throttle's backoff, and a crash in the
@@ -55,6 +60,12 @@ limits = { "mailbox.all.rolling_24h" = 20 }
         e
     };
     env.send_delivery(&[hard_bounce("hb-1", "m0@acme.com", "p1@d1.example"), deferral("df-1", "m2@acme.com", "p2@d2.example", "4.7.26"), deferral("df-2", "m0@acme.com", "p3@d3.example", "4.7.28")]);
+    // Sends to reconcile: a few of the first intents', and, before their
+    // intents are even published, five of the burst's past its day (deferred).
+    let delivered = |id: &str, sender: &str, to: &str| DeliveryEvent { event_id: format!("dl-{id}"), intent_id: Some(id.into()), kind: DeliveryKind::Delivered, smtp_code: Some(250), ..hard_bounce(id, sender, to) };
+    let mut sends: Vec<DeliveryEvent> = (0..6).map(|i| delivered(&format!("a-{i}"), &format!("m{}@acme.com", i % 3), &format!("p{}@d{}.example", i % 40, i % 4))).collect();
+    sends.extend((120..125).map(|i| delivered(&format!("b-{i}"), "burst@acme.com", &format!("b{i}@gmail.com"))));
+    env.send_delivery(&sends);
     std::thread::sleep(Duration::from_millis(1500));
     env.kill9();
     env.start();
@@ -89,10 +100,20 @@ limits = { "mailbox.all.rolling_24h" = 20 }
     // 100 hashes in 60 one-minute slots fill most of them.
     assert!(minutes.len() >= 40, "retry minutes {minutes:?}");
 
+    // The burst's sends past its day were unapproved, found when their
+    // (later) intents were deferred.
+    for i in 120..125 {
+        env.await_alert(|a| a.kind == "unapproved_send" && a.details.get("intent_id").map(String::as_str) == Some(&format!("b-{i}")), WAIT);
+    }
+
     let (ok, out, err) = env.cli(&["audit", "replay"]);
     assert!(ok, "replay failed:\n{out}\n{err}");
     assert!(out.contains("differences          0"), "{out}");
     assert!(out.contains(&format!("decisions compared   {}", all.len())), "{out}");
+    // The candidate's pairs are reproduced too.
+    let pairs: u64 = out.lines().find_map(|l| l.strip_prefix("shadow pairs compared ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    assert!(pairs >= 400, "{out}");
+    assert!(out.contains("shadow differences   0"), "{out}");
 
     // A copy of the decisions topic with one decision altered.
     env.create_topic("decisions-copy", 6);
