@@ -281,10 +281,10 @@ pub fn unapproved(tenant: &str, scope: &str) -> Vec<u8> {
 }
 
 /// A subject's place on a trust ladder: `subject` is `mailbox:A`,
-/// `sender_domain:D` or `recipient:A` (a recipient of this partition's
-/// sender domain, for the tenant).
-pub fn trust(tenant: &str, subject: &str) -> Vec<u8> {
-    format!("trust/{}:{tenant}/{subject}", tenant.len()).into_bytes()
+/// `sender_domain:D` or `recipient:N:TENANT/A` (a tenant's recipient, from
+/// this partition's sender domain).
+pub fn trust(subject: &str) -> Vec<u8> {
+    join_key("trust/", &[subject], false)
 }
 
 pub const POLICY_PREFIX: &[u8] = b"policy/";

@@ -8,6 +8,7 @@
 //! - [`windows`]: windowed limits checked and reserved together.
 //! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
 //! - [`signals`]: bounce and complaint budgets.
+//! - [`trust`]: the trust ladders of new mailboxes, domains and recipients.
 //! - [`feedback`]: ISP and ESP answers matched by rules to actions.
 //! - [`reconcile`]: delivery events joined with decisions (unapproved sends).
 //! - [`retry`]: when a deferred intent comes back (spread, business hours).
@@ -27,6 +28,7 @@ pub mod shadow;
 pub mod sender;
 pub mod signals;
 pub mod tenant;
+pub mod trust;
 pub mod windows;
 
 pub use pipeline::{Stage, StageError, StageKind, StageOutput};

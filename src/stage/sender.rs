@@ -233,6 +233,9 @@ impl SenderStage {
             for (limit, max) in self.warmup_limits(cx, policy.mailbox_warmup.as_ref(), policy.tz, sender.as_str(), intent.class, 0)? {
                 checks.push(WindowCheck::load(cx, policy.tz, &limit, format!("warmup:mailbox:{}", sender.as_str()), "all", halve(max), "warmup_limit")?);
             }
+            // The trust ladders: the caps of the step each subject is at.
+            let subjects = super::trust::subjects(&intent.tenant, sender.as_str(), &domain, &intent.recipient, &policy, &domain_policy);
+            checks.extend(super::trust::checks(cx, intent, &subjects, halve)?);
         }
         let verdict = windows::judge(&checks, approved, |end, len| super::retry::after_window(&policy, intent, end, len));
         windows::note(cx, &intent.intent_id, &checks, false);
@@ -795,6 +798,10 @@ impl Stage for SenderStage {
                 signals::record(&mut ring, Signal::Send, cx.now, hours);
                 cx.view.put(&key, StateValue::Signals(ring));
             }
+            if intent.class != IntentClass::Reply {
+                let subjects = super::trust::subjects(&intent.tenant, &intent.sender, &domain, &intent.recipient, &policy, &domain_policy);
+                super::trust::on_allowed(cx, &intent.tenant, &subjects)?;
+            }
         }
         self.record_outcome(cx, &intent, d)?;
         self.unpark(cx, release, d.status == DecisionStatus::Allowed)
@@ -821,8 +828,13 @@ impl Stage for SenderStage {
                 }
             }
             // A rejection is a bounce the provider gave at once.
-            DeliveryKind::BounceHard | DeliveryKind::Rejected => self.on_signal(cx, ev, &domain, Signal::HardBounce)?,
-            DeliveryKind::Complaint => self.on_signal(cx, ev, &domain, Signal::Complaint)?,
+            DeliveryKind::BounceHard | DeliveryKind::Rejected | DeliveryKind::Complaint => {
+                let complaint = ev.kind == DeliveryKind::Complaint;
+                self.on_signal(cx, ev, &domain, if complaint { Signal::Complaint } else { Signal::HardBounce })?;
+                let domain_policy = cx.book.effective(&ev.tenant, &domain, "", None);
+                let subjects = super::trust::subjects(&ev.tenant, &ev.sender, &domain, &ev.recipient, &policy, &domain_policy);
+                super::trust::on_bad(cx, &ev.tenant, &subjects, complaint)?;
+            }
             // Soft bounces and deferrals move no budget; engagement does not come here.
             _ => {}
         }

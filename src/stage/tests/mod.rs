@@ -14,6 +14,7 @@ mod reconcile;
 mod sender_guards;
 mod shadow;
 mod tenants;
+mod trust;
 
 /// A policy that switches off the time-dependent defaults, so a test sets
 /// exactly what it exercises and passes at any hour.
