@@ -348,3 +348,40 @@ limits = { "mailbox.outbound.hour" = 1 }
     let (ok, out, _) = env.cli(&["reconcile", "report", "--from", "2000-01-01T00:00:00Z", "--to", "2000-01-02T00:00:00Z"]);
     assert!(ok && out.contains("unapproved sends     0"), "{out}");
 }
+
+#[test]
+fn a_mailbox_moves_up_its_trust_ladder_after_healthy_volume_and_back_down_after_bounces() {
+    let mut env = TestEnv::new("trust");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = "off"
+limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = "off" }
+trust = { mailbox = { steps = [{ name = "supervised", hour = 3 }, { name = "trusted" }], advance_after_sends = 3, advance_after_hours = 0, demote_after_events = 2 } }
+"#,
+    );
+    let first: Vec<SendIntent> = (0..3).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&first);
+    assert_eq!(count_status(env.await_decisions(&ids(&first), WAIT).values(), DecisionStatus::Allowed), 3);
+    let up = env.await_alert(|a| a.kind == "trust_step_up" && a.scope == "mailbox:new@acme.com", WAIT);
+    assert_eq!((up.details["from"].as_str(), up.details["to"].as_str()), ("supervised", "trusted"));
+    // Past the supervised step's 3 an hour.
+    let more: Vec<SendIntent> = (3..7).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
+    env.send_intents(&more);
+    assert_eq!(count_status(env.await_decisions(&ids(&more), WAIT).values(), DecisionStatus::Allowed), 4);
+    // Two of its four sends at the trusted step bounce: back down.
+    env.send_delivery(&[hard_bounce("tr-hb-1", "new@acme.com", "p3@gmail.com"), hard_bounce("tr-hb-2", "new@acme.com", "p4@gmail.com")]);
+    let down = env.await_alert(|a| a.kind == "trust_step_down" && a.scope == "mailbox:new@acme.com", WAIT);
+    assert_eq!((down.details["from"].as_str(), down.details["to"].as_str(), down.details["hard_bounces"].as_str()), ("trusted", "supervised", "2"));
+    let probe = intent("tr-probe", "new@acme.com", "q@gmail.com");
+    env.send_intents(std::slice::from_ref(&probe));
+    let d = env.await_decisions(&ids(&[probe]), WAIT).remove("tr-probe").unwrap();
+    assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "trust_step_limit"), "{d:?}");
+    // The explanation names the step it was decided at.
+    let (ok, out, err) = env.cli(&["audit", "explain", "tr-probe"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("mailbox:new@acme.com at step supervised (1 of 2)") && out.contains("caps hour 3"), "{out}");
+}
