@@ -44,6 +44,8 @@ OWN_BROKER=0; [ -z "${KAFKA_PORT:-}" ] && OWN_BROKER=1
 export KAFKA_PORT="${KAFKA_PORT:-19492}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19493}"
 unset KAFKA_SECURE
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
+# Reconciliation off, as in bench/policy.toml: the peers do no such work.
+export SENDGATE_RECONCILE_DELIVERIES=false
 # Everything but the system under test writes uncompressed.
 export SENDGATE_COMPRESSION=none
 WORK="$(mktemp -d)"

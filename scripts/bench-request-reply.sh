@@ -25,6 +25,8 @@ SEED=20261129
 OWN_BROKER=0; [ -z "${KAFKA_PORT:-}" ] && OWN_BROKER=1
 export KAFKA_PORT="${KAFKA_PORT:-19592}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19593}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_METRICS_ADDR=""
+# Reconciliation off, as in bench/policy.toml: the peers do no such work.
+export SENDGATE_RECONCILE_DELIVERIES=false
 # An operator's token for the benchmark only.
 TOKEN="bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 export SENDGATE_API_TOKENS="operator=$TOKEN" SENDGATE_BENCH_API_TOKEN="$TOKEN"

@@ -44,6 +44,8 @@ LOW_RATE="${BENCH_LOW_RATE:-20}"
 OWN_BROKER=0; [ -z "${KAFKA_PORT:-}" ] && OWN_BROKER=1
 export KAFKA_PORT="${KAFKA_PORT:-19292}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19293}"
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
+# Reconciliation off, as in bench/policy.toml: the peers do no such work.
+export SENDGATE_RECONCILE_DELIVERIES=false
 WORK="$(mktemp -d)"
 R="${BENCH_RESULTS:-$WORK/results}"; mkdir -p "$R"
 if [ "$MODE" = full ]; then DEFAULT_PHASES="throughput latency restore scale"; else DEFAULT_PHASES="throughput latency restore"; fi
