@@ -349,6 +349,24 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_policy_is_checked_like_any_and_routed_as_a_shadow_change() {
+        let policy = |key: &str, scope: &str, spec: &str| {
+            let doc = PolicyDocument { scope: scope.into(), spec_json: spec.into(), source_name: None };
+            let bytes = codec::encode(RecordType::PolicyDocument, &doc).unwrap();
+            ingress().route(&InputRecord { topic: "ns.policies", partition: 0, offset: 6, key: Some(key.as_bytes()), payload: Some(&bytes), timestamp_ms: Some(1) })
+        };
+        let routed = policy("shadow/tenant:acme", "tenant:acme", "{}").unwrap();
+        assert_eq!(routed.len(), StageKind::ALL.len());
+        assert_eq!(routed[0].envelope.policy.as_ref().map(|p| (p.scope.as_str(), p.version)), Some(("shadow/tenant:acme", 7)));
+        let e = policy("shadow/tenant:acme", "tenant:acme", r#"{"trust":{"mailbox":"bold"}}"#).unwrap_err();
+        assert!(e.contains("unknown preset"), "{e}");
+        let e = policy("shadow/planet:mars", "planet:mars", "{}").unwrap_err();
+        assert!(e.contains("scope kind"), "{e}");
+        let e = policy("shadow/tenant:acme", "tenant:globex", "{}").unwrap_err();
+        assert!(e.contains("does not match its key"), "{e}");
+    }
+
+    #[test]
     fn a_delivery_event_goes_only_to_the_stages_that_act_on_its_kind() {
         let stages = |kind| {
             let ev = DeliveryEvent { event_id: "e".into(), intent_id: None, tenant: "t".into(), sender: "Ana@Acme.com".into(), recipient: "bo@x.com".into(), kind, smtp_code: None, enhanced_code: None, response: None, occurred_at_ms: 0, retry_after_seconds: None };
