@@ -312,6 +312,10 @@ pub struct PolicyBook {
     key_buf: Vec<u8>,
     /// Candidate policies in shadow, by the scope they are a candidate for.
     shadows: BTreeMap<String, Box<Shadow>>,
+    /// A stopped or replaced candidate's state is being purged (see
+    /// `stage::shadow::purge_step`), and where the purge has got to.
+    pub purging: bool,
+    pub purge_cursor: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A candidate document in shadow: the book it is judged under is the

@@ -609,7 +609,7 @@ pub fn ladder_preset(kind: &str, name: &str) -> Option<LadderPlan> {
     }
     let (steps, sends, hours) = match kind {
         // A new inbox: 5 an hour and 20 a day until 20 healthy sends over a
-        // day; then 20 and 100 until 100 sends over three more days.
+        // day at the step; then 20 and 100 until 20 more over another day.
         "mailbox" => (vec![step("supervised", Some(5), Some(20)), step("probation", Some(20), Some(100)), step("trusted", None, None)], 20, 24),
         "sender_domain" => (vec![step("supervised", Some(20), Some(100)), step("probation", Some(100), Some(1_000)), step("trusted", None, None)], 100, 72),
         // A first contact: 2 an hour and 3 a day, as agent mail platforms

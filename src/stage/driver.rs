@@ -319,4 +319,12 @@ impl Driver {
         }
         out
     }
+
+    /// How many keys a stage holds under a prefix, over its partitions.
+    #[cfg(test)]
+    pub fn keys_under(&mut self, kind: StageKind, prefix: &[u8]) -> Vec<String> {
+        let partitions = self.partitions;
+        let slot = self.slot(kind);
+        (0..partitions).flat_map(|p| slot.store.view(p).scan(prefix, usize::MAX).expect("memory store")).map(|k| String::from_utf8_lossy(&k).into_owned()).collect()
+    }
 }

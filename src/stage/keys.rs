@@ -228,14 +228,25 @@ pub fn backoff(sender_domain: &str, group: &str) -> Vec<u8> {
 /// The namespace of a candidate policy's state (see
 /// `PartitionView::namespaced`): a leading control byte, so that no
 /// prefix of the enforced state's keys is a prefix of it.
-pub fn shadow_namespace(scope: &str) -> Vec<u8> {
-    let mut k = b"\x02shadow/".to_vec();
-    k.extend_from_slice(scope.len().to_string().as_bytes());
-    k.push(b':');
-    k.extend_from_slice(scope.as_bytes());
-    k.push(b'/');
+/// Each published version of a candidate has its own, so a candidate
+/// published again starts empty.
+pub fn shadow_namespace(scope: &str, version: i64) -> Vec<u8> {
+    let mut k = SHADOW_NAMESPACE_PREFIX.to_vec();
+    k.extend_from_slice(format!("{}:{scope}/{version}/", scope.len()).as_bytes());
     k
 }
+
+pub const SHADOW_NAMESPACE_PREFIX: &[u8] = b"\x02shadow/";
+
+/// A candidate's namespace waiting to be purged (after it was stopped,
+/// promoted or replaced): its value is the namespace.
+pub fn shadow_purge(namespace: &[u8]) -> Vec<u8> {
+    let mut k = SHADOW_PURGE_PREFIX.to_vec();
+    k.extend_from_slice(namespace);
+    k
+}
+
+pub const SHADOW_PURGE_PREFIX: &[u8] = b"shpurge/";
 
 /// One half of a (enforced, candidate) pair of decisions for the intent
 /// record at `source`, waiting for the other (`side`: b'e' or b'c').

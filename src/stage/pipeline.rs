@@ -253,6 +253,9 @@ const EXPIRY_SWEEP_MAX: usize = 8;
 /// Candidate policies in shadow decide the same record again, each in its
 /// own state (see [`super::shadow`]).
 pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
+    if book.purging {
+        super::shadow::purge_step(view, book)?;
+    }
     if env.shadow.is_some() || book.has_shadows() {
         return super::shadow::process(stage, view, book, env, out);
     }
@@ -279,6 +282,7 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
     if let Some(change) = &env.policy {
         // Kept only when taken up (a candidate past the most in shadow is
         // not), so that a restore takes up the same documents.
+        super::shadow::on_policy_change(cx.view, cx.book, change);
         if apply_policy_to_book(cx.book, change) {
             cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
         }
@@ -322,6 +326,7 @@ pub fn load_policies(view: &PartitionView<'_>, book: &mut PolicyBook) -> Result<
             let _ = apply_policy_to_book(book, &change);
         }
     }
+    book.purging = !view.scan(keys::SHADOW_PURGE_PREFIX, 1)?.is_empty();
     Ok(())
 }
 

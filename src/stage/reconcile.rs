@@ -39,7 +39,9 @@ pub fn is_send(kind: DeliveryKind) -> bool {
 
 /// A delivery event at the sender stage.
 pub fn on_event(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy) -> Result<(), StageError> {
-    if !policy.reconcile.enabled || !is_send(ev.kind) {
+    // Real sends follow the enforced decisions: a candidate policy in
+    // shadow (its own state, a namespace) does not judge them.
+    if !policy.reconcile.enabled || !is_send(ev.kind) || cx.view.is_namespaced() {
         return Ok(());
     }
     let Some(id) = ev.intent_id.as_deref() else {
@@ -53,10 +55,7 @@ pub fn on_event(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, po
         return Ok(());
     }
     if let Some(d) = stage.final_decision(cx, &ev.tenant, id)? {
-        if let Some((reason, detail)) = judge(cx, ev, &d)? {
-            flag(stage, cx, ev, policy, reason, detail)?;
-        }
-        return Ok(());
+        return Ok(settle(stage, cx, ev, policy, &d)?);
     }
     if stage.pending(cx, &ev.tenant, id, false)?.is_none() {
         if let Some(StateValue::Entry(e)) = cx.view.get(&keys::outcome_seen(&ev.tenant, id))? {
@@ -75,7 +74,19 @@ pub fn on_event(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, po
 
 /// An intent's decision at the sender stage (before it is kept).
 pub fn on_outcome(stage: &SenderStage, cx: &mut Cx<'_, '_>, d: &Decision) -> Result<(), StoreError> {
+    if cx.view.is_namespaced() {
+        return Ok(());
+    }
     let policy = cx.book.effective(&d.tenant, domain_of(&d.sender), &d.sender, None);
+    let wait = keys::reconcile_wait(&d.tenant, &d.intent_id);
+    let waiting = match cx.view.get(&wait)? {
+        Some(StateValue::Parked(bytes)) => {
+            cx.view.delete(&wait);
+            waiting_event(&bytes)
+        }
+        _ => None,
+    };
+    // (Turned off while an event waited: it is dropped.)
     if !policy.reconcile.enabled {
         return Ok(());
     }
@@ -84,22 +95,30 @@ pub fn on_outcome(stage: &SenderStage, cx: &mut Cx<'_, '_>, d: &Decision) -> Res
         cx.view.put(&key, StateValue::Entry(Entry { kind: d.status.as_str().into(), reason: d.reason.clone(), since_ms: cx.now, by: "decision".into(), until_ms: None }));
         cx.expire_at(cx.now + REMEMBER_MS, &key, Some(cx.now));
     }
-    let wait = keys::reconcile_wait(&d.tenant, &d.intent_id);
-    let Some(StateValue::Parked(bytes)) = cx.view.get(&wait)? else { return Ok(()) };
-    cx.view.delete(&wait);
-    let Some(ev) = waiting_event(&bytes) else { return Ok(()) };
-    if let Some((reason, detail)) = judge(cx, &ev, d)? {
-        let policy = cx.book.effective(&ev.tenant, domain_of(&ev.sender), &ev.sender, None);
-        flag(stage, cx, &ev, &policy, reason, detail)?;
-    }
-    Ok(())
+    let Some(ev) = waiting else { return Ok(()) };
+    let policy = cx.book.effective(&ev.tenant, domain_of(&ev.sender), &ev.sender, None);
+    settle(stage, cx, &ev, &policy, d)
 }
 
 /// An event waited for its decision as long as the policy lets it.
 pub fn on_wait_expired(stage: &SenderStage, cx: &mut Cx<'_, '_>, bytes: &[u8]) -> Result<(), StoreError> {
     let Some(ev) = waiting_event(bytes) else { return Ok(()) };
     let policy = cx.book.effective(&ev.tenant, domain_of(&ev.sender), &ev.sender, None);
+    if !policy.reconcile.enabled {
+        return Ok(());
+    }
     let id = ev.intent_id.clone().unwrap_or_default();
+    if let Some(d) = stage.final_decision(cx, &ev.tenant, &id)? {
+        return settle(stage, cx, &ev, &policy, &d);
+    }
+    if stage.pending(cx, &ev.tenant, &id, false)?.is_some() {
+        // Still being decided (the later stages are behind): its outcome
+        // will settle the event; wait again, as long again.
+        let key = keys::reconcile_wait(&ev.tenant, &id);
+        cx.view.put(&key, StateValue::Parked(bytes.to_vec()));
+        cx.expire_at(cx.now + policy.reconcile.wait_ms, &key, None);
+        return Ok(());
+    }
     let (reason, detail) = match cx.view.get(&keys::outcome_seen(&ev.tenant, &id))? {
         Some(StateValue::Entry(e)) => (unapproved_reason(DecisionStatus::parse(&e.kind).unwrap_or(DecisionStatus::Deferred)), format!("its decision was {} {}", e.kind, e.reason)),
         _ => ("no_decision", format!("no decision for intent {id} within {} s of the event", policy.reconcile.wait_ms / 1000)),
@@ -127,28 +146,38 @@ fn unapproved_reason(status: DecisionStatus) -> &'static str {
     }
 }
 
-/// Why a send under decision `d` is unapproved, if it is.
-fn judge(cx: &Cx<'_, '_>, ev: &DeliveryEvent, d: &Decision) -> Result<Option<(&'static str, String)>, StoreError> {
+/// Judges a send under its intent's decision `d`: unapproved (flagged),
+/// or approved. A send judged while a pause newer than its decision is in
+/// force is settled for good either way, so that the pipeline's later
+/// events for it (a deferral, then the delivery) are not judged again
+/// against the pause.
+fn settle(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, d: &Decision) -> Result<(), StoreError> {
     if d.status != DecisionStatus::Allowed {
-        return Ok(Some((unapproved_reason(d.status), format!("its decision was {} {}", d.status.as_str(), d.reason))));
+        return flag(stage, cx, ev, policy, unapproved_reason(d.status), format!("its decision was {} {}", d.status.as_str(), d.reason));
     }
     if d.recipient != ev.recipient {
-        return Ok(Some(("recipient_not_allowed", format!("intent {} was allowed for {}, not {}", d.intent_id, d.recipient, ev.recipient))));
+        return flag(stage, cx, ev, policy, "recipient_not_allowed", format!("intent {} was allowed for {}, not {}", d.intent_id, d.recipient, ev.recipient));
     }
     if d.sender != ev.sender {
-        return Ok(Some(("sender_not_allowed", format!("intent {} was allowed from {}, not {}", d.intent_id, d.sender, ev.sender))));
+        return flag(stage, cx, ev, policy, "sender_not_allowed", format!("intent {} was allowed from {}, not {}", d.intent_id, d.sender, ev.sender));
     }
     // Sent (by the pipeline's own clock) after a pause that began after the decision.
-    if ev.occurred_at_ms > 0 {
-        for scope in [format!("mailbox:{}", ev.sender), format!("sender_domain:{}", domain_of(&ev.sender))] {
-            if let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(&scope))? {
-                if p.since_ms > d.decided_at_ms && ev.occurred_at_ms > p.since_ms {
-                    return Ok(Some(("sent_after_pause", format!("{scope} was paused ({}) at {}, after the decision and before the send", p.reason, crate::clock::format_ms(p.since_ms)))));
-                }
-            }
+    for scope in [format!("mailbox:{}", ev.sender), format!("sender_domain:{}", domain_of(&ev.sender))] {
+        let Some(StateValue::Pause(p)) = cx.view.get(&keys::pause(&scope))? else { continue };
+        if p.since_ms <= d.decided_at_ms {
+            continue;
         }
+        if ev.occurred_at_ms > p.since_ms {
+            let detail = format!("{scope} was paused ({}) at {}, after the decision and before the send", p.reason, crate::clock::format_ms(p.since_ms));
+            return flag(stage, cx, ev, policy, "sent_after_pause", detail);
+        }
+        // Sent before the pause: settled, the MTA's retries are not new sends.
+        let done = keys::reconciled(&ev.tenant, &d.intent_id);
+        cx.view.put(&done, StateValue::Marker);
+        cx.expire_at(cx.now + REMEMBER_MS, &done, None);
+        return Ok(());
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Counts, alerts and, by policy, pauses an unapproved send.

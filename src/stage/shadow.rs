@@ -50,22 +50,27 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
         let mut enforced: Vec<Decision> = out.decisions[first..].to_vec();
         enforced.extend(env.release.as_ref().and_then(|r| r.outcome.clone()));
         for d in enforced {
-            let scopes: Vec<String> = book.shadows().filter(|(_, s)| s.scope.covers(&d.tenant, &d.sender, &d.recipient)).map(|(n, _)| n.clone()).collect();
-            for scope in scopes {
-                pair(view, out, env, &scope, Side::Enforced, d.clone())?;
+            let scopes: Vec<(String, i64)> = book.shadows().filter(|(_, s)| s.scope.covers(&d.tenant, &d.sender, &d.recipient)).map(|(n, s)| (n.clone(), s.version)).collect();
+            for (scope, version) in scopes {
+                pair(&mut view.namespaced(&keys::shadow_namespace(&scope, version)), out, env, &scope, Side::Enforced, d.clone())?;
             }
         }
     }
-    for scope in covering(book, env) {
+    for scope in covering(book, env, stage.kind()) {
         in_shadow(stage, view, book, &scope, env, out)?;
     }
     Ok(())
 }
 
-/// The candidates a fresh record concerns: intents and delivery events in
-/// their scope, and the commands of their tenant. Intents passed on and
-/// releases are the enforced pipeline's own.
-fn covering(book: &PolicyBook, env: &StageEnvelope) -> Vec<String> {
+/// The candidates a fresh record (one the router sent) concerns: intents
+/// and delivery events in their scope, and the commands of their tenant.
+/// Intents passed on, releases and the deliveries the recipient stage
+/// passes on to the recipient-domain stage are the enforced pipeline's
+/// own: the candidate has its own copies of them.
+fn covering(book: &PolicyBook, env: &StageEnvelope, kind: StageKind) -> Vec<String> {
+    if kind == StageKind::RecipientDomain && env.delivery.is_some() {
+        return Vec::new();
+    }
     let subject: Option<(&str, &str, &str)> = if let Some(i) = &env.intent {
         Some((&i.tenant, &i.sender, &i.recipient))
     } else if let Some(d) = &env.delivery {
@@ -86,9 +91,10 @@ fn covering(book: &PolicyBook, env: &StageEnvelope) -> Vec<String> {
 /// Decides a record under a candidate, in its own state.
 fn in_shadow(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, scope: &str, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     let Some(shadow) = book.shadow_mut(scope) else { return Ok(()) };
+    let ns = keys::shadow_namespace(scope, shadow.version);
     let mut sout = StageOutput::default();
     let result = {
-        let mut sview = view.namespaced(&keys::shadow_namespace(scope));
+        let mut sview = view.namespaced(&ns);
         process_in(stage, &mut sview, &mut shadow.book, env, &mut sout)
     };
     match result {
@@ -109,7 +115,7 @@ fn in_shadow(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyB
             decided.extend(env.release.as_ref().and_then(|r| r.outcome.clone()));
         }
         for d in decided {
-            pair(view, out, env, scope, Side::Candidate, d)?;
+            pair(&mut view.namespaced(&ns), out, env, scope, Side::Candidate, d)?;
         }
     }
     // Decisions at later stages come back to the sender stage as outcomes;
@@ -124,10 +130,13 @@ enum Side {
 }
 
 /// Keeps one half of a pair, or completes it with the other and emits it.
+/// `view` is the candidate's namespace: the halves, the counts of
+/// differences and their expiry entries live with the rest of its state
+/// (swept with it, and purged with it), never in the enforced state.
 fn pair(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope, scope: &str, side: Side, d: Decision) -> Result<(), StoreError> {
     let (mine, theirs) = if side == Side::Enforced { (b'e', b'c') } else { (b'c', b'e') };
     let other_key = keys::shadow_half(theirs, scope, &d.tenant, &d.intent_id, &d.source);
-    let now = view.get_time(keys::CLOCK)?.unwrap_or(env.log_time_ms);
+    let now = view.get_time(keys::CLOCK)?.unwrap_or(i64::MIN).max(env.log_time_ms);
     if let Some(StateValue::FinalDecision(bytes)) = view.get(&other_key)? {
         view.delete(&other_key);
         let other: Decision = codec::decode(RecordType::Decision, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&other_key).into_owned(), why: e.to_string() })?;
@@ -165,8 +174,9 @@ fn emit(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope
                 ("check".to_string(), check.clone()),
             ]);
             let s = &env.source;
+            let phase = if env.release.is_some() { "outcome" } else if env.hop.is_some() { "hop" } else { "in" };
             out.alerts.push(Alert {
-                alert_id: format!("shadow/{}/{}/{}/{}", s.topic, s.partition, s.offset, out.alerts.len()),
+                alert_id: format!("shadow/{}:{scope}/{phase}/{}/{}/{}/{}", scope.len(), s.topic, s.partition, s.offset, out.alerts.len()),
                 tenant: enforced.tenant.clone(),
                 scope: scope.to_string(),
                 kind: "shadow_differs".to_string(),
@@ -201,4 +211,48 @@ fn is_power_of_ten(mut n: i64) -> bool {
         n /= 10;
     }
     n == 1
+}
+
+/// Keys of a stopped or replaced candidate's namespace removed per record
+/// while a purge is pending: its state goes in bounded steps.
+const PURGE_PER_RECORD: usize = 64;
+
+/// Before a candidate change is applied: a candidate stopped or replaced
+/// by a new version leaves its namespace to be purged.
+pub fn on_policy_change(view: &mut PartitionView<'_>, book: &mut PolicyBook, change: &PolicyChange) {
+    let Some(scope) = change.scope.strip_prefix(crate::policy::resolve::SHADOW_PREFIX) else { return };
+    let Some(old) = book.shadows().find(|(n, _)| n.as_str() == scope).map(|(_, s)| s.version) else { return };
+    if old != change.version {
+        let ns = keys::shadow_namespace(scope, old);
+        view.put(&keys::shadow_purge(&ns), StateValue::Marker);
+        book.purging = true;
+    }
+}
+
+/// One step of a pending purge (see [`on_policy_change`]). The cursor is
+/// kept in the book only: after a restore the purge walks its namespace
+/// from the start again, deleting the same keys.
+pub fn purge_step(view: &mut PartitionView<'_>, book: &mut PolicyBook) -> Result<(), StoreError> {
+    let Some(marker) = view.scan(keys::SHADOW_PURGE_PREFIX, 1)?.into_iter().next() else {
+        book.purging = false;
+        return Ok(());
+    };
+    let ns = marker[keys::SHADOW_PURGE_PREFIX.len()..].to_vec();
+    let from = match book.purge_cursor.take() {
+        Some((of, cursor)) if of == ns => cursor,
+        _ => ns.clone(),
+    };
+    let found = view.scan_from(&ns, &from, PURGE_PER_RECORD)?;
+    for k in &found {
+        view.delete(k);
+    }
+    match found.last() {
+        Some(last) if found.len() == PURGE_PER_RECORD => {
+            let mut next = last.clone();
+            next.push(0);
+            book.purge_cursor = Some((ns, next));
+        }
+        _ => view.delete(&marker),
+    }
+    Ok(())
 }

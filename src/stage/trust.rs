@@ -25,10 +25,17 @@ use crate::policy::spec::LimitClass;
 use crate::policy::{BreachAction, EffectivePolicy, Limit, LimitKey, LimitScope};
 use crate::state::{StateValue, StoreError, TrustState};
 
-/// A recipient's ladder state is dropped this long after its last send (it
-/// is new again), pushed back at most once a day.
-const RECIPIENT_KEEP_MS: i64 = 90 * 86_400_000;
+/// A subject's ladder state is dropped this long after its last send (it
+/// is new again), pushed back at most once a day: a recipient's after 90
+/// days, a mailbox's or a domain's after 180.
+const RECIPIENT_KEEP_MS: i64 = 90 * DAY_MS;
+const SENDER_KEEP_MS: i64 = 180 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
+/// A step is judged for a step down once it has this many sends (or
+/// `demote_after_events`, if more): bounces that come in just after a step
+/// up belong to sends of the step before, and one or two of them over a
+/// handful of sends say little.
+const DEMOTE_MIN_SENDS: i64 = 5;
 
 /// One subject of an intent on a ladder.
 pub struct Subject<'p> {
@@ -37,8 +44,8 @@ pub struct Subject<'p> {
     pub key: Vec<u8>,
     pub ladder: &'p Ladder,
     pub tz: chrono_tz::Tz,
-    /// Expires when unused (recipients).
-    pub expires: bool,
+    /// How long after its last send its state is kept.
+    pub keep_ms: i64,
 }
 
 /// The subjects of a send on the ladders in force: the mailbox's under its
@@ -48,25 +55,26 @@ pub fn subjects<'p>(tenant: &str, sender: &str, domain: &str, recipient: &str, p
     let mut out = Vec::new();
     if let Some(l) = &policy.trust.mailbox {
         let name = format!("mailbox:{sender}");
-        out.push(Subject { key: keys::trust(&name), name, ladder: l, tz: policy.tz, expires: false });
+        out.push(Subject { key: keys::trust(&name), name, ladder: l, tz: policy.tz, keep_ms: SENDER_KEEP_MS });
     }
     if let Some(l) = &domain_policy.trust.sender_domain {
         let name = format!("sender_domain:{domain}");
-        out.push(Subject { key: keys::trust(&name), name, ladder: l, tz: domain_policy.tz, expires: false });
+        out.push(Subject { key: keys::trust(&name), name, ladder: l, tz: domain_policy.tz, keep_ms: SENDER_KEEP_MS });
     }
     if let Some(l) = &policy.trust.recipient {
         // A tenant's own: its key names the tenant.
         let name = format!("recipient:{recipient}");
-        out.push(Subject { key: keys::trust(&format!("recipient:{}:{tenant}/{recipient}", tenant.len())), name, ladder: l, tz: policy.tz, expires: true });
+        out.push(Subject { key: keys::trust(&format!("recipient:{}:{tenant}/{recipient}", tenant.len())), name, ladder: l, tz: policy.tz, keep_ms: RECIPIENT_KEEP_MS });
     }
     out
 }
 
 /// A subject's state; a subject never seen is at the first step from now
 /// (nothing is written until it sends).
-pub fn load(cx: &Cx<'_, '_>, key: &[u8]) -> Result<(TrustState, bool), StoreError> {
+pub fn load(cx: &Cx<'_, '_>, key: &[u8], ladder: &Ladder) -> Result<(TrustState, bool), StoreError> {
     Ok(match cx.view.get(key)? {
-        Some(StateValue::Trust(t)) => (t, true),
+        // A ladder shortened since: its last step.
+        Some(StateValue::Trust(t)) => (TrustState { step: t.step.clamp(0, ladder.steps.len() as i32 - 1), ..t }, true),
         _ => (TrustState { step: 0, since_ms: cx.now, sends: 0, hard_bounces: 0, complaints: 0, touched_ms: cx.now }, false),
     })
 }
@@ -107,12 +115,12 @@ fn advance(cx: &mut Cx<'_, '_>, tenant: &str, s: &Subject<'_>, t: &mut TrustStat
     true
 }
 
-fn save(cx: &mut Cx<'_, '_>, s: &Subject<'_>, mut t: TrustState) {
-    // A recipient's state goes 90 days after its last send: the expiry
-    // entry is renewed at most once a day (the stamp is the renewal's time).
-    if s.expires && (cx.now - t.touched_ms >= DAY_MS || cx.view.get(&s.key).ok().flatten().is_none()) {
+fn save(cx: &mut Cx<'_, '_>, s: &Subject<'_>, mut t: TrustState, known: bool) {
+    // The state goes `keep_ms` after its last send: the expiry entry is
+    // renewed at most once a day (its stamp is the renewal's time).
+    if !known || cx.now - t.touched_ms >= DAY_MS {
         t.touched_ms = cx.now;
-        cx.expire_at(cx.now + RECIPIENT_KEEP_MS, &s.key, Some(cx.now));
+        cx.expire_at(cx.now + s.keep_ms, &s.key, Some(cx.now));
     }
     cx.view.put(&s.key, StateValue::Trust(t));
 }
@@ -123,9 +131,9 @@ fn save(cx: &mut Cx<'_, '_>, s: &Subject<'_>, mut t: TrustState) {
 pub fn checks(cx: &mut Cx<'_, '_>, intent: &SendIntent, subjects: &[Subject<'_>], halve: impl Fn(u64) -> u64) -> Result<Vec<WindowCheck>, StoreError> {
     let mut out = Vec::new();
     for s in subjects {
-        let (mut t, known) = load(cx, &s.key)?;
+        let (mut t, known) = load(cx, &s.key, s.ladder)?;
         if known && advance(cx, &intent.tenant, s, &mut t) {
-            save(cx, s, t);
+            save(cx, s, t, known);
         }
         let (name, hour, day) = s.ladder.steps.get(t.step as usize).cloned().unwrap_or_default();
         cx.note(&intent.intent_id, "trust", "pass", || {
@@ -161,10 +169,10 @@ impl Subject<'_> {
 /// An allowed send counts at each subject's step, which may then be done.
 pub fn on_allowed(cx: &mut Cx<'_, '_>, tenant: &str, subjects: &[Subject<'_>]) -> Result<(), StoreError> {
     for s in subjects {
-        let (mut t, _) = load(cx, &s.key)?;
+        let (mut t, known) = load(cx, &s.key, s.ladder)?;
         t.sends += 1;
         advance(cx, tenant, s, &mut t);
-        save(cx, s, t);
+        save(cx, s, t, known);
     }
     Ok(())
 }
@@ -174,7 +182,7 @@ pub fn on_allowed(cx: &mut Cx<'_, '_>, tenant: &str, subjects: &[Subject<'_>]) -
 /// down one step and starts that step afresh.
 pub fn on_bad(cx: &mut Cx<'_, '_>, tenant: &str, subjects: &[Subject<'_>], complaint: bool) -> Result<(), StoreError> {
     for s in subjects {
-        let (mut t, known) = load(cx, &s.key)?;
+        let (mut t, known) = load(cx, &s.key, s.ladder)?;
         if !known {
             continue;
         }
@@ -184,7 +192,8 @@ pub fn on_bad(cx: &mut Cx<'_, '_>, tenant: &str, subjects: &[Subject<'_>], compl
             t.hard_bounces += 1;
         }
         let bad = t.hard_bounces + t.complaints;
-        if t.step > 0 && bad >= i64::from(s.ladder.demote_after_events) && !healthy(s.ladder, &t) {
+        let judged = t.sends >= DEMOTE_MIN_SENDS.max(i64::from(s.ladder.demote_after_events));
+        if t.step > 0 && judged && bad >= i64::from(s.ladder.demote_after_events) && !healthy(s.ladder, &t) {
             let from = step_name(s.ladder, t.step).to_string();
             let was = t;
             t = TrustState { step: t.step - 1, since_ms: cx.now, sends: 0, hard_bounces: 0, complaints: 0, touched_ms: t.touched_ms };
@@ -197,7 +206,7 @@ pub fn on_bad(cx: &mut Cx<'_, '_>, tenant: &str, subjects: &[Subject<'_>], compl
                 &[("from", from), ("to", to), ("sends", was.sends.to_string()), ("hard_bounces", was.hard_bounces.to_string()), ("complaints", was.complaints.to_string())],
             );
         }
-        save(cx, s, t);
+        save(cx, s, t, known);
     }
     Ok(())
 }

@@ -385,6 +385,11 @@ impl PartitionView<'_> {
         PartitionView { store: &mut *self.store, partition: self.partition, ns: full }
     }
 
+    /// Whether this is a namespace's view (a candidate policy's state).
+    pub fn is_namespaced(&self) -> bool {
+        !self.ns.is_empty()
+    }
+
     fn key<'k>(&self, key: &'k [u8]) -> std::borrow::Cow<'k, [u8]> {
         if self.ns.is_empty() {
             std::borrow::Cow::Borrowed(key)

@@ -98,3 +98,52 @@ fn delivery_events_move_the_candidates_signals_too() {
     assert_eq!(p.candidate.status, DecisionStatus::Paused, "{p:?}");
     assert!(h.new_alerts().iter().all(|a| a.kind != "sender_paused"), "a candidate's pause pages no one");
 }
+
+#[test]
+fn a_stopped_candidates_state_is_purged_and_a_republished_one_starts_empty() {
+    use crate::stage::keys::SHADOW_NAMESPACE_PREFIX;
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\n{ENFORCED}"));
+    h.d.shadow_policy("tenant:acme", Some(STRICTER), now);
+    h.d.run();
+    for i in 0..5 {
+        h.send_outbound(now + i, &format!("s{i}"), "ana@acme.com", &to(i as usize));
+    }
+    assert_eq!(h.d.shadow.iter().filter(|p| p.differs).count(), 2, "{:?}", h.d.shadow);
+    assert!(!h.d.keys_under(StageKind::Sender, SHADOW_NAMESPACE_PREFIX).is_empty());
+    // Published again: a new version, its own empty state (3 more allowed).
+    h.d.shadow_policy("tenant:acme", Some(STRICTER), now + 10);
+    h.d.run();
+    let before = h.d.shadow.len();
+    let d: Vec<Decision> = (5..9).map(|i| h.send_outbound(now + 10 + i, &format!("s{i}"), "ana@acme.com", &to(i as usize))).collect();
+    assert!(d.iter().all(|d| d.status == DecisionStatus::Allowed));
+    let fresh: Vec<&ShadowDecision> = h.d.shadow[before..].iter().collect();
+    assert_eq!(fresh.iter().filter(|p| !p.differs).count(), 3, "the new version counts from zero: {fresh:?}");
+    // Stopped: every partition purges what it kept, a few keys per record.
+    h.d.shadow_policy("tenant:acme", None, now + 30);
+    h.d.run();
+    for i in 0..20 {
+        h.send_outbound(now + 40 + i, &format!("after{i}"), &format!("m{i}@acme.com"), &to(50 + i as usize));
+    }
+    assert_eq!(h.d.keys_under(StageKind::Sender, SHADOW_NAMESPACE_PREFIX), Vec::<String>::new(), "the candidates' state is gone");
+    // The partition that handled records since has finished its purge; the
+    // others (no record since) finish at their next record.
+    let markers = h.d.keys_under(StageKind::Sender, crate::stage::keys::SHADOW_PURGE_PREFIX);
+    assert_eq!(markers.len(), 2, "{markers:?}");
+}
+
+#[test]
+fn reconciliation_judges_real_sends_in_the_enforced_state_only() {
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", &format!("{QUIET}\n{ENFORCED}"));
+    h.d.shadow_policy("tenant:acme", Some(STRICTER), now);
+    h.d.run();
+    for i in 0..5 {
+        let d = h.send_outbound(now + i, &format!("s{i}"), "ana@acme.com", &to(i as usize));
+        h.deliver(now + 100 + i, &DeliveryEvent { event_id: format!("ev{i}"), intent_id: Some(d.intent_id.clone()), ..event("ana@acme.com", &to(i as usize), DeliveryKind::Delivered, Some(250)) });
+    }
+    assert!(h.d.shadow.iter().any(|p| p.differs), "the candidate would have deferred some");
+    assert!(h.new_alerts().iter().all(|a| a.kind != "unapproved_send"), "every send followed an enforced ALLOWED");
+}
