@@ -160,6 +160,11 @@ impl TestEnv {
         None
     }
 
+    /// The running processor's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.processor.as_ref().expect("running").id()
+    }
+
     pub fn kill9(&mut self) {
         let mut c = self.processor.take().expect("running");
         unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };

@@ -1,0 +1,87 @@
+//! A paused process (SIGSTOP past its session timeout, then SIGCONT): the
+//! classic zombie. While it sleeps its partitions move to the other
+//! instance, which decides everything; when it wakes up, whatever it still
+//! had open (a transaction with decisions, hops and state changes of
+//! records the other instance has since decided again) must not land: a
+//! read-committed reader sees one decision per intent and counters that
+//! count each allowed intent once. Then it rejoins and decides again.
+
+mod common;
+
+use common::*;
+use sendgate::model::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process this test started.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Intents of `n` sender domains, so that both instances' partitions get some.
+fn batch(tag: &str, n: usize) -> Vec<SendIntent> {
+    (0..n).map(|i| intent(&format!("{tag}-{i}"), &format!("m{}@d{}.example", i % 3, i % 12), &format!("p{i}-{tag}@corp.example"))).collect()
+}
+
+#[test]
+fn a_paused_instance_resumed_after_its_partitions_moved_writes_nothing_that_lands() {
+    let mut env = TestEnv::new("pause");
+    env.start();
+    env.apply_policy(
+        r#"
+[[policy]]
+scope = "tenant:acme"
+business_hours = "off"
+warmup = "off"
+limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender_domain.outbound.hour" = "off" }
+"#,
+    );
+    let second = env.start_instance("b", "");
+    let first = batch("first", 60);
+    env.send_intents(&first);
+    env.await_decisions(&first.iter().map(|i| i.intent_id.clone()).collect::<Vec<_>>(), WAIT);
+
+    // A batch in flight, and the first instance stopped in the middle of it.
+    let inflight = batch("inflight", 600);
+    env.send_intents(&inflight);
+    std::thread::sleep(Duration::from_millis(150));
+    let pid = env.pid();
+    signal(pid, libc::SIGSTOP);
+    let log_before = env.log_text().len();
+    // Past its session timeout (10 s), the other instance takes its
+    // partitions and decides every intent.
+    let ids: Vec<String> = inflight.iter().map(|i| i.intent_id.clone()).collect();
+    env.await_decisions(&ids, WAIT);
+    // The zombie wakes up with its old assignment and its open transaction.
+    signal(pid, libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(20));
+    // It rejoined: intents keep being decided, once each.
+    let after = batch("after", 60);
+    env.send_intents(&after);
+    env.await_decisions(&after.iter().map(|i| i.intent_id.clone()).collect::<Vec<_>>(), WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let all = env.all_decisions();
+    assert_one_decision_per_intent(&all, 720);
+    // Each allowed intent counted once in the mailbox day counters: no
+    // state change of the zombie's open transaction landed either.
+    let mut allowed: HashMap<String, i64> = HashMap::new();
+    for d in all.iter().filter(|d| d.status == DecisionStatus::Allowed) {
+        *allowed.entry(format!("ctr/mailbox:{}/outbound/day", d.sender)).or_default() += 1;
+    }
+    let counters = env.changelog_counters("sender");
+    for (key, n) in &allowed {
+        assert_eq!(counters.get(key), Some(n), "{key}: counted {:?}, allowed {n}", counters.get(key));
+    }
+    assert!(all.iter().any(|d| d.reason == "daily_cap_reached"), "the day caps were reached, so a double count would show");
+    // After waking, the paused instance found its partitions gone and took
+    // some again.
+    let log = env.log_text();
+    let woke = &log[log_before.min(log.len())..];
+    assert!(woke.contains("partitions revoked"), "the zombie's partitions were taken: {woke}");
+    assert!(woke.contains("partitions assigned"), "it rejoined after waking: {woke}");
+    drop(second);
+}
