@@ -119,21 +119,11 @@ enum Cmd {
         /// The candidate policy file; its documents replace the recorded ones of their scopes.
         #[arg(long)]
         policy: PathBuf,
-        /// Compare decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
-        #[arg(long)]
-        from: Option<String>,
-        /// Compare decisions before this time or these offsets.
-        #[arg(long)]
-        to: Option<String>,
-        /// How many changed intents to list.
-        #[arg(long, default_value_t = 10)]
-        show: usize,
+        #[command(flatten)]
+        report: ComparisonArgs,
         /// Scratch directory (removed afterwards).
         #[arg(long)]
         scratch: Option<PathBuf>,
-        /// The report as JSON (the format `sendgate shadow report --json` prints).
-        #[arg(long)]
-        json: bool,
     },
     /// Candidate policies in shadow: decided beside the enforced policy on
     /// live traffic, enforcing nothing.
@@ -349,18 +339,27 @@ enum ShadowCmd {
         /// Only this tenant's intents.
         #[arg(long)]
         tenant: Option<String>,
-        /// Decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
-        #[arg(long)]
-        from: Option<String>,
-        /// Decisions before this time or these offsets.
-        #[arg(long)]
-        to: Option<String>,
-        /// How many changed intents to list.
-        #[arg(long, default_value_t = 10)]
-        show: usize,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        report: ComparisonArgs,
     },
+}
+
+/// What a report comparing decisions under a candidate covers, and how it
+/// prints (backtest and shadow report alike).
+#[derive(clap::Args)]
+struct ComparisonArgs {
+    /// Compare decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
+    #[arg(long)]
+    from: Option<String>,
+    /// Compare decisions before this time or these offsets.
+    #[arg(long)]
+    to: Option<String>,
+    /// How many changed intents to list.
+    #[arg(long, default_value_t = 10)]
+    show: usize,
+    /// The report as JSON (one format for both).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -550,13 +549,13 @@ fn real_main(cli: Cli) -> Result<(), String> {
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
-        Cmd::Backtest { policy, from, to, show, scratch, json } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch, json),
+        Cmd::Backtest { policy, report: ComparisonArgs { from, to, show, json }, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch, json),
         Cmd::Shadow { action: ShadowCmd::Start { file } } => rt.block_on(sendgate::cli::shadow::start(&cfg, &file)),
         Cmd::Shadow { action: ShadowCmd::Stop { scope } } => rt.block_on(sendgate::cli::shadow::stop(&cfg, &scope)),
         Cmd::Shadow { action: ShadowCmd::Promote { scope } } => rt.block_on(sendgate::cli::shadow::promote(&cfg, &scope)),
         Cmd::Reconcile { action: ReconcileCmd::Report { tenant, from, to, show, json } } => sendgate::cli::reconcile::report(&cfg, sendgate::cli::reconcile::ReportArgs { tenant, from, to, show, json }),
         Cmd::Shadow { action: ShadowCmd::List } => sendgate::cli::shadow::list(&cfg),
-        Cmd::Shadow { action: ShadowCmd::Report { scope, tenant, from, to, show, json } } => sendgate::cli::shadow::report(&cfg, sendgate::cli::shadow::ReportArgs { scope, tenant, from, to, show, json }),
+        Cmd::Shadow { action: ShadowCmd::Report { scope, tenant, report: ComparisonArgs { from, to, show, json } } } => sendgate::cli::shadow::report(&cfg, sendgate::cli::shadow::ReportArgs { scope, tenant, from, to, show, json }),
         Cmd::Audit { action: AuditCmd::Explain { intent_id, scratch } } => sendgate::cli::audit::explain(&cfg, &intent_id, scratch),
         Cmd::Audit { action: AuditCmd::Replay { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions } } => {
             sendgate::cli::audit::replay(&cfg, sendgate::cli::audit::ReplayArgs { from, to, decisions_topic, scratch, show, baseline, in_memory_decisions })

@@ -301,32 +301,28 @@ scope = "mailbox:rc@acme.com"
 limits = { "mailbox.outbound.hour" = 1 }
 "#,
     );
+    // One intent, sent and decided.
+    let decide = |id: &str, sender: &str, to: &str| -> DecisionStatus {
+        let i = intent(id, sender, to);
+        env.send_intents(std::slice::from_ref(&i));
+        env.await_decisions(&ids(&[i]), WAIT)[id].status
+    };
     // ALLOWED, decision first.
-    let ok1 = intent("ok-1", "rc@acme.com", "a@corp.example");
-    env.send_intents(std::slice::from_ref(&ok1));
-    assert_eq!(env.await_decisions(&ids(&[ok1]), WAIT)["ok-1"].status, DecisionStatus::Allowed);
+    assert_eq!(decide("ok-1", "rc@acme.com", "a@corp.example"), DecisionStatus::Allowed);
     env.send_delivery(&[delivered("ok-1", "rc@acme.com", "a@corp.example")]);
     // ALLOWED, event first (another mailbox, so that it fits).
     env.send_delivery(&[delivered("ok-2", "other@acme.com", "b@corp.example")]);
-    let ok2 = intent("ok-2", "other@acme.com", "b@corp.example");
-    env.send_intents(std::slice::from_ref(&ok2));
-    assert_eq!(env.await_decisions(&ids(&[ok2]), WAIT)["ok-2"].status, DecisionStatus::Allowed);
+    assert_eq!(decide("ok-2", "other@acme.com", "b@corp.example"), DecisionStatus::Allowed);
     // DEFERRED, decision first.
-    let def1 = intent("def-1", "rc@acme.com", "c@corp.example");
-    env.send_intents(std::slice::from_ref(&def1));
-    assert_eq!(env.await_decisions(&ids(&[def1]), WAIT)["def-1"].status, DecisionStatus::Deferred);
+    assert_eq!(decide("def-1", "rc@acme.com", "c@corp.example"), DecisionStatus::Deferred);
     env.send_delivery(&[delivered("def-1", "rc@acme.com", "c@corp.example")]);
     // DEFERRED, event first.
     env.send_delivery(&[delivered("def-2", "rc@acme.com", "d@corp.example")]);
-    let def2 = intent("def-2", "rc@acme.com", "d@corp.example");
-    env.send_intents(std::slice::from_ref(&def2));
-    assert_eq!(env.await_decisions(&ids(&[def2]), WAIT)["def-2"].status, DecisionStatus::Deferred);
+    assert_eq!(decide("def-2", "rc@acme.com", "d@corp.example"), DecisionStatus::Deferred);
     // Log time moves past every wait (a later record of the partition), so
     // an event still waiting would now be unapproved.
     std::thread::sleep(Duration::from_millis(2500));
-    let later = intent("later", "other@acme.com", "e@corp.example");
-    env.send_intents(std::slice::from_ref(&later));
-    env.await_decisions(&ids(&[later]), WAIT);
+    decide("later", "other@acme.com", "e@corp.example");
     env.await_alert(|a| a.kind == "unapproved_send" && a.details.get("intent_id").map(String::as_str) == Some("def-2"), WAIT);
     env.await_alert(|a| a.kind == "unapproved_send" && a.details.get("intent_id").map(String::as_str) == Some("def-1"), WAIT);
     let unapproved: BTreeMap<String, String> = env
@@ -369,10 +365,10 @@ trust = { mailbox = { steps = [{ name = "supervised", hour = 3 }, { name = "trus
     let up = env.await_alert(|a| a.kind == "trust_step_up" && a.scope == "mailbox:new@acme.com", WAIT);
     assert_eq!((up.details["from"].as_str(), up.details["to"].as_str()), ("supervised", "trusted"));
     // Past the supervised step's 3 an hour.
-    let more: Vec<SendIntent> = (3..7).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
+    let more: Vec<SendIntent> = (3..8).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
     env.send_intents(&more);
-    assert_eq!(count_status(env.await_decisions(&ids(&more), WAIT).values(), DecisionStatus::Allowed), 4);
-    // Two of its four sends at the trusted step bounce: back down.
+    assert_eq!(count_status(env.await_decisions(&ids(&more), WAIT).values(), DecisionStatus::Allowed), 5);
+    // Two of its five sends at the trusted step bounce: back down.
     env.send_delivery(&[hard_bounce("tr-hb-1", "new@acme.com", "p3@gmail.com"), hard_bounce("tr-hb-2", "new@acme.com", "p4@gmail.com")]);
     let down = env.await_alert(|a| a.kind == "trust_step_down" && a.scope == "mailbox:new@acme.com", WAIT);
     assert_eq!((down.details["from"].as_str(), down.details["to"].as_str(), down.details["hard_bounces"].as_str()), ("trusted", "supervised", "2"));
