@@ -2,7 +2,8 @@
 # Runs every test: unit, property and scenario tests, the integration tests
 # against a real Apache Kafka broker that this script starts (on its own
 # port, so a broker you run for the demo is left alone) and stops, and the
-# benchmark script's smoke run and the fault harness's short run.
+# benchmark script's smoke run, the fault harness's short run and a short
+# run of every fuzz target.
 #
 #   scripts/test.sh [cargo test args...]
 set -euo pipefail
@@ -93,4 +94,7 @@ if [ $# -eq 0 ]; then
   # wrong decisions, or it fails.
   say "fault harness, short run (scripts/faults.sh)"
   bash "$REPO_ROOT/scripts/faults.sh"
+  # Every fuzz target for 15 s (the long runs: scripts/fuzz.sh).
+  say "fuzzing, short run (scripts/fuzz.sh --short)"
+  bash "$REPO_ROOT/scripts/fuzz.sh" --short
 fi

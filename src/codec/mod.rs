@@ -8,7 +8,7 @@
 //! so an upgrade reads old input and restores old changelogs.
 
 mod direct;
-mod schemas;
+pub mod schemas;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
