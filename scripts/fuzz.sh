@@ -6,7 +6,7 @@
 # AddressSanitizer would instrument the bundled C libraries' builds too,
 # which then do not link.
 #
-#   scripts/fuzz.sh --short             each target for 15 s (CI; any crash fails)
+#   scripts/fuzz.sh --short             each target for 10 s (CI; any crash fails)
 #   scripts/fuzz.sh [--runs N]          each target for N executions (default 10,000,000)
 #   scripts/fuzz.sh --target NAME ...   only that target
 #
@@ -28,7 +28,7 @@ seconds=""
 only=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) seconds=15 ;;
+    --short) seconds=10 ;;
     --runs) runs="$2"; shift ;;
     --target) only+=("$2"); shift ;;
     *) echo "fuzz.sh: unknown argument $1 (--short, --runs N, --target NAME)" >&2; exit 2 ;;

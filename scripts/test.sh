@@ -94,7 +94,7 @@ if [ $# -eq 0 ]; then
   # wrong decisions, or it fails.
   say "fault harness, short run (scripts/faults.sh)"
   bash "$REPO_ROOT/scripts/faults.sh"
-  # Every fuzz target for 15 s (the long runs: scripts/fuzz.sh).
+  # Every fuzz target for 10 s (the long runs: scripts/fuzz.sh).
   say "fuzzing, short run (scripts/fuzz.sh --short)"
   bash "$REPO_ROOT/scripts/fuzz.sh" --short
 fi
