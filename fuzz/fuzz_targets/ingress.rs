@@ -23,14 +23,7 @@ fuzz_target!(|data: &[u8]| {
         payload.extend_from_slice(&fingerprint(t));
     }
     payload.extend_from_slice(body);
-    let ingress = Ingress {
-        intents: "ns.intents".into(),
-        delivery: "ns.delivery".into(),
-        policies: "ns.policies".into(),
-        commands: "ns.commands".into(),
-        engagement: selector & 8 != 0,
-        deliveries_to_sender: selector & 16 != 0,
-    };
+    let ingress = Ingress { engagement: selector & 8 != 0, deliveries_to_sender: selector & 16 != 0, ..Ingress::for_namespace("ns") };
     let rec = InputRecord { topic, partition: 0, offset: 41, key: (selector & 32 == 0).then_some(key), payload: Some(&payload), timestamp_ms: Some(1_800_000_000_000) };
     let _ = ingress.route(&rec);
 });

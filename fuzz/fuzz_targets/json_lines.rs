@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         _ => (InputKind::Commands, "ns.commands"),
     };
     let Ok((key, value)) = encode_line(kind, line, 1_800_000_000_000) else { return };
-    let ingress = Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: true, deliveries_to_sender: true };
+    let ingress = Ingress { engagement: true, deliveries_to_sender: true, ..Ingress::for_namespace("ns") };
     let rec = InputRecord { topic, partition: 0, offset: 3, key: Some(&key), payload: Some(&value), timestamp_ms: Some(1_800_000_000_000) };
     let _ = ingress.route(&rec);
 });

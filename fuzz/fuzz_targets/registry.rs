@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let ws = &writers()[i];
     let writer = &ws[(selector as usize >> 2) % ws.len()];
     let Ok(bytes) = reencode_from_writer(t, writer, datum) else { return };
-    let ingress = Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: false, deliveries_to_sender: true };
+    let ingress = Ingress::for_namespace("ns");
     let rec = InputRecord { topic, partition: 0, offset: 7, key: Some(b"tenant:acme"), payload: Some(&bytes), timestamp_ms: Some(1_800_000_000_000) };
     let _ = ingress.route(&rec);
 });

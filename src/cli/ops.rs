@@ -104,37 +104,48 @@ pub async fn policy_apply(cfg: &Config, file: &std::path::Path) -> Result<(), St
 
 /// Publishes validated documents; returns each scope with its new version.
 pub async fn publish_policies(cfg: &Config, docs: Vec<(Scope, PolicySpec)>, source_name: &str) -> Result<Vec<(String, i64)>, String> {
-    let topo = cfg.topology()?;
-    let producer = kafka_io::producer(cfg)?;
-    let topic = topo.full("policies");
     let mut out = Vec::new();
     for (scope, spec) in docs {
         let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some(source_name.to_string()) };
-        let bytes = codec::encode(RecordType::PolicyDocument, &doc).map_err(|e| e.to_string())?;
         let key = scope.to_string();
-        let delivery = producer
-            .send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| format!("publishing {key}: {e}"))?;
-        out.push((key, delivery.offset + 1));
+        let version = publish_policy_record(cfg, &key, Some(&doc)).await?;
+        out.push((key, version));
     }
     Ok(out)
 }
 
-/// `sendgate policy show SCOPE`: the scope's current document and version.
-pub fn policy_show(cfg: &Config, scope: &str) -> Result<(), String> {
-    let topo = cfg.topology()?;
-    let wanted = Scope::parse(scope)?.to_string();
-    let mut current: Option<(i64, Option<PolicyDocument>)> = None;
-    let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(2)) };
-    kafka_io::read_topic(cfg, &topo.full("policies"), &opts, |r| {
-        if r.key.as_deref() == Some(wanted.as_bytes()) {
-            let doc = r.payload.as_deref().map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b)).transpose().map_err(|e| e.to_string())?;
-            current = Some((r.offset + 1, doc));
-        }
+/// Publishes one record on the policies topic under `key` (a scope, or
+/// `shadow/SCOPE`): a document, or its tombstone (None). Its version.
+pub async fn publish_policy_record(cfg: &Config, key: &str, doc: Option<&PolicyDocument>) -> Result<i64, String> {
+    let topic = cfg.topology()?.full("policies");
+    let producer = kafka_io::producer(cfg)?;
+    let bytes = doc.map(|d| codec::encode(RecordType::PolicyDocument, d)).transpose().map_err(|e| e.to_string())?;
+    let mut rec = FutureRecord::to(&topic).key(key);
+    if let Some(b) = &bytes {
+        rec = rec.payload(b);
+    }
+    let delivery = producer.send(rec, Duration::from_secs(30)).await.map_err(|(e, _)| format!("publishing {key}: {e}"))?;
+    Ok(delivery.offset + 1)
+}
+
+/// The records on the policies topic now, by key: (version, document;
+/// None when removed).
+pub fn policy_records(cfg: &Config) -> Result<std::collections::BTreeMap<String, (i64, Option<PolicyDocument>)>, String> {
+    let topic = cfg.topology()?.full("policies");
+    let mut docs = std::collections::BTreeMap::new();
+    kafka_io::read_ranges(cfg, &topic, &kafka_io::watermarks(cfg, &topic)?, |r| {
+        let Some(key) = r.key else { return Ok(()) };
+        let doc = r.payload.map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b)).transpose().map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
+        docs.insert(String::from_utf8_lossy(key).into_owned(), (r.offset + 1, doc));
         Ok(())
     })?;
-    match current {
+    Ok(docs)
+}
+
+/// `sendgate policy show SCOPE`: the scope's current document and version.
+pub fn policy_show(cfg: &Config, scope: &str) -> Result<(), String> {
+    let wanted = Scope::parse(scope)?.to_string();
+    match policy_records(cfg)?.remove(&wanted) {
         Some((version, Some(doc))) => {
             let spec = PolicySpec::from_json(&doc.spec_json)?;
             println!("# scope {wanted}, version {version}{}", doc.source_name.map(|s| format!(", from {s}")).unwrap_or_default());

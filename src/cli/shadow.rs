@@ -9,6 +9,7 @@
 //! promotion is decided under it.
 
 use super::kafka_io;
+use super::ops::{policy_records, publish_policy_record};
 use crate::audit::compare::Comparison;
 use crate::audit::replay::{within, Bound};
 use crate::codec::{self, RecordType};
@@ -16,41 +17,14 @@ use crate::config::Config;
 use crate::model::*;
 use crate::policy::resolve::{MAX_SHADOWS, SHADOW_PREFIX};
 use crate::policy::{file::parse_policy_file, PolicySpec, Scope};
-use rdkafka::producer::FutureRecord;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// The documents on the policies topic now: key -> (version, document; None: removed).
-fn current_documents(cfg: &Config) -> Result<BTreeMap<String, (i64, Option<PolicyDocument>)>, String> {
-    let topic = cfg.topology()?.full("policies");
-    let mut docs = BTreeMap::new();
-    kafka_io::read_ranges(cfg, &topic, &kafka_io::watermarks(cfg, &topic)?, |r| {
-        let Some(key) = r.key else { return Ok(()) };
-        let doc = r.payload.map(|b| codec::decode::<PolicyDocument>(RecordType::PolicyDocument, b)).transpose().map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
-        docs.insert(String::from_utf8_lossy(key).into_owned(), (r.offset + 1, doc));
-        Ok(())
-    })?;
-    Ok(docs)
-}
 
 /// The candidates in shadow: scope -> (version, document).
 fn candidates(cfg: &Config) -> Result<BTreeMap<String, (i64, PolicyDocument)>, String> {
-    Ok(current_documents(cfg)?
+    Ok(policy_records(cfg)?
         .into_iter()
         .filter_map(|(k, (v, d))| Some((k.strip_prefix(SHADOW_PREFIX)?.to_string(), (v, d?))))
         .collect())
-}
-
-async fn publish(cfg: &Config, key: &str, doc: Option<&PolicyDocument>) -> Result<i64, String> {
-    let topic = cfg.topology()?.full("policies");
-    let producer = kafka_io::producer(cfg)?;
-    let bytes = doc.map(|d| codec::encode(RecordType::PolicyDocument, d)).transpose().map_err(|e| e.to_string())?;
-    let mut rec = FutureRecord::to(&topic).key(key);
-    if let Some(b) = &bytes {
-        rec = rec.payload(b);
-    }
-    let delivery = producer.send(rec, Duration::from_secs(30)).await.map_err(|(e, _)| format!("publishing {key}: {e}"))?;
-    Ok(delivery.offset + 1)
 }
 
 /// `sendgate shadow start FILE`
@@ -69,7 +43,7 @@ pub async fn start(cfg: &Config, file: &std::path::Path) -> Result<(), String> {
     }
     for (scope, spec) in docs {
         let doc = PolicyDocument { scope: scope.to_string(), spec_json: spec.to_canonical_json(), source_name: Some(file.display().to_string()) };
-        let version = publish(cfg, &format!("{SHADOW_PREFIX}{scope}"), Some(&doc)).await?;
+        let version = publish_policy_record(cfg, &format!("{SHADOW_PREFIX}{scope}"), Some(&doc)).await?;
         println!("{scope}: candidate in shadow as version {version}; the enforced policy is unchanged");
     }
     Ok(())
@@ -81,7 +55,7 @@ pub async fn stop(cfg: &Config, scope: &str) -> Result<(), String> {
     if !candidates(cfg)?.contains_key(&scope) {
         return Err(format!("{scope}: no candidate in shadow (sendgate shadow list shows them)"));
     }
-    let version = publish(cfg, &format!("{SHADOW_PREFIX}{scope}"), None).await?;
+    let version = publish_policy_record(cfg, &format!("{SHADOW_PREFIX}{scope}"), None).await?;
     println!("{scope}: shadow stopped at version {version}");
     Ok(())
 }
@@ -97,8 +71,8 @@ pub async fn promote(cfg: &Config, scope: &str) -> Result<(), String> {
     let spec = PolicySpec::from_json(&doc.spec_json)?;
     spec.validate_for(&Scope::parse(&scope)?)?;
     let enforced = PolicyDocument { source_name: Some(format!("promoted from shadow version {version}")), ..doc };
-    let now = publish(cfg, &scope, Some(&enforced)).await?;
-    publish(cfg, &format!("{SHADOW_PREFIX}{scope}"), None).await?;
+    let now = publish_policy_record(cfg, &scope, Some(&enforced)).await?;
+    publish_policy_record(cfg, &format!("{SHADOW_PREFIX}{scope}"), None).await?;
     println!("{scope}: candidate version {version} promoted; enforced as version {now} from the next intent; its shadow stopped");
     Ok(())
 }

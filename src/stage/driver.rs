@@ -94,7 +94,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(partitions: i32, sender: SenderConfig) -> Self {
-        let ingress = Ingress { intents: "sendgate.intents".into(), delivery: "sendgate.delivery".into(), policies: "sendgate.policies".into(), commands: "sendgate.commands".into(), engagement: false, deliveries_to_sender: true };
+        let ingress = Ingress::for_namespace("sendgate");
         Self::with_stores(ingress, partitions, sender, |_| Box::new(MemStore::default()))
     }
 

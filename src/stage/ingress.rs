@@ -81,6 +81,11 @@ impl Ingress {
         Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands"), engagement: false, deliveries_to_sender: true }
     }
 
+    /// The input topics of namespace `ns` (`ns.intents`, ...), routing by default.
+    pub fn for_namespace(ns: &str) -> Ingress {
+        Ingress { intents: format!("{ns}.intents"), delivery: format!("{ns}.delivery"), policies: format!("{ns}.policies"), commands: format!("{ns}.commands"), engagement: false, deliveries_to_sender: true }
+    }
+
     /// Engagement events routed to the sender stage, or not.
     pub fn with_engagement(mut self, on: bool) -> Ingress {
         self.engagement = on;
@@ -296,7 +301,7 @@ mod tests {
     use super::*;
 
     fn ingress() -> Ingress {
-        Ingress { intents: "ns.intents".into(), delivery: "ns.delivery".into(), policies: "ns.policies".into(), commands: "ns.commands".into(), engagement: false, deliveries_to_sender: true }
+        Ingress::for_namespace("ns")
     }
 
     fn route(i: &SendIntent) -> Result<Vec<Routed>, String> {

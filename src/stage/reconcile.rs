@@ -172,9 +172,7 @@ fn settle(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: 
             return flag(stage, cx, ev, policy, "sent_after_pause", detail);
         }
         // Sent before the pause: settled, the MTA's retries are not new sends.
-        let done = keys::reconciled(&ev.tenant, &d.intent_id);
-        cx.view.put(&done, StateValue::Marker);
-        cx.expire_at(cx.now + REMEMBER_MS, &done, None);
+        mark_settled(cx, &ev.tenant, &d.intent_id);
         return Ok(());
     }
     Ok(())
@@ -183,12 +181,10 @@ fn settle(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: 
 /// Counts, alerts and, by policy, pauses an unapproved send.
 fn flag(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, reason: &str, detail: String) -> Result<(), StoreError> {
     let id = ev.intent_id.as_deref().unwrap_or(&ev.event_id);
-    let done = keys::reconciled(&ev.tenant, id);
-    if cx.view.get(&done)?.is_some() {
+    if cx.view.get(&keys::reconciled(&ev.tenant, id))?.is_some() {
         return Ok(());
     }
-    cx.view.put(&done, StateValue::Marker);
-    cx.expire_at(cx.now + REMEMBER_MS, &done, None);
+    mark_settled(cx, &ev.tenant, id);
     let domain = domain_of(&ev.sender).to_string();
     let mailbox = format!("mailbox:{}", ev.sender);
     let day = window_start(Window::Day, policy.tz, cx.now);
@@ -228,4 +224,11 @@ fn flag(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &E
         stage.pause(cx, &ev.tenant, &mailbox, "unapproved_sends", "reconcile", format!("{mailbox} paused: {} unapproved sends today (reconcile.pause_mailbox_after = {n}); a resume command lifts it", today[0]))?;
     }
     Ok(())
+}
+
+/// An intent's send is judged for good: later events for it are not.
+fn mark_settled(cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str) {
+    let done = keys::reconciled(tenant, intent_id);
+    cx.view.put(&done, StateValue::Marker);
+    cx.expire_at(cx.now + REMEMBER_MS, &done, None);
 }
