@@ -36,6 +36,14 @@
 #                          test CA, users and an OIDC token server; see
 #                          scripts/kafka/secure.sh (client settings go to
 #                          $KAFKA_DATA_DIR/tls/credentials.env)
+# One node of a multi-broker cluster (scripts/cluster.sh sets these):
+#   KAFKA_NODE_ID          this node's id         (default 1)
+#   KAFKA_CLUSTER_VOTERS   the static controller quorum, id@host:port,...;
+#                          every node formats its storage for it (no
+#                          --standalone) under KAFKA_CLUSTER_ID
+#   KAFKA_CLUSTER_ID       the cluster id every node formats with
+#   KAFKA_EXTERNAL_PORT    a second client listener (EXTERNAL) on this port,
+#   KAFKA_ADVERTISED_PORT  advertised on that port (a proxy in front of it)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +64,11 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
+KAFKA_NODE_ID="${KAFKA_NODE_ID:-1}"
+KAFKA_CLUSTER_VOTERS="${KAFKA_CLUSTER_VOTERS:-}"
+KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-}"
+KAFKA_EXTERNAL_PORT="${KAFKA_EXTERNAL_PORT:-}"
+KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_EXTERNAL_PORT}"
 MVN="${MVN:-mvn}"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
@@ -153,6 +166,19 @@ render_properties() {
   tpl="${tpl//@PORT@/$KAFKA_PORT}"
   tpl="${tpl//@CONTROLLER_PORT@/$KAFKA_CONTROLLER_PORT}"
   tpl="${tpl//@LOG_DIRS@/$DATA_DIR/data}"
+  tpl="${tpl//node.id=1/node.id=$KAFKA_NODE_ID}"
+  if [[ -n "$KAFKA_CLUSTER_VOTERS" ]]; then
+    # A static quorum of every node's controller instead of a standalone one.
+    tpl="${tpl//controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT/controller.quorum.voters=$KAFKA_CLUSTER_VOTERS}"
+  fi
+  if [[ -n "$KAFKA_EXTERNAL_PORT" ]]; then
+    # Clients that bootstrap on EXTERNAL are told the advertised port of
+    # every broker: with a TCP proxy in front of each, all their traffic
+    # passes the proxies, while the brokers talk to each other directly.
+    tpl="${tpl//listeners=PLAINTEXT:\/\/127.0.0.1:$KAFKA_PORT,/listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,EXTERNAL://127.0.0.1:$KAFKA_EXTERNAL_PORT,}"
+    tpl="${tpl//advertised.listeners=PLAINTEXT:\/\/127.0.0.1:$KAFKA_PORT,EXTERNAL:\/\/127.0.0.1:$KAFKA_EXTERNAL_PORT,/advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,EXTERNAL://127.0.0.1:$KAFKA_ADVERTISED_PORT,}"
+    tpl="${tpl//listener.security.protocol.map=PLAINTEXT:PLAINTEXT,/listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT,}"
+  fi
   {
     printf '%s\n' "$tpl"
     secure_properties
@@ -176,12 +202,13 @@ format_storage() {
     fi
     return 0
   fi
-  local cluster_id
-  cluster_id="$(run_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+  local cluster_id="$KAFKA_CLUSTER_ID" quorum=(--standalone)
+  [[ -n "$KAFKA_CLUSTER_VOTERS" ]] && quorum=()
+  [[ -n "$cluster_id" ]] || cluster_id="$(run_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
   [[ -n "$cluster_id" ]] || die "could not generate a cluster id"
   log "formatting $DATA_DIR/data (cluster id $cluster_id)"
   if ! run_tool kafka.tools.StorageTool format --cluster-id "$cluster_id" \
-      --config "$PROPS" --standalone --ignore-formatted \
+      --config "$PROPS" ${quorum[@]+"${quorum[@]}"} --ignore-formatted \
       ${SECURE_FORMAT_ARGS[@]+"${SECURE_FORMAT_ARGS[@]}"} >"$DATA_DIR/format.log" 2>&1; then
     cat "$DATA_DIR/format.log" >&2
     die "formatting the storage failed"
