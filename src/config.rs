@@ -19,6 +19,9 @@ pub struct Config {
     pub instance_id: String,
     /// Where RocksDB keeps the local materialisation of stage state.
     pub state_dir: PathBuf,
+    /// RocksDB memtable size per stage, in MiB (two at most): the state a
+    /// stage holds in memory before flushing it to state_dir.
+    pub state_write_buffer_mb: u64,
     /// Prometheus scrape endpoint; empty disables it.
     pub metrics_addr: String,
     /// The HTTP API (docs/api.md); empty disables it.
@@ -140,6 +143,7 @@ impl Default for Config {
             namespace: "sendgate".into(),
             instance_id: "0".into(),
             state_dir: PathBuf::from(".sendgate/state"),
+            state_write_buffer_mb: 64,
             metrics_addr: "127.0.0.1:9464".into(),
             api_addr: "127.0.0.1:9465".into(),
             api_tls_cert_file: String::new(),
@@ -176,6 +180,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SENDGATE_NAMESPACE", "namespace"),
     ("SENDGATE_INSTANCE_ID", "instance_id"),
     ("SENDGATE_STATE_DIR", "state_dir"),
+    ("SENDGATE_STATE_WRITE_BUFFER_MB", "state_write_buffer_mb"),
     ("SENDGATE_METRICS_ADDR", "metrics_addr"),
     ("SENDGATE_API_ADDR", "api_addr"),
     ("SENDGATE_API_TLS_CERT_FILE", "api_tls_cert_file"),
@@ -250,6 +255,7 @@ impl Config {
             "namespace" => self.namespace = v.trim().to_string(),
             "instance_id" => self.instance_id = v.trim().to_string(),
             "state_dir" => self.state_dir = PathBuf::from(v),
+            "state_write_buffer_mb" => self.state_write_buffer_mb = num(v)?,
             "metrics_addr" => self.metrics_addr = v.trim().to_string(),
             "api_addr" => self.api_addr = v.trim().to_string(),
             "api_tls_cert_file" => self.api_tls_cert_file = v.trim().to_string(),
@@ -317,6 +323,9 @@ impl Config {
                 "idle_commit_ms {} must be shorter than commit_interval_ms {} (or 0 to commit by the interval only)",
                 self.idle_commit_ms, self.commit_interval_ms
             ));
+        }
+        if !(1..=1024).contains(&self.state_write_buffer_mb) {
+            errors.push(format!("state_write_buffer_mb {} must be between 1 and 1024 (MiB per stage, two memtables at most)", self.state_write_buffer_mb));
         }
         if !(1..=1_000_000).contains(&self.max_batch_records) {
             errors.push(format!("max_batch_records {} must be between 1 and 1000000", self.max_batch_records));

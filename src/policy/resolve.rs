@@ -180,6 +180,17 @@ impl EffectivePolicy {
         self.limits.iter().filter(move |l| l.covers(class) && scopes.contains(&l.key.scope))
     }
 
+    /// Whether the recipient stage judges one recipient's intents of this
+    /// class by their order: a per-recipient window, a cooldown, a content
+    /// dedupe or a recipient trust ladder. Only then must a later intent to
+    /// a recipient wait behind an earlier one that waits for outcomes.
+    pub fn recipient_order_matters(&self, class: IntentClass) -> bool {
+        self.limits_at(class, &[LimitScope::Recipient]).any(|l| l.max > 0)
+            || self.recipients.cooldown_ms > 0
+            || self.recipients.dedupe_ms > 0
+            || self.trust.recipient.is_some()
+    }
+
     /// The group a recipient domain's shared limits and backoff are kept
     /// under: its provider group, or the domain itself.
     pub fn recipient_group(&self, recipient_domain: &str) -> String {

@@ -39,7 +39,10 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {
         let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
-        let (store, wiped) = RocksStore::open(&state_path).map_err(|e| format!("{e} (is another sendgate instance using this state_dir?)"))?;
+        let (store, wiped) = RocksStore::open_with(&state_path, (cfg.state_write_buffer_mb as usize) << 20).map_err(|e| match crate::state::disk_full_hint(&e.to_string()) {
+            Some(hint) => format!("{e}: {hint}"),
+            None => format!("{e} (is another sendgate instance using this state_dir?)"),
+        })?;
         if wiped {
             tracing::warn!(state = %state_path.display(), "the last stop was not clean: local state wiped, restoring it from the changelog");
         }

@@ -49,7 +49,11 @@ impl From<KafkaError> for TaskError {
 
 impl From<crate::state::StoreError> for TaskError {
     fn from(e: crate::state::StoreError) -> Self {
-        TaskError::Fatal(e.to_string())
+        let text = e.to_string();
+        match crate::state::disk_full_hint(&text) {
+            Some(hint) => TaskError::Fatal(format!("{text}: {hint}")),
+            None => TaskError::Fatal(text),
+        }
     }
 }
 

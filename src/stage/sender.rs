@@ -190,7 +190,9 @@ impl SenderStage {
         // for reservations in flight; this one waits behind it, so that the
         // later stages (the recipient's caps, its cooldown) judge one
         // sender domain's intents to a recipient in the order they came.
-        if capped && !in_turn && self.waits_behind(cx, &intent.tenant, &intent.recipient)? {
+        // (Only where the recipient stage judges by order: otherwise waiting
+        // would change nothing there and only hold the intent back.)
+        if capped && !in_turn && self.waits_behind(cx, &intent.tenant, &intent.recipient)? && cx.book.effective(&intent.tenant, &domain, sender.as_str(), Some(domain_of(&intent.recipient))).recipient_order_matters(intent.class) {
             cx.note(&intent.intent_id, "order", "waiting", || format!("an earlier intent to {} waits for reservations in flight", intent.recipient));
             if self.park(cx, intent, approved, &keys::recipient_order_queue(&intent.tenant, &intent.recipient))? {
                 return Ok(());

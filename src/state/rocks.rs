@@ -25,9 +25,15 @@ fn io(e: rocksdb::Error) -> StoreError {
 }
 
 impl RocksStore {
-    /// Opens the store; returns whether it was wiped because the last stop
-    /// was not clean.
+    /// Opens the store with 64 MiB memtables; returns whether it was wiped
+    /// because the last stop was not clean.
     pub fn open(path: &Path) -> Result<(Self, bool), StoreError> {
+        Self::open_with(path, DEFAULT_WRITE_BUFFER_BYTES)
+    }
+
+    /// As `open`, with memtables of `write_buffer_bytes` (at most two): the
+    /// memory a stage's state holds before it is flushed to disk.
+    pub fn open_with(path: &Path, write_buffer_bytes: usize) -> Result<(Self, bool), StoreError> {
         let clean_marker = path.with_file_name(format!("{}.{CLEAN_MARKER}", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
         let wiped = path.exists() && !clean_marker.exists();
         if wiped {
@@ -39,8 +45,8 @@ impl RocksStore {
         opts.create_if_missing(true);
         // Two cores: one background job each for flush and compaction is plenty.
         opts.set_max_background_jobs(2);
-        // Bounded memory: 64 MiB memtables, at most 2 of them.
-        opts.set_write_buffer_size(64 << 20);
+        // Bounded memory: memtables of write_buffer_bytes, at most 2 of them.
+        opts.set_write_buffer_size(write_buffer_bytes);
         opts.set_max_write_buffer_number(2);
         opts.set_max_open_files(256);
         // Most reads of a stage ask for a key that is not there (a first
@@ -56,6 +62,9 @@ impl RocksStore {
         Ok((RocksStore { db, clean_marker }, wiped))
     }
 }
+
+/// The memtable size unless configured (`state_write_buffer_mb`).
+pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 << 20;
 
 /// The smallest key greater than every key with this prefix.
 fn successor(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -228,3 +228,25 @@ fn an_intent_waiting_for_outcomes_is_not_overtaken_at_its_recipient_by_a_later_o
     assert_eq!(decided("third"), (DecisionStatus::Deferred, "daily_cap_reached".into()));
     assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/hour"), 1);
 }
+
+#[test]
+fn an_intent_waits_behind_one_to_its_recipient_only_where_the_recipient_stage_judges_by_order() {
+    // The first intent fills ana's hour and is in flight; the second, from
+    // ana to bo, waits for its outcome; the third, from cy to bo, has room.
+    // With a per-recipient cap (or cooldown, dedupe, a recipient ladder) the
+    // third waits behind the second; with none of them, nothing at the
+    // recipient depends on their order and the third is decided at once.
+    for (recipient_rules, waits) in [("\"recipient.outbound.day\" = 5", true), ("\"recipient.outbound.day\" = \"off\"", false)] {
+        let mut h = H::new();
+        let now = t(2026, 6, 3, 10, 0);
+        h.policy(now, "default", &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 0, dedupe_hours = 0 }}\nlimits = {{ \"mailbox.outbound.hour\" = 1, {recipient_rules} }}"));
+        h.d.intent(&intent("first", "ana@acme.com", "al@x.example", IntentClass::Outbound), now + 1);
+        h.d.intent(&intent("second", "ana@acme.com", "bo@y.example", IntentClass::Outbound), now + 2);
+        h.d.intent(&intent("third", "cy@acme.com", "bo@y.example", IntentClass::Outbound), now + 3);
+        h.d.run();
+        let order: Vec<&str> = h.d.decisions.iter().map(|d| d.intent_id.as_str()).collect();
+        let third_before_second = order.iter().position(|i| *i == "third") < order.iter().position(|i| *i == "second");
+        assert_eq!(third_before_second, !waits, "{recipient_rules}: decided in the order {order:?}");
+        assert!(h.d.decisions.iter().all(|d| d.intent_id == "second" || d.status == DecisionStatus::Allowed), "{:?}", h.d.decisions);
+    }
+}
