@@ -2,14 +2,19 @@
 `<!-- faults:MODE:begin -->` and `<!-- faults:MODE:end -->` (added at the
 end of the document the first time), with the command, machine and date.
 
-    python3 bench/reliability.py DOC MODE SEED SECONDS FAULTS KILLS STOPS BROKER_RESTARTS JOINS RESULT FAILOVER
+    python3 bench/reliability.py DOC MODE SEED SECONDS FAULTS RESULT FAILOVER [DISK [UPGRADE_FROM]]
+
+FAULTS is the harness's line of faults per kind; DISK its full-disk line;
+UPGRADE_FROM the previous release's commit in a rolling upgrade.
 """
 import datetime
 import os
 import platform
 import sys
 
-doc, mode, seed, seconds, faults, kills, stops, restarts, joins, result, failover = sys.argv[1:12]
+doc, mode, seed, seconds, faults, result, failover = sys.argv[1:8]
+disk = sys.argv[8] if len(sys.argv) > 8 else ""
+upgrade_from = sys.argv[9] if len(sys.argv) > 9 else ""
 name = mode.lstrip("-")
 
 
@@ -21,7 +26,7 @@ def machine():
             mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except OSError:
         pass
-    return f"{os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}; broker, load generator and every instance on the same machine"
+    return f"{os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}; three brokers, the TCP proxies, the load generator and every instance on the same machine"
 
 
 lines = [
@@ -29,8 +34,12 @@ lines = [
     f"Command: `scripts/faults.sh {mode}` (FAULTS_SEED={seed}); {datetime.date.today().isoformat()}; {int(seconds) // 60} min {int(seconds) % 60} s.",
     f"Machine: {machine()}.",
     "",
-    f"- Faults injected: {faults} ({kills} SIGKILLs, {stops} clean stops, {restarts} broker restarts); {joins} instances joined.",
+    f"- Faults injected: {faults}.",
 ]
+if upgrade_from:
+    lines.append(f"- Rolling upgrade: instances 1 and 2 started on the previous release ({upgrade_from[:12]}) beside this build and were replaced one at a time.")
+if disk:
+    lines.append(f"- {disk[0].upper()}{disk[1:]}.")
 for r in result.strip().splitlines():
     lines.append(f"- Verified: {r.strip()}" if not r.startswith("  ") else f"  - {r.strip()}")
 lines.append("- Failover, from the fault until every partition answered a probe:")

@@ -124,6 +124,10 @@ NEEDS=(
   "maven|maven|find_command mvn"
   "chromium|chromium|find_command chromium"
   "chromedriver|chromium-driver|find_command chromedriver"
+  # The fault harness: Go builds its TCP proxy (scripts/netproxy.sh), and
+  # mount gives one instance a small filesystem to fill.
+  "go|golang-go|find_command go"
+  "mount|mount|find_command mount"
 )
 
 detect_all() {

@@ -92,7 +92,7 @@ if [ $# -eq 0 ]; then
   # The fault harness's short run: several SIGKILLs, a clean stop, joins and
   # a broker restart across three instances; zero missing, duplicated or
   # wrong decisions, or it fails.
-  say "fault harness, short run (scripts/faults.sh)"
+  say "fault harness, short run on a three-broker cluster (scripts/faults.sh)"
   bash "$REPO_ROOT/scripts/faults.sh"
   # Every fuzz target for 10 s (the long runs: scripts/fuzz.sh).
   say "fuzzing, short run (scripts/fuzz.sh --short)"

@@ -1,6 +1,7 @@
 //! The processor process: Kafka clients, the exactly-once task loop, the
 //! router (with the log-time merge of its inputs) and the stage tasks, the
-//! stages' standby replicas, and their start-up and shutdown.
+//! stages' standby replicas, their start-up and shutdown, and the watchdog
+//! that restarts the process when a client call hangs.
 
 pub mod clients;
 pub mod merge;
@@ -9,6 +10,7 @@ pub mod standby;
 pub mod stage_task;
 pub mod task;
 pub mod unreadable;
+pub mod watchdog;
 
 use crate::config::Config;
 use crate::stage::{make_stage, SenderConfig, StageKind};
@@ -34,6 +36,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     // API's /readyz reads.
     let mut all_settings: std::collections::HashMap<&'static str, TaskSettings> = std::iter::once("router").chain(StageKind::ALL.iter().map(|k| k.name())).map(|t| (t, TaskSettings::from_config(cfg, t, &cfg.instance_id))).collect();
     let health: Vec<(&'static str, Arc<crate::runtime::task::TaskHealth>)> = all_settings.iter().map(|(t, s)| (*t, s.health.clone())).collect();
+    watchdog::spawn(all_settings.iter().map(|(t, s)| (*t, s.watch.clone())).collect());
     let mut settings = |task: &'static str| all_settings.remove(task).expect("settings made for every task");
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();

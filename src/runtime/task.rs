@@ -200,6 +200,8 @@ pub struct TaskSettings {
     pub drain_deadline: Duration,
     /// What the task says of itself to `/readyz`.
     pub health: Arc<TaskHealth>,
+    /// The blocking client call in progress, for the watchdog.
+    pub watch: Arc<super::watchdog::CallWatch>,
 }
 
 /// A task's readiness, as its own thread last saw it: it has joined its
@@ -236,6 +238,7 @@ impl TaskSettings {
             exactly_once: cfg.exactly_once(),
             drain_deadline: Duration::from_millis(cfg.drain_deadline_ms),
             health: Arc::default(),
+            watch: Arc::default(),
         }
     }
 }
@@ -284,6 +287,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
         .map_err(|e| TaskError::Fatal(format!("producer config: {e}")))?;
     if s.exactly_once {
         // Fences any earlier producer with this id and aborts its open transaction.
+        let _watched = s.watch.during("init_transactions", TXN_TIMEOUT);
         producer.init_transactions(TXN_TIMEOUT)?;
     }
     let consumer: Arc<BaseConsumer<TaskConsumerContext>> = Arc::new(
@@ -327,7 +331,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                     || (drained && s.idle_commit.is_some_and(|d| started.elapsed() >= d))
                     || (s.caught_up_commit && drained && st.records <= CAUGHT_UP_COMMIT_MAX && merge.is_empty() && at_end(&consumer, &assigned))
                 {
-                    commit(p, &producer, &consumer, &mut st, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
+                    commit(p, &producer, &consumer, &mut st, &s.watch, if stopping { s.drain_deadline } else { TXN_TIMEOUT })?;
                     continue;
                 }
             } else if stopping {
@@ -428,7 +432,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         let committed = if *lost && st.started.is_some() {
                             Err(TaskError::Retriable(format!("{} partitions lost to the group with a transaction open", parts.len())))
                         } else {
-                            commit(p, &producer, &consumer, &mut st, s.drain_deadline)
+                            commit(p, &producer, &consumer, &mut st, &s.watch, s.drain_deadline)
                         };
                         tracing::info!(task = p.name(), partitions = parts.len(), lost, "partitions revoked");
                         for part in parts {
@@ -449,7 +453,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
                         tracing::info!(task = p.name(), partitions = parts.len(), "partitions assigned");
                         // The open transaction commits first: a restore can
                         // outlast its timeout, and holds up its readers.
-                        let committed = commit(p, &producer, &consumer, &mut st, TXN_TIMEOUT);
+                        let committed = commit(p, &producer, &consumer, &mut st, &s.watch, TXN_TIMEOUT);
                         // State first: no record of a partition is fetched
                         // before its state is restored.
                         s.health.caught_up.store(false, Ordering::Relaxed);
@@ -475,6 +479,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
     if let Err(e) = &result {
         tracing::warn!(task = p.name(), error = %crate::redact::text(&e.to_string()), "task failed; aborting the open transaction");
         if st.started.is_some() && st.exactly_once {
+            let _watched = s.watch.during("abort_transaction", Duration::from_secs(10));
             let _ = producer.abort_transaction(Duration::from_secs(10));
             metrics::counter!("sendgate_transactions_total", "outcome" => "aborted").increment(1);
         }
@@ -669,7 +674,7 @@ fn handle<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 }
 
 /// Commits the open transaction, if there is one, within `timeout`.
-fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, timeout: Duration) -> Result<(), TaskError> {
+fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContext>, consumer: &BaseConsumer<TaskConsumerContext>, st: &mut TxnState, watch: &super::watchdog::CallWatch, timeout: Duration) -> Result<(), TaskError> {
     if st.started.is_none() {
         return Ok(());
     }
@@ -690,8 +695,12 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
         // partitions), the next owner's restore, which reads the changelog
         // to its end as of its assignment, covers all of its records.
         wait_delivered(producer, left())?;
+        let watched = watch.during("send_offsets_to_transaction", left());
         producer.send_offsets_to_transaction(&tpl, &group, left())?;
+        drop(watched);
+        let watched = watch.during("commit_transaction", left());
         let outcome = producer.commit_transaction(left());
+        drop(watched);
         let log = producer.context().take_log();
         if let Err(e) = outcome {
             metrics::counter!("sendgate_transactions_total", "outcome" => "failed").increment(1);

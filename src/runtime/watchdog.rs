@@ -1,0 +1,125 @@
+//! A watchdog over the Kafka client's blocking transaction calls.
+//!
+//! Each of those calls takes a timeout, but the client does not always keep
+//! it: `send_offsets_to_transaction` can wait for ever when the broker that
+//! coordinated the consumer group is killed and leaves the cluster's
+//! metadata (librdkafka issues 5456 and 5511; the fault harness meets it when
+//! it kills a broker). The task's thread is then stuck inside the client,
+//! holding its partitions while its consumer keeps heartbeating, so the
+//! group never moves them: decisions stop without an error.
+//!
+//! A call in C cannot be cancelled, so the watchdog restarts the process:
+//! a task marks each such call with its deadline ([`CallWatch::during`]);
+//! when one is still running [`GRACE`] past its deadline (a deadline of at
+//! most [`LONGEST_CALL`]: these calls take milliseconds when the cluster is
+//! well and seconds while it elects; what is hung is hung), the watchdog logs
+//! which call hung and re-executes the binary with the same arguments and
+//! environment (the same pid, so a supervisor sees no exit). That is a crash
+//! as far as the data goes, and is as safe: the open transaction is never
+//! committed, the new producers fence the old ones, and the state is
+//! restored from the changelog. If the re-execution itself fails, the
+//! process exits with [`EXIT_STUCK`] for a supervisor to restart it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long past its deadline a call may run before the process restarts.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// The longest deadline the watchdog grants a call, whatever its timeout.
+pub const LONGEST_CALL: Duration = Duration::from_secs(30);
+/// The exit status when a hung call could not be escaped by re-execution.
+pub const EXIT_STUCK: i32 = 70;
+/// How often the watchdog looks.
+const TICK: Duration = Duration::from_secs(1);
+
+/// One task's current blocking call, if any.
+#[derive(Default)]
+pub struct CallWatch {
+    /// Milliseconds since the epoch past which the call has hung; 0: none.
+    /// (Wall-clock time: this watches the process, never a decision.)
+    hung_after_ms: AtomicU64,
+    what: Mutex<&'static str>,
+}
+
+/// Clears the mark when the call returns (or unwinds).
+pub struct Marked<'a>(&'a CallWatch);
+
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        self.0.hung_after_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl CallWatch {
+    /// Marks a blocking call named `what` that should return within
+    /// `timeout` (at most [`LONGEST_CALL`]).
+    pub fn during(&self, what: &'static str, timeout: Duration) -> Marked<'_> {
+        *self.what.lock().unwrap_or_else(|e| e.into_inner()) = what;
+        self.hung_after_ms.store(now_ms() + (timeout.min(LONGEST_CALL) + GRACE).as_millis() as u64, Ordering::Relaxed);
+        Marked(self)
+    }
+
+    /// The call that has run past its deadline and the grace, and for how long.
+    fn hung(&self, now: u64) -> Option<(&'static str, Duration)> {
+        let after = self.hung_after_ms.load(Ordering::Relaxed);
+        (after != 0 && now > after).then(|| (*self.what.lock().unwrap_or_else(|e| e.into_inner()), Duration::from_millis(now - after) + GRACE))
+    }
+}
+
+/// Starts the watchdog thread over the tasks' watches; it runs for the
+/// life of the process.
+pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>) {
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            let now = now_ms();
+            for (task, watch) in &watches {
+                if let Some((what, late)) = watch.hung(now) {
+                    tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline (a known client library fault after a broker leaves the cluster); restarting the process: nothing is committed, the state is restored from the changelog");
+                    restart();
+                }
+            }
+        })
+        .expect("the watchdog thread starts");
+}
+
+/// Replaces the process image with a fresh start of the same binary.
+fn restart() -> ! {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let err = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(args).exec(),
+        Err(e) => e,
+    };
+    eprintln!("sendgate: a Kafka client call hung and the process could not restart itself ({err}); exiting with status {EXIT_STUCK} for a supervisor to restart it");
+    std::process::exit(EXIT_STUCK);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_hung_only_past_its_deadline_and_the_grace_and_not_after_it_returns() {
+        let w = CallWatch::default();
+        assert!(w.hung(now_ms() + 3_600_000).is_none(), "no call marked");
+        let mark = w.during("commit_transaction", Duration::from_secs(20));
+        let start = now_ms();
+        assert!(w.hung(start + 20_000).is_none(), "within its own timeout");
+        assert!(w.hung(start + 20_000 + GRACE.as_millis() as u64 - 1_000).is_none(), "within the grace");
+        let (what, late) = w.hung(start + 20_000 + GRACE.as_millis() as u64 + 5_000).expect("hung");
+        assert_eq!(what, "commit_transaction");
+        assert!(late >= GRACE + Duration::from_secs(4), "{late:?}");
+        drop(mark);
+        assert!(w.hung(start + 3_600_000).is_none(), "returned");
+        // A longer timeout is watched for LONGEST_CALL only.
+        let _mark = w.during("init_transactions", Duration::from_secs(600));
+        assert!(w.hung(now_ms() + (LONGEST_CALL + GRACE).as_millis() as u64 + 2_000).is_some());
+    }
+}
