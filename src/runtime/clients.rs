@@ -74,6 +74,24 @@ pub fn restore_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     c
 }
 
+/// The context of the readers outside any group (restores, standbys,
+/// watermark queries): a partition's end is what they read to, and the
+/// client's report of it is no error, so it is not logged as one (it was
+/// an ERROR line at every restore).
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!(%reason, "partition end reached");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// How long a consumer waits before fetching again once its prefetch queue
 /// was full. librdkafka's default, 1 s, stalls any reader that works
 /// slower than it fetches: it empties the queue and then waits out the

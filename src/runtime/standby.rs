@@ -68,7 +68,7 @@ impl Standby {
 
     fn tail(&self, shutdown: &AtomicBool) -> Result<(), String> {
         let group = format!("{}.standby.{}", self.cfg.namespace, self.cfg.instance_id);
-        let consumer: BaseConsumer = clients::restore_consumer_config(&self.cfg, &group).create().map_err(|e| format!("standby consumer: {e}"))?;
+        let consumer: BaseConsumer<clients::ReaderContext> = clients::restore_consumer_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| format!("standby consumer: {e}"))?;
         let mut tailing: BTreeSet<i32> = BTreeSet::new();
         let mut batches: HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)> = HashMap::new();
         while !shutdown.load(Ordering::Relaxed) {

@@ -309,7 +309,7 @@ fn run_once<P: Processor>(p: &mut P, cfg: &Config, s: &TaskSettings, shutdown: &
 
     // Watermark queries on their own connection: on the group consumer's
     // they would queue behind its long-polling fetches.
-    let watermarks: BaseConsumer = clients::restore_consumer_config(cfg, &s.group).create().map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
+    let watermarks: BaseConsumer<clients::ReaderContext> = clients::restore_consumer_config(cfg, &s.group).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("consumer config: {e}")))?;
     let mut batch = Vec::with_capacity(POLL_BATCH);
     let merged = p.merged_topics();
     let merging = !merged.is_empty();

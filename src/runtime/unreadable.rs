@@ -68,7 +68,7 @@ fn probe(c: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Result<P
 /// after it. None when no candidate reproduces the failure (it was
 /// transient: the caller restarts as for any other failure).
 pub fn locate(cfg: &Config, group: &str, candidates: &[(String, i32, i64)]) -> Result<Option<UnreadableRange>, KafkaError> {
-    let c: BaseConsumer = super::clients::restore_consumer_config(cfg, group).create()?;
+    let c: BaseConsumer<super::clients::ReaderContext> = super::clients::restore_consumer_config(cfg, group).create_with_context(super::clients::ReaderContext)?;
     for (topic, partition, position) in candidates {
         let Probe::Unreadable(reason) = probe(&c, topic, *partition, *position)? else {
             continue;
