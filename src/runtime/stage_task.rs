@@ -96,7 +96,7 @@ impl StageTask {
 
     /// Reads the changelog partitions from their local checkpoints to their
     /// ends, all at once. Returns the number of records applied.
-    fn restore(&mut self, consumer: &BaseConsumer, partitions: &[i32]) -> Result<u64, TaskError> {
+    fn restore(&mut self, consumer: &BaseConsumer<clients::ReaderContext>, partitions: &[i32]) -> Result<u64, TaskError> {
         // partition -> (next offset to read, end offset)
         let mut todo: HashMap<i32, (i64, i64)> = HashMap::new();
         let mut tpl = TopicPartitionList::new();

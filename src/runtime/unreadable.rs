@@ -47,7 +47,7 @@ enum Probe {
 
 /// Reads one partition from `offset` until it yields a record, its end, or
 /// an unreadable batch.
-fn probe(c: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Result<Probe, KafkaError> {
+fn probe(c: &BaseConsumer<super::clients::ReaderContext>, topic: &str, partition: i32, offset: i64) -> Result<Probe, KafkaError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     c.assign(&tpl)?;
@@ -97,7 +97,7 @@ pub fn locate(cfg: &Config, group: &str, candidates: &[(String, i32, i64)]) -> R
 
 /// The offset the task reads next in each of `partitions`: the consumer's
 /// position, else the group's committed offset, else the log start.
-pub fn next_offsets<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, watermarks: &BaseConsumer, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)> {
+pub fn next_offsets<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, watermarks: &BaseConsumer<super::clients::ReaderContext>, partitions: &[(String, i32)]) -> Vec<(String, i32, i64)> {
     let positions = consumer.position().unwrap_or_default();
     partitions
         .iter()
