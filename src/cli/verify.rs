@@ -113,7 +113,9 @@ fn check_counters(report: &mut Report, d: &Decision, e: &Expected) {
     }
 }
 
-pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
+/// With `recount` false, only what holds for any workload is checked:
+/// missing, duplicated and unexpected decisions.
+pub fn verify(cfg: &Config, idle: Duration, recount: bool) -> Result<Report, String> {
     let topo = cfg.topology()?;
     let mut report = Report::default();
 
@@ -126,7 +128,7 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
         let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
         let intent: SendIntent = codec::decode(RecordType::SendIntent, bytes).map_err(|e| format!("{topic} [{}] @{}: {e}", r.partition, r.offset))?;
         let t = r.timestamp_ms.ok_or("intent without a timestamp")?;
-        let status = model.decide(&intent, t);
+        let status = if recount { model.decide(&intent, t) } else { "" };
         let mut counters = [0i64; 4];
         for (i, (scope, window)) in [("mailbox", "hour"), ("mailbox", "day"), ("sender_domain", "hour"), ("sender_domain", "day")].iter().enumerate() {
             counters[i] = model.count(&recount_key(&intent, t, scope, window));
@@ -156,6 +158,9 @@ pub fn verify(cfg: &Config, idle: Duration) -> Result<Report, String> {
             report.note(format!("unexpected: a decision for {}, which no input holds", d.intent_id));
             return Ok(());
         };
+        if !recount {
+            return Ok(());
+        }
         if d.status.as_str() != e.status {
             report.status_mismatches += 1;
             report.note(format!("status: {} is {} ({}), the recount says {}", d.intent_id, d.status.as_str(), d.reason, e.status));

@@ -36,7 +36,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     // API's /readyz reads.
     let mut all_settings: std::collections::HashMap<&'static str, TaskSettings> = std::iter::once("router").chain(StageKind::ALL.iter().map(|k| k.name())).map(|t| (t, TaskSettings::from_config(cfg, t, &cfg.instance_id))).collect();
     let health: Vec<(&'static str, Arc<crate::runtime::task::TaskHealth>)> = all_settings.iter().map(|(t, s)| (*t, s.health.clone())).collect();
-    watchdog::spawn(all_settings.iter().map(|(t, s)| (*t, s.watch.clone())).collect());
+    watchdog::spawn(all_settings.iter().map(|(t, s)| (*t, s.watch.clone())).collect(), shutdown.clone());
     let mut settings = |task: &'static str| all_settings.remove(task).expect("settings made for every task");
     let sender_config = SenderConfig::from_config(cfg);
     let mut stage_tasks = Vec::new();

@@ -20,7 +20,7 @@
 //! restored from the changelog. If the re-execution itself fails, the
 //! process exits with [`EXIT_STUCK`] for a supervisor to restart it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const GRACE: Duration = Duration::from_secs(10);
 /// The longest deadline the watchdog grants a call, whatever its timeout.
 pub const LONGEST_CALL: Duration = Duration::from_secs(30);
-/// The exit status when a hung call could not be escaped by re-execution.
+/// The exit status when a hung call could not be escaped by re-execution,
+/// or hung while the process was stopping.
 pub const EXIT_STUCK: i32 = 70;
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_secs(1);
@@ -72,8 +73,10 @@ impl CallWatch {
 }
 
 /// Starts the watchdog thread over the tasks' watches; it runs for the
-/// life of the process.
-pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>) {
+/// life of the process. Once `shutdown` is set, a hung call ends the
+/// process instead of restarting it: the stop was asked for, and a clean
+/// one cannot happen while a task is stuck.
+pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>, shutdown: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {
@@ -81,6 +84,11 @@ pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>) {
             let now = now_ms();
             for (task, watch) in &watches {
                 if let Some((what, late)) = watch.hung(now) {
+                    if shutdown.load(Ordering::Relaxed) {
+                        tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline while stopping; exiting without a clean stop: nothing is committed, the next start restores the state from the changelog");
+                        eprintln!("sendgate: {task}: {what} hung while stopping; exited without a clean stop (status {EXIT_STUCK})");
+                        std::process::exit(EXIT_STUCK);
+                    }
                     tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline (a known client library fault after a broker leaves the cluster); restarting the process: nothing is committed, the state is restored from the changelog");
                     restart();
                 }
