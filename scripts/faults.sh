@@ -34,7 +34,8 @@
 #
 # Env: FAULTS_SEED (default 20261124); CLUSTER_PORT (default 19500: the
 # cluster's ports, see scripts/cluster.sh); FAULTS_UPGRADE_FROM (a commit,
-# default the one in bench/upgrade-from).
+# default the one in bench/upgrade-from); FAULTS_WORKLOAD (exact, the
+# default, or mixed, the long run's default; see below).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 MODE="${1:---short}"
@@ -44,6 +45,13 @@ RANDOM=$SEED
 CLUSTER="$REPO_ROOT/scripts/cluster.sh"
 NETPROXY="$REPO_ROOT/scripts/netproxy.sh"
 export CLUSTER_PORT="${CLUSTER_PORT:-19500}"
+# exact: deliveries and opens only, under the sender-only policy, so the
+# verifier predicts every decision and counter (the short run); mixed: hard
+# and soft bounces, complaints and 4xx throttles from many recipient domains
+# and approvals, under the full benchmark policy, held to the limits,
+# suppressions and approvals whatever the interleaving (the long run).
+WORKLOAD="${FAULTS_WORKLOAD:-$([ "$MODE" = --long ] && echo mixed || echo exact)}"
+case "$WORKLOAD" in exact|mixed) ;; *) echo "FAULTS_WORKLOAD is exact or mixed, not '$WORKLOAD'" >&2; exit 2 ;; esac
 
 [ "$(id -u)" = 0 ] || { echo "faults.sh: the full-disk fault mounts a small tmpfs: run as root" >&2; exit 1; }
 bash "$REPO_ROOT/scripts/setup.sh"
@@ -120,7 +128,13 @@ stop_inst() {
   unset "PIDS[$i]"
   # Every task (the router and four stages) stops cleanly, and the process exits 0.
   local clean; clean=$(tail -n +"$((lines + 1))" "$WORK/inst-$i.log" | grep -c "task stopped cleanly" || true)
-  if [ "$rc" != 0 ] || [ "$clean" -lt 5 ]; then log "instance $i: exit $rc, $clean of 5 tasks stopped cleanly"; HUNG=$((HUNG + 1)); fi
+  if [ "$rc" = 70 ]; then
+    # The watchdog ended a stop that a hung client call kept from being
+    # clean (src/runtime/watchdog.rs): nothing committed, data safe.
+    log "instance $i: a client call hung while it stopped; the watchdog ended it (exit 70)"; STUCK_STOPS=$((STUCK_STOPS + 1))
+  elif [ "$rc" != 0 ] || [ "$clean" -lt 5 ]; then
+    log "instance $i: exit $rc, $clean of 5 tasks stopped cleanly"; HUNG=$((HUNG + 1))
+  fi
   log "instance $i stopped by SIGTERM in $((SECONDS - t)) s (exit $rc)"
 }
 # SIGSTOP for longer than the session timeout (10 s): the group moves the
@@ -268,7 +282,7 @@ start_load() {
   local batches=$1 size=$2 gap=$3
   (
     for b in $(seq 0 $((batches - 1))); do
-      "$SENDGATE_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain --deliveries-only --deadline-secs 600 \
+      "$SENDGATE_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain $([ "$WORKLOAD" = exact ] && echo --deliveries-only) --deadline-secs 600 \
         >>"$WORK/load.log" 2>&1 || echo "batch $b failed (the brokers were away?); going on" >>"$WORK/load.log"
       sleep "$gap"
     done
@@ -279,8 +293,12 @@ start_load() {
 prepare() {
   export SENDGATE_NAMESPACE="faults-$1-$(date +%s)"
   "$SENDGATE_BIN" topics apply >/dev/null
-  "$SENDGATE_BIN" policy apply "$REPO_ROOT/bench/policy-sender.toml" >/dev/null
-  FAULTS=0 HUNG=0 JOINS=0 DISK_UNCLEAR=0 BROKER_FAILED=0
+  if [ "$WORKLOAD" = exact ]; then
+    "$SENDGATE_BIN" policy apply "$REPO_ROOT/bench/policy-sender.toml" >/dev/null
+  else
+    "$SENDGATE_BIN" policy apply "$REPO_ROOT/bench/policy.toml" >/dev/null
+  fi
+  FAULTS=0 HUNG=0 STUCK_STOPS=0 JOINS=0 DISK_UNCLEAR=0 BROKER_FAILED=0
   COUNT=()
   : >"$WORK/failover.txt"
 }
@@ -304,8 +322,21 @@ finish() {
   done
   # The final stops must not add a decision either: verify after them.
   for i in $(running); do stop_inst "$i"; done
-  VERIFY=$("$SENDGATE_BIN" bench verify 2>>"$WORK/verify.log" || true)
+  if [ "$WORKLOAD" = exact ]; then
+    VERIFY=$("$SENDGATE_BIN" bench verify 2>>"$WORK/verify.log" || true)
+  else
+    VERIFY=$("$SENDGATE_BIN" bench verify --no-recount 2>>"$WORK/verify.log" || true)
+    # Whatever the interleaving: every window within its limit, no send to
+    # a recipient after its suppression, exactly the approvals held.
+    CHECK=$("$SENDGATE_BIN" bench recount --logic full --check 2>>"$WORK/verify.log" || true)
+    log "limits: $CHECK"
+  fi
   log "verify: $VERIFY"
+  # Every stage's decisions and kept state re-derived from its log, with
+  # every instance stopped: a crash, fencing or restore that left a stage's
+  # state other than its log implies shows here.
+  if "$SENDGATE_BIN" audit replay --show 5 >"$WORK/replay.txt" 2>>"$WORK/verify.log"; then REPLAY=0; else REPLAY=1; fi
+  log "replay: $(grep -aiE 'differ|compared|state' "$WORK/replay.txt" | head -n 6 | tr '\n' ' ')"
 }
 
 failover_summary() {
@@ -324,21 +355,34 @@ EOF
 }
 
 judge() {
-  python3 - "$VERIFY" "$HUNG" "$DISK_UNCLEAR" "$BROKER_FAILED" <<'EOF'
+  python3 - "$VERIFY" "$HUNG" "$DISK_UNCLEAR" "$BROKER_FAILED" "${CHECK:-}" "${REPLAY:-1}" "$WORK/replay.txt" <<'EOF'
 import json, sys
 v = json.loads(sys.argv[1]) if sys.argv[1].startswith("{") else None
 hung, unclear, broker_failed = (int(a) for a in sys.argv[2:5])
+check = json.loads(sys.argv[5]).get("check") if sys.argv[5].startswith("{") else None
+replay_failed = sys.argv[6] != "0"
 if v is None:
     print("verify did not run to the end"); sys.exit(1)
 bad = v["missing"] + v["duplicates"] + v["unexpected"] + v["status_mismatches"] + v["counter_mismatches"]
-print(f"intents {v['intents']}, decisions {v['decision_records']}, missing {v['missing']}, duplicates {v['duplicates']}, "
-      f"unexpected {v['unexpected']}, status mismatches {v['status_mismatches']}, counter mismatches {v['counter_mismatches']} "
-      f"({v['counters_checked']} counters checked), unclean stops {hung}, full-disk stops without a clear error {unclear}")
-for e in v["examples"]:
+line = (f"intents {v['intents']}, decisions {v['decision_records']}, missing {v['missing']}, duplicates {v['duplicates']}, "
+        f"unexpected {v['unexpected']}")
+if v["counters_checked"]:
+    line += f", status mismatches {v['status_mismatches']}, counter mismatches {v['counter_mismatches']} ({v['counters_checked']} counters checked)"
+if check is not None:
+    line += (f"; limits: {check['windows']} windows, {check['over_limit']} over their limit, {check['suppressed_allowed']} sends after a suppression, "
+             f"{check['approval_mismatches']} approval mismatches")
+    bad += check["over_limit"] + check["suppressed_allowed"] + check["approval_mismatches"]
+line += f"; audit replay (every stage's decisions and state from its log): {'DIFFERENCES' if replay_failed else 'no difference'}"
+line += f"; unclean stops {hung}, full-disk stops without a clear error {unclear}"
+print(line)
+for e in v["examples"] + (check["examples"] if check else []):
     print("  " + e)
+if replay_failed:
+    for l in open(sys.argv[7], errors="replace").read().splitlines()[-8:]:
+        print("  replay: " + l)
 if broker_failed:
     print("  a broker did not come back")
-sys.exit(1 if bad or hung or unclear or broker_failed or v["intents"] == 0 else 0)
+sys.exit(1 if bad or hung or unclear or broker_failed or replay_failed or v["intents"] == 0 else 0)
 EOF
 }
 
@@ -478,7 +522,7 @@ fi
 # A task stuck in a client call past its deadline restarts its process
 # (src/runtime/watchdog.rs): counted, not a failure.
 WATCHDOG="$(cat "$WORK"/inst-*.log 2>/dev/null | grep -ac 'has hung past its deadline' || true)"
-FAULT_LINE="$FAULT_LINE; $WATCHDOG watchdog restarts (a client call hung past its deadline)"
+FAULT_LINE="$FAULT_LINE; $WATCHDOG watchdog restarts (a client call hung past its deadline), $STUCK_STOPS stops ended by the watchdog"
 log "faults injected: $FAULT_LINE"
 log "$RESULT"
 [ -n "$DISK_LINE" ] && log "$DISK_LINE"
