@@ -247,7 +247,20 @@ enum ConfigCmd {
 enum AuditCmd {
     /// Rebuild every stage's state from its log in a scratch directory,
     /// re-derive every decision and compare it field by field with the
-    /// decisions topic. Exits 1 on any difference. Writes to no topic.
+    /// decisions topic, and compare the rebuilt state of every stage
+    /// partition key by key with its changelog. Exits 1 on any difference.
+    /// Writes to no topic.
+    ///
+    /// The state check reads each changelog partition to its end: that is
+    /// the point the committed stage offsets stand for only while no
+    /// instance commits, so run it with the processor stopped or idle. A
+    /// stage partition the processor committed more of during the audit is
+    /// named and left out of the state check (its decisions are still
+    /// compared). No state difference shows that no crash, fencing, abort
+    /// or restore left the state a stage keeps in its changelog (what every
+    /// restore loads) differing from what its log implies. State written by
+    /// an earlier release (an older schema or key layout) can show as
+    /// differences, as its decisions can.
     Replay {
         /// Compare decisions from this time (RFC 3339) or these intents-topic offsets (P:O,...).
         #[arg(long)]

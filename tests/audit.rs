@@ -1,6 +1,7 @@
 //! `sendgate audit replay` against the real broker: every decision of a
-//! live run, SIGKILL included, is reproduced from the log; an altered
-//! decision is reported.
+//! live run, SIGKILL included, is reproduced from the log, and so is every
+//! stage's state as its changelog records it; an altered decision is
+//! reported.
 
 mod common;
 
@@ -10,6 +11,12 @@ use sendgate::model::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
+
+/// The replay's state check: (state keys compared, state differences).
+fn state_figures(out: &str) -> (u64, u64) {
+    let figure = |label: &str| out.lines().find_map(|l| l.strip_prefix(label)).and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok());
+    (figure("state keys compared ").unwrap_or_else(|| panic!("no state keys compared: {out}")), figure("state differences ").unwrap_or_else(|| panic!("no state differences: {out}")))
+}
 
 #[test]
 fn replay_reproduces_every_decision_and_reports_an_altered_one() {
@@ -114,6 +121,10 @@ limits = { "mailbox.all.rolling_24h" = 20 }
     let pairs: u64 = out.lines().find_map(|l| l.strip_prefix("shadow pairs compared ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
     assert!(pairs >= 400, "{out}");
     assert!(out.contains("shadow differences   0"), "{out}");
+    // Every stage's state, restored after the SIGKILL and kept since, is
+    // what its log implies (the candidate's namespace included).
+    let (keys, differences) = state_figures(&out);
+    assert!(keys > 0 && differences == 0, "{out}");
 
     // A copy of the decisions topic with one decision altered.
     env.create_topic("decisions-copy", 6);
@@ -138,6 +149,15 @@ limits = { "mailbox.all.rolling_24h" = 20 }
         assert!(out.contains("differences          1"), "{out}");
         assert!(out.contains(&format!("{victim} (")) && out.contains("status: recorded DEFERRED, replayed ALLOWED"), "{out}");
     }
+
+    // A state key the log does not imply, slipped into a changelog, fails
+    // the replay and is named (the policies reach every stage partition, so
+    // whichever partition it lands in was replayed and is compared).
+    env.send_raw("stage.sender.changelog", vec![(b"planted/key".to_vec(), Some(sendgate::state::StateValue::Clock(1).encode()))]);
+    let (ok, out, _) = env.cli(&["audit", "replay"]);
+    assert!(!ok, "a planted state key must fail the replay:\n{out}");
+    assert!(out.contains("differences          0") && out.contains("  only in changelog  1") && out.contains("state differences    1"), "{out}");
+    assert!(out.contains("\"planted/key\": in the changelog only"), "{out}");
 }
 
 #[test]
@@ -330,4 +350,8 @@ fn a_candidate_in_shadow_defers_what_its_backtest_defers_enforces_nothing_until_
     let (ok, out, err) = env.cli(&["audit", "replay"]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("differences          0") && out.contains("shadow pairs compared 40") && out.contains("shadow differences   0"), "{out}");
+    // The promoted candidate's namespace, purged or not, is the same in the
+    // replay as in the changelog.
+    let (keys, differences) = state_figures(&out);
+    assert!(keys > 0 && differences == 0, "{out}");
 }

@@ -6,9 +6,12 @@
 //! from its start up to what the live processor has committed, feeds it
 //! through the same stage code into scratch state, and compares every
 //! decision it derives with the one on the decisions topic, by the intent
-//! record it answers. It only reads live topics; it writes nothing to them.
+//! record it answers. Then, partition by partition, it compares the state
+//! it rebuilt with the state the stage's changelog records (see
+//! `super::state`). It only reads live topics; it writes nothing to them.
 
 use super::recorded::{digest, RecordedIndex, RecordedRef};
+use super::state::{self, StateComparison};
 use crate::cli::kafka_io::{self, ReadRecord};
 use crate::codec::{self, RecordType};
 use crate::config::Config;
@@ -127,6 +130,15 @@ pub struct ReplayReport {
     /// With `baseline`: the same stage records read and Avro-decoded, with
     /// no stage code and no state (what is left is the stages' work).
     pub decoded: Option<(u64, Duration)>,
+    /// The rebuilt state of every stage partition compared with its changelog.
+    pub state: StateComparison,
+    /// Stage partitions whose state was not compared: the processor
+    /// committed more of them during the audit, so their changelog may hold
+    /// state of records past the replayed ones.
+    pub state_not_compared: Vec<(StageKind, i32)>,
+    /// The part of the workers' time spent on the state check (reading the
+    /// changelogs, comparing), summed over them: worker time, not wall time.
+    pub state_elapsed: Duration,
 }
 
 /// Progress, for a progress line: records read so far, of how many.
@@ -226,6 +238,16 @@ pub fn replay(
                     .map(move |(p, range)| (*kind, topic.as_str(), *p, *range))
             })
             .collect();
+        // Where each changelog partition ends (read after the committed
+        // offsets the replay stops at): the state check reads it to there.
+        let mut changelog_ends = HashMap::new();
+        for kind in StageKind::ALL {
+            let topic = topo.full(&kind.changelog());
+            changelog_ends.insert(kind, (kafka_io::watermarks(cfg, &topic)?, topic));
+        }
+        // Each partition's state comparison, with the committed offset it was replayed to.
+        let states: Mutex<Vec<(StageKind, i32, i64, StateComparison)>> = Mutex::new(Vec::new());
+        let state_elapsed = Mutex::new(Duration::ZERO);
         let recorded_elapsed = started.elapsed();
         // The derived decisions go to one comparing thread, so that a long
         // stage partition (a busy sender domain) is not also held up by the
@@ -244,19 +266,25 @@ pub fn replay(
                 Ok::<_, String>(c)
             });
             let replayed = on_workers(units, |(_, _, _, (s, e))| e - s, |(kind, topic, p, range)| {
-                replay_stage(
+                let (ends, changelog) = &changelog_ends[&kind];
+                let changelog_range = ends.get(&p).copied().ok_or_else(|| format!("{changelog} has no partition {p}: a changelog has as many partitions as its stage topic"))?;
+                let compared = replay_stage(
                     cfg,
                     opts,
                     kind,
                     topic,
-                    &HashMap::from([(p, range)]),
+                    (changelog, changelog_range),
+                    (p, range),
                     &to_compare,
                     &read,
                     &undecodable,
+                    &state_elapsed,
                     progress,
                     total,
                 )
-                .map_err(|e| format!("{} [{p}]: {e}", kind.name()))
+                .map_err(|e| format!("{} [{p}]: {e}", kind.name()))?;
+                states.lock().expect("not poisoned").push((kind, p, range.1, compared));
+                Ok(())
             });
             drop(to_compare);
             (replayed, comparer.join().expect("the comparing thread does not panic"))
@@ -273,9 +301,31 @@ pub fn replay(
             shadow_differences: compared.shadow_differences,
             shadow_first: compared.shadow_found.clone(),
             recorded_elapsed,
+            state_elapsed: state_elapsed.into_inner().expect("not poisoned"),
             ..ReplayReport::default()
         };
         report.first = with_fields(cfg, &decisions_topic, compared.found)?;
+        // A partition's changelog was read to its end, which is the point
+        // its committed offset stands for only if the processor committed
+        // nothing more of it since that offset was read: asked again now,
+        // after every changelog read, a partition whose offset moved is left
+        // out rather than reported as different. (An offset fetch waits for
+        // a transaction being committed to settle, so a changelog read that
+        // saw a transaction's records is followed by an offset that counts
+        // the input of that transaction.)
+        let mut states = states.into_inner().expect("not poisoned");
+        states.sort_by_key(|(kind, p, _, _)| (StageKind::ALL.iter().position(|k| k == kind), *p));
+        let mut now_committed = HashMap::new();
+        for kind in StageKind::ALL {
+            now_committed.insert(kind, committed_offsets(cfg, kind)?);
+        }
+        for (kind, p, replayed_to, compared) in states {
+            if now_committed[&kind].get(&p) == Some(&replayed_to) {
+                report.state.merge(compared, opts.keep);
+            } else {
+                report.state_not_compared.push((kind, p));
+            }
+        }
         report.stage_records = read.load(Ordering::Relaxed);
         report.elapsed = started.elapsed();
         report.raw = raw;
@@ -341,27 +391,31 @@ const COMPARE_BATCH: usize = 512;
 /// Messages the comparing thread may have waiting (bounded memory).
 const COMPARE_QUEUE: usize = 16;
 
+/// Replays one stage partition, sends what it derives to the comparing
+/// thread, then compares the state it rebuilt with the partition's changelog.
 #[allow(clippy::too_many_arguments)]
 fn replay_stage(
     cfg: &Config,
     opts: &ReplayOptions,
     kind: StageKind,
     topic: &str,
-    ranges: &HashMap<i32, (i64, i64)>,
+    (changelog, changelog_range): (&str, (i64, i64)),
+    (partition, range): (i32, (i64, i64)),
     to_compare: &std::sync::mpsc::SyncSender<Derived>,
     read: &AtomicU64,
     undecodable: &AtomicU64,
+    state_elapsed: &Mutex<Duration>,
     progress: &(dyn Fn(Progress) + Sync),
     total: u64,
-) -> Result<(), String> {
+) -> Result<StateComparison, String> {
     const STOPPED: &str = "the comparison stopped";
     let mut last_progress = Instant::now();
-    let parts: Vec<String> = ranges.keys().map(|p| p.to_string()).collect();
-    let dir = opts.scratch.join(format!("{}-{}", kind.name(), parts.join("-")));
-    let log = StageLog { cfg, kind, topic, ranges, state_dir: &dir, sender: &opts.sender, trace: None };
+    let dir = opts.scratch.join(format!("{}-{partition}", kind.name()));
+    let ranges = HashMap::from([(partition, range)]);
+    let log = StageLog { cfg, kind, topic, ranges: &ranges, state_dir: &dir, sender: &opts.sender, trace: None };
     let mut batch: Derived = (Vec::with_capacity(COMPARE_BATCH), Vec::new());
     let mut since_progress = 0u32;
-    let bad = log.run(|step| {
+    let (bad, mut store) = log.run_keeping_state(|step| {
         since_progress += 1;
         if since_progress == 1024 {
             let n = read.fetch_add(1024, Ordering::Relaxed) + 1024;
@@ -381,7 +435,15 @@ fn replay_stage(
     read.fetch_add(u64::from(since_progress), Ordering::Relaxed);
     to_compare.send(batch).map_err(|_| STOPPED)?;
     undecodable.fetch_add(bad, Ordering::Relaxed);
-    Ok(())
+    let started = Instant::now();
+    // The last records' writes, committed to the scratch store as the live
+    // task commits a transaction's (the same needless tombstones dropped).
+    store.prepare_commit();
+    store.commit(&HashMap::new()).map_err(|e| e.to_string())?;
+    let recorded = state::changelog_state(cfg, changelog, partition, changelog_range)?;
+    let compared = state::compare_partition(store.base(), kind, partition, recorded, opts.keep).map_err(|e| e.to_string())?;
+    *state_elapsed.lock().expect("not poisoned") += started.elapsed();
+    Ok(compared)
 }
 
 /// A stage record as read, decoded (None: it does not decode).
@@ -423,10 +485,17 @@ impl StageLog<'_> {
     /// Replays the log, calling `visit` after each record; returns how many
     /// records did not decode (the live task dead-lettered them, or they
     /// were written with a schema this binary does not know).
-    pub fn run(
+    pub fn run(&self, visit: impl FnMut(Step<'_>) -> Result<(), String>) -> Result<u64, String> {
+        self.run_keeping_state(visit).map(|(undecodable, _)| undecodable)
+    }
+
+    /// As `run`, and returns the replayed state: the writes of the last
+    /// records may still be in its overlay (`prepare_commit` and `commit`
+    /// move them into its base store).
+    pub fn run_keeping_state(
         &self,
         mut visit: impl FnMut(Step<'_>) -> Result<(), String>,
-    ) -> Result<u64, String> {
+    ) -> Result<(u64, StageStore), String> {
         let stage = make_stage(self.kind, self.sender.clone());
         let (base, _) = RocksStore::open(self.state_dir).map_err(|e| e.to_string())?;
         let mut store = StageStore::new(Box::new(base));
@@ -495,7 +564,7 @@ impl StageLog<'_> {
                 (read, Ok(())) => read,
             }
         })?;
-        Ok(undecodable)
+        Ok((undecodable, store))
     }
 }
 
@@ -508,8 +577,7 @@ pub fn committed_ranges(
     let mut ranges = Vec::new();
     for kind in StageKind::ALL {
         let topic = topo.full(&kind.topic());
-        let committed =
-            kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)?;
+        let committed = committed_offsets(cfg, kind)?;
         let marks = kafka_io::watermarks(cfg, &topic)?;
         let mut r = HashMap::new();
         for (p, (low, high)) in marks {
@@ -521,6 +589,12 @@ pub fn committed_ranges(
         ranges.push((kind, topic, r));
     }
     Ok(ranges)
+}
+
+/// The offsets a stage's consumer group has committed on its topic, by partition.
+fn committed_offsets(cfg: &Config, kind: StageKind) -> Result<HashMap<i32, i64>, String> {
+    let topic = cfg.topology()?.full(&kind.topic());
+    kafka_io::group_offsets(cfg, &format!("{}.{}", cfg.namespace, kind.name()), &topic)
 }
 
 /// Runs `work` on every unit, on a thread per core, longest first (by `len`,

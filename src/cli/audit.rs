@@ -1,6 +1,7 @@
 //! `sendgate audit ...`: the report printed for an operator.
 
 use crate::audit::replay::{self, Bound, Progress, ReplayOptions};
+use crate::audit::state::Found;
 use crate::config::Config;
 use crate::stage::SenderConfig;
 use std::io::{IsTerminal, Write};
@@ -51,6 +52,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
     let rate = report.stage_records as f64 / secs;
     println!("time                 {:.1} s ({:.0} stage records/s)", secs, rate);
     println!("  of which           {:.1} s reading the recorded decisions", report.recorded_elapsed.as_secs_f64());
+    println!("state check          {:.1} s of worker time (reading the changelogs, comparing)", report.state_elapsed.as_secs_f64());
     if let Some((n, d)) = report.raw {
         let raw = n as f64 / d.as_secs_f64().max(1e-9);
         println!("raw read             {n} records in {:.1} s ({raw:.0} records/s); replay at {:.0}% of it", d.as_secs_f64(), rate / raw * 100.0);
@@ -75,11 +77,32 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
             println!("  {id} (candidate {scope}): {}", if *missing { "no pair on the shadow-decisions topic" } else { "the recorded pair differs" });
         }
     }
+    let state = &report.state;
+    println!("state keys compared  {} in {} stage partitions", state.keys, state.partitions);
+    println!("  only in the replay {}", state.only_replayed);
+    println!("  only in changelog  {}", state.only_in_changelog);
+    println!("  values differ      {}", state.differing);
+    println!("state differences    {}", state.differences());
+    for d in &state.first {
+        let at = format!("{} [{}] \"{}\"", d.stage.name(), d.partition, d.key);
+        match &d.found {
+            Found::OnlyReplayed => println!("  {at}: in the replayed state only"),
+            Found::OnlyInChangelog => println!("  {at}: in the changelog only"),
+            Found::Differs(replayed, recorded) => println!("  {at}: changelog {recorded}, replayed {replayed}"),
+        }
+    }
+    if !report.state_not_compared.is_empty() {
+        let parts: Vec<String> = report.state_not_compared.iter().map(|(kind, p)| format!("{} [{p}]", kind.name())).collect();
+        println!("state not compared   {} ({}): the processor committed more of them during the audit; stop it, or let it go idle, to check them", parts.len(), parts.join(", "));
+    }
     if report.differences > 0 {
         return Err(format!("{} of {} decisions differ from their replay", report.differences, report.compared));
     }
     if report.shadow_differences > 0 {
         return Err(format!("{} of {} shadow pairs differ from their replay", report.shadow_differences, report.shadow_compared));
+    }
+    if state.differences() > 0 {
+        return Err(format!("{} of {} state keys differ between the replay and the changelogs", state.differences(), state.keys));
     }
     if report.undecodable > 0 {
         return Err(format!("{} stage records could not be replayed", report.undecodable));

@@ -230,7 +230,15 @@ pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap
 /// The offsets a consumer group has committed on a topic (partitions it has
 /// not committed on are absent).
 pub fn group_offsets(cfg: &Config, group: &str, topic: &str) -> Result<std::collections::HashMap<i32, i64>, String> {
-    let consumer: BaseConsumer = base(cfg)?.set("group.id", group).set("enable.auto.commit", "false").create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+    // Read committed (the client's default, stated): the offset fetch then
+    // asks for stable offsets, so offsets of a transaction being committed
+    // are waited for, never left out while its records are already readable.
+    let consumer: BaseConsumer = base(cfg)?
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
     let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut tpl = TopicPartitionList::new();
