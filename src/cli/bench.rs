@@ -502,7 +502,10 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
             return Ok(());
         }
         c.decided += 1;
-        if intent.requires_approval != (st == "HELD") {
+        // Held exactly when asked for; an intent that asks may also be
+        // stopped before the approval step (a pause, a block), but never
+        // allowed without an approval (the workloads publish none).
+        if (intent.requires_approval && st == "ALLOWED") || (!intent.requires_approval && st == "HELD") {
             c.approval_mismatches += 1;
             c.note(format!("{id}: {st}, asks for approval: {}", intent.requires_approval));
         }
@@ -531,8 +534,8 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
 }
 
 /// The recount's counter of `scope` and `window` ("hour" or "day", UTC)
-/// for an intent appended at `t`: per mailbox, sender domain, recipient,
-/// or (sender domain, recipient domain).
+/// for an intent appended at `t`: per mailbox, sender domain, (tenant,
+/// recipient), or (sender domain, recipient domain).
 pub(crate) fn recount_key(intent: &SendIntent, t: i64, scope: &str, window: &str) -> String {
     let bucket = match window {
         "hour" => t.div_euclid(3_600_000),
@@ -541,7 +544,8 @@ pub(crate) fn recount_key(intent: &SendIntent, t: i64, scope: &str, window: &str
     let sender_domain = intent.sender.rsplit('@').next().unwrap_or_default();
     let who = match scope {
         "mailbox" => intent.sender.clone(),
-        "recipient" => intent.recipient.clone(),
+        // A recipient's windows belong to the tenant, as in the stage.
+        "recipient" => format!("{}/{}", intent.tenant, intent.recipient),
         "recipient_domain" => format!("{sender_domain}>{}", intent.recipient.rsplit('@').next().unwrap_or_default()),
         _ => sender_domain.to_string(),
     };
