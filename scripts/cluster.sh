@@ -32,19 +32,14 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
-CLUSTER_PORT="${CLUSTER_PORT:-19500}"
+# shellcheck source=SCRIPTDIR/lib/cluster-ports.sh
+. "$SCRIPT_DIR/lib/cluster-ports.sh"
 CLUSTER_DIR="$CACHE_ROOT/kafka-cluster-$CLUSTER_PORT"
-NODES=(1 2 3)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=SCRIPTDIR/lib/service.sh
 . "$SCRIPT_DIR/lib/service.sh"
-
-client_port() { echo $((CLUSTER_PORT + 10 * $1)); }
-controller_port() { echo $((CLUSTER_PORT + 10 * $1 + 1)); }
-external_port() { echo $((CLUSTER_PORT + 10 * $1 + 2)); }
-proxy_port() { echo $((CLUSTER_PORT + 10 * $1 + 5)); }
 
 voters() {
   local n out=()

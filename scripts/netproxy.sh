@@ -26,8 +26,9 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
-CLUSTER_PORT="${CLUSTER_PORT:-19500}"
-API_PORT=$((CLUSTER_PORT + 4))
+# shellcheck source=SCRIPTDIR/lib/cluster-ports.sh
+. "$SCRIPT_DIR/lib/cluster-ports.sh"
+API_PORT="$(proxy_api_port)"
 API="http://127.0.0.1:$API_PORT"
 TOXIPROXY_VERSION=2.5.0
 BIN_DIR="$CACHE_ROOT/toxiproxy-$TOXIPROXY_VERSION"
@@ -35,16 +36,12 @@ BIN="$BIN_DIR/toxiproxy-server"
 RUN_DIR="$CACHE_ROOT/netproxy-$CLUSTER_PORT"
 PID_FILE="$RUN_DIR/toxiproxy.pid"
 LOG_FILE="$RUN_DIR/toxiproxy.log"
-NODES=(1 2 3)
 
 log() { printf 'netproxy.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # shellcheck source=SCRIPTDIR/lib/service.sh
 . "$SCRIPT_DIR/lib/service.sh"
-
-external_port() { echo $((CLUSTER_PORT + 10 * $1 + 2)); }
-proxy_port() { echo $((CLUSTER_PORT + 10 * $1 + 5)); }
 
 cmd_install() {
   [[ -x "$BIN" ]] && return 0
