@@ -9,6 +9,8 @@
 #   scripts/fuzz.sh --short             each target for 10 s (CI; any crash fails)
 #   scripts/fuzz.sh [--runs N]          each target for N executions (default 10,000,000)
 #   scripts/fuzz.sh --target NAME ...   only that target
+#   scripts/fuzz.sh --build-only        build the targets and stop (the test
+#                                       command builds them beside other work)
 #
 # Prints one line per target: executions, seconds, executions a second,
 # corpus size, peak memory. The corpus grows between runs in
@@ -26,12 +28,14 @@ targets=(ingress registry json_lines policy address internal)
 runs=10000000
 seconds=""
 only=()
+build_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) seconds=10 ;;
     --runs) runs="$2"; shift ;;
     --target) only+=("$2"); shift ;;
-    *) echo "fuzz.sh: unknown argument $1 (--short, --runs N, --target NAME)" >&2; exit 2 ;;
+    --build-only) build_only=1 ;;
+    *) echo "fuzz.sh: unknown argument $1 (--short, --runs N, --target NAME, --build-only)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,6 +57,7 @@ say "building the fuzz targets (nightly, debug assertions; the first build compi
 build_one=()
 [ ${#targets[@]} -eq 1 ] && build_one=("${targets[0]}")
 cargo +nightly fuzz build --sanitizer none --target-dir "$FUZZ_TARGET_DIR" "${build_one[@]}" 2>&1 | tail -3 >&2 || { echo "fuzz.sh: the fuzz targets did not build" >&2; exit 1; }
+[ "$build_only" = 1 ] && exit 0
 
 printf '%-11s %12s %8s %10s %8s %9s\n' target executions seconds exec/s corpus peak_MiB
 for t in "${targets[@]}"; do

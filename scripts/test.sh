@@ -29,6 +29,11 @@ export REGISTRY_PORT="${SENDGATE_TEST_REGISTRY_PORT:-18081}"
 started_broker=0
 started_registry=0
 cleanup() {
+  # A fuzz build still going when a step failed: stop it with its cargo.
+  if [ -n "${fuzz_build:-}" ] && kill -0 "$fuzz_build" 2>/dev/null; then
+    pkill -P "$fuzz_build" 2>/dev/null || true
+    kill "$fuzz_build" 2>/dev/null || true
+  fi
   if [ "$started_registry" = 1 ]; then
     "$REPO_ROOT/scripts/registry.sh" stop || true
   fi
@@ -85,6 +90,13 @@ cargo test --release --locked "$@"
 # every system decides every intent once, with the recounted numbers. It
 # never fails on a timing.
 if [ $# -eq 0 ]; then
+  # The fuzz targets build (nightly, their own target directory: minutes of
+  # compiling) while the benchmark smoke runs, which never fails on a
+  # timing; the fuzz run below waits for it.
+  say "building the fuzz targets in the background (scripts/fuzz.sh --build-only)"
+  fuzz_log="$(mktemp)"
+  bash "$REPO_ROOT/scripts/fuzz.sh" --build-only >"$fuzz_log" 2>&1 &
+  fuzz_build=$!
   say "benchmark smoke run (scripts/bench.sh --smoke)"
   bash "$REPO_ROOT/scripts/bench.sh" --smoke
   say "request-reply benchmark smoke run (scripts/bench-request-reply.sh --smoke)"
@@ -94,6 +106,8 @@ if [ $# -eq 0 ]; then
   # wrong decisions, or it fails.
   say "fault harness, short run on a three-broker cluster (scripts/faults.sh)"
   bash "$REPO_ROOT/scripts/faults.sh"
+  if ! wait "$fuzz_build"; then cat "$fuzz_log" >&2; echo "test.sh: the fuzz targets did not build" >&2; exit 1; fi
+  cat "$fuzz_log" >&2; rm -f "$fuzz_log"
   # Every fuzz target for 10 s (the long runs: scripts/fuzz.sh).
   say "fuzzing, short run (scripts/fuzz.sh --short)"
   bash "$REPO_ROOT/scripts/fuzz.sh" --short
