@@ -43,7 +43,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     for kind in StageKind::ALL {
         let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
         let (store, wiped) = RocksStore::open_with(&state_path, (cfg.state_write_buffer_mb as usize) << 20).map_err(|e| match crate::state::disk_full_hint(&e.to_string()) {
-            Some(hint) => format!("{e}: {hint}"),
+            Some(_) => e.to_string(),
             None => format!("{e} (is another sendgate instance using this state_dir?)"),
         })?;
         if wiped {

@@ -49,11 +49,8 @@ impl From<KafkaError> for TaskError {
 
 impl From<crate::state::StoreError> for TaskError {
     fn from(e: crate::state::StoreError) -> Self {
-        let text = e.to_string();
-        match crate::state::disk_full_hint(&text) {
-            Some(hint) => TaskError::Fatal(format!("{text}: {hint}")),
-            None => TaskError::Fatal(text),
-        }
+        // (A full disk's error already says so: `state::io_error`.)
+        TaskError::Fatal(e.to_string())
     }
 }
 

@@ -20,11 +20,21 @@ pub fn disk_full_hint(error: &str) -> Option<&'static str> {
     )
 }
 
+/// A store I/O error's text, with [`disk_full_hint`] appended when it is one.
+pub fn io_error(text: String) -> StoreError {
+    match disk_full_hint(&text) {
+        Some(hint) => StoreError::Io(format!("{text}: {hint}")),
+        None => StoreError::Io(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn a_full_disk_is_named_in_the_error() {
         assert!(super::disk_full_hint("IO error: No space left on device: While appending to file: 000012.sst").is_some());
         assert!(super::disk_full_hint("Corruption: bad block").is_none());
+        assert!(super::io_error("IO error: No space left on device".into()).to_string().contains("the filesystem under state_dir is full"));
+        assert!(!super::io_error("Corruption: bad block".into()).to_string().contains("state_dir is full"));
     }
 }

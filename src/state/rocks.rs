@@ -21,7 +21,7 @@ pub struct RocksStore {
 const CLEAN_MARKER: &str = "CLEAN_SHUTDOWN";
 
 fn io(e: rocksdb::Error) -> StoreError {
-    StoreError::Io(e.to_string())
+    super::io_error(e.to_string())
 }
 
 impl RocksStore {
@@ -40,7 +40,7 @@ impl RocksStore {
             std::fs::remove_dir_all(path).map_err(|e| StoreError::Io(format!("cannot wipe {} after an unclean stop: {e}", path.display())))?;
         }
         let _ = std::fs::remove_file(&clean_marker);
-        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::create_dir_all(path).map_err(|e| super::io_error(format!("cannot create {}: {e}", path.display())))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         // Two cores: one background job each for flush and compaction is plenty.
@@ -58,7 +58,7 @@ impl RocksStore {
         opts.set_block_based_table_factory(&table);
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.1);
-        let db = DB::open(&opts, path).map_err(|e| StoreError::Io(format!("cannot open RocksDB at {}: {e}", path.display())))?;
+        let db = DB::open(&opts, path).map_err(|e| super::io_error(format!("cannot open RocksDB at {}: {e}", path.display())))?;
         Ok((RocksStore { db, clean_marker }, wiped))
     }
 }
@@ -149,6 +149,6 @@ impl BaseStore for RocksStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
-        std::fs::write(&self.clean_marker, b"").map_err(|e| StoreError::Io(format!("cannot write {}: {e}", self.clean_marker.display())))
+        std::fs::write(&self.clean_marker, b"").map_err(|e| super::io_error(format!("cannot write {}: {e}", self.clean_marker.display())))
     }
 }
