@@ -19,10 +19,16 @@
 //! committed, the new producers fence the old ones, and the state is
 //! restored from the changelog. If the re-execution itself fails, the
 //! process exits with [`EXIT_STUCK`] for a supervisor to restart it.
+//!
+//! A process that was paused (SIGSTOP, a frozen container, a suspended
+//! machine) is not hung: every thread stood still, the watchdog's too, while
+//! the clock moved on. The watchdog notices the gap between its own ticks
+//! and moves every open call's deadline on by the time it lost, so the call
+//! gets the time it was promised once the process runs again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How long past its deadline a call may run before the process restarts.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -33,12 +39,14 @@ pub const LONGEST_CALL: Duration = Duration::from_secs(30);
 pub const EXIT_STUCK: i32 = 70;
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_secs(1);
+/// A tick this much later than due means the process was paused, not busy.
+const PAUSE_SLACK: Duration = Duration::from_secs(2);
 
 /// One task's current blocking call, if any.
 #[derive(Default)]
 pub struct CallWatch {
-    /// Milliseconds since the epoch past which the call has hung; 0: none.
-    /// (Wall-clock time: this watches the process, never a decision.)
+    /// Milliseconds on the process clock ([`now_ms`]) past which the call
+    /// has hung; 0: none. (It watches the process, never a decision.)
     hung_after_ms: AtomicU64,
     what: Mutex<&'static str>,
 }
@@ -52,8 +60,11 @@ impl Drop for Marked<'_> {
     }
 }
 
+/// Milliseconds since the process first looked, on the monotonic clock (a
+/// wall clock set back or forward would fake or hide a hang); never 0.
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl CallWatch {
@@ -63,6 +74,12 @@ impl CallWatch {
         *self.what.lock().unwrap_or_else(|e| e.into_inner()) = what;
         self.hung_after_ms.store(now_ms() + (timeout.min(LONGEST_CALL) + GRACE).as_millis() as u64, Ordering::Relaxed);
         Marked(self)
+    }
+
+    /// Moves the open call's deadline, if any, `by_ms` later: the process
+    /// stood still that long, so the call could not run.
+    fn postpone(&self, by_ms: u64) {
+        let _ = self.hung_after_ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |after| (after != 0).then(|| after + by_ms));
     }
 
     /// The call that has run past its deadline and the grace, and for how long.
@@ -79,22 +96,46 @@ impl CallWatch {
 pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>, shutdown: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("watchdog".into())
-        .spawn(move || loop {
-            std::thread::sleep(TICK);
-            let now = now_ms();
-            for (task, watch) in &watches {
-                if let Some((what, late)) = watch.hung(now) {
-                    if shutdown.load(Ordering::Relaxed) {
-                        tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline while stopping; exiting without a clean stop: nothing is committed, the next start restores the state from the changelog");
-                        eprintln!("sendgate: {task}: {what} hung while stopping; exited without a clean stop (status {EXIT_STUCK})");
-                        std::process::exit(EXIT_STUCK);
-                    }
-                    tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline (a known client library fault after a broker leaves the cluster); restarting the process: nothing is committed, the state is restored from the changelog");
-                    restart();
+        .spawn(move || {
+            let mut last_tick = now_ms();
+            loop {
+                std::thread::sleep(TICK);
+                let now = now_ms();
+                let stood_still = paused_for(last_tick, now);
+                last_tick = now;
+                if stood_still > 0 {
+                    tracing::warn!(paused_ms = stood_still, "the process stood still (paused or suspended); the Kafka client calls under watch get that time back");
+                    watches.iter().for_each(|(_, watch)| watch.postpone(stood_still));
+                    continue;
                 }
+                look(&watches, now, &shutdown);
             }
         })
         .expect("the watchdog thread starts");
+}
+
+/// One look at every task's call: a hung one restarts the process, or ends
+/// it while it is stopping.
+fn look(watches: &[(&'static str, Arc<CallWatch>)], now: u64, shutdown: &AtomicBool) {
+    for (task, watch) in watches {
+        if let Some((what, late)) = watch.hung(now) {
+            if shutdown.load(Ordering::Relaxed) {
+                tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline while stopping; exiting without a clean stop: nothing is committed, the next start restores the state from the changelog");
+                eprintln!("sendgate: {task}: {what} hung while stopping; exited without a clean stop (status {EXIT_STUCK})");
+                std::process::exit(EXIT_STUCK);
+            }
+            tracing::error!(task, call = what, late_s = late.as_secs(), "a Kafka client call has hung past its deadline (a known client library fault after a broker leaves the cluster); restarting the process: nothing is committed, the state is restored from the changelog");
+            restart();
+        }
+    }
+}
+
+/// How long the process stood still between two ticks of the watchdog (0 if
+/// the tick came about on time): a sleep of [`TICK`] that took far longer
+/// means no thread ran.
+fn paused_for(last_tick: u64, now: u64) -> u64 {
+    let took = now.saturating_sub(last_tick);
+    if took > (TICK + PAUSE_SLACK).as_millis() as u64 { took - TICK.as_millis() as u64 } else { 0 }
 }
 
 /// Replaces the process image with a fresh start of the same binary.
@@ -129,5 +170,26 @@ mod tests {
         // A longer timeout is watched for LONGEST_CALL only.
         let _mark = w.during("init_transactions", Duration::from_secs(600));
         assert!(w.hung(now_ms() + (LONGEST_CALL + GRACE).as_millis() as u64 + 2_000).is_some());
+    }
+
+    #[test]
+    fn a_pause_of_the_whole_process_gives_the_open_call_its_time_back() {
+        // Ticks on time, or a little late under load, are no pause.
+        assert_eq!(paused_for(10_000, 11_000), 0);
+        assert_eq!(paused_for(10_000, 13_000), 0);
+        // A SIGSTOP of 25 s between two ticks.
+        let stood = paused_for(10_000, 36_000);
+        assert_eq!(stood, 25_000);
+
+        let w = CallWatch::default();
+        let mark = w.during("send_offsets_to_transaction", Duration::from_secs(5));
+        let woke = now_ms() + 26_000;
+        assert!(w.hung(woke).is_some(), "without the pause accounted for, the call looks hung on waking");
+        w.postpone(stood);
+        assert!(w.hung(woke).is_none(), "the call gets its time back");
+        assert!(w.hung(woke + 5_000 + GRACE.as_millis() as u64).is_some(), "and is hung if it still runs past it");
+        drop(mark);
+        w.postpone(stood);
+        assert!(w.hung(woke + 3_600_000).is_none(), "postponing no call marks none");
     }
 }
