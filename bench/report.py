@@ -44,10 +44,10 @@ def recount_check(s, c, rc, failures, exact):
     if not chk:
         failures.append(f"{s}: no recount check")
         return "**not checked**"
-    broken = chk.get("over_limit", 1) + chk.get("suppressed_allowed", 1) + chk.get("approval_mismatches", 1)
+    broken = chk.get("over_limit", 1) + chk.get("suppressed_allowed", 1) + chk.get("paused_allowed", 1) + chk.get("approval_mismatches", 1)
     if broken:
         failures.append(f"{s}: {chk.get('over_limit')} windows over their limit, {chk.get('suppressed_allowed')} suppressed recipients written to, "
-                        f"{chk.get('approval_mismatches')} approvals not held as asked; e.g. {chk.get('examples')}")
+                        f"{chk.get('paused_allowed')} sends from paused mailboxes, {chk.get('approval_mismatches')} approvals not held as asked; e.g. {chk.get('examples')}")
         return "**limits broken**"
     verdict = f"limits held ({chk.get('windows', 0):,} windows)"
     if exact:

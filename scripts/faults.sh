@@ -47,9 +47,11 @@ NETPROXY="$REPO_ROOT/scripts/netproxy.sh"
 export CLUSTER_PORT="${CLUSTER_PORT:-19500}"
 # exact: deliveries and opens only, under the sender-only policy, so the
 # verifier predicts every decision and counter (the short run); mixed: hard
-# and soft bounces, complaints and 4xx throttles from many recipient domains
-# and approvals, under the full benchmark policy, held to the limits,
-# suppressions and approvals whatever the interleaving (the long run).
+# and soft bounces, complaints, unsubscribes and 4xx throttles from many
+# recipient domains, approvals, and operators' suppressions and mailbox
+# pauses and resumes on the commands topic, under the full benchmark
+# policy, held to the limits, suppressions, pauses and approvals whatever
+# the interleaving (the long run).
 WORKLOAD="${FAULTS_WORKLOAD:-$([ "$MODE" = --long ] && echo mixed || echo exact)}"
 case "$WORKLOAD" in exact|mixed) ;; *) echo "FAULTS_WORKLOAD is exact or mixed, not '$WORKLOAD'" >&2; exit 2 ;; esac
 
@@ -282,7 +284,7 @@ start_load() {
   local batches=$1 size=$2 gap=$3
   (
     for b in $(seq 0 $((batches - 1))); do
-      "$SENDGATE_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain $([ "$WORKLOAD" = exact ] && echo --deliveries-only) --deadline-secs 600 \
+      "$SENDGATE_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain $([ "$WORKLOAD" = exact ] && echo --deliveries-only || echo --operator-traffic) --deadline-secs 600 \
         >>"$WORK/load.log" 2>&1 || echo "batch $b failed (the brokers were away?); going on" >>"$WORK/load.log"
       sleep "$gap"
     done
@@ -370,8 +372,8 @@ if v["counters_checked"]:
     line += f", status mismatches {v['status_mismatches']}, counter mismatches {v['counter_mismatches']} ({v['counters_checked']} counters checked)"
 if check is not None:
     line += (f"; limits: {check['windows']} windows, {check['over_limit']} over their limit, {check['suppressed_allowed']} sends after a suppression, "
-             f"{check['approval_mismatches']} approval mismatches")
-    bad += check["over_limit"] + check["suppressed_allowed"] + check["approval_mismatches"]
+             f"{check['paused_allowed']} sends from a paused mailbox, {check['approval_mismatches']} approval mismatches")
+    bad += check["over_limit"] + check["suppressed_allowed"] + check["paused_allowed"] + check["approval_mismatches"]
 line += f"; audit replay (every stage's decisions and state from its log): {'DIFFERENCES' if replay_failed else 'no difference'}"
 line += f"; unclean stops {hung}, full-disk stops without a clear error {unclear}"
 print(line)

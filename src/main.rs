@@ -109,6 +109,12 @@ enum Cmd {
         /// OUTBOUND mail) before the first intent.
         #[arg(long, default_value_t = 0)]
         suppressed: u64,
+        /// Operators and recipients act while intents flow: unsubscribes
+        /// among the delivery events, and on the commands topic operator
+        /// suppressions of recipients and pauses of mailboxes, each resumed
+        /// later (the long fault run's mixed workload).
+        #[arg(long)]
+        operator_traffic: bool,
     },
     /// What a running processor would decide now for intents (JSON lines or
     /// a JSON array, from FILE or stdin), and why; reserves nothing.
@@ -564,8 +570,8 @@ fn real_main(cli: Cli) -> Result<(), String> {
         }
         Cmd::Held { tenant, limit, json, api_url, api_token, api_ca_file } => sendgate::cli::ops::held(&api_url.unwrap_or_else(|| format!("http://{}", cfg.api_addr)), api_token.as_deref(), api_ca_file.as_deref(), tenant.as_deref(), limit, json),
         Cmd::Bench { action } => bench(&cfg, &rt, action),
-        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only, own_recipients, suppressed } => {
-            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, own_recipients, suppressed, ..Default::default() };
+        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only, own_recipients, suppressed, operator_traffic } => {
+            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, own_recipients, suppressed, operator_traffic, ..Default::default() };
             sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
         }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
@@ -615,7 +621,7 @@ fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result
             let r = bench::recount(cfg, logic, check)?;
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             if let Some(c) = r.check.as_ref().filter(|c| !c.clean()) {
-                return Err(format!("the decisions break the limits: {} windows over, {} suppressed recipients written to, {} approvals not held as asked; e.g. {:?}", c.over_limit, c.suppressed_allowed, c.approval_mismatches, c.examples));
+                return Err(format!("the decisions break the limits: {} windows over, {} suppressed recipients written to, {} sends from paused mailboxes, {} approvals not held as asked; e.g. {:?}", c.over_limit, c.suppressed_allowed, c.paused_allowed, c.approval_mismatches, c.examples));
             }
             Ok(())
         }

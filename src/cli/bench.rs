@@ -304,6 +304,9 @@ pub struct RecountModel {
     /// (tenant, recipient) -> when it was first suppressed, for every class
     /// and for OUTBOUND (log times of the events).
     suppressed: HashMap<(String, String), Suppressed>,
+    /// (tenant, mailbox) -> the operator's pauses of it, as [start, end)
+    /// in log time (end: the resume, if one came).
+    paused: HashMap<(String, String), Vec<(i64, Option<i64>)>>,
 }
 
 /// When a recipient's suppressions began: hard bounces and complaints stop
@@ -323,7 +326,44 @@ pub const SUPPRESSION_SLACK_MS: i64 = 30_000;
 
 impl RecountModel {
     pub fn new(logic: RecountLogic) -> Self {
-        RecountModel { logic, counts: HashMap::new(), suppressed: HashMap::new() }
+        RecountModel { logic, counts: HashMap::new(), suppressed: HashMap::new(), paused: HashMap::new() }
+    }
+
+    /// An operator's command appended at `t`: a suppression list entry
+    /// stops every class to its recipient; a pause of a mailbox stops its
+    /// intents until a resume. Other commands do not move the model.
+    pub fn command(&mut self, cmd: &Command, t: i64) {
+        match cmd.kind {
+            CommandKind::AddListEntry if cmd.list.as_deref() == Some("suppression") => {
+                let slot = &mut self.suppressed.entry((cmd.tenant.clone(), cmd.target.clone())).or_default().every_class_since;
+                *slot = Some(slot.map_or(t, |s| s.min(t)));
+            }
+            CommandKind::Pause | CommandKind::Resume => {
+                let Some(mailbox) = cmd.target.strip_prefix("mailbox:") else { return };
+                let spans = self.paused.entry((cmd.tenant.clone(), mailbox.to_string())).or_default();
+                let open = spans.last_mut().filter(|(_, end)| end.is_none());
+                match (cmd.kind, open) {
+                    (CommandKind::Pause, None) => spans.push((t, None)),
+                    (CommandKind::Resume, Some(span)) => span.1 = Some(t),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the intent's mailbox was paused by an operator at `t`, given
+    /// `slack` at both ends of each pause.
+    fn paused_at(&self, intent: &SendIntent, t: i64, slack: i64) -> bool {
+        self.logic == RecountLogic::Full
+            && self.paused.get(&(intent.tenant.clone(), intent.sender.clone())).is_some_and(|spans| spans.iter().any(|(start, end)| start + slack < t && end.is_none_or(|end| t < end - slack)))
+    }
+
+    /// Whether an intent appended at `t` was inside an operator's pause of
+    /// its mailbox by more than [`SUPPRESSION_SLACK_MS`] at both ends: it
+    /// must not be allowed, whatever the interleaving.
+    pub fn paused_well_inside(&self, intent: &SendIntent, t: i64) -> bool {
+        self.paused_at(intent, t, SUPPRESSION_SLACK_MS)
     }
 
     /// A delivery event appended at `t`: hard bounces and complaints
@@ -349,6 +389,9 @@ impl RecountModel {
     }
 
     pub fn decide(&mut self, intent: &SendIntent, t: i64) -> &'static str {
+        if self.paused_at(intent, t, 0) {
+            return "PAUSED";
+        }
         if intent.requires_approval {
             return "HELD";
         }
@@ -419,17 +462,21 @@ impl RecountModel {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct LimitCheck {
     pub decided: u64,
+    /// The decisions per status (the first decision of each intent).
+    pub decided_status: BTreeMap<String, u64>,
     pub allowed: u64,
     pub windows: u64,
     pub over_limit: u64,
     pub suppressed_allowed: u64,
+    /// Allowed while an operator's pause of the mailbox held.
+    pub paused_allowed: u64,
     pub approval_mismatches: u64,
     pub examples: Vec<String>,
 }
 
 impl LimitCheck {
     pub fn clean(&self) -> bool {
-        self.over_limit + self.suppressed_allowed + self.approval_mismatches == 0
+        self.over_limit + self.suppressed_allowed + self.paused_allowed + self.approval_mismatches == 0
     }
 
     fn note(&mut self, what: String) {
@@ -473,6 +520,14 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
             model.delivery(&codec::decode(RecordType::DeliveryEvent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?, r.timestamp_ms.ok_or("delivery event without a timestamp")?);
             Ok(())
         })?;
+        // Commands in log order (one partition's order is what a pause and
+        // its resume need: both are keyed by their target).
+        let topic = topo.full("commands");
+        kafka_io::read_topic(cfg, &topic, &opts, |r| {
+            let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+            model.command(&codec::decode(RecordType::Command, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?, r.timestamp_ms.ok_or("command without a timestamp")?);
+            Ok(())
+        })?;
     }
     let topic = topo.full("intents");
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
@@ -502,6 +557,7 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
             return Ok(());
         }
         c.decided += 1;
+        *c.decided_status.entry(st.clone()).or_default() += 1;
         // Held exactly when asked for; an intent that asks may also be
         // stopped before the approval step (a pause, a block), but never
         // allowed without an approval (the workloads publish none).
@@ -516,6 +572,10 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
         if model.suppressed_before(intent, *t) {
             c.suppressed_allowed += 1;
             c.note(format!("{id}: ALLOWED to {}, suppressed before it", intent.recipient));
+        }
+        if model.paused_well_inside(intent, *t) {
+            c.paused_allowed += 1;
+            c.note(format!("{id}: ALLOWED from {}, paused by an operator then", intent.sender));
         }
         let (sender, recipient) = model.windows(intent, *t);
         for (key, max) in sender.into_iter().chain(recipient) {
@@ -949,4 +1009,34 @@ mod tests {
         let to_domain = |model: &mut RecountModel, domain: &str| (0..60).filter(|n| model.decide(&intent(&format!("n{n}@bulk.com"), &format!("p{n}@{domain}"), IntentClass::Outbound), t) == "ALLOWED").count();
         assert_eq!(to_domain(&mut model, "corp.com"), 50);
         assert_eq!(to_domain(&mut model, "gmail.com"), 50, "the rest of the sender domain's 100 an hour");
+    }
+
+    #[test]
+    fn operator_commands_suppress_recipients_and_pause_mailboxes_until_resumed() {
+        let t = 1_763_971_200_000;
+        let mut model = RecountModel::new(RecountLogic::Full);
+        let cmd = |kind, target: &str, list: Option<&str>| Command { command_id: "c".into(), kind, tenant: "t".into(), target: target.into(), sender: None, reason: None, operator: None, list: list.map(str::to_string), mode: None, until_ms: None };
+        let intent = |sender: &str, recipient: &str| SendIntent::new("i", "t", sender, recipient, IntentClass::Transactional);
+        model.command(&cmd(CommandKind::AddListEntry, "gone@x.com", Some("suppression")), t);
+        model.command(&cmd(CommandKind::AddListEntry, "x.com", Some("block")), t);
+        assert_eq!(model.decide(&intent("ana@acme.com", "gone@x.com"), t + 1), "BLOCKED", "an operator suppression stops every class");
+        assert!(model.suppressed_before(&intent("ana@acme.com", "gone@x.com"), t + SUPPRESSION_SLACK_MS + 1));
+        assert!(!model.suppressed_before(&intent("ana@acme.com", "other@x.com"), t + SUPPRESSION_SLACK_MS + 1), "block lists are not modelled");
+
+        model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t);
+        model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t + 5_000);
+        model.command(&cmd(CommandKind::Resume, "mailbox:bo@acme.com", None), t + 100_000);
+        model.command(&cmd(CommandKind::Resume, "mailbox:bo@acme.com", None), t + 200_000);
+        model.command(&cmd(CommandKind::Pause, "sender_domain:acme.com", None), t);
+        assert_eq!(model.decide(&intent("bo@acme.com", "a@y.com"), t - 1), "ALLOWED");
+        assert_eq!(model.decide(&intent("bo@acme.com", "a@y.com"), t + 1), "PAUSED");
+        assert_eq!(model.decide(&intent("bo@acme.com", "b@y.com"), t + 100_000), "ALLOWED", "resumed");
+        assert_eq!(model.decide(&intent("cy@acme.com", "b@y.com"), t + 1), "ALLOWED", "another mailbox");
+        // The check gives each end of the pause the slack.
+        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS));
+        assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS + 1));
+        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + 100_000 - SUPPRESSION_SLACK_MS));
+        // A pause never resumed holds to the end.
+        model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t + 300_000);
+        assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + 3_600_000));
     }}

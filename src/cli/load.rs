@@ -78,11 +78,25 @@ pub struct Workload {
     pub own_recipients: bool,
     /// Unsubscribes published before any intent (see [`suppression_prefix`]).
     pub suppressed: u64,
+    /// Unsubscribes among the delivery events, and operator commands while
+    /// intents flow (see [`OPERATOR_EVERY`]).
+    pub operator_traffic: bool,
 }
+
+/// With `operator_traffic`, every this many intents an operator suppresses
+/// the recipient just written to (so later intents to it must be blocked).
+pub const OPERATOR_EVERY: u64 = 1_000;
+/// With `operator_traffic`, a workload (one batch of a fault run, each
+/// with the next seed) pauses one of this many busiest mailboxes halfway
+/// through, and the batch [`PAUSE_BATCHES`] seeds later resumes it first
+/// thing: a pause spans whole batches and the gaps between them, long
+/// enough in log time for intents well inside it to be judged.
+pub const PAUSED_MAILBOXES: u64 = 10;
+pub const PAUSE_BATCHES: u64 = 4;
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { seed: 42, intents: 100_000, events_per_intent: 0.5, tenants: 50, sender_domains: 500, mailboxes: 5_000, recipient_domains: 20_000, recipients: 1_000_000, key_by_sender_domain: false, deliveries_only: false, own_recipients: false, suppressed: 0 }
+        Workload { seed: 42, intents: 100_000, events_per_intent: 0.5, tenants: 50, sender_domains: 500, mailboxes: 5_000, recipient_domains: 20_000, recipients: 1_000_000, key_by_sender_domain: false, deliveries_only: false, own_recipients: false, suppressed: 0, operator_traffic: false }
     }
 }
 
@@ -112,10 +126,7 @@ impl Draw {
 
     fn pick(&self, w: &Workload, rng: &mut Rng) -> Pick {
         // A mailbox belongs to one sender domain and one tenant.
-        let m = self.mailbox.sample(rng);
-        let domain = (m * 7919) % w.sender_domains.max(1);
-        let tenant = domain % w.tenants.max(1);
-        let sender = format!("agent{m}@sender{domain}.example");
+        let (domain, tenant, sender) = mailbox(w, self.mailbox.sample(rng));
         let rd = self.recipient_domain.sample(rng);
         let r = self.recipient.sample(rng);
         let recipient_domain = if rd % 5 == 0 { PUBLIC[rd / 5 % PUBLIC.len()].to_string() } else { format!("company{rd}.example") };
@@ -160,7 +171,17 @@ pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8
     let mut rng = Rng::new(w.seed);
     let draw = Draw::new(w);
     let mut events = 0u64;
+    if w.operator_traffic {
+        // The pause of an earlier batch ends (a resume of a mailbox no one
+        // paused, in the first batches, changes nothing).
+        let (tenant, mailbox) = paused_mailbox(w, w.seed.wrapping_sub(PAUSE_BATCHES));
+        emit_command(&mut emit, w, 0, CommandKind::Resume, &tenant, &format!("mailbox:{mailbox}"), None)?;
+    }
     for i in 0..w.intents {
+        if w.operator_traffic && i == w.intents / 2 {
+            let (tenant, mailbox) = paused_mailbox(w, w.seed);
+            emit_command(&mut emit, w, i, CommandKind::Pause, &tenant, &format!("mailbox:{mailbox}"), None)?;
+        }
         let Pick { domain, tenant, sender, recipient } = draw.pick(w, &mut rng);
         let roll = rng.unit();
         let class = if roll < 0.8 { IntentClass::Outbound } else if roll < 0.9 { IntentClass::Reply } else { IntentClass::Transactional };
@@ -186,6 +207,8 @@ pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8
                 } else {
                     (DeliveryKind::Opened, None)
                 }
+            } else if w.operator_traffic && (0.92..0.93).contains(&roll) {
+                (DeliveryKind::Unsubscribe, None)
             } else if roll < 0.93 {
                 (DeliveryKind::Delivered, Some(250))
             } else if roll < 0.96 {
@@ -215,8 +238,41 @@ pub fn generate(w: &Workload, mut emit: impl FnMut(&'static str, Vec<u8>, Vec<u8
             emit("delivery", ev.sender.clone().into_bytes(), codec::encode(RecordType::DeliveryEvent, &ev).map_err(|e| e.to_string())?)?;
             events += 1;
         }
+        if w.operator_traffic && i % OPERATOR_EVERY == OPERATOR_EVERY / 2 {
+            emit_command(&mut emit, w, i, CommandKind::AddListEntry, &intent.tenant, &intent.recipient, Some("suppression"))?;
+        }
     }
     Ok((w.intents, events))
+}
+
+/// The (tenant, mailbox) the workload of `seed` pauses: one of the
+/// [`PAUSED_MAILBOXES`] busiest, so that intents from it keep coming.
+fn paused_mailbox(w: &Workload, seed: u64) -> (String, String) {
+    let (_, tenant, sender) = mailbox(w, (seed % PAUSED_MAILBOXES) as usize);
+    (format!("tenant{tenant}"), sender)
+}
+
+/// Mailbox number `m` (0 the busiest): its sender domain, tenant and address.
+fn mailbox(w: &Workload, m: usize) -> (usize, usize, String) {
+    let domain = (m * 7919) % w.sender_domains.max(1);
+    (domain, domain % w.tenants.max(1), format!("agent{m}@sender{domain}.example"))
+}
+
+/// An operator's command, keyed by its target as the command line keys it.
+fn emit_command(emit: &mut impl FnMut(&'static str, Vec<u8>, Vec<u8>) -> Result<(), String>, w: &Workload, i: u64, kind: CommandKind, tenant: &str, target: &str, list: Option<&str>) -> Result<(), String> {
+    let cmd = Command {
+        command_id: format!("load-{}-cmd-{kind:?}-{i:010}", w.seed).to_ascii_lowercase(),
+        kind,
+        tenant: tenant.to_string(),
+        target: target.to_string(),
+        sender: None,
+        reason: Some("fault-run workload".into()),
+        operator: Some("load".into()),
+        list: list.map(str::to_string),
+        mode: None,
+        until_ms: None,
+    };
+    emit("commands", target.as_bytes().to_vec(), codec::encode(RecordType::Command, &cmd).map_err(|e| e.to_string())?)
 }
 
 /// Publishes a workload as it is generated, in slices of 20,000 records
@@ -231,7 +287,11 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
         if started.elapsed() > deadline {
             return Err(format!("stopped at the deadline of {deadline:?} after {sent} records"));
         }
-        for topic in ["intents", "delivery"] {
+        const TOPICS: [&str; 3] = ["intents", "delivery", "commands"];
+        if let Some((t, _, _)) = slice.iter().find(|(t, _, _)| !TOPICS.contains(t)) {
+            return Err(format!("the workload wrote to topic {t:?}, which the loader does not publish"));
+        }
+        for topic in TOPICS {
             let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = slice.iter().filter(|(t, _, _)| *t == topic).map(|(_, k, v)| (k.clone(), Some(v.clone()))).collect();
             // The producer's own thread completes these futures.
             let failures = futures::executor::block_on(kafka_io::send_all(&producer, &topo.full(topic), records));
@@ -249,7 +309,9 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
     })?;
     // Flushed apart, so that every unsubscribe is appended before any intent.
     flush(&mut slice)?;
+    let mut commands = 0u64;
     let (intents, events) = generate(w, |topic, k, v| {
+        commands += (topic == "commands") as u64;
         slice.push((topic, k, v));
         if slice.len() >= 20_000 {
             flush(&mut slice)?;
@@ -257,7 +319,7 @@ pub fn load(cfg: &Config, w: &Workload, deadline: Duration) -> Result<(), String
         Ok(())
     })?;
     flush(&mut slice)?;
-    println!("published {unsubscribes} unsubscribes first, then {intents} intents and {events} delivery events in {:.1} s (seed {})", started.elapsed().as_secs_f64(), w.seed);
+    println!("published {unsubscribes} unsubscribes first, then {intents} intents, {events} delivery events and {commands} commands in {:.1} s (seed {})", started.elapsed().as_secs_f64(), w.seed);
     Ok(())
 }
 
@@ -289,4 +351,67 @@ mod tests {
         // intents; a uniform spread would give it 0.02 %.
         assert!(top >= 100, "Zipf: the top mailbox sends at least 5 % of 2,000 intents, got {top}");
     }
+
+    #[test]
+    fn operator_traffic_adds_unsubscribes_suppressions_and_pauses_resumed_batches_later() {
+        let plain = Workload { intents: 10_000, ..Workload::default() };
+        let run = |seed: u64| {
+            let w = Workload { operator_traffic: true, seed, ..plain.clone() };
+            let (mut commands, mut unsubscribes, mut intents, mut from_paused) = (Vec::new(), 0, 0, 0);
+            let mut last_intent: Option<SendIntent> = None;
+            generate(&w, |t, k, v| {
+                match t {
+                    "intents" => {
+                        intents += 1;
+                        let i: SendIntent = codec::decode(RecordType::SendIntent, &v).unwrap();
+                        let paused = commands.iter().any(|c: &Command| c.kind == CommandKind::Pause && c.target == format!("mailbox:{}", i.sender) && c.tenant == i.tenant);
+                        from_paused += paused as usize;
+                        last_intent = Some(i);
+                    }
+                    "delivery" => unsubscribes += (codec::decode::<DeliveryEvent>(RecordType::DeliveryEvent, &v).unwrap().kind == DeliveryKind::Unsubscribe) as usize,
+                    "commands" => {
+                        let c: Command = codec::decode(RecordType::Command, &v).unwrap();
+                        assert_eq!(k, c.target.as_bytes(), "keyed by target");
+                        assert!(crate::stage::ingress::normalise_command(c.clone()).is_ok(), "{c:?} is a valid command");
+                        if c.kind == CommandKind::AddListEntry {
+                            let last = last_intent.as_ref().expect("a suppression follows an intent");
+                            assert_eq!((c.target.as_str(), c.tenant.as_str(), c.list.as_deref()), (last.recipient.as_str(), last.tenant.as_str(), Some("suppression")));
+                        }
+                        commands.push(c);
+                    }
+                    other => panic!("topic {other}"),
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(intents, 10_000);
+            assert!(unsubscribes >= 20, "about 1 % of 5,000 events, got {unsubscribes}");
+            assert!(from_paused >= 20, "intents keep coming from the paused mailbox: {from_paused}");
+            commands
+        };
+        let kinds = |cs: &[Command]| cs.iter().map(|c| c.kind).collect::<Vec<_>>();
+        let first = run(7);
+        let mut expected = vec![CommandKind::Resume];
+        expected.extend([CommandKind::AddListEntry; 5]);
+        expected.push(CommandKind::Pause);
+        expected.extend([CommandKind::AddListEntry; 5]);
+        assert_eq!(kinds(&first), expected, "a resume first, a pause halfway, a suppression every 1,000 intents");
+        let pause = first.iter().find(|c| c.kind == CommandKind::Pause).unwrap();
+        // The batch four seeds later resumes it, and pauses another mailbox.
+        let later = run(7 + PAUSE_BATCHES);
+        assert_eq!((later[0].kind, &later[0].target, &later[0].tenant), (CommandKind::Resume, &pause.target, &pause.tenant));
+        assert_ne!(later.iter().find(|c| c.kind == CommandKind::Pause).unwrap().target, pause.target);
+        // The plain workload has none of it: the benchmarks' figures stay comparable.
+        let mut plain_topics = std::collections::BTreeSet::new();
+        generate(&plain, |t, _, v| {
+            plain_topics.insert(t);
+            if t == "delivery" {
+                assert_ne!(codec::decode::<DeliveryEvent>(RecordType::DeliveryEvent, &v).unwrap().kind, DeliveryKind::Unsubscribe);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(plain_topics.into_iter().collect::<Vec<_>>(), ["delivery", "intents"]);
+    }
+
 }
