@@ -62,6 +62,10 @@ bash "$NETPROXY" install
 
 WORK="$(mktemp -d)"
 DISK="$WORK/disk"
+# The run keeps its own copy of the binary: a build in the same target
+# directory during a long run must not change what its instances restart on.
+cp "$SENDGATE_BIN" "$WORK/sendgate"
+SENDGATE_BIN="$WORK/sendgate"
 declare -A PIDS=() BIN_OF=()
 
 cleanup() {
