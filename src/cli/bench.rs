@@ -353,9 +353,10 @@ impl RecountModel {
     }
 
     /// Whether the intent's mailbox was paused by an operator at `t`, given
-    /// `slack` at both ends of each pause.
+    /// `slack` at both ends of each pause. Replies go on through a pause.
     fn paused_at(&self, intent: &SendIntent, t: i64, slack: i64) -> bool {
         self.logic == RecountLogic::Full
+            && intent.class != IntentClass::Reply
             && self.paused.get(&(intent.tenant.clone(), intent.sender.clone())).is_some_and(|spans| spans.iter().any(|(start, end)| start + slack < t && end.is_none_or(|end| t < end - slack)))
     }
 
@@ -1032,6 +1033,10 @@ mod tests {
         assert_eq!(model.decide(&intent("bo@acme.com", "a@y.com"), t + 1), "PAUSED");
         assert_eq!(model.decide(&intent("bo@acme.com", "b@y.com"), t + 100_000), "ALLOWED", "resumed");
         assert_eq!(model.decide(&intent("cy@acme.com", "b@y.com"), t + 1), "ALLOWED", "another mailbox");
+        let mut reply = intent("bo@acme.com", "d@y.com");
+        reply.class = IntentClass::Reply;
+        assert_eq!(model.decide(&reply, t + 1), "ALLOWED", "replies go on through a pause");
+        assert!(!model.paused_well_inside(&reply, t + SUPPRESSION_SLACK_MS + 1));
         // The check gives each end of the pause the slack.
         assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS));
         assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS + 1));
