@@ -515,20 +515,10 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
     let mut model = RecountModel::new(logic);
     let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(3)) };
     if logic == RecountLogic::Full {
-        let topic = topo.full("delivery");
-        kafka_io::read_topic(cfg, &topic, &opts, |r| {
-            let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
-            model.delivery(&codec::decode(RecordType::DeliveryEvent, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?, r.timestamp_ms.ok_or("delivery event without a timestamp")?);
-            Ok(())
-        })?;
+        read_timed(cfg, &topo.full("delivery"), &opts, RecordType::DeliveryEvent, |ev, t| model.delivery(&ev, t))?;
         // Commands in log order (one partition's order is what a pause and
         // its resume need: both are keyed by their target).
-        let topic = topo.full("commands");
-        kafka_io::read_topic(cfg, &topic, &opts, |r| {
-            let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
-            model.command(&codec::decode(RecordType::Command, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?, r.timestamp_ms.ok_or("command without a timestamp")?);
-            Ok(())
-        })?;
+        read_timed(cfg, &topo.full("commands"), &opts, RecordType::Command, |cmd, t| model.command(&cmd, t))?;
     }
     let topic = topo.full("intents");
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
@@ -592,6 +582,16 @@ pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount
         }
     }
     Ok(Recount { status, check: Some(c) })
+}
+
+/// Every record of an input topic, decoded, with its log time.
+fn read_timed<T: serde::de::DeserializeOwned>(cfg: &Config, topic: &str, opts: &ReadOptions, record: RecordType, mut f: impl FnMut(T, i64)) -> Result<u64, String> {
+    kafka_io::read_topic(cfg, topic, opts, |r| {
+        let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+        let value = codec::decode(record, bytes).map_err(|e| format!("{topic} @{}: {e}", r.offset))?;
+        f(value, r.timestamp_ms.ok_or_else(|| format!("{topic} @{}: a record without a timestamp", r.offset))?);
+        Ok(())
+    })
 }
 
 /// The recount's counter of `scope` and `window` ("hour" or "day", UTC)
