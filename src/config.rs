@@ -207,6 +207,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 ];
 
 impl Config {
+    /// The ingress routing this configuration asks for over its namespace's
+    /// input topics: engagement events and deliveries to the sender stage.
+    /// (The stages take their few settings from here; they never read the
+    /// process configuration.)
+    pub fn ingress(&self) -> crate::stage::ingress::Ingress {
+        crate::stage::ingress::Ingress { engagement: self.engagement_events, deliveries_to_sender: self.reconcile_deliveries, ..crate::stage::ingress::Ingress::for_namespace(&self.namespace) }
+    }
+
+    /// The sender stage's settings.
+    pub fn sender_settings(&self) -> crate::stage::SenderConfig {
+        crate::stage::SenderConfig { idempotency_retention_ms: self.idempotency_retention_hours as i64 * 3_600_000 }
+    }
+
     /// Loads and validates. `file` is the `--config` path, if any.
     pub fn load(file: Option<&std::path::Path>) -> Result<Config, String> {
         let mut cfg = match file {

@@ -4,7 +4,7 @@
 //! instance for its part of a listing ([`gather`]).
 
 use super::peers::{Announcement, PeerAnswer, ANSWERED_BY, FORWARDED_BY};
-use super::routes::ApiError;
+use super::error::ApiError;
 use super::{Api, Route};
 use crate::stage::StageKind;
 use axum::extract::FromRequestParts;

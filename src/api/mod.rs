@@ -42,6 +42,7 @@ pub mod alerts;
 pub mod auth;
 pub mod board;
 pub mod client;
+pub mod error;
 pub mod explain;
 pub mod forward;
 pub mod gauges;

@@ -27,25 +27,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 /// Longest a request may wait for decisions (`wait_ms`).
 pub const WAIT_MAX_MS: u64 = 30_000;
 
-/// An error answer: `{"error": "..."}` with its status.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, and what to do about it.
-    pub error: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (self.0, Json(ErrorBody { error: self.1 })).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        r
-    }
-}
+pub use super::error::{ApiError, ErrorBody};
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())

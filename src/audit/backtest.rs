@@ -25,7 +25,6 @@ use crate::config::Config;
 use crate::model::*;
 use crate::policy::{PolicySpec, Scope};
 use crate::stage::driver::Driver;
-use crate::stage::ingress::Ingress;
 use crate::stage::{SenderConfig, StageKind};
 use crate::state::rocks::RocksStore;
 use crate::state::BaseStore;
@@ -69,7 +68,7 @@ pub fn backtest(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, 
 
 fn run(cfg: &Config, opts: &BacktestOptions) -> Result<BacktestReport, String> {
     let topo = cfg.topology()?;
-    let ingress = Ingress::from_topology(&topo).configured(cfg);
+    let ingress = cfg.ingress();
     let topics = [ingress.policies.clone(), ingress.commands.clone(), ingress.intents.clone(), ingress.delivery.clone()];
 
     // 1. Every input record, ordered by log time (then control records

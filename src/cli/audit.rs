@@ -3,7 +3,6 @@
 use crate::audit::replay::{self, Bound, Progress, ReplayOptions};
 use crate::audit::state::Found;
 use crate::config::Config;
-use crate::stage::SenderConfig;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -23,7 +22,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
         to: a.to.as_deref().map(Bound::parse).transpose()?,
         decisions_topic: a.decisions_topic,
         scratch: a.scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-audit-{}", std::process::id()))),
-        sender: SenderConfig::from_config(cfg),
+        sender: cfg.sender_settings(),
         keep: a.show,
         baseline: a.baseline,
         in_memory_decisions: a.in_memory_decisions,
@@ -113,7 +112,7 @@ pub fn replay(cfg: &Config, a: ReplayArgs) -> Result<(), String> {
 /// `sendgate audit explain INTENT_ID`.
 pub fn explain(cfg: &Config, intent_id: &str, scratch: Option<PathBuf>) -> Result<(), String> {
     let scratch = scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-explain-{}", std::process::id())));
-    let sender = SenderConfig::from_config(cfg);
+    let sender = cfg.sender_settings();
     let e = crate::audit::explain::explain(cfg, None, intent_id, scratch, sender)?;
     let d = &e.decision;
     let fmt = crate::clock::format_ms;
@@ -151,7 +150,7 @@ pub fn backtest(cfg: &Config, policy: &std::path::Path, from: Option<String>, to
         from: from.as_deref().map(Bound::parse).transpose()?,
         to: to.as_deref().map(Bound::parse).transpose()?,
         scratch: scratch.unwrap_or_else(|| std::env::temp_dir().join(format!("sendgate-backtest-{}", std::process::id()))),
-        sender: SenderConfig::from_config(cfg),
+        sender: cfg.sender_settings(),
         keep: show,
     };
     let r = crate::audit::backtest::backtest(cfg, &opts)?;

@@ -25,11 +25,18 @@
 //! exact whatever the merge did.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use super::task::timestamp_of;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::time::{Duration, Instant};
+
+/// A record's log time (the input topics use LogAppendTime).
+pub(super) fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
+    match msg.timestamp() {
+        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(t),
+        Timestamp::NotAvailable => None,
+    }
+}
 
 /// Longest the merge holds records back for a partition that may have
 /// records at the broker and has none fetched: its lag is not known yet

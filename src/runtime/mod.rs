@@ -13,7 +13,7 @@ pub mod unreadable;
 pub mod watchdog;
 
 use crate::config::Config;
-use crate::stage::{make_stage, SenderConfig, StageKind};
+use crate::stage::{make_stage, StageKind};
 use crate::state::{rocks::RocksStore, StageStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let health: Vec<(&'static str, Arc<crate::runtime::task::TaskHealth>)> = all_settings.iter().map(|(t, s)| (*t, s.health.clone())).collect();
     watchdog::spawn(all_settings.iter().map(|(t, s)| (*t, s.watch.clone())).collect(), shutdown.clone());
     let mut settings = |task: &'static str| all_settings.remove(task).expect("settings made for every task");
-    let sender_config = SenderConfig::from_config(cfg);
+    let sender_config = cfg.sender_settings();
     let mut stage_tasks = Vec::new();
     for kind in StageKind::ALL {
         let state_path = cfg.state_dir.join(&cfg.namespace).join(kind.name());
@@ -62,7 +62,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     // The committed state, as the API and the state gauges read it.
     let live = Arc::new(crate::api::LiveState {
         stores: stage_tasks.iter().map(|t: &stage_task::StageTask| (t.kind(), t.shared_state())).collect(),
-        ingress: crate::stage::ingress::Ingress::from_topology(&topo).configured(cfg),
+        ingress: cfg.ingress(),
         partitions: topo.partitions("stage.sender"),
         sender: sender_config.clone(),
         serving: stage_tasks.iter().map(|t| (t.kind(), t.serving())).collect(),

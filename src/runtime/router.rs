@@ -29,7 +29,7 @@ pub struct Router {
 impl Router {
     pub fn new(topo: &Topology, registry: Option<Arc<SchemaRegistry>>, cfg: &crate::config::Config) -> Self {
         Router {
-            ingress: Ingress::from_topology(topo).configured(cfg),
+            ingress: cfg.ingress(),
             registry,
             stage_topics: topo.stage_topics(),
             dead_letters: topo.full("dead-letters"),

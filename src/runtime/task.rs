@@ -16,13 +16,13 @@
 //! to measure what exactly-once costs, and for users who accept repeats.
 
 use super::clients::{self, RebalanceEvent, TaskConsumerContext, TxnProducerContext};
-use super::merge::LogTimeMerge;
+use super::merge::{timestamp_of, LogTimeMerge};
 use super::unreadable;
 use crate::config::Config;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -534,13 +534,6 @@ struct PriorityPartition {
     /// Every record of this partition appended before this time (broker
     /// clock, ms) has been handled.
     covered_until_ms: i64,
-}
-
-pub(super) fn timestamp_of(msg: &BorrowedMessage<'_>) -> Option<i64> {
-    match msg.timestamp() {
-        Timestamp::LogAppendTime(t) | Timestamp::CreateTime(t) => Some(t),
-        Timestamp::NotAvailable => None,
-    }
 }
 
 /// Longest the barrier waits for a control partition before going on (and

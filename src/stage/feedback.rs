@@ -94,6 +94,12 @@ impl FeedbackRule {
     }
 }
 
+/// A throttling deferral: a 4xx the policy names (421, 450, 452 by
+/// default). A 5xx is a rejection, never a throttle.
+pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
+    action_of(policy, ev) == Some(FeedbackAction::Backoff)
+}
+
 /// The action the first matching rule chooses, if any rule matches.
 pub fn action_of(policy: &EffectivePolicy, ev: &DeliveryEvent) -> Option<FeedbackAction> {
     policy.feedback.iter().find(|r| r.matches(ev)).map(|r| r.action)

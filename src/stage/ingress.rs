@@ -76,11 +76,6 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// The input topics of a namespace.
-    pub fn from_topology(topo: &crate::topology::Topology) -> Ingress {
-        Ingress { intents: topo.full("intents"), delivery: topo.full("delivery"), policies: topo.full("policies"), commands: topo.full("commands"), engagement: false, deliveries_to_sender: true }
-    }
-
     /// The input topics of namespace `ns` (`ns.intents`, ...), routing by default.
     pub fn for_namespace(ns: &str) -> Ingress {
         Ingress { intents: format!("{ns}.intents"), delivery: format!("{ns}.delivery"), policies: format!("{ns}.policies"), commands: format!("{ns}.commands"), engagement: false, deliveries_to_sender: true }
@@ -90,11 +85,6 @@ impl Ingress {
     pub fn with_engagement(mut self, on: bool) -> Ingress {
         self.engagement = on;
         self
-    }
-
-    /// The routing a configuration asks for (engagement events, deliveries).
-    pub fn configured(self, cfg: &crate::config::Config) -> Ingress {
-        Ingress { engagement: cfg.engagement_events, deliveries_to_sender: cfg.reconcile_deliveries, ..self }
     }
 
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {

@@ -2,8 +2,10 @@
 //! returning decisions, alerts, records for other stages and state changes;
 //! the runtime does all I/O.
 //!
-//! - [`pipeline`]: stage kinds and order, dispatch, the stream clock,
-//!   expiry, and the reserve / release protocol between stages.
+//! - [`context`]: stage kinds and order, what handling a record puts out,
+//!   and the context a handler reads and writes state through.
+//! - [`pipeline`]: dispatch, the stream clock, expiry, and the reserve /
+//!   release protocol between stages.
 //! - [`ingress`]: input records validated, normalised and fanned out.
 //! - [`windows`]: windowed limits checked and reserved together.
 //! - [`sender`], [`tenant`], [`recipient`], [`recipient_domain`]: the stages.
@@ -15,6 +17,7 @@
 //! - [`shadow`]: candidate policies decided beside the enforced one.
 //! - [`driver`]: the whole pipeline in memory, for tests and what-if runs.
 
+pub mod context;
 pub mod driver;
 pub mod feedback;
 pub mod ingress;

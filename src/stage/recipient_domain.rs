@@ -8,7 +8,7 @@
 
 use super::keys;
 use super::pipeline::{domain_of, Cx, Stage, StageError, StageKind, Verdict};
-use super::sender::is_throttle;
+use super::feedback::is_throttle;
 use super::windows::{self, WindowCheck};
 use crate::model::*;
 use crate::clock::Window;

@@ -35,12 +35,6 @@ pub struct SenderConfig {
     pub idempotency_retention_ms: i64,
 }
 
-impl SenderConfig {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        SenderConfig { idempotency_retention_ms: cfg.idempotency_retention_hours as i64 * 3_600_000 }
-    }
-}
-
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig { idempotency_retention_ms: 7 * 24 * 3_600_000 }
@@ -600,7 +594,7 @@ impl SenderStage {
     fn note_throttle(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, domain: &str) -> Result<(), StoreError> {
         let rd = domain_of(&ev.recipient);
         let policy = cx.book.effective(&ev.tenant, domain, &ev.sender, Some(rd));
-        if is_throttle(ev, &policy) {
+        if super::feedback::is_throttle(ev, &policy) {
             let key = keys::last_throttle(domain, &policy.recipient_group(rd));
             cx.view.put(&key, StateValue::Clock(cx.now));
             cx.expire_at(cx.now + policy.backoff.max_ms.max(DAY_MS), &key, Some(cx.now));
@@ -919,11 +913,6 @@ fn clock_value(cx: &Cx<'_, '_>, key: &[u8]) -> Result<i64, StoreError> {
     Ok(cx.view.get_time(key)?.unwrap_or(0))
 }
 
-/// A throttling deferral: a 4xx the policy names (421, 450, 452 by
-/// default). A 5xx is a rejection, never a throttle.
-pub fn is_throttle(ev: &DeliveryEvent, policy: &EffectivePolicy) -> bool {
-    super::feedback::action_of(policy, ev) == Some(FeedbackAction::Backoff)
-}
 /// The warm-up caps (day, hour) of a sender domain whose warm-up started
 /// at `start_ms`, at `now_ms`; none once the schedule is over or without
 /// one. Shared with the API's usage, which must show the caps a decision

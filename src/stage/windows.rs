@@ -2,7 +2,7 @@
 //! together, and reserve all or none. Shared by every stage.
 
 use super::keys;
-use super::pipeline::Cx;
+use super::context::Cx;
 use crate::clock::{window_end, window_start, Window, ROLLING_BUCKETS, ROLLING_BUCKET_MS};
 use crate::model::{DecisionStatus, Undo, UndoKind, Usage};
 use crate::policy::{BreachAction, Limit};
