@@ -22,7 +22,7 @@
 //!   and caught up), the only answers without a token.
 //!
 //! [`client`] is the other side: how `sendgate mcp` and `sendgate held`
-//! call it.
+//! call it. [`error`] is the one error answer every endpoint gives.
 //!
 //! Any instance answers any request: one for a key another instance serves
 //! is forwarded there ([`peers`], [`forward`]), a listing gathers every
