@@ -345,6 +345,16 @@ finish() {
   log "replay: $(grep -aiE 'differ|compared|state' "$WORK/replay.txt" | head -n 6 | tr '\n' ' ')"
 }
 
+# A failed run's logs outlive it (its directory goes with it): every
+# instance's, the loader's, the probes', the verifier's and the replay's,
+# in the cache; the last five failed runs are kept.
+keep_logs() {
+  local dest="$SENDGATE_CACHE/faults-logs/${SENDGATE_NAMESPACE:-run}"
+  mkdir -p "$dest" && cp "$WORK"/*.log "$WORK"/*.txt "$dest"/ 2>/dev/null || true
+  ls -1dt "$SENDGATE_CACHE"/faults-logs/* 2>/dev/null | tail -n +6 | xargs -r rm -rf
+  log "the run's logs are kept in $dest"
+}
+
 failover_summary() {
   python3 - "$WORK/failover.txt" <<'EOF'
 import sys
@@ -538,5 +548,5 @@ echo "$SUMMARY" | while read -r l; do log "  $l"; done
 if [ "$MODE" != --short ]; then
   python3 "$REPO_ROOT/bench/reliability.py" "$REPO_ROOT/docs/reliability.md" "$MODE" "$SEED" $((SECONDS - T0)) "$FAULT_LINE" "$RESULT" "$SUMMARY" "$DISK_LINE" "${UPGRADE_REV:-}"
 fi
-[ "$FAILED" = 0 ] || { log "FAILED"; exit 1; }
+[ "$FAILED" = 0 ] || { keep_logs; log "FAILED"; exit 1; }
 log "passed"
