@@ -50,7 +50,7 @@ limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender
     std::thread::sleep(Duration::from_millis(150));
     let pid = env.pid();
     signal(pid, libc::SIGSTOP);
-    let log_before = env.log_text().len();
+    let log_before = env.log_bytes().len();
     // Past its session timeout (10 s), the other instance takes its
     // partitions and decides every intent.
     let ids: Vec<String> = inflight.iter().map(|i| i.intent_id.clone()).collect();
@@ -59,14 +59,18 @@ limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender
     // It finds its partitions gone and rejoins the group; how long that
     // takes depends on the call it was in when it stopped, so wait for it.
     signal(pid, libc::SIGCONT);
-    let woke = || env.log_text().get(log_before..).unwrap_or_default().to_string();
+    let woke = || String::from_utf8_lossy(env.log_bytes().get(log_before..).unwrap_or_default()).into_owned();
     let rejoined = std::time::Instant::now() + WAIT;
     while !(woke().contains("partitions revoked") && woke().contains("partitions assigned")) && std::time::Instant::now() < rejoined {
         std::thread::sleep(Duration::from_millis(500));
     }
     let woke = woke();
-    assert!(woke.contains("partitions revoked"), "the zombie's partitions were taken: {woke}");
-    assert!(woke.contains("partitions assigned"), "it rejoined after waking: {woke}");
+    // Should it say nothing: whether the zombie still runs, and its log.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let state = status.lines().find(|l| l.starts_with("State:")).unwrap_or("State: (gone)").to_string();
+    let why = format!("{state}; {log_before} bytes of log before the pause, {} after it:\n{woke}\n--- the log's last lines:\n{}", woke.len(), env.log_tail());
+    assert!(woke.contains("partitions revoked"), "the zombie's partitions were taken: {why}");
+    assert!(woke.contains("partitions assigned"), "it rejoined after waking: {why}");
     // A pause is not a hang: the watchdog gives the call it stopped in the
     // time it stood still, rather than restarting the process.
     assert!(!woke.contains("restarting the process"), "the pause was taken for a hung call: {woke}");

@@ -185,14 +185,20 @@ impl TestEnv {
         panic!("sendgate did not stop within 60 s of SIGTERM");
     }
 
-    /// The whole log of the current (or last) processor run.
+    /// The whole log of the current (or last) processor run. Read as bytes
+    /// and decoded lossily: a read racing a write may end inside a
+    /// character, and one bad byte must not make the whole log read as empty.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap_or_default()
+        String::from_utf8_lossy(&self.log_bytes()).into_owned()
+    }
+
+    /// The raw bytes of the current (or last) processor run's log.
+    pub fn log_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(format!("sendgate-{}.log", self.starts))).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {
-        let path = self.dir.path().join(format!("sendgate-{}.log", self.starts));
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
