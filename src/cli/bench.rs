@@ -335,8 +335,7 @@ impl RecountModel {
     pub fn command(&mut self, cmd: &Command, t: i64) {
         match cmd.kind {
             CommandKind::AddListEntry if cmd.list.as_deref() == Some("suppression") => {
-                let slot = &mut self.suppressed.entry((cmd.tenant.clone(), cmd.target.clone())).or_default().every_class_since;
-                *slot = Some(slot.map_or(t, |s| s.min(t)));
+                earliest(&mut self.suppressed.entry((cmd.tenant.clone(), cmd.target.clone())).or_default().every_class_since, t);
             }
             CommandKind::Pause | CommandKind::Resume => {
                 let Some(mailbox) = cmd.target.strip_prefix("mailbox:") else { return };
@@ -375,8 +374,7 @@ impl RecountModel {
             DeliveryKind::Unsubscribe => |s: &mut Suppressed| &mut s.outbound_since,
             _ => return,
         };
-        let slot = since(self.suppressed.entry((ev.tenant.clone(), ev.recipient.clone())).or_default());
-        *slot = Some(slot.map_or(t, |s| s.min(t)));
+        earliest(since(self.suppressed.entry((ev.tenant.clone(), ev.recipient.clone())).or_default()), t);
     }
 
     /// When the intent's recipient became suppressed for its class, if it did.
@@ -453,6 +451,11 @@ impl RecountModel {
     fn is_full(&self, windows: &[(String, i64)]) -> bool {
         windows.iter().any(|(key, max)| self.count(key) >= *max)
     }
+}
+
+/// Keeps the earlier of a suppression's start and `t`.
+fn earliest(since: &mut Option<i64>, t: i64) {
+    *since = Some(since.map_or(t, |s| s.min(t)));
 }
 
 /// What a system's decisions must satisfy whatever order it decided in:
