@@ -51,10 +51,29 @@ limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender
     let pid = env.pid();
     signal(pid, libc::SIGSTOP);
     let log_before = env.log_bytes().len();
+    let second_before = std::fs::read(&second.log).unwrap_or_default().len();
     // Past its session timeout (10 s), the other instance takes its
     // partitions and decides every intent.
     let ids: Vec<String> = inflight.iter().map(|i| i.intent_id.clone()).collect();
     env.await_decisions(&ids, WAIT);
+    // The zombie may have decided its share before it stopped, so the
+    // decisions can all be there long before its session runs out: wait
+    // until the other instance has been given partitions of every stage
+    // since the stop (the cooperative protocol logs what is added), or
+    // the zombie wakes up still a member and nothing moves.
+    let took_all = || {
+        let log = std::fs::read(&second.log).unwrap_or_default();
+        let since = String::from_utf8_lossy(log.get(second_before..).unwrap_or_default()).into_owned();
+        ["sender", "recipient", "recipient_domain"].iter().all(|t| {
+            let prefix = format!("partitions assigned task=\"{t}\" partitions=");
+            since.lines().filter_map(|l| l.split_once(prefix.as_str())).any(|(_, n)| n.trim().parse::<u32>().is_ok_and(|n| n > 0))
+        })
+    };
+    let moved = std::time::Instant::now() + WAIT;
+    while !took_all() && std::time::Instant::now() < moved {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(took_all(), "the other instance took the paused instance's partitions: {}", String::from_utf8_lossy(&std::fs::read(&second.log).unwrap_or_default()));
     // The zombie wakes up with its old assignment and its open transaction.
     // It finds its partitions gone and rejoins the group; how long that
     // takes depends on the call it was in when it stopped, so wait for it.
