@@ -285,3 +285,56 @@ fn topics_apply_is_idempotent_and_names_every_difference() {
     assert!(differs[&env.topic("alerts")][0].contains("partitions: topology says 3, the broker has 1"));
     assert!(differs[&env.topic("decisions")][0].contains("message.timestamp.type: topology says LogAppendTime, the broker has CreateTime"));
 }
+
+/// A partition's new owner restores its state while the previous owner's
+/// last transaction is still being committed (its commit call has returned;
+/// the markers land a moment later). The restore reads to the high
+/// watermark and waits for that transaction to be decided: one that
+/// stopped at the last stable offset before it lost its state changes,
+/// while the input offsets, fetched as stable, began after it (the long
+/// fault run found a backoff lost so).
+#[test]
+fn a_restore_waits_for_the_previous_owners_open_transaction_and_takes_it_in() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use sendgate::stage::{driver::partition_for, keys};
+    use sendgate::state::value::{Backoff, StateValue};
+
+    let mut env = TestEnv::new("restore-open");
+    // The previous owner's last transaction: a backoff of sender.example at
+    // corp.example for a day, written and not committed yet.
+    let partition = partition_for("corp.example", env.cfg.topology().unwrap().partitions("stage.recipient_domain"));
+    let changelog = env.topic("stage.recipient_domain.changelog");
+    let mut config = env.cfg.client_config();
+    config.set("transactional.id", format!("{}.previous-owner", env.cfg.namespace));
+    let previous: BaseProducer = config.create().unwrap();
+    previous.init_transactions(Duration::from_secs(30)).unwrap();
+    previous.begin_transaction().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let key = keys::backoff("sender.example", "corp.example");
+    let value = StateValue::Backoff(Backoff { consecutive: 3, until_ms: now + 86_400_000, last_ms: now }).encode();
+    previous.send(BaseRecord::to(&changelog).partition(partition).key(&key).payload(&value)).map_err(|(e, _)| e).unwrap();
+    previous.flush(Duration::from_secs(30)).unwrap();
+
+    // The new owner starts and takes the partition meanwhile.
+    env.start();
+    let restored = |env: &TestEnv| env.log_text().contains("state restored from changelog stage=recipient_domain ");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !env.log_text().contains("partitions assigned task=\"recipient_domain\"") {
+        assert!(std::time::Instant::now() < deadline, "the stage was never assigned: {}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!restored(&env), "the restore ended before the open transaction was decided: {}", env.log_tail());
+    previous.commit_transaction(Duration::from_secs(30)).unwrap();
+    while !restored(&env) {
+        assert!(std::time::Instant::now() < deadline, "the restore did not end once the transaction committed: {}", env.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(env.last_restore("recipient_domain"), Some(1), "the committed backoff was restored: {}", env.log_tail());
+
+    // The backoff holds: the next intent there is deferred.
+    env.apply_policy("[[policy]]\nscope = \"tenant:acme\"\nbusiness_hours = \"off\"\nwarmup = \"off\"\n");
+    env.send_intents(&[intent("ro-1", "ana@sender.example", "x@corp.example")]);
+    let d = env.await_decisions(&["ro-1".into()], WAIT);
+    assert_eq!((d["ro-1"].status, d["ro-1"].reason.as_str()), (DecisionStatus::Deferred, "isp_backoff"), "{:?}", d["ro-1"]);
+}

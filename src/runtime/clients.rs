@@ -74,6 +74,19 @@ pub fn restore_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     c
 }
 
+/// A client for one question only: where a changelog partition ends, open
+/// transactions included (the high watermark). A read-committed client
+/// answers with the last stable offset instead, which stops short of a
+/// transaction still being committed; a restore that took that for the end
+/// missed the previous owner's last commit (its markers land just after its
+/// commit call returns), while the input offsets, fetched as stable, began
+/// after it: the long fault run found state that way with no record of it.
+pub fn end_offsets_config(cfg: &Config, group: &str) -> ClientConfig {
+    let mut c = restore_consumer_config(cfg, group);
+    c.set("isolation.level", "read_uncommitted");
+    c
+}
+
 /// The context of the readers outside any group (restores, standbys,
 /// watermark queries): a partition's end is what they read to, and the
 /// client's report of it is no error, so it is not logged as one (it was

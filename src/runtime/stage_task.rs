@@ -96,13 +96,15 @@ impl StageTask {
 
     /// Reads the changelog partitions from their local checkpoints to their
     /// ends, all at once. Returns the number of records applied.
-    fn restore(&mut self, consumer: &BaseConsumer<clients::ReaderContext>, partitions: &[i32]) -> Result<u64, TaskError> {
+    fn restore(&mut self, consumer: &BaseConsumer<clients::ReaderContext>, ends: &BaseConsumer<clients::ReaderContext>, partitions: &[i32]) -> Result<u64, TaskError> {
         // partition -> (next offset to read, end offset)
         let mut todo: HashMap<i32, (i64, i64)> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             let mut start = self.store.base().checkpoint(p)?.unwrap_or(0);
-            let (low, high) = consumer.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
+            // The high watermark, not the last stable offset: a transaction
+            // the previous owner is still committing is read to its end.
+            let (low, high) = ends.fetch_watermarks(&self.changelog, p, Duration::from_secs(30))?;
             if start > high || (start < low && start > 0) {
                 // The changelog was recreated or truncated under us: the local
                 // copy cannot be resumed from; restore it in full.
@@ -293,9 +295,10 @@ impl Processor for StageTask {
         }
         let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
         let consumer: BaseConsumer<clients::ReaderContext> = clients::restore_consumer_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
+        let ends: BaseConsumer<clients::ReaderContext> = clients::end_offsets_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
         let started = Instant::now();
         let ids: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
-        let n = self.restore(&consumer, &ids)?;
+        let n = self.restore(&consumer, &ends, &ids)?;
         for p in &ids {
             let mut book = PolicyBook::default();
             pipeline::load_policies(&self.store.view(*p), &mut book).map_err(|e| TaskError::Fatal(e.to_string()))?;
