@@ -741,6 +741,9 @@ fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>, timeout: Dura
 /// failures with capped exponential backoff. Every failure is logged.
 pub fn supervise<P: Processor>(mut p: P, cfg: &Config, s: TaskSettings, shutdown: &AtomicBool) -> Result<(), TaskError> {
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+    // However this returns, the watchdog's stop deadline stops waiting for it.
+    let watch = s.watch.clone();
+    let _ended = watch.until_ended();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();

@@ -20,6 +20,13 @@
 //! restored from the changelog. If the re-execution itself fails, the
 //! process exits with [`EXIT_STUCK`] for a supervisor to restart it.
 //!
+//! A stop is bounded too: once asked to stop, every task has [`STOP_LIMIT`]
+//! to finish (a clean stop takes the drain deadline, seconds). A task still
+//! running past it is named in the log and the process exits with
+//! [`EXIT_STUCK`]: as safe as a crash, and a supervisor or an operator is
+//! not left waiting on a process that said nothing (the long fault run had
+//! one that ignored its SIGTERM for a minute, none of its tasks stopping).
+//!
 //! A process that was paused (SIGSTOP, a frozen container, a suspended
 //! machine) is not hung: every thread stood still, the watchdog's too, while
 //! the clock moved on. The watchdog notices the gap between its own ticks
@@ -37,6 +44,8 @@ pub const LONGEST_CALL: Duration = Duration::from_secs(30);
 /// The exit status when a hung call could not be escaped by re-execution,
 /// or hung while the process was stopping.
 pub const EXIT_STUCK: i32 = 70;
+/// Longest a stop may take, from the request to the last task's end.
+pub const STOP_LIMIT: Duration = Duration::from_secs(40);
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_secs(1);
 /// A tick this much later than due means the process was paused, not busy.
@@ -49,10 +58,21 @@ pub struct CallWatch {
     /// has hung; 0: none. (It watches the process, never a decision.)
     hung_after_ms: AtomicU64,
     what: Mutex<&'static str>,
+    /// The task has ended (stopped, or failed for good).
+    ended: AtomicBool,
 }
 
 /// Clears the mark when the call returns (or unwinds).
 pub struct Marked<'a>(&'a CallWatch);
+
+/// Marks the task ended when it drops (see [`CallWatch::until_ended`]).
+pub struct Ended<'a>(&'a CallWatch);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for Marked<'_> {
     fn drop(&mut self) {
@@ -74,6 +94,13 @@ impl CallWatch {
         *self.what.lock().unwrap_or_else(|e| e.into_inner()) = what;
         self.hung_after_ms.store(now_ms() + (timeout.min(LONGEST_CALL) + GRACE).as_millis() as u64, Ordering::Relaxed);
         Marked(self)
+    }
+
+    /// Marks the task ended when the returned guard drops: however its
+    /// supervisor returns (or unwinds), the stop deadline no longer waits
+    /// for it.
+    pub fn until_ended(&self) -> Ended<'_> {
+        Ended(self)
     }
 
     /// Moves the open call's deadline, if any, `by_ms` later: the process
@@ -98,6 +125,8 @@ pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>, shutdown: Arc<AtomicB
         .name("watchdog".into())
         .spawn(move || {
             let mut last_tick = now_ms();
+            // When the stop was asked for (process clock), once it was.
+            let mut stop_asked: Option<u64> = None;
             loop {
                 std::thread::sleep(TICK);
                 let now = now_ms();
@@ -106,7 +135,16 @@ pub fn spawn(watches: Vec<(&'static str, Arc<CallWatch>)>, shutdown: Arc<AtomicB
                 if stood_still > 0 {
                     tracing::warn!(paused_ms = stood_still, "the process stood still (paused or suspended); the Kafka client calls under watch get that time back");
                     watches.iter().for_each(|(_, watch)| watch.postpone(stood_still));
+                    stop_asked = stop_asked.map(|t| t + stood_still);
                     continue;
+                }
+                if shutdown.load(Ordering::Relaxed) {
+                    let asked = *stop_asked.get_or_insert(now);
+                    if let Some(running) = overdue_stop(&watches, asked, now) {
+                        tracing::error!(tasks = %running, limit_s = STOP_LIMIT.as_secs(), "the stop has run past its limit with tasks still running; exiting without a clean stop: nothing they had open is committed, the next start restores the state from the changelog");
+                        eprintln!("sendgate: {running} did not stop within {} s of the stop request; exited without a clean stop (status {EXIT_STUCK})", STOP_LIMIT.as_secs());
+                        std::process::exit(EXIT_STUCK);
+                    }
                 }
                 look(&watches, now, &shutdown);
             }
@@ -128,6 +166,17 @@ fn look(watches: &[(&'static str, Arc<CallWatch>)], now: u64, shutdown: &AtomicB
             restart();
         }
     }
+}
+
+/// The tasks still running (named, comma-separated) when a stop asked for
+/// at `asked` has run past [`STOP_LIMIT`] by `now`; None while in time or
+/// once every task has ended.
+fn overdue_stop(watches: &[(&'static str, Arc<CallWatch>)], asked: u64, now: u64) -> Option<String> {
+    if now.saturating_sub(asked) <= STOP_LIMIT.as_millis() as u64 {
+        return None;
+    }
+    let running: Vec<&str> = watches.iter().filter(|(_, w)| !w.ended.load(Ordering::Relaxed)).map(|(task, _)| *task).collect();
+    (!running.is_empty()).then(|| running.join(", "))
 }
 
 /// How long the process stood still between two ticks of the watchdog (0 if
@@ -153,6 +202,19 @@ fn restart() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_is_overdue_past_its_limit_while_a_task_runs_and_not_once_all_ended() {
+        let (router, sender) = (Arc::new(CallWatch::default()), Arc::new(CallWatch::default()));
+        let watches = vec![("router", router.clone()), ("sender", sender.clone())];
+        let limit = STOP_LIMIT.as_millis() as u64;
+        assert_eq!(overdue_stop(&watches, 1_000, 1_000 + limit), None, "within the limit");
+        assert_eq!(overdue_stop(&watches, 1_000, 1_001 + limit).as_deref(), Some("router, sender"));
+        drop(router.until_ended());
+        assert_eq!(overdue_stop(&watches, 1_000, 1_001 + limit).as_deref(), Some("sender"), "an ended task is not named");
+        drop(sender.until_ended());
+        assert_eq!(overdue_stop(&watches, 1_000, 1_001 + limit), None, "every task ended");
+    }
 
     #[test]
     fn a_call_is_hung_only_past_its_deadline_and_the_grace_and_not_after_it_returns() {
