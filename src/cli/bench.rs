@@ -307,6 +307,50 @@ pub struct RecountModel {
     /// (tenant, mailbox) -> the operator's pauses of it, as [start, end)
     /// in log time (end: the resume, if one came).
     paused: HashMap<(String, String), Vec<(i64, Option<i64>)>>,
+    /// When each suppressing event or command reached the recipient stage,
+    /// if known (see [`StageClocks`]): it takes effect from there.
+    reached: StageClocks,
+}
+
+/// Where each delivery event and command stood in the recipient stage's
+/// log, as the stage's clock there: the latest log time of any record in
+/// its partition up to and including it. Intents from several partitions
+/// go through several routers, so a suppressing event may reach the stage
+/// after intents appended later than it (the long fault run had a bounce
+/// whose router failed three times while another routed a later intent);
+/// the stage can only act on what reached it. Every record of the
+/// partition before the event has a log time no later than this clock, so
+/// an intent appended after the clock reached the stage after the event:
+/// allowing it is a fault whatever the routing did.
+#[derive(Debug, Default)]
+pub struct StageClocks {
+    events: HashMap<String, i64>,
+    commands: HashMap<String, i64>,
+}
+
+impl StageClocks {
+    /// Reads the recipient stage's topic (committed records, each partition
+    /// in its order).
+    pub fn read(cfg: &Config, topo: &crate::topology::Topology, opts: &ReadOptions) -> Result<StageClocks, String> {
+        let topic = topo.full("stage.recipient");
+        let mut clocks = StageClocks::default();
+        let mut partition_clock: HashMap<i32, i64> = HashMap::new();
+        kafka_io::read_topic(cfg, &topic, opts, |r| {
+            let Some(bytes) = r.payload.as_deref() else { return Ok(()) };
+            // The stage dead-letters what it cannot decode; so does this.
+            let Ok(env) = codec::decode::<StageEnvelope>(RecordType::StageEnvelope, bytes) else { return Ok(()) };
+            let clock = partition_clock.entry(r.partition).or_insert(i64::MIN);
+            *clock = (*clock).max(env.log_time_ms);
+            if let Some(ev) = &env.delivery {
+                clocks.events.entry(ev.event_id.clone()).or_insert(*clock);
+            }
+            if let Some(cmd) = &env.command {
+                clocks.commands.entry(cmd.command_id.clone()).or_insert(*clock);
+            }
+            Ok(())
+        })?;
+        Ok(clocks)
+    }
 }
 
 /// When a recipient's suppressions began: hard bounces and complaints stop
@@ -317,16 +361,24 @@ struct Suppressed {
     outbound_since: Option<i64>,
 }
 
-/// How long after a suppressing event an intent may still have been decided
-/// before it: the router merges the intents and delivery topics by log time
-/// but stops waiting for a silent partition after 500 ms (10 s for one it
-/// has never fetched), and a restart under faults resumes from the last
-/// commit. A suppression lost by a crash shows for the rest of the run.
-pub const SUPPRESSION_SLACK_MS: i64 = 30_000;
+/// How long after an operator's pause or resume an intent may still have
+/// been decided on the other side of it: the router merges the intents and
+/// commands by log time but stops waiting for a silent partition after
+/// 500 ms (10 s for one it has never fetched), and a restart under faults
+/// resumes from the last commit. (Suppressions need no slack: they are
+/// judged from when they reached the stage, see [`StageClocks`].)
+pub const PAUSE_SLACK_MS: i64 = 30_000;
 
 impl RecountModel {
     pub fn new(logic: RecountLogic) -> Self {
-        RecountModel { logic, counts: HashMap::new(), suppressed: HashMap::new(), paused: HashMap::new() }
+        RecountModel { logic, counts: HashMap::new(), suppressed: HashMap::new(), paused: HashMap::new(), reached: StageClocks::default() }
+    }
+
+    /// Judges suppressions from when they reached the recipient stage
+    /// (read before the events and commands are given to the model).
+    pub fn with_stage_clocks(mut self, reached: StageClocks) -> Self {
+        self.reached = reached;
+        self
     }
 
     /// An operator's command appended at `t`: a suppression list entry
@@ -335,6 +387,7 @@ impl RecountModel {
     pub fn command(&mut self, cmd: &Command, t: i64) {
         match cmd.kind {
             CommandKind::AddListEntry if cmd.list.as_deref() == Some("suppression") => {
+                let t = self.reached.commands.get(&cmd.command_id).map_or(t, |&c| c.max(t));
                 earliest(&mut self.suppressed.entry((cmd.tenant.clone(), cmd.target.clone())).or_default().every_class_since, t);
             }
             CommandKind::Pause | CommandKind::Resume => {
@@ -360,20 +413,22 @@ impl RecountModel {
     }
 
     /// Whether an intent appended at `t` was inside an operator's pause of
-    /// its mailbox by more than [`SUPPRESSION_SLACK_MS`] at both ends: it
-    /// must not be allowed, whatever the interleaving.
+    /// its mailbox by more than [`PAUSE_SLACK_MS`] at both ends: it must
+    /// not be allowed, whatever the interleaving.
     pub fn paused_well_inside(&self, intent: &SendIntent, t: i64) -> bool {
-        self.paused_at(intent, t, SUPPRESSION_SLACK_MS)
+        self.paused_at(intent, t, PAUSE_SLACK_MS)
     }
 
     /// A delivery event appended at `t`: hard bounces and complaints
-    /// suppress every class, unsubscribes OUTBOUND.
+    /// suppress every class, unsubscribes OUTBOUND; from `t`, or from when
+    /// the event reached the recipient stage if that is known and later.
     pub fn delivery(&mut self, ev: &DeliveryEvent, t: i64) {
         let since: fn(&mut Suppressed) -> &mut Option<i64> = match ev.kind {
             DeliveryKind::BounceHard | DeliveryKind::Complaint => |s: &mut Suppressed| &mut s.every_class_since,
             DeliveryKind::Unsubscribe => |s: &mut Suppressed| &mut s.outbound_since,
             _ => return,
         };
+        let t = self.reached.events.get(&ev.event_id).map_or(t, |&c| c.max(t));
         earliest(since(self.suppressed.entry((ev.tenant.clone(), ev.recipient.clone())).or_default()), t);
     }
 
@@ -435,12 +490,14 @@ impl RecountModel {
         self.logic == RecountLogic::Full && self.suppressed_since(intent).is_some()
     }
 
-    /// Whether an intent appended at `t` was suppressed by an event appended
-    /// more than [`SUPPRESSION_SLACK_MS`] before it: what a decision must
-    /// respect whatever the interleaving (the check of a run whose
-    /// suppressions come while intents flow).
+    /// Whether an intent appended at `t` came after its recipient's
+    /// suppression (in log time, or in the recipient stage's clock when the
+    /// model has the stage's log): what a decision must respect whatever
+    /// the interleaving (the check of a run whose suppressions come while
+    /// intents flow). A suppression that never reached the stage counts
+    /// from its log time: one lost shows for the rest of the run.
     pub fn suppressed_before(&self, intent: &SendIntent, t: i64) -> bool {
-        self.logic == RecountLogic::Full && self.suppressed_since(intent).is_some_and(|since| since + SUPPRESSION_SLACK_MS < t)
+        self.logic == RecountLogic::Full && self.suppressed_since(intent).is_some_and(|since| since < t)
     }
 
     /// A window's count so far (see [`recount_key`]).
@@ -461,7 +518,7 @@ fn earliest(since: &mut Option<i64>, t: i64) {
 /// What a system's decisions must satisfy whatever order it decided in:
 /// its ALLOWED decisions, counted per window by the recount's own keys,
 /// stay within every limit; no recipient is written to after its
-/// suppression (by more than [`SUPPRESSION_SLACK_MS`]); exactly the intents
+/// suppression reached the recipient stage; exactly the intents
 /// that ask for approval are held.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct LimitCheck {
@@ -515,8 +572,11 @@ pub struct Recount {
 /// either way. What must hold exactly, whatever the order, is `check`.
 pub fn recount(cfg: &Config, logic: RecountLogic, check: bool) -> Result<Recount, String> {
     let topo = cfg.topology()?;
-    let mut model = RecountModel::new(logic);
     let opts = ReadOptions { from_beginning: true, start_offsets: None, max: None, idle_timeout: Some(Duration::from_secs(3)) };
+    let mut model = RecountModel::new(logic);
+    if check && logic == RecountLogic::Full {
+        model = model.with_stage_clocks(StageClocks::read(cfg, &topo, &opts)?);
+    }
     if logic == RecountLogic::Full {
         read_timed(cfg, &topo.full("delivery"), &opts, RecordType::DeliveryEvent, |ev, t| model.delivery(&ev, t))?;
         // Commands in log order (one partition's order is what a pause and
@@ -997,9 +1057,9 @@ mod tests {
         assert_eq!(model.decide(&intent("ana@acme.com", "unsub@x.com", IntentClass::Outbound), t), "BLOCKED");
         assert_eq!(model.decide(&intent("ana@acme.com", "unsub@x.com", IntentClass::Transactional), t), "ALLOWED");
         // The check judges by time: an intent appended before the event, or
-        // within the slack after it, may have been allowed.
+        // with it, may have been allowed.
         assert!(model.suppressed_before(&intent("ana@acme.com", "gone@x.com", IntentClass::Transactional), t));
-        assert!(!model.suppressed_before(&intent("ana@acme.com", "gone@x.com", IntentClass::Transactional), t - 60_000 + SUPPRESSION_SLACK_MS));
+        assert!(!model.suppressed_before(&intent("ana@acme.com", "gone@x.com", IntentClass::Transactional), t - 60_000));
         assert!(!model.suppressed_before(&intent("ana@acme.com", "unsub@x.com", IntentClass::Transactional), t));
         assert!(model.suppressed_before(&intent("ana@acme.com", "unsub@x.com", IntentClass::Outbound), t));
         // A blocked intent spent none of the mailbox's 3 an hour.
@@ -1016,6 +1076,25 @@ mod tests {
     }
 
     #[test]
+    fn a_suppression_counts_from_when_it_reached_the_recipient_stage_when_that_is_known() {
+        let t = 1_763_971_200_000;
+        // The bounce reached the stage 50 s after it was appended (its
+        // router was failing); the list entry with no stage record counts
+        // from its log time.
+        let reached = StageClocks { events: HashMap::from([("late".to_string(), t + 50_000)]), commands: HashMap::new() };
+        let mut model = RecountModel::new(RecountLogic::Full).with_stage_clocks(reached);
+        let bounce = DeliveryEvent { event_id: "late".into(), intent_id: None, tenant: "t".into(), sender: "ana@acme.com".into(), recipient: "gone@x.com".into(), kind: DeliveryKind::BounceHard, smtp_code: Some(550), enhanced_code: None, response: None, occurred_at_ms: 0, retry_after_seconds: None };
+        model.delivery(&bounce, t);
+        let cmd = Command { command_id: "never-routed".into(), kind: CommandKind::AddListEntry, tenant: "t".into(), target: "listed@x.com".into(), sender: None, reason: None, operator: None, list: Some("suppression".into()), mode: None, until_ms: None };
+        model.command(&cmd, t);
+        let intent = |recipient: &str| SendIntent::new("i", "t", "ana@acme.com", recipient, IntentClass::Transactional);
+        assert!(!model.suppressed_before(&intent("gone@x.com"), t + 10_000), "appended after the bounce, but it may have reached the stage first");
+        assert!(!model.suppressed_before(&intent("gone@x.com"), t + 50_000));
+        assert!(model.suppressed_before(&intent("gone@x.com"), t + 50_001), "after the stage's clock passed the bounce");
+        assert!(model.suppressed_before(&intent("listed@x.com"), t + 1), "one that never reached the stage counts from its log time");
+    }
+
+    #[test]
     fn operator_commands_suppress_recipients_and_pause_mailboxes_until_resumed() {
         let t = 1_763_971_200_000;
         let mut model = RecountModel::new(RecountLogic::Full);
@@ -1024,8 +1103,8 @@ mod tests {
         model.command(&cmd(CommandKind::AddListEntry, "gone@x.com", Some("suppression")), t);
         model.command(&cmd(CommandKind::AddListEntry, "x.com", Some("block")), t);
         assert_eq!(model.decide(&intent("ana@acme.com", "gone@x.com"), t + 1), "BLOCKED", "an operator suppression stops every class");
-        assert!(model.suppressed_before(&intent("ana@acme.com", "gone@x.com"), t + SUPPRESSION_SLACK_MS + 1));
-        assert!(!model.suppressed_before(&intent("ana@acme.com", "other@x.com"), t + SUPPRESSION_SLACK_MS + 1), "block lists are not modelled");
+        assert!(model.suppressed_before(&intent("ana@acme.com", "gone@x.com"), t + 1));
+        assert!(!model.suppressed_before(&intent("ana@acme.com", "other@x.com"), t + 1), "block lists are not modelled");
 
         model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t);
         model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t + 5_000);
@@ -1039,11 +1118,11 @@ mod tests {
         let mut reply = intent("bo@acme.com", "d@y.com");
         reply.class = IntentClass::Reply;
         assert_eq!(model.decide(&reply, t + 1), "ALLOWED", "replies go on through a pause");
-        assert!(!model.paused_well_inside(&reply, t + SUPPRESSION_SLACK_MS + 1));
+        assert!(!model.paused_well_inside(&reply, t + PAUSE_SLACK_MS + 1));
         // The check gives each end of the pause the slack.
-        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS));
-        assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + SUPPRESSION_SLACK_MS + 1));
-        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + 100_000 - SUPPRESSION_SLACK_MS));
+        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + PAUSE_SLACK_MS));
+        assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + PAUSE_SLACK_MS + 1));
+        assert!(!model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + 100_000 - PAUSE_SLACK_MS));
         // A pause never resumed holds to the end.
         model.command(&cmd(CommandKind::Pause, "mailbox:bo@acme.com", None), t + 300_000);
         assert!(model.paused_well_inside(&intent("bo@acme.com", "c@y.com"), t + 3_600_000));
