@@ -1,14 +1,56 @@
-//! What a stage's handlers work with: the stage kinds and their order,
-//! what handling one record puts out (forwards, decisions, alerts, trace),
-//! and the context ([`Cx`]) through which a handler reads and writes the
-//! partition's state. Below the pipeline and the window logic, which both
-//! use it.
+//! What a stage's handlers work with: the [`Stage`] trait they implement,
+//! the stage kinds and their order, what handling one record puts out
+//! (forwards, decisions, alerts, trace), and the context ([`Cx`]) through
+//! which a handler reads and writes the partition's state. Below the
+//! pipeline, the shadow and the window logic, which all use it.
 
 use super::keys;
 use crate::model::*;
 use crate::policy::PolicyBook;
 use crate::state::{PartitionView, StateValue, StoreError};
 use std::collections::BTreeMap;
+
+/// The logic of one stage.
+pub trait Stage {
+    fn kind(&self) -> StageKind;
+
+    /// A fresh intent from the router (the first stage only).
+    fn on_intent(&self, _cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
+        Err(StageError::BadRecord(format!("stage {} does not take fresh intents ({})", self.kind().name(), intent.intent_id)))
+    }
+
+    /// An intent an earlier stage passed on: check it and reserve.
+    fn check(&self, cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError>;
+
+    fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError>;
+
+    fn on_command(&self, _cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
+        Err(StageError::BadRecord(format!("command {:?} does not belong to stage {}", cmd.kind, self.kind().name())))
+    }
+
+    /// A held intent's approval time ran out (its stored bytes): the sender
+    /// stage decides it. Raised by the expiry sweep of whatever record came
+    /// next, so a replay meets it at the same point.
+    fn on_held_expired(&self, _cx: &mut Cx<'_, '_>, _intent: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A delivery event waited for its intent's decision as long as the
+    /// policy lets it (its stored envelope): the sender stage reconciles it.
+    fn on_wait_expired(&self, _cx: &mut Cx<'_, '_>, _envelope: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// After a release's undo is applied: the sender stage records the outcome.
+    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// The domain of a normalised address.
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
 
 /// The keyed stages, in the order an intent visits them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! What every stage shares: the envelope dispatch, the stream clock, policy
 //! changes, the expiry sweep, and the reserve / release protocol between
-//! stages (the stage kinds and the handlers' context are in
-//! [`super::context`], re-exported here).
+//! stages (the [`Stage`] trait, the stage kinds and the handlers' context
+//! are in [`super::context`], re-exported here).
 //!
 //! An intent enters the sender stage, which checks and reserves, then passes
 //! it on as an `IntentHop` naming what it reserved. Each later stage does the
@@ -18,43 +18,6 @@ use crate::state::{PartitionView, StateValue, StoreError, WindowCounter};
 
 pub use super::context::*;
 
-/// The logic of one stage.
-pub trait Stage {
-    fn kind(&self) -> StageKind;
-
-    /// A fresh intent from the router (the first stage only).
-    fn on_intent(&self, _cx: &mut Cx<'_, '_>, intent: &SendIntent) -> Result<(), StageError> {
-        Err(StageError::BadRecord(format!("stage {} does not take fresh intents ({})", self.kind().name(), intent.intent_id)))
-    }
-
-    /// An intent an earlier stage passed on: check it and reserve.
-    fn check(&self, cx: &mut Cx<'_, '_>, hop: &IntentHop) -> Result<Verdict, StageError>;
-
-    fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError>;
-
-    fn on_command(&self, _cx: &mut Cx<'_, '_>, cmd: &Command) -> Result<(), StageError> {
-        Err(StageError::BadRecord(format!("command {:?} does not belong to stage {}", cmd.kind, self.kind().name())))
-    }
-
-    /// A held intent's approval time ran out (its stored bytes): the sender
-    /// stage decides it. Raised by the expiry sweep of whatever record came
-    /// next, so a replay meets it at the same point.
-    fn on_held_expired(&self, _cx: &mut Cx<'_, '_>, _intent: &[u8]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// A delivery event waited for its intent's decision as long as the
-    /// policy lets it (its stored envelope): the sender stage reconciles it.
-    fn on_wait_expired(&self, _cx: &mut Cx<'_, '_>, _envelope: &[u8]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// After a release's undo is applied: the sender stage records the outcome.
-    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
 /// Most expired entries dropped while handling one record: the sweep runs
 /// on every record, so it keeps up with any steady rate up to this many
 /// expiries per record, and no one record does unbounded work.
@@ -69,7 +32,7 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
         super::shadow::purge_step(view, book)?;
     }
     if env.shadow.is_some() || book.has_shadows() {
-        return super::shadow::process(stage, view, book, env, out);
+        return super::shadow::process(process_in, stage, view, book, env, out);
     }
     process_in(stage, view, book, env, out)
 }
@@ -356,11 +319,6 @@ pub fn encode_intent(intent: &SendIntent) -> Vec<u8> {
 
 pub fn decode_intent(key: &str, bytes: &[u8]) -> Result<SendIntent, StoreError> {
     codec::decode(RecordType::SendIntent, bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), why: e.to_string() })
-}
-
-/// The domain of a normalised address.
-pub fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
 }
 
 #[cfg(test)]

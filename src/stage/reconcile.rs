@@ -19,14 +19,25 @@
 //! unapproved as `no_decision`. The wait is an expiry index entry, so it
 //! runs on log time and a replay meets it at the same record.
 
+use super::context::{domain_of, Cx, StageError};
 use super::keys;
-use super::pipeline::{domain_of, Cx, StageError};
-use super::sender::SenderStage;
 use crate::clock::{window_end, window_start, Window};
 use crate::codec::{self, RecordType};
 use crate::model::*;
 use crate::policy::EffectivePolicy;
 use crate::state::{Entry, StateValue, StoreError};
+
+/// What reconciliation reads and does in the sender stage's records: an
+/// intent's final decision, its pending (undecided) record, a pause.
+/// Implemented by the sender stage, which calls this module; declared here
+/// so that this module does not depend on it in turn.
+pub trait SenderRecords {
+    fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError>;
+    /// The stored intent still being decided, if any (`take`: and forget it).
+    fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Pauses `scope` (once), with an alert saying `message`.
+    fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError>;
+}
 
 /// How long an intent's last non-final outcome, and the flag of an
 /// unapproved send (one alert per intent), are kept.
@@ -38,7 +49,7 @@ pub fn is_send(kind: DeliveryKind) -> bool {
 }
 
 /// A delivery event at the sender stage.
-pub fn on_event(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy) -> Result<(), StageError> {
+pub fn on_event(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy) -> Result<(), StageError> {
     // Real sends follow the enforced decisions: a candidate policy in
     // shadow (its own state, a namespace) does not judge them.
     if !policy.reconcile.enabled || !is_send(ev.kind) || cx.view.is_namespaced() {
@@ -73,7 +84,7 @@ pub fn on_event(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, po
 }
 
 /// An intent's decision at the sender stage (before it is kept).
-pub fn on_outcome(stage: &SenderStage, cx: &mut Cx<'_, '_>, d: &Decision) -> Result<(), StoreError> {
+pub fn on_outcome(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, d: &Decision) -> Result<(), StoreError> {
     if cx.view.is_namespaced() {
         return Ok(());
     }
@@ -101,7 +112,7 @@ pub fn on_outcome(stage: &SenderStage, cx: &mut Cx<'_, '_>, d: &Decision) -> Res
 }
 
 /// An event waited for its decision as long as the policy lets it.
-pub fn on_wait_expired(stage: &SenderStage, cx: &mut Cx<'_, '_>, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn on_wait_expired(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, bytes: &[u8]) -> Result<(), StoreError> {
     let Some(ev) = waiting_event(bytes) else { return Ok(()) };
     let policy = cx.book.effective(&ev.tenant, domain_of(&ev.sender), &ev.sender, None);
     if !policy.reconcile.enabled {
@@ -151,7 +162,7 @@ fn unapproved_reason(status: DecisionStatus) -> &'static str {
 /// force is settled for good either way, so that the pipeline's later
 /// events for it (a deferral, then the delivery) are not judged again
 /// against the pause.
-fn settle(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, d: &Decision) -> Result<(), StoreError> {
+fn settle(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, d: &Decision) -> Result<(), StoreError> {
     if d.status != DecisionStatus::Allowed {
         return flag(stage, cx, ev, policy, unapproved_reason(d.status), format!("its decision was {} {}", d.status.as_str(), d.reason));
     }
@@ -179,7 +190,7 @@ fn settle(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: 
 }
 
 /// Counts, alerts and, by policy, pauses an unapproved send.
-fn flag(stage: &SenderStage, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, reason: &str, detail: String) -> Result<(), StoreError> {
+fn flag(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent, policy: &EffectivePolicy, reason: &str, detail: String) -> Result<(), StoreError> {
     let id = ev.intent_id.as_deref().unwrap_or(&ev.event_id);
     if cx.view.get(&keys::reconciled(&ev.tenant, id))?.is_some() {
         return Ok(());

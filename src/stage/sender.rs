@@ -954,3 +954,18 @@ pub fn warmup_start(policy: &EffectivePolicy, first_seen_ms: Option<i64>) -> Opt
     }
 }
 
+/// Reconciliation's view of this stage's records (see
+/// [`super::reconcile::SenderRecords`]).
+impl super::reconcile::SenderRecords for SenderStage {
+    fn final_decision(&self, cx: &Cx<'_, '_>, tenant: &str, intent_id: &str) -> Result<Option<Decision>, StoreError> {
+        SenderStage::final_decision(self, cx, tenant, intent_id)
+    }
+
+    fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        SenderStage::pending(self, cx, tenant, intent_id, take)
+    }
+
+    fn pause(&self, cx: &mut Cx<'_, '_>, tenant: &str, scope: &str, reason: &str, by: &str, message: String) -> Result<(), StoreError> {
+        SenderStage::pause(self, cx, tenant, scope, reason, by, message)
+    }
+}

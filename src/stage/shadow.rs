@@ -18,7 +18,7 @@
 //! replay reproduces the pairs as it does the decisions.
 
 use super::keys;
-use super::pipeline::{domain_of, index_expiry, process_in, Stage, StageError, StageKind, StageOutput};
+use super::context::{domain_of, index_expiry, Stage, StageError, StageKind, StageOutput};
 use crate::codec::{self, RecordType};
 use crate::model::*;
 use crate::policy::PolicyBook;
@@ -34,15 +34,20 @@ pub const PAIR_WAIT_MS: i64 = 3_600_000;
 /// alerts with it, at 1, 10, 100, ...).
 const DIFFERENCE_COUNT_MS: i64 = 30 * 86_400_000;
 
+/// Decides one record in one state (the enforced one, or a candidate's):
+/// the pipeline's `process_in`, handed in by the pipeline, which calls this
+/// module, so that this module does not call back into it.
+pub type Decide = fn(&dyn Stage, &mut PartitionView<'_>, &mut PolicyBook, &StageEnvelope, &mut StageOutput) -> Result<(), StageError>;
+
 /// Handles a record when candidates are in shadow, or a candidate's own record.
-pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
+pub fn process(decide: Decide, stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     if let Some(scope) = env.shadow.as_deref() {
         // A candidate's intent passed on, or its release. Once the candidate
         // is stopped, what it still had in flight is dropped.
-        return in_shadow(stage, view, book, scope, env, out);
+        return in_shadow(decide, stage, view, book, scope, env, out);
     }
     let first = out.decisions.len();
-    super::pipeline::process_in(stage, view, book, env, out)?;
+    decide(stage, view, book, env, out)?;
     if env.policy.is_some() {
         return Ok(());
     }
@@ -57,7 +62,7 @@ pub fn process(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut Polic
         }
     }
     for scope in covering(book, env, stage.kind()) {
-        in_shadow(stage, view, book, &scope, env, out)?;
+        in_shadow(decide, stage, view, book, &scope, env, out)?;
     }
     Ok(())
 }
@@ -89,13 +94,13 @@ fn covering(book: &PolicyBook, env: &StageEnvelope, kind: StageKind) -> Vec<Stri
 }
 
 /// Decides a record under a candidate, in its own state.
-fn in_shadow(stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, scope: &str, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
+fn in_shadow(decide: Decide, stage: &dyn Stage, view: &mut PartitionView<'_>, book: &mut PolicyBook, scope: &str, env: &StageEnvelope, out: &mut StageOutput) -> Result<(), StageError> {
     let Some(shadow) = book.shadow_mut(scope) else { return Ok(()) };
     let ns = keys::shadow_namespace(scope, shadow.version);
     let mut sout = StageOutput::default();
     let result = {
         let mut sview = view.namespaced(&ns);
-        process_in(stage, &mut sview, &mut shadow.book, env, &mut sout)
+        decide(stage, &mut sview, &mut shadow.book, env, &mut sout)
     };
     match result {
         Ok(()) => {}
