@@ -37,6 +37,11 @@
 //! - [`audit`]: replaying the stage logs to reproduce and check decisions.
 //! - [`cli`]: the `sendgate` subcommands other than `run`, including the
 //!   benchmark instruments and the fault harness's verifier and probe.
+//!
+//! No two modules depend on each other, directly or through others
+//! (`scripts/check-module-cycles.py`, run by the test command): where a
+//! lower module must call back into a higher one, it declares what it
+//! needs (a trait, a function type) and the higher one hands it in.
 
 pub mod acls;
 pub mod api;
