@@ -21,6 +21,21 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
 
+/// A log's text past `from` bytes (decoded lossily: a read may end inside
+/// a character).
+fn text_since(log: &[u8], from: usize) -> String {
+    String::from_utf8_lossy(log.get(from..).unwrap_or_default()).into_owned()
+}
+
+/// Polls `done` every half second until it holds or `WAIT` runs out; whether it held.
+fn wait_until(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    done()
+}
+
 /// Intents of `n` sender domains, so that both instances' partitions get some.
 fn batch(tag: &str, n: usize) -> Vec<SendIntent> {
     (0..n).map(|i| intent(&format!("{tag}-{i}"), &format!("m{}@d{}.example", i % 3, i % 12), &format!("p{i}-{tag}@corp.example"))).collect()
@@ -51,7 +66,7 @@ limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender
     let pid = env.pid();
     signal(pid, libc::SIGSTOP);
     let log_before = env.log_bytes().len();
-    let second_before = std::fs::read(&second.log).unwrap_or_default().len();
+    let second_before = std::fs::metadata(&second.log).map_or(0, |m| m.len() as usize);
     // Past its session timeout (10 s), the other instance takes its
     // partitions and decides every intent.
     let ids: Vec<String> = inflight.iter().map(|i| i.intent_id.clone()).collect();
@@ -61,28 +76,21 @@ limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = 40, "sender
     // until the other instance has been given partitions of every stage
     // since the stop (the cooperative protocol logs what is added), or
     // the zombie wakes up still a member and nothing moves.
+    let second_log = || std::fs::read(&second.log).unwrap_or_default();
     let took_all = || {
-        let log = std::fs::read(&second.log).unwrap_or_default();
-        let since = String::from_utf8_lossy(log.get(second_before..).unwrap_or_default()).into_owned();
+        let since = text_since(&second_log(), second_before);
         ["sender", "recipient", "recipient_domain"].iter().all(|t| {
             let prefix = format!("partitions assigned task=\"{t}\" partitions=");
             since.lines().filter_map(|l| l.split_once(prefix.as_str())).any(|(_, n)| n.trim().parse::<u32>().is_ok_and(|n| n > 0))
         })
     };
-    let moved = std::time::Instant::now() + WAIT;
-    while !took_all() && std::time::Instant::now() < moved {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert!(took_all(), "the other instance took the paused instance's partitions: {}", String::from_utf8_lossy(&std::fs::read(&second.log).unwrap_or_default()));
+    assert!(wait_until(took_all), "the other instance took the paused instance's partitions: {}", text_since(&second_log(), 0));
     // The zombie wakes up with its old assignment and its open transaction.
     // It finds its partitions gone and rejoins the group; how long that
     // takes depends on the call it was in when it stopped, so wait for it.
     signal(pid, libc::SIGCONT);
-    let woke = || String::from_utf8_lossy(env.log_bytes().get(log_before..).unwrap_or_default()).into_owned();
-    let rejoined = std::time::Instant::now() + WAIT;
-    while !(woke().contains("partitions revoked") && woke().contains("partitions assigned")) && std::time::Instant::now() < rejoined {
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let woke = || text_since(&env.log_bytes(), log_before);
+    wait_until(|| woke().contains("partitions revoked") && woke().contains("partitions assigned"));
     let woke = woke();
     // Should it say nothing: whether the zombie still runs, and its log.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -329,6 +329,12 @@ pub struct StageClocks {
 }
 
 impl StageClocks {
+    /// When a record appended at `t` took effect: when it reached the
+    /// stage, if it is known to have and that was later.
+    fn effective(reached: &HashMap<String, i64>, id: &str, t: i64) -> i64 {
+        reached.get(id).map_or(t, |&c| c.max(t))
+    }
+
     /// Reads the recipient stage's topic (committed records, each partition
     /// in its order).
     pub fn read(cfg: &Config, topo: &crate::topology::Topology, opts: &ReadOptions) -> Result<StageClocks, String> {
@@ -387,7 +393,7 @@ impl RecountModel {
     pub fn command(&mut self, cmd: &Command, t: i64) {
         match cmd.kind {
             CommandKind::AddListEntry if cmd.list.as_deref() == Some("suppression") => {
-                let t = self.reached.commands.get(&cmd.command_id).map_or(t, |&c| c.max(t));
+                let t = StageClocks::effective(&self.reached.commands, &cmd.command_id, t);
                 earliest(&mut self.suppressed.entry((cmd.tenant.clone(), cmd.target.clone())).or_default().every_class_since, t);
             }
             CommandKind::Pause | CommandKind::Resume => {
@@ -428,7 +434,7 @@ impl RecountModel {
             DeliveryKind::Unsubscribe => |s: &mut Suppressed| &mut s.outbound_since,
             _ => return,
         };
-        let t = self.reached.events.get(&ev.event_id).map_or(t, |&c| c.max(t));
+        let t = StageClocks::effective(&self.reached.events, &ev.event_id, t);
         earliest(since(self.suppressed.entry((ev.tenant.clone(), ev.recipient.clone())).or_default()), t);
     }
 
