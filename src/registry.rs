@@ -259,17 +259,9 @@ impl SchemaRegistry {
     }
 }
 
-/// The first 200 characters of an error body.
-fn short(mut s: String) -> String {
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+/// The first 200 bytes of an error body.
+fn short(s: String) -> String {
+    crate::model::clip(&s, 200)
 }
 
 /// The registry's wire format of a datum: what the Confluent serializers

@@ -115,12 +115,16 @@ impl Outbox<'_> {
 pub const DEAD_LETTER_VALUE_MAX: usize = 64 * 1024;
 /// Keys longer than this are cut too (the key of the dead letter itself).
 pub const DEAD_LETTER_KEY_MAX: usize = 1024;
+/// Reasons longer than this are cut (a reason quotes record fields, which
+/// are bounded one by one; this bounds their sum).
+pub const DEAD_LETTER_REASON_MAX: usize = 4096;
 
 impl Outbox<'_> {
     /// Sends an input record that could not be used to the dead-letter
     /// topic, with the reason and its original key and bytes (cut to
     /// [`DEAD_LETTER_VALUE_MAX`]).
     pub fn dead_letter(&mut self, dead_letter_topic: &str, rec: &InputRecord<'_>, reason: String, stage: &'static str) -> Result<(), TaskError> {
+        let reason = crate::model::clip(&reason, DEAD_LETTER_REASON_MAX);
         tracing::warn!(topic = rec.topic, partition = rec.partition, offset = rec.offset, stage, reason = %crate::redact::text(&reason), "dead letter");
         self.counts.add("sendgate_dead_letters_total", [("stage", stage), ("", "")]);
         let key = rec.key.map(|k| &k[..k.len().min(DEAD_LETTER_KEY_MAX)]);
