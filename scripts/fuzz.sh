@@ -52,7 +52,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
   cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
-say "building the fuzz targets (nightly, debug assertions; the first build compiles RocksDB and librdkafka again, ~25 min on 2 cores)"
+say "building the fuzz targets (nightly, debug assertions; they link the core crate alone, with no RocksDB or librdkafka)"
 # (One target, or all of them.)
 build_one=()
 [ ${#targets[@]} -eq 1 ] && build_one=("${targets[0]}")

@@ -16,8 +16,11 @@ cargo build --release --locked --all-targets
 # setup.sh's detection against what the build loads, and the built
 # client library's features.
 bash "$REPO_ROOT/scripts/check-setup.sh"
-# No two modules depend on each other (the map in src/lib.rs).
+# No two modules depend on each other (the map in src/lib.rs), in either crate.
 python3 "$REPO_ROOT/scripts/check-module-cycles.py" "$REPO_ROOT/src"
+python3 "$REPO_ROOT/scripts/check-module-cycles.py" "$REPO_ROOT/crates/core/src"
+# The guard core depends on no Kafka client, RocksDB or async runtime.
+bash "$REPO_ROOT/scripts/check-core-deps.sh"
 
 export KAFKA_PORT="${SENDGATE_TEST_KAFKA_PORT:-19092}"
 export KAFKA_CONTROLLER_PORT="${SENDGATE_TEST_KAFKA_CONTROLLER_PORT:-19093}"

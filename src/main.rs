@@ -1,7 +1,7 @@
 //! The `sendgate` command.
 
 use clap::{Parser, Subcommand};
-use sendgate::cli::json_input::InputKind;
+use sendgate::codec::json_lines::InputKind;
 use sendgate::cli::kafka_io::ReadOptions;
 use sendgate::cli::ops::{self, CommandVerb, OutputKind};
 use sendgate::config::Config;
@@ -39,7 +39,7 @@ enum Cmd {
     /// Publish intents, delivery events or commands from JSON lines (stdin or FILE).
     Produce {
         #[arg(value_enum)]
-        kind: InputKind,
+        kind: ProduceKind,
         file: Option<PathBuf>,
     },
     /// Print decisions as JSON lines (read committed).
@@ -210,6 +210,24 @@ enum Cmd {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+}
+
+/// What `sendgate produce` reads (the core's [`InputKind`], as a CLI value).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProduceKind {
+    Intents,
+    Delivery,
+    Commands,
+}
+
+impl From<ProduceKind> for InputKind {
+    fn from(k: ProduceKind) -> Self {
+        match k {
+            ProduceKind::Intents => InputKind::Intents,
+            ProduceKind::Delivery => InputKind::Delivery,
+            ProduceKind::Commands => InputKind::Commands,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -549,7 +567,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             connect_or_explain(&cfg, Some(Duration::from_secs(120)))?;
             rt.block_on(apply_topics(&cfg, &topo, Some(Duration::from_secs(120))))
         }
-        Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind, file.as_deref())),
+        Cmd::Produce { kind, file } => rt.block_on(ops::produce(&cfg, kind.into(), file.as_deref())),
         Cmd::Decisions(a) => ops::follow(&cfg, OutputKind::Decisions, &a.options()),
         Cmd::Alerts(a) => ops::follow(&cfg, OutputKind::Alerts, &a.options()),
         Cmd::DeadLetters(a) => ops::follow(&cfg, OutputKind::DeadLetters, &a.options()),

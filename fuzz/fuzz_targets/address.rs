@@ -2,8 +2,8 @@
 //! normalising a normalised address changes nothing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sendgate::model::address::normalise_domain;
-use sendgate::model::Address;
+use sendgate_core::model::address::normalise_domain;
+use sendgate_core::model::Address;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };

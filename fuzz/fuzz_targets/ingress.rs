@@ -5,9 +5,9 @@
 //! headers with a fuzzed body) and whether it has a key; nothing may panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sendgate::codec::{fingerprint, RecordType};
-use sendgate::model::InputRecord;
-use sendgate::stage::ingress::Ingress;
+use sendgate_core::codec::{fingerprint, RecordType};
+use sendgate_core::model::InputRecord;
+use sendgate_core::stage::ingress::Ingress;
 
 const TOPICS: [(&str, RecordType); 4] = [("ns.intents", RecordType::SendIntent), ("ns.delivery", RecordType::DeliveryEvent), ("ns.policies", RecordType::PolicyDocument), ("ns.commands", RecordType::Command)];
 

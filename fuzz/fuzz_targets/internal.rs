@@ -4,9 +4,9 @@
 //! error, never a panic or an unbounded allocation.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sendgate::codec::{decode, fingerprint, RecordType};
-use sendgate::model::StageEnvelope;
-use sendgate::state::StateValue;
+use sendgate_core::codec::{decode, fingerprint, RecordType};
+use sendgate_core::model::StageEnvelope;
+use sendgate_core::state::StateValue;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };

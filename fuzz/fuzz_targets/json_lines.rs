@@ -2,9 +2,9 @@
 //! encoded, then validated by the router as the records they become.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sendgate::cli::json_input::{encode_line, InputKind};
-use sendgate::model::InputRecord;
-use sendgate::stage::ingress::Ingress;
+use sendgate_core::codec::json_lines::{encode_line, InputKind};
+use sendgate_core::model::InputRecord;
+use sendgate_core::stage::ingress::Ingress;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };

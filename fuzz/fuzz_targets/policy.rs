@@ -4,15 +4,15 @@
 //! unchanged.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sendgate::policy::file::parse_policy_file;
-use sendgate::policy::{PolicyBook, PolicySpec};
+use sendgate_core::policy::file::parse_policy_file;
+use sendgate_core::policy::{PolicyBook, PolicySpec};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut docs = parse_policy_file(text).unwrap_or_default();
     if let Ok(spec) = PolicySpec::from_json(text) {
         if spec.validate().is_ok() {
-            docs.push((sendgate::policy::Scope::Default, spec));
+            docs.push((sendgate_core::policy::Scope::Default, spec));
         }
     }
     let mut book = PolicyBook::default();

@@ -6,10 +6,10 @@
 #![no_main]
 use apache_avro::Schema;
 use libfuzzer_sys::fuzz_target;
-use sendgate::codec::schemas::{splice_set, standalone_schemas, PREVIOUS_SETS};
-use sendgate::codec::{reencode_from_writer, schema_of, RecordType};
-use sendgate::model::InputRecord;
-use sendgate::stage::ingress::Ingress;
+use sendgate_core::codec::schemas::{splice_set, standalone_schemas, PREVIOUS_SETS};
+use sendgate_core::codec::{reencode_from_writer, schema_of, RecordType};
+use sendgate_core::model::InputRecord;
+use sendgate_core::stage::ingress::Ingress;
 use std::sync::OnceLock;
 
 const TYPES: [(RecordType, &str, &str); 4] = [

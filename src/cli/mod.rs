@@ -6,7 +6,6 @@ pub mod audit;
 pub mod bench;
 pub mod collect;
 pub mod demo;
-pub mod json_input;
 pub mod kafka_io;
 pub mod load;
 pub mod ops;

@@ -1,6 +1,6 @@
 //! Implementations of the CLI subcommands.
 
-use super::json_input::{encode_line, InputKind};
+use crate::codec::json_lines::{encode_line, InputKind};
 use super::kafka_io::{self, ReadOptions};
 use crate::codec::{self, RecordType};
 use crate::config::Config;

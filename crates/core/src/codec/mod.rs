@@ -8,6 +8,7 @@
 //! so an upgrade reads old input and restores old changelogs.
 
 mod direct;
+pub mod json_lines;
 pub mod schemas;
 
 use apache_avro::rabin::Rabin;

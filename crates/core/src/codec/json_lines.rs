@@ -1,11 +1,12 @@
-//! JSON lines to contract records (`sendgate produce`).
+//! JSON lines to contract records (`sendgate produce`): the record a line
+//! describes, checked and encoded as the router will read it.
 
 use crate::codec::{self, RecordType};
 use crate::model::{Address, Command, DeliveryEvent, SendIntent};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     Intents,
     Delivery,

@@ -102,7 +102,7 @@ limits = { "mailbox.outbound.day" = { max = 25, on_breach = "hold" }, "mailbox.o
 
     #[test]
     fn the_example_policy_file_is_valid() {
-        let docs = parse_policy_file(include_str!("../../examples/policy.toml")).unwrap();
+        let docs = parse_policy_file(include_str!("../../../../examples/policy.toml")).unwrap();
         assert!(docs.len() >= 5);
     }
 
