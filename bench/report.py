@@ -157,8 +157,8 @@ def main():
     out.append(f"## Side by side ({datetime.date.today().isoformat()})\n")
     out.append(f"Command: `scripts/bench.sh{' --smoke' if a.mode == 'smoke' else ''}`. Machine: {machine()}; one local Apache Kafka broker "
                f"(KRaft, single node) on the same machine; every system against the same broker in the same run. "
-               f"Workload: {a.intents // 100:,} unsubscribes (`sendgate load --intents 0 --suppressed {a.intents // 100}`), consumed by the system before the backlog is loaded, "
-               f"then {a.intents:,} intents and about {a.intents // 2:,} delivery events (`sendgate load --key-by-sender-domain --deliveries-only --own-recipients`, "
+               f"Workload: {a.intents // 100:,} unsubscribes (`sendgate-bench load --intents 0 --suppressed {a.intents // 100}`), consumed by the system before the backlog is loaded, "
+               f"then {a.intents:,} intents and about {a.intents // 2:,} delivery events (`sendgate-bench load --key-by-sender-domain --deliveries-only --own-recipients`, "
                f"Zipf-skewed senders and recipients, each recipient written to by one sender domain), preloaded, then each system works through the backlog; policy `bench/policy.toml`. "
                f"`streams-peer` is the Kafka Streams peer with the sender stage's guards alone, `streams-peer-full` the one with the logic of sendgate's three keyed stages and its parking (bench/streams-peer/README.md). "
                f"Latency: a fixed rate of half the system's own throughput, {a.fixed_rate:,}/s and {a.low_rate:,}/s for all, {a.latency_secs} s each, from each intent's scheduled send "
@@ -169,7 +169,7 @@ def main():
         return " / ".join(ms(run[k]) for k in ("p50_us", "p99_us", "p999_us")) if run and "p50_us" in run else "-"
 
     def part(run, status):
-        # `sendgate bench latency` reports ALLOWED and DEFERRED apart when it
+        # `sendgate-bench latency` reports ALLOWED and DEFERRED apart when it
         # read the decisions' status; older figures have neither.
         p = (run or {}).get(status) or {}
         if not p.get("count"):
@@ -197,7 +197,7 @@ def main():
             m, b = c["machine_cpu_seconds"] / n * 1e6, c.get("broker_cpu_seconds", 0) / n * 1e6
             out.append(f"| {s} | {m:.0f} µs | {b:.0f} µs | {m - b:.0f} µs |")
         out.append("")
-    out.append("Decisions per status; `sendgate bench recount` recomputes them from the input topics deciding each intent alone in turn (`--logic sender` for streams-peer, `--logic full` for the others) and checks every system's decisions against the limits:\n")
+    out.append("Decisions per status; `sendgate-bench recount` recomputes them from the input topics deciding each intent alone in turn (`--logic sender` for streams-peer, `--logic full` for the others) and checks every system's decisions against the limits:\n")
     for s, _, _, _, _, status, _, _ in rows:
         seq = (load(f"{r}/{s}.recount.json") or {}).get("status")
         out.append(f"- {s}: {status}" + (f" (one at a time: {', '.join(f'{k} {v:,}' for k, v in sorted(seq.items()))})" if seq else ""))

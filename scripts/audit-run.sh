@@ -35,7 +35,7 @@ start() { "$SENDGATE_BIN" run >>"$WORK/run.log" 2>&1 & PID=$!; }
 start
 sleep 5
 say "publishing $INTENTS intents and their delivery events"
-"$SENDGATE_BIN" load --intents "$INTENTS" --seed 20261123 --deadline-secs 1800
+"$SENDGATE_BENCH_BIN" load --intents "$INTENTS" --seed 20261123 --deadline-secs 1800
 T0=$SECONDS
 say "waiting for half of the decisions, then SIGKILL"
 while [ "$(decided)" -lt $((INTENTS / 2)) ]; do [ $SECONDS -lt $DEADLINE ] || { echo "timed out"; exit 1; }; sleep 2; done

@@ -3,7 +3,7 @@
 # snappy, gzip) costs and saves, on one local broker, in one run: for each
 # codec, sendgate (exactly-once) decides a preloaded backlog of intents, and
 # the run records
-#   - decisions per second over the backlog (`sendgate bench collect`'s rate);
+#   - decisions per second over the backlog (`sendgate-bench collect`'s rate);
 #   - the CPU time the whole machine and the broker spent over that span;
 #   - the bytes the broker holds for everything sendgate wrote: every topic
 #     of the namespace but the inputs (intents, delivery, policies, commands),
@@ -66,8 +66,10 @@ trap cleanup EXIT
 cached_or_built_release
 [ -x "$SENDGATE_BIN" ] || { echo "bench-compression: no binary at $SENDGATE_BIN"; exit 1; }
 cp "$SENDGATE_BIN" "$WORK/sendgate"
+cp "$SENDGATE_BENCH_BIN" "$WORK/sendgate-bench"
 BIN="$WORK/sendgate"
 sg() { "$BIN" "$@"; }
+sgb() { "$WORK/sendgate-bench" "$@"; }
 
 start_broker_unless_running
 STATUS="$(scripts/kafka.sh status)" || { echo "bench-compression: no broker of ours on $SENDGATE_BOOTSTRAP: $STATUS"; exit 1; }
@@ -117,8 +119,8 @@ run_one() {
   export SENDGATE_NAMESPACE="bcomp-$codec-$round-$TS" SENDGATE_STATE_DIR="$WORK/state-$tag"
   sg topics apply >/dev/null 2>&1
   sg policy apply bench/policy.toml >/dev/null
-  sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null
-  sg bench collect --expect "$N" --idle-secs 120 --broker-pid "$BROKER_PID" >"$R/$tag.collect.json" &
+  sgb load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null
+  sgb collect --expect "$N" --idle-secs 120 --broker-pid "$BROKER_PID" >"$R/$tag.collect.json" &
   COLLECTOR=$!
   local log="$R/$tag.log"
   SENDGATE_COMPRESSION="$codec" "$BIN" run >"$log" 2>&1 & PID=$!

@@ -44,6 +44,7 @@ trap cleanup EXIT
 
 cached_or_built_release
 sg() { "$SENDGATE_BIN" "$@"; }
+sgb() { "$SENDGATE_BENCH_BIN" "$@"; }
 
 start_broker_unless_running
 
@@ -64,7 +65,7 @@ for rate in $RATES; do
     sleep 0.5
   done
   say "request-reply at $rate/s for $SECS s, beside topic-to-topic"
-  sg bench request-reply --api "http://127.0.0.1:$port" --rate "$rate" --seconds "$SECS" --seed "$SEED"
+  sgb request-reply --api "http://127.0.0.1:$port" --rate "$rate" --seconds "$SECS" --seed "$SEED"
   stop_and_reap "$PID"
   PID=""
 done

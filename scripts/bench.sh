@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks on one local broker, in one run:
-#   - the limit: a stateless transactional pass-through (`sendgate bench passthrough`);
+#   - the limit: a stateless transactional pass-through (`sendgate-bench passthrough`);
 #   - the floor of sendgate's topology: the same pass-through through four
 #     transactional hops in series, as an allowed intent passes the router
-#     and three stages (`sendgate bench passthrough --hops 4`);
+#     and three stages (`sendgate-bench passthrough --hops 4`);
 #   - the peers, Kafka Streams applications with exactly_once_v2
 #     (bench/streams-peer): `streams-peer` with the sender stage's windows
 #     alone, `streams-peer-full` with the logic of sendgate's three keyed
@@ -76,6 +76,7 @@ trap cleanup EXIT
 # itself: a shell function in the background would put a subshell between $!
 # and the process, and stopping $! would leave the process running.
 sg() { "$SENDGATE_BIN" "$@"; }
+sgb() { "$SENDGATE_BENCH_BIN" "$@"; }
 
 # A fresh namespace with the topics and the benchmark policy.
 prepare() {
@@ -88,10 +89,10 @@ prepare() {
 start_system() {
   local system="$1" log="$R/$1-$2.log" ready_n=1
   case "$system" in
-    passthrough) "$SENDGATE_BIN" bench passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
+    passthrough) "$SENDGATE_BENCH_BIN" passthrough >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ;;
     # One task per hop, as sendgate runs one task per stage; every hop must
     # have its partitions before the clock starts.
-    passthrough-4hops) "$SENDGATE_BIN" bench passthrough --hops 4 --tasks 1 >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ; ready_n=4 ;;
+    passthrough-4hops) "$SENDGATE_BENCH_BIN" passthrough --hops 4 --tasks 1 >"$log" 2>&1 & PID=$! ; ready="partitions assigned" ; ready_n=4 ;;
     streams-peer) bench/streams-peer/run.sh --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
     # sendgate's own parking, and its bound: the same logic, the same work.
     streams-peer-full) bench/streams-peer/run.sh --logic full --parking sendgate --park-max 64 --bootstrap "$SENDGATE_BOOTSTRAP" --namespace "$SENDGATE_NAMESPACE" --state-dir "$WORK/peer-full-$2" >"$log" 2>&1 & PID=$! ; ready="RUNNING" ;;
@@ -115,12 +116,12 @@ start_system() {
 # domain, with deliveries and opens beside them (they change no decision).
 SUPPRESSED=$((N / 100))
 consume_suppressions() {
-  sg load --intents 0 --seed "$SEED" --key-by-sender-domain --own-recipients --suppressed "$SUPPRESSED" >/dev/null
+  sgb load --intents 0 --seed "$SEED" --key-by-sender-domain --own-recipients --suppressed "$SUPPRESSED" >/dev/null
   start_system "$1" prefix
   sleep "${BENCH_PREFIX_SECS:-8}"
   stop_system
 }
-load_backlog() { sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null; }
+load_backlog() { sgb load --intents "$N" --seed "$SEED" --key-by-sender-domain --deliveries-only --own-recipients >/dev/null; }
 
 # The recount of a system's decisions: its limits checked (`--check`: no
 # window over its limit, no suppressed recipient written to, approvals
@@ -132,7 +133,7 @@ load_backlog() { sg load --intents "$N" --seed "$SEED" --key-by-sender-domain --
 # differ a little, never over a limit). Non-zero on a broken limit, which
 # the report turns into a failure.
 recount_logic() { if [ "$1" = streams-peer ]; then echo sender; else echo full; fi; }
-recount() { sg bench recount --logic "$(recount_logic "$1")" --check >"$2" || true; }
+recount() { sgb recount --logic "$(recount_logic "$1")" --check >"$2" || true; }
 
 # Peak resident memory of the running system, in MiB.
 peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status" 2>/dev/null || echo 0; }
@@ -152,7 +153,7 @@ for system in $SYSTEMS; do
   prepare "$system"
   [[ "$system" == passthrough* ]] || consume_suppressions "$system"
   load_backlog
-  sg bench collect --expect "$N" --idle-secs 120 ${BROKER_PID:+--broker-pid "$BROKER_PID"} >"$R/$system.collect.json" &
+  sgb collect --expect "$N" --idle-secs 120 ${BROKER_PID:+--broker-pid "$BROKER_PID"} >"$R/$system.collect.json" &
   COLLECTOR=$!
   start_system "$system" tput
   wait "$COLLECTOR" || { echo "bench: collecting $system's decisions failed"; exit 1; }
@@ -170,7 +171,7 @@ for system in $SYSTEMS; do
   [ "$MODE" = smoke ] && rate=$((rate < FIXED_RATE ? rate : FIXED_RATE))
   prepare "$system-lat"
   start_system "$system" latency
-  sg bench latency --rate "$rate" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency.json"
+  sgb latency --rate "$rate" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency.json"
   stop_system
   say "$system: $(cat "$R/$system.latency.json")"
   # The same fixed rate for every system as well: at half of a backlog's
@@ -178,14 +179,14 @@ for system in $SYSTEMS; do
   [ "$MODE" = smoke ] && continue
   prepare "$system-lat-fixed"
   start_system "$system" latency-fixed
-  sg bench latency --rate "$FIXED_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-fixed.json"
+  sgb latency --rate "$FIXED_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-fixed.json"
   stop_system
   say "$system at $FIXED_RATE/s: $(cat "$R/$system.latency-fixed.json")"
   # And a gentle stream, as one app's agents send: what a single decision
   # costs when nothing queues.
   prepare "$system-lat-low"
   start_system "$system" latency-low
-  sg bench latency --rate "$LOW_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-low.json"
+  sgb latency --rate "$LOW_RATE" --seconds "$LATENCY_SECS" --seed "$SEED" >"$R/$system.latency-low.json"
   stop_system
   say "$system at $LOW_RATE/s: $(cat "$R/$system.latency-low.json")"
 done
@@ -194,8 +195,8 @@ phase restore && say "restore and memory: sendgate with $KEYS active keys"
 for keys in $KEYS; do
   phase restore || break
   prepare "restore-$keys"
-  sg bench fill-changelog --stage recipient --keys "$keys" >"$R/restore-$keys.fill.json"
-  sg bench read-rate stage.recipient.changelog >"$R/restore-$keys.raw.json"
+  sgb fill-changelog --stage recipient --keys "$keys" >"$R/restore-$keys.fill.json"
+  sgb read-rate stage.recipient.changelog >"$R/restore-$keys.raw.json"
   start_system sendgate-eos "restore-$keys"
   log="$R/sendgate-eos-restore-$keys.log"
   deadline=$((SECONDS + 1800))
@@ -204,7 +205,7 @@ for keys in $KEYS; do
     sleep 1
   done
   # Work on top of the restored state for a few seconds, then measure.
-  sg load --intents 2000 --seed 1 --deliveries-only >/dev/null
+  sgb load --intents 2000 --seed 1 --deliveries-only >/dev/null
   sleep 5
   line=$(grep "state restored from changelog stage=recipient partitions" "$log" | tail -1)
   records=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$line")
@@ -228,7 +229,7 @@ for n in 1 2; do
   prepare "scale-$n"
   consume_suppressions sendgate-eos
   load_backlog
-  sg bench collect --expect "$N" --idle-secs 120 >"$R/scale-$n.collect.json" &
+  sgb collect --expect "$N" --idle-secs 120 >"$R/scale-$n.collect.json" &
   COLLECTOR=$!
   read -r total0 idle0 < <(cpu_ticks)
   SCALE_PIDS=()

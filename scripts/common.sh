@@ -12,6 +12,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SENDGATE_CACHE/target}"
 # the tree is rebuilt); the scripts then use it as it is.
 SENDGATE_BIN_GIVEN="${SENDGATE_BIN:+1}"
 SENDGATE_BIN="${SENDGATE_BIN:-$CARGO_TARGET_DIR/release/sendgate}"
+# The instruments of the benchmarks and the fault harness (load, collect,
+# recount, verify, probe, ...), built beside it.
+SENDGATE_BENCH_BIN="${SENDGATE_BENCH_BIN:-$(dirname "$SENDGATE_BIN")/sendgate-bench}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

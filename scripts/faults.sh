@@ -18,7 +18,7 @@
 #   - upgrade (long run): instances start on the previous release
 #     (bench/upgrade-from) and are replaced one at a time by the current
 #     build, so both run in one group through the faults.
-# Then `sendgate bench verify` reads every decision read-committed and
+# Then `sendgate-bench verify` reads every decision read-committed and
 # recomputes from the inputs what each must be: zero missing, zero
 # duplicates, zero status or counter mismatches, or the run fails.
 #
@@ -66,6 +66,8 @@ DISK="$WORK/disk"
 # directory during a long run must not change what its instances restart on.
 cp "$SENDGATE_BIN" "$WORK/sendgate"
 SENDGATE_BIN="$WORK/sendgate"
+cp "$SENDGATE_BENCH_BIN" "$WORK/sendgate-bench"
+SENDGATE_BENCH_BIN="$WORK/sendgate-bench"
 declare -A PIDS=() BIN_OF=()
 
 cleanup() {
@@ -272,7 +274,7 @@ disk_full() {
 probe() {
   local label=$1 out
   reap
-  if out=$("$SENDGATE_BIN" bench probe --label "$label" --timeout-secs 300 2>>"$WORK/probe.log"); then
+  if out=$("$SENDGATE_BENCH_BIN" probe --label "$label" --timeout-secs 300 2>>"$WORK/probe.log"); then
     local ms; ms=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ms"])' "$out")
     echo "$label $ms" >>"$WORK/failover.txt"
     log "probe $label: every partition answered $ms ms after the fault"
@@ -288,7 +290,7 @@ start_load() {
   local batches=$1 size=$2 gap=$3
   (
     for b in $(seq 0 $((batches - 1))); do
-      "$SENDGATE_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain $([ "$WORKLOAD" = exact ] && echo --deliveries-only || echo --operator-traffic) --deadline-secs 600 \
+      "$SENDGATE_BENCH_BIN" load --intents "$size" --events-per-intent 0.5 --seed $((SEED * 1000 + b)) --key-by-sender-domain $([ "$WORKLOAD" = exact ] && echo --deliveries-only || echo --operator-traffic) --deadline-secs 600 \
         >>"$WORK/load.log" 2>&1 || echo "batch $b failed (the brokers were away?); going on" >>"$WORK/load.log"
       sleep "$gap"
     done
@@ -319,7 +321,7 @@ finish() {
   log "load done; waiting for every decision"
   local deadline=$((SECONDS + limit))
   while true; do
-    out=$("$SENDGATE_BIN" bench verify 2>>"$WORK/verify.log" || true)
+    out=$("$SENDGATE_BENCH_BIN" verify 2>>"$WORK/verify.log" || true)
     missing=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["missing"])' "$out" 2>/dev/null || echo "?")
     [ "$missing" = 0 ] && break
     [ $SECONDS -lt $deadline ] || break
@@ -329,12 +331,12 @@ finish() {
   # The final stops must not add a decision either: verify after them.
   for i in $(running); do stop_inst "$i"; done
   if [ "$WORKLOAD" = exact ]; then
-    VERIFY=$("$SENDGATE_BIN" bench verify 2>>"$WORK/verify.log" || true)
+    VERIFY=$("$SENDGATE_BENCH_BIN" verify 2>>"$WORK/verify.log" || true)
   else
-    VERIFY=$("$SENDGATE_BIN" bench verify --no-recount 2>>"$WORK/verify.log" || true)
+    VERIFY=$("$SENDGATE_BENCH_BIN" verify --no-recount 2>>"$WORK/verify.log" || true)
     # Whatever the interleaving: every window within its limit, no send to
     # a recipient after its suppression, exactly the approvals held.
-    CHECK=$("$SENDGATE_BIN" bench recount --logic full --check 2>>"$WORK/verify.log" || true)
+    CHECK=$("$SENDGATE_BENCH_BIN" recount --logic full --check 2>>"$WORK/verify.log" || true)
     log "limits: $CHECK"
   fi
   log "verify: $VERIFY"
@@ -502,7 +504,7 @@ run_failover() {
     sleep 8
     start_load 1 300000 0; wait "$LOADER"; LOADER=""
     log "standby_replicas=$standby: 300,000 intents published; waiting for them to be decided"
-    "$SENDGATE_BIN" bench collect --expect 300000 --idle-secs 120 >/dev/null
+    "$SENDGATE_BENCH_BIN" collect --expect 300000 --idle-secs 120 >/dev/null
     for r in $(seq $rounds); do
       sleep 15; stop_inst 2; probe "stop_standby_$standby-$r"; start_inst 2
       sleep 15; kill_inst 2; probe "kill_standby_$standby-$r"; start_inst 2

@@ -79,43 +79,6 @@ enum Cmd {
         #[arg(long)]
         until: Option<String>,
     },
-    /// Publish a reproducible workload: N intents and delivery events with
-    /// skewed (Zipf) senders and recipients, from a fixed seed.
-    Load {
-        #[arg(long, default_value_t = 100_000)]
-        intents: u64,
-        /// Delivery events per intent (0 to 1).
-        #[arg(long, default_value_t = 0.5)]
-        events_per_intent: f64,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 3600)]
-        deadline_secs: u64,
-        /// Key intents by sender domain (each domain's intents in one
-        /// partition, in order) instead of by mailbox.
-        #[arg(long)]
-        key_by_sender_domain: bool,
-        /// Delivery events are only deliveries and opens (no bounce,
-        /// complaint or deferral): outcomes then do not depend on how the
-        /// input topics interleave.
-        #[arg(long)]
-        deliveries_only: bool,
-        /// Each recipient address is written to by one sender domain only
-        /// (the benchmarks: a recount can then predict per-recipient caps).
-        #[arg(long)]
-        own_recipients: bool,
-        /// Publish this many unsubscribes (suppressing their recipients'
-        /// OUTBOUND mail) before the first intent.
-        #[arg(long, default_value_t = 0)]
-        suppressed: u64,
-        /// Operators and recipients act while intents flow: unsubscribes
-        /// among the delivery events, and on the commands topic operator
-        /// suppressions of recipients and pauses of mailboxes, each resumed
-        /// later (the long fault run's mixed workload).
-        #[arg(long)]
-        operator_traffic: bool,
-    },
     /// What a running processor would decide now for intents (JSON lines or
     /// a JSON array, from FILE or stdin), and why; reserves nothing.
     Simulate { file: Option<PathBuf> },
@@ -149,12 +112,6 @@ enum Cmd {
     },
     /// Print the Avro schemas, self-contained, as the binary uses them.
     Schemas,
-    /// The instruments of scripts/bench.sh (pass-through limit, decision
-    /// collector, recount, latency, changelog fill, plain read rate).
-    Bench {
-        #[command(subcommand)]
-        action: BenchCmd,
-    },
     /// Against a running processor: a runaway agent and a bounce storm, and the decisions they get.
     Demo,
     /// Exit 0 when this host's processor is ready (its API's /readyz answers
@@ -426,108 +383,6 @@ impl ReadArgs {
     }
 }
 
-#[derive(Subcommand)]
-enum BenchCmd {
-    /// Consume the intents and transactionally produce one record each to the
-    /// decisions topic, with no state: the broker's limit. Runs until SIGTERM.
-    Passthrough {
-        /// Tasks (threads, each a consumer and a producer) in one group.
-        #[arg(long, default_value_t = 2)]
-        tasks: usize,
-        /// Transactional hops in series (topics bench.hop1, ... between the
-        /// intents and the decisions), each with --tasks tasks.
-        #[arg(long, default_value_t = 1)]
-        hops: usize,
-    },
-    /// Read the decisions topic until EXPECT intents have one; print the rate,
-    /// missing and duplicated decisions, and the counts per status (JSON).
-    Collect {
-        #[arg(long)]
-        expect: u64,
-        /// Give up after this many seconds without a new decision.
-        #[arg(long, default_value_t = 120)]
-        idle_secs: u64,
-        /// The broker's process id: also report the CPU time it and the
-        /// whole machine spent over the span.
-        #[arg(long)]
-        broker_pid: Option<u32>,
-    },
-    /// The counts per status the benchmark workload must give, recomputed
-    /// from the input topics by a separate model of the guards (JSON).
-    Recount {
-        /// `full`: the sender windows, suppression, recipient and
-        /// recipient-domain windows (sendgate); `sender`: the sender
-        /// windows alone (the sender-only Kafka Streams peer).
-        #[arg(long, value_enum, default_value_t = sendgate::cli::bench::RecountLogic::Full)]
-        logic: sendgate::cli::bench::RecountLogic,
-        /// Also read the decisions topic and check them against the limits
-        /// (`check` in the output): no window over its limit, no suppressed
-        /// recipient written to, approvals held. Exits non-zero otherwise.
-        #[arg(long)]
-        check: bool,
-    },
-    /// Publish intents at RATE per second for SECONDS and print the latency
-    /// from each scheduled send to its readable decision (JSON, microseconds).
-    Latency {
-        #[arg(long)]
-        rate: f64,
-        #[arg(long, default_value_t = 30.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
-    /// Measure request-reply latency (POST /v1/intents?wait_ms to the API at
-    /// URL, one intent per request) at RATE per second for SECONDS, beside
-    /// the topic-to-topic latency at the same rate in the same run (JSON,
-    /// microseconds, and the ratios).
-    RequestReply {
-        #[arg(long)]
-        api: String,
-        /// An operator's API token (or SENDGATE_BENCH_API_TOKEN).
-        #[arg(long, env = "SENDGATE_BENCH_API_TOKEN")]
-        token: String,
-        #[arg(long)]
-        rate: f64,
-        #[arg(long, default_value_t = 20.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-    },
-    /// Write KEYS distinct window counters into a stage's changelog.
-    FillChangelog {
-        #[arg(long, default_value = "recipient")]
-        stage: String,
-        #[arg(long)]
-        keys: u64,
-    },
-    /// Read a topic (name without the namespace) with a plain consumer (JSON).
-    ReadRate { topic: String },
-    /// Check every decision against the inputs (the fault harness's
-    /// verifier): missing, duplicated and unexpected decisions, and
-    /// statuses and window counters against the recount. Exits non-zero on
-    /// any difference.
-    Verify {
-        /// Stop reading a topic after this many seconds without a new record.
-        #[arg(long, default_value_t = 5)]
-        idle_secs: u64,
-        /// Check only what holds for any workload (every intent decided
-        /// once, no decision for an unknown intent), not the recount's
-        /// statuses and counters: for a workload with bounces, complaints
-        /// and throttles, whose decisions depend on how the inputs interleave
-        /// (hold those to the limits with `bench recount --check`).
-        #[arg(long)]
-        no_recount: bool,
-    },
-    /// Publish one intent per partition and wait until all are decided;
-    /// print the time it took (JSON). LABEL makes the intents unique.
-    Probe {
-        #[arg(long)]
-        label: String,
-        #[arg(long, default_value_t = 300)]
-        timeout_secs: u64,
-    },
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
@@ -560,7 +415,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
             // own, which a failure (the port taken) drops, and a runtime
             // dropped inside another one panics instead of saying why.
             sendgate::metrics::install(&cfg.metrics_addr)?;
-            sendgate::runtime::run(&cfg, stop_on_signal(&rt))
+            sendgate::runtime::run(&cfg, sendgate::cli::stop_on_signal(&rt))
         }
         Cmd::Topics { action: TopicsCmd::Apply } => {
             let topo = cfg.topology()?;
@@ -587,11 +442,6 @@ fn real_main(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Held { tenant, limit, json, api_url, api_token, api_ca_file } => sendgate::cli::ops::held(&api_url.unwrap_or_else(|| format!("http://{}", cfg.api_addr)), api_token.as_deref(), api_ca_file.as_deref(), tenant.as_deref(), limit, json),
-        Cmd::Bench { action } => bench(&cfg, &rt, action),
-        Cmd::Load { intents, events_per_intent, seed, deadline_secs, key_by_sender_domain, deliveries_only, own_recipients, suppressed, operator_traffic } => {
-            let w = sendgate::cli::load::Workload { seed, intents, events_per_intent: events_per_intent.clamp(0.0, 1.0), key_by_sender_domain, deliveries_only, own_recipients, suppressed, operator_traffic, ..Default::default() };
-            sendgate::cli::load::load(&cfg, &w, Duration::from_secs(deadline_secs))
-        }
         Cmd::Simulate { file } => sendgate::cli::audit::simulate(&cfg, file.as_deref()),
         Cmd::Backtest { policy, report: ComparisonArgs { from, to, show, json }, scratch } => sendgate::cli::audit::backtest(&cfg, &policy, from, to, show, scratch, json),
         Cmd::Shadow { action: ShadowCmd::Start { file } } => rt.block_on(sendgate::cli::shadow::start(&cfg, &file)),
@@ -616,77 +466,6 @@ fn real_main(cli: Cli) -> Result<(), String> {
             for (name, text) in sendgate::codec::standalone_schemas()? {
                 println!("// {name}\n{text}");
             }
-            Ok(())
-        }
-    }
-}
-
-fn bench(cfg: &Config, rt: &tokio::runtime::Runtime, action: BenchCmd) -> Result<(), String> {
-    use sendgate::cli::bench;
-    use serde_json::json;
-    match action {
-        BenchCmd::Passthrough { tasks, hops } => bench::passthrough(cfg, tasks, hops, stop_on_signal(rt)),
-        BenchCmd::Collect { expect, idle_secs, broker_pid } => {
-            let c = bench::collect(cfg, expect, Duration::from_secs(idle_secs), broker_pid)?;
-            let rate = if c.seconds > 0.0 { c.distinct as f64 / c.seconds } else { 0.0 };
-            let out = json!({"records": c.records, "distinct": c.distinct, "missing": expect.saturating_sub(c.distinct), "duplicates": c.records - c.distinct,
-                "seconds": c.seconds, "rate": rate.round(), "status": c.status, "reasons": c.reasons,
-                "machine_cpu_seconds": c.machine_cpu_seconds, "broker_cpu_seconds": c.broker_cpu_seconds});
-            println!("{out}");
-            Ok(())
-        }
-        BenchCmd::Recount { logic, check } => {
-            let r = bench::recount(cfg, logic, check)?;
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-            if let Some(c) = r.check.as_ref().filter(|c| !c.clean()) {
-                return Err(format!("the decisions break the limits: {} windows over, {} suppressed recipients written to, {} sends from paused mailboxes, {} approvals not held as asked; e.g. {:?}", c.over_limit, c.suppressed_allowed, c.paused_allowed, c.approval_mismatches, c.examples));
-            }
-            Ok(())
-        }
-        BenchCmd::Latency { rate, seconds, seed } => {
-            let l = bench::latency(cfg, rate, seconds, seed, Duration::from_secs(30))?;
-            let mut figures = l.to_json();
-            figures["rate"] = json!(rate);
-            println!("{figures}");
-            Ok(())
-        }
-        BenchCmd::RequestReply { api, token, rate, seconds, seed } => {
-            let r = bench::request_reply(cfg, &api, &token, rate, seconds, seed)?;
-            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { (a as f64 / b as f64 * 100.0).round() / 100.0 };
-            println!("{}", json!({"rate": rate, "seconds": seconds, "topic_to_topic": r.topic.to_json(), "request_reply": r.http.to_json(), "request_reply_timed_out": r.timed_out,
-                "ratio_p50": ratio(r.http.p50_us, r.topic.p50_us), "ratio_p99": ratio(r.http.p99_us, r.topic.p99_us)}));
-            if r.http.received + r.timed_out < r.http.sent {
-                return Err(format!("{} of {} requests got no answer", r.http.sent - r.http.received - r.timed_out, r.http.sent));
-            }
-            Ok(())
-        }
-        BenchCmd::FillChangelog { stage, keys } => {
-            let started = std::time::Instant::now();
-            let n = bench::fill_changelog(cfg, &stage, keys)?;
-            println!("{}", json!({"records": n, "seconds": started.elapsed().as_secs_f64()}));
-            Ok(())
-        }
-        BenchCmd::Verify { idle_secs, no_recount } => {
-            let r = sendgate::cli::verify::verify(cfg, Duration::from_secs(idle_secs), !no_recount)?;
-            println!(
-                "{}",
-                json!({"intents": r.intents, "decision_records": r.decision_records, "missing": r.missing, "duplicates": r.duplicates, "unexpected": r.unexpected,
-                    "status_mismatches": r.status_mismatches, "counter_mismatches": r.counter_mismatches, "counters_checked": r.counters_checked, "examples": r.examples})
-            );
-            if r.clean() {
-                Ok(())
-            } else {
-                Err(format!("verify: {} missing, {} duplicates, {} unexpected, {} status and {} counter mismatches over {} intents", r.missing, r.duplicates, r.unexpected, r.status_mismatches, r.counter_mismatches, r.intents))
-            }
-        }
-        BenchCmd::Probe { label, timeout_secs } => {
-            let took = sendgate::cli::verify::probe(cfg, &label, Duration::from_secs(timeout_secs))?;
-            println!("{}", json!({"label": label, "ms": took.as_millis() as u64}));
-            Ok(())
-        }
-        BenchCmd::ReadRate { topic } => {
-            let (n, secs) = bench::read_rate(cfg, &topic)?;
-            println!("{}", json!({"records": n, "seconds": secs, "rate": (n as f64 / secs.max(1e-9)).round()}));
             Ok(())
         }
     }
@@ -739,22 +518,6 @@ fn config_check(cfg: &Config, connect: bool, timeout: Duration) -> Result<(), St
         }
     }
     Ok(())
-}
-
-/// Sets the returned flag on SIGTERM or Ctrl-C.
-fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
-    rt.spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down: committing the open transaction and flushing state");
-        stop.store(true, Ordering::Relaxed);
-    });
-    shutdown
 }
 
 /// Creates missing topics, verifies the rest; a mismatch is an error that

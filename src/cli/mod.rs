@@ -1,14 +1,31 @@
 //! The `sendgate` subcommands other than `run`: producing inputs from JSON,
-//! following outputs as JSON, policies, operator commands, audits, the
-//! benchmark instruments and the demo.
+//! following outputs as JSON, policies, operator commands, audits and the
+//! demo. (The benchmark and fault-harness instruments are the
+//! `sendgate-bench` binary, src/bin/sendgate-bench.)
 
 pub mod audit;
-pub mod bench;
 pub mod collect;
 pub mod demo;
 pub mod kafka_io;
-pub mod load;
 pub mod ops;
 pub mod reconcile;
 pub mod shadow;
-pub mod verify;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Sets the returned flag on SIGTERM or Ctrl-C.
+pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let stop = shutdown.clone();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: committing the open transaction and flushing state");
+        stop.store(true, Ordering::Relaxed);
+    });
+    shutdown
+}

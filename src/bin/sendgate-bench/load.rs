@@ -1,12 +1,12 @@
-//! `sendgate load`: fills the input topics with a reproducible workload for
+//! `sendgate-bench load`: fills the input topics with a reproducible workload for
 //! benchmarks and long runs: N intents and delivery events with skewed
 //! (Zipf) sender domains, mailboxes, recipient domains and recipients,
 //! realistic field sizes, and a fixed seed. Bounded in count and time.
 
-use super::kafka_io;
-use crate::codec::{self, RecordType};
-use crate::config::Config;
-use crate::model::*;
+use sendgate::cli::kafka_io;
+use sendgate::codec::{self, RecordType};
+use sendgate::config::Config;
+use sendgate::model::*;
 use std::time::{Duration, Instant};
 
 /// SplitMix64: a small, fast, seedable generator; the same seed gives the
@@ -372,7 +372,7 @@ mod tests {
                     "commands" => {
                         let c: Command = codec::decode(RecordType::Command, &v).unwrap();
                         assert_eq!(k, c.target.as_bytes(), "keyed by target");
-                        assert!(crate::stage::ingress::normalise_command(c.clone()).is_ok(), "{c:?} is a valid command");
+                        assert!(sendgate::stage::ingress::normalise_command(c.clone()).is_ok(), "{c:?} is a valid command");
                         if c.kind == CommandKind::AddListEntry {
                             let last = last_intent.as_ref().expect("a suppression follows an intent");
                             assert_eq!((c.target.as_str(), c.tenant.as_str(), c.list.as_deref()), (last.recipient.as_str(), last.tenant.as_str(), Some("suppression")));

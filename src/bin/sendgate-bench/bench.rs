@@ -1,4 +1,4 @@
-//! `sendgate bench ...`: the instruments `scripts/bench.sh` measures with.
+//! The instruments `scripts/bench.sh` measures with.
 //!
 //! - `passthrough`: the broker's own limit on this machine: the task loop
 //!   sendgate's stages run (same clients, same settings, same commit
@@ -17,12 +17,12 @@
 //! - `fill-changelog` and `read-rate`: many active keys in a stage's
 //!   changelog, and how fast a plain consumer reads a topic.
 
-use super::kafka_io::{self, ReadOptions};
-use super::load::{self, Workload};
-use crate::codec::{self, RecordType};
-use crate::config::Config;
-use crate::model::*;
-use crate::runtime::task::{supervise, Outbox, Processor, TaskError, TaskSettings};
+use sendgate::cli::kafka_io::{self, ReadOptions};
+use crate::load::{self, Workload};
+use sendgate::codec::{self, RecordType};
+use sendgate::config::Config;
+use sendgate::model::*;
+use sendgate::runtime::task::{supervise, Outbox, Processor, TaskError, TaskSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -83,12 +83,12 @@ pub fn passthrough(cfg: &Config, tasks: usize, hops: usize, shutdown: Arc<Atomic
     let hop_topic = |h: usize| format!("bench.hop{h}");
     if hops > 1 {
         let intents = topo.topics.iter().find(|t| t.name == "intents").ok_or("the topology has no intents topic")?;
-        let chain = crate::topology::Topology {
+        let chain = sendgate::topology::Topology {
             namespace: topo.namespace.clone(),
-            topics: (1..hops).map(|h| crate::topology::TopicSpec { name: hop_topic(h), role: "benchmark".into(), ..intents.clone() }).collect(),
+            topics: (1..hops).map(|h| sendgate::topology::TopicSpec { name: hop_topic(h), role: "benchmark".into(), ..intents.clone() }).collect(),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(crate::topology::apply(&chain, &cfg.client_config(), cfg.replication_factor))?;
+        rt.block_on(sendgate::topology::apply(&chain, &cfg.client_config(), cfg.replication_factor))?;
     }
     let mut handles = Vec::new();
     for h in 0..hops {
@@ -337,7 +337,7 @@ impl StageClocks {
 
     /// Reads the recipient stage's topic (committed records, each partition
     /// in its order).
-    pub fn read(cfg: &Config, topo: &crate::topology::Topology, opts: &ReadOptions) -> Result<StageClocks, String> {
+    pub fn read(cfg: &Config, topo: &sendgate::topology::Topology, opts: &ReadOptions) -> Result<StageClocks, String> {
         let topic = topo.full("stage.recipient");
         let mut clocks = StageClocks::default();
         let mut partition_clock: HashMap<i32, i64> = HashMap::new();
@@ -916,7 +916,7 @@ pub fn request_reply(cfg: &Config, api: &str, token: &str, rate: f64, seconds: f
 /// Sends a few intents of another seed and waits for their decisions: the
 /// system under test has then joined its groups and restored, and the
 /// consumer sits at the end of the decisions topic.
-fn warm_up(topo: &crate::topology::Topology, producer: &BenchProducer, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
+fn warm_up(topo: &sendgate::topology::Topology, producer: &BenchProducer, consumer: &BaseConsumer, seed: u64) -> Result<(), String> {
     let w = Workload { seed: seed ^ 0x5eed, intents: 20, events_per_intent: 0.0, key_by_sender_domain: true, ..Workload::default() };
     let mut ids = std::collections::HashSet::new();
     let topic = topo.full("intents");
@@ -988,8 +988,8 @@ pub fn fill_changelog(cfg: &Config, stage: &str, keys: u64) -> Result<u64, Strin
     let producer = bench_producer(cfg, 20)?;
     let day = 1_763_942_400_000i64;
     for i in 0..keys {
-        let key = crate::stage::keys::counter(&format!("recipient:person{i}@company{}.example", i % 20_000), "outbound", "day");
-        let value = crate::state::StateValue::Counter(crate::state::WindowCounter { bucket_start_ms: day, count: 1 + (i % 9) as i64, alerted_pct: 0, pending: 0 }).encode();
+        let key = sendgate::stage::keys::counter(&format!("recipient:person{i}@company{}.example", i % 20_000), "outbound", "day");
+        let value = sendgate::state::StateValue::Counter(sendgate::state::WindowCounter { bucket_start_ms: day, count: 1 + (i % 9) as i64, alerted_pct: 0, pending: 0 }).encode();
         send_waiting(&producer, BaseRecord::to(&topic).key(key.as_slice()).payload(value.as_slice()).partition((i % partitions as u64) as i32))?;
     }
     producer.flush(Duration::from_secs(120)).map_err(|e| format!("flush: {e}"))?;
@@ -1008,13 +1008,13 @@ pub fn read_rate(cfg: &Config, topic_suffix: &str) -> Result<(u64, f64), String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::spec::LimitSpec;
+    use sendgate::policy::spec::LimitSpec;
 
     #[test]
     fn the_recount_limits_are_the_benchmark_policy() {
-        let mut spec = crate::policy::resolve::builtin_defaults();
-        let docs = crate::policy::file::parse_policy_file(include_str!("../../bench/policy.toml")).unwrap();
-        let (_, bench) = docs.iter().find(|(scope, _)| *scope == crate::policy::Scope::Default).unwrap();
+        let mut spec = sendgate::policy::resolve::builtin_defaults();
+        let docs = sendgate::policy::file::parse_policy_file(include_str!("../../../bench/policy.toml")).unwrap();
+        let (_, bench) = docs.iter().find(|(scope, _)| *scope == sendgate::policy::Scope::Default).unwrap();
         spec.limits.extend(bench.limits.clone());
         let limits: BTreeMap<&String, u64> = spec.limits.iter().filter_map(|(k, l)| match l {
             LimitSpec::Max(m) => Some((k, *m)),

@@ -20,12 +20,12 @@
 //! denying, an allowed intent's counters would also hold reservations
 //! still in flight that a later stage releases.)
 
-use super::bench::{recount_key, RecountLogic, RecountModel};
-use super::kafka_io::{self, ReadOptions};
-use crate::codec::{self, RecordType};
-use crate::config::Config;
-use crate::model::*;
-use crate::stage::driver::partition_for;
+use crate::bench::{recount_key, RecountLogic, RecountModel};
+use sendgate::cli::kafka_io::{self, ReadOptions};
+use sendgate::codec::{self, RecordType};
+use sendgate::config::Config;
+use sendgate::model::*;
+use sendgate::stage::driver::partition_for;
 use rdkafka::producer::FutureRecord;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -191,7 +191,7 @@ fn outbound(intent_id: String, sender: String, recipient: String) -> SendIntent 
 pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, String> {
     let topo = cfg.topology()?;
     let inputs = topo.partitions("intents");
-    let stages = topo.partitions(&crate::stage::StageKind::Sender.topic());
+    let stages = topo.partitions(&sendgate::stage::StageKind::Sender.topic());
     // Timed from here: right after a broker restart the topics' leaders
     // may not be back yet, and that wait is part of the answer (it is
     // retried until the timeout, not reported as a failure at once).
@@ -222,7 +222,7 @@ pub fn probe(cfg: &Config, label: &str, timeout: Duration) -> Result<Duration, S
         let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).partition(*partition).key(key.as_str()).payload(bytes.as_slice());
         futures::executor::block_on(producer.send(rec, timeout)).map_err(|(e, _)| format!("probe: cannot publish: {e}"))?;
     }
-    let decided = super::collect::decisions_for(cfg, &start, &ids, timeout)?;
+    let decided = sendgate::cli::collect::decisions_for(cfg, &start, &ids, timeout)?;
     if decided.len() < ids.len() {
         return Err(format!("probe {label}: {} of {} decided within {timeout:?}", decided.len(), ids.len()));
     }
@@ -240,7 +240,7 @@ mod tests {
     fn decision(status: DecisionStatus, reason: &str, usage: Vec<Usage>) -> Decision {
         let intent = outbound("i-1".into(), "a@d.example".into(), "r@x.example".into());
         let source = SourceRef { topic: "intents".into(), partition: 0, offset: 0 };
-        crate::stage::pipeline::new_decision(&intent, 0, &source, crate::stage::StageKind::Sender, status, reason, None, usage, 1)
+        sendgate::stage::pipeline::new_decision(&intent, 0, &source, sendgate::stage::StageKind::Sender, status, reason, None, usage, 1)
     }
 
     fn mismatches(d: &Decision, counters: [i64; 4]) -> u64 {
