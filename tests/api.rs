@@ -70,8 +70,7 @@ limits = { "mailbox.outbound.hour" = 2, "mailbox.outbound.day" = 10 }
     let (_, bo) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:bo@acme.com&tenant=acme", "");
     let bo: serde_json::Value = serde_json::from_str(&bo).unwrap();
     assert_eq!(window(&bo, "outbound", "hour")["used"], 0, "{bo}");
-    env.send_intents(&[intent("u-3", "bo@acme.com", "d@corp.example")]);
-    assert_eq!(env.await_decisions(&["u-3".into()], WAIT)["u-3"].status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("u-3", "bo@acme.com", "d@corp.example")).status, DecisionStatus::Allowed);
 
     // The recipient side: a recipient's windows are its tenant's; a
     // recipient domain's are per sender domain (with &sender=) and a
@@ -255,8 +254,7 @@ warmup = { steps = [{ until_day = 7, hour = 20, day = 100 }] }
     );
     let addr = env.cfg.api_addr.clone();
     await_ready(&addr);
-    env.send_intents(&[intent("w-1", "ana+news@warm.example", "a@corp.example")]);
-    assert_eq!(env.await_decisions(&["w-1".into()], WAIT)["w-1"].status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("w-1", "ana+news@warm.example", "a@corp.example")).status, DecisionStatus::Allowed);
     let deadline = std::time::Instant::now() + WAIT;
     let usage = loop {
         let (status, body) = http(&addr, Some(ACME), "GET", "/v1/usage?scope=mailbox:ana%2Bnews%40warm.example", "");

@@ -9,27 +9,20 @@ use sendgate::model::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = DECIDE_WAIT;
 
 /// Sender limits set high and the time-dependent defaults off, so that the
 /// recipient side is what binds, at any hour.
-const HIGH_SENDER: &str = r#"
-[[policy]]
-scope = "tenant:acme"
-business_hours = "off"
-warmup = "off"
-limits = { "mailbox.outbound.hour" = 10000, "mailbox.outbound.day" = 10000, "sender_domain.outbound.hour" = 10000, "sender_domain.outbound.day" = 10000 }
-"#;
-
-fn ids(intents: &[SendIntent]) -> Vec<String> {
-    intents.iter().map(|i| i.intent_id.clone()).collect()
+fn high_sender() -> Policy {
+    let p = Policy::scope("tenant:acme").any_hour();
+    ["mailbox.outbound.hour", "mailbox.outbound.day", "sender_domain.outbound.hour", "sender_domain.outbound.day"].iter().fold(p, |p, l| p.limit(l, 10_000))
 }
 
 #[test]
 fn a_runaway_loop_to_one_recipient_gets_one_send() {
     let mut env = TestEnv::new("loop");
     env.start();
-    env.apply_policy(HIGH_SENDER);
+    env.apply(&[high_sender()]);
     let intents: Vec<SendIntent> = (0..200)
         .map(|i| {
             let mut it = intent(&format!("loop-{i}"), "agent@acme.com", "lead@corp.example");
@@ -38,8 +31,7 @@ fn a_runaway_loop_to_one_recipient_gets_one_send() {
             it
         })
         .collect();
-    env.send_intents(&intents);
-    let decisions = env.await_decisions(&ids(&intents), WAIT);
+    let decisions = env.decide(&intents);
     let mut by_outcome: BTreeMap<(DecisionStatus, String), usize> = BTreeMap::new();
     for d in decisions.values() {
         *by_outcome.entry((d.status, d.reason.clone())).or_default() += 1;
@@ -58,10 +50,9 @@ fn a_runaway_loop_to_one_recipient_gets_one_send() {
 fn three_hundred_to_one_corporate_domain_allows_50_and_leaks_no_reservation() {
     let mut env = TestEnv::new("corp");
     env.start();
-    env.apply_policy(HIGH_SENDER);
+    env.apply(&[high_sender()]);
     let intents: Vec<SendIntent> = (0..300).map(|i| intent(&format!("corp-{i}"), "agent@acme.com", &format!("person{i}@bigcorp.example"))).collect();
-    env.send_intents(&intents);
-    let decisions = env.await_decisions(&ids(&intents), WAIT);
+    let decisions = env.decide(&intents);
     assert_eq!(count_status(decisions.values(), DecisionStatus::Allowed), 50);
     for d in decisions.values().filter(|d| d.status != DecisionStatus::Allowed) {
         assert_eq!((d.status, d.reason.as_str(), d.stage.as_deref()), (DecisionStatus::Deferred, "hourly_limit_exceeded", Some("recipient_domain")));
@@ -85,9 +76,8 @@ fn three_hundred_to_one_corporate_domain_allows_50_and_leaks_no_reservation() {
 fn a_hard_bounce_suppresses_the_recipient() {
     let mut env = TestEnv::new("suppress");
     env.start();
-    env.apply_policy(HIGH_SENDER);
-    env.send_intents(&[intent("s-1", "ana@acme.com", "gone@corp.example")]);
-    assert_eq!(env.await_decisions(&["s-1".into()], WAIT)["s-1"].status, DecisionStatus::Allowed);
+    env.apply(&[high_sender()]);
+    assert_eq!(env.decide_one(intent("s-1", "ana@acme.com", "gone@corp.example")).status, DecisionStatus::Allowed);
     env.send_delivery(&[hard_bounce("hb-1", "ana@acme.com", "Gone@CORP.example")]);
     // The next intent to that recipient, from any mailbox of the tenant.
     let deadline = std::time::Instant::now() + WAIT;
@@ -95,8 +85,7 @@ fn a_hard_bounce_suppresses_the_recipient() {
     loop {
         n += 1;
         let id = format!("s-after-{n}");
-        env.send_intents(&[intent(&id, "bo@acme.com", "gone@corp.example")]);
-        let d = env.await_decisions(&[id.clone()], WAIT).remove(&id).unwrap();
+        let d = env.decide_one(intent(&id, "bo@acme.com", "gone@corp.example"));
         if d.status == DecisionStatus::Blocked {
             assert_eq!((d.reason.as_str(), d.stage.as_deref()), ("recipient_suppressed", Some("recipient")));
             break;
@@ -112,19 +101,11 @@ fn a_hard_bounce_suppresses_the_recipient() {
 fn a_live_policy_change_applies_to_the_next_intent_and_decisions_name_its_version() {
     let mut env = TestEnv::new("live");
     env.start();
-    env.apply_policy(HIGH_SENDER);
-    env.send_intents(&[intent("v-1", "ana@acme.com", "a@corp.example")]);
-    let before = env.await_decisions(&["v-1".into()], WAIT).remove("v-1").unwrap();
+    env.apply(&[high_sender()]);
+    let before = env.decide_one(intent("v-1", "ana@acme.com", "a@corp.example"));
     assert_eq!(before.status, DecisionStatus::Allowed);
-    env.apply_policy(
-        r#"
-[[policy]]
-scope = "mailbox:ana@acme.com"
-limits = { "mailbox.outbound.hour" = 1 }
-"#,
-    );
-    env.send_intents(&[intent("v-2", "ana@acme.com", "b@corp.example")]);
-    let after = env.await_decisions(&["v-2".into()], WAIT).remove("v-2").unwrap();
+    env.apply(&[Policy::scope("mailbox:ana@acme.com").limit("mailbox.outbound.hour", 1)]);
+    let after = env.decide_one(intent("v-2", "ana@acme.com", "b@corp.example"));
     assert_eq!((after.status, after.reason.as_str()), (DecisionStatus::Deferred, "hourly_limit_exceeded"));
     assert!(after.policy_version > before.policy_version, "{} then {}", before.policy_version, after.policy_version);
 }
@@ -139,18 +120,16 @@ fn await_alert(env: &TestEnv, kind: &str, scope: &str) -> Vec<Alert> {
 fn one_mailboxs_bounces_pause_that_mailbox_and_not_its_neighbours_on_the_domain() {
     let mut env = TestEnv::new("mbreaker");
     env.start();
-    env.apply_policy(HIGH_SENDER);
+    env.apply(&[high_sender()]);
     // 300 sends, 30 from each of ten mailboxes of one domain.
     let intents: Vec<SendIntent> = (0..300).map(|i| intent(&format!("mb-{i}"), &format!("m{}@acme.com", i % 10), &format!("p{i}@gmail.com"))).collect();
-    env.send_intents(&intents);
-    assert_eq!(count_status(env.await_decisions(&ids(&intents), WAIT).values(), DecisionStatus::Allowed), 300);
+    assert_eq!(count_status(env.decide(&intents).values(), DecisionStatus::Allowed), 300);
     // m3's list is bad: 3 hard bounces of its 30 sends (10%), 1% of the domain's.
     env.send_delivery(&(0..3).map(|i| hard_bounce(&format!("mb-hb-{i}"), "m3@acme.com", &format!("p{}@gmail.com", 3 + 10 * i))).collect::<Vec<_>>());
     let alerts = await_alert(&env, "sender_paused", "mailbox:m3@acme.com");
     assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope == "sender_domain:acme.com"), "{alerts:?}");
     let probes = [intent("mb-m3", "m3@acme.com", "new1@gmail.com"), intent("mb-m4", "m4@acme.com", "new2@gmail.com")];
-    env.send_intents(&probes);
-    let d = env.await_decisions(&ids(&probes), WAIT);
+    let d = env.decide(&probes);
     assert_eq!((d["mb-m3"].status, d["mb-m3"].reason.as_str()), (DecisionStatus::Paused, "mailbox_paused"));
     assert_eq!(d["mb-m4"].status, DecisionStatus::Allowed, "its neighbour sends on: {:?}", d["mb-m4"]);
 }
@@ -160,25 +139,15 @@ fn three_hard_bounces_in_a_40_send_first_week_pause_a_warming_domain() {
     let mut env = TestEnv::new("lowvol");
     env.start();
     // A domain on its first day of warm-up, and the default signals.
-    env.apply_policy(
-        r#"
-[[policy]]
-scope = "tenant:acme"
-business_hours = "off"
-warmup = { steps = [{ until_day = 7, hour = 50 }] }
-limits = { "mailbox.outbound.hour" = "off" }
-"#,
-    );
+    env.apply(&[Policy::scope("tenant:acme").set("business_hours", r#""off""#).set("warmup", "{ steps = [{ until_day = 7, hour = 50 }] }").limit_off("mailbox.outbound.hour")]);
     let intents: Vec<SendIntent> = (0..40).map(|i| intent(&format!("lv-{i}"), &format!("m{}@new.example", i % 4), &format!("p{i}@gmail.com"))).collect();
-    env.send_intents(&intents);
-    assert_eq!(count_status(env.await_decisions(&ids(&intents), WAIT).values(), DecisionStatus::Allowed), 40);
+    assert_eq!(count_status(env.decide(&intents).values(), DecisionStatus::Allowed), 40);
     // One bounce each from three mailboxes: none of them has three; the
     // domain has 3 in 40 (7.5%), far under the 100 sends a rate used to need.
     env.send_delivery(&(0..3).map(|i| hard_bounce(&format!("lv-hb-{i}"), &format!("m{i}@new.example"), &format!("p{i}@gmail.com"))).collect::<Vec<_>>());
     let alerts = await_alert(&env, "sender_paused", "sender_domain:new.example");
     assert!(!alerts.iter().any(|a| a.kind == "sender_paused" && a.scope.starts_with("mailbox:")), "{alerts:?}");
-    env.send_intents(&[intent("lv-after", "m3@new.example", "q@gmail.com")]);
-    let d = env.await_decisions(&["lv-after".into()], WAIT).remove("lv-after").unwrap();
+    let d = env.decide_one(intent("lv-after", "m3@new.example", "q@gmail.com"));
     assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
 }
 
@@ -188,29 +157,16 @@ fn a_rolling_24_hour_cap_holds_across_midnight() {
     env.start();
     // Two mailboxes, 3 a day: one by the calendar day, one in any 24 hours.
     let policy = |zone: &str| {
-        format!(
-            r#"
-[[policy]]
-scope = "tenant:acme"
-timezone = "{zone}"
-business_hours = "off"
-warmup = "off"
-limits = {{ "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = "off" }}
-
-[[policy]]
-scope = "mailbox:cal@acme.com"
-limits = {{ "mailbox.outbound.day" = 3 }}
-
-[[policy]]
-scope = "mailbox:roll@acme.com"
-limits = {{ "mailbox.all.rolling_24h" = 3 }}
-"#
-        )
+        [
+            Policy::scope("tenant:acme").set("timezone", &format!("{zone:?}")).any_hour().limit_off("mailbox.outbound.hour").limit_off("mailbox.outbound.day"),
+            Policy::scope("mailbox:cal@acme.com").limit("mailbox.outbound.day", 3),
+            Policy::scope("mailbox:roll@acme.com").limit("mailbox.all.rolling_24h", 3),
+        ]
     };
-    env.apply_policy(&policy("Pacific/Kiritimati"));
+    env.apply(&policy("Pacific/Kiritimati"));
     let batch = |tag: &str, n: usize| -> Vec<SendIntent> { ["cal", "roll"].iter().flat_map(|m| (0..n).map(move |i| intent(&format!("{tag}-{m}-{i}"), &format!("{m}@acme.com"), &format!("{tag}{i}@gmail.com")))).collect() };
     let first = batch("day1", 4);
-    let d = env.await_decisions(&{ env.send_intents(&first); ids(&first) }, WAIT);
+    let d = env.decide(&first);
     for m in ["cal", "roll"] {
         assert_eq!((0..3).filter(|i| d[&format!("day1-{m}-{i}")].status == DecisionStatus::Allowed).count(), 3, "{m}");
     }
@@ -220,10 +176,8 @@ limits = {{ "mailbox.all.rolling_24h" = 3 }}
     // whose calendar day is another date at every instant. (A test cannot
     // wait for a real midnight; moving the zone moves every calendar window
     // exactly as one would.)
-    env.apply_policy(&policy("Pacific/Niue"));
-    let second = batch("day2", 1);
-    env.send_intents(&second);
-    let d = env.await_decisions(&ids(&second), WAIT);
+    env.apply(&policy("Pacific/Niue"));
+    let d = env.decide(&batch("day2", 1));
     assert_eq!(d["day2-cal-0"].status, DecisionStatus::Allowed, "the calendar cap starts again: {:?}", d["day2-cal-0"]);
     let r = &d["day2-roll-0"];
     assert_eq!((r.status, r.reason.as_str()), (DecisionStatus::Deferred, "rolling_24h_limit_exceeded"), "the rolling cap still holds the last 24 hours' 3");
@@ -237,22 +191,10 @@ limits = {{ "mailbox.all.rolling_24h" = 3 }}
 fn a_421_4_7_26_and_a_421_4_7_28_take_different_actions_by_rule() {
     let mut env = TestEnv::new("feedback");
     env.start();
-    env.apply_policy(
-        r#"
-[[policy]]
-scope = "tenant:acme"
-business_hours = "off"
-warmup = "off"
-limits = { "mailbox.outbound.hour" = "off" }
-feedback = [
-  { code = 421, enhanced = "4.7.26", action = "pause_domain" },
-  { code = 421, enhanced = "4.7.28", action = "backoff" },
-]
-"#,
-    );
+    let rules = r#"[{ code = 421, enhanced = "4.7.26", action = "pause_domain" }, { code = 421, enhanced = "4.7.28", action = "backoff" }]"#;
+    env.apply(&[Policy::scope("tenant:acme").any_hour().limit_off("mailbox.outbound.hour").set("feedback", rules)]);
     let warm: Vec<SendIntent> = ["auth.example", "rate.example"].iter().map(|d| intent(&format!("fb-warm-{d}"), &format!("ana@{d}"), "first@gmail.com")).collect();
-    env.send_intents(&warm);
-    assert_eq!(count_status(env.await_decisions(&ids(&warm), WAIT).values(), DecisionStatus::Allowed), 2);
+    assert_eq!(count_status(env.decide(&warm).values(), DecisionStatus::Allowed), 2);
     // The same code from Google, with another enhanced status each.
     let deferral = |id: &str, sender: &str, enhanced: &str| {
         let mut e = hard_bounce(id, sender, "first@gmail.com");
@@ -267,8 +209,7 @@ feedback = [
     // 4.7.28, rate: a backoff from Google only.
     env.await_alert(|a| a.kind == "isp_throttling" && a.scope == "sender_domain:rate.example/provider:google", WAIT);
     let probes = [intent("fb-auth-corp", "bo@auth.example", "x@corp.example"), intent("fb-rate-gmail", "bo@rate.example", "y@gmail.com"), intent("fb-rate-corp", "bo@rate.example", "x@corp.example")];
-    env.send_intents(&probes);
-    let d = env.await_decisions(&ids(&probes), WAIT);
+    let d = env.decide(&probes);
     assert_eq!((d["fb-auth-corp"].status, d["fb-auth-corp"].reason.as_str()), (DecisionStatus::Paused, "sender_domain_paused"));
     assert_eq!((d["fb-rate-gmail"].status, d["fb-rate-gmail"].reason.as_str()), (DecisionStatus::Deferred, "isp_backoff"));
     assert_eq!(d["fb-rate-corp"].status, DecisionStatus::Allowed, "elsewhere it sends on: {:?}", d["fb-rate-corp"]);
@@ -288,25 +229,9 @@ fn a_send_for_a_deferred_intent_is_unapproved_and_one_for_an_allowed_intent_is_n
     let mut env = TestEnv::new("reconcile");
     env.start();
     // One send an hour from rc@; events wait 2 s for their decision.
-    env.apply_policy(
-        r#"
-[[policy]]
-scope = "tenant:acme"
-business_hours = "off"
-warmup = "off"
-reconcile = { wait_seconds = 2 }
-
-[[policy]]
-scope = "mailbox:rc@acme.com"
-limits = { "mailbox.outbound.hour" = 1 }
-"#,
-    );
+    env.apply(&[Policy::scope("tenant:acme").any_hour().set("reconcile", "{ wait_seconds = 2 }"), Policy::scope("mailbox:rc@acme.com").limit("mailbox.outbound.hour", 1)]);
     // One intent, sent and decided.
-    let decide = |id: &str, sender: &str, to: &str| -> DecisionStatus {
-        let i = intent(id, sender, to);
-        env.send_intents(std::slice::from_ref(&i));
-        env.await_decisions(&ids(&[i]), WAIT)[id].status
-    };
+    let decide = |id: &str, sender: &str, to: &str| -> DecisionStatus { env.decide_one(intent(id, sender, to)).status };
     // ALLOWED, decision first.
     assert_eq!(decide("ok-1", "rc@acme.com", "a@corp.example"), DecisionStatus::Allowed);
     env.send_delivery(&[delivered("ok-1", "rc@acme.com", "a@corp.example")]);
@@ -349,32 +274,20 @@ limits = { "mailbox.outbound.hour" = 1 }
 fn a_mailbox_moves_up_its_trust_ladder_after_healthy_volume_and_back_down_after_bounces() {
     let mut env = TestEnv::new("trust");
     env.start();
-    env.apply_policy(
-        r#"
-[[policy]]
-scope = "tenant:acme"
-business_hours = "off"
-warmup = "off"
-limits = { "mailbox.outbound.hour" = "off", "mailbox.outbound.day" = "off" }
-trust = { mailbox = { steps = [{ name = "supervised", hour = 3 }, { name = "trusted" }], advance_after_sends = 3, advance_after_hours = 0, demote_after_events = 2 } }
-"#,
-    );
+    let ladder = r#"{ mailbox = { steps = [{ name = "supervised", hour = 3 }, { name = "trusted" }], advance_after_sends = 3, advance_after_hours = 0, demote_after_events = 2 } }"#;
+    env.apply(&[Policy::scope("tenant:acme").any_hour().limit_off("mailbox.outbound.hour").limit_off("mailbox.outbound.day").set("trust", ladder)]);
     let first: Vec<SendIntent> = (0..3).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
-    env.send_intents(&first);
-    assert_eq!(count_status(env.await_decisions(&ids(&first), WAIT).values(), DecisionStatus::Allowed), 3);
+    assert_eq!(count_status(env.decide(&first).values(), DecisionStatus::Allowed), 3);
     let up = env.await_alert(|a| a.kind == "trust_step_up" && a.scope == "mailbox:new@acme.com", WAIT);
     assert_eq!((up.details["from"].as_str(), up.details["to"].as_str()), ("supervised", "trusted"));
     // Past the supervised step's 3 an hour.
     let more: Vec<SendIntent> = (3..8).map(|i| intent(&format!("tr-{i}"), "new@acme.com", &format!("p{i}@gmail.com"))).collect();
-    env.send_intents(&more);
-    assert_eq!(count_status(env.await_decisions(&ids(&more), WAIT).values(), DecisionStatus::Allowed), 5);
+    assert_eq!(count_status(env.decide(&more).values(), DecisionStatus::Allowed), 5);
     // Two of its five sends at the trusted step bounce: back down.
     env.send_delivery(&[hard_bounce("tr-hb-1", "new@acme.com", "p3@gmail.com"), hard_bounce("tr-hb-2", "new@acme.com", "p4@gmail.com")]);
     let down = env.await_alert(|a| a.kind == "trust_step_down" && a.scope == "mailbox:new@acme.com", WAIT);
     assert_eq!((down.details["from"].as_str(), down.details["to"].as_str(), down.details["hard_bounces"].as_str()), ("trusted", "supervised", "2"));
-    let probe = intent("tr-probe", "new@acme.com", "q@gmail.com");
-    env.send_intents(std::slice::from_ref(&probe));
-    let d = env.await_decisions(&ids(&[probe]), WAIT).remove("tr-probe").unwrap();
+    let d = env.decide_one(intent("tr-probe", "new@acme.com", "q@gmail.com"));
     assert_eq!((d.status, d.reason.as_str()), (DecisionStatus::Deferred, "trust_step_limit"), "{d:?}");
     // The explanation names the step it was decided at.
     let (ok, out, err) = env.cli(&["audit", "explain", "tr-probe"]);

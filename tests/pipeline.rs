@@ -70,10 +70,8 @@ fn resubmitting_an_allowed_intent_gets_allowed_again_and_moves_no_counter() {
     assert!(all[1].replayed);
     assert_eq!(all[1].usage, all[0].usage);
     // The cap is 3: one more new intent fits (the repeat moved nothing), the next does not.
-    env.send_intents(&[intent("idem-2", "bo@acme.com", "x@corp.example")]);
-    assert_eq!(env.await_decisions(&["idem-2".into()], WAIT)["idem-2"].status, DecisionStatus::Allowed);
-    env.send_intents(&[intent("idem-3", "bo@acme.com", "x@corp.example")]);
-    assert_eq!(env.await_decisions(&["idem-3".into()], WAIT)["idem-3"].status, DecisionStatus::Deferred);
+    assert_eq!(env.decide_one(intent("idem-2", "bo@acme.com", "x@corp.example")).status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("idem-3", "bo@acme.com", "x@corp.example")).status, DecisionStatus::Deferred);
 }
 
 fn wait_for_count(env: &TestEnv, id: &str, n: usize) -> Vec<Decision> {
@@ -155,8 +153,7 @@ fn malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     let bad_address = sendgate::codec::encode(sendgate::codec::RecordType::SendIntent, &intent("bad-addr", "not an address", "x@corp.example")).unwrap();
     let wrong_schema = sendgate::codec::encode(sendgate::codec::RecordType::DeliveryEvent, &hard_bounce("e1", "ed@acme.com", "x@corp.example")).unwrap();
     env.send_raw("intents", vec![(b"k".to_vec(), Some(garbage.clone())), (b"k".to_vec(), Some(json.clone())), (b"k".to_vec(), Some(bad_address.clone())), (b"k".to_vec(), Some(wrong_schema.clone()))]);
-    env.send_intents(&[intent("after-bad", "ed@acme.com", "x@corp.example")]);
-    assert_eq!(env.await_decisions(&["after-bad".into()], WAIT)["after-bad"].status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("after-bad", "ed@acme.com", "x@corp.example")).status, DecisionStatus::Allowed);
     let dls = env.all_dead_letters();
     assert_eq!(dls.len(), 4, "{dls:?}");
     for (dl, original) in dls.iter().zip([&garbage, &json, &bad_address, &wrong_schema]) {
@@ -191,8 +188,7 @@ signals = { min_volume = 40 }
     // 1 of 40 (2.5%): under the three events a rate needs, no tier; the
     // domain sends on.
     env.send_delivery(&[hard_bounce("hb-0", senders[0], "old0@list.example")]);
-    env.send_intents(&[intent("b-still", senders[1], "new@list.example")]);
-    assert_eq!(env.await_decisions(&["b-still".into()], WAIT)["b-still"].status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("b-still", senders[1], "new@list.example")).status, DecisionStatus::Allowed);
     // 3 of 41 = 7.3%: paused (the domain; each mailbox has under three).
     env.send_delivery(&[hard_bounce("hb-1", senders[1], "old1@list.example"), hard_bounce("hb-2", senders[0], "old2@list.example")]);
     env.await_alert(|a| a.kind == "sender_paused" && a.scope == "sender_domain:bouncy.example", WAIT);
@@ -205,8 +201,7 @@ signals = { min_volume = 40 }
     // A resume command lifts it.
     env.send_command(&command(CommandKind::Resume, "sender_domain:bouncy.example"));
     env.await_alert(|a| a.kind == "sender_resumed", WAIT);
-    env.send_intents(&[intent("after-resume", senders[0], "n@list.example")]);
-    assert_eq!(env.await_decisions(&["after-resume".into()], WAIT)["after-resume"].status, DecisionStatus::Allowed);
+    assert_eq!(env.decide_one(intent("after-resume", senders[0], "n@list.example")).status, DecisionStatus::Allowed);
 }
 
 #[test]

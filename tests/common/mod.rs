@@ -228,6 +228,24 @@ impl TestEnv {
         self.send_raw("commands", vec![(cmd.target.clone().into_bytes(), Some(codec::encode(RecordType::Command, cmd).unwrap()))]);
     }
 
+    /// Publishes policy documents (one file's worth).
+    pub fn apply(&self, policies: &[Policy]) {
+        self.apply_policy(&policies.iter().map(|p| p.toml() + "\n").collect::<String>());
+    }
+
+    /// Publishes the intents and waits ([`DECIDE_WAIT`]) for a decision on
+    /// each: by intent id. Fails the test if any is missing.
+    pub fn decide(&self, intents: &[SendIntent]) -> HashMap<String, Decision> {
+        self.send_intents(intents);
+        self.await_decisions(&intents.iter().map(|i| i.intent_id.clone()).collect::<Vec<_>>(), DECIDE_WAIT)
+    }
+
+    /// Publishes one intent and waits for its decision.
+    pub fn decide_one(&self, intent: SendIntent) -> Decision {
+        let id = intent.intent_id.clone();
+        self.decide(std::slice::from_ref(&intent)).remove(&id).expect("decide waits for every decision")
+    }
+
     /// Waits for a decision for every intent (fails the test if any is missing).
     pub fn await_decisions(&self, ids: &[String], timeout: Duration) -> HashMap<String, Decision> {
         let wanted: HashSet<String> = ids.iter().cloned().collect();
@@ -344,6 +362,60 @@ scope = "default"
 business_hours = "off"
 warmup = "off"
 "#;
+
+/// How long [`TestEnv::decide`] waits for decisions.
+pub const DECIDE_WAIT: Duration = Duration::from_secs(120);
+
+/// One `[[policy]]` document of a test, written field by field, so that a
+/// test states only the settings it is about:
+/// `Policy::scope("tenant:acme").any_hour().limit("mailbox.outbound.hour", 1)`.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    scope: String,
+    fields: Vec<(String, String)>,
+    limits: Vec<(String, String)>,
+}
+
+impl Policy {
+    pub fn scope(scope: &str) -> Policy {
+        Policy { scope: scope.to_string(), fields: Vec::new(), limits: Vec::new() }
+    }
+
+    /// Business hours and warm-up off: what a test waits for comes at any hour.
+    pub fn any_hour(self) -> Policy {
+        self.set("business_hours", "\"off\"").set("warmup", "\"off\"")
+    }
+
+    /// A field, its value written in TOML (`timezone`, `feedback`, `trust`, ...).
+    pub fn set(mut self, field: &str, toml_value: &str) -> Policy {
+        self.fields.push((field.to_string(), toml_value.to_string()));
+        self
+    }
+
+    /// A limit (`mailbox.outbound.hour` = n).
+    pub fn limit(mut self, name: &str, n: u64) -> Policy {
+        self.limits.push((name.to_string(), n.to_string()));
+        self
+    }
+
+    /// A limit turned off.
+    pub fn limit_off(mut self, name: &str) -> Policy {
+        self.limits.push((name.to_string(), "\"off\"".to_string()));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut out = format!("[[policy]]\nscope = {:?}\n", self.scope);
+        for (k, v) in &self.fields {
+            out += &format!("{k} = {v}\n");
+        }
+        if !self.limits.is_empty() {
+            let limits: Vec<String> = self.limits.iter().map(|(k, v)| format!("{k:?} = {v}")).collect();
+            out += &format!("limits = {{ {} }}\n", limits.join(", "));
+        }
+        out
+    }
+}
 
 pub fn intent(id: &str, sender: &str, recipient: &str) -> SendIntent {
     SendIntent::new(id, "acme", sender, recipient, IntentClass::Outbound)
