@@ -6,8 +6,6 @@ use sendgate::cli::kafka_io::ReadOptions;
 use sendgate::cli::ops::{self, CommandVerb, OutputKind};
 use sendgate::config::Config;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[global_allocator]
