@@ -13,6 +13,11 @@ cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/setup.sh"
 say "building"
 cargo build --release --locked --all-targets
+# The scripts below (benchmark smoke, fault harness) use the binaries this
+# build made: their own `cargo build --bins` would compile the sendgate
+# crate a second time (cargo keeps the library of an --all-targets build
+# and of a --bins build apart), minutes of each CI run.
+export SENDGATE_BIN="$CARGO_TARGET_DIR/release/sendgate"
 # setup.sh's detection against what the build loads, and the built
 # client library's features.
 bash "$REPO_ROOT/scripts/check-setup.sh"

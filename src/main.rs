@@ -382,12 +382,7 @@ impl ReadArgs {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: log files stay greppable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sendgate::cli::init_logging();
     let cli = Cli::parse();
     if let Err(e) = real_main(cli) {
         eprintln!("sendgate: {e}");

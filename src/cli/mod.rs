@@ -29,3 +29,14 @@ pub fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     });
     shutdown
 }
+
+/// Log lines to stderr, filtered by SENDGATE_LOG (default `info`), for both
+/// binaries.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -171,11 +171,7 @@ enum Cmd {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SENDGATE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sendgate::cli::init_logging();
     let cli = Cli::parse();
     let result = Config::load(cli.config.as_deref()).and_then(|cfg| {
         sendgate::redact::configure(cfg.log_addresses, std::env::var("SENDGATE_LOG_HASH_KEY").ok().as_deref());
