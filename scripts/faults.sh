@@ -271,6 +271,21 @@ disk_full() {
 }
 
 # After a fault: how long until every partition answers again.
+# Before any load: instance 1 alone until it has decided an intent in
+# every partition. Its router drains the policies partition before the
+# intents, so by then the run's policy is in every stage partition's state.
+# Started together, an instance that does not own the policies partition
+# could route the first intents before the policy, and they would be
+# decided under the defaults (docs/design.md, known limits: seen as
+# DEFERRED outside_business_hours when the run starts after 18:00 in the
+# default zone).
+start_first_instance() {
+  start_inst 1
+  if ! "$SENDGATE_BENCH_BIN" probe --label "ready-$SENDGATE_NAMESPACE" --timeout-secs 300 >/dev/null 2>>"$WORK/probe.log"; then
+    log "instance 1 decided nothing within 300 s: $(tail -n 1 "$WORK/probe.log")"
+  fi
+}
+
 probe() {
   local label=$1 out
   reap
@@ -413,7 +428,7 @@ fault_summary() {
 # ------------------------------------------------------------ schedules
 run_short() {
   prepare short
-  start_inst 1; start_inst 2; start_inst 3
+  start_first_instance; start_inst 2; start_inst 3
   sleep 8
   start_load 14 2500 8
   sleep 6; disk_full; probe disk-1
@@ -454,7 +469,7 @@ run_long() {
   # Instances 1 and 2 start on the previous release, 3 on this build; 1 and
   # 2 are upgraded at a third and two thirds of the run.
   BIN_OF[1]="$OLD_BIN"; BIN_OF[2]="$OLD_BIN"
-  start_inst 1; start_inst 2; start_inst 3
+  start_first_instance; start_inst 2; start_inst 3
   sleep 10
   # 1,200,000 intents: 60 batches of 20,000, one every ~32 s.
   start_load 60 20000 30
@@ -500,7 +515,7 @@ run_failover() {
   for standby in false true; do
     export SENDGATE_STANDBY_REPLICAS=$standby
     prepare "failover-$standby"
-    start_inst 1; start_inst 2
+    start_first_instance; start_inst 2
     sleep 8
     start_load 1 300000 0; wait "$LOADER"; LOADER=""
     log "standby_replicas=$standby: 300,000 intents published; waiting for them to be decided"
