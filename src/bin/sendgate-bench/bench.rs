@@ -17,8 +17,8 @@
 //! - `fill-changelog` and `read-rate`: many active keys in a stage's
 //!   changelog, and how fast a plain consumer reads a topic.
 
-use sendgate::cli::kafka_io::{self, ReadOptions};
 use crate::load::{self, Workload};
+use sendgate::cli::kafka_io::{self, ReadOptions};
 use sendgate::codec::{self, RecordType};
 use sendgate::config::Config;
 use sendgate::model::*;

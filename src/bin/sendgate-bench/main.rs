@@ -69,7 +69,6 @@ enum Cmd {
         #[arg(long)]
         operator_traffic: bool,
     },
-
     /// Consume the intents and transactionally produce one record each to the
     /// decisions topic, with no state: the broker's limit. Runs until SIGTERM.
     Passthrough {
