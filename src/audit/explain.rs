@@ -122,7 +122,7 @@ pub fn explain(cfg: &Config, tenant: Option<&str>, intent_id: &str, scratch: Pat
                             }
                         }
                         for f in &step.out.forwards {
-                            let about_it = f.envelope.hop.as_ref().is_some_and(|h| h.intent.intent_id == intent_id) || f.envelope.release.as_ref().is_some_and(|r| r.intent_id == intent_id);
+                            let about_it = f.envelope.hop().is_some_and(|h| h.intent.intent_id == intent_id) || f.envelope.release().is_some_and(|r| r.intent_id == intent_id);
                             if about_it {
                                 found.lock().expect("not poisoned").insert(partition_of(f.stage, &f.key));
                             }
@@ -137,7 +137,7 @@ pub fn explain(cfg: &Config, tenant: Option<&str>, intent_id: &str, scratch: Pat
                         // The events behind the signal rates: the sender domain's
                         // hard bounces and complaints up to the decision.
                         if kind == StageKind::Sender {
-                            if let Some(ev) = &step.env.delivery {
+                            if let Some(ev) = step.env.delivery() {
                                 if domain_of(&ev.sender) == sender_domain && matches!(ev.kind, DeliveryKind::BounceHard | DeliveryKind::Complaint) && step.env.log_time_ms <= decision.decided_at_ms {
                                     let mut q = events.lock().expect("not poisoned");
                                     q.push_back((ev.event_id.clone(), ev.kind, step.env.log_time_ms, ev.recipient.clone()));

@@ -347,10 +347,10 @@ impl StageClocks {
             let Ok(env) = codec::decode::<StageEnvelope>(RecordType::StageEnvelope, bytes) else { return Ok(()) };
             let clock = partition_clock.entry(r.partition).or_insert(i64::MIN);
             *clock = (*clock).max(env.log_time_ms);
-            if let Some(ev) = &env.delivery {
+            if let Some(ev) = env.delivery() {
                 clocks.events.entry(ev.event_id.clone()).or_insert(*clock);
             }
-            if let Some(cmd) = &env.command {
+            if let Some(cmd) = env.command() {
                 clocks.commands.entry(cmd.command_id.clone()).or_insert(*clock);
             }
             Ok(())

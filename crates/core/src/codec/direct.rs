@@ -174,11 +174,12 @@ fn read_block_count(input: &mut &[u8]) -> Result<usize, Error> {
     Ok(n)
 }
 
-fn union_branch<'s>(u: &'s UnionSchema, input: &mut &[u8]) -> Result<&'s Schema, Error> {
+/// Reads a union's branch index: the index and the branch's schema.
+fn union_branch<'s>(u: &'s UnionSchema, input: &mut &[u8]) -> Result<(usize, &'s Schema), Error> {
     let i = read_long(input)?;
     usize::try_from(i)
         .ok()
-        .and_then(|i| u.variants().get(i))
+        .and_then(|i| u.variants().get(i).map(|s| (i, s)))
         .ok_or_else(|| Error(format!("union branch {i} does not exist")))
 }
 
@@ -225,7 +226,7 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
                 visitor.visit_str(symbol)
             }
             Schema::Union(u) => {
-                let branch = union_branch(u, self.input)?;
+                let (_, branch) = union_branch(u, self.input)?;
                 Datum {
                     schema: branch,
                     input: self.input,
@@ -255,7 +256,7 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.schema {
-            Schema::Union(u) => match union_branch(u, self.input)? {
+            Schema::Union(u) => match union_branch(u, self.input)?.1 {
                 Schema::Null => visitor.visit_none(),
                 branch => visitor.visit_some(Datum {
                     schema: branch,
@@ -283,12 +284,27 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
                 visitor.visit_enum(symbol.as_str().into_deserializer())
             }
             Schema::Union(u) => {
-                let branch = union_branch(u, self.input)?;
-                Datum {
-                    schema: branch,
-                    input: self.input,
+                let (i, branch) = union_branch(u, self.input)?;
+                if let Schema::Enum(_) = branch {
+                    // A union holding an enum: the enum's symbol is the variant.
+                    return Datum {
+                        schema: branch,
+                        input: self.input,
+                    }
+                    .deserialize_enum(name, variants, visitor);
                 }
-                .deserialize_enum(name, variants, visitor)
+                // A union of records: branch i is the enum's variant i (as
+                // apache-avro's serializer writes a newtype variant).
+                let variant = variants.get(i).ok_or_else(|| {
+                    Error(format!("{name} has no variant for union branch {i}"))
+                })?;
+                visitor.visit_enum(Branch {
+                    variant,
+                    datum: Datum {
+                        schema: branch,
+                        input: self.input,
+                    },
+                })
             }
             other => Err(Error(format!(
                 "{name} is an enum, the schema has {other:?}"
@@ -300,6 +316,45 @@ impl<'de> de::Deserializer<'de> for Datum<'_, '_, 'de> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct newtype_struct seq tuple
         tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// One branch of a union, read as the newtype variant of the same index.
+struct Branch<'s, 'a, 'de> {
+    variant: &'static str,
+    datum: Datum<'s, 'a, 'de>,
+}
+
+impl<'de, 's, 'a> de::EnumAccess<'de> for Branch<'s, 'a, 'de> {
+    type Error = Error;
+    type Variant = Datum<'s, 'a, 'de>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), Error> {
+        let variant = seed.deserialize(self.variant.into_deserializer())?;
+        Ok((variant, self.datum))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Datum<'_, '_, 'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        match self.schema {
+            Schema::Null => Ok(()),
+            other => Err(Error(format!("a unit variant, the schema has {other:?}"))),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        seed.deserialize(self)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, Error> {
+        Err(Error("tuple variants have no Avro form here".into()))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], _visitor: V) -> Result<V::Value, Error> {
+        Err(Error("struct variants have no Avro form here".into()))
     }
 }
 

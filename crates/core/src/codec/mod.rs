@@ -12,6 +12,7 @@ pub mod json_lines;
 pub mod schemas;
 
 use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -90,6 +91,10 @@ struct Compiled {
     fingerprint: [u8; 8],
     /// Writer schemas of earlier releases that differ from this one.
     older: Vec<([u8; 8], Schema)>,
+    /// For a type whose layout changed in a way Avro's resolution cannot
+    /// follow: the last earlier layout (with today's public types), which
+    /// older records resolve to before [`upgrade_layout`] reshapes them.
+    earlier_layout: Option<Schema>,
 }
 
 struct Registry {
@@ -133,6 +138,11 @@ fn registry() -> &'static Registry {
                         older.push((fp, old));
                     }
                 }
+                let earlier_layout = earlier_layout(*t).map(|text| {
+                    Schema::parse_str(&text).unwrap_or_else(|e| {
+                        panic!("the earlier layout of {} does not parse: {e}", t.file())
+                    })
+                });
                 (
                     *t,
                     Compiled {
@@ -140,12 +150,58 @@ fn registry() -> &'static Registry {
                         inlined,
                         fingerprint,
                         older,
+                        earlier_layout,
                     },
                 )
             })
             .collect();
         Registry { types }
     })
+}
+
+/// The stage envelope had a field per payload, exactly one set, up to the
+/// schema set v3; since, its payload is one union field. Avro's resolution
+/// cannot map several fields onto one union, so a record written before is
+/// resolved to the v3 layout (spliced with today's public types, so that
+/// fields they gained since take their defaults) and reshaped.
+fn earlier_layout(t: RecordType) -> Option<String> {
+    if t != RecordType::StageEnvelope {
+        return None;
+    }
+    let (_, v3) = PREVIOUS_SETS.iter().find(|(v, _)| *v == "v3").expect("schema set v3 is shipped");
+    let envelope = v3.iter().find(|(n, _)| *n == t.file()).expect("v3 has the stage envelope").1;
+    let set: Vec<(&'static str, &str)> = SCHEMA_FILES
+        .iter()
+        .map(|(n, text)| (*n, if *n == t.file() { envelope } else { *text }))
+        .collect();
+    let spliced = schemas::splice_set(&set).expect("the v3 stage envelope splices with today's types");
+    spliced.into_iter().find(|(n, _)| *n == t.file()).map(|(_, text)| text)
+}
+
+/// The v3 envelope's payload fields, in the order of today's union branches.
+const ENVELOPE_PAYLOAD_FIELDS: [&str; 6] = ["intent", "delivery", "command", "policy", "hop", "release"];
+
+/// Reshapes a record resolved to [`earlier_layout`] into today's layout.
+fn upgrade_layout(t: RecordType, value: Value) -> Result<Value, CodecError> {
+    let shape = |why: &str| CodecError::Shape(t.name(), why.to_string());
+    let Value::Record(fields) = value else {
+        return Err(shape("not a record"));
+    };
+    let mut kept = Vec::with_capacity(5);
+    let mut payload = None;
+    for (name, v) in fields {
+        match ENVELOPE_PAYLOAD_FIELDS.iter().position(|f| *f == name) {
+            None => kept.push((name, v)),
+            Some(branch) => match v {
+                Value::Union(_, inner) if *inner == Value::Null => {}
+                Value::Union(_, inner) if payload.is_none() => payload = Some(Value::Union(branch as u32, inner)),
+                Value::Union(..) => return Err(shape("more than one payload field is set")),
+                _ => return Err(shape("a payload field is not optional")),
+            },
+        }
+    }
+    kept.push(("payload".to_string(), payload.ok_or_else(|| shape("no payload field is set"))?));
+    Ok(Value::Record(kept))
 }
 
 fn fingerprint_of(schema: &Schema) -> [u8; 8] {
@@ -243,10 +299,12 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
             .collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     };
-    // Written by an earlier release: resolve to the current schema.
-    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
+    // Written by an earlier release: resolve to the current schema, or to
+    // the earlier layout and reshape.
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(c.earlier_layout.as_ref().unwrap_or(&c.schema)))
         .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
     no_trailing_bytes(t, reader)?;
+    let value = if c.earlier_layout.is_some() { upgrade_layout(t, value)? } else { value };
     apache_avro::from_value::<T>(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))
 }
 
@@ -295,7 +353,7 @@ pub(crate) fn check_against_apache_avro<
     let c = compiled(t);
     let ours = encode(t, value).unwrap();
     let generic =
-        apache_avro::to_avro_datum(&c.schema, apache_avro::to_value(value).unwrap()).unwrap();
+        apache_avro::to_avro_datum(&c.schema, variants_as_unions(apache_avro::to_value(value).unwrap())).unwrap();
     assert_eq!(
         ours[HEADER_LEN..],
         generic[..],
@@ -309,6 +367,25 @@ pub(crate) fn check_against_apache_avro<
     let direct: T = decode(t, &ours).unwrap();
     assert_eq!(direct, theirs, "{} decodes as apache-avro does", t.name());
     assert_eq!(&direct, value, "{} round-trips", t.name());
+}
+
+/// apache-avro's `to_value` writes a newtype variant as a record of its
+/// type and value; its binary serializer, as the union branch of the same
+/// index. The generic path of the check above takes the latter.
+#[cfg(test)]
+fn variants_as_unions(v: Value) -> Value {
+    match v {
+        Value::Record(fields) => match &fields[..] {
+            [(t, Value::Enum(i, _)), (val, Value::Union(j, inner))] if t == "type" && val == "value" && i == j => {
+                Value::Union(*j, Box::new(variants_as_unions((**inner).clone())))
+            }
+            _ => Value::Record(fields.into_iter().map(|(n, v)| (n, variants_as_unions(v))).collect()),
+        },
+        Value::Union(i, inner) => Value::Union(i, Box::new(variants_as_unions(*inner))),
+        Value::Array(items) => Value::Array(items.into_iter().map(variants_as_unions).collect()),
+        Value::Map(m) => Value::Map(m.into_iter().map(|(k, v)| (k, variants_as_unions(v))).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -376,23 +453,25 @@ mod tests {
         assert_eq!(back, intent());
     }
 
-    #[test]
-    fn envelope_and_state_round_trip() {
-        let mut env = StageEnvelope::new(
-            7,
-            SourceRef {
-                topic: "t".into(),
-                partition: 1,
-                offset: 9,
-            },
-        );
-        env.intent = Some(intent());
-        env.policy = Some(PolicyChange {
-            scope: "default".into(),
-            version: 3,
-            spec_json: None,
-        });
-        env.route_key = Some("acme.com".into());
+    fn source() -> SourceRef {
+        SourceRef {
+            topic: "t".into(),
+            partition: 1,
+            offset: 9,
+        }
+    }
+
+    fn undo() -> Undo {
+        Undo {
+            key: "ctr/x".into(),
+            kind: UndoKind::Counter,
+            bucket_start_ms: 5,
+            limit: 25,
+        }
+    }
+
+    /// One envelope of each payload kind.
+    fn envelopes() -> Vec<StageEnvelope> {
         let usage = Usage {
             scope: "mailbox:a@acme.com".into(),
             window: "day".into(),
@@ -400,24 +479,6 @@ mod tests {
             limit: 25,
             remaining: 24,
         };
-        let undo = Undo {
-            key: "ctr/x".into(),
-            kind: UndoKind::Counter,
-            bucket_start_ms: 5,
-            limit: 25,
-        };
-        env.hop = Some(IntentHop {
-            intent: intent(),
-            approved: true,
-            usage: vec![usage.clone()],
-            policy_version: 4,
-            route: vec!["recipient".into()],
-            reservations: vec![Reservation {
-                stage: "sender".into(),
-                key: "acme.com".into(),
-                undo: vec![undo.clone()],
-            }],
-        });
         let outcome = Decision {
             intent_id: "i".into(),
             tenant: "t".into(),
@@ -426,38 +487,149 @@ mod tests {
             status: DecisionStatus::Deferred,
             reason: "isp_backoff".into(),
             retry_at_ms: Some(9),
-            usage: vec![usage],
+            usage: vec![usage.clone()],
             policy_version: 4,
             decided_at_ms: 7,
-            source: SourceRef {
-                topic: "t".into(),
-                partition: 1,
-                offset: 9,
-            },
+            source: source(),
             stage: Some("recipient_domain".into()),
             replayed: false,
         };
-        env.release = Some(Release {
-            intent_id: "i".into(),
-            undo: vec![undo],
-            outcome: Some(outcome),
-        });
-        check_against_apache_avro(RecordType::StageEnvelope, &env);
-        check_against_apache_avro(
-            RecordType::Decision,
-            env.release.as_ref().unwrap().outcome.as_ref().unwrap(),
-        );
-        check_against_apache_avro(
-            RecordType::StageEnvelope,
-            &StageEnvelope::new(
-                0,
-                SourceRef {
-                    topic: String::new(),
-                    partition: 0,
-                    offset: 0,
-                },
-            ),
-        );
+        let payloads = vec![
+            Payload::Intent(intent()),
+            Payload::Delivery(DeliveryEvent {
+                event_id: "e".into(),
+                tenant: "acme".into(),
+                sender: "ana@acme.com".into(),
+                recipient: "bo@corp.example".into(),
+                kind: DeliveryKind::Deferred,
+                smtp_code: Some(421),
+                enhanced_code: None,
+                response: None,
+                intent_id: None,
+                occurred_at_ms: 3,
+                retry_after_seconds: Some(60),
+            }),
+            Payload::Command(Command::new(CommandKind::Pause, "acme", "sender_domain:acme.com", "c1".into())),
+            Payload::Policy(PolicyChange {
+                scope: "default".into(),
+                version: 3,
+                spec_json: None,
+            }),
+            Payload::Hop(IntentHop {
+                intent: intent(),
+                approved: true,
+                usage: vec![usage],
+                policy_version: 4,
+                route: vec!["recipient".into()],
+                reservations: vec![Reservation {
+                    stage: "sender".into(),
+                    key: "acme.com".into(),
+                    undo: vec![undo()],
+                }],
+            }),
+            Payload::Release(Release {
+                intent_id: "i".into(),
+                undo: vec![undo()],
+                outcome: Some(outcome),
+            }),
+        ];
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(n, payload)| {
+                let mut env = StageEnvelope::new(7, source(), payload);
+                env.route_key = (n % 2 == 0).then(|| "acme.com".into());
+                env.shadow = (n == 4).then(|| "tenant:acme".into());
+                env
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_envelope_payload_agrees_with_apache_avro() {
+        for env in envelopes() {
+            check_against_apache_avro(RecordType::StageEnvelope, &env);
+        }
+        let Payload::Release(r) = &envelopes()[5].payload else { unreachable!() };
+        check_against_apache_avro(RecordType::Decision, r.outcome.as_ref().unwrap());
+    }
+
+    /// The v3 layout: a field per payload, exactly one set.
+    #[derive(Serialize)]
+    struct V3Envelope {
+        log_time_ms: i64,
+        source: SourceRef,
+        route_key: Option<String>,
+        shadow: Option<String>,
+        intent: Option<SendIntent>,
+        delivery: Option<DeliveryEvent>,
+        command: Option<Command>,
+        policy: Option<PolicyChange>,
+        hop: Option<IntentHop>,
+        release: Option<Release>,
+    }
+
+    fn write_v3(env: &V3Envelope) -> Vec<u8> {
+        let (_, v3) = PREVIOUS_SETS.iter().find(|(v, _)| *v == "v3").unwrap();
+        let text = schemas::splice_set(v3).unwrap().into_iter().find(|(n, _)| *n == "internal/stage_envelope.avsc").unwrap().1;
+        let schema = Schema::parse_str(&text).unwrap();
+        let value = apache_avro::to_value(env).unwrap().resolve(&schema).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&fingerprint_of(&schema));
+        out.extend(apache_avro::to_avro_datum(&schema, value).unwrap());
+        out
+    }
+
+    #[test]
+    fn envelopes_in_the_v3_layout_are_read_into_the_union() {
+        for env in envelopes() {
+            let mut old = V3Envelope {
+                log_time_ms: env.log_time_ms,
+                source: env.source.clone(),
+                route_key: env.route_key.clone(),
+                shadow: env.shadow.clone(),
+                intent: None,
+                delivery: None,
+                command: None,
+                policy: None,
+                hop: None,
+                release: None,
+            };
+            match env.payload.clone() {
+                Payload::Intent(i) => old.intent = Some(i),
+                Payload::Delivery(d) => old.delivery = Some(d),
+                Payload::Command(c) => old.command = Some(c),
+                Payload::Policy(p) => old.policy = Some(p),
+                Payload::Hop(h) => old.hop = Some(h),
+                Payload::Release(r) => old.release = Some(r),
+            }
+            let bytes = write_v3(&old);
+            assert_ne!(bytes[2..HEADER_LEN], fingerprint(RecordType::StageEnvelope), "written in the earlier layout");
+            let back: StageEnvelope = decode(RecordType::StageEnvelope, &bytes).unwrap();
+            assert_eq!(back, env);
+            // What a stage re-encodes from it is today's layout.
+            let again = encode(RecordType::StageEnvelope, &back).unwrap();
+            assert_eq!(again[2..HEADER_LEN], fingerprint(RecordType::StageEnvelope));
+        }
+        let mut none = V3Envelope { log_time_ms: 1, source: source(), route_key: None, shadow: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None };
+        let err = decode::<StageEnvelope>(RecordType::StageEnvelope, &write_v3(&none)).unwrap_err();
+        assert!(err.to_string().contains("no payload field is set"), "{err}");
+        none.intent = Some(intent());
+        none.release = Some(Release { intent_id: "i".into(), undo: vec![], outcome: None });
+        let err = decode::<StageEnvelope>(RecordType::StageEnvelope, &write_v3(&none)).unwrap_err();
+        assert!(err.to_string().contains("more than one payload field is set"), "{err}");
+    }
+
+    #[test]
+    fn an_envelope_with_a_union_branch_past_the_last_is_refused() {
+        let mut bytes = encode(RecordType::StageEnvelope, &envelopes()[0]).unwrap();
+        // log_time 7 (0e), source "t" (02 74), partition 1 (02), offset 9
+        // (12), route key set (02 + 10 bytes), shadow unset (00), branch 0.
+        let at = HEADER_LEN + 1 + 2 + 1 + 1 + 1 + 1 + 8 + 1;
+        assert_eq!(bytes[at], 0, "the payload's branch index");
+        bytes[at] = 2 * 6; // zig-zag 6: one past Release
+        let err = decode::<StageEnvelope>(RecordType::StageEnvelope, &bytes).unwrap_err();
+        assert!(err.to_string().contains("union branch 6 does not exist"), "{err}");
     }
 
     #[test]

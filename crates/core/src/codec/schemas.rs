@@ -58,6 +58,21 @@ pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[
         ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v2/internal/stage_envelope.avsc")),
         ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v2/internal/state_entry.avsc")),
     ],),
+    (
+    "v3",
+    &[
+        ("send_intent.avsc", include_str!("../../../../schemas/previous/v3/send_intent.avsc")),
+        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v3/delivery_event.avsc")),
+        ("decision.avsc", include_str!("../../../../schemas/previous/v3/decision.avsc")),
+        ("alert.avsc", include_str!("../../../../schemas/previous/v3/alert.avsc")),
+        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v3/dead_letter.avsc")),
+        ("command.avsc", include_str!("../../../../schemas/previous/v3/command.avsc")),
+        ("policy_document.avsc", include_str!("../../../../schemas/previous/v3/policy_document.avsc")),
+        ("shadow_decision.avsc", include_str!("../../../../schemas/previous/v3/shadow_decision.avsc")),
+        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v3/internal/policy_change.avsc")),
+        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v3/internal/stage_envelope.avsc")),
+        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v3/internal/state_entry.avsc")),
+    ],),
 ];
 
 const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];

@@ -327,7 +327,8 @@ impl Command {
     }
 }
 
-/// One record on a stage's partitioned topic. Exactly one payload is set.
+/// One record on a stage's partitioned topic: where it came from, and what
+/// it carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageEnvelope {
     pub log_time_ms: i64,
@@ -337,23 +338,83 @@ pub struct StageEnvelope {
     /// The candidate policy in shadow this record belongs to (None: enforced).
     #[serde(default)]
     pub shadow: Option<String>,
-    #[serde(default)]
-    pub intent: Option<SendIntent>,
-    #[serde(default)]
-    pub delivery: Option<DeliveryEvent>,
-    #[serde(default)]
-    pub command: Option<Command>,
-    #[serde(default)]
-    pub policy: Option<PolicyChange>,
-    #[serde(default)]
-    pub hop: Option<IntentHop>,
-    #[serde(default)]
-    pub release: Option<Release>,
+    pub payload: Payload,
+}
+
+/// What a stage record carries: exactly one of these, so a stage matches on
+/// it and the compiler sees every kind handled. The Avro schema writes it as
+/// a union whose branches are in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A validated intent, from the router.
+    Intent(SendIntent),
+    /// A delivery event, from the router or the recipient stage.
+    Delivery(DeliveryEvent),
+    /// An operator command, from the router.
+    Command(Command),
+    /// A policy document taken up, from the router.
+    Policy(PolicyChange),
+    /// An intent the stages before allowed, from the stage before.
+    Hop(IntentHop),
+    /// A reservation's release or outcome, from a later stage.
+    Release(Release),
 }
 
 impl StageEnvelope {
-    /// An envelope with no payload yet.
-    pub fn new(log_time_ms: i64, source: SourceRef) -> Self {
-        StageEnvelope { log_time_ms, source, route_key: None, shadow: None, intent: None, delivery: None, command: None, policy: None, hop: None, release: None }
+    pub fn new(log_time_ms: i64, source: SourceRef, payload: Payload) -> Self {
+        StageEnvelope { log_time_ms, source, route_key: None, shadow: None, payload }
+    }
+
+    /// What this record is to the intent it concerns: its first evaluation
+    /// ("in"), a hop on or its outcome. Part of the ids of the alerts it
+    /// raises, so that those of each never collide.
+    pub fn phase(&self) -> &'static str {
+        match self.payload {
+            Payload::Release(_) => "outcome",
+            Payload::Hop(_) => "hop",
+            _ => "in",
+        }
+    }
+
+    pub fn intent(&self) -> Option<&SendIntent> {
+        match &self.payload {
+            Payload::Intent(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn delivery(&self) -> Option<&DeliveryEvent> {
+        match &self.payload {
+            Payload::Delivery(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn command(&self) -> Option<&Command> {
+        match &self.payload {
+            Payload::Command(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn policy(&self) -> Option<&PolicyChange> {
+        match &self.payload {
+            Payload::Policy(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn hop(&self) -> Option<&IntentHop> {
+        match &self.payload {
+            Payload::Hop(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn release(&self) -> Option<&Release> {
+        match &self.payload {
+            Payload::Release(r) => Some(r),
+            _ => None,
+        }
     }
 }

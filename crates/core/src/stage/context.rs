@@ -176,12 +176,8 @@ impl Cx<'_, '_> {
     fn phase(&self) -> &'static str {
         if self.source != self.env.source {
             "parked"
-        } else if self.env.release.is_some() {
-            "outcome"
-        } else if self.env.hop.is_some() {
-            "hop"
         } else {
-            "in"
+            self.env.phase()
         }
     }
 
@@ -216,10 +212,9 @@ impl Cx<'_, '_> {
     }
 
     /// Sends an envelope to another stage, keeping this record's log time and origin.
-    pub fn forward(&mut self, stage: StageKind, key: String, fill: impl FnOnce(&mut StageEnvelope)) {
-        let mut env = StageEnvelope::new(self.log_time_ms, self.source.clone());
+    pub fn forward(&mut self, stage: StageKind, key: String, payload: Payload) {
+        let mut env = StageEnvelope::new(self.log_time_ms, self.source.clone(), payload);
         env.route_key = Some(key.clone());
-        fill(&mut env);
         self.out.forwards.push(Forward { stage, key, envelope: env });
     }
 

@@ -90,7 +90,7 @@ impl Ingress {
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
         let log_time_ms = rec.timestamp_ms.ok_or("record has no timestamp; input topics must use LogAppendTime")?;
         let source = SourceRef { topic: rec.topic.to_string(), partition: rec.partition, offset: rec.offset };
-        let mut env = StageEnvelope::new(log_time_ms, source);
+        let envelope = |payload| StageEnvelope::new(log_time_ms, source.clone(), payload);
         let one = |stage, key: String, mut env: StageEnvelope| {
             env.route_key = Some(key.clone());
             Routed { stage, target: Target::Key(key), envelope: env }
@@ -122,7 +122,7 @@ impl Ingress {
                     Some(spec.to_canonical_json())
                 }
             };
-            env.policy = Some(PolicyChange { scope: format!("{shadow}{scope}"), version: rec.offset + 1, spec_json });
+            let env = envelope(Payload::Policy(PolicyChange { scope: format!("{shadow}{scope}"), version: rec.offset + 1, spec_json }));
             return Ok(StageKind::ALL.iter().map(|&stage| Routed { stage, target: Target::All, envelope: env.clone() }).collect());
         }
         let payload = rec.payload.ok_or("empty record (no value)")?;
@@ -142,8 +142,7 @@ impl Ingress {
             let recipient = Address::parse(&i.recipient).map_err(|e| format!("recipient: {e}"))?;
             i.sender = sender.to_string();
             i.recipient = recipient.to_string();
-            env.intent = Some(i);
-            Ok(vec![one(StageKind::Sender, sender.domain().to_string(), env)])
+            Ok(vec![one(StageKind::Sender, sender.domain().to_string(), envelope(Payload::Intent(i)))])
         } else if rec.topic == self.delivery {
             let mut d: DeliveryEvent = codec::decode(RecordType::DeliveryEvent, payload).map_err(|e| e.to_string())?;
             if d.event_id.trim().is_empty() || d.tenant.trim().is_empty() {
@@ -162,7 +161,7 @@ impl Ingress {
             d.sender = sender.to_string();
             d.recipient = recipient.to_string();
             let (to_sender, to_recipient) = delivery_stages(d.kind, self.engagement, self.deliveries_to_sender);
-            env.delivery = Some(d);
+            let env = envelope(Payload::Delivery(d));
             let mut routed = Vec::with_capacity(2);
             if to_sender {
                 routed.push(one(StageKind::Sender, sender.domain().to_string(), env.clone()));
@@ -174,7 +173,7 @@ impl Ingress {
         } else if rec.topic == self.commands {
             let c: Command = codec::decode(RecordType::Command, payload).map_err(|e| e.to_string())?;
             let (c, stage, target) = normalise_command(c)?;
-            env.command = Some(c);
+            let env = envelope(Payload::Command(c));
             Ok(vec![match target {
                 Target::Key(k) => one(stage, k, env),
                 Target::All => Routed { stage, target, envelope: env },
@@ -352,7 +351,7 @@ mod tests {
         };
         let routed = policy("shadow/tenant:acme", "tenant:acme", "{}").unwrap();
         assert_eq!(routed.len(), StageKind::ALL.len());
-        assert_eq!(routed[0].envelope.policy.as_ref().map(|p| (p.scope.as_str(), p.version)), Some(("shadow/tenant:acme", 7)));
+        assert_eq!(routed[0].envelope.policy().map(|p| (p.scope.as_str(), p.version)), Some(("shadow/tenant:acme", 7)));
         let e = policy("shadow/tenant:acme", "tenant:acme", r#"{"trust":{"mailbox":"bold"}}"#).unwrap_err();
         assert!(e.contains("unknown preset"), "{e}");
         let e = policy("shadow/planet:mars", "planet:mars", "{}").unwrap_err();

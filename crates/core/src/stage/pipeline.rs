@@ -54,21 +54,23 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
             Due::Waiting(bytes) => stage.on_wait_expired(&mut cx, &bytes)?,
         }
     }
-    if let Some(change) = &env.policy {
-        // Kept only when taken up (a candidate past the most in shadow is
-        // not), so that a restore takes up the same documents.
-        super::shadow::on_policy_change(cx.view, cx.book, change);
-        if apply_policy_to_book(cx.book, change) {
-            cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
+    match &env.payload {
+        Payload::Policy(change) => {
+            // Kept only when taken up (a candidate past the most in shadow is
+            // not), so that a restore takes up the same documents.
+            super::shadow::on_policy_change(cx.view, cx.book, change);
+            if apply_policy_to_book(cx.book, change) {
+                cx.view.put(&keys::policy(&change.scope), StateValue::Policy(change.clone()));
+            }
+            Ok(())
         }
-        Ok(())
-    } else if let Some(release) = &env.release {
-        let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
-        let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
-        settle(&mut cx, &release.undo, &release.intent_id, &tenant, confirmed)?;
-        stage.on_released(&mut cx, release)
-    } else if let Some(hop) = &env.hop {
-        match stage.check(&mut cx, hop)? {
+        Payload::Release(release) => {
+            let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
+            let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
+            settle(&mut cx, &release.undo, &release.intent_id, &tenant, confirmed)?;
+            stage.on_released(&mut cx, release)
+        }
+        Payload::Hop(hop) => match stage.check(&mut cx, hop)? {
             Verdict::Pass { undo, usage, version } => {
                 cx.note(&hop.intent.intent_id, "verdict", "pass", || format!("policy version {version}; {} reservation(s)", undo.len()));
                 let key = env.route_key.clone().unwrap_or_default();
@@ -82,15 +84,10 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
                 finish(&mut cx, hop, status, &reason, retry_at_ms, usage, version);
                 Ok(())
             }
-        }
-    } else if let Some(intent) = &env.intent {
-        stage.on_intent(&mut cx, intent)
-    } else if let Some(ev) = &env.delivery {
-        stage.on_delivery(&mut cx, ev)
-    } else if let Some(cmd) = &env.command {
-        stage.on_command(&mut cx, cmd)
-    } else {
-        Err(StageError::BadRecord("stage envelope carries no payload".into()))
+        },
+        Payload::Intent(intent) => stage.on_intent(&mut cx, intent),
+        Payload::Delivery(ev) => stage.on_delivery(&mut cx, ev),
+        Payload::Command(cmd) => stage.on_command(&mut cx, cmd),
     }
 }
 
@@ -260,7 +257,7 @@ pub fn pass_on(cx: &mut Cx<'_, '_>, mut hop: IntentHop, key: String, undo: Vec<U
     let next_name = hop.route.remove(0);
     let next = StageKind::parse(&next_name).unwrap_or(StageKind::RecipientDomain);
     let next_key = route_key(next, &hop.intent, cx.book);
-    cx.forward(next, next_key, |e| e.hop = Some(hop));
+    cx.forward(next, next_key, Payload::Hop(hop));
 }
 
 /// Emits the decision on an intent that reached this stage, and sends each
@@ -283,7 +280,7 @@ pub fn finish(cx: &mut Cx<'_, '_>, hop: &IntentHop, status: DecisionStatus, reas
             continue;
         }
         let intent_id = hop.intent.intent_id.clone();
-        cx.forward(stage, r.key.clone(), |e| e.release = Some(Release { intent_id, undo, outcome }));
+        cx.forward(stage, r.key.clone(), Payload::Release(Release { intent_id, undo, outcome }));
     }
     cx.out.decisions.push(decision);
 }
@@ -334,9 +331,9 @@ mod tests {
         let mut out = StageOutput { trace: Some(Vec::new()), trace_only: only.map(str::to_string), ..StageOutput::default() };
         let mut counts = Vec::new();
         for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
-            let mut env = StageEnvelope::new(1_800_000_000_000 + n as i64, SourceRef { topic: "intents".into(), partition: 0, offset: n as i64 });
+            let intent = SendIntent::new(id, "acme", "m@acme.com", &format!("p{n}@x.example"), IntentClass::Outbound);
+            let mut env = StageEnvelope::new(1_800_000_000_000 + n as i64, SourceRef { topic: "intents".into(), partition: 0, offset: n as i64 }, Payload::Intent(intent));
             env.route_key = Some("acme.com".into());
-            env.intent = Some(SendIntent::new(id, "acme", "m@acme.com", &format!("p{n}@x.example"), IntentClass::Outbound));
             store.begin_record(0);
             out.clear();
             process(stage.as_ref(), &mut store.view(0), &mut book, &env, &mut out).unwrap();

@@ -153,7 +153,7 @@ impl Stage for RecipientStage {
         if ev.kind == DeliveryKind::Delivered || is_throttle(ev, &policy) {
             let key = recipient_group(cx.book, &ev.tenant, &ev.sender, &ev.recipient);
             let ev = ev.clone();
-            cx.forward(StageKind::RecipientDomain, key, |e| e.delivery = Some(ev));
+            cx.forward(StageKind::RecipientDomain, key, Payload::Delivery(ev));
         }
         Ok(())
     }

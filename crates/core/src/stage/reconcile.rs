@@ -139,7 +139,11 @@ pub fn on_wait_expired(stage: &impl SenderRecords, cx: &mut Cx<'_, '_>, bytes: &
 
 fn waiting_event(bytes: &[u8]) -> Option<DeliveryEvent> {
     match codec::decode::<StageEnvelope>(RecordType::StageEnvelope, bytes) {
-        Ok(env) => env.delivery,
+        Ok(StageEnvelope { payload: Payload::Delivery(ev), .. }) => Some(ev),
+        Ok(_) => {
+            tracing::warn!("a record waiting for its decision is not a delivery event; dropped");
+            None
+        }
         Err(e) => {
             tracing::warn!(error = %e, "a delivery event waiting for its decision could not be read; dropped");
             None

@@ -302,8 +302,8 @@ impl SenderStage {
             return Ok(false);
         }
         let seq = clock_value(cx, keys::PARKED_SEQ)?;
-        let mut env = StageEnvelope::new(cx.log_time_ms, cx.source.clone());
-        env.hop = Some(IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route: Vec::new(), reservations: Vec::new() });
+        let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route: Vec::new(), reservations: Vec::new() };
+        let env = StageEnvelope::new(cx.log_time_ms, cx.source.clone(), Payload::Hop(hop));
         let bytes = codec::encode(RecordType::StageEnvelope, &env).expect("an envelope always fits its schema");
         cx.view.put(&keys::parked(counter, seq), StateValue::Parked(bytes));
         cx.view.put(keys::PARKED_SEQ, StateValue::Clock(seq + 1));
@@ -359,7 +359,7 @@ impl SenderStage {
             let Some(StateValue::Parked(bytes)) = cx.view.get(&key)? else { continue };
             cx.view.delete(&key);
             let env: StageEnvelope = codec::decode(RecordType::StageEnvelope, &bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), why: e.to_string() })?;
-            let Some(hop) = env.hop else { continue };
+            let Payload::Hop(hop) = env.payload else { continue };
             self.pending(cx, &hop.intent.tenant, &hop.intent.intent_id, true)?;
             if !following {
                 self.add_parked_to(cx, &hop.intent, -1)?;

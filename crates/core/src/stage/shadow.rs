@@ -48,12 +48,12 @@ pub fn process(decide: Decide, stage: &dyn Stage, view: &mut PartitionView<'_>, 
     }
     let first = out.decisions.len();
     decide(stage, view, book, env, out)?;
-    if env.policy.is_some() {
+    if env.policy().is_some() {
         return Ok(());
     }
     if stage.kind() == StageKind::Sender {
         let mut enforced: Vec<Decision> = out.decisions[first..].to_vec();
-        enforced.extend(env.release.as_ref().and_then(|r| r.outcome.clone()));
+        enforced.extend(env.release().and_then(|r| r.outcome.clone()));
         for d in enforced {
             let scopes: Vec<(String, i64)> = book.shadows().filter(|(_, s)| s.scope.covers(&d.tenant, &d.sender, &d.recipient)).map(|(n, s)| (n.clone(), s.version)).collect();
             for (scope, version) in scopes {
@@ -73,21 +73,18 @@ pub fn process(decide: Decide, stage: &dyn Stage, view: &mut PartitionView<'_>, 
 /// passes on to the recipient-domain stage are the enforced pipeline's
 /// own: the candidate has its own copies of them.
 fn covering(book: &PolicyBook, env: &StageEnvelope, kind: StageKind) -> Vec<String> {
-    if kind == StageKind::RecipientDomain && env.delivery.is_some() {
-        return Vec::new();
-    }
-    let subject: Option<(&str, &str, &str)> = if let Some(i) = &env.intent {
-        Some((&i.tenant, &i.sender, &i.recipient))
-    } else if let Some(d) = &env.delivery {
-        Some((&d.tenant, &d.sender, &d.recipient))
-    } else {
-        None
+    // (tenant, sender, recipient) of an intent or event; a command, its tenant alone.
+    let (tenant, addresses) = match &env.payload {
+        Payload::Delivery(_) if kind == StageKind::RecipientDomain => return Vec::new(),
+        Payload::Intent(i) => (&i.tenant, Some((&i.sender, &i.recipient))),
+        Payload::Delivery(d) => (&d.tenant, Some((&d.sender, &d.recipient))),
+        Payload::Command(c) => (&c.tenant, None),
+        Payload::Policy(_) | Payload::Hop(_) | Payload::Release(_) => return Vec::new(),
     };
     book.shadows()
-        .filter(|(_, s)| match (&env.command, subject) {
-            (Some(c), _) => !matches!(&s.scope, crate::policy::Scope::Tenant(t) if *t != c.tenant),
-            (None, Some((tenant, sender, recipient))) => s.scope.covers(tenant, sender, recipient),
-            (None, None) => false,
+        .filter(|(_, s)| match addresses {
+            Some((sender, recipient)) => s.scope.covers(tenant, sender, recipient),
+            None => !matches!(&s.scope, crate::policy::Scope::Tenant(t) if t != tenant),
         })
         .map(|(n, _)| n.clone())
         .collect()
@@ -117,7 +114,7 @@ fn in_shadow(decide: Decide, stage: &dyn Stage, view: &mut PartitionView<'_>, bo
     if stage.kind() == StageKind::Sender {
         let mut decided = sout.decisions;
         if env.shadow.is_some() {
-            decided.extend(env.release.as_ref().and_then(|r| r.outcome.clone()));
+            decided.extend(env.release().and_then(|r| r.outcome.clone()));
         }
         for d in decided {
             pair(&mut view.namespaced(&ns), out, env, scope, Side::Candidate, d)?;
@@ -179,7 +176,7 @@ fn emit(view: &mut PartitionView<'_>, out: &mut StageOutput, env: &StageEnvelope
                 ("check".to_string(), check.clone()),
             ]);
             let s = &env.source;
-            let phase = if env.release.is_some() { "outcome" } else if env.hop.is_some() { "hop" } else { "in" };
+            let phase = env.phase();
             out.alerts.push(Alert {
                 alert_id: format!("shadow/{}:{scope}/{phase}/{}/{}/{}/{}", scope.len(), s.topic, s.partition, s.offset, out.alerts.len()),
                 tenant: enforced.tenant.clone(),
