@@ -6,6 +6,11 @@
 #
 #   scripts/audit-run.sh [INTENTS]     (default 700000: ~1.05M input records)
 #
+# AUDIT_FIRST_BIN=PATH runs that binary (a build of an earlier release, say)
+# until the SIGKILL, and this build after it: the restart then restores
+# state and reads stage topics the earlier release wrote, and the replay
+# (by this build) re-decides all of it. An upgrade check.
+#
 # Uses its own broker port (19192) and data, and a fresh namespace.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -30,9 +35,14 @@ printf '[[policy]]\nscope = "default"\nbusiness_hours = "off"\n' > "$WORK/policy
 "$SENDGATE_BIN" policy apply "$WORK/policy.toml"
 
 decided() { curl -s "http://$SENDGATE_METRICS_ADDR/metrics" | awk '/^sendgate_decisions_total/ {s+=$2} END {print s+0}'; }
-start() { "$SENDGATE_BIN" run >>"$WORK/run.log" 2>&1 & PID=$!; }
+start() { "${1:-$SENDGATE_BIN}" run >>"$WORK/run.log" 2>&1 & PID=$!; }
 
-start
+if [ -n "${AUDIT_FIRST_BIN:-}" ]; then
+  say "until the SIGKILL: $AUDIT_FIRST_BIN; after it: $SENDGATE_BIN"
+  start "$AUDIT_FIRST_BIN"
+else
+  start
+fi
 sleep 5
 say "publishing $INTENTS intents and their delivery events"
 "$SENDGATE_BENCH_BIN" load --intents "$INTENTS" --seed 20261123 --deadline-secs 1800

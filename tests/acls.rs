@@ -7,9 +7,7 @@
 //! command, a policy or a stage record, or read another tenant's state
 //! from a changelog.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sendgate::cli::kafka_io;

@@ -1,9 +1,7 @@
 //! The processor's HTTP API against the real broker: usage before a batch,
 //! and simulations that reserve nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::model::*;
 use std::time::Duration;
 

@@ -3,9 +3,7 @@
 //! stage's state as its changelog records it; an altered decision is
 //! reported.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::codec::{self, RecordType};
 use sendgate::model::*;
 use std::time::Duration;

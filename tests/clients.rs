@@ -3,9 +3,7 @@
 //! so that the installed package, with its packaged schemas, is what is
 //! tested. scripts/test.sh installs it into the tests' Python venv.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 const OPERATOR: &str = "operator-token-0123456789";

@@ -2,9 +2,7 @@
 //! stages, releases between them, suppression from delivery events, and a
 //! live policy change. Each test owns a fresh namespace.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::model::*;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 //! not decompress), and the secured listeners (SASL_SSL with each mechanism,
 //! mutual TLS) in the shapes of the documented connection examples.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::codec::{self, RecordType};
 use sendgate::model::*;
 use std::io::Write;

@@ -5,9 +5,7 @@
 //! requests it and gets its ALLOWED decision, reads usage, gets HELD for a
 //! send that needs approval, and has a decision explained.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,9 +4,7 @@
 //! gauges show what the processor holds; `sendgate ready` is the
 //! container health check.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::model::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -7,9 +7,7 @@
 //! With SENDGATE_SCREENSHOTS=DIR the test also saves the page's screenshots
 //! there (docs/images holds the ones in the docs).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

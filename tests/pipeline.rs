@@ -1,9 +1,7 @@
 //! End to end through the real Kafka broker: the foundation's acceptance.
 //! Each test owns a fresh namespace of topics and a fresh state directory.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::clock::{window_end, Window};
 use sendgate::model::*;
 use std::collections::HashMap;

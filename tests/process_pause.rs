@@ -6,9 +6,7 @@
 //! read-committed reader sees one decision per intent and counters that
 //! count each allowed intent once. Then it rejoins and decides again.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::model::*;
 use std::collections::HashMap;
 use std::time::Duration;

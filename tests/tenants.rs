@@ -3,9 +3,7 @@
 //! intent, and state an earlier release left in the changelog (keyed by
 //! intent id alone) read in place after the upgrade.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sendgate::codec::{self, RecordType};
 use sendgate::model::*;
 use sendgate::stage::driver::partition_for;
