@@ -94,7 +94,16 @@ struct Compiled {
     /// For a type whose layout changed in a way Avro's resolution cannot
     /// follow: the last earlier layout (with today's public types), which
     /// older records resolve to before [`upgrade_layout`] reshapes them.
-    earlier_layout: Option<Schema>,
+    earlier_layout: Option<EarlierLayout>,
+}
+
+struct EarlierLayout {
+    schema: Schema,
+    /// The same, inlined for the direct decoder: a record written with
+    /// exactly this schema (the release just before the change, while the
+    /// public types stay as they are) is read without a value tree.
+    inlined: Schema,
+    fingerprint: [u8; 8],
 }
 
 struct Registry {
@@ -139,9 +148,14 @@ fn registry() -> &'static Registry {
                     }
                 }
                 let earlier_layout = earlier_layout(*t).map(|text| {
-                    Schema::parse_str(&text).unwrap_or_else(|e| {
+                    let schema = Schema::parse_str(&text).unwrap_or_else(|e| {
                         panic!("the earlier layout of {} does not parse: {e}", t.file())
-                    })
+                    });
+                    EarlierLayout {
+                        inlined: direct::inline_references(&schema),
+                        fingerprint: fingerprint_of(&schema),
+                        schema,
+                    }
                 });
                 (
                     *t,
@@ -180,6 +194,46 @@ fn earlier_layout(t: RecordType) -> Option<String> {
 
 /// The v3 envelope's payload fields, in the order of today's union branches.
 const ENVELOPE_PAYLOAD_FIELDS: [&str; 6] = ["intent", "delivery", "command", "policy", "hop", "release"];
+
+/// The stage envelope in the v3 layout: a field per payload.
+#[derive(serde::Deserialize)]
+struct V3Envelope {
+    log_time_ms: i64,
+    source: crate::model::SourceRef,
+    route_key: Option<String>,
+    shadow: Option<String>,
+    intent: Option<crate::model::SendIntent>,
+    delivery: Option<crate::model::DeliveryEvent>,
+    command: Option<crate::model::Command>,
+    policy: Option<crate::model::PolicyChange>,
+    hop: Option<crate::model::IntentHop>,
+    release: Option<crate::model::Release>,
+}
+
+impl V3Envelope {
+    /// Today's envelope: the one payload field set becomes the payload.
+    fn reshape(self) -> Result<crate::model::StageEnvelope, &'static str> {
+        use crate::model::Payload;
+        let mut set = [
+            self.intent.map(Payload::Intent),
+            self.delivery.map(Payload::Delivery),
+            self.command.map(Payload::Command),
+            self.policy.map(Payload::Policy),
+            self.hop.map(Payload::Hop),
+            self.release.map(Payload::Release),
+        ]
+        .into_iter()
+        .flatten();
+        let payload = set.next().ok_or("no payload field is set")?;
+        if set.next().is_some() {
+            return Err("more than one payload field is set");
+        }
+        let mut env = crate::model::StageEnvelope::new(self.log_time_ms, self.source, payload);
+        env.route_key = self.route_key;
+        env.shadow = self.shadow;
+        Ok(env)
+    }
+}
 
 /// Reshapes a record resolved to [`earlier_layout`] into today's layout.
 fn upgrade_layout(t: RecordType, value: Value) -> Result<Value, CodecError> {
@@ -299,9 +353,23 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
             .collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     };
+    if let Some(layout) = c.earlier_layout.as_ref().filter(|l| bytes[2..HEADER_LEN] == l.fingerprint) {
+        // The layout just before, with nothing to resolve: read directly
+        // and reshaped, then read as the caller's type through today's
+        // encoding (T is the caller's; only the envelope has such a layout).
+        let old: V3Envelope = direct::from_datum(&layout.inlined, &mut reader)
+            .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+        no_trailing_bytes(t, reader)?;
+        let now = old.reshape().map_err(|why| CodecError::Shape(t.name(), why.to_string()))?;
+        let mut datum = Vec::with_capacity(bytes.len());
+        apache_avro::write_avro_datum_ref(&c.inlined, &now, &mut datum)
+            .map_err(|e| CodecError::Encode(t.name(), e.to_string()))?;
+        return direct::from_datum::<T>(&c.inlined, &mut &datum[..])
+            .map_err(|e| CodecError::Datum(t.name(), e.to_string()));
+    }
     // Written by an earlier release: resolve to the current schema, or to
     // the earlier layout and reshape.
-    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(c.earlier_layout.as_ref().unwrap_or(&c.schema)))
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(c.earlier_layout.as_ref().map_or(&c.schema, |l| &l.schema)))
         .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
     no_trailing_bytes(t, reader)?;
     let value = if c.earlier_layout.is_some() { upgrade_layout(t, value)? } else { value };
@@ -554,6 +622,28 @@ mod tests {
         check_against_apache_avro(RecordType::Decision, r.outcome.as_ref().unwrap());
     }
 
+    /// The v1 layout: the router's four payloads, no route key, hop or release.
+    #[derive(Serialize)]
+    struct V1Envelope {
+        log_time_ms: i64,
+        source: SourceRef,
+        intent: Option<SendIntent>,
+        delivery: Option<DeliveryEvent>,
+        command: Option<Command>,
+        policy: Option<PolicyChange>,
+    }
+
+    #[test]
+    fn envelopes_in_the_v1_layout_are_resolved_and_read_into_the_union() {
+        // Not the layout just before the union: through Avro's resolution.
+        let old = V1Envelope { log_time_ms: 5, source: source(), intent: Some(intent()), delivery: None, command: None, policy: None };
+        let back: StageEnvelope = decode(RecordType::StageEnvelope, &write_in("v1", &old)).unwrap();
+        assert_eq!(back, StageEnvelope::new(5, source(), Payload::Intent(intent())));
+        let two = V1Envelope { command: Some(Command::new(CommandKind::Pause, "acme", "tenant:acme", "c".into())), ..old };
+        let err = decode::<StageEnvelope>(RecordType::StageEnvelope, &write_in("v1", &two)).unwrap_err();
+        assert!(err.to_string().contains("more than one payload field is set"), "{err}");
+    }
+
     /// The v3 layout: a field per payload, exactly one set.
     #[derive(Serialize)]
     struct V3Envelope {
@@ -569,9 +659,14 @@ mod tests {
         release: Option<Release>,
     }
 
-    fn write_v3(env: &V3Envelope) -> Vec<u8> {
-        let (_, v3) = PREVIOUS_SETS.iter().find(|(v, _)| *v == "v3").unwrap();
-        let text = schemas::splice_set(v3).unwrap().into_iter().find(|(n, _)| *n == "internal/stage_envelope.avsc").unwrap().1;
+    fn write_v3<E: Serialize>(env: &E) -> Vec<u8> {
+        write_in("v3", env)
+    }
+
+    /// An envelope written with the stage envelope schema of set `version`.
+    fn write_in<E: Serialize>(version: &str, env: &E) -> Vec<u8> {
+        let (_, set) = PREVIOUS_SETS.iter().find(|(v, _)| *v == version).unwrap();
+        let text = schemas::splice_set(set).unwrap().into_iter().find(|(n, _)| *n == "internal/stage_envelope.avsc").unwrap().1;
         let schema = Schema::parse_str(&text).unwrap();
         let value = apache_avro::to_value(env).unwrap().resolve(&schema).unwrap();
         let mut out = MAGIC.to_vec();
@@ -605,6 +700,8 @@ mod tests {
             }
             let bytes = write_v3(&old);
             assert_ne!(bytes[2..HEADER_LEN], fingerprint(RecordType::StageEnvelope), "written in the earlier layout");
+            let layout = compiled(RecordType::StageEnvelope).earlier_layout.as_ref().unwrap();
+            assert_eq!(bytes[2..HEADER_LEN], layout.fingerprint, "exactly the layout just before: read by the direct decoder");
             let back: StageEnvelope = decode(RecordType::StageEnvelope, &bytes).unwrap();
             assert_eq!(back, env);
             // What a stage re-encodes from it is today's layout.
