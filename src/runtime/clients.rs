@@ -7,8 +7,9 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 fn base(cfg: &Config) -> ClientConfig {
     let mut c = cfg.client_config();
@@ -266,15 +267,62 @@ pub struct DeliveryLog {
 
 pub struct TxnProducerContext {
     changelog_topic: Option<String>,
-    log: Mutex<DeliveryLog>,
+    reports: Mutex<Reports>,
+    /// Signalled when the report a commit waits for is handled, so that it
+    /// wakes once, when its last record is in, not on a polling timer.
+    reported: Condvar,
+    /// Records handed to the producer since it was made (see `sent`).
+    sent: AtomicU64,
+}
+
+struct Reports {
+    log: DeliveryLog,
+    /// Delivery reports handled since the producer was made: each record
+    /// the producer accepted gets exactly one, delivered, failed or purged.
+    handled: u64,
+    /// The count of handled reports a waiter waits for (u64::MAX: none).
+    wake_at: u64,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports { log: DeliveryLog::default(), handled: 0, wake_at: u64::MAX }
+    }
 }
 
 impl TxnProducerContext {
     pub fn new(changelog_topic: Option<String>) -> Self {
-        TxnProducerContext { changelog_topic, log: Mutex::new(DeliveryLog::default()) }
+        TxnProducerContext { changelog_topic, reports: Mutex::new(Reports::default()), reported: Condvar::new(), sent: AtomicU64::new(0) }
     }
+
     pub fn take_log(&self) -> DeliveryLog {
-        std::mem::take(&mut *self.log.lock().expect("not poisoned"))
+        std::mem::take(&mut self.reports.lock().expect("not poisoned").log)
+    }
+
+    /// Counts a record the producer accepted.
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Release);
+    }
+
+    /// Waits until every record accepted so far has had its delivery
+    /// report handled. Err: `timeout` passed first, with this many still out.
+    pub fn wait_reported(&self, timeout: Duration) -> Result<(), u64> {
+        let deadline = Instant::now() + timeout;
+        let sent = self.sent.load(Ordering::Acquire);
+        let mut r = self.reports.lock().expect("not poisoned");
+        r.wake_at = sent;
+        let outcome = loop {
+            if r.handled >= sent {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(sent - r.handled);
+            }
+            r = self.reported.wait_timeout(r, left).expect("not poisoned").0;
+        };
+        r.wake_at = u64::MAX;
+        outcome
     }
 }
 
@@ -283,7 +331,9 @@ impl ClientContext for TxnProducerContext {}
 impl ProducerContext for TxnProducerContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let mut log = self.log.lock().expect("not poisoned");
+        let mut reports = self.reports.lock().expect("not poisoned");
+        reports.handled += 1;
+        let log = &mut reports.log;
         match result {
             Ok(m) => {
                 if self.changelog_topic.as_deref() == Some(m.topic()) {
@@ -292,6 +342,11 @@ impl ProducerContext for TxnProducerContext {
                 }
             }
             Err((e, m)) => log.failures.push(format!("{} [{}]: {e}", m.topic(), m.partition())),
+        }
+        let wake = reports.handled >= reports.wake_at;
+        drop(reports);
+        if wake {
+            self.reported.notify_all();
         }
     }
 }

@@ -98,7 +98,10 @@ impl Outbox<'_> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.producer.context().sent();
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                     record = r;
                     self.producer.poll(Duration::from_millis(5));
@@ -729,16 +732,11 @@ fn commit<P: Processor>(p: &mut P, producer: &ThreadedProducer<TxnProducerContex
 /// Waits until every record sent is acknowledged and its delivery report
 /// handled. The client's own flush, called beside the producer's polling
 /// thread, sleeps in 100 ms slices while that thread takes the reports:
-/// 100 ms added to every commit.
+/// 100 ms added to every commit. A loop on the client's in-flight count
+/// with short sleeps cost a wake-up every 200 µs of every commit; the
+/// delivery callback wakes this once, when the last report is handled.
 fn wait_delivered(producer: &ThreadedProducer<TxnProducerContext>, timeout: Duration) -> Result<(), TaskError> {
-    let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            return Err(TaskError::Retriable(format!("{} records not acknowledged in {timeout:?}", producer.in_flight_count())));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    Ok(())
+    producer.context().wait_reported(timeout).map_err(|out| TaskError::Retriable(format!("{out} records not acknowledged in {timeout:?}")))
 }
 
 /// Runs a task until shutdown, rebuilding its clients after retriable
