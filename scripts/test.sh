@@ -94,6 +94,10 @@ export SENDGATE_TEST_PYTHON="$venv/bin/python"
 export SENDGATE_TEST_CHROMIUM="$(command -v chromium)"
 export SENDGATE_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 say "running the tests (integration tests use the broker at $SENDGATE_TEST_BOOTSTRAP)"
+# Four test threads on two cores: the integration tests spend most of their
+# time waiting on the broker (one binary of 47 tests: 188 s with four, 290 s
+# with the default two; docs/design.md, Build and CI times).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --release --locked "$@"
 
 # The benchmark script's short version, on the same broker: it checks that
