@@ -14,13 +14,21 @@ const POLICY: &str = "business_hours = \"off\"\nwarmup = \"off\"\nrecipients = {
 fn expected_keys(d: &Decision) -> Vec<(StageKind, String)> {
     let sd = d.sender.rsplit_once('@').unwrap().1;
     let rd = d.recipient.rsplit_once('@').unwrap().1;
-    vec![
+    let mut keys = vec![
         (StageKind::Sender, format!("ctr/mailbox:{}/outbound/hour", d.sender)),
         (StageKind::Sender, format!("ctr/sender_domain:{sd}/outbound/hour")),
         (StageKind::Tenant, "ctr/tenant:acme/outbound/hour".to_string()),
         (StageKind::Recipient, format!("ctr/tenant:acme/recipient:{}/outbound/day", d.recipient)),
         (StageKind::RecipientDomain, format!("ctr/sender_domain:{sd}/recipient_domain:{rd}/outbound/hour")),
-    ]
+    ];
+    // An intent allowed while a backoff of its (sender domain, recipient
+    // domain) ramps back up also counts in the ramp's per-minute window
+    // (a 421 deferral starts a backoff); its decision lists that window.
+    let ramp_scope = format!("sender_domain:{sd}/recipient_domain:{rd}");
+    if d.usage.iter().any(|u| u.scope == ramp_scope && u.window == "minute") {
+        keys.push((StageKind::RecipientDomain, format!("ctr/{ramp_scope}/ramp/minute")));
+    }
+    keys
 }
 
 #[derive(Debug, Clone)]
