@@ -12,7 +12,6 @@ pub mod json_lines;
 pub mod schemas;
 
 use apache_avro::rabin::Rabin;
-use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,7 +92,7 @@ struct Compiled {
     older: Vec<([u8; 8], Schema)>,
     /// For a type whose layout changed in a way Avro's resolution cannot
     /// follow: the last earlier layout (with today's public types), which
-    /// older records resolve to before [`upgrade_layout`] reshapes them.
+    /// older records are read in before `V3Envelope::reshape` reshapes them.
     earlier_layout: Option<EarlierLayout>,
 }
 
@@ -192,9 +191,6 @@ fn earlier_layout(t: RecordType) -> Option<String> {
     spliced.into_iter().find(|(n, _)| *n == t.file()).map(|(_, text)| text)
 }
 
-/// The v3 envelope's payload fields, in the order of today's union branches.
-const ENVELOPE_PAYLOAD_FIELDS: [&str; 6] = ["intent", "delivery", "command", "policy", "hop", "release"];
-
 /// The stage envelope in the v3 layout: a field per payload.
 #[derive(serde::Deserialize)]
 struct V3Envelope {
@@ -233,29 +229,6 @@ impl V3Envelope {
         env.shadow = self.shadow;
         Ok(env)
     }
-}
-
-/// Reshapes a record resolved to [`earlier_layout`] into today's layout.
-fn upgrade_layout(t: RecordType, value: Value) -> Result<Value, CodecError> {
-    let shape = |why: &str| CodecError::Shape(t.name(), why.to_string());
-    let Value::Record(fields) = value else {
-        return Err(shape("not a record"));
-    };
-    let mut kept = Vec::with_capacity(5);
-    let mut payload = None;
-    for (name, v) in fields {
-        match ENVELOPE_PAYLOAD_FIELDS.iter().position(|f| *f == name) {
-            None => kept.push((name, v)),
-            Some(branch) => match v {
-                Value::Union(_, inner) if *inner == Value::Null => {}
-                Value::Union(_, inner) if payload.is_none() => payload = Some(Value::Union(branch as u32, inner)),
-                Value::Union(..) => return Err(shape("more than one payload field is set")),
-                _ => return Err(shape("a payload field is not optional")),
-            },
-        }
-    }
-    kept.push(("payload".to_string(), payload.ok_or_else(|| shape("no payload field is set"))?));
-    Ok(Value::Record(kept))
 }
 
 fn fingerprint_of(schema: &Schema) -> [u8; 8] {
@@ -353,12 +326,18 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
             .collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     };
-    if let Some(layout) = c.earlier_layout.as_ref().filter(|l| bytes[2..HEADER_LEN] == l.fingerprint) {
-        // The layout just before, with nothing to resolve: read directly
-        // and reshaped, then read as the caller's type through today's
-        // encoding (T is the caller's; only the envelope has such a layout).
-        let old: V3Envelope = direct::from_datum(&layout.inlined, &mut reader)
-            .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    if let Some(layout) = &c.earlier_layout {
+        // Written before the layout changed: read in the old shape (the
+        // layout just before directly, older ones resolved to it), reshape,
+        // then read as the caller's type through today's encoding.
+        let old: V3Envelope = if bytes[2..HEADER_LEN] == layout.fingerprint {
+            direct::from_datum(&layout.inlined, &mut reader)
+                .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?
+        } else {
+            let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&layout.schema))
+                .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+            apache_avro::from_value(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))?
+        };
         no_trailing_bytes(t, reader)?;
         let now = old.reshape().map_err(|why| CodecError::Shape(t.name(), why.to_string()))?;
         let mut datum = Vec::with_capacity(bytes.len());
@@ -367,12 +346,10 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
         return direct::from_datum::<T>(&c.inlined, &mut &datum[..])
             .map_err(|e| CodecError::Datum(t.name(), e.to_string()));
     }
-    // Written by an earlier release: resolve to the current schema, or to
-    // the earlier layout and reshape.
-    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(c.earlier_layout.as_ref().map_or(&c.schema, |l| &l.schema)))
+    // Written by an earlier release: resolve to the current schema.
+    let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&c.schema))
         .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
     no_trailing_bytes(t, reader)?;
-    let value = if c.earlier_layout.is_some() { upgrade_layout(t, value)? } else { value };
     apache_avro::from_value::<T>(&value).map_err(|e| CodecError::Shape(t.name(), e.to_string()))
 }
 
@@ -441,7 +418,8 @@ pub(crate) fn check_against_apache_avro<
 /// type and value; its binary serializer, as the union branch of the same
 /// index. The generic path of the check above takes the latter.
 #[cfg(test)]
-fn variants_as_unions(v: Value) -> Value {
+fn variants_as_unions(v: apache_avro::types::Value) -> apache_avro::types::Value {
+    use apache_avro::types::Value;
     match v {
         Value::Record(fields) => match &fields[..] {
             [(t, Value::Enum(i, _)), (val, Value::Union(j, inner))] if t == "type" && val == "value" && i == j => {

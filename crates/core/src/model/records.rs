@@ -376,13 +376,6 @@ impl StageEnvelope {
         }
     }
 
-    pub fn intent(&self) -> Option<&SendIntent> {
-        match &self.payload {
-            Payload::Intent(i) => Some(i),
-            _ => None,
-        }
-    }
-
     pub fn delivery(&self) -> Option<&DeliveryEvent> {
         match &self.payload {
             Payload::Delivery(d) => Some(d),

@@ -90,7 +90,8 @@ impl Ingress {
     pub fn route(&self, rec: &InputRecord<'_>) -> Result<Vec<Routed>, String> {
         let log_time_ms = rec.timestamp_ms.ok_or("record has no timestamp; input topics must use LogAppendTime")?;
         let source = SourceRef { topic: rec.topic.to_string(), partition: rec.partition, offset: rec.offset };
-        let envelope = |payload| StageEnvelope::new(log_time_ms, source.clone(), payload);
+        // Called once, on the branch that decodes the record: the source moves in.
+        let envelope = move |payload| StageEnvelope::new(log_time_ms, source, payload);
         let one = |stage, key: String, mut env: StageEnvelope| {
             env.route_key = Some(key.clone());
             Routed { stage, target: Target::Key(key), envelope: env }
