@@ -89,11 +89,19 @@ struct Compiled {
     inlined: Schema,
     fingerprint: [u8; 8],
     /// Writer schemas of earlier releases that differ from this one.
-    older: Vec<([u8; 8], Schema)>,
+    older: Vec<Older>,
     /// For a type whose layout changed in a way Avro's resolution cannot
     /// follow: the last earlier layout (with today's public types), which
     /// older records are read in before `V3Envelope::reshape` reshapes them.
     earlier_layout: Option<EarlierLayout>,
+}
+
+struct Older {
+    fingerprint: [u8; 8],
+    schema: Schema,
+    /// The same, inlined, when its records can be read directly into
+    /// today's types (see [`reads_directly`]).
+    direct: Option<Schema>,
 }
 
 struct EarlierLayout {
@@ -133,7 +141,7 @@ fn registry() -> &'static Registry {
                     .unwrap_or_else(|e| panic!("schema {} does not parse: {e}", t.file()));
                 let fingerprint = fingerprint_of(&schema);
                 let inlined = direct::inline_references(&schema);
-                let mut older: Vec<([u8; 8], Schema)> = Vec::new();
+                let mut older: Vec<Older> = Vec::new();
                 for set in &previous {
                     let Some((_, text)) = set.iter().find(|(n, _)| *n == t.file()) else {
                         continue;
@@ -142,8 +150,9 @@ fn registry() -> &'static Registry {
                         panic!("earlier schema {} does not parse: {e}", t.file())
                     });
                     let fp = fingerprint_of(&old);
-                    if fp != fingerprint && !older.iter().any(|(f, _)| *f == fp) {
-                        older.push((fp, old));
+                    if fp != fingerprint && !older.iter().any(|o| o.fingerprint == fp) {
+                        let direct = reads_directly(&old, &inlined);
+                        older.push(Older { fingerprint: fp, schema: old, direct });
                     }
                 }
                 let earlier_layout = earlier_layout(*t).map(|text| {
@@ -170,6 +179,25 @@ fn registry() -> &'static Registry {
             .collect();
         Registry { types }
     })
+}
+
+/// An earlier schema whose record is today's without the optional fields
+/// added at its end since (its fields are today's first ones, the same
+/// types): a record written with it is read directly into today's type,
+/// the missing fields taking their default (none), with no value tree. A
+/// changelog of the release before is restored and read at full speed.
+fn reads_directly(old: &Schema, current_inlined: &Schema) -> Option<Schema> {
+    let old_inlined = direct::inline_references(old);
+    let (Schema::Record(o), Schema::Record(c)) = (&old_inlined, current_inlined) else {
+        return None;
+    };
+    let same_start = o.fields.len() < c.fields.len()
+        && o.fields.iter().zip(&c.fields).all(|(a, b)| a.name == b.name && a.schema == b.schema);
+    let added_are_optional = c.fields[o.fields.len().min(c.fields.len())..].iter().all(|f| {
+        matches!(&f.schema, Schema::Union(u) if matches!(u.variants().first(), Some(Schema::Null)))
+            && f.default == Some(serde_json::Value::Null)
+    });
+    (same_start && added_are_optional).then_some(old_inlined)
 }
 
 /// The stage envelope had a field per payload, exactly one set, up to the
@@ -315,10 +343,10 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
             .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
         return no_trailing_bytes(t, reader).map(|()| value);
     }
-    let Some((_, writer)) = c
+    let Some(older) = c
         .older
         .iter()
-        .find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..])
+        .find(|o| bytes[2..HEADER_LEN] == o.fingerprint[..])
     else {
         let fp: String = bytes[2..HEADER_LEN]
             .iter()
@@ -326,6 +354,12 @@ pub fn decode<T: DeserializeOwned>(t: RecordType, bytes: &[u8]) -> Result<T, Cod
             .collect();
         return Err(CodecError::UnknownSchema(fp, t.name()));
     };
+    let writer = &older.schema;
+    if let Some(direct) = &older.direct {
+        let value = direct::from_datum::<T>(direct, &mut reader)
+            .map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+        return no_trailing_bytes(t, reader).map(|()| value);
+    }
     if let Some(layout) = &c.earlier_layout {
         // Written before the layout changed: read in the old shape (the
         // layout just before directly, older ones resolved to it), reshape,
@@ -620,6 +654,42 @@ mod tests {
         let two = V1Envelope { command: Some(Command::new(CommandKind::Pause, "acme", "tenant:acme", "c".into())), ..old };
         let err = decode::<StageEnvelope>(RecordType::StageEnvelope, &write_in("v1", &two)).unwrap_err();
         assert!(err.to_string().contains("more than one payload field is set"), "{err}");
+    }
+
+    #[test]
+    fn state_entries_of_the_release_before_are_read_directly_as_avro_resolves_them() {
+        use crate::state::{StateValue, WindowCounter};
+        let (_, v4) = PREVIOUS_SETS.iter().find(|(v, _)| *v == "v4").unwrap();
+        let text = schemas::splice_set(v4).unwrap().into_iter().find(|(n, _)| *n == "internal/state_entry.avsc").unwrap().1;
+        let writer = Schema::parse_str(&text).unwrap();
+        let fp = fingerprint_of(&writer);
+        let c = compiled(RecordType::StateEntry);
+        let older = c.older.iter().find(|o| o.fingerprint == fp).expect("the v4 state entry is an earlier layout");
+        assert!(older.direct.is_some(), "only optional fields were added at its end: read directly");
+        // A layout change Avro must resolve is not read directly.
+        let envelope = compiled(RecordType::StageEnvelope);
+        assert!(envelope.older.iter().all(|o| o.direct.is_none()));
+
+        let values = [
+            StateValue::Counter(WindowCounter { bucket_start_ms: 5, count: 3, alerted_pct: 80, pending: 2 }),
+            StateValue::Intent(vec![4, 5]),
+            StateValue::Clock(-7),
+            StateValue::Marker,
+        ];
+        for v in values {
+            // Today's record, less the field added since, written with the v4 schema.
+            let now = v.encode();
+            let value = apache_avro::from_avro_datum(&c.schema, &mut &now[HEADER_LEN..], None).unwrap();
+            let apache_avro::types::Value::Record(mut fields) = value else { panic!("a record") };
+            fields.retain(|(name, _)| name != "in_flight");
+            let datum = apache_avro::to_avro_datum(&writer, apache_avro::types::Value::Record(fields)).unwrap();
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&fp);
+            framed.extend_from_slice(&datum);
+            assert_eq!(StateValue::decode(&framed).unwrap(), v);
+            let resolved = reencode_from_writer(RecordType::StateEntry, &writer, &datum).unwrap();
+            assert_eq!(StateValue::decode(&resolved).unwrap(), v, "the value tree reads the same");
+        }
     }
 
     /// The v3 layout: a field per payload, exactly one set.

@@ -73,6 +73,21 @@ pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[
         ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v3/internal/stage_envelope.avsc")),
         ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v3/internal/state_entry.avsc")),
     ],),
+    (
+    "v4",
+    &[
+        ("send_intent.avsc", include_str!("../../../../schemas/previous/v4/send_intent.avsc")),
+        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v4/delivery_event.avsc")),
+        ("decision.avsc", include_str!("../../../../schemas/previous/v4/decision.avsc")),
+        ("alert.avsc", include_str!("../../../../schemas/previous/v4/alert.avsc")),
+        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v4/dead_letter.avsc")),
+        ("command.avsc", include_str!("../../../../schemas/previous/v4/command.avsc")),
+        ("policy_document.avsc", include_str!("../../../../schemas/previous/v4/policy_document.avsc")),
+        ("shadow_decision.avsc", include_str!("../../../../schemas/previous/v4/shadow_decision.avsc")),
+        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v4/internal/policy_change.avsc")),
+        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v4/internal/stage_envelope.avsc")),
+        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v4/internal/state_entry.avsc")),
+    ],),
 ];
 
 const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];

@@ -41,8 +41,16 @@ pub trait Stage {
         Ok(())
     }
 
-    /// After a release's undo is applied: the sender stage records the outcome.
-    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<(), StageError> {
+    /// What this stage reserved for a released intent and kept itself
+    /// rather than send along with it (the sender stage keeps its own with
+    /// the intent in flight); empty when the release carries it.
+    fn kept_reservation(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<Vec<Undo>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// After a release's undo (`undo`: carried or kept) is applied: the
+    /// sender stage records the outcome.
+    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release, _undo: &[Undo]) -> Result<(), StageError> {
         Ok(())
     }
 }

@@ -304,6 +304,35 @@ impl Driver {
         slot.store.commit(&HashMap::new()).expect("memory store");
     }
 
+    /// The records a stage has not read yet, in partition order.
+    #[cfg(test)]
+    pub fn unread_records(&mut self, kind: StageKind) -> Vec<StageEnvelope> {
+        let slot = self.slot(kind);
+        let mut parts: Vec<i32> = slot.logs.keys().copied().collect();
+        parts.sort();
+        parts
+            .into_iter()
+            .flat_map(|p| {
+                let (log, from) = (&slot.logs[&p], slot.position.get(&p).copied().unwrap_or(0));
+                (from..log.len()).filter_map(|pos| log.get(pos).cloned()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Appends a record to a stage partition's log as a stage would
+    /// (records an earlier build wrote, in upgrade tests).
+    #[cfg(test)]
+    pub fn inject(&mut self, kind: StageKind, key: &str, envelope: StageEnvelope) {
+        let partitions = self.partitions;
+        self.slot(kind).logs.entry(partition_for(key, partitions)).or_default().push(envelope);
+    }
+
+    /// A state value of a stage partition.
+    #[cfg(test)]
+    pub fn state(&mut self, kind: StageKind, partition: i32, key: &[u8]) -> Option<StateValue> {
+        self.slot(kind).store.view(partition).get(key).expect("memory store")
+    }
+
     /// Every window counter a stage holds: (counter key, value).
     pub fn counters(&mut self, kind: StageKind) -> Vec<(String, WindowCounter)> {
         let partitions = self.partitions;

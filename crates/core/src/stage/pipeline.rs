@@ -3,9 +3,10 @@
 //! stages (the [`Stage`] trait, the stage kinds and the handlers' context
 //! are in [`super::context`], re-exported here).
 //!
-//! An intent enters the sender stage, which checks and reserves, then passes
-//! it on as an `IntentHop` naming what it reserved. Each later stage does the
-//! same. The stage that denies emits the decision and sends a `Release` to
+//! An intent enters the sender stage, which checks and reserves, keeps its
+//! reservation with the intent in flight, then passes it on as an
+//! `IntentHop`. Each later stage checks and reserves, and adds what it
+//! reserved to the hop. The stage that denies emits the decision and sends a `Release` to
 //! every stage that reserved, which undoes exactly its own reservation; the
 //! last stage emits ALLOWED. The sender stage always gets the final outcome
 //! back, for intent-id idempotency, held intents and the signal budgets.
@@ -67,8 +68,10 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
         Payload::Release(release) => {
             let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
             let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
-            settle(&mut cx, &release.undo, &release.intent_id, &tenant, confirmed)?;
-            stage.on_released(&mut cx, release)
+            let kept = stage.kept_reservation(&mut cx, release)?;
+            let undo = if kept.is_empty() { &release.undo } else { &kept };
+            settle(&mut cx, undo, &release.intent_id, &tenant, confirmed)?;
+            stage.on_released(&mut cx, release, undo)
         }
         Payload::Hop(hop) => match stage.check(&mut cx, hop)? {
             Verdict::Pass { undo, usage, version } => {

@@ -269,10 +269,12 @@ impl SenderStage {
             route.push(StageKind::RecipientDomain.name().to_string());
         }
         // No expiry: the outcome always comes back (it travels in the same
-        // transactions), and it removes the key.
-        cx.view.put(&keys::intent_state(&intent.tenant, &intent.intent_id), StateValue::Intent(pipeline::encode_intent(intent)));
+        // transactions), and it removes the key. The reservation stays here
+        // with it: the outcome's release settles it, and the hops and the
+        // release need not carry it (they name this stage, with nothing to undo).
+        cx.view.put(&keys::intent_state(&intent.tenant, &intent.intent_id), StateValue::InFlight { intent: pipeline::encode_intent(intent), undo });
         let hop = IntentHop { intent: intent.clone(), approved, usage: Vec::new(), policy_version: 0, route, reservations: Vec::new() };
-        pipeline::pass_on(cx, hop, domain, undo, usage, v);
+        pipeline::pass_on(cx, hop, domain, Vec::new(), usage, v);
         Ok(())
     }
 
@@ -321,11 +323,11 @@ impl SenderStage {
     /// place: the oldest waiting intent is decided again. When nothing is in
     /// flight any more, or what is confirmed already fills the window, no
     /// waiting intent can be helped by waiting: they are all decided again.
-    fn unpark(&self, cx: &mut Cx<'_, '_>, release: &Release, confirmed: bool) -> Result<(), StageError> {
+    fn unpark(&self, cx: &mut Cx<'_, '_>, undo: &[Undo], confirmed: bool) -> Result<(), StageError> {
         if clock_value(cx, keys::PARKED_COUNT)? == 0 {
             return Ok(());
         }
-        for u in release.undo.iter().filter(|u| u.kind == UndoKind::Counter) {
+        for u in undo.iter().filter(|u| u.kind == UndoKind::Counter) {
             let (pending, confirmed_count) = match cx.view.get(u.key.as_bytes())? {
                 Some(StateValue::Counter(c)) => (c.pending, c.count - c.pending as i64),
                 _ => (0, 0),
@@ -662,7 +664,7 @@ impl SenderStage {
     pub(super) fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
         let mut found = None;
         for key in [keys::intent_state(tenant, intent_id), keys::earlier_pending_intent(tenant, intent_id)] {
-            if let Some(StateValue::Intent(bytes)) = cx.view.get(&key)? {
+            if let Some(StateValue::Intent(bytes) | StateValue::InFlight { intent: bytes, .. }) = cx.view.get(&key)? {
                 found = Some((key, bytes));
                 break;
             }
@@ -769,7 +771,19 @@ impl Stage for SenderStage {
         super::reconcile::on_wait_expired(self, cx, envelope)
     }
 
-    fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<(), StageError> {
+    fn kept_reservation(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<Vec<Undo>, StoreError> {
+        // A release from a hop of an earlier build carries the undo itself.
+        if !release.undo.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(d) = &release.outcome else { return Ok(Vec::new()) };
+        Ok(match cx.view.get(&keys::intent_state(&d.tenant, &release.intent_id))? {
+            Some(StateValue::InFlight { undo, .. }) => undo,
+            _ => Vec::new(),
+        })
+    }
+
+    fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release, undo: &[Undo]) -> Result<(), StageError> {
         let Some(d) = &release.outcome else { return Ok(()) };
         let intent = match self.pending(cx, &d.tenant, &release.intent_id, true)? {
             Some(bytes) => pipeline::decode_intent(&release.intent_id, &bytes)?,
@@ -800,7 +814,7 @@ impl Stage for SenderStage {
             }
         }
         self.record_outcome(cx, &intent, d)?;
-        self.unpark(cx, release, d.status == DecisionStatus::Allowed)
+        self.unpark(cx, undo, d.status == DecisionStatus::Allowed)
     }
 
     fn on_delivery(&self, cx: &mut Cx<'_, '_>, ev: &DeliveryEvent) -> Result<(), StageError> {

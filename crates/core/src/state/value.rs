@@ -1,7 +1,7 @@
 //! Typed state values and their Avro encoding (`schemas/internal/state_entry.avsc`).
 
 use crate::codec::{self, CodecError, RecordType};
-use crate::model::PolicyChange;
+use crate::model::{PolicyChange, Undo};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,8 +90,14 @@ pub enum StateValue {
     Policy(PolicyChange),
     /// A point in log time (the stream clock, a domain's first send).
     Clock(i64),
-    /// An encoded SendIntent (held, or in flight).
+    /// An encoded SendIntent (held; in flight before the sender stage kept
+    /// its reservation with it, or parked).
     Intent(Vec<u8>),
+    /// An intent in flight through later stages (its encoded SendIntent),
+    /// with what the sender stage reserved for it: the release that brings
+    /// the outcome back settles this, so the hops and the release need not
+    /// carry it.
+    InFlight { intent: Vec<u8>, undo: Vec<Undo> },
     Mark(Mark),
     Entry(Entry),
     Backoff(Backoff),
@@ -133,6 +139,15 @@ struct StateEntry {
     trust: Option<TrustState>,
     #[serde(default)]
     marker: bool,
+    #[serde(default)]
+    in_flight: Option<InFlightEntry>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct InFlightEntry {
+    #[serde(with = "apache_avro::serde_avro_bytes")]
+    intent: Vec<u8>,
+    undo: Vec<Undo>,
 }
 
 impl StateValue {
@@ -153,6 +168,7 @@ impl StateValue {
             StateValue::Parked(b) => e.parked = Some(b.clone()),
             StateValue::Trust(t) => e.trust = Some(*t),
             StateValue::Marker => e.marker = true,
+            StateValue::InFlight { intent, undo } => e.in_flight = Some(InFlightEntry { intent: intent.clone(), undo: undo.clone() }),
         }
         codec::encode(RecordType::StateEntry, &e).expect("state entries always fit their schema")
     }
@@ -185,6 +201,8 @@ impl StateValue {
             StateValue::Parked(b)
         } else if let Some(t) = e.trust {
             StateValue::Trust(t)
+        } else if let Some(f) = e.in_flight {
+            StateValue::InFlight { intent: f.intent, undo: f.undo }
         } else {
             StateValue::Marker
         })
@@ -212,6 +230,13 @@ mod tests {
             StateValue::Throttles(vec![ThrottleSeen { group: "google".into(), at_ms: 5 }]),
             StateValue::Trust(TrustState { step: 1, since_ms: 2, sends: 3, hard_bounces: 4, complaints: 5, touched_ms: 6 }),
             StateValue::Marker,
+            StateValue::InFlight {
+                intent: vec![6, 7],
+                undo: vec![
+                    Undo { key: "ctr/mailbox:a@b.example/outbound/day".into(), kind: crate::model::UndoKind::Counter, bucket_start_ms: 86_400_000, limit: 25 },
+                    Undo { key: "mark/x".into(), kind: crate::model::UndoKind::Mark, bucket_start_ms: 0, limit: 0 },
+                ],
+            },
         ];
         for v in values {
             assert_eq!(StateValue::decode(&v.encode()).unwrap(), v);

@@ -590,3 +590,74 @@ fn engagement_holds_a_warm_up_step_or_allows_the_next_one_early() {
     }
     assert_eq!(run(&mut h, day1 + 86_400_000, "bb", 50), 20);
 }
+
+#[test]
+fn the_sender_stage_keeps_its_reservation_with_the_intent_in_flight_and_the_hop_carries_none_of_it() {
+    use crate::stage::driver::partition_for;
+    use crate::stage::keys;
+    use crate::state::StateValue;
+    let mut h = H::new();
+    let now = t(2026, 6, 3, 10, 0);
+    h.policy(now, "default", QUIET);
+    let i = intent("k1", "ana@acme.com", "x@corp.example", IntentClass::Outbound);
+    h.d.intent(&i, now + 1);
+    let p = partition_for("acme.com", 3);
+    while h.d.step(StageKind::Sender, p) {}
+    h.d.commit(StageKind::Sender);
+    // The hop names the sender stage, for the outcome, with nothing to undo.
+    let hops = h.d.unread_records(StageKind::Recipient);
+    let Some(Payload::Hop(hop)) = hops.first().map(|e| &e.payload) else { panic!("the intent went on to the recipient stage: {hops:?}") };
+    assert_eq!(hop.reservations.len(), 1);
+    assert_eq!((hop.reservations[0].stage.as_str(), hop.reservations[0].key.as_str()), ("sender", "acme.com"));
+    assert!(hop.reservations[0].undo.is_empty(), "{hop:?}");
+    // The sender stage keeps what it reserved: every counter it moved.
+    let Some(StateValue::InFlight { intent: bytes, undo }) = h.d.state(StageKind::Sender, p, &keys::intent_state("acme", "k1")) else { panic!("the intent is in flight at the sender stage") };
+    assert_eq!(crate::stage::pipeline::decode_intent("k1", &bytes).unwrap(), i);
+    let moved: Vec<String> = h.d.counters(StageKind::Sender).into_iter().filter(|(_, c)| c.pending == 1).map(|(k, _)| k).collect();
+    let mut kept: Vec<String> = undo.iter().map(|u| u.key.clone()).collect();
+    kept.sort();
+    assert!(!kept.is_empty());
+    assert_eq!(kept, moved);
+    // The outcome's release settles it: counted, nothing in flight, and the
+    // key holds the final decision.
+    h.d.run();
+    assert_eq!(h.d.decisions.last().map(|d| d.status), Some(DecisionStatus::Allowed));
+    assert!(h.d.counters(StageKind::Sender).iter().all(|(_, c)| c.pending == 0));
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), 1);
+    assert!(matches!(h.d.state(StageKind::Sender, p, &keys::intent_state("acme", "k1")), Some(StateValue::FinalDecision(_))));
+}
+
+#[test]
+fn a_release_of_an_earlier_build_that_carries_the_sender_stages_undo_still_settles_it() {
+    use crate::stage::keys;
+    use crate::stage::pipeline;
+    use crate::state::StateValue;
+    // An earlier build kept the bare intent in flight and sent its undo along.
+    for status in [DecisionStatus::Allowed, DecisionStatus::Deferred] {
+        let mut h = H::new();
+        let now = t(2026, 6, 3, 10, 0);
+        h.policy(now, "default", QUIET);
+        let i = intent("k1", "ana@acme.com", "x@corp.example", IntentClass::Outbound);
+        h.d.intent(&i, now + 1);
+        let p = crate::stage::driver::partition_for("acme.com", 3);
+        while h.d.step(StageKind::Sender, p) {}
+        h.d.commit(StageKind::Sender);
+        let Some(StateValue::InFlight { intent: bytes, undo }) = h.d.state(StageKind::Sender, p, &keys::intent_state("acme", "k1")) else { panic!("in flight") };
+        h.d.put_state(StageKind::Sender, p, &keys::intent_state("acme", "k1"), StateValue::Intent(bytes));
+        // Its outcome, as a later stage of that build sent it back.
+        let d = pipeline::new_decision(&i, now + 1, &SourceRef { topic: "intents".into(), partition: 0, offset: 0 }, StageKind::Recipient, status, "ok", None, Vec::new(), 1);
+        let release = Release { intent_id: "k1".into(), undo, outcome: Some(d) };
+        h.d.inject(StageKind::Sender, "acme.com", StageEnvelope::new(now + 1, SourceRef { topic: "intents".into(), partition: 0, offset: 0 }, Payload::Release(release)));
+        while h.d.step(StageKind::Sender, p) {}
+        h.d.commit(StageKind::Sender);
+        assert!(h.d.counters(StageKind::Sender).iter().all(|(_, c)| c.pending == 0), "{status:?}");
+        assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/day"), i64::from(status == DecisionStatus::Allowed), "{status:?}");
+        // No longer in flight: an allowed intent's decision is kept for its
+        // id, a deferred one may come again.
+        let kept = h.d.state(StageKind::Sender, p, &keys::intent_state("acme", "k1"));
+        match status {
+            DecisionStatus::Allowed => assert!(matches!(kept, Some(StateValue::FinalDecision(_))), "{kept:?}"),
+            _ => assert_eq!(kept, None),
+        }
+    }
+}
