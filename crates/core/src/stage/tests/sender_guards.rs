@@ -661,3 +661,42 @@ fn a_release_of_an_earlier_build_that_carries_the_sender_stages_undo_still_settl
         }
     }
 }
+
+/// The records one allowed intent costs between the stages, encoded: each
+/// hop and the release back carry the intent, the usage so far and what the
+/// later stages reserved, never the sender stage's counters (it keeps them
+/// with the intent in flight). Printed with `--nocapture` (docs/benchmarks.md);
+/// held under the sizes of the layout before, when hops carried them.
+#[test]
+fn one_allowed_intents_records_carry_no_sender_stage_reservation() {
+    use crate::codec::{encode, RecordType};
+    use crate::stage::driver::partition_for;
+    use crate::stage::keys;
+    let mut h = H::new();
+    let now = t(2026, 12, 1, 10, 0);
+    // The benchmark policy's guards, on a recipient domain with its own windows.
+    h.policy(now, "default", &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 0, dedupe_hours = 0 }}\nlimits = {{ \"recipient.outbound.day\" = 2, \"recipient.transactional.day\" = 2 }}\nreconcile = {{ enabled = false }}"));
+    let i = SendIntent { requested_at_ms: 1, ..intent("abc-123-456-789-0001", "ana.smith@acme-corp.com", "bob.jones@example.org", IntentClass::Outbound) };
+    h.d.intent(&i, now + 60_000);
+    let mut sizes = Vec::new();
+    let p = partition_for("acme-corp.com", 3);
+    for (from, to) in [(StageKind::Sender, StageKind::Recipient), (StageKind::Recipient, StageKind::RecipientDomain), (StageKind::RecipientDomain, StageKind::Sender)] {
+        for part in 0..3 {
+            while h.d.step(from, part) {}
+        }
+        h.d.commit(from);
+        let records = h.d.unread_records(to);
+        assert_eq!(records.len(), 1, "{from:?} -> {to:?}: {records:?}");
+        sizes.push((to, encode(RecordType::StageEnvelope, &records[0]).unwrap().len()));
+    }
+    let Some(in_flight) = h.d.state(StageKind::Sender, p, &keys::intent_state("acme", &i.intent_id)) else { panic!("in flight") };
+    let state = in_flight.encode().len();
+    let alone = crate::state::StateValue::Intent(crate::stage::pipeline::encode_intent(&i)).encode().len();
+    eprintln!("hop to the recipient stage {} bytes, to the recipient-domain stage {} bytes, release to the sender stage {} bytes; the intent in flight {state} bytes (the intent alone: {alone})", sizes[0].1, sizes[1].1, sizes[2].1);
+    h.d.run();
+    assert_eq!(h.d.decisions.last().map(|d| d.status), Some(DecisionStatus::Allowed));
+    // The layout before: 564, 690 and 694 bytes.
+    for ((stage, size), before) in sizes.iter().zip([564, 690, 694]) {
+        assert!(*size + 150 < before, "{stage:?}: {size} bytes");
+    }
+}
