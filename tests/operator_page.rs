@@ -106,12 +106,25 @@ impl Browser {
         self.send("POST", &format!("/element/{element}/value"), Some(json!({ "text": text }))).unwrap();
     }
 
-    fn text(&self, element: &str) -> String {
-        self.send("GET", &format!("/element/{element}/text"), None).unwrap().as_str().unwrap_or_default().to_string()
+    /// Waits for `css` to match and reads its text. The page re-renders
+    /// parts of itself (the metrics tiles at every scrape, lists when they
+    /// refresh), so the element found may be replaced before it is read: it
+    /// is then found again, until the deadline.
+    fn text_of(&self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.wait_for(css);
+            match self.send("GET", &format!("/element/{element}/text"), None) {
+                Ok(v) => return v.as_str().unwrap_or_default().to_string(),
+                Err(e) if e.contains("stale element") && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("reading the text of {css}: {e}"),
+            }
+        }
     }
 
     fn page_text(&self) -> String {
-        self.find("body").map(|b| self.text(&b)).unwrap_or_default()
+        // For failure messages: whatever can be read.
+        self.find("body").and_then(|b| self.send("GET", &format!("/element/{b}/text"), None).ok()).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
     }
 
     /// Saves a PNG of the window when SENDGATE_SCREENSHOTS names a directory.
@@ -169,7 +182,7 @@ fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() 
     // The held intent is listed with its recipient; approved on the page.
     let row = "#held-rows tr[data-intent-id=\"web-held\"]";
     b.wait_for(row);
-    assert!(b.text(&b.wait_for(row)).contains("cfo@corp.example"));
+    assert!(b.text_of(row).contains("cfo@corp.example"));
     b.wait_for("#paused-rows tr[data-scope=\"sender_domain:paused.example\"]");
     b.wait_for("#decisions-rows tr[data-intent-id=\"web-ok-0\"] td.status-allowed");
     b.screenshot("operator-page.png");
@@ -193,15 +206,14 @@ fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() 
     let scope = b.wait_for("#usage-scope");
     b.type_into(&scope, "sender_domain:acme.com");
     b.click(&b.wait_for("#usage-go"));
-    let bars = b.wait_for("#usage-bars .usage-row");
-    assert!(b.text(&bars).contains("sender_domain:acme.com"), "{}", b.text(&bars));
+    let bars = b.text_of("#usage-bars .usage-row");
+    assert!(bars.contains("sender_domain:acme.com"), "{bars}");
     b.screenshot("operator-page-usage.png");
 
     // This instance's metrics, for an operator: charts of decisions per
     // second and latency once two scrapes are in, and the state tiles.
     b.wait_for("#m-decisions svg.chart polyline.series");
     b.wait_for("#m-latency svg.chart");
-    let held_tile = b.wait_for("#m-state [data-stat=\"held\"]");
-    assert!(!b.text(&held_tile).is_empty());
+    assert!(!b.text_of("#m-state [data-stat=\"held\"]").is_empty());
     b.element_screenshot("#metrics", "operator-page-metrics.png");
 }
