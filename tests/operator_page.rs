@@ -181,7 +181,6 @@ fn a_held_intent_is_approved_and_a_paused_domain_resumed_on_the_operator_page() 
 
     // The held intent is listed with its recipient; approved on the page.
     let row = "#held-rows tr[data-intent-id=\"web-held\"]";
-    b.wait_for(row);
     assert!(b.text_of(row).contains("cfo@corp.example"));
     b.wait_for("#paused-rows tr[data-scope=\"sender_domain:paused.example\"]");
     b.wait_for("#decisions-rows tr[data-intent-id=\"web-ok-0\"] td.status-allowed");

@@ -404,6 +404,30 @@ pub fn reencode_from_writer(t: RecordType, writer: &Schema, datum: &[u8]) -> Res
     Ok(out)
 }
 
+/// Today's record (`bytes`, single object) written again with the schema of
+/// the earlier set `version` (`schemas/previous/<version>`), the top-level
+/// fields that set lacks left out: what a release of that set would have
+/// written. For upgrade checks of a layout that only gained fields.
+pub fn rewrite_in_earlier_set(t: RecordType, version: &str, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let shape = |why: String| CodecError::Shape(t.name(), why);
+    let (_, set) = PREVIOUS_SETS.iter().find(|(v, _)| *v == version).ok_or_else(|| shape(format!("no schema set {version}")))?;
+    let spliced = schemas::splice_set(set).map_err(shape)?;
+    let text = spliced.into_iter().find(|(n, _)| *n == t.file()).ok_or_else(|| shape(format!("set {version} has no {}", t.file())))?.1;
+    let writer = Schema::parse_str(&text).map_err(|e| shape(e.to_string()))?;
+    if bytes.len() < HEADER_LEN {
+        return Err(shape("shorter than its header".into()));
+    }
+    let value = apache_avro::from_avro_datum(&compiled(t).schema, &mut &bytes[HEADER_LEN..], None).map_err(|e| CodecError::Datum(t.name(), e.to_string()))?;
+    let (apache_avro::types::Value::Record(mut fields), Schema::Record(r)) = (value, &writer) else {
+        return Err(shape("not a record".into()));
+    };
+    fields.retain(|(name, _)| r.fields.iter().any(|f| f.name == *name));
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&fingerprint_of(&writer));
+    out.extend(apache_avro::to_avro_datum(&writer, apache_avro::types::Value::Record(fields)).map_err(|e| CodecError::Encode(t.name(), e.to_string()))?);
+    Ok(out)
+}
+
 /// The current schema of a record type, as the binary uses it.
 pub fn schema_of(t: RecordType) -> &'static Schema {
     &compiled(t).schema
@@ -678,16 +702,10 @@ mod tests {
         ];
         for v in values {
             // Today's record, less the field added since, written with the v4 schema.
-            let now = v.encode();
-            let value = apache_avro::from_avro_datum(&c.schema, &mut &now[HEADER_LEN..], None).unwrap();
-            let apache_avro::types::Value::Record(mut fields) = value else { panic!("a record") };
-            fields.retain(|(name, _)| name != "in_flight");
-            let datum = apache_avro::to_avro_datum(&writer, apache_avro::types::Value::Record(fields)).unwrap();
-            let mut framed = MAGIC.to_vec();
-            framed.extend_from_slice(&fp);
-            framed.extend_from_slice(&datum);
+            let framed = rewrite_in_earlier_set(RecordType::StateEntry, "v4", &v.encode()).unwrap();
+            assert_eq!(framed[2..HEADER_LEN], fp);
             assert_eq!(StateValue::decode(&framed).unwrap(), v);
-            let resolved = reencode_from_writer(RecordType::StateEntry, &writer, &datum).unwrap();
+            let resolved = reencode_from_writer(RecordType::StateEntry, &writer, &framed[HEADER_LEN..]).unwrap();
             assert_eq!(StateValue::decode(&resolved).unwrap(), v, "the value tree reads the same");
         }
     }

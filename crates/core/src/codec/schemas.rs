@@ -10,84 +10,25 @@
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 
+/// (file name, text) of each named file under `schemas/<dir>`, compiled in.
+macro_rules! schema_set {
+    ($dir:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!("../../../../schemas/", $dir, $file)))),*]
+    };
+}
+
 /// (file name, text) of every schema shipped in `schemas/`.
-pub const SCHEMA_FILES: &[(&str, &str)] = &[
-    ("send_intent.avsc", include_str!("../../../../schemas/send_intent.avsc")),
-    ("delivery_event.avsc", include_str!("../../../../schemas/delivery_event.avsc")),
-    ("decision.avsc", include_str!("../../../../schemas/decision.avsc")),
-    ("alert.avsc", include_str!("../../../../schemas/alert.avsc")),
-    ("dead_letter.avsc", include_str!("../../../../schemas/dead_letter.avsc")),
-    ("command.avsc", include_str!("../../../../schemas/command.avsc")),
-    ("policy_document.avsc", include_str!("../../../../schemas/policy_document.avsc")),
-    ("shadow_decision.avsc", include_str!("../../../../schemas/shadow_decision.avsc")),
-    ("internal/policy_change.avsc", include_str!("../../../../schemas/internal/policy_change.avsc")),
-    ("internal/stage_envelope.avsc", include_str!("../../../../schemas/internal/stage_envelope.avsc")),
-    ("internal/state_entry.avsc", include_str!("../../../../schemas/internal/state_entry.avsc")),
-];
+pub const SCHEMA_FILES: &[(&str, &str)] = schema_set!("": "send_intent.avsc", "delivery_event.avsc", "decision.avsc", "alert.avsc", "dead_letter.avsc", "command.avsc", "policy_document.avsc", "shadow_decision.avsc", "internal/policy_change.avsc", "internal/stage_envelope.avsc", "internal/state_entry.avsc");
 
 /// Every earlier released schema set, kept so that records written by an
 /// older release (on the input topics, or in a changelog being restored)
 /// stay readable: they are decoded with their writer schema and resolved to
 /// the current one (fields added since take their defaults).
 pub const PREVIOUS_SETS: &[(&str, &[(&str, &str)])] = &[
-    (
-    "v1",
-    &[
-        ("send_intent.avsc", include_str!("../../../../schemas/previous/v1/send_intent.avsc")),
-        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v1/delivery_event.avsc")),
-        ("decision.avsc", include_str!("../../../../schemas/previous/v1/decision.avsc")),
-        ("alert.avsc", include_str!("../../../../schemas/previous/v1/alert.avsc")),
-        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v1/dead_letter.avsc")),
-        ("command.avsc", include_str!("../../../../schemas/previous/v1/command.avsc")),
-        ("policy_document.avsc", include_str!("../../../../schemas/previous/v1/policy_document.avsc")),
-        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v1/internal/policy_change.avsc")),
-        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v1/internal/stage_envelope.avsc")),
-        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v1/internal/state_entry.avsc")),
-    ],),
-    (
-    "v2",
-    &[
-        ("send_intent.avsc", include_str!("../../../../schemas/previous/v2/send_intent.avsc")),
-        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v2/delivery_event.avsc")),
-        ("decision.avsc", include_str!("../../../../schemas/previous/v2/decision.avsc")),
-        ("alert.avsc", include_str!("../../../../schemas/previous/v2/alert.avsc")),
-        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v2/dead_letter.avsc")),
-        ("command.avsc", include_str!("../../../../schemas/previous/v2/command.avsc")),
-        ("policy_document.avsc", include_str!("../../../../schemas/previous/v2/policy_document.avsc")),
-        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v2/internal/policy_change.avsc")),
-        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v2/internal/stage_envelope.avsc")),
-        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v2/internal/state_entry.avsc")),
-    ],),
-    (
-    "v3",
-    &[
-        ("send_intent.avsc", include_str!("../../../../schemas/previous/v3/send_intent.avsc")),
-        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v3/delivery_event.avsc")),
-        ("decision.avsc", include_str!("../../../../schemas/previous/v3/decision.avsc")),
-        ("alert.avsc", include_str!("../../../../schemas/previous/v3/alert.avsc")),
-        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v3/dead_letter.avsc")),
-        ("command.avsc", include_str!("../../../../schemas/previous/v3/command.avsc")),
-        ("policy_document.avsc", include_str!("../../../../schemas/previous/v3/policy_document.avsc")),
-        ("shadow_decision.avsc", include_str!("../../../../schemas/previous/v3/shadow_decision.avsc")),
-        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v3/internal/policy_change.avsc")),
-        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v3/internal/stage_envelope.avsc")),
-        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v3/internal/state_entry.avsc")),
-    ],),
-    (
-    "v4",
-    &[
-        ("send_intent.avsc", include_str!("../../../../schemas/previous/v4/send_intent.avsc")),
-        ("delivery_event.avsc", include_str!("../../../../schemas/previous/v4/delivery_event.avsc")),
-        ("decision.avsc", include_str!("../../../../schemas/previous/v4/decision.avsc")),
-        ("alert.avsc", include_str!("../../../../schemas/previous/v4/alert.avsc")),
-        ("dead_letter.avsc", include_str!("../../../../schemas/previous/v4/dead_letter.avsc")),
-        ("command.avsc", include_str!("../../../../schemas/previous/v4/command.avsc")),
-        ("policy_document.avsc", include_str!("../../../../schemas/previous/v4/policy_document.avsc")),
-        ("shadow_decision.avsc", include_str!("../../../../schemas/previous/v4/shadow_decision.avsc")),
-        ("internal/policy_change.avsc", include_str!("../../../../schemas/previous/v4/internal/policy_change.avsc")),
-        ("internal/stage_envelope.avsc", include_str!("../../../../schemas/previous/v4/internal/stage_envelope.avsc")),
-        ("internal/state_entry.avsc", include_str!("../../../../schemas/previous/v4/internal/state_entry.avsc")),
-    ],),
+    ("v1", schema_set!("previous/v1/": "send_intent.avsc", "delivery_event.avsc", "decision.avsc", "alert.avsc", "dead_letter.avsc", "command.avsc", "policy_document.avsc", "internal/policy_change.avsc", "internal/stage_envelope.avsc", "internal/state_entry.avsc")),
+    ("v2", schema_set!("previous/v2/": "send_intent.avsc", "delivery_event.avsc", "decision.avsc", "alert.avsc", "dead_letter.avsc", "command.avsc", "policy_document.avsc", "internal/policy_change.avsc", "internal/stage_envelope.avsc", "internal/state_entry.avsc")),
+    ("v3", schema_set!("previous/v3/": "send_intent.avsc", "delivery_event.avsc", "decision.avsc", "alert.avsc", "dead_letter.avsc", "command.avsc", "policy_document.avsc", "shadow_decision.avsc", "internal/policy_change.avsc", "internal/stage_envelope.avsc", "internal/state_entry.avsc")),
+    ("v4", schema_set!("previous/v4/": "send_intent.avsc", "delivery_event.avsc", "decision.avsc", "alert.avsc", "dead_letter.avsc", "command.avsc", "policy_document.avsc", "shadow_decision.avsc", "internal/policy_change.avsc", "internal/stage_envelope.avsc", "internal/state_entry.avsc")),
 ];
 
 const PRIMITIVES: &[&str] = &["null", "boolean", "int", "long", "float", "double", "bytes", "string"];

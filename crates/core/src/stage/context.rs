@@ -41,18 +41,27 @@ pub trait Stage {
         Ok(())
     }
 
-    /// What this stage reserved for a released intent and kept itself
-    /// rather than send along with it (the sender stage keeps its own with
-    /// the intent in flight); empty when the release carries it.
-    fn kept_reservation(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<Vec<Undo>, StoreError> {
-        Ok(Vec::new())
+    /// Takes what this stage kept of a released intent instead of sending it
+    /// along (the sender stage: the intent in flight and its reservation);
+    /// none at the stages whose release carries their reservation.
+    fn take_in_flight(&self, _cx: &mut Cx<'_, '_>, _release: &Release) -> Result<Option<InFlight>, StoreError> {
+        Ok(None)
     }
 
-    /// After a release's undo (`undo`: carried or kept) is applied: the
-    /// sender stage records the outcome.
-    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release, _undo: &[Undo]) -> Result<(), StageError> {
+    /// After a release's undo (`undo`: carried, or kept with `intent`, the
+    /// encoded intent taken from the state) is applied: the sender stage
+    /// records the outcome.
+    fn on_released(&self, _cx: &mut Cx<'_, '_>, _release: &Release, _intent: Option<&[u8]>, _undo: &[Undo]) -> Result<(), StageError> {
         Ok(())
     }
+}
+
+/// An intent a stage keeps while it travels through the later stages: its
+/// encoded SendIntent and what the stage reserved for it (none when an
+/// earlier build kept it, whose hops carried the reservation).
+pub struct InFlight {
+    pub intent: Vec<u8>,
+    pub undo: Vec<Undo>,
 }
 
 /// The domain of a normalised address.

@@ -68,10 +68,13 @@ pub(super) fn process_in(stage: &dyn Stage, view: &mut PartitionView<'_>, book: 
         Payload::Release(release) => {
             let confirmed = release.outcome.as_ref().is_some_and(|d| d.status == DecisionStatus::Allowed);
             let tenant = release.outcome.as_ref().map(|d| d.tenant.clone()).unwrap_or_default();
-            let kept = stage.kept_reservation(&mut cx, release)?;
-            let undo = if kept.is_empty() { &release.undo } else { &kept };
+            let kept = stage.take_in_flight(&mut cx, release)?;
+            let undo = match &kept {
+                Some(k) if !k.undo.is_empty() => &k.undo,
+                _ => &release.undo,
+            };
             settle(&mut cx, undo, &release.intent_id, &tenant, confirmed)?;
-            stage.on_released(&mut cx, release, undo)
+            stage.on_released(&mut cx, release, kept.as_ref().map(|k| k.intent.as_slice()), undo)
         }
         Payload::Hop(hop) => match stage.check(&mut cx, hop)? {
             Verdict::Pass { undo, usage, version } => {

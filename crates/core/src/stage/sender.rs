@@ -8,7 +8,7 @@
 //! reserved anywhere, and it is where the outcome of every intent comes back.
 
 use super::keys;
-use super::pipeline::{self, domain_of, Cx, Stage, StageError, StageKind, Verdict};
+use super::pipeline::{self, domain_of, Cx, InFlight, Stage, StageError, StageKind, Verdict};
 use super::feedback::FeedbackAction;
 use super::signals::{self, Signal, Tier};
 use super::windows::{self, WindowCheck};
@@ -662,26 +662,34 @@ impl SenderStage {
     /// the tenant); `take`: also forget it (its final decision, if it has
     /// one, is then put under the same key).
     pub(super) fn pending(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.in_flight(cx, tenant, intent_id, take)?.map(|f| f.intent))
+    }
+
+    /// The same, with the reservation kept beside it (none when an earlier
+    /// build kept the intent alone).
+    fn in_flight(&self, cx: &mut Cx<'_, '_>, tenant: &str, intent_id: &str, take: bool) -> Result<Option<InFlight>, StoreError> {
         let mut found = None;
         for key in [keys::intent_state(tenant, intent_id), keys::earlier_pending_intent(tenant, intent_id)] {
-            if let Some(StateValue::Intent(bytes) | StateValue::InFlight { intent: bytes, .. }) = cx.view.get(&key)? {
-                found = Some((key, bytes));
-                break;
+            match cx.view.get(&key)? {
+                Some(StateValue::InFlight { intent, undo }) => found = Some((key, InFlight { intent, undo })),
+                Some(StateValue::Intent(intent)) => found = Some((key, InFlight { intent, undo: Vec::new() })),
+                _ => continue,
             }
+            break;
         }
         if found.is_none() {
             let legacy = keys::legacy::pending_intent(intent_id);
-            if let Some(StateValue::Intent(bytes)) = cx.view.get(&legacy)? {
-                if pipeline::decode_intent(intent_id, &bytes).is_ok_and(|i| i.tenant == tenant) {
-                    found = Some((legacy, bytes));
+            if let Some(StateValue::Intent(intent)) = cx.view.get(&legacy)? {
+                if pipeline::decode_intent(intent_id, &intent).is_ok_and(|i| i.tenant == tenant) {
+                    found = Some((legacy, InFlight { intent, undo: Vec::new() }));
                 }
             }
         }
-        Ok(found.map(|(key, bytes)| {
+        Ok(found.map(|(key, entry)| {
             if take {
                 cx.view.delete(&key);
             }
-            bytes
+            entry
         }))
     }
 
@@ -771,22 +779,16 @@ impl Stage for SenderStage {
         super::reconcile::on_wait_expired(self, cx, envelope)
     }
 
-    fn kept_reservation(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<Vec<Undo>, StoreError> {
-        // A release from a hop of an earlier build carries the undo itself.
-        if !release.undo.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(d) = &release.outcome else { return Ok(Vec::new()) };
-        Ok(match cx.view.get(&keys::intent_state(&d.tenant, &release.intent_id))? {
-            Some(StateValue::InFlight { undo, .. }) => undo,
-            _ => Vec::new(),
-        })
+    fn take_in_flight(&self, cx: &mut Cx<'_, '_>, release: &Release) -> Result<Option<InFlight>, StoreError> {
+        // Only the outcome takes it (its tenant scopes the key).
+        let Some(d) = &release.outcome else { return Ok(None) };
+        self.in_flight(cx, &d.tenant, &release.intent_id, true)
     }
 
-    fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release, undo: &[Undo]) -> Result<(), StageError> {
+    fn on_released(&self, cx: &mut Cx<'_, '_>, release: &Release, intent: Option<&[u8]>, undo: &[Undo]) -> Result<(), StageError> {
         let Some(d) = &release.outcome else { return Ok(()) };
-        let intent = match self.pending(cx, &d.tenant, &release.intent_id, true)? {
-            Some(bytes) => pipeline::decode_intent(&release.intent_id, &bytes)?,
+        let intent = match intent {
+            Some(bytes) => pipeline::decode_intent(&release.intent_id, bytes)?,
             // Cannot happen while outcomes travel with the reservations; if it
             // does, the outcome still counts, from what the decision says.
             _ => {
