@@ -358,7 +358,7 @@ finish() {
   # Every stage's decisions and kept state re-derived from its log, with
   # every instance stopped: a crash, fencing or restore that left a stage's
   # state other than its log implies shows here.
-  if "$SENDGATE_BIN" audit replay --show 5 >"$WORK/replay.txt" 2>>"$WORK/verify.log"; then REPLAY=0; else REPLAY=1; fi
+  if "$SENDGATE_BIN" audit replay --show 5 >"$WORK/replay.txt" 2>"$WORK/replay-err.txt"; then REPLAY=0; else REPLAY=1; fi
   log "replay: $(grep -aiE 'differ|compared|state' "$WORK/replay.txt" | head -n 6 | tr '\n' ' ')"
 }
 
@@ -388,8 +388,8 @@ EOF
 }
 
 judge() {
-  python3 - "$VERIFY" "$HUNG" "$DISK_UNCLEAR" "$BROKER_FAILED" "${CHECK:-}" "${REPLAY:-1}" "$WORK/replay.txt" <<'EOF'
-import json, sys
+  python3 - "$VERIFY" "$HUNG" "$DISK_UNCLEAR" "$BROKER_FAILED" "${CHECK:-}" "${REPLAY:-1}" "$WORK/replay.txt" "$WORK/replay-err.txt" <<'EOF'
+import json, os, sys
 v = json.loads(sys.argv[1]) if sys.argv[1].startswith("{") else None
 hung, unclear, broker_failed = (int(a) for a in sys.argv[2:5])
 check = json.loads(sys.argv[5]).get("check") if sys.argv[5].startswith("{") else None
@@ -405,13 +405,18 @@ if check is not None:
     line += (f"; limits: {check['windows']} windows, {check['over_limit']} over their limit, {check['suppressed_allowed']} sends after a suppression, "
              f"{check['paused_allowed']} sends from a paused mailbox, {check['approval_mismatches']} approval mismatches")
     bad += check["over_limit"] + check["suppressed_allowed"] + check["paused_allowed"] + check["approval_mismatches"]
-line += f"; audit replay (every stage's decisions and state from its log): {'DIFFERENCES' if replay_failed else 'no difference'}"
+# The replay's error says whether it found differences or could not run
+# at all (a topic unreadable, say): the two are different failures.
+replay_err = open(sys.argv[8], errors="replace").read().strip() if replay_failed and os.path.exists(sys.argv[8]) else ""
+found = any(w in replay_err for w in ("differ", "could not be replayed"))
+replay_word = "no difference" if not replay_failed else "DIFFERENCES" if found else "DID NOT RUN TO THE END"
+line += f"; audit replay (every stage's decisions and state from its log): {replay_word}"
 line += f"; unclean stops {hung}, full-disk stops without a clear error {unclear}"
 print(line)
 for e in v["examples"] + (check["examples"] if check else []):
     print("  " + e)
 if replay_failed:
-    for l in open(sys.argv[7], errors="replace").read().splitlines()[-8:]:
+    for l in open(sys.argv[7], errors="replace").read().splitlines()[-8:] + replay_err.splitlines()[-4:]:
         print("  replay: " + l)
 if broker_failed:
     print("  a broker did not come back")

@@ -133,7 +133,7 @@ pub fn end_offsets(cfg: &Config, topic: &str) -> Result<std::collections::HashMa
     let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut out = std::collections::HashMap::new();
     for p in t.partitions() {
-        let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?;
+        let (_, high) = watermarks_of(&consumer, topic, p.id())?;
         out.insert(p.id(), high);
     }
     Ok(out)
@@ -245,7 +245,7 @@ pub fn group_offsets(cfg: &Config, group: &str, topic: &str) -> Result<std::coll
     for p in t.partitions() {
         tpl.add_partition(topic, p.id());
     }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(15)).map_err(|e| format!("committed offsets of {group} on {topic}: {e}"))?;
+    let committed = patiently(|| format!("committed offsets of {group} on {topic}"), || consumer.committed_offsets(tpl.clone(), Duration::from_secs(15)))?;
     Ok(committed.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect())
 }
 
@@ -256,7 +256,94 @@ pub fn watermarks(cfg: &Config, topic: &str) -> Result<std::collections::HashMap
     let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
     let mut out = std::collections::HashMap::new();
     for p in t.partitions() {
-        out.insert(p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(15)).map_err(|e| format!("watermarks of {topic}: {e}"))?);
+        out.insert(p.id(), watermarks_of(&consumer, topic, p.id())?);
     }
     Ok(out)
+}
+
+/// How long the tools keep asking while the cluster moves a leader or a
+/// group coordinator: a broker that just came back takes its preferred
+/// leaderships back within seconds, and an audit run right after a broker
+/// fault should wait that out rather than fail.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Asks again, with a growing pause, while the answer is one a leader or
+/// coordinator election gives (see `is_leadership_moving`), for at most
+/// `PATIENCE`; any other error at once, worded by `what`.
+fn patiently<T>(what: impl Fn() -> String, mut ask: impl FnMut() -> rdkafka::error::KafkaResult<T>) -> Result<T, String> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match ask() {
+            Ok(v) => return Ok(v),
+            Err(e) if is_leadership_moving(&e) && Instant::now() + pause < deadline => {
+                tracing::debug!(what = %what(), error = %e, "asking again");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(3));
+            }
+            Err(e) => return Err(format!("{}: {e}", what())),
+        }
+    }
+}
+
+/// One partition's (low, high) watermarks.
+fn watermarks_of(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), String> {
+    patiently(|| format!("watermarks of {topic} partition {partition}"), || consumer.fetch_watermarks(topic, partition, Duration::from_secs(15)))
+}
+
+/// Whether an error is one a leader election or a broker restart gives,
+/// gone once the cluster settles.
+fn is_leadership_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::OffsetNotAvailable
+                | C::BrokerNotAvailable
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn a_moving_leader_is_asked_again_and_anything_else_fails_at_once() {
+        let mut calls = 0;
+        let got = patiently(
+            || "watermarks of t partition 0".into(),
+            || {
+                calls += 1;
+                if calls < 3 { Err(KafkaError::MetadataFetch(C::NotLeaderForPartition)) } else { Ok((0, 7)) }
+            },
+        );
+        assert_eq!(got, Ok((0, 7)));
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let got: Result<(i64, i64), String> = patiently(
+            || "watermarks of t partition 0".into(),
+            || {
+                calls += 1;
+                Err(KafkaError::MetadataFetch(C::UnknownTopicOrPartition))
+            },
+        );
+        assert_eq!(calls, 1, "an error no election explains is not asked again");
+        assert!(got.unwrap_err().starts_with("watermarks of t partition 0: "));
+    }
 }
