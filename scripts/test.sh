@@ -10,7 +10,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
+# How long each part took, printed at the end: CI has a budget (25
+# minutes) and this says where it goes.
+timings=()
+mark_start=$SECONDS
+mark() { timings+=("$1 $((SECONDS - mark_start)) s"); mark_start=$SECONDS; }
+
 "$REPO_ROOT/scripts/setup.sh"
+mark setup
 say "building"
 cargo build --release --locked --all-targets
 # The scripts below (benchmark smoke, fault harness) use the binaries this
@@ -26,6 +33,7 @@ python3 "$REPO_ROOT/scripts/check-module-cycles.py" "$REPO_ROOT/src"
 python3 "$REPO_ROOT/scripts/check-module-cycles.py" "$REPO_ROOT/crates/core/src"
 # The guard core depends on no Kafka client, RocksDB or async runtime.
 bash "$REPO_ROOT/scripts/check-core-deps.sh"
+mark build
 
 export KAFKA_PORT="${SENDGATE_TEST_KAFKA_PORT:-19092}"
 export KAFKA_CONTROLLER_PORT="${SENDGATE_TEST_KAFKA_CONTROLLER_PORT:-19093}"
@@ -98,7 +106,9 @@ say "running the tests (integration tests use the broker at $SENDGATE_TEST_BOOTS
 # time waiting on the broker (one binary of 47 tests: 188 s with four, 290 s
 # with the default two; docs/design.md, Build and CI times).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+mark "broker, registry and clients"
 cargo test --release --locked "$@"
+mark tests
 
 # The benchmark script's short version, on the same broker: it checks that
 # every system decides every intent once, with the recounted numbers. It
@@ -113,16 +123,21 @@ if [ $# -eq 0 ]; then
   fuzz_build=$!
   say "benchmark smoke run (scripts/bench.sh --smoke)"
   bash "$REPO_ROOT/scripts/bench.sh" --smoke
+  mark "benchmark smoke"
   say "request-reply benchmark smoke run (scripts/bench-request-reply.sh --smoke)"
   bash "$REPO_ROOT/scripts/bench-request-reply.sh" --smoke
+  mark "request-reply smoke"
   # The fault harness's short run: several SIGKILLs, a clean stop, joins and
   # a broker restart across three instances; zero missing, duplicated or
   # wrong decisions, or it fails.
   say "fault harness, short run on a three-broker cluster (scripts/faults.sh)"
   bash "$REPO_ROOT/scripts/faults.sh"
+  mark "fault harness"
   if ! wait "$fuzz_build"; then cat "$fuzz_log" >&2; echo "test.sh: the fuzz targets did not build" >&2; exit 1; fi
   cat "$fuzz_log" >&2; rm -f "$fuzz_log"
   # Every fuzz target for 10 s (the long runs: scripts/fuzz.sh).
   say "fuzzing, short run (scripts/fuzz.sh --short)"
   bash "$REPO_ROOT/scripts/fuzz.sh" --short
+  mark "fuzz (the rest of its build, the short run)"
 fi
+say "time taken: $(IFS=';'; echo "${timings[*]}" | sed 's/;/, /g')"
