@@ -700,3 +700,31 @@ fn one_allowed_intents_records_carry_no_sender_stage_reservation() {
         assert!(*size + 150 < before, "{stage:?}: {size} bytes");
     }
 }
+
+#[test]
+fn an_intent_parked_across_the_hours_end_is_judged_in_the_new_hour() {
+    // ana's hour holds one send. The first intent takes it at 10:59:59 and
+    // is in flight; the second, half a second later, waits for its outcome
+    // (the window is full only with a reservation that may yet be undone).
+    // An intent from cy, same sender domain, moves the partition's clock
+    // past 11:00 before that outcome comes back. The sender stage judges
+    // the waiting intent at its clock, not at the intent's own log time:
+    // the old hour is over, ana's new hour is empty, and it is allowed
+    // there (a recount by each intent's own log time would defer it).
+    let mut h = H::new();
+    let eleven = t(2026, 6, 3, 11, 0);
+    h.policy(eleven - HOUR, "default", &format!("{QUIET}\nrecipients = {{ cooldown_minutes = 0, dedupe_hours = 0 }}\nlimits = {{ \"mailbox.outbound.hour\" = 1, \"recipient.outbound.day\" = \"off\" }}"));
+    h.d.intent(&intent("first", "ana@acme.com", "a@x.example", IntentClass::Outbound), eleven - 1_000);
+    h.d.intent(&intent("second", "ana@acme.com", "b@x.example", IntentClass::Outbound), eleven - 500);
+    h.d.intent(&intent("third", "cy@acme.com", "c@x.example", IntentClass::Outbound), eleven + 100);
+    // Every intent reaches the sender stage before any outcome comes back.
+    h.d.run();
+    let decided = |id: &str| h.d.decisions.iter().find(|d| d.intent_id == id).cloned().unwrap();
+    assert_eq!(decided("first").status, DecisionStatus::Allowed);
+    let second = decided("second");
+    assert_eq!((second.status, second.reason.as_str()), (DecisionStatus::Allowed, "ok"), "{second:?}");
+    assert!(second.decided_at_ms >= eleven, "judged at the partition's clock, past the hour's end: {second:?}");
+    let hour = second.usage.iter().find(|u| u.scope == "mailbox:ana@acme.com" && u.window == "hour").unwrap();
+    assert_eq!((hour.used, hour.limit), (1, 1), "the first of ana's new hour");
+    assert_eq!(h.counted(StageKind::Sender, "mailbox:ana@acme.com/outbound/hour"), 1, "the new hour's counter holds the second alone");
+}
