@@ -84,7 +84,12 @@ impl Report {
 /// A decision's window counters against the recount's.
 ///
 /// An allowed intent's counters are exact: the recount reserves in log
-/// order, as the stage does. A deferred intent may have waited for the
+/// order, as the stage does, each intent in the windows of its own log
+/// time. The stage uses its partition's stream clock, which is the same
+/// but for an intent parked across a window's end (decided in the new
+/// window when the outcomes it waited for come back): so a workload judged
+/// this way stays within one clock hour (scripts/faults.sh waits for the
+/// hour to turn when it must). A deferred intent may have waited for the
 /// outcome of intents in flight (the stage parks it rather than defer an
 /// intent that might fit), and other intents may have reserved in
 /// windows that did not bind meanwhile. So for a deferred intent the full
