@@ -16,8 +16,7 @@
 
 use super::clients;
 use crate::config::Config;
-use crate::state::store::{full_key, CHECKPOINT_KEY};
-use crate::state::BaseStore;
+use crate::state::{BaseStore, ChangelogBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -70,7 +69,7 @@ impl Standby {
         let group = format!("{}.standby.{}", self.cfg.namespace, self.cfg.instance_id);
         let consumer: BaseConsumer<clients::ReaderContext> = clients::restore_consumer_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| format!("standby consumer: {e}"))?;
         let mut tailing: BTreeSet<i32> = BTreeSet::new();
-        let mut batches: HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)> = HashMap::new();
+        let mut batches: HashMap<i32, (ChangelogBatch, i64)> = HashMap::new();
         while !shutdown.load(Ordering::Relaxed) {
             // Held while the assignment is worked out, so that a partition
             // dropped below cannot be the active task's meanwhile.
@@ -107,7 +106,7 @@ impl Standby {
                     Some(Ok(m)) => {
                         let key = m.key().ok_or_else(|| format!("changelog record without key at {} [{}] @{}", self.changelog, m.partition(), m.offset()))?;
                         let (records, next) = batches.entry(m.partition()).or_default();
-                        records.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                        records.push(m.partition(), key, m.payload());
                         *next = m.offset() + 1;
                         if records.len() >= BATCH {
                             break;
@@ -125,16 +124,18 @@ impl Standby {
 
     /// Writes each batch with its checkpoint, unless the active task took
     /// the partition meanwhile (it restores from the checkpoint itself).
-    fn apply(&self, batches: &mut HashMap<i32, (Vec<(Vec<u8>, Option<Vec<u8>>)>, i64)>) -> Result<(), String> {
+    fn apply(&self, batches: &mut HashMap<i32, (ChangelogBatch, i64)>) -> Result<(), String> {
         let owned = self.owned.lock().expect("not poisoned");
-        for (p, (records, next)) in batches.drain() {
-            if owned.contains(&p) || records.is_empty() {
+        for (p, (records, next)) in batches.iter_mut() {
+            if owned.contains(p) || records.is_empty() {
+                records.clear();
                 continue;
             }
             let n = records.len() as u64;
-            let mut batch: Vec<_> = records.into_iter().map(|(k, v)| (full_key(p, &k), v)).collect();
-            batch.push((full_key(p, CHECKPOINT_KEY), Some(next.to_be_bytes().to_vec())));
-            self.base.write(batch).map_err(|e| e.to_string())?;
+            records.push_checkpoint(*p, *next);
+            let written = self.base.write_changelog(records);
+            records.clear();
+            written.map_err(|e| e.to_string())?;
             metrics::counter!("sendgate_standby_records_total", "stage" => self.stage).increment(n);
         }
         Ok(())

@@ -5,7 +5,7 @@
 //! a consistent earlier batch (one column family, atomic batches), and the
 //! restore replays the changelog from that batch's checkpoint.
 
-use super::store::{full_key, BaseStore, StoreError};
+use super::store::{full_key, BaseStore, ChangelogBatch, StoreError};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
@@ -93,6 +93,23 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    /// One atomic batch of puts (Some) and deletes (None), without the WAL
+    /// (see the module's note).
+    fn write_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, pairs: impl IntoIterator<Item = (K, Option<V>)>) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (k, v) in pairs {
+            match v {
+                Some(v) => wb.put(k, v),
+                None => wb.delete(k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(wb, &wo).map_err(io)
+    }
+}
+
 impl BaseStore for RocksStore {
     /// The live data's estimated size plus the memtables': what the state
     /// takes, without the files compaction is about to delete.
@@ -107,16 +124,21 @@ impl BaseStore for RocksStore {
     }
 
     fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
-        let mut wb = WriteBatch::default();
-        for (k, v) in batch {
-            match v {
-                Some(v) => wb.put(k, v),
-                None => wb.delete(k),
-            }
-        }
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
-        self.db.write_opt(wb, &wo).map_err(io)
+        self.write_pairs(batch)
+    }
+
+    /// Keys and values go from the batch's buffer into RocksDB's own, with
+    /// no copy between.
+    /// Compactions off while a restore writes, on again after (see the
+    /// restore in `runtime::stage_task`). With them off RocksDB also stops
+    /// slowing writes for the level-0 files that pile up; those are merged
+    /// once compactions resume.
+    fn bulk_load(&self, on: bool) -> Result<(), StoreError> {
+        self.db.set_options(&[("disable_auto_compactions", if on { "true" } else { "false" })]).map_err(io)
+    }
+
+    fn write_changelog(&self, batch: &ChangelogBatch) -> Result<(), StoreError> {
+        self.write_pairs(batch.iter())
     }
 
     fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {

@@ -5,7 +5,7 @@
 pub mod store;
 pub mod value;
 
-pub use store::{BaseStore, CopyOnWrite, MemStore, PartitionView, StageStore, StoreError};
+pub use store::{BaseStore, ChangelogBatch, CopyOnWrite, MemStore, PartitionView, StageStore, StoreError};
 pub use value::*;
 
 /// What to tell the operator when a state error is a full disk: the process
