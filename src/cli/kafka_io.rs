@@ -162,11 +162,20 @@ pub fn read_ranges(cfg: &Config, topic: &str, ranges: &std::collections::HashMap
     if todo.is_empty() {
         return Ok(0);
     }
-    let consumer: BaseConsumer<EndAware> = crate::runtime::clients::bulk_read(&mut base(cfg)?)
+    let consumer: BaseConsumer<EndAware> = base(cfg)?
         .set("group.id", format!("{}.cli-reader", cfg.namespace))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        // A reader of one partition would otherwise get 1 MiB per round trip
+        // (the default), a few thousand records, and wait on the broker
+        // between them.
+        .set("max.partition.fetch.bytes", "16777216")
+        // A range that ends in a transaction marker ends with an empty
+        // fetch: the broker would hold it for fetch.wait.max.ms (500 ms by
+        // default) before the end of the partition shows.
+        .set("fetch.wait.max.ms", "10")
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.queue.backoff.ms", crate::runtime::clients::FETCH_QUEUE_BACKOFF_MS)
         .create_with_context(EndAware)

@@ -75,20 +75,6 @@ pub fn restore_consumer_config(cfg: &Config, group: &str) -> ClientConfig {
     c
 }
 
-/// Fetch sizes for reading a topic from one offset to another as fast as
-/// the broker serves it (a restore, the audit's and the tools' reads). The
-/// client's defaults fetch 1 MiB per partition per round trip, a few
-/// thousand small records, and wait on the broker between them; and a
-/// range that ends in a transaction marker ends with an empty fetch, which
-/// the broker would hold for fetch.wait.max.ms (500 ms by default) before
-/// the end of the partition shows. Not for a reader that tails a topic and
-/// is mostly idle (a standby): at 10 ms it would ask the broker a hundred
-/// times a second for nothing. What the client buffers stays bounded by
-/// its queued.max.messages.kbytes.
-pub fn bulk_read(c: &mut ClientConfig) -> &mut ClientConfig {
-    c.set("fetch.max.bytes", "52428800").set("max.partition.fetch.bytes", "16777216").set("fetch.wait.max.ms", "10")
-}
-
 /// A client for one question only: where a changelog partition ends, open
 /// transactions included (the high watermark). A read-committed client
 /// answers with the last stable offset instead, which stops short of a

@@ -317,8 +317,7 @@ impl Processor for StageTask {
             }
         }
         let group = format!("{}.restore.{}", self.cfg.namespace, self.cfg.instance_id);
-        let consumer: BaseConsumer<clients::ReaderContext> =
-            clients::bulk_read(&mut clients::restore_consumer_config(&self.cfg, &group)).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
+        let consumer: BaseConsumer<clients::ReaderContext> = clients::restore_consumer_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
         let ends: BaseConsumer<clients::ReaderContext> = clients::end_offsets_config(&self.cfg, &group).create_with_context(clients::ReaderContext).map_err(|e| TaskError::Fatal(format!("restore consumer: {e}")))?;
         let started = Instant::now();
         let ids: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
