@@ -20,11 +20,7 @@ for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "bench-ab: $bin is not an execu
 export KAFKA_PORT=19392 KAFKA_CONTROLLER_PORT=19393
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
 export SENDGATE_RECONCILE_DELIVERIES=false
-WORK="$(mktemp -d)"; PID=""
-cleanup() { [ -n "$PID" ] && stop_and_reap "$PID"; bash scripts/kafka.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-bash scripts/kafka.sh wipe >/dev/null 2>&1 || true
-bash scripts/kafka.sh start >/dev/null
+start_own_broker_and_workdir
 # busy and total jiffies, and context switches, of the whole machine
 stat_now() { awk '/^cpu / {b=$2+$3+$4+$7+$8; t=b+$5+$6} /^ctxt/ {c=$2} END {print b, t, c}' /proc/stat; }
 RUN="$(date +%s)"

@@ -28,12 +28,7 @@ export SENDGATE_RECONCILE_DELIVERIES=false
 CACHE_ROOT="${SENDGATE_CACHE:-$HOME/.cache/sendgate}"
 DATA="${KAFKA_DATA_DIR:-$CACHE_ROOT/kafka-data-$KAFKA_PORT}/data"
 LIBS="$CACHE_ROOT/kafka-${KAFKA_VERSION:-4.1.2}/lib"
-WORK="$(mktemp -d)"; PID=""
-cleanup() { [ -n "$PID" ] && stop_and_reap "$PID"; bash scripts/kafka.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-bash scripts/setup.sh
-bash scripts/kafka.sh wipe >/dev/null 2>&1 || true
-bash scripts/kafka.sh start >/dev/null
+start_own_broker_and_workdir
 RUN="$(date +%s)"
 
 started() {

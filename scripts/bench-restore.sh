@@ -21,12 +21,7 @@ for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "bench-restore: $bin is not an 
 export KAFKA_PORT=19592 KAFKA_CONTROLLER_PORT=19593
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
 export SENDGATE_NAMESPACE="restore-ab-$(date +%s)"
-WORK="$(mktemp -d)"; PID=""
-cleanup() { [ -n "$PID" ] && stop_and_reap "$PID"; bash scripts/kafka.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-bash scripts/setup.sh
-bash scripts/kafka.sh wipe >/dev/null 2>&1 || true
-bash scripts/kafka.sh start >/dev/null
+start_own_broker_and_workdir
 "$A" topics apply >/dev/null
 "$A" policy apply bench/policy.toml >/dev/null
 say "filling the recipient stage's changelog with $KEYS keys"

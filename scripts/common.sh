@@ -59,3 +59,20 @@ stop_and_reap() {
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# For the scripts that compare two builds on their own broker (KAFKA_PORT):
+# a work directory ($WORK), that broker started from empty data, and on
+# exit the system under test ($PID) stopped, the broker stopped and the
+# work directory removed.
+start_own_broker_and_workdir() {
+  WORK="$(mktemp -d)"; PID=""
+  trap 'stop_own_broker_and_workdir' EXIT
+  bash "$REPO_ROOT/scripts/setup.sh"
+  bash "$REPO_ROOT/scripts/kafka.sh" wipe >/dev/null 2>&1 || true
+  bash "$REPO_ROOT/scripts/kafka.sh" start >/dev/null
+}
+stop_own_broker_and_workdir() {
+  [ -n "$PID" ] && stop_and_reap "$PID"
+  bash "$REPO_ROOT/scripts/kafka.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
