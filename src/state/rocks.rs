@@ -127,8 +127,6 @@ impl BaseStore for RocksStore {
         self.write_pairs(batch)
     }
 
-    /// Keys and values go from the batch's buffer into RocksDB's own, with
-    /// no copy between.
     /// Compactions off while a restore writes, on again after (see the
     /// restore in `runtime::stage_task`). With them off RocksDB also stops
     /// slowing writes for the level-0 files that pile up; those are merged
@@ -137,6 +135,8 @@ impl BaseStore for RocksStore {
         self.db.set_options(&[("disable_auto_compactions", if on { "true" } else { "false" })]).map_err(io)
     }
 
+    /// Keys and values go from the batch's buffer into RocksDB's own, with
+    /// no copy between.
     fn write_changelog(&self, batch: &ChangelogBatch) -> Result<(), StoreError> {
         self.write_pairs(batch.iter())
     }
