@@ -41,7 +41,7 @@ for round in $(seq 1 "$ROUNDS"); do
     lat=$("$SENDGATE_BENCH_BIN" latency --rate "$RATE" --seconds "$SECS" --seed 5)
     read -r b1 t1 c1 < <(stat_now)
     stop_and_reap "$PID"; PID=""
-    python3 - "$label" "$round" "$lat" "$((b1 - b0))" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY'
+    python3 - "$label" "$round" "$lat" "$((b1 - b0))" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY' | tee -a "$WORK/runs.jsonl"
 import json, sys
 label, rnd, lat, busy, ctxt, hz = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 n = max(lat["received"], 1)
@@ -51,7 +51,9 @@ print(json.dumps({"build": label, "round": int(rnd), "received": lat["received"]
     "machine_cpu_us_per_decision": round(busy / hz * 1e6 / n, 1), "context_switches_per_decision": round(ctxt / n, 1)}))
 PY
   done
-done | tee "$WORK/runs.jsonl"
+done
+# (The runs are written with tee inside the loop, not by piping the loop:
+# a piped loop runs in a subshell, and the exit trap would not see $PID.)
 python3 - "$WORK/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]

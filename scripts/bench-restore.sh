@@ -20,6 +20,7 @@ for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "bench-restore: $bin is not an 
 [ -x "$SENDGATE_BENCH_BIN" ] || { echo "bench-restore: $SENDGATE_BENCH_BIN is missing: build first (cargo build --release --bins)" >&2; exit 2; }
 export KAFKA_PORT=19592 KAFKA_CONTROLLER_PORT=19593
 export SENDGATE_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" SENDGATE_API_ADDR="" SENDGATE_METRICS_ADDR=""
+export SENDGATE_RECONCILE_DELIVERIES=false
 export SENDGATE_NAMESPACE="restore-ab-$(date +%s)"
 start_own_broker_and_workdir
 "$A" topics apply >/dev/null
@@ -27,17 +28,20 @@ start_own_broker_and_workdir
 say "filling the recipient stage's changelog with $KEYS keys"
 "$SENDGATE_BENCH_BIN" fill-changelog --stage recipient --keys "$KEYS" >"$WORK/fill.json"
 
-# One build's restore: the records and milliseconds its log reports.
+# One build's restore, in this shell (so the exit trap sees its $PID): the
+# records and milliseconds its log reports, as a line of restores.txt.
 restore_with() {
-  local bin="$1" log="$WORK/run-$2.log" deadline=$((SECONDS + 1800))
+  local bin="$1" label="$2" round="$3" log="$WORK/run-$2-$3.log" deadline=$((SECONDS + 1800)) line
   rm -rf "$WORK/state"
   SENDGATE_STATE_DIR="$WORK/state" "$bin" run >"$log" 2>&1 & PID=$!
   until grep -qs "state restored from changelog stage=recipient partitions" "$log"; do
-    [ $SECONDS -lt $deadline ] && kill -0 "$PID" 2>/dev/null || { tail -20 "$log"; echo "bench-restore: $bin did not restore" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] && kill -0 "$PID" 2>/dev/null || { tail -20 "$log" >&2; echo "bench-restore: $bin did not restore" >&2; exit 1; }
     sleep 0.5
   done
   stop_and_reap "$PID"; PID=""
-  grep "state restored from changelog stage=recipient partitions" "$log" | tail -1 | sed -n 's/.*records=\([0-9]*\).*ms=\([0-9]*\).*/\1 \2/p'
+  line=$(grep "state restored from changelog stage=recipient partitions" "$log" | tail -1 | sed -n 's/.*records=\([0-9]*\).*ms=\([0-9]*\).*/\1 \2/p')
+  [ -n "$line" ] || { echo "bench-restore: no records and ms in $bin's restore line" >&2; exit 1; }
+  echo "$round $label $line" >>"$WORK/restores.txt"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -45,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
   order="A B"; [ $((round % 2)) = 0 ] && order="B A"
   for label in $order; do
     bin="$A"; [ "$label" = B ] && bin="$B"
-    echo "$round $label $(restore_with "$bin" "$label-$round")" >>"$WORK/restores.txt"
+    restore_with "$bin" "$label" "$round"
   done
   echo "$round read $(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["records"], round(j["seconds"]*1000))' "$read_json")" >>"$WORK/restores.txt"
   say "round $round: $(grep "^$round " "$WORK/restores.txt" | cut -d' ' -f2- | tr '\n' ';')"

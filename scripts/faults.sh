@@ -490,6 +490,8 @@ previous_release() {
 
 run_long() {
   previous_release
+  # (Only with FAULTS_WORKLOAD=exact; the long run's default is mixed.)
+  one_clock_hour 2700
   prepare long
   local minutes=32
   # Instances 1 and 2 start on the previous release, 3 on this build; 1 and
@@ -540,6 +542,8 @@ run_failover() {
   local standby rounds=3
   for standby in false true; do
     export SENDGATE_STANDBY_REPLICAS=$standby
+    # Each half is judged by the recount on its own: about 3.5 minutes.
+    one_clock_hour 300
     prepare "failover-$standby"
     start_first_instance; start_inst 2
     sleep 8

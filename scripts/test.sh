@@ -47,6 +47,11 @@ export REGISTRY_PORT="${SENDGATE_TEST_REGISTRY_PORT:-18081}"
 started_broker=0
 started_registry=0
 cleanup() {
+  local rc=$?
+  # What each part took, also when one failed (CI has a 25-minute budget).
+  if [ ${#timings[@]} -gt 0 ]; then
+    say "time taken$([ "$rc" = 0 ] || echo " (until the failure)"): $(IFS=';'; echo "${timings[*]}" | sed 's/;/, /g')"
+  fi
   # A fuzz build still going when a step failed: stop it with its cargo.
   if [ -n "${fuzz_build:-}" ] && kill -0 "$fuzz_build" 2>/dev/null; then
     pkill -P "$fuzz_build" 2>/dev/null || true
@@ -140,4 +145,3 @@ if [ $# -eq 0 ]; then
   bash "$REPO_ROOT/scripts/fuzz.sh" --short
   mark "fuzz (the rest of its build, the short run)"
 fi
-say "time taken: $(IFS=';'; echo "${timings[*]}" | sed 's/;/, /g')"
